@@ -1,0 +1,71 @@
+/**
+ * Ed25519 (spec 01 §0, §5): node:crypto signs and verifies (≈30× faster than noble), @noble/curves derives public
+ * keys and validates points. Verification is strict: S must be canonical (< L), public keys must be canonical, valid,
+ * not of small order, and R must not be a small-order point. Non-canonical R encodings fail OpenSSL's byte comparison.
+ */
+import { ed25519 } from "@noble/curves/ed25519.js"
+import * as crypto from "node:crypto"
+import { equals, fromHex } from "./bytes.js"
+
+const PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex")
+const SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex")
+
+export type SecretKeyObject = crypto.KeyObject
+export type PublicKeyObject = crypto.KeyObject
+
+export const randomSeed = (): Uint8Array => new Uint8Array(crypto.randomBytes(32))
+
+export const publicKeyOf = (seed: Uint8Array): Uint8Array => ed25519.getPublicKey(seed)
+
+export const secretKeyObject = (seed: Uint8Array): SecretKeyObject =>
+  crypto.createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: "der", type: "pkcs8" })
+
+/** The canonical encodings of the eight points of small order (the torsion subgroup). */
+const SMALL_ORDER = [
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0000000000000000000000000000000000000000000000000000000000000080",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"
+].map((h) => fromHex(h)!)
+
+export const isSmallOrderEncoding = (bytes: Uint8Array): boolean => SMALL_ORDER.some((p) => equals(p, bytes))
+
+/**
+ * Validates 32 bytes as a public key: a canonical encoding of a curve point that is not of small order.
+ * Returns the node:crypto key object for fast verification, or undefined.
+ */
+export const publicKeyObject = (bytes: Uint8Array): PublicKeyObject | undefined => {
+  if (bytes.length !== 32) return undefined
+  try {
+    const point = ed25519.Point.fromBytes(bytes, false)
+    if (point.isSmallOrder()) return undefined
+  } catch {
+    return undefined
+  }
+  return crypto.createPublicKey({ key: Buffer.concat([SPKI_PREFIX, bytes]), format: "der", type: "spki" })
+}
+
+/** Group order L, little-endian, for the canonical-S check. */
+const L = fromHex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")!
+
+const isCanonicalScalar = (s: Uint8Array): boolean => {
+  for (let i = 31; i >= 0; i--) {
+    if (s[i]! < L[i]!) return true
+    if (s[i]! > L[i]!) return false
+  }
+  return false
+}
+
+export const sign = (key: SecretKeyObject, message: Uint8Array): Uint8Array =>
+  new Uint8Array(crypto.sign(null, message, key))
+
+export const verify = (key: PublicKeyObject, message: Uint8Array, signature: Uint8Array): boolean => {
+  if (signature.length !== 64) return false
+  if (!isCanonicalScalar(signature.subarray(32))) return false
+  if (isSmallOrderEncoding(signature.subarray(0, 32))) return false
+  return crypto.verify(null, message, key, signature)
+}

@@ -1,0 +1,229 @@
+/** Entries (spec 01 §3–§7): identifiers, records, signed entries, their postcard codec, signing bytes, fingerprints. */
+import { Either, ParseResult, Schema } from "effect"
+import { blake3, EMPTY_HASH } from "../internal/blake3.js"
+import { compare, concat, equals } from "../internal/bytes.js"
+import { PostcardError, Reader, Writer } from "../internal/postcard.js"
+import { AuthorId, Hash, NamespaceId, Signature } from "./Keys.js"
+
+export const U64 = Schema.BigIntFromSelf.pipe(
+  Schema.filter((n) => (n >= 0n && n < 1n << 64n) || "not a u64"),
+  Schema.brand("U64")
+)
+export type U64 = typeof U64.Type
+
+/** The empty content hash BLAKE3("") (spec 01 §0). */
+export const EMPTY: Hash = Hash.make(EMPTY_HASH)
+
+/** `namespace ‖ author ‖ key`; bytewise order = tuple order (spec 01 §3). */
+export class RecordIdentifier extends Schema.Class<RecordIdentifier>("RecordIdentifier")({
+  namespace: NamespaceId,
+  author: AuthorId,
+  key: Schema.Uint8ArrayFromSelf
+}) {
+  /** The identifier's bytes `namespace ‖ author ‖ key`. */
+  toBytes(): Uint8Array {
+    return concat(this.namespace, this.author, this.key)
+  }
+}
+
+export const compareIds = (a: RecordIdentifier, b: RecordIdentifier): number =>
+  compare(a.namespace, b.namespace) || compare(a.author, b.author) || compare(a.key, b.key)
+
+/** `Record` of the spec; named EntryRecord so it does not shadow TypeScript's Record. */
+export class EntryRecord extends Schema.Class<EntryRecord>("Record")({ len: U64, hash: Hash, timestamp: U64 }) {
+  get isEmpty(): boolean {
+    return equals(this.hash, EMPTY)
+  }
+  /** `(hash == EMPTY) == (len == 0)` (spec 01 §4). */
+  get isValidEmpty(): boolean {
+    return this.isEmpty === (this.len === 0n)
+  }
+}
+
+/** Last-writer-wins order: timestamp, then hash bytes (spec 01 §4). */
+export const compareRecords = (a: EntryRecord, b: EntryRecord): number =>
+  a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : compare(a.hash, b.hash)
+
+export class Entry extends Schema.Class<Entry>("Entry")({ id: RecordIdentifier, record: EntryRecord }) {}
+
+export class EntrySignature extends Schema.Class<EntrySignature>("EntrySignature")({
+  author: Signature,
+  namespace: Signature
+}) {}
+
+export class SignedEntry extends Schema.Class<SignedEntry>("SignedEntry")({
+  signature: EntrySignature,
+  entry: Entry
+}) {
+  get namespace(): NamespaceId {
+    return this.entry.id.namespace
+  }
+  get author(): AuthorId {
+    return this.entry.id.author
+  }
+  get key(): Uint8Array {
+    return this.entry.id.key
+  }
+  get record(): EntryRecord {
+    return this.entry.record
+  }
+  get timestamp(): bigint {
+    return this.entry.record.timestamp
+  }
+  get contentHash(): Hash {
+    return this.entry.record.hash
+  }
+  get contentLen(): bigint {
+    return this.entry.record.len
+  }
+  get isEmpty(): boolean {
+    return this.entry.record.isEmpty
+  }
+}
+
+/** Byte-wise equality including signatures (spec 01 §5). */
+export const signedEntryEquals = (a: SignedEntry, b: SignedEntry): boolean =>
+  compareIds(a.entry.id, b.entry.id) === 0 &&
+  a.record.len === b.record.len &&
+  compareRecords(a.record, b.record) === 0 &&
+  equals(a.signature.author, b.signature.author) &&
+  equals(a.signature.namespace, b.signature.namespace)
+
+/** Build trusted values without re-running Schema validation (callers checked every field already). */
+export const makeSignedEntry = (fields: {
+  readonly namespace: Uint8Array
+  readonly author: Uint8Array
+  readonly key: Uint8Array
+  readonly len: bigint
+  readonly hash: Uint8Array
+  readonly timestamp: bigint
+  readonly authorSignature: Uint8Array
+  readonly namespaceSignature: Uint8Array
+}): SignedEntry =>
+  new SignedEntry(
+    {
+      signature: new EntrySignature(
+        {
+          author: Signature.make(fields.authorSignature, { disableValidation: true }),
+          namespace: Signature.make(fields.namespaceSignature, { disableValidation: true })
+        },
+        true
+      ),
+      entry: new Entry(
+        {
+          id: new RecordIdentifier(
+            {
+              namespace: NamespaceId.make(fields.namespace, { disableValidation: true }),
+              author: AuthorId.make(fields.author, { disableValidation: true }),
+              key: fields.key
+            },
+            true
+          ),
+          record: new EntryRecord(
+            {
+              len: U64.make(fields.len, { disableValidation: true }),
+              hash: Hash.make(fields.hash, { disableValidation: true }),
+              timestamp: U64.make(fields.timestamp, { disableValidation: true })
+            },
+            true
+          )
+        },
+        true
+      )
+    },
+    true
+  )
+
+/** `ns ‖ author ‖ key ‖ len BE ‖ hash ‖ timestamp BE` (spec 01 §5). */
+export const signingBytes = (entry: Entry): Uint8Array => {
+  const { id, record } = entry
+  const out = new Uint8Array(112 + id.key.length)
+  out.set(id.namespace, 0)
+  out.set(id.author, 32)
+  out.set(id.key, 64)
+  const view = new DataView(out.buffer)
+  let o = 64 + id.key.length
+  view.setBigUint64(o, record.len, false)
+  out.set(record.hash, o + 8)
+  view.setBigUint64(o + 40, record.timestamp, false)
+  return out
+}
+
+/** BLAKE3(`ns ‖ author ‖ key ‖ timestamp BE ‖ hash`) (spec 01 §7). */
+export const entryFingerprint = (entry: Entry): Uint8Array => {
+  const { id, record } = entry
+  const buf = new Uint8Array(104 + id.key.length)
+  buf.set(id.namespace, 0)
+  buf.set(id.author, 32)
+  buf.set(id.key, 64)
+  const o = 64 + id.key.length
+  new DataView(buf.buffer).setBigUint64(o, record.timestamp, false)
+  buf.set(record.hash, o + 8)
+  return blake3(buf)
+}
+
+/** Content status a peer claims for a value (spec 01 §11); postcard indices 0, 1, 2. */
+export const ContentStatus = Schema.Literal("Complete", "Incomplete", "Missing")
+export type ContentStatus = typeof ContentStatus.Type
+export const CONTENT_STATUSES: ReadonlyArray<ContentStatus> = ["Complete", "Incomplete", "Missing"]
+
+// ---------------------------------------------------------------------------------------------------------------
+// Postcard codecs (spec 01 §5). Exposed as Writer/Reader functions for composite codecs, and as Schemas.
+
+/** Decoding limit on the key length of one entry; far above any sensible key, far below a frame. */
+export const MAX_KEY_LENGTH = 1 << 20
+
+export const writeSignedEntry = (w: Writer, e: SignedEntry): void => {
+  const { id, record } = e.entry
+  w.raw(e.signature.author).raw(e.signature.namespace)
+  w.varint(64 + id.key.length).raw(id.namespace).raw(id.author).raw(id.key)
+  w.varint64(record.len).raw(record.hash).varint64(record.timestamp)
+}
+
+export const readSignedEntry = (r: Reader): SignedEntry => {
+  const authorSignature = r.raw(64)
+  const namespaceSignature = r.raw(64)
+  const idLen = r.varint(64 + MAX_KEY_LENGTH)
+  if (idLen < 64) throw new PostcardError(`record identifier of ${idLen} bytes is shorter than 64`)
+  const id = r.raw(idLen)
+  const len = r.varint64()
+  const hash = r.raw(32)
+  const timestamp = r.varint64()
+  return makeSignedEntry({
+    namespace: id.subarray(0, 32),
+    author: id.subarray(32, 64),
+    key: id.subarray(64),
+    len,
+    hash,
+    timestamp,
+    authorSignature,
+    namespaceSignature
+  })
+}
+
+/** Runs a Reader-based decoder over the whole input, turning PostcardError into a ParseError. */
+export const decodeWith = <A>(read: (r: Reader) => A) =>
+(bytes: Uint8Array, ast: Schema.Schema.Any["ast"]): Either.Either<A, ParseResult.ParseIssue> => {
+  try {
+    const r = new Reader(bytes)
+    const a = read(r)
+    r.end()
+    return ParseResult.succeed(a)
+  } catch (e) {
+    if (e instanceof PostcardError) return ParseResult.fail(new ParseResult.Type(ast, bytes, e.message))
+    throw e
+  }
+}
+
+export const encodeWith = <A>(write: (w: Writer, a: A) => void) => (a: A): Uint8Array => {
+  const w = new Writer()
+  write(w, a)
+  return w.finish()
+}
+
+/** SignedEntry ⇄ its postcard bytes (the 250-byte vector of spec 01 §5). */
+export const SignedEntryFromBytes = Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(SignedEntry), {
+  strict: true,
+  decode: (bytes, _, ast) => decodeWith(readSignedEntry)(bytes, ast),
+  encode: (e) => ParseResult.succeed(encodeWith(writeSignedEntry)(e))
+})

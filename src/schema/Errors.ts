@@ -1,0 +1,135 @@
+/**
+ * Tagged errors that cross boundaries (RPC, storage, logs). Named as in spec 01 §10 and 03. They carry ids and
+ * timestamps a caller needs, never secret keys.
+ */
+import { Schema } from "effect"
+import { AuthorId, NamespaceId } from "./Keys.js"
+
+const Ns = { namespace: NamespaceId }
+
+/** Local insert with empty content (`len == 0` or the empty hash): tombstones come only from deletePrefix. */
+export class EntryIsEmpty extends Schema.TaggedError<EntryIsEmpty>()("EntryIsEmpty", Ns) {
+  override get message() {
+    return "Attempted to insert an empty entry"
+  }
+}
+
+/** An entry at the same key or at a prefix of it is newer (or equal): the insert was refused (spec 01 §9). */
+export class NewerEntryExists extends Schema.TaggedError<NewerEntryExists>()("NewerEntryExists", {
+  ...Ns,
+  author: AuthorId,
+  key: Schema.Uint8ArrayFromSelf,
+  timestamp: Schema.BigIntFromSelf
+}) {
+  override get message() {
+    return "A newer entry exists for either this entry's key or a prefix of the key."
+  }
+}
+
+export class ReadOnly extends Schema.TaggedError<ReadOnly>()("ReadOnly", Ns) {
+  override get message() {
+    return "Attempted to insert to read only replica"
+  }
+}
+
+export class NamespaceMismatch extends Schema.TaggedError<NamespaceMismatch>()("NamespaceMismatch", Ns) {
+  override get message() {
+    return "The capabilities do not match: different namespaces"
+  }
+}
+
+export class InvalidNamespace extends Schema.TaggedError<InvalidNamespace>()("InvalidNamespace", {
+  ...Ns,
+  got: NamespaceId
+}) {
+  override get message() {
+    return "Entry namespace does not match the current replica"
+  }
+}
+
+export class BadSignature extends Schema.TaggedError<BadSignature>()("BadSignature", {
+  ...Ns,
+  author: AuthorId,
+  reason: Schema.Literal("key", "signature")
+}) {
+  override get message() {
+    return this.reason === "key" ? "Entry has an invalid author or namespace key" : "Entry signature is invalid"
+  }
+}
+
+export class TooFarInTheFuture extends Schema.TaggedError<TooFarInTheFuture>()("TooFarInTheFuture", {
+  ...Ns,
+  timestamp: Schema.BigIntFromSelf,
+  now: Schema.BigIntFromSelf
+}) {
+  override get message() {
+    return "Entry timestamp is too far in the future."
+  }
+}
+
+export class InvalidEmptyEntry extends Schema.TaggedError<InvalidEmptyEntry>()("InvalidEmptyEntry", Ns) {
+  override get message() {
+    return "Entry has length 0 but not the empty hash, or the empty hash but not length 0"
+  }
+}
+
+export class ReplicaNotFound extends Schema.TaggedError<ReplicaNotFound>()("ReplicaNotFound", Ns) {
+  override get message() {
+    return "Replica not found"
+  }
+}
+
+export class ReplicaNotOpen extends Schema.TaggedError<ReplicaNotOpen>()("ReplicaNotOpen", Ns) {
+  override get message() {
+    return "replica not open"
+  }
+}
+
+export class ReplicaNotClosed extends Schema.TaggedError<ReplicaNotClosed>()("ReplicaNotClosed", Ns) {
+  override get message() {
+    return "replica is not closed"
+  }
+}
+
+export class SyncNotEnabled extends Schema.TaggedError<SyncNotEnabled>()("SyncNotEnabled", Ns) {
+  override get message() {
+    return "sync is not enabled for replica"
+  }
+}
+
+export class AuthorNotFound extends Schema.TaggedError<AuthorNotFound>()("AuthorNotFound", { author: AuthorId }) {
+  override get message() {
+    return "author not found"
+  }
+}
+
+export class DocumentNotCreated extends Schema.TaggedError<DocumentNotCreated>()("DocumentNotCreated", Ns) {
+  override get message() {
+    return "document not created"
+  }
+}
+
+/** A failure of the storage layer, wrapped once at the Store boundary. */
+export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
+  method: Schema.String,
+  cause: Schema.Defect
+}) {}
+
+/** Validation failures of spec 01 §10. */
+export const ValidationFailure = Schema.Union(InvalidNamespace, BadSignature, TooFarInTheFuture, InvalidEmptyEntry)
+export type ValidationFailure = typeof ValidationFailure.Type
+
+/** What a replica insert can fail with (spec 01 §10). */
+export const InsertError = Schema.Union(
+  EntryIsEmpty,
+  NewerEntryExists,
+  ReadOnly,
+  InvalidNamespace,
+  BadSignature,
+  TooFarInTheFuture,
+  InvalidEmptyEntry,
+  ReplicaNotOpen,
+  AuthorNotFound,
+  StoreError
+)
+export type InsertError = typeof InsertError.Type

@@ -1,0 +1,17 @@
+/** Spec vectors (hex), asserted byte for byte. */
+export const AUTHOR_SEED = new Uint8Array(32).fill(0xa1)
+export const NAMESPACE_SEED = new Uint8Array(32).fill(0xb2)
+export const AUTHOR_BYTES = "20" + "a1".repeat(32)
+export const NAMESPACE_SECRET_BYTES = "20" + "b2".repeat(32)
+export const NAMESPACE_ID = "55154f42065ea5a1bea05463826be2684eb92df92c100027aabaae57ca554207"
+export const AUTHOR_ID = "bc7cbcb5636375fa1d82434d466724d92377f53b980695dd49d26d0ce12205a5"
+export const EMPTY_HASH = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+export const KEY = "wire-format-test"
+export const TIMESTAMP = 1_700_000_000_000_000n
+export const SIGNED_ENTRY =
+  "4b523f1b6d9b00a4779fc9f8f105a9e36f062ceb7d511b632905782042ad30acb6dd07bfced4ecd5f3aa58321e8ace63f48f988ed8461bfdcd8b0e902187a10e" +
+  "228ddc6998329b7faa64875fe80da36406ea8d87e3e57bb048323e9cb66c0b343b60c4e709fb978b878e37d0c362edfc06c8cdc774c8b29d94e48eaa06cca60f" +
+  "5055154f42065ea5a1bea05463826be2684eb92df92c100027aabaae57ca554207bc7cbcb5636375fa1d82434d466724d92377f53b980695dd49d26d0ce12205a5" +
+  "776972652d666f726d61742d7465737400af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f32628080f9c0c1c48203"
+export const ENTRY_FINGERPRINT = "82633c86fc3982b032c8ca98e8d2be370cd46ecdc130a40397d7c98042587afc"
+export const SET_FINGERPRINT = "2d70753f09c0231692888772de0e777e971f4b046cf1b6b45b4d5a4aa647489e"
