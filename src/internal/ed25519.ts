@@ -63,9 +63,9 @@ const isCanonicalScalar = (s: Uint8Array): boolean => {
 export const sign = (key: SecretKeyObject, message: Uint8Array): Uint8Array =>
   new Uint8Array(crypto.sign(null, message, key))
 
-export const verify = (key: PublicKeyObject, message: Uint8Array, signature: Uint8Array): boolean => {
-  if (signature.length !== 64) return false
-  if (!isCanonicalScalar(signature.subarray(32))) return false
-  if (isSmallOrderEncoding(signature.subarray(0, 32))) return false
-  return crypto.verify(null, message, key, signature)
-}
+/** The checks of strict verification that need no curve arithmetic: 64 bytes, canonical S, R not of small order. */
+export const isStrictSignatureShape = (signature: Uint8Array): boolean =>
+  signature.length === 64 && isCanonicalScalar(signature.subarray(32)) && !isSmallOrderEncoding(signature.subarray(0, 32))
+
+export const verify = (key: PublicKeyObject, message: Uint8Array, signature: Uint8Array): boolean =>
+  isStrictSignatureShape(signature) && crypto.verify(null, message, key, signature)

@@ -41,7 +41,10 @@ export class EntryRecord extends Schema.Class<EntryRecord>("Record")({ len: U64,
 }
 
 /** Last-writer-wins order: timestamp, then hash bytes (spec 01 §4). */
-export const compareRecords = (a: EntryRecord, b: EntryRecord): number =>
+export const compareRecords = (
+  a: { readonly timestamp: bigint; readonly hash: Uint8Array },
+  b: { readonly timestamp: bigint; readonly hash: Uint8Array }
+): number =>
   a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : compare(a.hash, b.hash)
 
 export class Entry extends Schema.Class<Entry>("Entry")({ id: RecordIdentifier, record: EntryRecord }) {}

@@ -1,0 +1,260 @@
+/**
+ * Ed25519 signing and verification of entries in batches, spread over worker threads (`layer`) or on the calling
+ * thread (`layerInline`). Signatures are the replica's main CPU cost (two per entry); the actor and sync intake hand
+ * whole batches here so the store work on the main thread overlaps with the cryptography on the other cores.
+ *
+ * Strictness checks that need no curve arithmetic (canonical S, small-order R, valid public keys through the
+ * PublicKeyCache) run on the calling thread; workers run only node:crypto's sign/verify.
+ */
+import { Context, Effect, Layer } from "effect"
+import * as os from "node:os"
+import { Worker } from "node:worker_threads"
+import * as Ed from "../internal/ed25519.js"
+import { type PublicKeyCache, verifySignedEntry } from "../internal/signing.js"
+import { type Entry, EntrySignature, SignedEntry, signingBytes } from "../schema/Entry.js"
+import { type Author, type NamespaceSecret, secretSeed, Signature, signingKey } from "../schema/Keys.js"
+
+export interface SignRequest {
+  readonly namespace: NamespaceSecret
+  readonly author: Author
+  readonly entry: Entry
+}
+
+export type Verdict = "ok" | "key" | "signature"
+
+export interface CryptoService {
+  /** Signs every entry with its namespace and author keys (spec 01 §5), in order. */
+  readonly signEntries: (requests: ReadonlyArray<SignRequest>) => Effect.Effect<ReadonlyArray<SignedEntry>>
+  /** Strictly verifies both signatures of every entry, in order (spec 01 §5). */
+  readonly verifyEntries: (
+    keys: PublicKeyCache,
+    entries: ReadonlyArray<SignedEntry>
+  ) => Effect.Effect<ReadonlyArray<Verdict>>
+}
+
+export class Crypto extends Context.Tag("docs/Crypto")<Crypto, CryptoService>() {}
+
+const signed = (entry: Entry, authorSig: Uint8Array, namespaceSig: Uint8Array) =>
+  new SignedEntry(
+    {
+      signature: new EntrySignature(
+        {
+          author: Signature.make(authorSig, { disableValidation: true }),
+          namespace: Signature.make(namespaceSig, { disableValidation: true })
+        },
+        true
+      ),
+      entry
+    },
+    true
+  )
+
+const inline: CryptoService = {
+  signEntries: (requests) =>
+    Effect.sync(() =>
+      requests.map(({ author, entry, namespace }) => {
+        const bytes = signingBytes(entry)
+        return signed(entry, Ed.sign(signingKey(author), bytes), Ed.sign(signingKey(namespace), bytes))
+      })
+    ),
+  verifyEntries: (keys, entries) => Effect.sync(() => entries.map((e) => verifySignedEntry(keys, e)))
+}
+
+/** Everything on the calling thread. */
+export const layerInline: Layer.Layer<Crypto> = Layer.succeed(Crypto, Crypto.of(inline))
+
+// ---------------------------------------------------------------------------------------------------------------
+// Worker pool
+
+/**
+ * The worker's code: packed batches of (32-byte key, message[, signature]) in, packed signatures or verdicts out.
+ * Key objects are cached per worker (bounded). Evaluated as a script so it needs no file next to the compiled module.
+ */
+const WORKER_SOURCE = `
+const { parentPort } = require("node:worker_threads")
+const crypto = require("node:crypto")
+const PKCS8 = Buffer.from("302e020100300506032b657004220420", "hex")
+const SPKI = Buffer.from("302a300506032b6570032100", "hex")
+const cache = new Map()
+const keyOf = (kind, raw) => {
+  const id = kind + Buffer.from(raw).toString("latin1")
+  let key = cache.get(id)
+  if (key === undefined) {
+    key = kind === "s"
+      ? crypto.createPrivateKey({ key: Buffer.concat([PKCS8, raw]), format: "der", type: "pkcs8" })
+      : crypto.createPublicKey({ key: Buffer.concat([SPKI, raw]), format: "der", type: "spki" })
+    if (cache.size >= 4096) cache.delete(cache.keys().next().value)
+    cache.set(id, key)
+  }
+  return key
+}
+parentPort.on("message", ({ id, op, keys, data, offsets }) => {
+  const n = offsets.length - 1
+  if (op === "sign") {
+    const out = new Uint8Array(n * 64)
+    for (let i = 0; i < n; i++) {
+      const msg = data.subarray(offsets[i], offsets[i + 1])
+      out.set(crypto.sign(null, msg, keyOf("s", keys.subarray(i * 32, i * 32 + 32))), i * 64)
+    }
+    parentPort.postMessage({ id, out }, [out.buffer])
+  } else {
+    const out = new Uint8Array(n)
+    for (let i = 0; i < n; i++) {
+      const end = offsets[i + 1]
+      const msg = data.subarray(offsets[i], end - 64)
+      const sig = data.subarray(end - 64, end)
+      out[i] = crypto.verify(null, msg, keyOf("v", keys.subarray(i * 32, i * 32 + 32)), sig) ? 1 : 0
+    }
+    parentPort.postMessage({ id, out }, [out.buffer])
+  }
+})
+`
+
+interface Task {
+  readonly op: "sign" | "verify"
+  /** Per item: a 32-byte seed (sign) or public key (verify). */
+  readonly keys: ReadonlyArray<Uint8Array>
+  /** Per item: the message, followed by the 64-byte signature for verify. */
+  readonly data: ReadonlyArray<Uint8Array>
+}
+
+/** Below this many signature operations a batch runs on the calling thread: a round trip costs more. */
+const INLINE_BELOW = 8
+
+const pack = (task: Task, from: number, to: number) => {
+  const keys = new Uint8Array((to - from) * 32)
+  let size = 0
+  for (let i = from; i < to; i++) size += task.data[i]!.length
+  const data = new Uint8Array(size)
+  const offsets = new Array<number>(to - from + 1)
+  let o = 0
+  for (let i = from; i < to; i++) {
+    keys.set(task.keys[i]!, (i - from) * 32)
+    offsets[i - from] = o
+    data.set(task.data[i]!, o)
+    o += task.data[i]!.length
+  }
+  offsets[to - from] = o
+  return { keys, data, offsets }
+}
+
+const makePool = (size: number) =>
+  Effect.gen(function*() {
+    const pending = new Map<number, (out: Uint8Array) => void>()
+    let nextId = 0
+    const workers = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        Array.from({ length: size }, () => {
+          const w = new Worker(WORKER_SOURCE, { eval: true })
+          w.on("message", ({ id, out }: { id: number; out: Uint8Array }) => {
+            const resume = pending.get(id)
+            pending.delete(id)
+            resume?.(out)
+          })
+          return w
+        })
+      ),
+      (ws) => Effect.promise(() => Promise.all(ws.map((w) => w.terminate())))
+    )
+
+    const call = (worker: Worker, op: Task["op"], packed: ReturnType<typeof pack>) =>
+      Effect.async<Uint8Array>((resume) => {
+        const id = nextId++
+        pending.set(id, (out) => resume(Effect.succeed(out)))
+        worker.postMessage({ id, op, ...packed }, [packed.keys.buffer, packed.data.buffer])
+        return Effect.sync(() => void pending.delete(id))
+      })
+
+    /** Splits a task evenly over the workers; results come back in order. */
+    const run = (task: Task): Effect.Effect<ReadonlyArray<Uint8Array>> => {
+      const n = task.keys.length
+      const parts = Math.min(workers.length, Math.ceil(n / INLINE_BELOW))
+      const per = Math.ceil(n / parts)
+      return Effect.forEach(
+        Array.from({ length: parts }, (_, p) => p),
+        (p) => call(workers[p]!, task.op, pack(task, p * per, Math.min(n, (p + 1) * per))),
+        { concurrency: "unbounded" }
+      )
+    }
+    return run
+  })
+
+/** A pool of `size` worker threads (default: one per core, at most 4), terminated when the layer's scope closes. */
+export const layer = (size: number = Math.min(4, os.availableParallelism())): Layer.Layer<Crypto> =>
+  Layer.scoped(
+    Crypto,
+    Effect.gen(function*() {
+      const run = yield* makePool(size)
+
+      const signEntries: CryptoService["signEntries"] = (requests) => {
+        if (requests.length * 2 < INLINE_BELOW) return inline.signEntries(requests)
+        const messages = requests.map((r) => signingBytes(r.entry))
+        const keys: Array<Uint8Array> = []
+        const data: Array<Uint8Array> = []
+        for (let i = 0; i < requests.length; i++) {
+          keys.push(secretSeed(requests[i]!.author), secretSeed(requests[i]!.namespace))
+          data.push(messages[i]!, messages[i]!)
+        }
+        return Effect.map(run({ op: "sign", keys, data }), (outs) => {
+          const sigs = concatParts(outs)
+          return requests.map((r, i) =>
+            signed(r.entry, sigs.slice(i * 128, i * 128 + 64), sigs.slice(i * 128 + 64, i * 128 + 128))
+          )
+        })
+      }
+
+      const verifyEntries: CryptoService["verifyEntries"] = (cache, entries) => {
+        if (entries.length * 2 < INLINE_BELOW) return inline.verifyEntries(cache, entries)
+        const verdicts = new Array<Verdict>(entries.length)
+        const keys: Array<Uint8Array> = []
+        const data: Array<Uint8Array> = []
+        const index: Array<number> = []
+        entries.forEach((e, i) => {
+          const { id } = e.entry
+          if (cache.get(id.namespace) === undefined || cache.get(id.author) === undefined) {
+            verdicts[i] = "key"
+            return
+          }
+          const sigs = [e.signature.namespace, e.signature.author]
+          if (!sigs.every(Ed.isStrictSignatureShape)) {
+            verdicts[i] = "signature"
+            return
+          }
+          const bytes = signingBytes(e.entry)
+          keys.push(id.namespace, id.author)
+          data.push(withSignature(bytes, e.signature.namespace), withSignature(bytes, e.signature.author))
+          index.push(i)
+        })
+        if (index.length === 0) return Effect.succeed(verdicts)
+        return Effect.map(run({ op: "verify", keys, data }), (outs) => {
+          const ok = concatParts(outs)
+          index.forEach((i, j) => {
+            verdicts[i] = ok[2 * j] === 1 && ok[2 * j + 1] === 1 ? "ok" : "signature"
+          })
+          return verdicts
+        })
+      }
+
+      return Crypto.of({ signEntries, verifyEntries })
+    })
+  )
+
+const withSignature = (message: Uint8Array, signature: Uint8Array) => {
+  const out = new Uint8Array(message.length + 64)
+  out.set(message)
+  out.set(signature, message.length)
+  return out
+}
+
+const concatParts = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  if (parts.length === 1) return parts[0]!
+  let n = 0
+  for (const p of parts) n += p.length
+  const out = new Uint8Array(n)
+  let o = 0
+  for (const p of parts) {
+    out.set(p, o)
+    o += p.length
+  }
+  return out
+}

@@ -1,0 +1,572 @@
+/**
+ * The replica actor (spec 03 §5–6): every store mutation of the node passes through one fiber reading a bounded
+ * queue. The fiber takes every job waiting in the queue and applies them in one SQLite transaction (group commit);
+ * callers get their reply only after that commit, and events go out only after it too.
+ *
+ * Reads (getExact, getMany, lists) go straight to the Store: replies come after commit, so reads see every
+ * acknowledged write. Remote entries are verified (two strict signatures) in the caller's fiber, before they queue.
+ */
+import { Cause, Clock, Context, Effect, Either, Exit, Fiber, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
+import { toHex } from "../internal/bytes.js"
+import { PublicKeyCache, validateEntry } from "../internal/signing.js"
+import * as AuthorHeads from "../schema/AuthorHeads.js"
+import * as Capability from "../schema/Capability.js"
+import * as DownloadPolicy from "../schema/DownloadPolicy.js"
+import {
+  Entry,
+  EntryRecord,
+  type ContentStatus,
+  EMPTY,
+  RecordIdentifier,
+  type SignedEntry,
+  U64
+} from "../schema/Entry.js"
+import {
+  AuthorNotFound,
+  DocumentNotCreated,
+  EntryIsEmpty,
+  type InsertError,
+  NamespaceMismatch,
+  NewerEntryExists,
+  ReadOnly,
+  ReplicaNotClosed,
+  ReplicaNotFound,
+  ReplicaNotOpen,
+  StoreError,
+  SyncNotEnabled
+} from "../schema/Errors.js"
+import { LocalInsert, OpenState, RemoteInsert, type ReplicaEvent } from "../schema/Events.js"
+import { Author, type AuthorId, type Hash, type NamespaceId, NamespaceSecret } from "../schema/Keys.js"
+import type { Query } from "../schema/Query.js"
+import * as Crypto from "./Crypto.js"
+import type { SignRequest } from "./Crypto.js"
+import * as Store from "./Store.js"
+
+/** Capacity of the actor's inbox (spec 03 §6). */
+export const INBOX_CAPACITY = 1024
+/** Most jobs applied in one transaction. */
+export const MAX_BATCH = Number(process.env.MAXB ?? 512)
+/** Capacity of each replica's event PubSub: a slow subscriber back-pressures the actor (spec 01 §11). */
+export const EVENT_CAPACITY = 1024
+
+export interface OpenOptions {
+  /** Enable sync for this replica (sticky: later opens can only turn it on). */
+  readonly sync?: boolean
+}
+
+export interface InsertOutcome {
+  readonly entry: SignedEntry
+  /** Entries of the author removed by this insert (older entries at the key or below it). */
+  readonly removed: number
+}
+
+export interface ReplicaService {
+  // -- global requests
+  readonly createAuthor: Effect.Effect<Author, StoreError>
+  readonly importAuthor: (author: Author) => Effect.Effect<AuthorId, StoreError>
+  readonly exportAuthor: (id: AuthorId) => Effect.Effect<Option.Option<Author>, StoreError>
+  readonly deleteAuthor: (id: AuthorId) => Effect.Effect<void, StoreError>
+  readonly listAuthors: Effect.Effect<ReadonlyArray<AuthorId>, StoreError>
+  /** Imports or upgrades a capability; an open replica's capability is upgraded in place (spec 03 §6). */
+  readonly importNamespace: (
+    cap: Capability.Capability
+  ) => Effect.Effect<NamespaceId, StoreError | NamespaceMismatch>
+  /** A new random namespace, imported and opened (one handle). */
+  readonly createReplica: (options?: OpenOptions) => Effect.Effect<NamespaceId, StoreError>
+  readonly listReplicas: Effect.Effect<ReadonlyArray<readonly [NamespaceId, Capability.CapabilityKind]>, StoreError>
+  readonly contentHashes: Stream.Stream<Hash, StoreError>
+  /** Resolves once every job queued before it is committed. */
+  readonly flush: Effect.Effect<void, StoreError>
+
+  // -- per replica
+  readonly open: (ns: NamespaceId, options?: OpenOptions) => Effect.Effect<void, StoreError | ReplicaNotFound>
+  /** One handle less; `true` when that was the last one (the replica is closed, its subscriber streams end). */
+  readonly close: (ns: NamespaceId) => Effect.Effect<boolean>
+  readonly state: (ns: NamespaceId) => Effect.Effect<OpenState, ReplicaNotOpen>
+  readonly setSync: (ns: NamespaceId, sync: boolean) => Effect.Effect<void, ReplicaNotOpen>
+  readonly capability: (ns: NamespaceId) => Effect.Effect<Capability.Capability, ReplicaNotOpen>
+  /**
+   * Subscribes at once (no event published after this returns is missed); the stream ends when the replica closes.
+   * Unsubscribes when the scope closes.
+   */
+  readonly subscribe: (ns: NamespaceId) => Effect.Effect<Stream.Stream<ReplicaEvent>, ReplicaNotOpen, Scope.Scope>
+  readonly insertLocal: (
+    ns: NamespaceId,
+    author: AuthorId,
+    key: Uint8Array,
+    hash: Hash,
+    len: bigint
+  ) => Effect.Effect<InsertOutcome, InsertError>
+  /** Writes a tombstone at `prefix`: removes the author's older entries at and below it. */
+  readonly deletePrefix: (
+    ns: NamespaceId,
+    author: AuthorId,
+    prefix: Uint8Array
+  ) => Effect.Effect<InsertOutcome, InsertError>
+  readonly insertRemote: (
+    ns: NamespaceId,
+    entry: SignedEntry,
+    from: Uint8Array,
+    status: ContentStatus
+  ) => Effect.Effect<number, InsertError | SyncNotEnabled>
+  readonly getExact: (
+    ns: NamespaceId,
+    author: AuthorId,
+    key: Uint8Array,
+    includeEmpty?: boolean
+  ) => Effect.Effect<Option.Option<SignedEntry>, StoreError | ReplicaNotOpen>
+  readonly getMany: (ns: NamespaceId, query: Query) => Stream.Stream<SignedEntry, StoreError | ReplicaNotOpen>
+  readonly exportSecretKey: (ns: NamespaceId) => Effect.Effect<NamespaceSecret, ReplicaNotOpen | ReadOnly>
+  /** Closes one handle, then removes the replica with all its data; fails while other handles keep it open. */
+  readonly dropReplica: (ns: NamespaceId) => Effect.Effect<void, StoreError | ReplicaNotClosed>
+  readonly registerUsefulPeer: (
+    ns: NamespaceId,
+    peer: Uint8Array
+  ) => Effect.Effect<void, StoreError | DocumentNotCreated>
+  readonly getSyncPeers: (
+    ns: NamespaceId
+  ) => Effect.Effect<Option.Option<ReadonlyArray<Uint8Array>>, StoreError | ReplicaNotOpen>
+  readonly setDownloadPolicy: (
+    ns: NamespaceId,
+    policy: DownloadPolicy.DownloadPolicy
+  ) => Effect.Effect<void, StoreError | DocumentNotCreated>
+  readonly getDownloadPolicy: (ns: NamespaceId) => Effect.Effect<DownloadPolicy.DownloadPolicy, StoreError>
+  readonly hasNewsForUs: (ns: NamespaceId, heads: AuthorHeads.AuthorHeads) => Effect.Effect<number, StoreError>
+  readonly getLatestForEachAuthor: (
+    ns: NamespaceId
+  ) => Effect.Effect<ReadonlyArray<Store.LatestEntry>, StoreError>
+}
+
+export class Replica extends Context.Tag("docs/Replica")<Replica, ReplicaService>() {}
+
+interface OpenReplica {
+  capability: Capability.Capability
+  /** Cached download policy: decides RemoteInsert.shouldDownload without a read per entry. */
+  policy: DownloadPolicy.DownloadPolicy
+  handles: number
+  sync: boolean
+  subscribers: number
+  readonly events: PubSub.PubSub<ReplicaEvent>
+}
+
+/** Replies to a caller: completes its `Effect.async` (or keeps the exit until it registers). */
+type Reply<A, E> = (exit: Exit.Exit<A, E>) => void
+
+/** What a job did inside the batch transaction. */
+interface Applied {
+  /** Replies once the batch's commit is known (publishing events first when it committed). */
+  readonly reply: (commit: Exit.Exit<void, StoreError>) => Effect.Effect<void>
+  /** A store failure of this job: it rolls the whole batch back. */
+  readonly broken: StoreError | undefined
+}
+
+/** A prepared job: an optional entry to sign (in the Crypto pool), then its work inside the transaction. */
+interface Step {
+  readonly sign: SignRequest | undefined
+  readonly apply: (signed: SignedEntry | undefined) => Effect.Effect<Applied>
+  readonly abort: (error: StoreError) => void
+}
+
+/** A queued job. `prepare` runs in queue order, outside the transaction (checks, timestamps); it never fails. */
+interface Job {
+  readonly prepare: Effect.Effect<Step>
+}
+
+interface Batch {
+  readonly steps: ReadonlyArray<Step>
+  readonly signing: Fiber.Fiber<ReadonlyArray<SignedEntry>>
+}
+
+export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Crypto | Scope.Scope> = Effect.gen(
+  function*() {
+  const store = yield* Store.Store
+  const crypto = yield* Crypto.Crypto
+  const inbox = yield* Queue.bounded<Job>(INBOX_CAPACITY)
+  const ready = yield* Queue.unbounded<Batch>()
+  // Two batches may be prepared ahead of the one being written: signing (worker threads) overlaps with SQLite.
+  const inFlight = yield* Effect.makeSemaphore(2)
+  const replicas = new Map<string, OpenReplica>()
+  const authors = new Map<string, Author>()
+  const keys = new PublicKeyCache()
+  let lastTimestamp = 0n
+
+  /** Microseconds from Effect's Clock, strictly increasing within this actor (spec 01 §8). */
+  const nextTimestamp = Effect.map(Clock.currentTimeNanos, (nanos) => {
+    const now = nanos / 1000n
+    lastTimestamp = now > lastTimestamp ? now : lastTimestamp + 1n
+    return lastTimestamp
+  })
+  const nowMicros = Effect.map(Clock.currentTimeNanos, (n) => n / 1000n)
+
+  /** Stage 1: prepare a batch in order and start signing its local entries. */
+  const prepareBatch = (jobs: ReadonlyArray<Job>) =>
+    Effect.gen(function*() {
+      if (process.env.DBG_BATCH) process.stderr.write(jobs.length + " ")
+      const steps = yield* Effect.forEach(jobs, (job) => job.prepare)
+      const requests = steps.flatMap((s) => (s.sign === undefined ? [] : [s.sign]))
+      // A daemon fiber: it outlives an interrupted stage 1 so that shutdown can still finish the batch.
+      const signing = yield* Effect.forkDaemon(requests.length === 0 ? Effect.succeed([]) : crypto.signEntries(requests))
+      return { steps, signing }
+    })
+
+  /** Stage 2: apply a batch in one transaction, then reply (and publish) after the commit. */
+  const applyBatch = ({ signing, steps }: Batch) =>
+    Effect.gen(function*() {
+      const signed = yield* Fiber.join(signing)
+      const replies: Array<Applied["reply"]> = []
+      let next = 0
+      const commit = yield* store.withTransaction(Effect.gen(function*() {
+        for (const step of steps) {
+          const { broken, reply } = yield* step.apply(step.sign === undefined ? undefined : signed[next++])
+          replies.push(reply)
+          if (broken !== undefined) return yield* broken
+        }
+      })).pipe(Effect.exit)
+      for (const reply of replies) yield* reply(commit)
+      if (Exit.isFailure(commit)) {
+        const error = Cause.failureOption(commit.cause).pipe(
+          Option.getOrElse(() => new StoreError({ method: "transaction", cause: Cause.squash(commit.cause) }))
+        )
+        for (const step of steps.slice(replies.length)) step.abort(error)
+      }
+    })
+
+  // Shutdown (spec 03 §6). Registered before the stage fibers, so it runs after they are interrupted: applies the
+  // batches already prepared and the jobs still queued, then closes every replica so subscriber streams end.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      for (const batch of yield* Queue.takeAll(ready)) yield* applyBatch(batch)
+      const rest = yield* Queue.takeAll(inbox)
+      if (rest.length > 0) yield* applyBatch(yield* prepareBatch([...rest]))
+      yield* Queue.shutdown(inbox)
+      for (const r of replicas.values()) yield* PubSub.shutdown(r.events)
+      replicas.clear()
+    })
+  )
+  // After the first job, let the other ready fibers queue theirs: fewer, fuller batches.
+  const takeBatch = Effect.gen(function*() {
+    const first = yield* Queue.take(inbox)
+    yield* Effect.yieldNow()
+    const rest = yield* Queue.takeUpTo(inbox, MAX_BATCH - 1)
+    return [first, ...rest]
+  })
+  // Each stage is interrupted only while it waits; a batch it took is always handed on or applied.
+  yield* Effect.uninterruptibleMask((restore) =>
+    restore(Effect.zipRight(inFlight.take(1), takeBatch)).pipe(
+      Effect.flatMap((jobs) => prepareBatch([...jobs])),
+      Effect.flatMap((batch) => Queue.offer(ready, batch))
+    )
+  ).pipe(Effect.forever, Effect.forkScoped)
+  yield* Effect.uninterruptibleMask((restore) =>
+    restore(Queue.take(ready)).pipe(Effect.flatMap(applyBatch), Effect.zipRight(inFlight.release(1)))
+  ).pipe(Effect.forever, Effect.forkScoped)
+
+  /**
+   * Queues the job built by `makeJob` and waits for its reply. The reply is a plain callback into an
+   * `Effect.async`: the hot path allocates no Deferred per job.
+   */
+  const enqueue = <A, E>(makeJob: (reply: Reply<A, E | StoreError>) => Job): Effect.Effect<A, E | StoreError> =>
+    Effect.suspend(() => {
+      let resume: ((effect: Effect.Effect<A, E | StoreError>) => void) | undefined
+      let early: Exit.Exit<A, E | StoreError> | undefined
+      const job = makeJob((exit) => {
+        if (resume !== undefined) resume(exit)
+        else early = exit
+      })
+      return Effect.zipRight(
+        Queue.offer(inbox, job),
+        Effect.async<A, E | StoreError>((cb) => {
+          if (early !== undefined) cb(early)
+          else resume = cb
+        })
+      )
+    })
+
+  /** The Applied of a job's outcome: `after` (events) runs only once the batch committed. */
+  const applied = <A, E>(
+    reply: Reply<A, E | StoreError>,
+    exit: Exit.Exit<NoInfer<A>, NoInfer<E | StoreError>>,
+    after?: (a: NoInfer<A>) => Effect.Effect<void>
+  ): Applied => ({
+    broken: Exit.isFailure(exit)
+      ? Option.getOrUndefined(
+        Option.filter(Cause.failureOption(exit.cause), (e): e is E & StoreError => e instanceof StoreError)
+      )
+      : undefined,
+    reply: (commit) =>
+      Exit.isFailure(exit)
+        ? Effect.sync(() => reply(exit))
+        : Exit.isFailure(commit)
+        ? Effect.sync(() => reply(Exit.failCause(commit.cause)))
+        : after === undefined
+        ? Effect.sync(() => reply(exit))
+        : Effect.zipRight(after(exit.value), Effect.sync(() => reply(exit)))
+  })
+
+  /** A job whose whole work runs in the transaction. `after` runs once the batch committed (events). */
+  const submit = <A, E>(
+    work: Effect.Effect<A, E>,
+    after?: (a: A) => Effect.Effect<void>
+  ): Effect.Effect<A, E | StoreError> =>
+    enqueue<A, E>((reply) => ({
+      prepare: Effect.succeed({
+        sign: undefined,
+        apply: () => Effect.map(Effect.exit(work), (exit) => applied(reply, exit, after)),
+        abort: (error) => reply(Exit.fail(error))
+      })
+    }))
+
+  const hex = toHex
+  const getOpen = (ns: NamespaceId): Effect.Effect<OpenReplica, ReplicaNotOpen> => {
+    const r = replicas.get(hex(ns))
+    return r === undefined ? Effect.fail(new ReplicaNotOpen({ namespace: ns })) : Effect.succeed(r)
+  }
+
+  // -- authors (cached in memory: deriving keys costs more than the signature)
+
+  const lookupAuthor = (id: AuthorId): Effect.Effect<Author, AuthorNotFound | StoreError> => {
+    const cached = authors.get(hex(id))
+    if (cached !== undefined) return Effect.succeed(cached)
+    return Effect.flatMap(store.getAuthor(id), Option.match({
+      onNone: () => Effect.fail(new AuthorNotFound({ author: id })),
+      onSome: (a) => Effect.sync(() => (authors.set(hex(id), a), a))
+    }))
+  }
+
+  const importAuthor = (author: Author) =>
+    submit(Effect.as(store.importAuthor(author), author.id), () => Effect.sync(() => void authors.set(hex(author.id), author)))
+
+  const createAuthor = Effect.suspend(() => {
+    const author = Author.generate()
+    return Effect.as(importAuthor(author), author)
+  })
+
+  const deleteAuthor = (id: AuthorId) =>
+    submit(store.deleteAuthor(id), () => Effect.sync(() => void authors.delete(hex(id))))
+
+  // -- namespaces
+
+  const importNamespace = (cap: Capability.Capability) =>
+    submit(
+      Effect.gen(function*() {
+        const outcome = yield* store.importNamespace(cap)
+        const open = replicas.get(hex(cap.id))
+        if (outcome === "Upgraded" && open !== undefined) {
+          const merged = Capability.merge(open.capability, cap)
+          if (Either.isRight(merged)) open.capability = merged.right.capability
+        }
+        return cap.id
+      })
+    )
+
+  const openNow = (ns: NamespaceId, options?: OpenOptions) =>
+    Effect.gen(function*() {
+      const existing = replicas.get(hex(ns))
+      if (existing !== undefined) {
+        existing.handles++
+        existing.sync ||= options?.sync ?? false
+        return
+      }
+      const capability = yield* store.openReplica(ns)
+      const policy = yield* store.getDownloadPolicy(ns)
+      replicas.set(hex(ns), {
+        capability,
+        policy,
+        handles: 1,
+        sync: options?.sync ?? false,
+        subscribers: 0,
+        events: yield* PubSub.bounded<ReplicaEvent>(EVENT_CAPACITY)
+      })
+    })
+
+  const open = (ns: NamespaceId, options?: OpenOptions) => submit(openNow(ns, options))
+
+  const closeNow = (ns: NamespaceId) =>
+    Effect.gen(function*() {
+      const r = replicas.get(hex(ns))
+      if (r === undefined) return true
+      r.handles--
+      if (r.handles > 0) return false
+      replicas.delete(hex(ns))
+      yield* store.closeReplica(ns)
+      yield* PubSub.shutdown(r.events)
+      return true
+    })
+
+  const close = (ns: NamespaceId) => submit(closeNow(ns)).pipe(Effect.orDie)
+
+  const createReplica = (options?: OpenOptions) =>
+    Effect.suspend(() => {
+      const secret = NamespaceSecret.generate()
+      return submit(Effect.gen(function*() {
+        yield* store.importNamespace(new Capability.Write({ secret })).pipe(
+          Effect.catchTag("NamespaceMismatch", (e) => Effect.die(e))
+        )
+        yield* openNow(secret.id, options).pipe(Effect.catchTag("ReplicaNotFound", (e) => Effect.die(e)))
+        return secret.id
+      }))
+    })
+
+  const dropReplica = (ns: NamespaceId) =>
+    submit(Effect.gen(function*() {
+      yield* closeNow(ns)
+      yield* store.removeReplica(ns)
+    }))
+
+  // -- inserts
+
+  const publish = (r: OpenReplica, event: ReplicaEvent) => Effect.asVoid(PubSub.publish(r.events, event))
+
+  const putChecked = (e: SignedEntry) =>
+    Effect.flatMap(store.put(e), (outcome) =>
+      outcome._tag === "NotInserted"
+        ? Effect.fail(
+          new NewerEntryExists({
+            namespace: e.namespace,
+            author: e.author,
+            key: outcome.newer.key,
+            timestamp: outcome.newer.timestamp
+          })
+        )
+        : Effect.succeed(outcome.removed))
+
+  /**
+   * Insert local / delete prefix (spec 01 §10). Prepared in queue order: open and read-only checks, author lookup and
+   * the timestamp; signed in the Crypto pool; then validated and put inside the batch transaction.
+   */
+  const local = (ns: NamespaceId, authorId: AuthorId, key: Uint8Array, hash: Hash, len: bigint) =>
+    enqueue<InsertOutcome, InsertError>((reply) => ({
+      prepare: Effect.gen(function*() {
+        const abort = (error: StoreError) => reply(Exit.fail(error))
+        const prepared = yield* Effect.either(Effect.gen(function*() {
+          const replica = yield* getOpen(ns)
+          const secret = yield* Capability.secretKey(replica.capability)
+          const author = yield* lookupAuthor(authorId)
+          const timestamp = yield* nextTimestamp
+          const entry = new Entry(
+            {
+              id: new RecordIdentifier({ namespace: ns, author: authorId, key }, true),
+              record: new EntryRecord({ len: U64.make(len), hash, timestamp: U64.make(timestamp) }, true)
+            },
+            true
+          )
+          return { replica, request: { namespace: secret, author, entry }, timestamp }
+        }))
+        if (Either.isLeft(prepared)) {
+          const failed: Step = {
+            sign: undefined,
+            apply: () => Effect.succeed(applied(reply, Exit.fail(prepared.left))),
+            abort
+          }
+          return failed
+        }
+        const { replica, request, timestamp } = prepared.right
+        const step: Step = {
+          sign: request,
+          apply: (signed) =>
+            Effect.gen(function*() {
+              if (signed === undefined) return yield* Effect.dieMessage("local entry was not signed")
+              const failure = validateEntry(keys, timestamp, ns, signed, "local")
+              if (failure !== undefined) return yield* failure
+              return { entry: signed, removed: yield* putChecked(signed) }
+            }).pipe(
+              Effect.exit,
+              Effect.map((exit) =>
+                applied(reply, exit, (o) => publish(replica, new LocalInsert({ namespace: ns, entry: o.entry })))
+              )
+            ),
+          abort
+        }
+        return step
+      })
+    }))
+
+  const insertLocal: ReplicaService["insertLocal"] = (ns, author, key, hash, len) =>
+    len === 0n || Buffer.compare(hash, EMPTY) === 0
+      ? Effect.fail(new EntryIsEmpty({ namespace: ns }))
+      : local(ns, author, key, hash, len)
+
+  const deletePrefix: ReplicaService["deletePrefix"] = (ns, author, prefix) => local(ns, author, prefix, EMPTY, 0n)
+
+  const insertRemote: ReplicaService["insertRemote"] = (ns, entry, from, status) =>
+    Effect.gen(function*() {
+      const r = yield* getOpen(ns)
+      if (!r.sync) return yield* new SyncNotEnabled({ namespace: ns })
+      // Verified here, in the caller's fiber, so the actor only pays for the store write.
+      const failure = validateEntry(keys, yield* nowMicros, ns, entry, "remote")
+      if (failure !== undefined) return yield* failure
+      return yield* submit(
+        Effect.flatMap(getOpen(ns), (replica) => Effect.map(putChecked(entry), (removed) => ({ removed, replica }))),
+        ({ replica }) =>
+          publish(
+            replica,
+            new RemoteInsert({
+              namespace: ns,
+              entry,
+              from,
+              shouldDownload: DownloadPolicy.matches(replica.policy, entry.key),
+              remoteContentStatus: status
+            })
+          )
+      ).pipe(Effect.map(({ removed }) => removed))
+    })
+
+  // -- reads and small state requests
+
+  const state = (ns: NamespaceId) =>
+    Effect.map(getOpen(ns), (r) => new OpenState({ sync: r.sync, subscribers: r.subscribers, handles: r.handles }))
+
+  const setSync = (ns: NamespaceId, sync: boolean) =>
+    Effect.flatMap(getOpen(ns), (r) => Effect.sync(() => void (r.sync = sync)))
+
+  const subscribe = (ns: NamespaceId) =>
+    Effect.gen(function*() {
+      const r = yield* getOpen(ns)
+      const stream = yield* Stream.fromPubSub(r.events, { scoped: true })
+      r.subscribers++
+      yield* Effect.addFinalizer(() => Effect.sync(() => void r.subscribers--))
+      return stream
+    })
+
+  const requireOpen = <A, E>(ns: NamespaceId, effect: Effect.Effect<A, E>) => Effect.zipRight(getOpen(ns), effect)
+
+  return Replica.of({
+    createAuthor,
+    importAuthor,
+    exportAuthor: store.getAuthor,
+    deleteAuthor,
+    listAuthors: store.listAuthors,
+    importNamespace,
+    createReplica,
+    listReplicas: store.listNamespaces,
+    contentHashes: store.contentHashes,
+    flush: submit(Effect.void),
+    open,
+    close,
+    state,
+    setSync,
+    capability: (ns) => Effect.map(getOpen(ns), (r) => r.capability),
+    subscribe,
+    insertLocal,
+    deletePrefix,
+    insertRemote,
+    getExact: (ns, author, key, includeEmpty = false) =>
+      requireOpen(ns, store.getExact(ns, author, key, includeEmpty)),
+    getMany: (ns, query) => Stream.unwrap(Effect.as(getOpen(ns), store.getMany(ns, query))),
+    exportSecretKey: (ns) => Effect.flatMap(getOpen(ns), (r) => Capability.secretKey(r.capability)),
+    dropReplica,
+    registerUsefulPeer: (ns, peer) => submit(store.registerUsefulPeer(ns, peer)),
+    getSyncPeers: (ns) => requireOpen(ns, store.getSyncPeers(ns)),
+    setDownloadPolicy: (ns, policy) =>
+      submit(store.setDownloadPolicy(ns, policy), () =>
+        Effect.sync(() => {
+          const r = replicas.get(hex(ns))
+          if (r !== undefined) r.policy = policy
+        })),
+    getDownloadPolicy: store.getDownloadPolicy,
+    hasNewsForUs: store.hasNewsForUs,
+    getLatestForEachAuthor: store.getLatestForEachAuthor
+  })
+})
+
+export const layer: Layer.Layer<Replica, never, Store.Store | Crypto.Crypto> = Layer.scoped(Replica, make)

@@ -1,0 +1,549 @@
+/**
+ * The document store (spec 03) on SQLite through @effect/sql-sqlite-node: authors, namespaces, entries with their
+ * key-ordered index, latest-per-author, sync peers and download policies. One implementation; `layerMemory` runs it
+ * on `:memory:`, `layerFile` on a WAL database file.
+ *
+ * Insert rules are spec 01 §9 with option B of §13: every stored entry of the author whose key is a prefix of the new
+ * key (tombstones and the empty key included) blocks an older or equal insert. Prefix removal is a true starts-with
+ * range. Every statement is confined to one namespace.
+ *
+ * Streaming reads (`getMany`, `contentHashes`) are paged by keyset: every entry present for the whole read is returned
+ * exactly once and in order; entries written while the stream runs may or may not appear. Nothing loads a whole
+ * namespace into memory.
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import { Chunk, Clock, Context, Effect, Either, Layer, Option, Schema, Stream } from "effect"
+import { prefixUpperBound, u64FromBytesBE, u64ToBytesBE } from "../internal/bytes.js"
+import * as AuthorHeads from "../schema/AuthorHeads.js"
+import * as Capability from "../schema/Capability.js"
+import { DocumentNotCreated, NamespaceMismatch, ReplicaNotClosed, ReplicaNotFound, StoreError } from "../schema/Errors.js"
+import * as DownloadPolicy from "../schema/DownloadPolicy.js"
+import { compareRecords, EMPTY, makeSignedEntry, type SignedEntry } from "../schema/Entry.js"
+import { Author, AuthorFromBytes, AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
+import type { Query } from "../schema/Query.js"
+
+/** Most recently useful peers kept per document (spec 03 §3). */
+export const PEERS_PER_DOC_CACHE_SIZE = 5
+/** Rows fetched per page by streaming reads. */
+export const PAGE_SIZE = 512
+
+export type PutOutcome =
+  | { readonly _tag: "Inserted"; readonly removed: number }
+  | { readonly _tag: "NotInserted"; readonly newer: { readonly key: Uint8Array; readonly timestamp: bigint } }
+
+export type ImportOutcome = "Inserted" | "Upgraded" | "NoChange"
+
+export interface LatestEntry {
+  readonly author: AuthorId
+  readonly timestamp: bigint
+  readonly key: Uint8Array
+}
+
+export interface StoreService {
+  /** Runs `effect` in one SQLite transaction (nested calls join it): the actor's group commit. */
+  readonly withTransaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StoreError, R>
+
+  readonly importAuthor: (author: Author) => Effect.Effect<void, StoreError>
+  readonly getAuthor: (id: AuthorId) => Effect.Effect<Option.Option<Author>, StoreError>
+  readonly deleteAuthor: (id: AuthorId) => Effect.Effect<void, StoreError>
+  /** Every author id, ascending. */
+  readonly listAuthors: Effect.Effect<ReadonlyArray<AuthorId>, StoreError>
+
+  /** Insert, or merge into the stored capability (spec 01 §2). */
+  readonly importNamespace: (cap: Capability.Capability) => Effect.Effect<ImportOutcome, StoreError | NamespaceMismatch>
+  readonly getCapability: (ns: NamespaceId) => Effect.Effect<Option.Option<Capability.Capability>, StoreError>
+  /** Every namespace with its capability kind, ascending by id. */
+  readonly listNamespaces: Effect.Effect<
+    ReadonlyArray<readonly [NamespaceId, Capability.CapabilityKind]>,
+    StoreError
+  >
+  /** Loads the capability and marks the namespace open. */
+  readonly openReplica: (ns: NamespaceId) => Effect.Effect<Capability.Capability, StoreError | ReplicaNotFound>
+  readonly closeReplica: (ns: NamespaceId) => Effect.Effect<void>
+  /** Deletes every entry, the capability, sync peers and policy of a closed namespace. */
+  readonly removeReplica: (ns: NamespaceId) => Effect.Effect<void, StoreError | ReplicaNotClosed>
+
+  /** spec 01 §9 with option B. The entry must have been validated by the caller. */
+  readonly put: (entry: SignedEntry) => Effect.Effect<PutOutcome, StoreError>
+  readonly getExact: (
+    ns: NamespaceId,
+    author: AuthorId,
+    key: Uint8Array,
+    includeEmpty: boolean
+  ) => Effect.Effect<Option.Option<SignedEntry>, StoreError>
+  readonly getMany: (ns: NamespaceId, query: Query) => Stream.Stream<SignedEntry, StoreError>
+  /** Number of stored entries of a namespace, tombstones included. */
+  readonly count: (ns: NamespaceId) => Effect.Effect<number, StoreError>
+  /** The content hash of every stored entry in every namespace (duplicates possible, tombstones give EMPTY). */
+  readonly contentHashes: Stream.Stream<Hash, StoreError>
+  /** Newest timestamp per author with data in `ns`, ascending by author. */
+  readonly getLatestForEachAuthor: (ns: NamespaceId) => Effect.Effect<ReadonlyArray<LatestEntry>, StoreError>
+  /** How many authors `heads` knows newer data of than we do (spec 01 §12). */
+  readonly hasNewsForUs: (ns: NamespaceId, heads: AuthorHeads.AuthorHeads) => Effect.Effect<number, StoreError>
+
+  readonly registerUsefulPeer: (
+    ns: NamespaceId,
+    peer: Uint8Array
+  ) => Effect.Effect<void, StoreError | DocumentNotCreated>
+  /** Most recently useful first; none when empty. */
+  readonly getSyncPeers: (ns: NamespaceId) => Effect.Effect<Option.Option<ReadonlyArray<Uint8Array>>, StoreError>
+  readonly setDownloadPolicy: (
+    ns: NamespaceId,
+    policy: DownloadPolicy.DownloadPolicy
+  ) => Effect.Effect<void, StoreError | DocumentNotCreated>
+  readonly getDownloadPolicy: (ns: NamespaceId) => Effect.Effect<DownloadPolicy.DownloadPolicy, StoreError>
+}
+
+export class Store extends Context.Tag("docs/Store")<Store, StoreService>() {}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Schema
+
+const migrations = Migrator.fromRecord({
+  "0001_initial": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // u64 values (ts, len) are 8-byte big-endian BLOBs: exact for every u64 and ordered by memcmp.
+    yield* sql`CREATE TABLE authors (id BLOB PRIMARY KEY, secret BLOB NOT NULL) WITHOUT ROWID`
+    yield* sql`CREATE TABLE namespaces (id BLOB PRIMARY KEY, kind INTEGER NOT NULL, bytes BLOB NOT NULL) WITHOUT ROWID`
+    yield* sql`CREATE TABLE records (
+      ns BLOB NOT NULL, author BLOB NOT NULL, key BLOB NOT NULL,
+      ts BLOB NOT NULL, len BLOB NOT NULL, hash BLOB NOT NULL, ns_sig BLOB NOT NULL, author_sig BLOB NOT NULL,
+      PRIMARY KEY (ns, author, key)) WITHOUT ROWID`
+    // (ns, key, author) compared element by element (spec 03 §2).
+    yield* sql`CREATE INDEX records_by_key ON records (ns, key, author)`
+    yield* sql`CREATE TABLE latest (ns BLOB NOT NULL, author BLOB NOT NULL, ts BLOB NOT NULL, key BLOB NOT NULL,
+      PRIMARY KEY (ns, author)) WITHOUT ROWID`
+    // latest-per-author keeps the maximum (spec 03 §2): a late, older entry does not move it back.
+    yield* sql`CREATE TRIGGER records_latest AFTER INSERT ON records BEGIN
+      INSERT INTO latest (ns, author, ts, key) VALUES (NEW.ns, NEW.author, NEW.ts, NEW.key)
+      ON CONFLICT (ns, author) DO UPDATE SET ts = excluded.ts, key = excluded.key WHERE excluded.ts > latest.ts;
+    END`
+    yield* sql`CREATE TABLE sync_peers (ns BLOB NOT NULL, peer BLOB NOT NULL, stamp INTEGER NOT NULL,
+      PRIMARY KEY (ns, peer)) WITHOUT ROWID`
+    yield* sql`CREATE TABLE download_policy (ns BLOB PRIMARY KEY, policy BLOB NOT NULL) WITHOUT ROWID`
+  })
+})
+
+const migrate = Migrator.make({})({ loader: migrations, table: "rangedocs_migrations" })
+
+// ---------------------------------------------------------------------------------------------------------------
+// Rows
+
+interface EntryRow {
+  readonly ns: Uint8Array
+  readonly author: Uint8Array
+  readonly key: Uint8Array
+  readonly ts: Uint8Array
+  readonly len: Uint8Array
+  readonly hash: Uint8Array
+  readonly ns_sig: Uint8Array
+  readonly author_sig: Uint8Array
+}
+
+const ENTRY_COLUMNS = "ns, author, key, ts, len, hash, ns_sig, author_sig"
+
+const rowToEntry = (r: EntryRow): SignedEntry =>
+  makeSignedEntry({
+    namespace: r.ns,
+    author: r.author,
+    key: r.key,
+    len: u64FromBytesBE(r.len),
+    hash: r.hash,
+    timestamp: u64FromBytesBE(r.ts),
+    authorSignature: r.author_sig,
+    namespaceSignature: r.ns_sig
+  })
+
+const recordOf = (r: { readonly ts: Uint8Array; readonly hash: Uint8Array }) => ({
+  timestamp: u64FromBytesBE(r.ts),
+  hash: r.hash
+})
+
+// The blocked check and the prefix-removal candidates of spec 01 §9 in one statement: stored keys that are prefixes of
+// the new key (one index lookup per prefix length) and stored keys that extend it (a range scan bounded by `upper`).
+// Params: key, ns, author, key, ns, author, key[, upper].
+const PREFIXES = `WITH RECURSIVE p(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM p WHERE n < length(?))
+  SELECT r.key, r.ts, r.hash FROM p JOIN records r ON r.ns = ? AND r.author = ? AND r.key = coalesce(substr(?, 1, p.n), X'')`
+const PUT_CANDIDATES_UNBOUNDED = `${PREFIXES}
+  UNION ALL SELECT key, ts, hash FROM records WHERE ns = ? AND author = ? AND key > ?`
+const PUT_CANDIDATES_BOUNDED = `${PUT_CANDIDATES_UNBOUNDED} AND key < ?`
+// Removes the author's entries whose key starts with the new key and whose record (ts, hash) is <= the new one.
+// Params: ns, author, key, ts, ts, hash[, upper].
+const REMOVE_OLDER_UNBOUNDED = `DELETE FROM records WHERE ns = ? AND author = ? AND key >= ?
+  AND (ts < ? OR (ts = ? AND hash <= ?))`
+const REMOVE_OLDER = `${REMOVE_OLDER_UNBOUNDED} AND key < ?`
+const INSERT_ENTRY = `INSERT INTO records (${ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+
+
+// ---------------------------------------------------------------------------------------------------------------
+// Implementation
+
+export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const fail = (method: string) => (cause: SqlError | Migrator.MigrationError) => new StoreError({ method, cause })
+
+  yield* sql`PRAGMA synchronous = NORMAL`.pipe(Effect.mapError(fail("open")))
+  yield* sql`PRAGMA foreign_keys = OFF`.pipe(Effect.mapError(fail("open")))
+  yield* migrate.pipe(Effect.mapError(fail("migrate")))
+
+  /** Runs a raw statement on the transaction's connection when there is one (no compile, no span: hot path). */
+  const exec = <Row extends object>(text: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<Row>, SqlError> =>
+    Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) =>
+      Option.isSome(tx)
+        ? (tx.value[0].execute(text, params, undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError>)
+        : (sql.unsafe<Row>(text, params).withoutTransform as Effect.Effect<ReadonlyArray<Row>, SqlError>))
+
+  const inTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+    Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) =>
+      Option.isSome(tx) ? effect : sql.withTransaction(effect))
+
+  const withTransaction: StoreService["withTransaction"] = (effect) =>
+    sql.withTransaction(effect).pipe(
+      Effect.mapError((e) => (e instanceof SqlError ? new StoreError({ method: "transaction", cause: e }) : e))
+    )
+
+  const open = new Set<string>()
+  const nsKey = (ns: Uint8Array) => Buffer.from(ns).toString("hex")
+
+  // Peer stamps continue after those of an earlier session, even when the clock is now behind them (spec 03 §3).
+  const stampRows = yield* exec<{ s: string }>(`SELECT CAST(coalesce(max(stamp), 0) AS TEXT) AS s FROM sync_peers`, []).pipe(
+    Effect.mapError(fail("open"))
+  )
+  let lastPeerStamp = BigInt(stampRows[0]?.s ?? "0")
+
+  // -- authors
+
+  const importAuthor = (author: Author) =>
+    exec(`INSERT INTO authors (id, secret) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET secret = excluded.secret`, [
+      author.id,
+      Schema.encodeSync(AuthorFromBytes)(author).subarray(1)
+    ]).pipe(Effect.asVoid, Effect.mapError(fail("importAuthor")))
+
+  const getAuthor = (id: AuthorId) =>
+    exec<{ secret: Uint8Array }>(`SELECT secret FROM authors WHERE id = ?`, [id]).pipe(
+      Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (r) => Author.fromSeed(r.secret))),
+      Effect.mapError(fail("getAuthor"))
+    )
+
+  const deleteAuthor = (id: AuthorId) =>
+    exec(`DELETE FROM authors WHERE id = ?`, [id]).pipe(Effect.asVoid, Effect.mapError(fail("deleteAuthor")))
+
+  const listAuthors = exec<{ id: Uint8Array }>(`SELECT id FROM authors ORDER BY id`, []).pipe(
+    Effect.map((rows) => rows.map((r) => AuthorId.make(r.id))),
+    Effect.mapError(fail("listAuthors"))
+  )
+
+  // -- namespaces
+
+  const getCapability = (ns: NamespaceId) =>
+    exec<{ kind: number; bytes: Uint8Array }>(`SELECT kind, bytes FROM namespaces WHERE id = ?`, [ns]).pipe(
+      Effect.map((rows) => Option.flatMap(Option.fromNullable(rows[0]), (r) => Option.fromNullable(Capability.fromRaw(r.kind, r.bytes)))),
+      Effect.mapError(fail("getCapability"))
+    )
+
+  const writeCapability = (cap: Capability.Capability) => {
+    const raw = Capability.toRaw(cap)
+    return exec(
+      `INSERT INTO namespaces (id, kind, bytes) VALUES (?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, bytes = excluded.bytes`,
+      [cap.id, raw.kind, raw.bytes]
+    )
+  }
+
+  const importNamespace = (cap: Capability.Capability) =>
+    inTransaction(Effect.gen(function*() {
+      const stored = yield* getCapability(cap.id)
+      if (Option.isNone(stored)) {
+        yield* writeCapability(cap)
+        return "Inserted" as const
+      }
+      const merged = Capability.merge(stored.value, cap)
+      if (Either.isLeft(merged)) return yield* merged.left
+      if (!merged.right.upgraded) return "NoChange" as const
+      yield* writeCapability(merged.right.capability)
+      return "Upgraded" as const
+    })).pipe(Effect.mapError((e) => (e._tag === "SqlError" ? fail("importNamespace")(e) : e)))
+
+  const listNamespaces = exec<{ id: Uint8Array; kind: number }>(`SELECT id, kind FROM namespaces ORDER BY id`, []).pipe(
+    Effect.map((rows) =>
+      rows.map((r) => [NamespaceId.make(r.id), Capability.kindFromCode(r.kind) ?? "read"] as const)
+    ),
+    Effect.mapError(fail("listNamespaces"))
+  )
+
+  const openReplica = (ns: NamespaceId) =>
+    getCapability(ns).pipe(
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.fail(new ReplicaNotFound({ namespace: ns })),
+        onSome: (cap) => Effect.sync(() => (open.add(nsKey(ns)), cap))
+      }))
+    )
+
+  const closeReplica = (ns: NamespaceId) => Effect.sync(() => void open.delete(nsKey(ns)))
+
+  // Suspended: the open mark is checked when the effect runs, not when it is built.
+  const removeReplica = (ns: NamespaceId) =>
+    Effect.suspend((): Effect.Effect<void, StoreError | ReplicaNotClosed> =>
+      open.has(nsKey(ns))
+        ? Effect.fail(new ReplicaNotClosed({ namespace: ns }))
+        : inTransaction(Effect.gen(function*() {
+          for (const table of ["records", "latest", "sync_peers", "download_policy"]) {
+            yield* exec(`DELETE FROM ${table} WHERE ns = ?`, [ns])
+          }
+          yield* exec(`DELETE FROM namespaces WHERE id = ?`, [ns])
+        })).pipe(Effect.mapError(fail("removeReplica")))
+    )
+
+  // -- entries
+
+  const putInTransaction = (e: SignedEntry) =>
+    Effect.gen(function*() {
+      const { id, record } = e.entry
+      const upper = prefixUpperBound(id.key)
+      const select = [id.key, id.namespace, id.author, id.key, id.namespace, id.author, id.key]
+      const rows = yield* exec<{ key: Uint8Array; ts: Uint8Array; hash: Uint8Array }>(
+        upper === undefined ? PUT_CANDIDATES_UNBOUNDED : PUT_CANDIDATES_BOUNDED,
+        upper === undefined ? select : [...select, upper]
+      )
+      let removable = 0
+      for (const row of rows) {
+        const stored = recordOf(row)
+        const order = compareRecords(record, stored)
+        // A stored prefix (or the same key) at least as new blocks the insert.
+        if (row.key.length <= id.key.length && order <= 0) {
+          return { _tag: "NotInserted", newer: { key: row.key, timestamp: stored.timestamp } } as const
+        }
+        if (row.key.length >= id.key.length && order >= 0) removable++
+      }
+      const ts = u64ToBytesBE(record.timestamp)
+      if (removable > 0) {
+        const base = [id.namespace, id.author, id.key, ts, ts, record.hash]
+        yield* exec(upper === undefined ? REMOVE_OLDER_UNBOUNDED : REMOVE_OLDER, upper === undefined ? base : [...base, upper])
+      }
+      yield* exec(INSERT_ENTRY, [
+        id.namespace,
+        id.author,
+        id.key,
+        ts,
+        u64ToBytesBE(record.len),
+        record.hash,
+        e.signature.namespace,
+        e.signature.author
+      ])
+      return { _tag: "Inserted", removed: removable } as const
+    })
+
+  const put = (e: SignedEntry) => inTransaction(putInTransaction(e)).pipe(Effect.mapError(fail("put")))
+
+  const getExact = (ns: NamespaceId, author: AuthorId, key: Uint8Array, includeEmpty: boolean) =>
+    exec<EntryRow>(`SELECT ${ENTRY_COLUMNS} FROM records WHERE ns = ? AND author = ? AND key = ?`, [ns, author, key]).pipe(
+      Effect.map((rows) => {
+        const row = rows[0]
+        if (row === undefined) return Option.none()
+        const entry = rowToEntry(row)
+        return includeEmpty || !entry.isEmpty ? Option.some(entry) : Option.none()
+      }),
+      Effect.mapError(fail("getExact"))
+    )
+
+  const getMany = (ns: NamespaceId, query: Query): Stream.Stream<SignedEntry, StoreError> => {
+    const byKey = query.author === undefined &&
+      (query.kind._tag === "SingleLatestPerKey" || query.kind.sortBy === "KeyAuthor")
+    const [first, second] = byKey ? ["key", "author"] as const : ["author", "key"] as const
+    const desc = query.direction === "Desc"
+    const where: Array<string> = ["ns = ?"]
+    const params: Array<unknown> = [ns]
+    if (query.author !== undefined) {
+      where.push("author = ?")
+      params.push(query.author)
+    }
+    if (query.key._tag === "Exact") {
+      where.push("key = ?")
+      params.push(query.key.key)
+    } else if (query.key._tag === "Prefix") {
+      where.push("key >= ?")
+      params.push(query.key.prefix)
+      const upper = prefixUpperBound(query.key.prefix)
+      if (upper !== undefined) {
+        where.push("key < ?")
+        params.push(upper)
+      }
+    }
+    const flat = query.kind._tag === "Flat"
+    if (flat && !query.includeEmpty) {
+      where.push("hash != ?")
+      params.push(EMPTY)
+    }
+    const base = `SELECT ${ENTRY_COLUMNS} FROM records WHERE ${where.join(" AND ")}`
+    const order = `ORDER BY ${first} ${desc ? "DESC" : "ASC"}, ${second} ${desc ? "DESC" : "ASC"} LIMIT ${PAGE_SIZE}`
+    const page = (cursor: Option.Option<readonly [Uint8Array, Uint8Array]>) =>
+      exec<EntryRow>(
+        Option.isNone(cursor) ? `${base} ${order}` : `${base} AND (${first}, ${second}) ${desc ? "<" : ">"} (?, ?) ${order}`,
+        Option.isNone(cursor) ? params : [...params, cursor.value[0], cursor.value[1]]
+      ).pipe(
+        Effect.map((rows) => {
+          const last = rows[rows.length - 1]
+          const next = rows.length < PAGE_SIZE || last === undefined
+            ? Option.none()
+            : Option.some(Option.some([last[first], last[second]] as const))
+          return [Chunk.unsafeFromArray(rows.map(rowToEntry)), next] as const
+        }),
+        Effect.mapError(fail("getMany"))
+      )
+    const entries = Stream.paginateChunkEffect(Option.none<readonly [Uint8Array, Uint8Array]>(), page)
+    const results = flat ? entries : latestPerKey(entries, query.includeEmpty)
+    const skipped = query.offset > 0 ? Stream.drop(results, query.offset) : results
+    return query.limit !== undefined ? Stream.take(skipped, query.limit) : skipped
+  }
+
+  const count = (ns: NamespaceId) =>
+    exec<{ n: number }>(`SELECT count(*) AS n FROM records WHERE ns = ?`, [ns]).pipe(
+      Effect.map((rows) => rows[0]?.n ?? 0),
+      Effect.mapError(fail("count"))
+    )
+
+  const contentHashes: Stream.Stream<Hash, StoreError> = Stream.paginateChunkEffect(
+    Option.none<readonly [Uint8Array, Uint8Array, Uint8Array]>(),
+    (cursor) =>
+      exec<{ ns: Uint8Array; author: Uint8Array; key: Uint8Array; hash: Uint8Array }>(
+        `SELECT ns, author, key, hash FROM records ${
+          Option.isSome(cursor) ? "WHERE (ns, author, key) > (?, ?, ?)" : ""
+        } ORDER BY ns, author, key LIMIT ${PAGE_SIZE}`,
+        Option.isSome(cursor) ? cursor.value : []
+      ).pipe(
+        Effect.map((rows) => {
+          const last = rows[rows.length - 1]
+          return [
+            Chunk.unsafeFromArray(rows.map((r) => Hash.make(r.hash, { disableValidation: true }))),
+            rows.length < PAGE_SIZE || last === undefined
+              ? Option.none()
+              : Option.some(Option.some([last.ns, last.author, last.key] as const))
+          ] as const
+        }),
+        Effect.mapError(fail("contentHashes"))
+      )
+  )
+
+  const getLatestForEachAuthor = (ns: NamespaceId) =>
+    exec<{ author: Uint8Array; ts: Uint8Array; key: Uint8Array }>(
+      `SELECT author, ts, key FROM latest WHERE ns = ? ORDER BY author`,
+      [ns]
+    ).pipe(
+      Effect.map((rows) =>
+        rows.map((r) => ({ author: AuthorId.make(r.author), timestamp: u64FromBytesBE(r.ts), key: r.key }))
+      ),
+      Effect.mapError(fail("getLatestForEachAuthor"))
+    )
+
+  const hasNewsForUs = (ns: NamespaceId, heads: AuthorHeads.AuthorHeads) =>
+    Effect.map(getLatestForEachAuthor(ns), (latest) =>
+      AuthorHeads.hasNewsFor(heads, AuthorHeads.fromEntries(latest.map((l) => [l.author, l.timestamp] as const))))
+
+  // -- sync peers and download policy
+
+  const requireNamespace = (ns: NamespaceId, method: string) =>
+    exec<{ id: Uint8Array }>(`SELECT id FROM namespaces WHERE id = ?`, [ns]).pipe(
+      Effect.mapError(fail(method)),
+      Effect.flatMap((rows) =>
+        rows.length === 0 ? Effect.fail(new DocumentNotCreated({ namespace: ns })) : Effect.void
+      )
+    )
+
+  const registerUsefulPeer = (ns: NamespaceId, peer: Uint8Array) =>
+    inTransaction(Effect.gen(function*() {
+      yield* requireNamespace(ns, "registerUsefulPeer")
+      // Strictly increasing stamps keep the LRU order of registrations within one clock tick (spec 03 §3).
+      const now = yield* Clock.currentTimeNanos
+      lastPeerStamp = now > lastPeerStamp ? now : lastPeerStamp + 1n
+      yield* exec(
+        `INSERT INTO sync_peers (ns, peer, stamp) VALUES (?, ?, ?) ON CONFLICT (ns, peer) DO UPDATE SET stamp = excluded.stamp`,
+        [ns, peer, lastPeerStamp]
+      )
+      yield* exec(
+        `DELETE FROM sync_peers WHERE ns = ? AND peer NOT IN
+          (SELECT peer FROM sync_peers WHERE ns = ? ORDER BY stamp DESC LIMIT ${PEERS_PER_DOC_CACHE_SIZE})`,
+        [ns, ns]
+      )
+    })).pipe(Effect.mapError((e) => (e._tag === "SqlError" ? fail("registerUsefulPeer")(e) : e)))
+
+  const getSyncPeers = (ns: NamespaceId) =>
+    exec<{ peer: Uint8Array }>(`SELECT peer FROM sync_peers WHERE ns = ? ORDER BY stamp DESC`, [ns]).pipe(
+      Effect.map((rows) => (rows.length === 0 ? Option.none() : Option.some(rows.map((r) => new Uint8Array(r.peer))))),
+      Effect.mapError(fail("getSyncPeers"))
+    )
+
+  const setDownloadPolicy = (ns: NamespaceId, policy: DownloadPolicy.DownloadPolicy) =>
+    inTransaction(Effect.gen(function*() {
+      yield* requireNamespace(ns, "setDownloadPolicy")
+      yield* exec(
+        `INSERT INTO download_policy (ns, policy) VALUES (?, ?) ON CONFLICT (ns) DO UPDATE SET policy = excluded.policy`,
+        [ns, Schema.encodeSync(DownloadPolicy.DownloadPolicyFromBytes)(policy)]
+      )
+    })).pipe(Effect.mapError((e) => (e._tag === "SqlError" ? fail("setDownloadPolicy")(e) : e)))
+
+  const getDownloadPolicy = (ns: NamespaceId) =>
+    exec<{ policy: Uint8Array }>(`SELECT policy FROM download_policy WHERE ns = ?`, [ns]).pipe(
+      Effect.mapError(fail("getDownloadPolicy")),
+      Effect.flatMap((rows) =>
+        rows[0] === undefined
+          ? Effect.succeed(DownloadPolicy.defaultPolicy)
+          : Schema.decode(DownloadPolicy.DownloadPolicyFromBytes)(rows[0].policy).pipe(
+            Effect.mapError((cause) => new StoreError({ method: "getDownloadPolicy", cause }))
+          )
+      )
+    )
+
+  return Store.of({
+    withTransaction,
+    importAuthor,
+    getAuthor,
+    deleteAuthor,
+    listAuthors,
+    importNamespace,
+    getCapability,
+    listNamespaces,
+    openReplica,
+    closeReplica,
+    removeReplica,
+    put,
+    getExact,
+    getMany,
+    count,
+    contentHashes,
+    getLatestForEachAuthor,
+    hasNewsForUs,
+    registerUsefulPeer,
+    getSyncPeers,
+    setDownloadPolicy,
+    getDownloadPolicy
+  })
+})
+
+/**
+ * Groups a (key, author)-ordered stream by key and keeps the newest entry of each group (timestamp only; the first
+ * met wins a tie); drops groups whose newest entry is a tombstone unless `includeEmpty` (spec 03 §4).
+ */
+const latestPerKey = <E>(entries: Stream.Stream<SignedEntry, E>, includeEmpty: boolean): Stream.Stream<SignedEntry, E> =>
+  entries.pipe(
+    Stream.groupAdjacentBy((e) => Buffer.from(e.key).toString("latin1")),
+    Stream.filterMap(([, group]) => {
+      let best = Chunk.unsafeHead(group)
+      for (const e of group) if (e.timestamp > best.timestamp) best = e
+      return includeEmpty || !best.isEmpty ? Option.some(best) : Option.none()
+    })
+  )
+
+/** The store on an existing SqlClient. */
+export const layer: Layer.Layer<Store, StoreError, SqlClient.SqlClient> = Layer.effect(Store, make)
+
+/** An in-memory store (SQLite `:memory:`), lost when its scope closes. */
+export const layerMemory: Layer.Layer<Store, StoreError> = layer.pipe(
+  Layer.provide(Layer.orDie(SqliteClient.layer({ filename: ":memory:" })))
+)
+
+/** A persistent store in one SQLite file (WAL), created if missing. */
+export const layerFile = (filename: string): Layer.Layer<Store, StoreError> =>
+  layer.pipe(Layer.provide(Layer.orDie(SqliteClient.layer({ filename }))))
