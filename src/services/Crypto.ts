@@ -179,8 +179,11 @@ const makePool = (size: number) =>
     return run
   })
 
-/** A pool of `size` worker threads (default: one per core, at most 4), terminated when the layer's scope closes. */
-export const layer = (size: number = Math.min(4, os.availableParallelism())): Layer.Layer<Crypto> =>
+/**
+ * A pool of `size` worker threads, terminated when the layer's scope closes. Default: one per core beyond the main
+ * thread's (at least 1, at most 4): the main thread keeps a core for SQLite and Effect.
+ */
+export const layer = (size: number = Math.max(1, Math.min(4, os.availableParallelism() - 1))): Layer.Layer<Crypto> =>
   Layer.scoped(
     Crypto,
     Effect.gen(function*() {

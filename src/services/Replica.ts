@@ -7,7 +7,7 @@
  * acknowledged write. Remote entries are verified (two strict signatures) in the caller's fiber, before they queue.
  */
 import { Cause, Clock, Context, Effect, Either, Exit, Fiber, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
-import { toHex } from "../internal/bytes.js"
+import { equals, toHex } from "../internal/bytes.js"
 import { PublicKeyCache, validateEntry } from "../internal/signing.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
 import * as Capability from "../schema/Capability.js"
@@ -23,6 +23,8 @@ import {
 } from "../schema/Entry.js"
 import {
   AuthorNotFound,
+  BadSignature,
+  InvalidNamespace,
   DocumentNotCreated,
   EntryIsEmpty,
   type InsertError,
@@ -45,7 +47,9 @@ import * as Store from "./Store.js"
 /** Capacity of the actor's inbox (spec 03 §6). */
 export const INBOX_CAPACITY = 1024
 /** Most jobs applied in one transaction. */
-export const MAX_BATCH = Number(process.env.MAXB ?? 512)
+export const MAX_BATCH = 512
+/** From this many waiting jobs on, a batch takes only half of them (pipelining). */
+const SPLIT_FROM = 16
 /** Capacity of each replica's event PubSub: a slow subscriber back-pressures the actor (spec 01 §11). */
 export const EVENT_CAPACITY = 1024
 
@@ -109,6 +113,18 @@ export interface ReplicaService {
     from: Uint8Array,
     status: ContentStatus
   ) => Effect.Effect<number, InsertError | SyncNotEnabled>
+  /**
+   * Many remote entries of one peer: validated and verified as a batch (signatures spread over the Crypto pool),
+   * applied in order. One result per entry; the whole call fails only when the replica is not open for sync.
+   */
+  readonly insertRemoteMany: (
+    ns: NamespaceId,
+    entries: ReadonlyArray<readonly [SignedEntry, ContentStatus]>,
+    from: Uint8Array
+  ) => Effect.Effect<
+    ReadonlyArray<Either.Either<InsertOutcome, InsertError | SyncNotEnabled>>,
+    ReplicaNotOpen | SyncNotEnabled
+  >
   readonly getExact: (
     ns: NamespaceId,
     author: AuthorId,
@@ -137,6 +153,9 @@ export interface ReplicaService {
   ) => Effect.Effect<ReadonlyArray<Store.LatestEntry>, StoreError>
 }
 
+const verdictError = (ns: NamespaceId, e: SignedEntry, verdict: Crypto.Verdict) =>
+  verdict === "ok" ? undefined : new BadSignature({ namespace: ns, author: e.author, reason: verdict })
+
 export class Replica extends Context.Tag("docs/Replica")<Replica, ReplicaService>() {}
 
 interface OpenReplica {
@@ -160,12 +179,29 @@ interface Applied {
   readonly broken: StoreError | undefined
 }
 
-/** A prepared job: an optional entry to sign (in the Crypto pool), then its work inside the transaction. */
-interface Step {
-  readonly sign: SignRequest | undefined
-  readonly apply: (signed: SignedEntry | undefined) => Effect.Effect<Applied>
+/** A prepared job that runs its own work inside the batch transaction. */
+interface WorkStep {
+  readonly _tag: "Work"
+  readonly apply: Effect.Effect<Applied>
   readonly abort: (error: StoreError) => void
 }
+
+/**
+ * A prepared insert: an entry to sign in the Crypto pool (local) or already verified (remote), checked and put with
+ * its neighbours in one `Store.putMany` (the hot path: no per-entry effects beyond the SQL).
+ */
+interface PutStep {
+  readonly _tag: "Put"
+  readonly sign: SignRequest | undefined
+  readonly entry: SignedEntry | undefined
+  readonly replica: OpenReplica
+  /** Checks just before the put (validation, still open); a failure is the reply. */
+  readonly check: (entry: SignedEntry) => InsertError | undefined
+  readonly finish: (exit: Exit.Exit<InsertOutcome, InsertError>) => Applied
+  readonly abort: (error: StoreError) => void
+}
+
+type Step = WorkStep | PutStep
 
 /** A queued job. `prepare` runs in queue order, outside the transaction (checks, timestamps); it never fails. */
 interface Job {
@@ -201,24 +237,79 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   /** Stage 1: prepare a batch in order and start signing its local entries. */
   const prepareBatch = (jobs: ReadonlyArray<Job>) =>
     Effect.gen(function*() {
-      if (process.env.DBG_BATCH) process.stderr.write(jobs.length + " ")
       const steps = yield* Effect.forEach(jobs, (job) => job.prepare)
-      const requests = steps.flatMap((s) => (s.sign === undefined ? [] : [s.sign]))
+      const requests = steps.flatMap((s) => (s._tag === "Put" && s.sign !== undefined ? [s.sign] : []))
       // A daemon fiber: it outlives an interrupted stage 1 so that shutdown can still finish the batch.
       const signing = yield* Effect.forkDaemon(requests.length === 0 ? Effect.succeed([]) : crypto.signEntries(requests))
       return { steps, signing }
+    })
+
+  /** The consecutive Put steps of a batch in one putMany; returns how each one ended. */
+  const applyPuts = (steps: ReadonlyArray<PutStep>, signed: () => SignedEntry | undefined) =>
+    Effect.gen(function*() {
+      const entries: Array<SignedEntry> = []
+      const results: Array<Exit.Exit<InsertOutcome, InsertError> | SignedEntry> = []
+      for (const step of steps) {
+        const entry = step.sign === undefined ? step.entry : signed()
+        const failure = entry === undefined
+          ? new StoreError({ method: "sign", cause: "entry missing" })
+          : step.check(entry)
+        if (failure !== undefined) results.push(Exit.fail(failure))
+        else if (entry !== undefined) {
+          entries.push(entry)
+          results.push(entry)
+        }
+      }
+      const outcomes = yield* Effect.either(entries.length === 0 ? Effect.succeed([]) : store.putMany(entries))
+      if (Either.isLeft(outcomes)) {
+        return { applied: steps.map((step) => step.finish(Exit.fail(outcomes.left))), broken: outcomes.left }
+      }
+      const list = outcomes.right
+      let next = 0
+      const applied = steps.map((step, i) => {
+        const r = results[i]!
+        if (Exit.isExit(r)) return step.finish(r)
+        const outcome = list[next++]!
+        return step.finish(
+          outcome._tag === "Inserted"
+            ? Exit.succeed({ entry: r, removed: outcome.removed })
+            : Exit.fail(
+              new NewerEntryExists({
+                namespace: r.namespace,
+                author: r.author,
+                key: outcome.newer.key,
+                timestamp: outcome.newer.timestamp
+              })
+            )
+        )
+      })
+      return { applied, broken: undefined }
     })
 
   /** Stage 2: apply a batch in one transaction, then reply (and publish) after the commit. */
   const applyBatch = ({ signing, steps }: Batch) =>
     Effect.gen(function*() {
       const signed = yield* Fiber.join(signing)
+      let nextSigned = 0
+      const takeSigned = () => signed[nextSigned++]
       const replies: Array<Applied["reply"]> = []
-      let next = 0
       const commit = yield* store.withTransaction(Effect.gen(function*() {
-        for (const step of steps) {
-          const { broken, reply } = yield* step.apply(step.sign === undefined ? undefined : signed[next++])
-          replies.push(reply)
+        let i = 0
+        while (i < steps.length) {
+          const step = steps[i]!
+          if (step._tag === "Work") {
+            const { broken, reply } = yield* step.apply
+            replies.push(reply)
+            i++
+            if (broken !== undefined) return yield* broken
+            continue
+          }
+          let j = i
+          const run: Array<PutStep> = []
+          while (j < steps.length && steps[j]!._tag === "Put") run.push(steps[j++] as PutStep)
+          const { applied, broken } = yield* applyPuts(run, takeSigned)
+          for (const a of applied) replies.push(a.reply)
+          i = j
           if (broken !== undefined) return yield* broken
         }
       })).pipe(Effect.exit)
@@ -243,11 +334,14 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       replicas.clear()
     })
   )
-  // After the first job, let the other ready fibers queue theirs: fewer, fuller batches.
+  // After the first job, let the other ready fibers queue theirs: fewer, fuller batches. Of a long queue take half,
+  // so the next batch is prepared and signed while this one is written.
   const takeBatch = Effect.gen(function*() {
     const first = yield* Queue.take(inbox)
     yield* Effect.yieldNow()
-    const rest = yield* Queue.takeUpTo(inbox, MAX_BATCH - 1)
+    const waiting = yield* Queue.size(inbox)
+    const n = waiting < SPLIT_FROM ? waiting : Math.min(MAX_BATCH - 1, Math.ceil(waiting / 2))
+    const rest = yield* Queue.takeUpTo(inbox, n)
     return [first, ...rest]
   })
   // Each stage is interrupted only while it waits; a batch it took is always handed on or applied.
@@ -310,8 +404,8 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   ): Effect.Effect<A, E | StoreError> =>
     enqueue<A, E>((reply) => ({
       prepare: Effect.succeed({
-        sign: undefined,
-        apply: () => Effect.map(Effect.exit(work), (exit) => applied(reply, exit, after)),
+        _tag: "Work",
+        apply: Effect.map(Effect.exit(work), (exit) => applied(reply, exit, after)),
         abort: (error) => reply(Exit.fail(error))
       })
     }))
@@ -417,19 +511,6 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
 
   const publish = (r: OpenReplica, event: ReplicaEvent) => Effect.asVoid(PubSub.publish(r.events, event))
 
-  const putChecked = (e: SignedEntry) =>
-    Effect.flatMap(store.put(e), (outcome) =>
-      outcome._tag === "NotInserted"
-        ? Effect.fail(
-          new NewerEntryExists({
-            namespace: e.namespace,
-            author: e.author,
-            key: outcome.newer.key,
-            timestamp: outcome.newer.timestamp
-          })
-        )
-        : Effect.succeed(outcome.removed))
-
   /**
    * Insert local / delete prefix (spec 01 §10). Prepared in queue order: open and read-only checks, author lookup and
    * the timestamp; signed in the Crypto pool; then validated and put inside the batch transaction.
@@ -453,28 +534,25 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
           return { replica, request: { namespace: secret, author, entry }, timestamp }
         }))
         if (Either.isLeft(prepared)) {
-          const failed: Step = {
-            sign: undefined,
-            apply: () => Effect.succeed(applied(reply, Exit.fail(prepared.left))),
+          const failed: WorkStep = {
+            _tag: "Work",
+            apply: Effect.succeed(applied(reply, Exit.fail(prepared.left))),
             abort
           }
           return failed
         }
         const { replica, request, timestamp } = prepared.right
-        const step: Step = {
+        const step: PutStep = {
+          _tag: "Put",
           sign: request,
-          apply: (signed) =>
-            Effect.gen(function*() {
-              if (signed === undefined) return yield* Effect.dieMessage("local entry was not signed")
-              const failure = validateEntry(keys, timestamp, ns, signed, "local")
-              if (failure !== undefined) return yield* failure
-              return { entry: signed, removed: yield* putChecked(signed) }
-            }).pipe(
-              Effect.exit,
-              Effect.map((exit) =>
-                applied(reply, exit, (o) => publish(replica, new LocalInsert({ namespace: ns, entry: o.entry })))
-              )
-            ),
+          entry: undefined,
+          replica,
+          check: (signed) =>
+            replicas.get(hex(ns)) !== replica
+              ? new ReplicaNotOpen({ namespace: ns })
+              : validateEntry(keys, timestamp, ns, signed, "local"),
+          finish: (exit) =>
+            applied(reply, exit, (o) => publish(replica, new LocalInsert({ namespace: ns, entry: o.entry }, true))),
           abort
         }
         return step
@@ -488,28 +566,66 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
 
   const deletePrefix: ReplicaService["deletePrefix"] = (ns, author, prefix) => local(ns, author, prefix, EMPTY, 0n)
 
-  const insertRemote: ReplicaService["insertRemote"] = (ns, entry, from, status) =>
+  /** One verified remote entry as a Put job (spec 01 §10 insertRemoteEntry; RemoteInsert after commit). */
+  const remote = (ns: NamespaceId, entry: SignedEntry, from: Uint8Array, status: ContentStatus) =>
+    enqueue<InsertOutcome, InsertError | SyncNotEnabled>((reply) => ({
+      prepare: Effect.sync((): Step => {
+        const abort = (error: StoreError) => reply(Exit.fail(error))
+        const replica = replicas.get(hex(ns))
+        if (replica === undefined || !replica.sync) {
+          const refused = replica === undefined
+            ? new ReplicaNotOpen({ namespace: ns })
+            : new SyncNotEnabled({ namespace: ns })
+          return { _tag: "Work", apply: Effect.succeed(applied(reply, Exit.fail(refused))), abort }
+        }
+        return {
+          _tag: "Put",
+          sign: undefined,
+          entry,
+          replica,
+          check: () => (replicas.get(hex(ns)) !== replica ? new ReplicaNotOpen({ namespace: ns }) : undefined),
+          finish: (exit) =>
+            applied(reply, exit, () =>
+              publish(
+                replica,
+                new RemoteInsert({
+                  namespace: ns,
+                  entry,
+                  from,
+                  shouldDownload: DownloadPolicy.matches(replica.policy, entry.key),
+                  remoteContentStatus: status
+                }, true)
+              )),
+          abort
+        }
+      })
+    }))
+
+  /**
+   * Validates remote entries (namespace, future timestamp, empty/len, and both signatures strictly, spread over the
+   * Crypto pool), then queues the valid ones in order. One result per entry, in order.
+   */
+  const insertRemoteMany: ReplicaService["insertRemoteMany"] = (ns, entries, from) =>
     Effect.gen(function*() {
       const r = yield* getOpen(ns)
       if (!r.sync) return yield* new SyncNotEnabled({ namespace: ns })
-      // Verified here, in the caller's fiber, so the actor only pays for the store write.
-      const failure = validateEntry(keys, yield* nowMicros, ns, entry, "remote")
-      if (failure !== undefined) return yield* failure
-      return yield* submit(
-        Effect.flatMap(getOpen(ns), (replica) => Effect.map(putChecked(entry), (removed) => ({ removed, replica }))),
-        ({ replica }) =>
-          publish(
-            replica,
-            new RemoteInsert({
-              namespace: ns,
-              entry,
-              from,
-              shouldDownload: DownloadPolicy.matches(replica.policy, entry.key),
-              remoteContentStatus: status
-            })
-          )
-      ).pipe(Effect.map(({ removed }) => removed))
+      const now = yield* nowMicros
+      // spec 01 §8 order: namespace, then both signatures (only of entries of this namespace), then the rest.
+      const foreign = entries.map(([e]) =>
+        equals(e.namespace, ns) ? undefined : new InvalidNamespace({ namespace: ns, got: e.namespace })
+      )
+      const verdicts = yield* crypto.verifyEntries(keys, entries.filter((_, i) => foreign[i] === undefined).map(([e]) => e))
+      let v = 0
+      return yield* Effect.forEach(entries, ([entry, status], i) => {
+        const failure = foreign[i] ?? verdictError(ns, entry, verdicts[v++]!) ??
+          validateEntry(keys, now, ns, entry, "local")
+        return Effect.either(failure !== undefined ? Effect.fail(failure) : remote(ns, entry, from, status))
+      }, { concurrency: "unbounded" })
     })
+
+  const insertRemote: ReplicaService["insertRemote"] = (ns, entry, from, status) =>
+    Effect.flatMap(insertRemoteMany(ns, [[entry, status]], from), (results) =>
+      Either.match(results[0]!, { onLeft: Effect.fail, onRight: (o) => Effect.succeed(o.removed) }))
 
   // -- reads and small state requests
 
@@ -550,6 +666,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
     insertLocal,
     deletePrefix,
     insertRemote,
+    insertRemoteMany,
     getExact: (ns, author, key, includeEmpty = false) =>
       requireOpen(ns, store.getExact(ns, author, key, includeEmpty)),
     getMany: (ns, query) => Stream.unwrap(Effect.as(getOpen(ns), store.getMany(ns, query))),
