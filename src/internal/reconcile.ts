@@ -1,0 +1,284 @@
+/**
+ * Range-based set reconciliation (Meyer, arXiv 2212.13567) as spec 02 §5 describes it, over a read-only view of one
+ * replica. The view answers ranks, ids and range fingerprints synchronously from an in-memory index (O(log n) each);
+ * only entries are read through an effect. Parameterised by split factor, max set size and a byte budget per message:
+ *
+ * - reference mode (split 2, set size 1, no budget) reproduces the reference's messages exactly;
+ * - the budget caps each outgoing message: values that do not fit are not dropped but deferred as a fingerprint over the
+ *   rest of their range, so the peer asks again, and memory per step stays bounded whatever the document size.
+ *
+ * Every range is evaluated over the view's own namespace only: bounds in other namespaces just clamp to its ends.
+ */
+import { Effect } from "effect"
+import type { ContentStatus, SignedEntry } from "../schema/Entry.js"
+import { compareRecords } from "../schema/Entry.js"
+import { Message, type MessagePart, Range, RangeFingerprint, RangeItem } from "../schema/Message.js"
+import { EMPTY_HASH } from "./blake3.js"
+import { compare, equals } from "./bytes.js"
+
+export interface RangeView<E> {
+  /** Number of stored entries (tombstones included). */
+  readonly size: () => number
+  /** Number of stored ids strictly below `id` (bytewise). */
+  readonly rank: (id: Uint8Array) => number
+  /** The id at rank `i` (0 ≤ i < size). */
+  readonly idAt: (i: number) => Uint8Array
+  /** XOR of the entry fingerprints at ranks [a, b), written into `out` (32 bytes). */
+  readonly xorInto: (a: number, b: number, out: Uint8Array) => void
+  /** The entries at ranks [a, b), ascending. */
+  readonly entries: (a: number, b: number) => Effect.Effect<ReadonlyArray<SignedEntry>, E>
+  /** The default identifier (our namespace, zero author, empty key), the first id of an empty replica. */
+  readonly defaultId: Uint8Array
+}
+
+export interface Hooks<E> {
+  /** Stores the values received in RangeItems (validating each); called once per message, before fingerprints. */
+  readonly insert: (values: ReadonlyArray<readonly [SignedEntry, ContentStatus]>) => Effect.Effect<void, E>
+  /** Our content status of each entry we send. */
+  readonly statusOf: (entries: ReadonlyArray<SignedEntry>) => Effect.Effect<ReadonlyArray<ContentStatus>, E>
+}
+
+export interface Config {
+  /** Sub-ranges a mismatching range is split into. */
+  readonly splitFactor: number
+  /** A sub-range with at most this many local entries is sent as its entries, else as a fingerprint. */
+  readonly maxSetSize: number
+  /** Soft cap on the encoded size of one outgoing message, in bytes. */
+  readonly maxMessageBytes: number
+}
+
+/** The reference's parameters (spec 02 §4): its message counts and contents. */
+export const REFERENCE: Config = { splitFactor: 2, maxSetSize: 1, maxMessageBytes: Number.POSITIVE_INFINITY }
+
+/** The default, tuned by `npm run bench -- reconcile` (see the reconciliation issue's note). */
+export const DEFAULT: Config = { splitFactor: 16, maxSetSize: 32, maxMessageBytes: 4 << 20 }
+
+/**
+ * A range as rank intervals: `parts` in iteration order (ascending over the replica, spec 02 §2) with its start index
+ * (spec 02 §5), which place the pivots; `fromX` in the order that starts at x and wraps, where any prefix of the
+ * members is itself the range `[x, next member)` — which is how values are cut at the budget.
+ */
+interface Segments {
+  readonly parts: ReadonlyArray<readonly [number, number]>
+  readonly fromX: ReadonlyArray<readonly [number, number]>
+  readonly count: number
+  readonly startIndex: number
+}
+
+const segments = <E>(view: RangeView<E>, x: Uint8Array, y: Uint8Array): Segments => {
+  const n = view.size()
+  const c = compare(x, y)
+  const rx = view.rank(x)
+  if (c === 0) return { parts: [[0, n]], fromX: [[rx, n], [0, rx]], count: n, startIndex: rx }
+  const ry = view.rank(y)
+  if (c < 0) {
+    const count = Math.max(0, ry - rx)
+    return { parts: [[rx, rx + count]], fromX: [[rx, rx + count]], count, startIndex: 0 }
+  }
+  return { parts: [[0, ry], [rx, n]], fromX: [[rx, n], [0, ry]], count: ry + n - rx, startIndex: ry }
+}
+
+/** Rank of the member at position `p` of the given interval order. */
+const rankAt = (parts: Segments["parts"], p: number): number => {
+  for (const [a, b] of parts) {
+    if (p < b - a) return a + p
+    p -= b - a
+  }
+  throw new RangeError("position out of range")
+}
+
+const fingerprintOf = <E>(view: RangeView<E>, s: Segments): Uint8Array => {
+  const out = Uint8Array.from(EMPTY_HASH)
+  const part = new Uint8Array(32)
+  for (const [a, b] of s.parts) {
+    if (b <= a) continue
+    view.xorInto(a, b, part)
+    for (let i = 0; i < 32; i++) out[i]! ^= part[i]!
+  }
+  return out
+}
+
+/** Entries at positions [from, to) of the from-x order. */
+const entriesAt = <E>(view: RangeView<E>, s: Segments, from: number, to: number) =>
+  Effect.gen(function*() {
+    const out: Array<SignedEntry> = []
+    let offset = 0
+    for (const [a, b] of s.fromX) {
+      const len = b - a
+      const lo = Math.max(from - offset, 0)
+      const hi = Math.min(to - offset, len)
+      if (lo < hi) out.push(...(yield* view.entries(a + lo, a + hi)))
+      offset += len
+    }
+    return out
+  })
+
+/** The initial message: one fingerprint over the whole set, anchored at the first id (spec 02 §5). */
+export const initialMessage = <E>(view: RangeView<E>): Message => {
+  const first = view.size() === 0 ? view.defaultId : view.idAt(0)
+  const range = new Range({ x: first, y: first }, true)
+  return new Message({ parts: [new RangeFingerprint({ range, fingerprint: fingerprintOf(view, segments(view, first, first)) }, true)] }, true)
+}
+
+/** Upper bounds of encoded sizes, for the budget. */
+const rangeSize = (r: Range) => r.x.length + r.y.length + 8
+const fingerprintSize = (r: Range) => rangeSize(r) + 33
+const valueSize = (e: SignedEntry) => 128 + 64 + e.key.length + 3 + 10 + 32 + 10 + 1
+
+/** Room kept for keys up to this long when reserving a cut (longer ids in a page raise the reserve). */
+const CUT_KEY_SLACK = 256
+
+/** Reads entries in bounded pages: never more than this many in memory for one range. */
+const PAGE = 1024
+
+/**
+ * Processes one incoming message (spec 02 §5): all RangeItems first (diff against our range computed before storing
+ * their values), then the fingerprints. Returns the reply, or undefined when there is nothing to send.
+ */
+export const processMessage = <E>(view: RangeView<E>, hooks: Hooks<E>, config: Config, message: Message) =>
+  Effect.gen(function*() {
+    const out: Array<MessagePart> = []
+    const items = message.parts.filter((p): p is RangeItem => p._tag === "RangeItem")
+    const fingerprints = message.parts.filter((p): p is RangeFingerprint => p._tag === "RangeFingerprint")
+    // Each incoming fingerprint reserves the room to echo it back unsplit, so the reply stays within the budget
+    // however many mismatches arrive; the rest of the budget pays for splits and values.
+    let budget = config.maxMessageBytes - 16
+    for (const f of fingerprints) budget -= fingerprintSize(f.range)
+
+    /**
+     * Adds our entries of a range (positions [from, to) of `s`) as a RangeItem, keeping within the budget: past it, the
+     * rest of the range goes out as a fingerprint (computed after this message's values are stored).
+     */
+    const deferred: Array<Range> = []
+    const sendEntries = (
+      range: Range,
+      s: Segments,
+      haveLocal: boolean,
+      keep: (e: SignedEntry) => boolean = () => true
+    ) =>
+      Effect.gen(function*() {
+        const values: Array<SignedEntry> = []
+        // The item's own header is paid up front; admitting an entry also keeps room for a cut after it: the head
+        // range and a fingerprint over the rest, both bounded by the longest id of the current page.
+        const header = rangeSize(range) + 4
+        budget -= header
+        let p = 0
+        let cut: number | undefined
+        while (p < s.count && cut === undefined) {
+          const page = yield* entriesAt(view, s, p, Math.min(s.count, p + PAGE))
+          let longest = 64 + CUT_KEY_SLACK
+          for (const e of page) longest = Math.max(longest, 64 + e.key.length)
+          const reserve = range.x.length + range.y.length + 2 * longest + 60
+          for (let i = 0; i < page.length; i++) {
+            const e = page[i]!
+            if (!keep(e)) continue
+            const size = valueSize(e)
+            // Past the budget, cut — unless the message is still empty: one entry always goes, so a session
+            // progresses even when a single entry is larger than the budget.
+            if (size + reserve > budget && (values.length > 0 || out.length > 0)) {
+              cut = p + i
+              break
+            }
+            budget -= size
+            values.push(e)
+          }
+          p += page.length
+          if (page.length === 0) break
+        }
+        if (cut === undefined) {
+          if (values.length > 0 || !haveLocal) {
+            out.push(new RangeItem({ range, values: yield* withStatus(values), haveLocal }, true))
+          } else budget += header
+          return
+        }
+        budget += header
+        if (values.length === 0) {
+          budget -= fingerprintSize(range)
+          deferred.push(range)
+          return
+        }
+        // Split at the first entry that did not fit: [x, pivot) goes now, [pivot, y) as a fingerprint later.
+        const pivot = view.idAt(rankAt(s.fromX, cut))
+        const head = new Range({ x: range.x, y: pivot }, true)
+        const rest = new Range({ x: pivot, y: range.y }, true)
+        budget -= rangeSize(head) + 4 + fingerprintSize(rest)
+        out.push(new RangeItem({ range: head, values: yield* withStatus(values), haveLocal }, true))
+        deferred.push(rest)
+      })
+
+    const withStatus = (entries: ReadonlyArray<SignedEntry>) =>
+      Effect.map(hooks.statusOf(entries), (statuses) => entries.map((e, i) => [e, statuses[i]!] as const))
+
+    // 1. RangeItems: our diff for each, computed before storing anything of this message.
+    for (const item of items) {
+      if (item.haveLocal) continue
+      const incoming = new Map<string, SignedEntry>()
+      for (const [v] of item.values) incoming.set(idKey(v), v)
+      const s = segments(view, item.range.x, item.range.y)
+      yield* sendEntries(item.range, s, true, (e) => {
+        const theirs = incoming.get(idKey(e))
+        return theirs === undefined || compareRecords(theirs.record, e.record) < 0
+      })
+    }
+    const values = items.flatMap((item) => item.values)
+    if (values.length > 0) yield* hooks.insert(values)
+
+    // 2. Fingerprints, against our state after storing the values.
+    for (const f of fingerprints) {
+      const { x, y } = f.range
+      budget += fingerprintSize(f.range)
+      const s = segments(view, x, y)
+      const ours = fingerprintOf(view, s)
+      if (equals(ours, f.fingerprint)) continue
+      const n = s.count
+      if (out.length > 0 && budget < Math.min(config.splitFactor, n) * fingerprintSize(f.range)) {
+        // No room left to split: echo our fingerprint of the range; the peer splits it. The first split of a message
+        // always happens, so every message makes progress whatever the budget.
+        budget -= fingerprintSize(f.range)
+        out.push(new RangeFingerprint({ range: f.range, fingerprint: ours }, true))
+        continue
+      }
+      if (n <= config.maxSetSize || equals(f.fingerprint, EMPTY_HASH)) {
+        yield* sendEntries(f.range, s, false)
+        continue
+      }
+      // Split into k sub-ranges at pivots (spec 02 §5); k ≤ n keeps every pivot distinct and every range non-empty.
+      const k = Math.min(config.splitFactor, n)
+      const pivot = (i: number) =>
+        view.idAt(rankAt(s.parts, (s.startIndex + Math.floor((n * ((i % k) + 1)) / k)) % n))
+      const ranges: Array<Range> = []
+      if (equals(x, y)) {
+        for (let i = 0; i < k; i++) {
+          const a = pivot(i)
+          const b = pivot(i + 1)
+          if (!equals(a, b)) ranges.push(new Range({ x: a, y: b }, true))
+        }
+      } else {
+        ranges.push(new Range({ x, y: pivot(0) }, true))
+        for (let i = 0; i < k - 2; i++) {
+          const a = pivot(i)
+          const b = pivot(i + 1)
+          if (!equals(a, b)) ranges.push(new Range({ x: a, y: b }, true))
+        }
+        ranges.push(new Range({ x: pivot(k - 2), y }, true))
+      }
+      for (const r of ranges) {
+        const sub = segments(view, r.x, r.y)
+        if (sub.count > config.maxSetSize || budget <= 0) {
+          budget -= fingerprintSize(r)
+          out.push(new RangeFingerprint({ range: r, fingerprint: fingerprintOf(view, sub) }, true))
+        } else {
+          yield* sendEntries(r, sub, false)
+        }
+      }
+    }
+
+    // 3. What did not fit: fingerprints over the rest of each range, so the peer asks for it again.
+    for (const r of deferred) {
+      out.push(new RangeFingerprint({ range: r, fingerprint: fingerprintOf(view, segments(view, r.x, r.y)) }, true))
+    }
+    return out.length === 0 ? undefined : new Message({ parts: out }, true)
+  })
+
+const idKey = (e: SignedEntry): string =>
+  Buffer.concat([e.entry.id.namespace, e.entry.id.author, e.entry.id.key]).toString("latin1")

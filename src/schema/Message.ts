@@ -1,0 +1,113 @@
+/**
+ * Reconciliation messages (spec 02 §3): `Message { parts }`, each part a RangeFingerprint or a RangeItem, with the
+ * postcard codec. Range bounds are RecordIdentifier bytes (`namespace ‖ author ‖ key`, at least 64 bytes).
+ */
+import { ParseResult, Schema } from "effect"
+import { PostcardError, type Reader, type Writer } from "../internal/postcard.js"
+import {
+  CONTENT_STATUSES,
+  ContentStatus,
+  decodeWith,
+  encodeWith,
+  MAX_KEY_LENGTH,
+  readSignedEntry,
+  SignedEntry,
+  writeSignedEntry
+} from "./Entry.js"
+import { Bytes32 } from "./Keys.js"
+
+/** A RecordIdentifier as bytes: `namespace(32) ‖ author(32) ‖ key`. */
+export const IdBytes = Schema.Uint8ArrayFromSelf.pipe(
+  Schema.filter((b) => (b.length >= 64 && b.length <= 64 + MAX_KEY_LENGTH) || "not a record identifier")
+)
+
+/** `(x, y)`: x == y the whole set, x < y `[x, y)`, x > y wraps around (spec 02 §2). */
+export class Range extends Schema.Class<Range>("Range")({ x: IdBytes, y: IdBytes }) {}
+
+export class RangeFingerprint extends Schema.TaggedClass<RangeFingerprint>()("RangeFingerprint", {
+  range: Range,
+  fingerprint: Bytes32
+}) {}
+
+/** `haveLocal = false`: here are my items, reply with yours I lack; `true`: a reply, do not answer it. */
+export class RangeItem extends Schema.TaggedClass<RangeItem>()("RangeItem", {
+  range: Range,
+  values: Schema.Array(Schema.Tuple(SignedEntry, ContentStatus)),
+  haveLocal: Schema.Boolean
+}) {}
+
+export const MessagePart = Schema.Union(RangeFingerprint, RangeItem)
+export type MessagePart = typeof MessagePart.Type
+
+export class Message extends Schema.Class<Message>("Message")({ parts: Schema.Array(MessagePart) }) {
+  /** Number of entries carried by the message's RangeItems (SyncOutcome counting, spec 02 §6). */
+  get valueCount(): number {
+    let n = 0
+    for (const p of this.parts) if (p._tag === "RangeItem") n += p.values.length
+    return n
+  }
+}
+
+/** Decoding limits: a message holds at most this many parts and values (the frame size bounds it anyway). */
+export const MAX_PARTS = 1 << 20
+export const MAX_VALUES = 1 << 22
+
+const writeRange = (w: Writer, r: Range) => w.bytes(r.x).bytes(r.y)
+
+const readRange = (r: Reader): Range => {
+  const x = r.bytes(64 + MAX_KEY_LENGTH)
+  const y = r.bytes(64 + MAX_KEY_LENGTH)
+  if (x.length < 64 || y.length < 64) throw new PostcardError("range bound shorter than a record identifier")
+  return new Range({ x, y }, true)
+}
+
+export const writeMessage = (w: Writer, m: Message): void => {
+  w.varint(m.parts.length)
+  for (const part of m.parts) {
+    if (part._tag === "RangeFingerprint") {
+      writeRange(w.varint(0), part.range)
+      w.raw(part.fingerprint)
+    } else {
+      writeRange(w.varint(1), part.range)
+      w.varint(part.values.length)
+      for (const [entry, status] of part.values) {
+        writeSignedEntry(w, entry)
+        w.varint(CONTENT_STATUSES.indexOf(status))
+      }
+      w.bool(part.haveLocal)
+    }
+  }
+}
+
+export const readMessage = (r: Reader): Message => {
+  const n = r.varint(MAX_PARTS)
+  const parts: Array<MessagePart> = []
+  let values = 0
+  for (let i = 0; i < n; i++) {
+    const tag = r.varint(1)
+    const range = readRange(r)
+    if (tag === 0) {
+      parts.push(new RangeFingerprint({ range, fingerprint: r.raw(32) }, true))
+    } else {
+      const count = r.varint(MAX_VALUES - values)
+      values += count
+      const list: Array<readonly [SignedEntry, ContentStatus]> = []
+      for (let j = 0; j < count; j++) {
+        const entry = readSignedEntry(r)
+        list.push([entry, CONTENT_STATUSES[r.varint(2)]!])
+      }
+      parts.push(new RangeItem({ range, values: list, haveLocal: r.bool() }, true))
+    }
+  }
+  return new Message({ parts }, true)
+}
+
+/** Message ⇄ postcard bytes (spec 02 §3); malformed input fails with a ParseError. */
+export const MessageFromBytes = Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(Message), {
+  strict: true,
+  decode: (bytes, _, ast) => decodeWith(readMessage)(bytes, ast),
+  encode: (m) => ParseResult.succeed(encodeWith(writeMessage)(m))
+})
+
+/** Encoded size of a message without encoding it twice: used to keep outgoing messages within their budget. */
+export const encodedSize = (m: Message): number => encodeWith(writeMessage)(m).length
