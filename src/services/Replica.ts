@@ -6,7 +6,7 @@
  * Reads (getExact, getMany, lists) go straight to the Store: replies come after commit, so reads see every
  * acknowledged write. Remote entries are verified (two strict signatures) in the caller's fiber, before they queue.
  */
-import { Cause, Clock, Context, Effect, Either, Exit, Fiber, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
+import { Cause, Clock, Context, Effect, Either, Exit, Fiber, FiberId, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
 import { equals, toHex } from "../internal/bytes.js"
 import { PublicKeyCache, validateEntry } from "../internal/signing.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
@@ -158,6 +158,9 @@ const verdictError = (ns: NamespaceId, e: SignedEntry, verdict: Crypto.Verdict) 
 
 export class Replica extends Context.Tag("docs/Replica")<Replica, ReplicaService>() {}
 
+/** The last message a closing replica publishes: subscriber streams end after the events before it. */
+const END: unique symbol = Symbol("docs/Replica/END")
+
 interface OpenReplica {
   capability: Capability.Capability
   /** Cached download policy: decides RemoteInsert.shouldDownload without a read per entry. */
@@ -165,7 +168,7 @@ interface OpenReplica {
   handles: number
   sync: boolean
   subscribers: number
-  readonly events: PubSub.PubSub<ReplicaEvent>
+  readonly events: PubSub.PubSub<ReplicaEvent | typeof END>
 }
 
 /** Replies to a caller: completes its `Effect.async` (or keeps the exit until it registers). */
@@ -225,6 +228,13 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   const authors = new Map<string, Author>()
   const keys = new PublicKeyCache()
   let lastTimestamp = 0n
+  /**
+   * Callers waiting for the reply of a queued job. Jobs queued while the layer shuts down may never be applied (the
+   * inbox shutdown drops them): their callers are interrupted, as an offer to the shut-down inbox is, instead of
+   * waiting forever.
+   */
+  const waiting = new Set<Reply<never, never>>()
+  let stopped = false
 
   /** Microseconds from Effect's Clock, strictly increasing within this actor (spec 01 §8). */
   const nextTimestamp = Effect.map(Clock.currentTimeNanos, (nanos) => {
@@ -233,6 +243,15 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
     return lastTimestamp
   })
   const nowMicros = Effect.map(Clock.currentTimeNanos, (n) => n / 1000n)
+
+  /**
+   * Ends the subscriber streams of a closing replica after the events already published, as the reference's
+   * receivers drain their channel (spec 01 §11); a shutdown would drop them. Close does not wait for a subscriber
+   * whose queue is full: then the PubSub is shut down.
+   */
+  const endEvents = (r: OpenReplica) =>
+    Effect.flatMap(PubSub.isFull(r.events), (full) =>
+      full ? PubSub.shutdown(r.events) : Effect.asVoid(PubSub.publish(r.events, END)))
 
   /** Stage 1: prepare a batch in order and start signing its local entries. */
   const prepareBatch = (jobs: ReadonlyArray<Job>) =>
@@ -330,7 +349,9 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       const rest = yield* Queue.takeAll(inbox)
       if (rest.length > 0) yield* applyBatch(yield* prepareBatch([...rest]))
       yield* Queue.shutdown(inbox)
-      for (const r of replicas.values()) yield* PubSub.shutdown(r.events)
+      stopped = true
+      for (const reply of waiting) reply(Exit.interrupt(FiberId.none))
+      for (const r of replicas.values()) yield* endEvents(r)
       replicas.clear()
     })
   )
@@ -363,15 +384,19 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
     Effect.suspend(() => {
       let resume: ((effect: Effect.Effect<A, E | StoreError>) => void) | undefined
       let early: Exit.Exit<A, E | StoreError> | undefined
-      const job = makeJob((exit) => {
-        if (resume !== undefined) resume(exit)
-        else early = exit
-      })
+      const reply: Reply<A, E | StoreError> = (exit) => {
+        if (resume === undefined) early = exit
+        else if (waiting.delete(reply)) resume(exit)
+      }
       return Effect.zipRight(
-        Queue.offer(inbox, job),
+        Queue.offer(inbox, makeJob(reply)),
         Effect.async<A, E | StoreError>((cb) => {
           if (early !== undefined) cb(early)
-          else resume = cb
+          else if (stopped) cb(Exit.interrupt(FiberId.none))
+          else {
+            resume = cb
+            waiting.add(reply)
+          }
         })
       )
     })
@@ -469,7 +494,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
         handles: 1,
         sync: options?.sync ?? false,
         subscribers: 0,
-        events: yield* PubSub.bounded<ReplicaEvent>(EVENT_CAPACITY)
+        events: yield* PubSub.bounded<ReplicaEvent | typeof END>(EVENT_CAPACITY)
       })
     })
 
@@ -483,7 +508,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       if (r.handles > 0) return false
       replicas.delete(hex(ns))
       yield* store.closeReplica(ns)
-      yield* PubSub.shutdown(r.events)
+      yield* endEvents(r)
       return true
     })
 
@@ -638,7 +663,10 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   const subscribe = (ns: NamespaceId) =>
     Effect.gen(function*() {
       const r = yield* getOpen(ns)
-      const stream = yield* Stream.fromPubSub(r.events, { scoped: true })
+      const stream = Stream.takeWhile(
+        yield* Stream.fromPubSub(r.events, { scoped: true }),
+        (e): e is ReplicaEvent => e !== END
+      )
       r.subscribers++
       yield* Effect.addFinalizer(() => Effect.sync(() => void r.subscribers--))
       return stream
