@@ -4,6 +4,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { insertBench } from "./insert.js"
+import { reconcileBench } from "./reconcile.js"
 
 const [name, ...rest] = process.argv.slice(2)
 const flags = new Map<string, string>()
@@ -18,7 +19,8 @@ for (let i = 0; i < rest.length; i++) {
 }
 
 const benches: Record<string, (flags: ReadonlyMap<string, string>) => Effect.Effect<object, unknown>> = {
-  insert: insertBench
+  insert: insertBench,
+  reconcile: reconcileBench
 }
 
 const bench = name === undefined ? undefined : benches[name]

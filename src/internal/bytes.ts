@@ -30,7 +30,8 @@ export const concat = (...parts: ReadonlyArray<Uint8Array>): Uint8Array => {
 export const prefixUpperBound = (prefix: Uint8Array): Uint8Array | undefined => {
   for (let i = prefix.length - 1; i >= 0; i--) {
     if (prefix[i]! !== 0xff) {
-      const out = prefix.slice(0, i + 1)
+      // A copy: `Buffer#slice` would be a view, and the increment below would change the caller's bytes.
+      const out = Uint8Array.prototype.slice.call(prefix, 0, i + 1)
       out[i] = prefix[i]! + 1
       return out
     }

@@ -126,7 +126,8 @@ export class Reader {
   }
   raw(n: number): Uint8Array {
     if (n > this.remaining) throw new PostcardError(`expected ${n} bytes, ${this.remaining} left`)
-    const out = this.buf.slice(this.offset, this.offset + n)
+    // Always a copy (a Buffer's slice is a view): decoded values never alias, nor keep alive, the input frame.
+    const out = Uint8Array.prototype.slice.call(this.buf, this.offset, this.offset + n)
     this.offset += n
     return out
   }

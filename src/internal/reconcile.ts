@@ -29,6 +29,8 @@ export interface RangeView<E> {
   readonly entries: (a: number, b: number) => Effect.Effect<ReadonlyArray<SignedEntry>, E>
   /** The default identifier (our namespace, zero author, empty key), the first id of an empty replica. */
   readonly defaultId: Uint8Array
+  /** Whether this exact entry (same id, timestamp and hash) is stored: such a value is not inserted again. */
+  readonly holds: (entry: SignedEntry) => boolean
 }
 
 export interface Hooks<E> {
@@ -39,19 +41,38 @@ export interface Hooks<E> {
 }
 
 export interface Config {
-  /** Sub-ranges a mismatching range is split into. */
+  /** The fewest sub-ranges a mismatching range is split into. */
   readonly splitFactor: number
-  /** A sub-range with at most this many local entries is sent as its entries, else as a fingerprint. */
+  /**
+   * Target number of entries per sub-range: a range of n entries splits into max(splitFactor, ⌈n / leafSize⌉) parts
+   * (as many as the budget allows), so one round reaches ranges small enough to exchange.
+   */
+  readonly leafSize: number
+  /** A mismatching range with at most this many local entries is answered with its entries instead of a split. */
   readonly maxSetSize: number
+  /** A sub-range of a split with at most this many entries goes out as its entries, else as a fingerprint. */
+  readonly subrangeItems: number
   /** Soft cap on the encoded size of one outgoing message, in bytes. */
   readonly maxMessageBytes: number
 }
 
 /** The reference's parameters (spec 02 §4): its message counts and contents. */
-export const REFERENCE: Config = { splitFactor: 2, maxSetSize: 1, maxMessageBytes: Number.POSITIVE_INFINITY }
+export const REFERENCE: Config = {
+  splitFactor: 2,
+  leafSize: Number.POSITIVE_INFINITY,
+  maxSetSize: 1,
+  subrangeItems: 1,
+  maxMessageBytes: Number.POSITIVE_INFINITY
+}
 
-/** The default, tuned by `npm run bench -- reconcile` (see the reconciliation issue's note). */
-export const DEFAULT: Config = { splitFactor: 16, maxSetSize: 32, maxMessageBytes: 4 << 20 }
+/** The default, tuned by `npm run bench -- reconcile` (see the reconciliation issue's note and the README). */
+export const DEFAULT: Config = {
+  splitFactor: 16,
+  leafSize: 8,
+  maxSetSize: 8,
+  subrangeItems: 1,
+  maxMessageBytes: 4 << 20
+}
 
 /**
  * A range as rank intervals: `parts` in iteration order (ascending over the replica, spec 02 §2) with its start index
@@ -220,7 +241,9 @@ export const processMessage = <E>(view: RangeView<E>, hooks: Hooks<E>, config: C
         return theirs === undefined || compareRecords(theirs.record, e.record) < 0
       })
     }
-    const values = items.flatMap((item) => item.values)
+    // Values we already hold (same id, timestamp and hash) would be refused by the insert rules: skip them before
+    // any signature is verified.
+    const values = items.flatMap((item) => item.values.filter(([v]) => !view.holds(v)))
     if (values.length > 0) yield* hooks.insert(values)
 
     // 2. Fingerprints, against our state after storing the values.
@@ -243,7 +266,9 @@ export const processMessage = <E>(view: RangeView<E>, hooks: Hooks<E>, config: C
         continue
       }
       // Split into k sub-ranges at pivots (spec 02 §5); k ≤ n keeps every pivot distinct and every range non-empty.
-      const k = Math.min(config.splitFactor, n)
+      const wanted = Math.max(config.splitFactor, Math.ceil(n / config.leafSize))
+      const affordable = Math.max(config.splitFactor, Math.floor(budget / fingerprintSize(f.range)))
+      const k = Math.min(wanted, affordable, n)
       const pivot = (i: number) =>
         view.idAt(rankAt(s.parts, (s.startIndex + Math.floor((n * ((i % k) + 1)) / k)) % n))
       const ranges: Array<Range> = []
@@ -264,7 +289,7 @@ export const processMessage = <E>(view: RangeView<E>, hooks: Hooks<E>, config: C
       }
       for (const r of ranges) {
         const sub = segments(view, r.x, r.y)
-        if (sub.count > config.maxSetSize || budget <= 0) {
+        if (sub.count > config.subrangeItems || budget <= 0) {
           budget -= fingerprintSize(r)
           out.push(new RangeFingerprint({ range: r, fingerprint: fingerprintOf(view, sub) }, true))
         } else {

@@ -109,6 +109,16 @@ export class DocumentNotCreated extends Schema.TaggedError<DocumentNotCreated>()
   }
 }
 
+/** A reconciliation session exchanged more messages than its cap allows (a runaway or hostile peer). */
+export class RunawaySession extends Schema.TaggedError<RunawaySession>()("RunawaySession", {
+  ...Ns,
+  messages: Schema.Number
+}) {
+  override get message() {
+    return `sync session exceeded ${this.messages} messages`
+  }
+}
+
 /** A failure of the storage layer, wrapped once at the Store boundary. */
 export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   method: Schema.String,

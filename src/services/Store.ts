@@ -17,17 +17,22 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Chunk, Clock, Context, Effect, Either, Layer, Option, Schema, Stream } from "effect"
-import { prefixUpperBound, u64FromBytesBE, u64ToBytesBE } from "../internal/bytes.js"
+import { blake3 } from "../internal/blake3.js"
+import { compare, concat, prefixUpperBound, u64FromBytesBE, u64ToBytesBE } from "../internal/bytes.js"
+import { FingerprintTree } from "../internal/fingerprintTree.js"
+import type { RangeView } from "../internal/reconcile.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
 import * as Capability from "../schema/Capability.js"
 import { DocumentNotCreated, NamespaceMismatch, ReplicaNotClosed, ReplicaNotFound, StoreError } from "../schema/Errors.js"
 import * as DownloadPolicy from "../schema/DownloadPolicy.js"
-import { compareRecords, EMPTY, makeSignedEntry, type SignedEntry } from "../schema/Entry.js"
+import { compareRecords, EMPTY, entryFingerprint, makeSignedEntry, type SignedEntry } from "../schema/Entry.js"
 import { Author, AuthorFromBytes, AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
 import type { Query } from "../schema/Query.js"
 
 /** Most recently useful peers kept per document (spec 03 §3). */
 export const PEERS_PER_DOC_CACHE_SIZE = 5
+/** Rows read per statement while building a range index. */
+const INDEX_PAGE = 10_000
 /** Rows fetched per page by streaming reads. */
 export const PAGE_SIZE = 512
 
@@ -69,6 +74,11 @@ export interface StoreService {
 
   /** spec 01 §9 with option B. The entry must have been validated by the caller. */
   readonly put: (entry: SignedEntry) => Effect.Effect<PutOutcome, StoreError>
+  /**
+   * The read-only view of one namespace that reconciliation works on (spec 02): ranks, ids and range fingerprints in
+   * O(log n) from an in-memory index, entries by rank from SQLite. Ranges are confined to the namespace.
+   */
+  readonly rangeView: (ns: NamespaceId) => Effect.Effect<RangeView<StoreError>, StoreError>
   /** `put` for each entry in order, in one transaction (or the current one). */
   readonly putMany: (entries: ReadonlyArray<SignedEntry>) => Effect.Effect<ReadonlyArray<PutOutcome>, StoreError>
   readonly getExact: (
@@ -160,6 +170,10 @@ const rowToEntry = (r: EntryRow): SignedEntry =>
     namespaceSignature: r.ns_sig
   })
 
+/** Index key of an entry within its namespace: `author ‖ key` as latin1, whose string order is the byte order. */
+const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1")
+const indexKey = (author: Uint8Array, key: Uint8Array) => latin1(author) + latin1(key)
+
 const recordOf = (r: { readonly ts: Uint8Array; readonly hash: Uint8Array }) => ({
   timestamp: u64FromBytesBE(r.ts),
   hash: r.hash
@@ -216,13 +230,20 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
     Option.match({ onNone: () => Effect.dieMessage("no transaction"), onSome: ([conn]) => Effect.succeed(conn) })
   )
 
+  // -- range index (spec 02): one fingerprint tree per namespace, built on first use from one pass over its ids,
+  // maintained by every put and removal after that, dropped when the namespace closes. A rolled-back transaction
+  // drops every tree (they are rebuilt on next use), so no tree ever holds a change the database does not.
+  const indexes = new Map<string, FingerprintTree>()
+  const dropIndexes = Effect.sync(() => indexes.clear())
+
   const withTransaction: StoreService["withTransaction"] = (effect) =>
     sql.withTransaction(effect).pipe(
+      Effect.onError(() => dropIndexes),
       Effect.mapError((e) => (e instanceof SqlError ? new StoreError({ method: "transaction", cause: e }) : e))
     )
 
   const open = new Set<string>()
-  const nsKey = (ns: Uint8Array) => Buffer.from(ns).toString("hex")
+  const nsKey = (ns: Uint8Array) => latin1(ns)
 
   // Peer stamps continue after those of an earlier session, even when the clock is now behind them (spec 03 §3).
   const stampRows = yield* exec<{ s: string }>(`SELECT CAST(coalesce(max(stamp), 0) AS TEXT) AS s FROM sync_peers`, []).pipe(
@@ -298,7 +319,11 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
       }))
     )
 
-  const closeReplica = (ns: NamespaceId) => Effect.sync(() => void open.delete(nsKey(ns)))
+  const closeReplica = (ns: NamespaceId) =>
+    Effect.sync(() => {
+      open.delete(nsKey(ns))
+      indexes.delete(nsKey(ns))
+    })
 
   // Suspended: the open mark is checked when the effect runs, not when it is built.
   const removeReplica = (ns: NamespaceId) =>
@@ -310,7 +335,8 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
             yield* exec(`DELETE FROM ${table} WHERE ns = ?`, [ns])
           }
           yield* exec(`DELETE FROM namespaces WHERE id = ?`, [ns])
-        })).pipe(Effect.mapError(fail("removeReplica")))
+          indexes.delete(nsKey(ns))
+        })).pipe(Effect.onError(() => dropIndexes), Effect.mapError(fail("removeReplica")))
     )
 
   // -- entries
@@ -327,7 +353,7 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
         upper === undefined ? PUT_CANDIDATES_UNBOUNDED : PUT_CANDIDATES_BOUNDED,
         upper === undefined ? select : [...select, upper]
       )
-      let removable = 0
+      const removed: Array<Uint8Array> = []
       for (const row of rows) {
         const stored = recordOf(row)
         const order = compareRecords(record, stored)
@@ -335,8 +361,9 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
         if (row.key.length <= id.key.length && order <= 0) {
           return { _tag: "NotInserted", newer: { key: row.key, timestamp: stored.timestamp } } as const
         }
-        if (row.key.length >= id.key.length && order >= 0) removable++
+        if (row.key.length >= id.key.length && order >= 0) removed.push(row.key)
       }
+      const removable = removed.length
       const ts = u64ToBytesBE(record.timestamp)
       if (removable > 0) {
         const base = [id.namespace, id.author, id.key, ts, ts, record.hash]
@@ -352,6 +379,11 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
         e.signature.namespace,
         e.signature.author
       ])
+      const tree = indexes.get(nsKey(id.namespace))
+      if (tree !== undefined) {
+        for (const key of removed) tree.delete(indexKey(id.author, key))
+        tree.insert(indexKey(id.author, id.key), entryFingerprint(e.entry))
+      }
       return { _tag: "Inserted", removed: removable } as const
     })
 
@@ -361,7 +393,71 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
       const outcomes: Array<PutOutcome> = []
       for (const e of entries) outcomes.push(yield* putOne(conn, e))
       return outcomes
-    })).pipe(Effect.mapError(fail("put")))
+    })).pipe(Effect.onError(() => dropIndexes), Effect.mapError(fail("put")))
+
+  /** The namespace's fingerprint tree: built in one read transaction (no write interleaves) on first use. */
+  const loadIndex = (ns: NamespaceId): Effect.Effect<FingerprintTree, StoreError> =>
+    Effect.suspend(() => {
+      const cached = indexes.get(nsKey(ns))
+      if (cached !== undefined) return Effect.succeed(cached)
+      return inTransaction(Effect.gen(function*() {
+        const again = indexes.get(nsKey(ns))
+        if (again !== undefined) return again
+        const conn = yield* transactionConnection
+        const items: Array<readonly [string, Uint8Array]> = []
+        let cursor: readonly [Uint8Array, Uint8Array] | undefined
+        while (true) {
+          const rows = (yield* conn.execute(
+            cursor === undefined
+              ? `SELECT author, key, ts, hash FROM records WHERE ns = ? ORDER BY author, key LIMIT ${INDEX_PAGE}`
+              : `SELECT author, key, ts, hash FROM records WHERE ns = ? AND (author, key) > (?, ?)
+                 ORDER BY author, key LIMIT ${INDEX_PAGE}`,
+            cursor === undefined ? [ns] : [ns, cursor[0], cursor[1]],
+            undefined
+          )) as ReadonlyArray<{ author: Uint8Array; key: Uint8Array; ts: Uint8Array; hash: Uint8Array }>
+          for (const r of rows) {
+            // BLAKE3(ns ‖ author ‖ key ‖ ts BE ‖ hash) (spec 01 §7): ts is stored big-endian already.
+            items.push([indexKey(r.author, r.key), blake3(concat(ns, r.author, r.key, r.ts, r.hash))])
+          }
+          const last = rows[rows.length - 1]
+          if (rows.length < INDEX_PAGE || last === undefined) break
+          cursor = [last.author, last.key]
+        }
+        const tree = FingerprintTree.fromSorted(items)
+        indexes.set(nsKey(ns), tree)
+        return tree
+      })).pipe(Effect.mapError(fail("rangeIndex")))
+    })
+
+  /** Entries at ranks [a, b) of a namespace's index: one range read between the ids at both ends. */
+  const entriesByRank = (ns: NamespaceId, tree: FingerprintTree, a: number, b: number) => {
+    if (b <= a) return Effect.succeed([])
+    const lo = Buffer.from(tree.select(a), "latin1")
+    const hi = Buffer.from(tree.select(b - 1), "latin1")
+    return exec<EntryRow>(
+      `SELECT ${ENTRY_COLUMNS} FROM records WHERE ns = ? AND (author, key) >= (?, ?) AND (author, key) <= (?, ?)
+       ORDER BY author, key`,
+      [ns, lo.subarray(0, 32), lo.subarray(32), hi.subarray(0, 32), hi.subarray(32)]
+    ).pipe(Effect.map((rows) => rows.map(rowToEntry)), Effect.mapError(fail("entriesByRank")))
+  }
+
+  const rangeView = (ns: NamespaceId): Effect.Effect<RangeView<StoreError>, StoreError> =>
+    Effect.map(loadIndex(ns), (tree) => ({
+      size: () => tree.size,
+      rank: (id) => {
+        const c = compare(id.subarray(0, 32), ns)
+        return c < 0 ? 0 : c > 0 ? tree.size : tree.rank(latin1(id.subarray(32)))
+      },
+      idAt: (i) => concat(ns, Buffer.from(tree.select(i), "latin1")),
+      xorInto: (a, b, out) => void tree.xorRange(a, b, out),
+      entries: (a, b) => entriesByRank(ns, tree, a, b),
+      defaultId: concat(ns, new Uint8Array(32)),
+      holds: (e) => {
+        if (compare(e.namespace, ns) !== 0) return false
+        const fp = tree.get(indexKey(e.author, e.key))
+        return fp !== undefined && compare(fp, entryFingerprint(e.entry)) === 0
+      }
+    }))
 
   const put = (e: SignedEntry) => Effect.map(putMany([e]), (outcomes) => outcomes[0]!)
 
@@ -537,6 +633,7 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
     removeReplica,
     put,
     putMany,
+    rangeView,
     getExact,
     getMany,
     count,

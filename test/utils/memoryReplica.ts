@@ -61,7 +61,12 @@ export class MemoryReplica {
         for (let i = a; i < b; i++) for (let j = 0; j < 32; j++) out[j]! ^= this.entries[i]!.fp[j]!
       },
       entries: (a, b) => Effect.succeed(this.entries.slice(a, b).map((e) => e.entry)),
-      defaultId: concat(this.namespace, new Uint8Array(32))
+      defaultId: concat(this.namespace, new Uint8Array(32)),
+      holds: (e) => {
+        const id = idOf(e)
+        const fp = entryFingerprint(e.entry)
+        return this.entries.some((s) => compare(s.id, id) === 0 && compare(s.fp, fp) === 0)
+      }
     }
   }
 

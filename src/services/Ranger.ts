@@ -1,0 +1,121 @@
+/**
+ * Ranger: adapts the Store and the replica actor to the reconciliation algorithm of `internal/reconcile.ts`. The
+ * Store gives the read-only range view (an in-memory fingerprint index plus entries read by rank); incoming values go
+ * through the actor (`insertRemoteMany`: strict validation, RemoteInsert events); a session counts its SyncOutcome
+ * (spec 02 §6) and is capped in messages.
+ */
+import { Context, Effect, Layer } from "effect"
+import * as Reconcile from "../internal/reconcile.js"
+import * as AuthorHeads from "../schema/AuthorHeads.js"
+import type { ContentStatus, SignedEntry } from "../schema/Entry.js"
+import { type ReplicaNotOpen, RunawaySession, type StoreError, SyncNotEnabled } from "../schema/Errors.js"
+import type { NamespaceId } from "../schema/Keys.js"
+import type { Message } from "../schema/Message.js"
+import * as Replica from "./Replica.js"
+import * as Store from "./Store.js"
+
+/** Per session and side (spec 02 §6). */
+export interface SyncOutcome {
+  /** Values received in RangeItems, accepted or not. */
+  readonly numRecv: number
+  /** Values sent in RangeItems. */
+  readonly numSent: number
+  /** Newest timestamp per author among the received values, accepted or not. */
+  readonly headsReceived: AuthorHeads.AuthorHeads
+  /** Received values that were refused (bad signature, wrong namespace, too far in the future, …). */
+  readonly numRejected: number
+}
+
+export interface RangerConfig extends Reconcile.Config {
+  /** A session exchanging more messages than this (both directions) ends with RunawaySession. */
+  readonly maxMessages: number
+  /** Our content status of an entry's blob (spec 02 hooks, statusOf): Missing until a blob store says more. */
+  readonly contentStatus: (entries: ReadonlyArray<SignedEntry>) => Effect.Effect<ReadonlyArray<ContentStatus>>
+}
+
+export const defaultConfig: RangerConfig = {
+  ...Reconcile.DEFAULT,
+  maxMessages: 10_000,
+  contentStatus: (entries) => Effect.succeed(entries.map(() => "Missing" as const))
+}
+
+export type SessionError = StoreError | ReplicaNotOpen | SyncNotEnabled | RunawaySession
+
+/** One reconciliation session of one replica with one peer, as one side of it. */
+export interface Session {
+  /** The initiator's first message: one fingerprint over the whole set (spec 02 §5). */
+  readonly initialMessage: Effect.Effect<Message, SessionError>
+  /** Processes an incoming message; the reply, or undefined when this side has nothing more to send. */
+  readonly process: (message: Message) => Effect.Effect<Message | undefined, SessionError>
+  readonly outcome: Effect.Effect<SyncOutcome>
+}
+
+export interface RangerService {
+  /** A session on an open, sync-enabled replica with the peer `from` (its 32-byte node id). */
+  readonly session: (ns: NamespaceId, from: Uint8Array) => Effect.Effect<Session, ReplicaNotOpen | SyncNotEnabled>
+}
+
+export class Ranger extends Context.Tag("docs/Ranger")<Ranger, RangerService>() {}
+
+export const make = (config: RangerConfig) =>
+  Effect.gen(function*() {
+    const store = yield* Store.Store
+    const replica = yield* Replica.Replica
+
+    const session = (ns: NamespaceId, from: Uint8Array) =>
+      Effect.gen(function*() {
+        const state = yield* replica.state(ns)
+        if (!state.sync) return yield* new SyncNotEnabled({ namespace: ns })
+        let numRecv = 0
+        let numSent = 0
+        let numRejected = 0
+        let messages = 0
+        const heads = new AuthorHeads.Builder()
+
+        const hooks: Reconcile.Hooks<SessionError> = {
+          insert: (values) =>
+            Effect.gen(function*() {
+              const results = yield* replica.insertRemoteMany(ns, values, from)
+              for (const r of results) if (r._tag === "Left" && r.left._tag !== "NewerEntryExists") numRejected++
+            }),
+          statusOf: config.contentStatus
+        }
+
+        const count = () =>
+          messages++ >= config.maxMessages
+            ? Effect.fail(new RunawaySession({ namespace: ns, messages }))
+            : Effect.void
+
+        const sent = (m: Message | undefined) => {
+          if (m !== undefined) numSent += m.valueCount
+          return m
+        }
+
+        const view = store.rangeView(ns)
+
+        return {
+          initialMessage: Effect.zipRight(
+            count(),
+            Effect.map(view, (v) => sent(Reconcile.initialMessage(v))!)
+          ),
+          process: (message: Message) =>
+            Effect.gen(function*() {
+              yield* count()
+              numRecv += message.valueCount
+              for (const part of message.parts) {
+                if (part._tag !== "RangeItem") continue
+                for (const [e] of part.values) heads.insert(e.author, e.timestamp)
+              }
+              const reply = yield* Reconcile.processMessage(yield* view, hooks, config, message)
+              if (reply !== undefined) yield* count()
+              return sent(reply)
+            }),
+          outcome: Effect.sync(() => ({ numRecv, numSent, numRejected, headsReceived: heads.build() }))
+        } satisfies Session
+      })
+
+    return Ranger.of({ session })
+  })
+
+export const layer = (config: RangerConfig = defaultConfig): Layer.Layer<Ranger, never, Store.Store | Replica.Replica> =>
+  Layer.effect(Ranger, make(config))
