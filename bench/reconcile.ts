@@ -32,7 +32,15 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
     const diff = identical ? 0 : numberFlag(flags, "diff", 0.01)
     const mode = flags.get("mode") ?? "default"
     const base = mode === "reference" ? Reconcile.REFERENCE : Reconcile.DEFAULT
-    const config: Ranger.RangerConfig = { ...Ranger.defaultConfig, ...base, maxMessages: 1_000_000 }
+    const leaf = flags.get("leaf")
+    const config: Ranger.RangerConfig = {
+      ...Ranger.defaultConfig,
+      ...base,
+      ...(leaf === undefined ? {} : { leafSize: Number(leaf), maxSetSize: Number(flags.get("set") ?? leaf) }),
+      ...(flags.get("split") === undefined ? {} : { splitFactor: Number(flags.get("split")) }),
+      ...(flags.get("items") === undefined ? {} : { subrangeItems: Number(flags.get("items")) }),
+      maxMessages: 1_000_000
+    }
     const dir = tempDir("rangedocs-bench-reconcile-")
     const fileA = path.join(dir, "a.sqlite")
     const fileB = path.join(dir, "b.sqlite")

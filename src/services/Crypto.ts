@@ -166,9 +166,9 @@ const makePool = (size: number) =>
       })
 
     /** Splits a task evenly over the workers; results come back in order. */
-    const run = (task: Task): Effect.Effect<ReadonlyArray<Uint8Array>> => {
+    const run = (task: Task, width: number): Effect.Effect<ReadonlyArray<Uint8Array>> => {
       const n = task.keys.length
-      const parts = Math.min(workers.length, Math.ceil(n / INLINE_BELOW))
+      const parts = Math.max(1, Math.min(width, workers.length, Math.ceil(n / INLINE_BELOW)))
       const per = Math.ceil(n / parts)
       return Effect.forEach(
         Array.from({ length: parts }, (_, p) => p),
@@ -180,10 +180,11 @@ const makePool = (size: number) =>
   })
 
 /**
- * A pool of `size` worker threads, terminated when the layer's scope closes. Default: one per core beyond the main
- * thread's (at least 1, at most 4): the main thread keeps a core for SQLite and Effect.
+ * A pool of `size` worker threads (default: one per core, at most 4), terminated when the layer's scope closes.
+ * Signing uses all but one of them: the main thread keeps a core for SQLite and Effect while the actor writes the
+ * previous batch. Verification, which the main thread waits for, uses them all.
  */
-export const layer = (size: number = Math.max(1, Math.min(4, os.availableParallelism() - 1))): Layer.Layer<Crypto> =>
+export const layer = (size: number = Math.max(1, Math.min(4, os.availableParallelism()))): Layer.Layer<Crypto> =>
   Layer.scoped(
     Crypto,
     Effect.gen(function*() {
@@ -198,7 +199,7 @@ export const layer = (size: number = Math.max(1, Math.min(4, os.availableParalle
           keys.push(secretSeed(requests[i]!.author), secretSeed(requests[i]!.namespace))
           data.push(messages[i]!, messages[i]!)
         }
-        return Effect.map(run({ op: "sign", keys, data }), (outs) => {
+        return Effect.map(run({ op: "sign", keys, data }, size - 1), (outs) => {
           const sigs = concatParts(outs)
           return requests.map((r, i) =>
             signed(r.entry, sigs.slice(i * 128, i * 128 + 64), sigs.slice(i * 128 + 64, i * 128 + 128))
@@ -229,7 +230,7 @@ export const layer = (size: number = Math.max(1, Math.min(4, os.availableParalle
           index.push(i)
         })
         if (index.length === 0) return Effect.succeed(verdicts)
-        return Effect.map(run({ op: "verify", keys, data }), (outs) => {
+        return Effect.map(run({ op: "verify", keys, data }, size), (outs) => {
           const ok = concatParts(outs)
           index.forEach((i, j) => {
             verdicts[i] = ok[2 * j] === 1 && ok[2 * j + 1] === 1 ? "ok" : "signature"
