@@ -3,9 +3,18 @@
  * timestamps a caller needs, never secret keys.
  */
 import { Schema } from "effect"
+import { toHex } from "../internal/bytes.js"
 import { AuthorId, NamespaceId } from "./Keys.js"
 
 const Ns = { namespace: NamespaceId }
+
+/** A JSON form that `JSON.stringify` accepts: bigints as decimal strings, bytes as hex. */
+const jsonSafe = (tag: string, fields: object) => ({
+  _tag: tag,
+  ...Object.fromEntries(
+    Object.entries(fields).map(([k, v]) => [k, typeof v === "bigint" ? v.toString() : v instanceof Uint8Array ? toHex(v) : v])
+  )
+})
 
 /** Local insert with empty content (`len == 0` or the empty hash): tombstones come only from deletePrefix. */
 export class EntryIsEmpty extends Schema.TaggedError<EntryIsEmpty>()("EntryIsEmpty", Ns) {
@@ -23,6 +32,9 @@ export class NewerEntryExists extends Schema.TaggedError<NewerEntryExists>()("Ne
 }) {
   override get message() {
     return "A newer entry exists for either this entry's key or a prefix of the key."
+  }
+  override toJSON() {
+    return jsonSafe(this._tag, { namespace: this.namespace, author: this.author, key: this.key, timestamp: this.timestamp })
   }
 }
 
@@ -64,6 +76,9 @@ export class TooFarInTheFuture extends Schema.TaggedError<TooFarInTheFuture>()("
 }) {
   override get message() {
     return "Entry timestamp is too far in the future."
+  }
+  override toJSON() {
+    return jsonSafe(this._tag, { namespace: this.namespace, timestamp: this.timestamp, now: this.now })
   }
 }
 

@@ -9,6 +9,7 @@
 import { Context, Effect, Layer } from "effect"
 import * as os from "node:os"
 import { Worker } from "node:worker_threads"
+import { concat } from "../internal/bytes.js"
 import * as Ed from "../internal/ed25519.js"
 import { type PublicKeyCache, verifySignedEntry } from "../internal/signing.js"
 import { type Entry, EntrySignature, SignedEntry, signingBytes } from "../schema/Entry.js"
@@ -200,7 +201,7 @@ export const layer = (size: number = Math.max(1, Math.min(4, os.availableParalle
           data.push(messages[i]!, messages[i]!)
         }
         return Effect.map(run({ op: "sign", keys, data }, size - 1), (outs) => {
-          const sigs = concatParts(outs)
+          const sigs = concat(...outs)
           return requests.map((r, i) =>
             signed(r.entry, sigs.slice(i * 128, i * 128 + 64), sigs.slice(i * 128 + 64, i * 128 + 128))
           )
@@ -231,7 +232,7 @@ export const layer = (size: number = Math.max(1, Math.min(4, os.availableParalle
         })
         if (index.length === 0) return Effect.succeed(verdicts)
         return Effect.map(run({ op: "verify", keys, data }, size), (outs) => {
-          const ok = concatParts(outs)
+          const ok = concat(...outs)
           index.forEach((i, j) => {
             verdicts[i] = ok[2 * j] === 1 && ok[2 * j + 1] === 1 ? "ok" : "signature"
           })
@@ -247,18 +248,5 @@ const withSignature = (message: Uint8Array, signature: Uint8Array) => {
   const out = new Uint8Array(message.length + 64)
   out.set(message)
   out.set(signature, message.length)
-  return out
-}
-
-const concatParts = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (parts.length === 1) return parts[0]!
-  let n = 0
-  for (const p of parts) n += p.length
-  const out = new Uint8Array(n)
-  let o = 0
-  for (const p of parts) {
-    out.set(p, o)
-    o += p.length
-  }
   return out
 }

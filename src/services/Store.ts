@@ -404,7 +404,9 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
         const again = indexes.get(nsKey(ns))
         if (again !== undefined) return again
         const conn = yield* transactionConnection
-        const items: Array<readonly [string, Uint8Array]> = []
+        // Keys in one array, fingerprints packed in one growing buffer: no per-entry Uint8Array while building.
+        const keys: Array<string> = []
+        let fps = new Uint8Array(32 * INDEX_PAGE)
         let cursor: readonly [Uint8Array, Uint8Array] | undefined
         while (true) {
           const rows = (yield* conn.execute(
@@ -415,14 +417,24 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
             cursor === undefined ? [ns] : [ns, cursor[0], cursor[1]],
             undefined
           )) as ReadonlyArray<{ author: Uint8Array; key: Uint8Array; ts: Uint8Array; hash: Uint8Array }>
+          if (fps.length < 32 * (keys.length + rows.length)) {
+            const grown = new Uint8Array(Math.max(fps.length * 2, 32 * (keys.length + rows.length)))
+            grown.set(fps)
+            fps = grown
+          }
           for (const r of rows) {
             // BLAKE3(ns ‖ author ‖ key ‖ ts BE ‖ hash) (spec 01 §7): ts is stored big-endian already.
-            items.push([indexKey(r.author, r.key), blake3(concat(ns, r.author, r.key, r.ts, r.hash))])
+            fps.set(blake3(concat(ns, r.author, r.key, r.ts, r.hash)), 32 * keys.length)
+            keys.push(indexKey(r.author, r.key))
           }
           const last = rows[rows.length - 1]
           if (rows.length < INDEX_PAGE || last === undefined) break
           cursor = [last.author, last.key]
         }
+        const packed = fps
+        const items = (function*() {
+          for (let i = 0; i < keys.length; i++) yield [keys[i]!, packed.subarray(32 * i, 32 * i + 32)] as const
+        })()
         const tree = FingerprintTree.fromSorted(items)
         indexes.set(nsKey(ns), tree)
         return tree

@@ -12,7 +12,6 @@ import { PublicKeyCache, signEntry, verifySignedEntry } from "../../src/internal
 import {
   Entry,
   EntryRecord,
-  makeSignedEntry,
   RecordIdentifier,
   type SignedEntry,
   signedEntryEquals,
@@ -20,6 +19,7 @@ import {
 } from "../../src/schema/Entry.js"
 import { Author, Hash, NamespaceSecret } from "../../src/schema/Keys.js"
 import * as Crypto from "../../src/services/Crypto.js"
+import { withFields } from "../utils/entries.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures
@@ -85,32 +85,17 @@ const NOT_A_POINT = (() => {
   return undefined
 })()!
 
-const rebuild = (
-  e: SignedEntry,
-  o: Partial<{ namespace: Uint8Array; author: Uint8Array; authorSignature: Uint8Array; namespaceSignature: Uint8Array }>
-) =>
-  makeSignedEntry({
-    namespace: e.namespace,
-    author: e.author,
-    key: e.key,
-    len: e.contentLen,
-    hash: e.contentHash,
-    timestamp: e.timestamp,
-    authorSignature: e.signature.author,
-    namespaceSignature: e.signature.namespace,
-    ...o
-  })
 
 const KINDS = {
   ok: (e: SignedEntry) => [e, "ok"],
-  namespaceSignature: (e: SignedEntry) => [rebuild(e, { namespaceSignature: flipped(e.signature.namespace, 3) }), "signature"],
-  authorSignature: (e: SignedEntry) => [rebuild(e, { authorSignature: flipped(e.signature.author, 50) }), "signature"],
-  namespaceSPlusL: (e: SignedEntry) => [rebuild(e, { namespaceSignature: nonCanonicalS(e.signature.namespace) }), "signature"],
-  authorSPlusL: (e: SignedEntry) => [rebuild(e, { authorSignature: nonCanonicalS(e.signature.author) }), "signature"],
-  smallOrderR: (e: SignedEntry) => [rebuild(e, { authorSignature: withSmallOrderR(e.signature.author) }), "signature"],
-  smallOrderAuthor: (e: SignedEntry) => [rebuild(e, { author: IDENTITY }), "key"],
-  smallOrderNamespace: (e: SignedEntry) => [rebuild(e, { namespace: ORDER_FOUR }), "key"],
-  notAPoint: (e: SignedEntry) => [rebuild(e, { author: NOT_A_POINT }), "key"]
+  namespaceSignature: (e: SignedEntry) => [withFields(e, { namespaceSignature: flipped(e.signature.namespace, 3) }), "signature"],
+  authorSignature: (e: SignedEntry) => [withFields(e, { authorSignature: flipped(e.signature.author, 50) }), "signature"],
+  namespaceSPlusL: (e: SignedEntry) => [withFields(e, { namespaceSignature: nonCanonicalS(e.signature.namespace) }), "signature"],
+  authorSPlusL: (e: SignedEntry) => [withFields(e, { authorSignature: nonCanonicalS(e.signature.author) }), "signature"],
+  smallOrderR: (e: SignedEntry) => [withFields(e, { authorSignature: withSmallOrderR(e.signature.author) }), "signature"],
+  smallOrderAuthor: (e: SignedEntry) => [withFields(e, { author: IDENTITY }), "key"],
+  smallOrderNamespace: (e: SignedEntry) => [withFields(e, { namespace: ORDER_FOUR }), "key"],
+  notAPoint: (e: SignedEntry) => [withFields(e, { author: NOT_A_POINT }), "key"]
 } satisfies Record<string, (e: SignedEntry) => readonly [SignedEntry, Crypto.Verdict]>
 type Kind = keyof typeof KINDS
 const KIND_NAMES = Object.keys(KINDS).filter((k): k is Kind => k in KINDS)

@@ -39,7 +39,6 @@ import {
   EMPTY,
   Entry,
   EntryRecord,
-  makeSignedEntry,
   RecordIdentifier,
   type SignedEntry,
   signedEntryEquals,
@@ -52,7 +51,7 @@ import { Query } from "../../src/schema/Query.js"
 import * as Crypto from "../../src/services/Crypto.js"
 import * as Replica from "../../src/services/Replica.js"
 import * as Store from "../../src/services/Store.js"
-import { entryAt, key, tombstoneAt } from "../utils/entries.js"
+import { entryAt, key, modelPut, tombstoneAt, withFields } from "../utils/entries.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures
@@ -96,29 +95,6 @@ const eventLabel = (e: ReplicaEvent) =>
     : `Remote ${label(e.entry)} ${e.shouldDownload ? "download" : "skip"} ${e.remoteContentStatus}`
 
 /** A signed entry with some of its fields replaced (signatures are kept unless replaced). */
-const rebuild = (
-  e: SignedEntry,
-  o: Partial<{
-    namespace: Uint8Array
-    author: Uint8Array
-    len: bigint
-    hash: Uint8Array
-    timestamp: bigint
-    authorSignature: Uint8Array
-    namespaceSignature: Uint8Array
-  }>
-) =>
-  makeSignedEntry({
-    namespace: e.namespace,
-    author: e.author,
-    key: e.key,
-    len: e.contentLen,
-    hash: e.contentHash,
-    timestamp: e.timestamp,
-    authorSignature: e.signature.author,
-    namespaceSignature: e.signature.namespace,
-    ...o
-  })
 
 const flipped = (bytes: Uint8Array, at = 10) => {
   const out = Uint8Array.from(bytes)
@@ -157,18 +133,6 @@ const isTagged = <E extends { readonly _tag: string }, T extends E["_tag"]>(
 
 const collect = <A, E, R>(stream: Stream.Stream<A, E, R>) => Effect.map(Stream.runCollect(stream), Chunk.toArray)
 
-/** spec 01 §9 with option B of §13, literally: the oracle for replays. */
-const modelPut = (state: Array<SignedEntry>, e: SignedEntry): number | "NotInserted" => {
-  const mine = (s: SignedEntry) => equals(s.namespace, e.namespace) && equals(s.author, e.author)
-  if (state.some((s) => mine(s) && startsWith(e.key, s.key) && compareRecords(e.record, s.record) <= 0)) {
-    return "NotInserted"
-  }
-  const removed = state.filter((s) => mine(s) && startsWith(s.key, e.key) && compareRecords(s.record, e.record) <= 0)
-  const kept = state.filter((s) => !removed.includes(s))
-  state.length = 0
-  state.push(...kept, e)
-  return removed.length
-}
 
 const byAuthorKey = (x: SignedEntry, y: SignedEntry) => compare(x.author, y.author) || compare(x.key, y.key)
 
@@ -566,14 +530,14 @@ for (const combo of COMBOS) {
           const foreign = yield* expectError(insert(entryAt(other, author, "k", now)), "InvalidNamespace")
           assert.isTrue(equals(foreign.namespace, ns) && equals(foreign.got, other.id))
           const badNs = yield* expectError(
-            insert(rebuild(good, { namespaceSignature: flipped(good.signature.namespace) })),
+            insert(withFields(good, { namespaceSignature: flipped(good.signature.namespace) })),
             "BadSignature"
           )
           assert.strictEqual(badNs.reason, "signature")
           assert.isTrue(equals(badNs.author, author.id))
-          yield* expectError(insert(rebuild(good, { authorSignature: flipped(good.signature.author, 40) })), "BadSignature")
-          yield* expectError(insert(rebuild(good, { timestamp: now + 1n })), "BadSignature")
-          const badKey = yield* expectError(insert(rebuild(good, { author: seeded(0) })), "BadSignature")
+          yield* expectError(insert(withFields(good, { authorSignature: flipped(good.signature.author, 40) })), "BadSignature")
+          yield* expectError(insert(withFields(good, { timestamp: now + 1n })), "BadSignature")
+          const badKey = yield* expectError(insert(withFields(good, { author: seeded(0) })), "BadSignature")
           assert.strictEqual(badKey.reason, "key")
           const future = now + MAX_TIMESTAMP_FUTURE_SHIFT + 1n
           const tooFar = yield* expectError(insert(entryAt(secret, author, "k", future)), "TooFarInTheFuture")
@@ -603,7 +567,7 @@ for (const combo of COMBOS) {
             entryAt(secret, author, "a", now - 10n),
             entryAt(NamespaceSecret.generate(), author, "x", now),
             entryAt(secret, author, "b", now - 10n),
-            rebuild(forged, { namespaceSignature: flipped(forged.signature.namespace) }),
+            withFields(forged, { namespaceSignature: flipped(forged.signature.namespace) }),
             entryAt(secret, author, "a", now - 5n, "newer"),
             entryAt(secret, author, "d", now + MAX_TIMESTAMP_FUTURE_SHIFT + 1n),
             entryAt(secret, author, "a/old", now - 7n),
@@ -677,11 +641,11 @@ for (const combo of COMBOS) {
                 case "foreign":
                   return [entryAt(NamespaceSecret.generate(), author, "f", now), "InvalidNamespace"]
                 case "nsSig":
-                  return [rebuild(e, { namespaceSignature: flipped(e.signature.namespace, i % 64) }), "BadSignature"]
+                  return [withFields(e, { namespaceSignature: flipped(e.signature.namespace, i % 64) }), "BadSignature"]
                 case "authorSig":
-                  return [rebuild(e, { authorSignature: flipped(e.signature.author, i % 64) }), "BadSignature"]
+                  return [withFields(e, { authorSignature: flipped(e.signature.author, i % 64) }), "BadSignature"]
                 case "badKey":
-                  return [rebuild(e, { author: seeded(0) }), "BadSignature"]
+                  return [withFields(e, { author: seeded(0) }), "BadSignature"]
                 case "future":
                   return [entryAt(secret, author, `f/${i}`, now + MAX_TIMESTAMP_FUTURE_SHIFT + 1n), "TooFarInTheFuture"]
                 case "emptyHash":
@@ -1051,7 +1015,7 @@ for (const combo of COMBOS) {
           errors.push(
             yield* expectError(put("far/x"), "NewerEntryExists"),
             yield* expectError(remote(entryAt(foreign, author, "k", 1n)), "InvalidNamespace"),
-            yield* expectError(remote(rebuild(good, { authorSignature: flipped(good.signature.author) })), "BadSignature"),
+            yield* expectError(remote(withFields(good, { authorSignature: flipped(good.signature.author) })), "BadSignature"),
             yield* expectError(remote(entryAt(secret, author, "k", 1n << 50n)), "TooFarInTheFuture"),
             yield* expectError(remote(signedRecord(secret, author, "k", 0n, hash, 1n)), "InvalidEmptyEntry")
           )

@@ -13,11 +13,11 @@ import { compare, equals, startsWith, toHex, utf8 } from "../../src/internal/byt
 import * as AuthorHeads from "../../src/schema/AuthorHeads.js"
 import * as Capability from "../../src/schema/Capability.js"
 import * as DownloadPolicy from "../../src/schema/DownloadPolicy.js"
-import { compareRecords, EMPTY, type SignedEntry, signedEntryEquals } from "../../src/schema/Entry.js"
+import { EMPTY, type SignedEntry, signedEntryEquals } from "../../src/schema/Entry.js"
 import { Author, type AuthorId, type NamespaceId, NamespaceSecret } from "../../src/schema/Keys.js"
 import { Query } from "../../src/schema/Query.js"
 import * as Store from "../../src/services/Store.js"
-import { entryAt, tombstoneAt } from "../utils/entries.js"
+import { entryAt, modelPut, tombstoneAt } from "../utils/entries.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures
@@ -67,18 +67,6 @@ const harness = Effect.gen(function*() {
   return { store, put, list, labels, writeNs }
 })
 
-/** spec 01 §9, option B of §13, taken literally: the oracle of the property test. */
-const modelPut = (state: Array<SignedEntry>, e: SignedEntry): string => {
-  const mine = (s: SignedEntry) => equals(s.namespace, e.namespace) && equals(s.author, e.author)
-  if (state.some((s) => mine(s) && startsWith(e.key, s.key) && compareRecords(e.record, s.record) <= 0)) {
-    return "NotInserted"
-  }
-  const removed = state.filter((s) => mine(s) && startsWith(s.key, e.key) && compareRecords(s.record, e.record) <= 0)
-  const kept = state.filter((s) => !removed.includes(s))
-  state.length = 0
-  state.push(...kept, e)
-  return `Inserted(${removed.length})`
-}
 
 const byAuthorKey = (x: SignedEntry, y: SignedEntry) => compare(x.author, y.author) || compare(x.key, y.key)
 const byKeyAuthor = (x: SignedEntry, y: SignedEntry) => compare(x.key, y.key) || compare(x.author, y.author)
@@ -355,7 +343,8 @@ for (const [storeName, makeLayer] of STORES) {
           const model: Array<SignedEntry> = []
           for (const [i, p] of puts.entries()) {
             const e = entryAt(nss[p.ns]!, authors[p.author]!, Uint8Array.from(p.key), BigInt(p.ts), p.content)
-            const expected = modelPut(model, e)
+            const put = modelPut(model, e)
+            const expected = put === "NotInserted" ? put : `Inserted(${put})`
             assert.strictEqual(outcome(yield* store.put(e)), expected, `put #${i} ${label(e)}@${p.ts}`)
           }
           for (const ns of nss) {
