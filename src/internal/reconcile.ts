@@ -134,6 +134,46 @@ const entriesAt = <E>(view: RangeView<E>, s: Segments, from: number, to: number)
     return out
   })
 
+/** Ranges of at most this many entries are read ahead, merged with their neighbours. */
+const READ_AHEAD_RANGE = 64
+/** Neighbouring ranges this close are read as one. */
+const READ_AHEAD_GAP = 32
+
+/**
+ * A view that has read the entries of many small rank intervals ahead, in merged chunks: a message with thousands of
+ * small adjacent ranges costs a few reads instead of one each. Memory is bounded by the message being answered.
+ */
+const readAhead = <E>(view: RangeView<E>, intervals: ReadonlyArray<readonly [number, number]>) =>
+  Effect.gen(function*() {
+    const small = intervals.filter(([a, b]) => b > a && b - a <= READ_AHEAD_RANGE).sort((x, y) => x[0] - y[0])
+    if (small.length < 2) return view
+    const cache = new Map<number, SignedEntry>()
+    let i = 0
+    while (i < small.length) {
+      let [a, b] = small[i]!
+      i++
+      while (i < small.length && small[i]![0] - b <= READ_AHEAD_GAP && Math.max(b, small[i]![1]) - a <= PAGE) {
+        b = Math.max(b, small[i]![1])
+        i++
+      }
+      const read = yield* view.entries(a, b)
+      read.forEach((e, j) => cache.set(a + j, e))
+    }
+    const cached: RangeView<E> = {
+      ...view,
+      entries: (a, b) => {
+        const out: Array<SignedEntry> = []
+        for (let r = a; r < b; r++) {
+          const e = cache.get(r)
+          if (e === undefined) return view.entries(a, b)
+          out.push(e)
+        }
+        return Effect.succeed(out)
+      }
+    }
+    return cached
+  })
+
 /** The initial message: one fingerprint over the whole set, anchored at the first id (spec 02 §5). */
 export const initialMessage = <E>(view: RangeView<E>): Message => {
   const first = view.size() === 0 ? view.defaultId : view.idAt(0)
@@ -156,8 +196,9 @@ const PAGE = 1024
  * Processes one incoming message (spec 02 §5): all RangeItems first (diff against our range computed before storing
  * their values), then the fingerprints. Returns the reply, or undefined when there is nothing to send.
  */
-export const processMessage = <E>(view: RangeView<E>, hooks: Hooks<E>, config: Config, message: Message) =>
+export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: Config, message: Message) =>
   Effect.gen(function*() {
+    let view = base
     const out: Array<MessagePart> = []
     const items = message.parts.filter((p): p is RangeItem => p._tag === "RangeItem")
     const fingerprints = message.parts.filter((p): p is RangeFingerprint => p._tag === "RangeFingerprint")
@@ -231,6 +272,10 @@ export const processMessage = <E>(view: RangeView<E>, hooks: Hooks<E>, config: C
       Effect.map(hooks.statusOf(entries), (statuses) => entries.map((e, i) => [e, statuses[i]!] as const))
 
     // 1. RangeItems: our diff for each, computed before storing anything of this message.
+    view = yield* readAhead(
+      base,
+      items.filter((i) => !i.haveLocal).flatMap((i) => segments(base, i.range.x, i.range.y).parts)
+    )
     for (const item of items) {
       if (item.haveLocal) continue
       const incoming = new Map<string, SignedEntry>()
@@ -246,7 +291,14 @@ export const processMessage = <E>(view: RangeView<E>, hooks: Hooks<E>, config: C
     const values = items.flatMap((item) => item.values.filter(([v]) => !view.holds(v)))
     if (values.length > 0) yield* hooks.insert(values)
 
-    // 2. Fingerprints, against our state after storing the values.
+    // 2. Fingerprints, against our state after storing the values: small mismatching ranges are read ahead.
+    view = yield* readAhead(
+      base,
+      fingerprints.flatMap((f) => {
+        const s = segments(base, f.range.x, f.range.y)
+        return s.count <= config.maxSetSize && !equals(fingerprintOf(base, s), f.fingerprint) ? s.parts : []
+      })
+    )
     for (const f of fingerprints) {
       const { x, y } = f.range
       budget += fingerprintSize(f.range)

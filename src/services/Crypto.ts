@@ -141,28 +141,48 @@ const pack = (task: Task, from: number, to: number) => {
 
 const makePool = (size: number) =>
   Effect.gen(function*() {
-    const pending = new Map<number, (out: Uint8Array) => void>()
+    /** Calls in flight: the worker slot each went to, and how to resume its caller. */
+    const pending = new Map<number, { readonly slot: number; readonly resume: (out: Effect.Effect<Uint8Array>) => void }>()
     let nextId = 0
-    const workers = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        Array.from({ length: size }, () => {
-          const w = new Worker(WORKER_SOURCE, { eval: true })
-          w.on("message", ({ id, out }: { id: number; out: Uint8Array }) => {
-            const resume = pending.get(id)
-            pending.delete(id)
-            resume?.(out)
-          })
-          return w
+    let closing = false
+    const workers: Array<Worker> = []
+    /** A worker for a slot. If it dies, its calls fail as defects and a fresh worker takes the slot. */
+    const spawn = (slot: number) => {
+      const w = new Worker(WORKER_SOURCE, { eval: true })
+      w.on("message", ({ id, out }: { id: number; out: Uint8Array }) => {
+        const call = pending.get(id)
+        pending.delete(id)
+        call?.resume(Effect.succeed(out))
+      })
+      const fail = (cause: unknown) => {
+        if (workers[slot] !== w) return
+        for (const [id, call] of pending) {
+          if (call.slot !== slot) continue
+          pending.delete(id)
+          call.resume(Effect.die(cause))
+        }
+        if (!closing) workers[slot] = spawn(slot)
+      }
+      w.on("error", fail)
+      w.on("exit", (code) => fail(new Error(`crypto worker exited with code ${code}`)))
+      return w
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        for (let slot = 0; slot < size; slot++) workers.push(spawn(slot))
+      }),
+      () =>
+        Effect.promise(() => {
+          closing = true
+          return Promise.all(workers.map((w) => w.terminate()))
         })
-      ),
-      (ws) => Effect.promise(() => Promise.all(ws.map((w) => w.terminate())))
     )
 
-    const call = (worker: Worker, op: Task["op"], packed: ReturnType<typeof pack>) =>
+    const call = (slot: number, op: Task["op"], packed: ReturnType<typeof pack>) =>
       Effect.async<Uint8Array>((resume) => {
         const id = nextId++
-        pending.set(id, (out) => resume(Effect.succeed(out)))
-        worker.postMessage({ id, op, ...packed }, [packed.keys.buffer, packed.data.buffer])
+        pending.set(id, { slot, resume })
+        workers[slot]!.postMessage({ id, op, ...packed }, [packed.keys.buffer, packed.data.buffer])
         return Effect.sync(() => void pending.delete(id))
       })
 
@@ -173,7 +193,7 @@ const makePool = (size: number) =>
       const per = Math.ceil(n / parts)
       return Effect.forEach(
         Array.from({ length: parts }, (_, p) => p),
-        (p) => call(workers[p]!, task.op, pack(task, p * per, Math.min(n, (p + 1) * per))),
+        (p) => call(p, task.op, pack(task, p * per, Math.min(n, (p + 1) * per))),
         { concurrency: "unbounded" }
       )
     }
