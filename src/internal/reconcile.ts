@@ -307,10 +307,10 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
       if (equals(ours, f.fingerprint)) continue
       const n = s.count
       if (out.length > 0 && budget < Math.min(config.splitFactor, n) * fingerprintSize(f.range)) {
-        // No room left to split: echo our fingerprint of the range; the peer splits it. The first split of a message
-        // always happens, so every message makes progress whatever the budget.
+        // No room left to split: hand the range back as our fingerprint of it (merged with adjacent ones below); the
+        // peer splits it. The first split of a message always happens, so every message makes progress.
         budget -= fingerprintSize(f.range)
-        out.push(new RangeFingerprint({ range: f.range, fingerprint: ours }, true))
+        deferred.push(f.range)
         continue
       }
       if (n <= config.maxSetSize || equals(f.fingerprint, EMPTY_HASH)) {
@@ -350,8 +350,16 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
       }
     }
 
-    // 3. What did not fit: fingerprints over the rest of each range, so the peer asks for it again.
+    // 3. What did not fit: fingerprints over the rest of each range, so the peer asks for it again. Adjacent ranges
+    // (one ends where the next starts) merge into one: a run of thousands of small ranges costs a single part.
+    const merged: Array<Range> = []
     for (const r of deferred) {
+      const last = merged[merged.length - 1]
+      if (last !== undefined && equals(last.y, r.x) && !equals(last.x, r.y)) {
+        merged[merged.length - 1] = new Range({ x: last.x, y: r.y }, true)
+      } else merged.push(r)
+    }
+    for (const r of merged) {
       out.push(new RangeFingerprint({ range: r, fingerprint: fingerprintOf(view, segments(view, r.x, r.y)) }, true))
     }
     return out.length === 0 ? undefined : new Message({ parts: out }, true)
