@@ -81,12 +81,14 @@ export const make = (config: RangerConfig) =>
           statusOf: config.contentStatus
         }
 
-        const count = () =>
+        /** Counts one message of the session (either direction); past the cap the session fails. */
+        const count = Effect.suspend(() =>
           messages++ >= config.maxMessages
             ? Effect.fail(new RunawaySession({ namespace: ns, messages }))
             : Effect.void
+        )
 
-        const sent = (m: Message | undefined) => {
+        const sent = <M extends Message | undefined>(m: M): M => {
           if (m !== undefined) numSent += m.valueCount
           return m
         }
@@ -94,20 +96,17 @@ export const make = (config: RangerConfig) =>
         const view = store.rangeView(ns)
 
         return {
-          initialMessage: Effect.zipRight(
-            count(),
-            Effect.map(view, (v) => sent(Reconcile.initialMessage(v))!)
-          ),
+          initialMessage: Effect.zipRight(count, Effect.map(view, (v) => sent(Reconcile.initialMessage(v)))),
           process: (message: Message) =>
             Effect.gen(function*() {
-              yield* count()
+              yield* count
               numRecv += message.valueCount
               for (const part of message.parts) {
                 if (part._tag !== "RangeItem") continue
                 for (const [e] of part.values) heads.insert(e.author, e.timestamp)
               }
               const reply = yield* Reconcile.processMessage(yield* view, hooks, config, message)
-              if (reply !== undefined) yield* count()
+              if (reply !== undefined) yield* count
               return sent(reply)
             }),
           outcome: Effect.sync(() => ({ numRecv, numSent, numRejected, headsReceived: heads.build() }))
