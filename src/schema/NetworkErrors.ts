@@ -1,0 +1,43 @@
+/** Failures of the Network service (spec 04 §10, §11, §13). Kept apart from Errors.ts, which holds the replica's. */
+import { Schema } from "effect"
+
+/**
+ * Connecting to a node or opening a stream to it failed or timed out: the `Connect` error of spec 04 §10. `nodeId` is
+ * the hex of the remote's 32-byte key; `protocol` is set when a stream was being opened.
+ */
+export class DialError extends Schema.TaggedError<DialError>()("DialError", {
+  nodeId: Schema.String,
+  reason: Schema.String,
+  protocol: Schema.optional(Schema.String)
+}) {
+  override get message() {
+    const what = this.protocol === undefined ? "dial" : `open ${this.protocol} stream to`
+    return `Failed to ${what} ${this.nodeId}: ${this.reason}`
+  }
+}
+
+/** A libp2p peer whose identity is not an Ed25519 key: it has no 32-byte node id (spec 04 §13). */
+export class NotEd25519Peer extends Schema.TaggedError<NotEd25519Peer>()("NotEd25519Peer", {
+  peerId: Schema.String,
+  keyType: Schema.String
+}) {
+  override get message() {
+    return `Peer ${this.peerId} has a ${this.keyType} identity; only Ed25519 node ids are supported`
+  }
+}
+
+/** The node could not be set up: its identity could not be loaded or created, or libp2p failed to start. */
+export class NetworkError extends Schema.TaggedError<NetworkError>()("NetworkError", {
+  method: Schema.String,
+  cause: Schema.Defect
+}) {}
+
+/** A stream was reset or aborted, or written after it closed; `reason` is libp2p's message. */
+export class StreamError extends Schema.TaggedError<StreamError>()("StreamError", {
+  protocol: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `${this.protocol} stream failed: ${this.reason}`
+  }
+}

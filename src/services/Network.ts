@@ -1,0 +1,476 @@
+/**
+ * The node's libp2p host: one libp2p node (TCP, noise, yamux, identify, ping) per layer, started when the layer is
+ * built and stopped when its scope closes. Node ids are raw 32-byte Ed25519 keys (spec 04 §12, §13).
+ *
+ * Streams are libp2p v3 `Stream`s, handed over as they are; the sync protocol frames its own bytes (spec 04 §3).
+ * Read them with {@link receive} and write with {@link send}, which work around two flaws of libp2p 3.3
+ * (@libp2p/utils 7.4.1) in the raw API:
+ * - `for await (const chunk of stream)` has no backpressure (an unbounded queue) and, if the stream was `pause()`d,
+ *   ends at the remote's FIN while paused bytes are still buffered: they are silently lost. It also ends quietly on
+ *   a remote reset (then `stream.status` is `"reset"`), not with an error.
+ * - `stream.send(bytes)` returns false when the stream must drain, but `await stream.onDrain()` only works once per
+ *   stream: it keeps returning its first, settled promise, so later writes queue without bound.
+ * Other facts: `stream.close()` half-closes (yamux FIN, the QUIC `finish` of spec 04 §13) and resolves once queued
+ * bytes reach the muxer; the stream stays readable until the remote closes its side. `stream.abort(error)` resets
+ * both directions and discards unsent bytes. `pause()`/`resume()` throw once the readable end is closed. Bytes that
+ * arrive while nothing reads are buffered, and over `STREAM_READ_BUFFER` the stream is reset: start reading (or
+ * pause) promptly. A stream with no traffic for `stream.inactivityTimeout` ms (default 120 s) is aborted by libp2p.
+ */
+import "../internal/polyfill.js"
+import { noise } from "@chainsafe/libp2p-noise"
+import { yamux } from "@chainsafe/libp2p-yamux"
+import { generateKeyPairFromSeed } from "@libp2p/crypto/keys"
+import { type Identify, identify } from "@libp2p/identify"
+import type {
+  Connection,
+  Libp2p,
+  PeerId,
+  Stream as P2PStream,
+  StreamCloseEvent,
+  StreamHandlerOptions,
+  StreamMessageEvent
+} from "@libp2p/interface"
+import { type Ping, ping } from "@libp2p/ping"
+import { tcp } from "@libp2p/tcp"
+import { CODE_P2P, multiaddr } from "@multiformats/multiaddr"
+import { createLibp2p } from "libp2p"
+import {
+  Cause,
+  Chunk,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  ExecutionStrategy,
+  Exit,
+  FiberSet,
+  Layer,
+  Option,
+  Redacted,
+  Scope,
+  Stream
+} from "effect"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { fromHex, toHex } from "../internal/bytes.js"
+import * as Ed from "../internal/ed25519.js"
+import { fmtShort } from "../schema/Keys.js"
+import { DialError, NetworkError, StreamError } from "../schema/NetworkErrors.js"
+import { NodeAddr, NodeId, nodeIdFromPeerId, peerIdFromNodeId } from "../schema/NodeAddr.js"
+
+export type { Stream } from "@libp2p/interface"
+
+export const DEFAULT_LISTEN: ReadonlyArray<string> = ["/ip4/127.0.0.1/tcp/0"]
+/** Bounds connecting to a node (spec 04 §11 suggestion). */
+export const DEFAULT_DIAL_TIMEOUT: Duration.Duration = Duration.seconds(10)
+/** Bounds opening a stream on a connection, and the graceful close of a stream when its scope ends. */
+export const DEFAULT_STREAM_TIMEOUT: Duration.Duration = Duration.seconds(10)
+/** yamux's largest per-stream receive window (its default, pinned here because the read buffer depends on it). */
+export const YAMUX_MAX_STREAM_WINDOW = 16 * 1024 * 1024
+/**
+ * Bytes a stream may hold unread before libp2p resets it. libp2p's default (4 MiB) is below the yamux window, so a
+ * reader that paused mid-transfer would be reset with `StreamBufferError` once the remote used its credit.
+ */
+export const STREAM_READ_BUFFER = YAMUX_MAX_STREAM_WINDOW + 1024 * 1024
+/** The file in a data directory that holds the node's secret seed, as hex. */
+export const NODE_KEY_FILE = "node-key"
+
+export interface NetworkConfig {
+  /** Multiaddrs to listen on; default {@link DEFAULT_LISTEN}. */
+  readonly listen?: ReadonlyArray<string>
+  /** The 32-byte Ed25519 seed of the node's identity; without it every start has a fresh node id. */
+  readonly identity?: Redacted.Redacted<Uint8Array> | undefined
+  readonly dialTimeout?: Duration.DurationInput
+  readonly streamTimeout?: Duration.DurationInput
+}
+
+export type Libp2pServices = { identify: Identify; ping: Ping }
+
+/** Runs one inbound stream, which is closed when the effect succeeds and aborted when it fails or is interrupted. */
+export type Handler<E, R> = (stream: P2PStream, remote: NodeId) => Effect.Effect<void, E, R>
+
+export type HandleOptions = Pick<
+  StreamHandlerOptions,
+  "maxInboundStreams" | "maxOutboundStreams" | "runOnLimitedConnection"
+>
+
+export interface NetworkService {
+  readonly nodeId: NodeId
+  /** Our id and current listen addresses: what a peer needs to dial us. */
+  readonly addr: Effect.Effect<NodeAddr>
+  /** Adds `addr.addrs` to the peer store and connects (or reuses a connection), within the dial timeout. */
+  readonly dial: (addr: NodeAddr) => Effect.Effect<void, DialError>
+  /**
+   * Connects if needed (dial timeout), then opens a stream for `protocol` (stream timeout). The stream belongs to the
+   * scope: when the scope closes it is half-closed gracefully on success and aborted on failure or interruption.
+   * Never closes the connection, which gossip and other sessions share (spec 04 §13).
+   */
+  readonly openStream: (peer: NodeAddr | NodeId, protocol: string) => Effect.Effect<P2PStream, DialError, Scope.Scope>
+  /**
+   * Serves `protocol` until the caller's scope or the service closes, whichever is first; then the protocol is
+   * unregistered and running handlers are interrupted. Each inbound stream runs `handler` in its own fiber with the
+   * remote's node id; a failure or defect is logged and aborts that stream only. Streams from non-Ed25519 peers are
+   * aborted. Registering a protocol twice is a defect.
+   */
+  readonly handle: <E, R>(
+    protocol: string,
+    handler: Handler<E, R>,
+    options?: HandleOptions
+  ) => Effect.Effect<void, never, Scope.Scope | R>
+  /** Nodes we have an open connection to. */
+  readonly peers: Effect.Effect<ReadonlyArray<NodeId>>
+  /** The underlying node, for layers built on it (gossip). Do not stop it: the layer owns it. */
+  readonly libp2p: Libp2p<Libp2pServices>
+}
+
+export class Network extends Context.Tag("docs/Network")<Network, NetworkService>() {}
+
+const describe = (cause: unknown): string =>
+  cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)
+
+const toDialError = (nodeId: NodeId, protocol: string | undefined) => (cause: unknown) =>
+  new DialError({ nodeId: toHex(nodeId), reason: describe(cause), ...(protocol === undefined ? {} : { protocol }) })
+
+const withTimeout = (duration: Duration.Duration, nodeId: NodeId, protocol: string | undefined) =>
+  Effect.timeoutFail({
+    duration,
+    onTimeout: () => toDialError(nodeId, protocol)(`timed out after ${Duration.format(duration)}`)
+  })
+
+const abort = (stream: P2PStream, reason: string) => Effect.sync(() => stream.abort(new Error(reason)))
+
+export const make = (config: NetworkConfig = {}): Effect.Effect<NetworkService, NetworkError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const dialTimeout = Duration.decode(config.dialTimeout ?? DEFAULT_DIAL_TIMEOUT)
+    const streamTimeout = Duration.decode(config.streamTimeout ?? DEFAULT_STREAM_TIMEOUT)
+    const seed = config.identity === undefined ? Ed.randomSeed() : Redacted.value(config.identity)
+    if (seed.length !== 32) {
+      return yield* new NetworkError({ method: "identity", cause: `expected a 32-byte seed, got ${seed.length} bytes` })
+    }
+    const privateKey = yield* Effect.tryPromise({
+      try: () => generateKeyPairFromSeed("Ed25519", seed),
+      catch: (cause) => new NetworkError({ method: "identity", cause })
+    })
+    const nodeId = NodeId.make(Uint8Array.from(privateKey.publicKey.raw))
+
+    const node = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () =>
+          createLibp2p<Libp2pServices>({
+            privateKey,
+            addresses: { listen: [...(config.listen ?? DEFAULT_LISTEN)] },
+            transports: [tcp()],
+            connectionEncrypters: [noise()],
+            streamMuxers: [
+              yamux({
+                streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW, maxReadBufferLength: STREAM_READ_BUFFER }
+              })
+            ],
+            services: { identify: identify(), ping: ping() }
+          }),
+        catch: (cause) => new NetworkError({ method: "start", cause })
+      }),
+      (node) =>
+        Effect.tryPromise(async () => {
+          await node.stop()
+        }).pipe(
+          Effect.catchAllCause((cause) => Effect.logWarning("libp2p stop failed", cause))
+        )
+    )
+    const serviceScope = yield* Effect.scope
+
+    /** Closes our side gracefully after a successful use, resets it otherwise. */
+    const release = (stream: P2PStream, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+      Exit.isSuccess(exit)
+        ? Effect.tryPromise((signal) => stream.close({ signal })).pipe(
+          Effect.timeout(streamTimeout),
+          Effect.catchAll(() => abort(stream, "close failed"))
+        )
+        : abort(stream, Exit.isInterrupted(exit) ? "interrupted" : "failed")
+
+    const remember = (peerId: PeerId, addr: NodeAddr, protocol: string | undefined) =>
+      addr.addrs.length === 0
+        ? Effect.void
+        : Effect.tryPromise({
+          try: (signal) =>
+            node.peerStore.merge(peerId, { multiaddrs: addr.addrs.map((a) => multiaddr(a)) }, { signal }),
+          catch: toDialError(addr.nodeId, protocol)
+        })
+
+    const connect = (peer: NodeAddr | NodeId, protocol: string | undefined): Effect.Effect<Connection, DialError> => {
+      const nodeId = peer instanceof NodeAddr ? peer.nodeId : peer
+      const peerId = peerIdFromNodeId(nodeId)
+      return Effect.zipRight(
+        peer instanceof NodeAddr ? remember(peerId, peer, protocol) : Effect.void,
+        Effect.tryPromise({
+          try: (signal) => node.dial(peerId, { signal }),
+          catch: toDialError(nodeId, protocol)
+        })
+      ).pipe(withTimeout(dialTimeout, nodeId, protocol))
+    }
+
+    const dial = (addr: NodeAddr) => connect(addr, undefined).pipe(Effect.asVoid, Effect.withSpan("Network.dial"))
+
+    const openStream = (peer: NodeAddr | NodeId, protocol: string) => {
+      const nodeId = peer instanceof NodeAddr ? peer.nodeId : peer
+      const open = connect(peer, protocol).pipe(
+        Effect.flatMap((connection) =>
+          Effect.tryPromise({
+            try: (signal) => connection.newStream(protocol, { signal }),
+            catch: toDialError(nodeId, protocol)
+          }).pipe(withTimeout(streamTimeout, nodeId, protocol))
+        )
+      )
+      // Interruptible while opening (the AbortSignal cancels libp2p's work); the finalizer is in place before the
+      // stream is returned.
+      return Effect.uninterruptibleMask((restore) =>
+        restore(open).pipe(Effect.tap((stream) => Effect.addFinalizer((exit) => release(stream, exit))))
+      ).pipe(Effect.withSpan("Network.openStream", { attributes: { protocol } }))
+    }
+
+    const serve = <E, R>(
+      handler: Handler<E, R>,
+      stream: P2PStream,
+      connection: Connection
+    ): Effect.Effect<void, never, R> =>
+      Either.match(nodeIdFromPeerId(connection.remotePeer), {
+        onLeft: (error) =>
+          Effect.zipRight(
+            Effect.logWarning("stream from a non-Ed25519 peer rejected").pipe(
+              Effect.annotateLogs({ peer: error.peerId, keyType: error.keyType })
+            ),
+            abort(stream, error.message)
+          ),
+        onRight: (remote) =>
+          Effect.suspend(() => handler(stream, remote)).pipe(
+            Effect.onExit((exit) => release(stream, exit)),
+            Effect.catchAllCause((cause) =>
+              Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning("stream handler failed", cause)
+            ),
+            Effect.annotateLogs({ remote: fmtShort(remote) })
+          )
+      }).pipe(Effect.annotateLogs({ service: "Network", protocol: stream.protocol }))
+
+    const handle = <E, R>(protocol: string, handler: Handler<E, R>, options: HandleOptions = {}) =>
+      Effect.gen(function*() {
+        // A child of the service scope closed by the caller's scope: whichever closes first ends the registration.
+        const registration = yield* Scope.fork(serviceScope, ExecutionStrategy.sequential)
+        yield* Effect.addFinalizer(() => Scope.close(registration, Exit.void))
+        const run = yield* FiberSet.makeRuntime<R, void, never>().pipe(Scope.extend(registration))
+        // Finalizers run in reverse: unregister first, then interrupt the running handlers.
+        yield* Effect.acquireRelease(
+          Effect.tryPromise(async () => {
+            await node.handle(protocol, (stream, connection) => {
+              run(serve(handler, stream, connection))
+            }, options)
+          }).pipe(Effect.orDie),
+          () => Effect.tryPromise(() => node.unhandle(protocol)).pipe(Effect.ignore)
+        ).pipe(Scope.extend(registration))
+      }).pipe(Effect.withSpan("Network.handle", { attributes: { protocol } }))
+
+    const addr = Effect.sync(() => {
+      const addrs = node.getMultiaddrs().map((ma) => ma.decapsulateCode(CODE_P2P).toString())
+      return new NodeAddr({ nodeId, addrs: [...new Set(addrs)] })
+    })
+
+    const peers = Effect.sync(() =>
+      node.getPeers().flatMap((peerId) =>
+        Either.match(nodeIdFromPeerId(peerId), { onLeft: () => [], onRight: (id) => [id] })
+      )
+    )
+
+    return Network.of({ nodeId, addr, dial, openStream, handle, peers, libp2p: node })
+  }).pipe(Effect.annotateLogs({ service: "Network" }))
+
+/** A libp2p node on TCP (noise, yamux, identify, ping), started with the layer and stopped when its scope closes. */
+export const layer = (config: NetworkConfig = {}): Layer.Layer<Network, NetworkError> =>
+  Layer.scoped(Network, make(config))
+
+// ---------------------------------------------------------------------------------------------------------------
+// Stream I/O
+
+/** Unread bytes above which {@link receive} pauses the stream (the remote then stops once its credit is used). */
+export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024
+
+const streamError = (stream: P2PStream, cause: unknown) =>
+  new StreamError({ protocol: stream.protocol, reason: describe(cause) })
+
+const isBroken = (stream: P2PStream) => stream.status === "reset" || stream.status === "aborted"
+
+/**
+ * Sends `bytes`, then waits while the stream asks to drain. Fails if the stream is closed for writing, reset or
+ * aborted. Waits for the `drain` event itself because `stream.onDrain()` only works once per stream (see above).
+ */
+export const send = (stream: P2PStream, bytes: Uint8Array): Effect.Effect<void, StreamError> =>
+  Effect.suspend(() => {
+    try {
+      if (stream.send(bytes) && !stream.writableNeedsDrain) return Effect.void
+    } catch (cause) {
+      return Effect.fail(streamError(stream, cause))
+    }
+    if (stream.writeStatus !== "writable" || isBroken(stream)) {
+      return Effect.fail(streamError(stream, `stream is ${stream.status}`))
+    }
+    return Effect.async<void, StreamError>((resume) => {
+      const onDrain = () => {
+        stream.removeEventListener("close", onClose)
+        resume(Effect.void)
+      }
+      const onClose = (event: StreamCloseEvent) => {
+        stream.removeEventListener("drain", onDrain)
+        resume(Effect.fail(streamError(stream, event.error ?? "closed while sending")))
+      }
+      stream.addEventListener("drain", onDrain, { once: true })
+      stream.addEventListener("close", onClose, { once: true })
+      return Effect.sync(() => {
+        stream.removeEventListener("drain", onDrain)
+        stream.removeEventListener("close", onClose)
+      })
+    })
+  })
+
+/** Half-closes the stream (yamux FIN) once queued bytes reach the muxer; the remote's side stays readable. */
+export const closeWrite = (stream: P2PStream): Effect.Effect<void, StreamError> =>
+  Effect.tryPromise({ try: (signal) => stream.close({ signal }), catch: (cause) => streamError(stream, cause) })
+
+/**
+ * The bytes the remote sends, in order, ending when it closes its side (FIN) and every byte has been delivered;
+ * fails with StreamError if the stream is reset or aborted. While more than `highWaterMark` bytes wait unread the
+ * libp2p stream is paused, so a slow consumer holds at most that plus the remote's yamux credit. When the consumer
+ * stops early the stream is left paused; a later `receive` resumes it.
+ */
+export const receive = (
+  stream: P2PStream,
+  options: { readonly highWaterMark?: number } = {}
+): Stream.Stream<Uint8Array, StreamError> =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
+    const chunks: Array<Uint8Array> = []
+    let buffered = 0
+    let done: "end" | StreamError | undefined
+    let wake: (() => void) | undefined
+    const notify = () => {
+      const w = wake
+      wake = undefined
+      w?.()
+    }
+    const onMessage = (event: StreamMessageEvent) => {
+      const bytes = event.data.subarray()
+      chunks.push(bytes)
+      buffered += bytes.length
+      if (buffered > highWaterMark && stream.readStatus === "readable") stream.pause()
+      notify()
+    }
+    // `end` comes after the last byte was dispatched, also when the FIN arrived while paused. A reset or abort emits
+    // it too, before the `close` event that carries the error; the status tells them apart.
+    const onEnd = () => {
+      done ??= isBroken(stream) ? streamError(stream, `stream is ${stream.status}`) : "end"
+      notify()
+    }
+    const onClose = (event: StreamCloseEvent) => {
+      if (event.error !== undefined) done ??= streamError(stream, event.error)
+      notify()
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        stream.addEventListener("message", onMessage)
+        stream.addEventListener("end", onEnd)
+        stream.addEventListener("close", onClose)
+        if (isBroken(stream)) done = streamError(stream, `stream is ${stream.status}`)
+        else if (stream.readableEnded) done = "end"
+        else if (stream.readStatus === "paused") stream.resume()
+      }),
+      () =>
+        Effect.sync(() => {
+          stream.removeEventListener("message", onMessage)
+          stream.removeEventListener("end", onEnd)
+          stream.removeEventListener("close", onClose)
+          if (stream.readStatus === "readable") stream.pause()
+        })
+    )
+    const waitForData = Effect.async<void>((resume) => {
+      wake = () => resume(Effect.void)
+      return Effect.sync(() => {
+        wake = undefined
+      })
+    })
+    const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<StreamError>> = Effect.suspend(() => {
+      if (chunks.length > 0) {
+        const out = chunks.splice(0)
+        buffered = 0
+        if (stream.readStatus === "paused") stream.resume()
+        return Effect.succeed(Chunk.unsafeFromArray(out))
+      }
+      if (done === "end") return Effect.fail(Option.none())
+      if (done !== undefined) return Effect.fail(Option.some(done))
+      return Effect.zipRight(waitForData, pull)
+    })
+    return Stream.repeatEffectChunkOption(pull)
+  }))
+
+// ---------------------------------------------------------------------------------------------------------------
+// Persistent identity
+
+const identityError = (cause: unknown) => new NetworkError({ method: "identity", cause })
+
+const isErrno = (cause: unknown, code: string): boolean =>
+  cause instanceof Error && "code" in cause && cause.code === code
+
+const parseSeed = (file: string, text: string) => {
+  const seed = fromHex(text.trim())
+  return seed?.length === 32 ? Effect.succeed(seed) : Effect.fail(identityError(`${file}: expected 64 hex characters`))
+}
+
+/** The seed in `file`; none when the file does not exist. */
+const readSeed = (file: string): Effect.Effect<Option.Option<Uint8Array>, NetworkError> =>
+  Effect.tryPromise({ try: () => fs.readFile(file, "utf8"), catch: (cause) => cause }).pipe(
+    Effect.map(Option.some),
+    Effect.catchIf((cause) => isErrno(cause, "ENOENT"), () => Effect.succeed(Option.none<string>())),
+    Effect.mapError(identityError),
+    Effect.flatMap(Option.match({
+      onNone: () => Effect.succeed(Option.none<Uint8Array>()),
+      onSome: (text) => Effect.map(parseSeed(file, text), Option.some)
+    }))
+  )
+
+/** Creates the key file (mode 0600) unless it exists; false when another process created it first. */
+const createKeyFile = (dataDir: string, file: string, seed: Uint8Array) =>
+  Effect.tryPromise({
+    try: async () => {
+      await fs.mkdir(dataDir, { recursive: true })
+      const handle = await fs.open(file, "wx", 0o600)
+      try {
+        await handle.writeFile(`${toHex(seed)}\n`)
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+    },
+    catch: (cause) => cause
+  }).pipe(
+    Effect.as(true),
+    Effect.catchIf((cause) => isErrno(cause, "EEXIST"), () => Effect.succeed(false)),
+    Effect.mapError(identityError)
+  )
+
+/**
+ * The node's seed from `<dataDir>/node-key` (hex), created with a fresh seed and mode 0600 when missing. A file that
+ * does not hold 32 bytes of hex is an error: it is never replaced, since that would change the node id.
+ */
+export const loadOrCreateIdentity = (dataDir: string): Effect.Effect<Redacted.Redacted<Uint8Array>, NetworkError> =>
+  Effect.gen(function*() {
+    const file = path.join(dataDir, NODE_KEY_FILE)
+    const existing = yield* readSeed(file)
+    if (Option.isSome(existing)) return Redacted.make(existing.value)
+    const seed = Ed.randomSeed()
+    if (yield* createKeyFile(dataDir, file, seed)) return Redacted.make(seed)
+    const winner = yield* readSeed(file)
+    return Option.isSome(winner) ? Redacted.make(winner.value) : yield* identityError(`${file} vanished`)
+  }).pipe(Effect.withSpan("Network.loadOrCreateIdentity"))
+
+/** {@link layer} with the identity kept in `<dataDir>/node-key`, so a restarted node keeps its node id. */
+export const layerPersistentIdentity = (
+  dataDir: string,
+  config: Omit<NetworkConfig, "identity"> = {}
+): Layer.Layer<Network, NetworkError> =>
+  Layer.unwrapEffect(Effect.map(loadOrCreateIdentity(dataDir), (identity) => layer({ ...config, identity })))
