@@ -11,12 +11,14 @@ export * as NetworkErrors from "./schema/NetworkErrors.js"
 export * as NodeAddr from "./schema/NodeAddr.js"
 export * as Query from "./schema/Query.js"
 export * as SyncMessage from "./schema/SyncMessage.js"
+export * as SyncErrors from "./schema/SyncErrors.js"
 
 export * as Crypto from "./services/Crypto.js"
 export * as Network from "./services/Network.js"
 export * as Ranger from "./services/Ranger.js"
 export * as Replica from "./services/Replica.js"
 export * as Store from "./services/Store.js"
+export * as Sync from "./services/Sync.js"
 
 export * as Reconcile from "./internal/reconcile.js"
 

@@ -1,0 +1,395 @@
+/**
+ * Direct sync sessions over libp2p (spec 04 §5–§8, §13): one stream of `SYNC_PROTOCOL` = one namespace. The
+ * initiator (`syncWith`) dials, sends `Init`, then answers `Sync` messages until one side has nothing more to say;
+ * the acceptor (registered on the Network when the layer starts) asks an accept-decision callback, then runs the
+ * same loop. Frames are 4-byte big-endian length prefixed (internal/framing.ts), payloads are `SyncMessage`s.
+ *
+ * Closing (spec 04 §8): a side that is done half-closes its write side, then reads the rest of the inbound side,
+ * which must be empty. The close handshake runs after a successful loop and after an `Abort` (both sides); after a
+ * protocol error, a timeout or a broken stream the stream is aborted instead (a polite close would only wait for
+ * the timeout again). Only the stream is ever closed, never the libp2p connection.
+ *
+ * Limits on accepted sessions: at most `maxSessionsPerPeer` per remote node and `maxSessions` in total; a session
+ * over either cap is refused with `Abort { InternalServerError }` after its `Init` arrives (the acceptor never
+ * speaks first). `AlreadySyncing` is deliberately not used for this: initiators drop it silently as the loser of a
+ * concurrent-dial tie-break (spec 04 §7), while "busy" is a failure worth reporting and retrying.
+ */
+import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Option, ParseResult, Schema, Scope, Stream } from "effect"
+import { toHex } from "../internal/bytes.js"
+import { FrameDecoder, FrameError, frameParts } from "../internal/framing.js"
+import { fmtShort, type NamespaceId } from "../schema/Keys.js"
+import type { Message } from "../schema/Message.js"
+import type { NodeAddr, NodeId } from "../schema/NodeAddr.js"
+import { DEFAULT_MAX_FRAME, MAX_MESSAGE_SIZE, SYNC_PROTOCOL } from "../schema/constants.js"
+import {
+  type AcceptError,
+  type ConnectError,
+  RemoteAbort,
+  SyncCloseError,
+  SyncConnectError,
+  SyncProtocolError,
+  SyncRejected
+} from "../schema/SyncErrors.js"
+import { Abort, type AbortReason, Init, Sync as SyncMsg, type SyncMessage, SyncMessageFromBytes } from "../schema/SyncMessage.js"
+import * as Network from "./Network.js"
+import * as Ranger from "./Ranger.js"
+import * as Replica from "./Replica.js"
+
+/** Default inactivity timeout of one read (spec 04 §11 suggestion). */
+export const DEFAULT_READ_TIMEOUT: Duration.Duration = Duration.seconds(30)
+export const DEFAULT_MAX_SESSIONS_PER_PEER = 4
+export const DEFAULT_MAX_SESSIONS = 64
+
+/** The acceptor's decision (spec 04 §4.3): `"Allow"` or the reason sent in `Abort`. */
+export type AcceptOutcome = "Allow" | AbortReason
+
+export type AcceptDecision = (namespace: NamespaceId, peer: NodeId) => Effect.Effect<AcceptOutcome>
+
+export interface SyncConfig {
+  /** Inactivity timeout of every read (a frame, or the drain after closing); default {@link DEFAULT_READ_TIMEOUT}. */
+  readonly readTimeout?: Duration.DurationInput
+  /** Largest frame payload we accept; default `DEFAULT_MAX_FRAME` (64 MiB). */
+  readonly maxFrame?: number
+  readonly maxSessionsPerPeer?: number
+  readonly maxSessions?: number
+  /**
+   * Decides whether to accept an `Init` (spec 04 §7). Default: `"Allow"` iff the replica is open with sync enabled,
+   * else `"NotFound"`. A defect or failure of the callback counts as `"InternalServerError"`.
+   */
+  readonly accept?: AcceptDecision
+  /** Called with the result of every accepted stream once it ended (not on interruption); for logs and tests. */
+  readonly onAccepted?: (result: Exit.Exit<SyncFinished, AcceptError>) => Effect.Effect<void>
+}
+
+export interface Timings {
+  /** Initiator: dial + stream open; acceptor: ≈ 0. */
+  readonly connectMs: number
+  /** Total elapsed minus `connectMs` (the close handshake included). */
+  readonly processMs: number
+}
+
+/** A completed session (spec 04 §9). */
+export interface SyncFinished {
+  readonly namespace: NamespaceId
+  /** The remote node. */
+  readonly peer: NodeId
+  readonly outcome: Ranger.SyncOutcome
+  readonly timings: Timings
+}
+
+export interface SyncService {
+  /** Runs one session as initiator with `peer` on `namespace` (spec 04 §5). Interruption aborts the stream. */
+  readonly syncWith: (namespace: NamespaceId, peer: NodeAddr | NodeId) => Effect.Effect<SyncFinished, ConnectError>
+}
+
+export class Sync extends Context.Tag("docs/Sync")<Sync, SyncService>() {}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Session I/O
+
+/** Where a session is, for error messages: hex of the remote and, once known, of the namespace. */
+interface Where {
+  readonly peer: string
+  namespace: string | undefined
+}
+
+const fields = (where: Where) => ({
+  peer: where.peer,
+  ...(where.namespace === undefined ? {} : { namespace: where.namespace })
+})
+
+const protocolError = (where: Where, reason: string) => new SyncProtocolError({ ...fields(where), reason })
+const closeError = (where: Where, reason: string) => new SyncCloseError({ ...fields(where), reason })
+
+const describe = (cause: unknown): string =>
+  cause instanceof FrameError ? cause.message : cause instanceof Error ? cause.message : String(cause)
+
+interface Io {
+  /** The next message; none at the remote's end of stream (a truncated frame is an error). */
+  readonly next: Effect.Effect<Option.Option<SyncMessage>, SyncProtocolError>
+  readonly send: (message: SyncMessage) => Effect.Effect<void, SyncProtocolError>
+  /** Half-closes our side, then reads the remote's side to its end, requiring no further bytes. */
+  readonly close: Effect.Effect<void, SyncCloseError>
+}
+
+const encode = Schema.encode(SyncMessageFromBytes)
+/** The innermost message of a ParseError (the postcard reader's), without the schema path or the input bytes. */
+const parseReason = (error: ParseResult.ParseError): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)[0]?.message ?? "undecodable"
+
+const decode = Schema.decode(SyncMessageFromBytes)
+
+interface Settings {
+  readonly readTimeout: Duration.Duration
+  readonly maxFrame: number
+}
+
+const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effect.Effect<Io, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const pull = yield* Stream.toPull(Network.receive(stream))
+    const decoder = new FrameDecoder(settings.maxFrame)
+    let ended = false
+
+    /** One chunk, or none at the end of stream; `reason` on a broken stream or after the inactivity timeout. */
+    const pullOnce: Effect.Effect<Option.Option<ReadonlyArray<Uint8Array>>, string> = pull.pipe(
+      Effect.map((chunk): Option.Option<ReadonlyArray<Uint8Array>> => Option.some(Array.from(chunk))),
+      Effect.catchAll(Option.match({
+        onNone: () => Effect.succeed(Option.none<ReadonlyArray<Uint8Array>>()),
+        onSome: (error) => Effect.fail(error.reason)
+      })),
+      Effect.timeoutFail({
+        duration: settings.readTimeout,
+        onTimeout: () => `no data for ${Duration.format(settings.readTimeout)}`
+      })
+    )
+
+    const frames = <A>(f: () => A) => Effect.try({ try: f, catch: (cause) => protocolError(where, describe(cause)) })
+
+    const next: Effect.Effect<Option.Option<SyncMessage>, SyncProtocolError> = Effect.gen(function*() {
+      for (;;) {
+        const frame = yield* frames(() => decoder.next())
+        if (frame !== undefined) {
+          const message = yield* decode(frame).pipe(
+            Effect.mapError((error) => protocolError(where, `malformed message: ${parseReason(error)}`))
+          )
+          return Option.some(message)
+        }
+        if (ended) {
+          yield* frames(() => decoder.end())
+          return Option.none()
+        }
+        const chunk = yield* pullOnce.pipe(Effect.mapError((reason) => protocolError(where, reason)))
+        if (Option.isNone(chunk)) ended = true
+        else for (const bytes of chunk.value) yield* frames(() => decoder.push(bytes))
+      }
+    })
+
+    const send = (message: SyncMessage) =>
+      Effect.gen(function*() {
+        const payload = yield* encode(message).pipe(
+          Effect.mapError((error) => protocolError(where, `cannot encode ${message._tag}: ${error.message}`))
+        )
+        const [header, body] = yield* frames(() => frameParts(payload, MAX_MESSAGE_SIZE))
+        yield* Network.send(stream, header).pipe(
+          Effect.zipRight(Network.send(stream, body)),
+          Effect.mapError((error) => protocolError(where, error.reason))
+        )
+      })
+
+    const drain: Effect.Effect<void, SyncCloseError> = Effect.gen(function*() {
+      // Fails at the first extra byte: a peer that keeps talking cannot hold the session open.
+      let extra = decoder.buffered
+      while (!ended && extra === 0) {
+        const chunk = yield* pullOnce.pipe(Effect.mapError((reason) => closeError(where, reason)))
+        if (Option.isNone(chunk)) ended = true
+        else for (const bytes of chunk.value) extra += bytes.length
+      }
+      if (extra > 0) return yield* closeError(where, `${extra} unexpected bytes after the end of the session`)
+    })
+
+    const close = Network.closeWrite(stream).pipe(
+      Effect.mapError((error) => closeError(where, error.reason)),
+      Effect.zipRight(drain)
+    )
+
+    return { next, send, close }
+  })
+
+/**
+ * The reconciliation loop after the first message was processed: send the reply, read the next `Sync`, process it,
+ * until a side has nothing to send or the remote's stream ends. `onOther` rejects every other message.
+ */
+const loop = (
+  io: Io,
+  session: Ranger.Session,
+  first: Message | undefined,
+  where: Where,
+  onOther: (message: Init | Abort) => SyncProtocolError | RemoteAbort
+): Effect.Effect<void, SyncProtocolError | RemoteAbort> =>
+  Effect.gen(function*() {
+    let reply = first
+    while (reply !== undefined) {
+      yield* io.send(new SyncMsg({ message: reply }))
+      const next = yield* io.next
+      if (Option.isNone(next)) return
+      const message = next.value
+      if (message._tag !== "Sync") return yield* onOther(message)
+      reply = yield* session.process(message.message).pipe(
+        Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+      )
+    }
+  })
+
+/** The run's result unless the close handshake failed (its error takes precedence, spec 04 §5). */
+const thenClose = <A, E>(io: Io, run: Exit.Exit<A, E>): Effect.Effect<A, E | SyncCloseError> =>
+  Effect.flatMap(
+    Effect.exit(io.close),
+    (closed): Effect.Effect<A, E | SyncCloseError> => (Exit.isFailure(closed) ? Effect.failCause(closed.cause) : run)
+  )
+
+// ---------------------------------------------------------------------------------------------------------------
+// Service
+
+export const make = (config: SyncConfig = {}) =>
+  Effect.gen(function*() {
+    const network = yield* Network.Network
+    const ranger = yield* Ranger.Ranger
+    const replica = yield* Replica.Replica
+    const settings: Settings = {
+      readTimeout: Duration.decode(config.readTimeout ?? DEFAULT_READ_TIMEOUT),
+      maxFrame: config.maxFrame ?? DEFAULT_MAX_FRAME
+    }
+    if (!Number.isInteger(settings.maxFrame) || settings.maxFrame < 0 || settings.maxFrame > MAX_MESSAGE_SIZE) {
+      return yield* Effect.dieMessage(`Sync: maxFrame must be an integer in [0, ${MAX_MESSAGE_SIZE}]`)
+    }
+    const maxPerPeer = config.maxSessionsPerPeer ?? DEFAULT_MAX_SESSIONS_PER_PEER
+    const maxTotal = config.maxSessions ?? DEFAULT_MAX_SESSIONS
+
+    const defaultDecision: AcceptDecision = (ns) =>
+      replica.state(ns).pipe(
+        Effect.map((state): AcceptOutcome => (state.sync ? "Allow" : "NotFound")),
+        Effect.catchTag("ReplicaNotOpen", () => Effect.succeed<AcceptOutcome>("NotFound"))
+      )
+    const decide = config.accept ?? defaultDecision
+
+    const syncWith = Effect.fn("Sync.syncWith")(function*(namespace: NamespaceId, peer: NodeAddr | NodeId) {
+      const nodeId = peer instanceof Uint8Array ? peer : peer.nodeId
+      const where: Where = { peer: toHex(nodeId), namespace: toHex(namespace) }
+      return yield* Effect.scoped(Effect.gen(function*() {
+        // Checked before dialing: a replica that is not open for sync fails without touching the network.
+        const session = yield* ranger.session(namespace, nodeId).pipe(
+          Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+        )
+        const start = yield* Clock.currentTimeMillis
+        const stream = yield* network.openStream(peer, SYNC_PROTOCOL).pipe(
+          Effect.mapError((error) => new SyncConnectError({ ...fields(where), reason: error.reason }))
+        )
+        const connected = yield* Clock.currentTimeMillis
+        const io = yield* makeIo(stream, settings, where)
+        const run = yield* Effect.exit(Effect.gen(function*() {
+          const initial = yield* session.initialMessage.pipe(
+            Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+          )
+          yield* io.send(new Init({ namespace, message: initial }))
+          const first = yield* io.next
+          if (Option.isNone(first)) return
+          const message = first.value
+          if (message._tag === "Init") return yield* protocolError(where, "unexpected init message")
+          if (message._tag === "Abort") return yield* new RemoteAbort({ ...fields(where), reason: message.reason })
+          const reply = yield* session.process(message.message).pipe(
+            Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+          )
+          yield* loop(io, session, reply, where, (other) =>
+            other._tag === "Abort"
+              ? new RemoteAbort({ ...fields(where), reason: other.reason })
+              : protocolError(where, "unexpected init message"))
+        }))
+        // After a broken session the stream is aborted (by openStream's finalizer) rather than closed politely.
+        if (Exit.isFailure(run)) {
+          const failure = Cause.failureOption(run.cause)
+          if (Option.isNone(failure) || failure.value._tag !== "RemoteAbort") return yield* Effect.failCause(run.cause)
+        }
+        yield* thenClose(io, run)
+        const end = yield* Clock.currentTimeMillis
+        return {
+          namespace,
+          peer: nodeId,
+          outcome: yield* session.outcome,
+          timings: { connectMs: connected - start, processMs: end - connected }
+        } satisfies SyncFinished
+      }))
+    })
+
+    // -- acceptor
+
+    const perPeer = new Map<string, number>()
+    let total = 0
+    /** Takes a slot for the stream's lifetime; false when over a cap (the slot is then not held). */
+    const reserve = (peer: string) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          const n = perPeer.get(peer) ?? 0
+          if (n >= maxPerPeer || total >= maxTotal) return false
+          perPeer.set(peer, n + 1)
+          total++
+          return true
+        }),
+        (held) =>
+          Effect.sync(() => {
+            if (!held) return
+            total--
+            const n = (perPeer.get(peer) ?? 1) - 1
+            if (n === 0) perPeer.delete(peer)
+            else perPeer.set(peer, n)
+          })
+      )
+
+    const accept = (stream: Network.Stream, remote: NodeId): Effect.Effect<SyncFinished, AcceptError> =>
+      Effect.scoped(Effect.gen(function*() {
+        const start = yield* Clock.currentTimeMillis
+        const where: Where = { peer: toHex(remote), namespace: undefined }
+        const held = yield* reserve(where.peer)
+        const io = yield* makeIo(stream, settings, where)
+        const first = yield* io.next
+        if (Option.isNone(first)) return yield* protocolError(where, "stream closed before init message")
+        const init = first.value
+        if (init._tag === "Sync") return yield* protocolError(where, "unexpected sync message before init")
+        if (init._tag === "Abort") return yield* protocolError(where, "unexpected sync abort message")
+        const namespace = init.namespace
+        where.namespace = toHex(namespace)
+        const decision: AcceptOutcome = held
+          ? yield* Effect.suspend(() => decide(namespace, remote)).pipe(
+            Effect.catchAllCause((cause) =>
+              Effect.as(Effect.logWarning("accept decision failed", cause), "InternalServerError" as const)
+            )
+          )
+          : "InternalServerError"
+        if (decision !== "Allow") {
+          const sent = yield* Effect.exit(io.send(new Abort({ reason: decision })))
+          if (Exit.isFailure(sent)) return yield* Effect.failCause(sent.cause)
+          return yield* thenClose(io, Exit.fail(new SyncRejected({ ...fields(where), reason: decision })))
+        }
+        const session = yield* ranger.session(namespace, remote).pipe(
+          Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+        )
+        const reply = yield* session.process(init.message).pipe(
+          Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+        )
+        yield* loop(io, session, reply, where, (other) =>
+          protocolError(where, other._tag === "Init" ? "double init message" : "unexpected sync abort message")).pipe(
+            Effect.catchTag("RemoteAbort", (e) => protocolError(where, `unexpected abort ${e.reason}`))
+          )
+        yield* io.close
+        const end = yield* Clock.currentTimeMillis
+        return {
+          namespace,
+          peer: remote,
+          outcome: yield* session.outcome,
+          timings: { connectMs: 0, processMs: end - start }
+        } satisfies SyncFinished
+      })).pipe(
+        Effect.withSpan("Sync.accept"),
+        Effect.annotateLogs({ service: "Sync", remote: fmtShort(remote) })
+      )
+
+    const onAccepted = config.onAccepted
+    // A refusal is a normal end (its close handshake ran): logged at debug level, not as a failed handler. Other
+    // failures reach the Network, which logs them and aborts the stream.
+    yield* network.handle(SYNC_PROTOCOL, (stream, remote) =>
+      accept(stream, remote).pipe(
+        Effect.onExit((exit) =>
+          onAccepted === undefined || Exit.isInterrupted(exit) ? Effect.void : onAccepted(exit)
+        ),
+        Effect.asVoid,
+        Effect.catchTag("SyncRejected", (rejected) =>
+          Effect.logDebug("sync session refused").pipe(
+            Effect.annotateLogs({ service: "Sync", reason: rejected.reason, namespace: rejected.namespace ?? "" })
+          ))
+      ))
+
+    return Sync.of({ syncWith })
+  })
+
+/** The Sync service; registers the acceptor for `SYNC_PROTOCOL` on the Network while the layer lives. */
+export const layer = (config: SyncConfig = {}): Layer.Layer<Sync, never, Network.Network | Ranger.Ranger | Replica.Replica> =>
+  Layer.scoped(Sync, make(config))
