@@ -198,27 +198,27 @@ describe("Sync", () => {
     }))
 
   for (const [name, limits] of [["per-peer", { maxSessionsPerPeer: 1 }], ["total", { maxSessions: 1 }]] as const) {
-  it.scopedLive(`sessions over the ${name} cap are refused with InternalServerError`, () =>
-    Effect.gen(function*() {
-      const a = yield* peer()
-      const gate = yield* Deferred.make<void>()
-      const entered = yield* Queue.unbounded<void>()
-      const b = yield* peer({
-        ...limits,
-        accept: () => Effect.zipRight(Queue.offer(entered, undefined), Effect.as(Deferred.await(gate), "Allow" as const))
-      })
-      yield* withEntries(a, [entryAt(ns, authors[0]!, "a", 1n)])
-      yield* withEntries(b, [])
-      const first = yield* Effect.fork(syncWith(a, b))
-      yield* Queue.take(entered)
-      const second = yield* Effect.flip(syncWith(a, b))
-      assert.strictEqual(second._tag === "RemoteAbort" ? second.reason : second._tag, "InternalServerError")
-      yield* Deferred.succeed(gate, undefined)
-      const done = yield* first
-      assert.strictEqual(done.outcome.numSent, 1)
-      // The slot is free again.
-      yield* syncWith(a, b)
-    }))
+    it.scopedLive(`sessions over the ${name} cap are refused with InternalServerError`, () =>
+      Effect.gen(function*() {
+        const a = yield* peer()
+        const gate = yield* Deferred.make<void>()
+        const entered = yield* Queue.unbounded<void>()
+        const b = yield* peer({
+          ...limits,
+          accept: () => Effect.zipRight(Queue.offer(entered, undefined), Effect.as(Deferred.await(gate), "Allow" as const))
+        })
+        yield* withEntries(a, [entryAt(ns, authors[0]!, "a", 1n)])
+        yield* withEntries(b, [])
+        const first = yield* Effect.fork(syncWith(a, b))
+        yield* Queue.take(entered)
+        const second = yield* Effect.flip(syncWith(a, b))
+        assert.strictEqual(second._tag === "RemoteAbort" ? second.reason : second._tag, "InternalServerError")
+        yield* Deferred.succeed(gate, undefined)
+        const done = yield* first
+        assert.strictEqual(done.outcome.numSent, 1)
+        // The slot is free again.
+        yield* syncWith(a, b)
+      }))
   }
 
   it.scopedLive("the remote node stops mid-session: a typed error; a later session with a new node completes", () =>
