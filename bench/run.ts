@@ -1,10 +1,12 @@
 /**
  * `npm run bench -- NAME [--flag value]...`: progress on stderr; the last stdout line is one JSON object.
  */
+import "../src/internal/polyfill.js"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { insertBench } from "./insert.js"
 import { reconcileBench } from "./reconcile.js"
+import { syncBench } from "./sync.js"
 
 const [name, ...rest] = process.argv.slice(2)
 const flags = new Map<string, string>()
@@ -20,7 +22,8 @@ for (let i = 0; i < rest.length; i++) {
 
 const benches: Record<string, (flags: ReadonlyMap<string, string>) => Effect.Effect<object, unknown>> = {
   insert: insertBench,
-  reconcile: reconcileBench
+  reconcile: reconcileBench,
+  sync: syncBench
 }
 
 const bench = name === undefined ? undefined : benches[name]

@@ -68,6 +68,14 @@ export interface Timings {
   readonly processMs: number
 }
 
+/** Frames and bytes of a session, each direction, 4-byte headers included. */
+export interface Traffic {
+  readonly messagesSent: number
+  readonly messagesReceived: number
+  readonly bytesSent: number
+  readonly bytesReceived: number
+}
+
 /** A completed session (spec 04 §9). */
 export interface SyncFinished {
   readonly namespace: NamespaceId
@@ -75,6 +83,7 @@ export interface SyncFinished {
   readonly peer: NodeId
   readonly outcome: Ranger.SyncOutcome
   readonly timings: Timings
+  readonly traffic: Traffic
 }
 
 export interface SyncService {
@@ -110,6 +119,8 @@ interface Io {
   readonly send: (message: SyncMessage) => Effect.Effect<void, SyncProtocolError>
   /** Half-closes our side, then reads the remote's side to its end, requiring no further bytes. */
   readonly close: Effect.Effect<void, SyncCloseError>
+  /** Frames and bytes (headers included) exchanged so far. */
+  readonly traffic: () => Traffic
 }
 
 const encode = Schema.encode(SyncMessageFromBytes)
@@ -129,6 +140,10 @@ const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effec
     const pull = yield* Stream.toPull(Network.receive(stream))
     const decoder = new FrameDecoder(settings.maxFrame)
     let ended = false
+    let messagesSent = 0
+    let messagesReceived = 0
+    let bytesSent = 0
+    let bytesReceived = 0
 
     /** One chunk, or none at the end of stream; `reason` on a broken stream or after the inactivity timeout. */
     const pullOnce: Effect.Effect<Option.Option<ReadonlyArray<Uint8Array>>, string> = pull.pipe(
@@ -149,6 +164,8 @@ const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effec
       for (;;) {
         const frame = yield* frames(() => decoder.next())
         if (frame !== undefined) {
+          messagesReceived++
+          bytesReceived += frame.length + 4
           const message = yield* decode(frame).pipe(
             Effect.mapError((error) => protocolError(where, `malformed message: ${parseReason(error)}`))
           )
@@ -170,6 +187,8 @@ const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effec
           Effect.mapError((error) => protocolError(where, `cannot encode ${message._tag}: ${error.message}`))
         )
         const [header, body] = yield* frames(() => frameParts(payload, MAX_MESSAGE_SIZE))
+        messagesSent++
+        bytesSent += payload.length + 4
         yield* Network.send(stream, header).pipe(
           Effect.zipRight(Network.send(stream, body)),
           Effect.mapError((error) => protocolError(where, error.reason))
@@ -192,7 +211,7 @@ const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effec
       Effect.zipRight(drain)
     )
 
-    return { next, send, close }
+    return { next, send, close, traffic: () => ({ messagesSent, messagesReceived, bytesSent, bytesReceived }) }
   })
 
 /**
@@ -295,7 +314,8 @@ export const make = (config: SyncConfig = {}) =>
           namespace,
           peer: nodeId,
           outcome: yield* session.outcome,
-          timings: { connectMs: connected - start, processMs: end - connected }
+          timings: { connectMs: connected - start, processMs: end - connected },
+          traffic: io.traffic()
         } satisfies SyncFinished
       }))
     })
@@ -365,7 +385,8 @@ export const make = (config: SyncConfig = {}) =>
           namespace,
           peer: remote,
           outcome: yield* session.outcome,
-          timings: { connectMs: 0, processMs: end - start }
+          timings: { connectMs: 0, processMs: end - start },
+          traffic: io.traffic()
         } satisfies SyncFinished
       })).pipe(
         Effect.withSpan("Sync.accept"),
