@@ -48,6 +48,8 @@ import * as Store from "./Store.js"
 export const INBOX_CAPACITY = 1024
 /** Most jobs applied in one transaction. */
 export const MAX_BATCH = 512
+/** Remote entries verified per chunk: big enough to keep the workers busy, small enough to overlap with writes. */
+const REMOTE_CHUNK = 512
 /** From this many waiting jobs on, a batch takes only half of them (pipelining). */
 const SPLIT_FROM = 16
 /** Capacity of each replica's event PubSub: a slow subscriber back-pressures the actor (spec 01 §11). */
@@ -630,11 +632,14 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
    * Validates remote entries (namespace, future timestamp, empty/len, and both signatures strictly, spread over the
    * Crypto pool), then queues the valid ones in order. One result per entry, in order.
    */
-  const insertRemoteMany: ReplicaService["insertRemoteMany"] = (ns, entries, from) =>
+  /** One chunk of remote entries: verified on the Crypto pool, then queued in order. */
+  const insertRemoteChunk = (
+    ns: NamespaceId,
+    entries: ReadonlyArray<readonly [SignedEntry, ContentStatus]>,
+    from: Uint8Array,
+    now: bigint
+  ) =>
     Effect.gen(function*() {
-      const r = yield* getOpen(ns)
-      if (!r.sync) return yield* new SyncNotEnabled({ namespace: ns })
-      const now = yield* nowMicros
       // spec 01 §8 order: namespace, then both signatures (only of entries of this namespace), then the rest.
       const foreign = entries.map(([e]) =>
         equals(e.namespace, ns) ? undefined : new InvalidNamespace({ namespace: ns, got: e.namespace })
@@ -646,6 +651,20 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
           validateEntry(keys, now, ns, entry, "local")
         return Effect.either(failure !== undefined ? Effect.fail(failure) : remote(ns, entry, from, status))
       }, { concurrency: "unbounded" })
+    })
+
+  const insertRemoteMany: ReplicaService["insertRemoteMany"] = (ns, entries, from) =>
+    Effect.gen(function*() {
+      const r = yield* getOpen(ns)
+      if (!r.sync) return yield* new SyncNotEnabled({ namespace: ns })
+      const now = yield* nowMicros
+      // In chunks, two at a time: the next chunk's signatures are verified while the actor writes this one.
+      const chunks: Array<ReadonlyArray<readonly [SignedEntry, ContentStatus]>> = []
+      for (let i = 0; i < entries.length; i += REMOTE_CHUNK) chunks.push(entries.slice(i, i + REMOTE_CHUNK))
+      const results = yield* Effect.forEach(chunks, (chunk) => insertRemoteChunk(ns, chunk, from, now), {
+        concurrency: 2
+      })
+      return results.flat()
     })
 
   const insertRemote: ReplicaService["insertRemote"] = (ns, entry, from, status) =>
