@@ -15,7 +15,7 @@
  * concurrent-dial tie-break (spec 04 §7), while "busy" is a failure worth reporting and retrying.
  */
 import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Option, ParseResult, Schema, Scope, Stream } from "effect"
-import { toHex } from "../internal/bytes.js"
+import { compare as compareBytes, toHex } from "../internal/bytes.js"
 import { FrameDecoder, FrameError, frameParts } from "../internal/framing.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
 import type { Message } from "../schema/Message.js"
@@ -271,10 +271,32 @@ export const make = (config: SyncConfig = {}) =>
       )
     const decide = config.accept ?? defaultDecision
 
+    // Sessions running per (namespace, peer) and who started them, for the concurrent-dial tie-break (spec 04 §7).
+    const running = new Map<string, "Connect" | "Accept">()
+    const pairKey = (ns: Uint8Array, peer: Uint8Array) => `${toHex(ns)}:${toHex(peer)}`
+    /** Marks a pair as running with `origin` for the scope; released only if still ours (an accept may take over). */
+    const mark = (key: string, origin: "Connect" | "Accept") =>
+      Effect.acquireRelease(Effect.sync(() => void running.set(key, origin)), () =>
+        Effect.sync(() => {
+          if (running.get(key) === origin) running.delete(key)
+        }))
+    /**
+     * spec 04 §7: an accept while we run an accepted session for the pair → AlreadySyncing; while we are dialing the
+     * same peer → the session started by the smaller node id survives (compare raw key bytes).
+     */
+    const tieBreak = (key: string, remote: NodeId): AcceptOutcome => {
+      const state = running.get(key)
+      if (state === undefined) return "Allow"
+      if (state === "Accept") return "AlreadySyncing"
+      return compareBytes(network.nodeId, remote) > 0 ? "Allow" : "AlreadySyncing"
+    }
+
     const syncWith = Effect.fn("Sync.syncWith")(function*(namespace: NamespaceId, peer: NodeAddr | NodeId) {
       const nodeId = peer instanceof Uint8Array ? peer : peer.nodeId
       const where: Where = { peer: toHex(nodeId), namespace: toHex(namespace) }
       return yield* Effect.scoped(Effect.gen(function*() {
+        const key = pairKey(namespace, nodeId)
+        if (!running.has(key)) yield* mark(key, "Connect")
         // Checked before dialing: a replica that is not open for sync fails without touching the network.
         const session = yield* ranger.session(namespace, nodeId).pipe(
           Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
@@ -364,10 +386,13 @@ export const make = (config: SyncConfig = {}) =>
             )
           )
           : "InternalServerError"
-        if (decision !== "Allow") {
-          const sent = yield* Effect.exit(io.send(new Abort({ reason: decision })))
+        const key = pairKey(namespace, remote)
+        const outcome = decision === "Allow" ? tieBreak(key, remote) : decision
+        if (outcome === "Allow") yield* mark(key, "Accept")
+        if (outcome !== "Allow") {
+          const sent = yield* Effect.exit(io.send(new Abort({ reason: outcome })))
           if (Exit.isFailure(sent)) return yield* Effect.failCause(sent.cause)
-          return yield* thenClose(io, Exit.fail(new SyncRejected({ ...fields(where), reason: decision })))
+          return yield* thenClose(io, Exit.fail(new SyncRejected({ ...fields(where), reason: outcome })))
         }
         const session = yield* ranger.session(namespace, remote).pipe(
           Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))

@@ -83,6 +83,29 @@ const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
 }
 
 describe("Sync", () => {
+  it.scopedLive("both peers dial each other at once: exactly one session survives, the smaller node id's", () =>
+    Effect.gen(function*() {
+      const a = yield* peer()
+      const b = yield* peer()
+      yield* withEntries(a, Array.from({ length: 20 }, (_, i) => entryAt(ns, authors[0]!, `a/${String(i).padStart(2, "0")}`, 3n)))
+      yield* withEntries(b, Array.from({ length: 20 }, (_, i) => entryAt(ns, authors[1]!, `b/${String(i).padStart(2, "0")}`, 3n)))
+      const [fromA, fromB] = yield* Effect.all([Effect.exit(syncWith(a, b)), Effect.exit(syncWith(b, a))], {
+        concurrency: "unbounded"
+      })
+      const idA = Context.get(a, Network.Network).nodeId
+      const idB = Context.get(b, Network.Network).nodeId
+      const [winner, loser] = Buffer.compare(idA, idB) < 0 ? [fromA, fromB] : [fromB, fromA]
+      assert.isTrue(Exit.isSuccess(winner), "the session started by the smaller id completes")
+      const lost = failureOf(loser)
+      assert.strictEqual(lost._tag, "RemoteAbort")
+      assert.strictEqual(lost._tag === "RemoteAbort" ? lost.reason : "", "AlreadySyncing")
+      assert.deepStrictEqual(summary(yield* stored(a)), summary(yield* stored(b)))
+      assert.strictEqual((yield* stored(a)).length, 40)
+      // The pair is free again: a later session from either side runs.
+      const again = yield* syncWith(b, a)
+      assert.strictEqual(again.outcome.numRecv, 0)
+    }))
+
   it.scopedLive("an empty peer pulls a full one; both report matching outcomes", () =>
     Effect.gen(function*() {
       const full = yield* peer()
