@@ -134,6 +134,18 @@ export class RunawaySession extends Schema.TaggedError<RunawaySession>()("Runawa
   }
 }
 
+/** A peer sent entries that failed validation (bad signature, other namespace, future timestamp, bad empty entry):
+ * they were refused, the valid ones of the message kept, and the session ends. */
+export class InvalidEntriesFromPeer extends Schema.TaggedError<InvalidEntriesFromPeer>()("InvalidEntriesFromPeer", {
+  ...Ns,
+  count: Schema.Number,
+  first: Schema.String
+}) {
+  override get message() {
+    return `peer sent ${this.count} invalid entries (first: ${this.first})`
+  }
+}
+
 /** A failure of the storage layer, wrapped once at the Store boundary. */
 export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   method: Schema.String,

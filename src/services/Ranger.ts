@@ -8,7 +8,13 @@ import { Context, Effect, Layer } from "effect"
 import * as Reconcile from "../internal/reconcile.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
 import type { ContentStatus, SignedEntry } from "../schema/Entry.js"
-import { type ReplicaNotOpen, RunawaySession, type StoreError, SyncNotEnabled } from "../schema/Errors.js"
+import {
+  InvalidEntriesFromPeer,
+  type ReplicaNotOpen,
+  RunawaySession,
+  type StoreError,
+  SyncNotEnabled
+} from "../schema/Errors.js"
 import type { NamespaceId } from "../schema/Keys.js"
 import type { Message } from "../schema/Message.js"
 import * as Replica from "./Replica.js"
@@ -39,7 +45,10 @@ export const defaultConfig: RangerConfig = {
   contentStatus: (entries) => Effect.succeed(entries.map(() => "Missing" as const))
 }
 
-export type SessionError = StoreError | ReplicaNotOpen | SyncNotEnabled | RunawaySession
+export type SessionError = StoreError | ReplicaNotOpen | SyncNotEnabled | RunawaySession | InvalidEntriesFromPeer
+
+/** Insert failures that mean the peer sent something invalid (NewerEntryExists is an ordinary outcome). */
+const INVALID: ReadonlySet<string> = new Set(["InvalidNamespace", "BadSignature", "TooFarInTheFuture", "InvalidEmptyEntry"])
 
 /** One reconciliation session of one replica with one peer, as one side of it. */
 export interface Session {
@@ -73,10 +82,19 @@ export const make = (config: RangerConfig) =>
         const heads = new AuthorHeads.Builder()
 
         const hooks: Reconcile.Hooks<SessionError> = {
+          // Valid values are kept; invalid ones are refused, counted, and end the session (nothing received is
+          // trusted: a peer that sends forged or foreign entries is not asked for more).
           insert: (values) =>
             Effect.gen(function*() {
               const results = yield* replica.insertRemoteMany(ns, values, from)
-              for (const r of results) if (r._tag === "Left" && r.left._tag !== "NewerEntryExists") numRejected++
+              let invalid = 0
+              let first = ""
+              for (const r of results) {
+                if (r._tag !== "Left" || !INVALID.has(r.left._tag)) continue
+                if (invalid++ === 0) first = r.left._tag
+              }
+              numRejected += invalid
+              if (invalid > 0) return yield* new InvalidEntriesFromPeer({ namespace: ns, count: invalid, first })
             }),
           statusOf: config.contentStatus
         }

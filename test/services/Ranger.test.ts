@@ -141,7 +141,7 @@ describe("Ranger", () => {
       }
     }))
 
-  it.scoped("values with bad signatures or of another namespace are refused, counted, and not stored", () =>
+  it.scoped("values with bad signatures or of another namespace are refused, counted, not stored, and end the session", () =>
     Effect.gen(function*() {
       const a = yield* peer()
       yield* withEntries(a, [])
@@ -162,13 +162,15 @@ describe("Ranger", () => {
       })
       const foreign = entryAt(other, authors[0]!, "foreign", 1n)
       const whole = concat(ns.id, new Uint8Array(32))
-      yield* session.process(new Message({
+      const error = yield* Effect.flip(session.process(new Message({
         parts: [new RangeItem({
           range: new Range({ x: whole, y: whole }),
           values: [[good, "Complete"], [bad, "Complete"], [foreign, "Missing"]],
           haveLocal: true
         })]
-      }))
+      })))
+      assert.strictEqual(error._tag, "InvalidEntriesFromPeer")
+      assert.strictEqual(error._tag === "InvalidEntriesFromPeer" ? error.count : 0, 2)
       const stored = (yield* all(a)).map((e) => new TextDecoder().decode(e.key))
       assert.deepStrictEqual(stored, ["good"])
       const outcome = yield* session.outcome

@@ -20,7 +20,7 @@ import * as Ranger from "../../src/services/Ranger.js"
 import * as Replica from "../../src/services/Replica.js"
 import * as Store from "../../src/services/Store.js"
 import * as Sync from "../../src/services/Sync.js"
-import { entryAt } from "../utils/entries.js"
+import { entryAt, tombstoneAt, withFields } from "../utils/entries.js"
 
 type Services = Sync.Sync | Ranger.Ranger | Replica.Replica | Store.Store | Network.Network
 type Peer = Context.Context<Services>
@@ -83,6 +83,46 @@ const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
 }
 
 describe("Sync", () => {
+  it.scopedLive("a full peer pushes to an empty one; a prefix deletion reaches the other side", () =>
+    Effect.gen(function*() {
+      const full = yield* peer()
+      const empty = yield* peer()
+      const entries = Array.from({ length: 40 }, (_, i) => entryAt(ns, authors[i % 2]!, `p/${String(i).padStart(2, "0")}`, 10n))
+      yield* withEntries(full, entries)
+      yield* withEntries(empty, [])
+      const pushed = yield* syncWith(full, empty)
+      assert.strictEqual(pushed.outcome.numSent, 40)
+      assert.strictEqual((yield* stored(empty)).length, 40)
+      // author 0 deletes "p/" on the full side: its 20 entries go, a tombstone replaces them, on both sides
+      yield* inPeer(full, Effect.flatMap(Store.Store, (s) => s.put(tombstoneAt(ns, authors[0]!, "p/", 11n))))
+      yield* syncWith(empty, full)
+      const after = yield* stored(empty)
+      assert.deepStrictEqual(summary(after), summary(yield* stored(full)))
+      assert.strictEqual(after.filter((e) => !e.isEmpty).length, 20)
+      assert.strictEqual(after.filter((e) => e.isEmpty).length, 1)
+    }))
+
+  it.scopedLive("a peer that sends forged entries: the session ends with a typed error, nothing forged is stored", () =>
+    Effect.gen(function*() {
+      const liar = yield* peer()
+      const honest = yield* peer()
+      const good = entryAt(ns, authors[0]!, "good", 5n)
+      const real = entryAt(ns, authors[0]!, "forged", 5n)
+      const sig = Uint8Array.from(real.signature.author)
+      sig[7]! ^= 1
+      yield* withEntries(liar, [good, withFields(real, { authorSignature: sig })])
+      yield* withEntries(honest, [])
+      const error = yield* Effect.flip(syncWith(honest, liar))
+      assert.strictEqual(error._tag, "SyncProtocolError")
+      assert.include(error.message, "InvalidEntriesFromPeer")
+      assert.isFalse((yield* stored(honest)).some((e) => new TextDecoder().decode(e.key) === "forged"))
+      // The honest node still syncs with an honest peer afterwards.
+      const other = yield* peer()
+      yield* withEntries(other, [entryAt(ns, authors[1]!, "fine", 6n)])
+      const ok = yield* syncWith(honest, other)
+      assert.isAtLeast(ok.outcome.numRecv, 1)
+    }))
+
   it.scopedLive("both peers dial each other at once: exactly one session survives, the smaller node id's", () =>
     Effect.gen(function*() {
       const a = yield* peer()
