@@ -21,7 +21,7 @@ export const secretKeyObject = (seed: Uint8Array): SecretKeyObject =>
   crypto.createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: "der", type: "pkcs8" })
 
 /** The canonical encodings of the eight points of small order (the torsion subgroup). */
-const SMALL_ORDER = [
+export const SMALL_ORDER = [
   "0100000000000000000000000000000000000000000000000000000000000000",
   "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
   "0000000000000000000000000000000000000000000000000000000000000000",

@@ -8,14 +8,14 @@ import * as Ed from "./ed25519.js"
 /** 10 minutes in µs (spec 01 §8). */
 export const MAX_TIMESTAMP_FUTURE_SHIFT = 600_000_000n
 
-export const signEntry = (namespace: NamespaceSecret, author: Author, entry: Entry): SignedEntry => {
-  const bytes = signingBytes(entry)
-  return new SignedEntry(
+/** An entry with signatures computed elsewhere (the worker pool); the caller vouches for them. */
+export const withSignatures = (entry: Entry, authorSig: Uint8Array, namespaceSig: Uint8Array): SignedEntry =>
+  new SignedEntry(
     {
       signature: new EntrySignature(
         {
-          author: Signature.make(Ed.sign(signingKey(author), bytes), { disableValidation: true }),
-          namespace: Signature.make(Ed.sign(signingKey(namespace), bytes), { disableValidation: true })
+          author: Signature.make(authorSig, { disableValidation: true }),
+          namespace: Signature.make(namespaceSig, { disableValidation: true })
         },
         true
       ),
@@ -23,6 +23,10 @@ export const signEntry = (namespace: NamespaceSecret, author: Author, entry: Ent
     },
     true
   )
+
+export const signEntry = (namespace: NamespaceSecret, author: Author, entry: Entry): SignedEntry => {
+  const bytes = signingBytes(entry)
+  return withSignatures(entry, Ed.sign(signingKey(author), bytes), Ed.sign(signingKey(namespace), bytes))
 }
 
 /**

@@ -11,9 +11,9 @@ import * as os from "node:os"
 import { Worker } from "node:worker_threads"
 import { concat } from "../internal/bytes.js"
 import * as Ed from "../internal/ed25519.js"
-import { type PublicKeyCache, verifySignedEntry } from "../internal/signing.js"
-import { type Entry, EntrySignature, SignedEntry, signingBytes } from "../schema/Entry.js"
-import { type Author, type NamespaceSecret, secretSeed, Signature, signingKey } from "../schema/Keys.js"
+import { type PublicKeyCache, signEntry, verifySignedEntry, withSignatures } from "../internal/signing.js"
+import { type Entry, type SignedEntry, signingBytes } from "../schema/Entry.js"
+import { type Author, type NamespaceSecret, secretSeed } from "../schema/Keys.js"
 
 export interface SignRequest {
   readonly namespace: NamespaceSecret
@@ -35,29 +35,9 @@ export interface CryptoService {
 
 export class Crypto extends Context.Tag("docs/Crypto")<Crypto, CryptoService>() {}
 
-const signed = (entry: Entry, authorSig: Uint8Array, namespaceSig: Uint8Array) =>
-  new SignedEntry(
-    {
-      signature: new EntrySignature(
-        {
-          author: Signature.make(authorSig, { disableValidation: true }),
-          namespace: Signature.make(namespaceSig, { disableValidation: true })
-        },
-        true
-      ),
-      entry
-    },
-    true
-  )
-
 const inline: CryptoService = {
   signEntries: (requests) =>
-    Effect.sync(() =>
-      requests.map(({ author, entry, namespace }) => {
-        const bytes = signingBytes(entry)
-        return signed(entry, Ed.sign(signingKey(author), bytes), Ed.sign(signingKey(namespace), bytes))
-      })
-    ),
+    Effect.sync(() => requests.map(({ author, entry, namespace }) => signEntry(namespace, author, entry))),
   verifyEntries: (keys, entries) => Effect.sync(() => entries.map((e) => verifySignedEntry(keys, e)))
 }
 
@@ -223,7 +203,7 @@ export const layer = (size: number = Math.max(1, Math.min(4, os.availableParalle
         return Effect.map(run({ op: "sign", keys, data }, size - 1), (outs) => {
           const sigs = concat(...outs)
           return requests.map((r, i) =>
-            signed(r.entry, sigs.slice(i * 128, i * 128 + 64), sigs.slice(i * 128 + 64, i * 128 + 128))
+            withSignatures(r.entry, sigs.slice(i * 128, i * 128 + 64), sigs.slice(i * 128 + 64, i * 128 + 128))
           )
         })
       }

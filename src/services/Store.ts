@@ -243,7 +243,6 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
     )
 
   const open = new Set<string>()
-  const nsKey = (ns: Uint8Array) => latin1(ns)
 
   // Peer stamps continue after those of an earlier session, even when the clock is now behind them (spec 03 §3).
   const stampRows = yield* exec<{ s: string }>(`SELECT CAST(coalesce(max(stamp), 0) AS TEXT) AS s FROM sync_peers`, []).pipe(
@@ -315,27 +314,27 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
     getCapability(ns).pipe(
       Effect.flatMap(Option.match({
         onNone: () => Effect.fail(new ReplicaNotFound({ namespace: ns })),
-        onSome: (cap) => Effect.sync(() => (open.add(nsKey(ns)), cap))
+        onSome: (cap) => Effect.sync(() => (open.add(latin1(ns)), cap))
       }))
     )
 
   const closeReplica = (ns: NamespaceId) =>
     Effect.sync(() => {
-      open.delete(nsKey(ns))
-      indexes.delete(nsKey(ns))
+      open.delete(latin1(ns))
+      indexes.delete(latin1(ns))
     })
 
   // Suspended: the open mark is checked when the effect runs, not when it is built.
   const removeReplica = (ns: NamespaceId) =>
     Effect.suspend((): Effect.Effect<void, StoreError | ReplicaNotClosed> =>
-      open.has(nsKey(ns))
+      open.has(latin1(ns))
         ? Effect.fail(new ReplicaNotClosed({ namespace: ns }))
         : inTransaction(Effect.gen(function*() {
           for (const table of ["records", "latest", "sync_peers", "download_policy"]) {
             yield* exec(`DELETE FROM ${table} WHERE ns = ?`, [ns])
           }
           yield* exec(`DELETE FROM namespaces WHERE id = ?`, [ns])
-          indexes.delete(nsKey(ns))
+          indexes.delete(latin1(ns))
         })).pipe(Effect.onError(() => dropIndexes), Effect.mapError(fail("removeReplica")))
     )
 
@@ -379,7 +378,7 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
         e.signature.namespace,
         e.signature.author
       ])
-      const tree = indexes.get(nsKey(id.namespace))
+      const tree = indexes.get(latin1(id.namespace))
       if (tree !== undefined) {
         for (const key of removed) tree.delete(indexKey(id.author, key))
         tree.insert(indexKey(id.author, id.key), entryFingerprint(e.entry))
@@ -398,10 +397,10 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
   /** The namespace's fingerprint tree: built in one read transaction (no write interleaves) on first use. */
   const loadIndex = (ns: NamespaceId): Effect.Effect<FingerprintTree, StoreError> =>
     Effect.suspend(() => {
-      const cached = indexes.get(nsKey(ns))
+      const cached = indexes.get(latin1(ns))
       if (cached !== undefined) return Effect.succeed(cached)
       return inTransaction(Effect.gen(function*() {
-        const again = indexes.get(nsKey(ns))
+        const again = indexes.get(latin1(ns))
         if (again !== undefined) return again
         const conn = yield* transactionConnection
         // Keys in one array, fingerprints packed in one growing buffer: no per-entry Uint8Array while building.
@@ -436,7 +435,7 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
           for (let i = 0; i < keys.length; i++) yield [keys[i]!, packed.subarray(32 * i, 32 * i + 32)] as const
         })()
         const tree = FingerprintTree.fromSorted(items)
-        indexes.set(nsKey(ns), tree)
+        indexes.set(latin1(ns), tree)
         return tree
       })).pipe(Effect.mapError(fail("rangeIndex")))
     })

@@ -109,6 +109,9 @@ const fields = (where: Where) => ({
 
 const protocolError = (where: Where, reason: string) => new SyncProtocolError({ ...fields(where), reason })
 const closeError = (where: Where, reason: string) => new SyncCloseError({ ...fields(where), reason })
+/** A replica or ranger failure during a session, reported as a protocol error of that session. */
+const sessionFailed = (where: Where) => (error: { readonly _tag: string; readonly message: string }) =>
+  protocolError(where, `${error._tag}: ${error.message}`)
 
 const describe = (cause: unknown): string =>
   cause instanceof FrameError ? cause.message : cause instanceof Error ? cause.message : String(cause)
@@ -234,7 +237,7 @@ const loop = (
       const message = next.value
       if (message._tag !== "Sync") return yield* onOther(message)
       reply = yield* session.process(message.message).pipe(
-        Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+        Effect.mapError(sessionFailed(where))
       )
     }
   })
@@ -299,7 +302,7 @@ export const make = (config: SyncConfig = {}) =>
         if (!running.has(key)) yield* mark(key, "Connect")
         // Checked before dialing: a replica that is not open for sync fails without touching the network.
         const session = yield* ranger.session(namespace, nodeId).pipe(
-          Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+          Effect.mapError(sessionFailed(where))
         )
         const start = yield* Clock.currentTimeMillis
         const stream = yield* network.openStream(peer, SYNC_PROTOCOL).pipe(
@@ -309,7 +312,7 @@ export const make = (config: SyncConfig = {}) =>
         const io = yield* makeIo(stream, settings, where)
         const run = yield* Effect.exit(Effect.gen(function*() {
           const initial = yield* session.initialMessage.pipe(
-            Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+            Effect.mapError(sessionFailed(where))
           )
           yield* io.send(new Init({ namespace, message: initial }))
           const first = yield* io.next
@@ -318,7 +321,7 @@ export const make = (config: SyncConfig = {}) =>
           if (message._tag === "Init") return yield* protocolError(where, "unexpected init message")
           if (message._tag === "Abort") return yield* new RemoteAbort({ ...fields(where), reason: message.reason })
           const reply = yield* session.process(message.message).pipe(
-            Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+            Effect.mapError(sessionFailed(where))
           )
           yield* loop(io, session, reply, where, (other) =>
             other._tag === "Abort"
@@ -395,10 +398,10 @@ export const make = (config: SyncConfig = {}) =>
           return yield* thenClose(io, Exit.fail(new SyncRejected({ ...fields(where), reason: outcome })))
         }
         const session = yield* ranger.session(namespace, remote).pipe(
-          Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+          Effect.mapError(sessionFailed(where))
         )
         const reply = yield* session.process(init.message).pipe(
-          Effect.mapError((error) => protocolError(where, `${error._tag}: ${error.message}`))
+          Effect.mapError(sessionFailed(where))
         )
         yield* loop(io, session, reply, where, (other) =>
           protocolError(where, other._tag === "Init" ? "double init message" : "unexpected sync abort message")).pipe(

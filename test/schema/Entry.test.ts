@@ -93,15 +93,18 @@ describe("keys", () => {
       { numRuns: 50 }
     )
   })
-  it("lists exactly the small-order encodings", () => {
-    const list = [
-      "0100000000000000000000000000000000000000000000000000000000000000",
-      "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"
-    ]
-    for (const h of list) {
-      assert.isTrue(ed25519.Point.fromBytes(fromHex(h)!).isSmallOrder())
-      assert.isTrue(Ed.isSmallOrderEncoding(fromHex(h)!))
+  it("lists exactly the small-order encodings: the multiples of a point of order 8", () => {
+    // Every multiple of a point T of order 8 is a small-order point, and there are exactly eight of them.
+    const t = ed25519.Point.fromBytes(fromHex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")!)
+    const torsion: Array<string> = []
+    let q = ed25519.Point.ZERO
+    for (let i = 0; i < 8; i++) {
+      q = q.add(t)
+      torsion.push(toHex(q.toBytes()))
     }
+    assert.sameMembers(torsion, Ed.SMALL_ORDER.map(toHex))
+    for (const p of Ed.SMALL_ORDER) assert.isTrue(Ed.isSmallOrderEncoding(p))
+    assert.isFalse(Ed.isSmallOrderEncoding(author.id))
   })
 })
 

@@ -20,6 +20,7 @@ import * as Ranger from "../../src/services/Ranger.js"
 import * as Replica from "../../src/services/Replica.js"
 import * as Store from "../../src/services/Store.js"
 import * as Sync from "../../src/services/Sync.js"
+import { openWithEntries } from "../utils/peers.js"
 import { entryAt, tombstoneAt, withFields } from "../utils/entries.js"
 
 type Services = Sync.Sync | Ranger.Ranger | Replica.Replica | Store.Store | Network.Network
@@ -41,14 +42,7 @@ const ns = NamespaceSecret.fromSeed(new Uint8Array(32).fill(7))
 const authors = [1, 2, 3].map((n) => Author.fromSeed(new Uint8Array(32).fill(n)))
 
 /** The peer holds `entries` of `ns` (put straight into its store), with the replica open for sync. */
-const withEntries = (ctx: Peer, entries: ReadonlyArray<SignedEntry>) =>
-  inPeer(ctx, Effect.gen(function*() {
-    const store = yield* Store.Store
-    const replica = yield* Replica.Replica
-    yield* replica.importNamespace(new Capability.Write({ secret: ns }))
-    yield* store.putMany(entries)
-    yield* replica.open(ns.id, { sync: true })
-  }))
+const withEntries = (ctx: Peer, entries: ReadonlyArray<SignedEntry>) => inPeer(ctx, openWithEntries(ns, entries))
 
 const stored = (ctx: Peer) =>
   inPeer(ctx, Effect.flatMap(Store.Store, (s) =>
