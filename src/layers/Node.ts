@@ -1,0 +1,111 @@
+/**
+ * The stacks people run: a whole node (libp2p host, gossip, storage, blob transfer, live engine, default author, the
+ * Docs API) in memory or in a data directory. Composition only.
+ */
+import { Effect, Layer } from "effect"
+import * as fs from "node:fs"
+import type { BlobStoreError } from "../schema/BlobErrors.js"
+import type { DocsError } from "../schema/DocsErrors.js"
+import type { StoreError } from "../schema/Errors.js"
+import type { NetworkError } from "../schema/NetworkErrors.js"
+import type { NodeAddr } from "../schema/NodeAddr.js"
+import * as AddressBook from "../services/AddressBook.js"
+import type * as Blobs from "../services/Blobs.js"
+import * as BlobTransfer from "../services/BlobTransfer.js"
+import * as DefaultAuthor from "../services/DefaultAuthor.js"
+import * as Docs from "../services/Docs.js"
+import * as Gossip from "../services/Gossip.js"
+import * as LiveSync from "../services/LiveSync.js"
+import * as Network from "../services/Network.js"
+import type * as Ranger from "../services/Ranger.js"
+import type * as Replica from "../services/Replica.js"
+import type * as Store from "../services/Store.js"
+import { MemoryStorage, PersistentStorage } from "./Stores.js"
+
+export interface NodeOptions {
+  /** Listen multiaddrs; default loopback on a random port. */
+  readonly listen?: ReadonlyArray<string>
+  /** Nodes dialed when the node starts (a failed dial is logged). */
+  readonly bootstrap?: ReadonlyArray<NodeAddr>
+  readonly network?: Omit<Network.NetworkConfig, "listen" | "identity">
+  readonly gossip?: Gossip.GossipConfig
+  readonly blobs?: Blobs.BlobsConfig
+  readonly transfer?: BlobTransfer.BlobTransferConfig
+  readonly live?: LiveSync.LiveSyncConfig
+  readonly ranger?: Partial<Ranger.RangerConfig>
+}
+
+/** What a node provides: the Docs API and the services under it. */
+export type NodeServices =
+  | Docs.Docs
+  | LiveSync.LiveSync
+  | DefaultAuthor.DefaultAuthor
+  | Network.Network
+  | Gossip.Gossip
+  | BlobTransfer.BlobTransfer
+  | Blobs.Blobs
+  | Replica.Replica
+  | Store.Store
+
+export type NodeError = StoreError | BlobStoreError | NetworkError | DocsError
+
+const dialBootstrap = (peers: ReadonlyArray<NodeAddr>) =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    const network = yield* Network.Network
+    yield* Effect.forEach(
+      peers,
+      (peer) => network.dial(peer).pipe(Effect.catchAll((e) => Effect.logWarning(`bootstrap: ${e.message}`))),
+      { concurrency: "unbounded", discard: true }
+    )
+  }))
+
+const build = <E1, E2>(
+  storage: Layer.Layer<Replica.Replica | Store.Store | Blobs.Blobs, E1>,
+  network: Layer.Layer<Network.Network, NetworkError>,
+  defaultAuthor: Layer.Layer<DefaultAuthor.DefaultAuthor, E2, Replica.Replica>,
+  addressBook: Layer.Layer<AddressBook.AddressBook>,
+  options: NodeOptions
+): Layer.Layer<NodeServices, E1 | E2 | NetworkError> => {
+  const base = Layer.mergeAll(storage, network)
+  const gossip = Gossip.layer(options.gossip).pipe(Layer.provideMerge(base))
+  const transfer = BlobTransfer.layer(options.transfer).pipe(Layer.provideMerge(gossip))
+  const live = LiveSync.layer(options.live).pipe(
+    Layer.provide(LiveSync.rangerLayer(options.ranger)),
+    Layer.provide(addressBook),
+    Layer.provideMerge(transfer)
+  )
+  const withAuthor = defaultAuthor.pipe(Layer.provideMerge(live))
+  return Docs.layer.pipe(
+    Layer.provideMerge(withAuthor),
+    (node) => Layer.provideMerge(dialBootstrap(options.bootstrap ?? []), node)
+  )
+}
+
+/** A node whose documents, blobs, identity and default author live in memory only. */
+export const memoryNode = (options: NodeOptions = {}): Layer.Layer<NodeServices, NodeError> =>
+  build(
+    MemoryStorage(options.blobs),
+    Network.layer({ ...options.network, ...(options.listen === undefined ? {} : { listen: options.listen }) }),
+    DefaultAuthor.layerMemory,
+    AddressBook.layerMemory,
+    options
+  )
+
+/**
+ * A node in `dataDir` (created if missing): `docs.sqlite` (documents and the blob index), `blobs/`, `node-key`
+ * (the node identity), `default-author`, `peers.json` (addresses of useful peers).
+ */
+export const persistentNode = (dataDir: string, options: NodeOptions = {}): Layer.Layer<NodeServices, NodeError> =>
+  Layer.unwrapEffect(Effect.sync(() => {
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+    return build(
+      PersistentStorage(dataDir, options.blobs),
+      Network.layerPersistentIdentity(dataDir, {
+        ...options.network,
+        ...(options.listen === undefined ? {} : { listen: options.listen })
+      }),
+      DefaultAuthor.layerFile(dataDir),
+      AddressBook.layerFile(dataDir),
+      options
+    )
+  }))

@@ -1,0 +1,799 @@
+/**
+ * The live engine (spec 05): keeps a gossip topic per live document, runs direct sync sessions with its peers,
+ * downloads entry content through the blob downloader and publishes `LiveEvent`s to subscribers.
+ *
+ * One actor fiber owns all engine state and reads one inbox: API commands, accept decisions, gossip events, replica
+ * insert events and the completions of sessions and downloads, in the order they occur (spec 05 §3.1 suggestion).
+ * Everything that waits (sessions, downloads, gossip receive loops, event forwarding) runs in other fibers that only
+ * post to the inbox, so a handler never waits on the inbox itself. A session's insert events are published by the
+ * replica before its last insert returns, and every session ends with a network round trip (the close handshake), so
+ * they reach the inbox before the session's completion does: `PendingContentReady` (§10.3) relies on that order.
+ *
+ * Deviations from the reference, all listed as suggestions or quirks in spec 05:
+ * - undecodable gossip is counted and skipped by the Gossip service; the topic keeps working (§8.2);
+ * - `ContentReady` goes to every document that waited on the hash (§9.3);
+ * - the empty hash is never downloaded;
+ * - wanted content is not forgotten: hashes whose download failed or had no provider are kept per document and tried
+ *   again with each peer that becomes a neighbor or finishes a sync with us, and after a restart the wanted set of a
+ *   document is recomputed from its entries when it goes live;
+ * - a useful peer's addresses are kept in the AddressBook, so `startSync` can dial stored peers after a restart.
+ */
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  ExecutionStrategy,
+  FiberSet,
+  Layer,
+  Metric,
+  Option,
+  Queue,
+  Schema,
+  Scope,
+  Stream
+} from "effect"
+import { fromHex, toHex } from "../internal/bytes.js"
+import * as AuthorHeads from "../schema/AuthorHeads.js"
+import type { DownloadFailed } from "../schema/BlobErrors.js"
+import { type ContentStatus, EMPTY } from "../schema/Entry.js"
+import type { ReplicaNotFound, ReplicaNotOpen, StoreError } from "../schema/Errors.js"
+import type { ReplicaEvent } from "../schema/Events.js"
+import type { Hash, NamespaceId } from "../schema/Keys.js"
+import * as LiveEvent from "../schema/LiveEvent.js"
+import { NodeAddr, NodeId, peerIdFromNodeId } from "../schema/NodeAddr.js"
+import * as Op from "../schema/Op.js"
+import { Query } from "../schema/Query.js"
+import type { AcceptError, ConnectError } from "../schema/SyncErrors.js"
+import * as DownloadPolicy from "../schema/DownloadPolicy.js"
+import * as AddressBook from "./AddressBook.js"
+import * as Blobs from "./Blobs.js"
+import * as BlobTransfer from "./BlobTransfer.js"
+import * as Gossip from "./Gossip.js"
+import * as Network from "./Network.js"
+import * as Ranger from "./Ranger.js"
+import * as Replica from "./Replica.js"
+import * as Store from "./Store.js"
+import * as Sync from "./Sync.js"
+
+/** Events buffered per subscriber before the engine waits for it (spec 05 §10.2). */
+export const SUBSCRIBER_CAPACITY = 256
+/** Wanted hashes of a document tried with one new candidate provider at a time. */
+export const RETRY_BATCH = 256
+
+export interface LiveSyncConfig {
+  /** Settings of the sync protocol; `accept` and `onAccepted` are the engine's. */
+  readonly sync?: Omit<Sync.SyncConfig, "accept" | "onAccepted">
+}
+
+export interface LiveSyncService {
+  /**
+   * Makes `ns` live (opens it with sync on: one handle, one subscriber), joins its gossip topic with `peers` and the
+   * stored useful peers, and syncs with each. On a document that is already live, only adds peers (spec 05 §5).
+   */
+  readonly startSync: (
+    ns: NamespaceId,
+    peers: ReadonlyArray<NodeAddr>
+  ) => Effect.Effect<void, ReplicaNotFound | StoreError>
+  /** Stops gossip and sync for `ns` (closing the handle `startSync` took); `killSubscribers` ends event streams. */
+  readonly leave: (ns: NamespaceId, killSubscribers: boolean) => Effect.Effect<void>
+  /**
+   * The document's events from now on: insert events of the replica (needs it open) merged with the engine's. The
+   * subscription is in place when this returns and ends with the scope; the stream ends on `leave(ns, true)`, on
+   * shutdown, or when the replica closes its last handle (then only its insert half ends).
+   */
+  readonly subscribe: (ns: NamespaceId) => Effect.Effect<Stream.Stream<LiveEvent.LiveEvent>, ReplicaNotOpen, Scope.Scope>
+  readonly isLive: (ns: NamespaceId) => Effect.Effect<boolean>
+  /** The node's counters (spec 05 §14 names, plus sync and gossip traffic). */
+  readonly metrics: Effect.Effect<Readonly<Record<string, number>>>
+}
+
+export class LiveSync extends Context.Tag("docs/LiveSync")<LiveSync, LiveSyncService>() {}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Metrics (spec 05 §14), tagged with the node id so several nodes in one process keep their own counts.
+
+export const COUNTERS = [
+  "new_entries_local",
+  "new_entries_remote",
+  "new_entries_local_size",
+  "new_entries_remote_size",
+  "sync_via_accept_success",
+  "sync_via_accept_failure",
+  "sync_via_connect_success",
+  "sync_via_connect_failure",
+  "sync_entries_sent",
+  "sync_entries_received",
+  "sync_bytes_sent",
+  "sync_bytes_received",
+  "downloads_success",
+  "downloads_failure",
+  "download_bytes",
+  "gossip_put_sent",
+  "gossip_put_received",
+  "actor_tick_main"
+] as const
+export type CounterName = (typeof COUNTERS)[number]
+
+const makeCounters = (node: string) => {
+  const counters = {} as Record<CounterName, Metric.Metric.Counter<number>>
+  for (const name of COUNTERS) counters[name] = Metric.counter(`rangedocs_${name}`).pipe(Metric.tagged("node", node))
+  return counters
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Engine state (spec 05 §3, §6)
+
+type Origin = LiveEvent.Origin
+
+type SyncState =
+  | { readonly _tag: "Idle" }
+  | { readonly _tag: "Running"; readonly start: number; readonly origin: Origin }
+
+interface PeerState {
+  state: SyncState
+  resyncRequested: boolean
+}
+
+interface Doc {
+  readonly ns: NamespaceId
+  readonly peers: Map<string, PeerState>
+  mayEmitReady: boolean
+  /** Owns the replica subscription, the gossip receive loop and the wanted-content scan of this document. */
+  readonly scope: Scope.CloseableScope
+}
+
+interface Wanted {
+  readonly hash: Hash
+  /** Documents that want it and have no download running for it. */
+  readonly docs: Set<string>
+}
+
+type Command =
+  | { readonly _tag: "StartSync"; readonly ns: NamespaceId; readonly peers: ReadonlyArray<NodeAddr>; readonly done: Deferred.Deferred<void, ReplicaNotFound | StoreError> }
+  | { readonly _tag: "Leave"; readonly ns: NamespaceId; readonly kill: boolean; readonly done: Deferred.Deferred<void> }
+  | { readonly _tag: "Subscribe"; readonly ns: NamespaceId; readonly sink: Queue.Queue<LiveEvent.LiveEvent> }
+  | { readonly _tag: "Accept"; readonly ns: NamespaceId; readonly peer: NodeId; readonly done: Deferred.Deferred<Sync.AcceptOutcome> }
+  | { readonly _tag: "NeighborUp"; readonly ns: NamespaceId; readonly peer: NodeId }
+  | { readonly _tag: "NeighborDown"; readonly ns: NamespaceId; readonly peer: NodeId }
+  | { readonly _tag: "SyncReport"; readonly ns: NamespaceId; readonly from: NodeId; readonly heads: Uint8Array }
+  | { readonly _tag: "ContentReadyFrom"; readonly ns: NamespaceId; readonly node: NodeId; readonly hash: Hash }
+  | { readonly _tag: "Replica"; readonly ns: NamespaceId; readonly event: ReplicaEvent }
+  | { readonly _tag: "Connected"; readonly ns: NamespaceId; readonly peer: NodeId; readonly reason: LiveEvent.SyncReason; readonly exit: Exit.Exit<Sync.SyncFinished, ConnectError> }
+  | { readonly _tag: "Accepted"; readonly exit: Exit.Exit<Sync.SyncFinished, AcceptError> }
+  | { readonly _tag: "Downloaded"; readonly hash: Hash; readonly exit: Exit.Exit<Blobs.Added, DownloadFailed> }
+  | { readonly _tag: "WantedScan"; readonly ns: NamespaceId; readonly hashes: ReadonlyArray<Hash> }
+
+const isEmptyHash = (hash: Uint8Array) => toHex(hash) === EMPTY_HEX
+const EMPTY_HEX = toHex(EMPTY)
+
+export const make = (config: LiveSyncConfig = {}) =>
+  Effect.gen(function*() {
+    const replica = yield* Replica.Replica
+    const network = yield* Network.Network
+    const gossip = yield* Gossip.Gossip
+    const blobs = yield* Blobs.Blobs
+    const transfer = yield* BlobTransfer.BlobTransfer
+    const addressBook = yield* AddressBook.AddressBook
+    const me = network.nodeId
+    const meHex = toHex(me)
+    const counters = makeCounters(meHex.slice(0, 16))
+    const count = (name: CounterName, by = 1) => Metric.incrementBy(counters[name], by)
+
+    const serviceScope = yield* Effect.scope
+    const inbox = yield* Queue.unbounded<Command>()
+    const post = (command: Command) => Queue.offer(inbox, command)
+    const tasks = yield* FiberSet.make<unknown, unknown>()
+    const fork = <A, E>(effect: Effect.Effect<A, E>) => FiberSet.run(tasks, effect)
+
+    // -- state, touched by the actor fiber only
+    const docs = new Map<string, Doc>()
+    const subscribers = new Map<string, Set<Queue.Queue<LiveEvent.LiveEvent>>>()
+    /** Wanted content without a running download (spec 05 `missingHashes`, kept per document). */
+    const wanted = new Map<string, Wanted>()
+    /** Running downloads: hash → documents waiting on it (spec 05 `queuedHashes`). */
+    const queued = new Map<string, Set<string>>()
+    const queuedByDoc = new Map<string, Set<string>>()
+    /** Known providers per hash; read by the downloader on each attempt (spec 05 `hashProviders`). */
+    const providers = new Map<string, Map<string, NodeId>>()
+    let shuttingDown = false
+
+    // -- sync (spec 04) with the engine's accept decision
+    const sync = yield* Sync.make({
+      ...config.sync,
+      accept: (ns, peer) =>
+        Effect.flatMap(Deferred.make<Sync.AcceptOutcome>(), (done) =>
+          Effect.zipRight(post({ _tag: "Accept", ns, peer, done }), Deferred.await(done))),
+      onAccepted: (exit) => post({ _tag: "Accepted", exit })
+    })
+
+    // -- events
+
+    const emit = (nsHex: string, event: LiveEvent.LiveEvent) =>
+      Effect.gen(function*() {
+        const sinks = subscribers.get(nsHex)
+        if (sinks === undefined) return
+        for (const sink of sinks) {
+          // A sink whose consumer went away is shut down: offering to it interrupts, so check and catch.
+          const delivered = (yield* Queue.isShutdown(sink)) ? false : Exit.isSuccess(yield* Effect.exit(Queue.offer(sink, event)))
+          if (!delivered) sinks.delete(sink)
+        }
+        if (sinks.size === 0) subscribers.delete(nsHex)
+      })
+
+    const dropSubscribers = (nsHex: string) =>
+      Effect.gen(function*() {
+        const sinks = subscribers.get(nsHex)
+        subscribers.delete(nsHex)
+        if (sinks !== undefined) for (const sink of sinks) yield* Queue.shutdown(sink)
+      })
+
+    const broadcast = (ns: NamespaceId, op: Op.Op) =>
+      gossip.broadcast(ns, op).pipe(
+        Effect.catchAllCause((cause) => Effect.logDebug("gossip broadcast failed", cause))
+      )
+
+    // -- per-peer state (spec 05 §6)
+
+    const peerState = (doc: Doc, peer: NodeId): PeerState => {
+      const key = toHex(peer)
+      let state = doc.peers.get(key)
+      if (state === undefined) {
+        state = { state: { _tag: "Idle" }, resyncRequested: false }
+        doc.peers.set(key, state)
+      }
+      return state
+    }
+
+    const startConnect = (doc: Doc, peer: NodeId, reason: LiveEvent.SyncReason, now: number): boolean => {
+      const state = peerState(doc, peer)
+      if (state.state._tag === "Running") {
+        if (reason === "SyncReport") state.resyncRequested = true
+        return false
+      }
+      state.state = { _tag: "Running", start: now, origin: { _tag: "Connect", reason } }
+      state.resyncRequested = false
+      return true
+    }
+
+    const syncWithPeer = (doc: Doc, peer: NodeId, reason: LiveEvent.SyncReason) =>
+      Effect.gen(function*() {
+        if (shuttingDown) return
+        const now = yield* Clock.currentTimeMillis
+        if (!startConnect(doc, peer, reason, now)) return
+        const ns = doc.ns
+        const target = yield* addressBook.lookup(peer)
+        yield* fork(
+          Effect.exit(sync.syncWith(ns, target.addrs.length > 0 ? target : peer)).pipe(
+            Effect.flatMap((exit) => post({ _tag: "Connected", ns, peer, reason, exit }))
+          )
+        )
+      })
+
+    // -- content (spec 05 §9)
+
+    const wantedFor = (hash: Hash): Wanted => {
+      const key = toHex(hash)
+      let w = wanted.get(key)
+      if (w === undefined) {
+        w = { hash, docs: new Set() }
+        wanted.set(key, w)
+      }
+      return w
+    }
+
+    const addProvider = (hash: Hash, node: NodeId) => {
+      const key = toHex(hash)
+      let set = providers.get(key)
+      if (set === undefined) {
+        set = new Map()
+        providers.set(key, set)
+      }
+      set.set(toHex(node), node)
+    }
+
+    const queue = (hashHex: string, nsHex: string) => {
+      let docsOfHash = queued.get(hashHex)
+      if (docsOfHash === undefined) {
+        docsOfHash = new Set()
+        queued.set(hashHex, docsOfHash)
+      }
+      docsOfHash.add(nsHex)
+      let hashesOfDoc = queuedByDoc.get(nsHex)
+      if (hashesOfDoc === undefined) {
+        hashesOfDoc = new Set()
+        queuedByDoc.set(nsHex, hashesOfDoc)
+      }
+      hashesOfDoc.add(hashHex)
+    }
+
+    /** spec 05 §9.2, with wanted content kept per document. */
+    const startDownload = (nsHex: string, hash: Hash, node: NodeId | undefined, onlyIfWanted: boolean) =>
+      Effect.gen(function*() {
+        if (shuttingDown || isEmptyHash(hash)) return
+        const hashHex = toHex(hash)
+        const status = yield* blobs.status(hash).pipe(Effect.orElseSucceed(() => "Missing" as const))
+        if (status === "Complete") {
+          wanted.delete(hashHex)
+          return
+        }
+        if (node !== undefined) addProvider(hash, node)
+        if (queued.has(hashHex)) {
+          queue(hashHex, nsHex)
+          return
+        }
+        const w = wanted.get(hashHex)
+        if (onlyIfWanted && w === undefined) return
+        queue(hashHex, nsHex)
+        if (w !== undefined) {
+          for (const other of w.docs) queue(hashHex, other)
+          wanted.delete(hashHex)
+        }
+        const candidates = () => providers.get(hashHex)?.values() ?? []
+        yield* fork(
+          Effect.exit(transfer.download(hash, candidates)).pipe(
+            Effect.flatMap((exit) => post({ _tag: "Downloaded", hash, exit }))
+          )
+        )
+      })
+
+    /** Offers `node` as a candidate provider for the content `ns` still wants (a few at a time). */
+    const retryWanted = (nsHex: string, node: NodeId) =>
+      Effect.gen(function*() {
+        let n = 0
+        for (const w of [...wanted.values()]) {
+          if (n >= RETRY_BATCH) break
+          if (!w.docs.has(nsHex)) continue
+          n++
+          yield* startDownload(nsHex, w.hash, node, true)
+        }
+      })
+
+    const downloadFinished = (hash: Hash, exit: Exit.Exit<Blobs.Added, DownloadFailed>) =>
+      Effect.gen(function*() {
+        const hashHex = toHex(hash)
+        const waiting = queued.get(hashHex) ?? new Set<string>()
+        queued.delete(hashHex)
+        const emptied: Array<string> = []
+        for (const nsHex of waiting) {
+          const set = queuedByDoc.get(nsHex)
+          set?.delete(hashHex)
+          if (set !== undefined && set.size === 0) {
+            queuedByDoc.delete(nsHex)
+            emptied.push(nsHex)
+          }
+        }
+        if (Exit.isSuccess(exit)) {
+          yield* count("downloads_success")
+          yield* count("download_bytes", exit.value.size)
+          for (const nsHex of waiting) {
+            yield* emit(nsHex, new LiveEvent.ContentReady({ hash }))
+            const doc = docs.get(nsHex)
+            if (doc !== undefined) yield* broadcast(doc.ns, new Op.ContentReady({ hash }))
+          }
+        } else if (!Exit.isInterrupted(exit)) {
+          yield* count("downloads_failure")
+          yield* Effect.logDebug("download failed", Cause.squash(exit.cause))
+          const w = wantedFor(hash)
+          for (const nsHex of waiting) if (docs.has(nsHex)) w.docs.add(nsHex)
+          if (w.docs.size === 0) wanted.delete(hashHex)
+        }
+        for (const nsHex of emptied) {
+          const doc = docs.get(nsHex)
+          if (doc !== undefined && doc.mayEmitReady) {
+            doc.mayEmitReady = false
+            yield* emit(nsHex, new LiveEvent.PendingContentReady())
+          }
+        }
+      })
+
+    const onReplicaEvent = (ns: NamespaceId, event: ReplicaEvent) =>
+      Effect.gen(function*() {
+        const nsHex = toHex(ns)
+        if (!docs.has(nsHex)) return
+        if (event._tag === "LocalInsert") {
+          yield* count("new_entries_local")
+          yield* count("new_entries_local_size", Number(event.entry.record.len))
+          yield* count("gossip_put_sent")
+          return yield* broadcast(ns, new Op.Put({ entry: event.entry }))
+        }
+        yield* count("new_entries_remote")
+        yield* count("new_entries_remote_size", Number(event.entry.record.len))
+        if (!event.shouldDownload) return
+        const from = NodeId.make(event.from)
+        if (event.remoteContentStatus === "Complete") return yield* startDownload(nsHex, event.entry.contentHash, from, false)
+        if (isEmptyHash(event.entry.contentHash)) return
+        const status = yield* blobs.status(event.entry.contentHash).pipe(Effect.orElseSucceed(() => "Missing" as const))
+        if (status !== "Complete") {
+          // The sender does not have it: remember it as wanted, and the sender as a later candidate.
+          addProvider(event.entry.contentHash, from)
+          const hashHex = toHex(event.entry.contentHash)
+          if (queued.has(hashHex)) queue(hashHex, nsHex)
+          else wantedFor(event.entry.contentHash).docs.add(nsHex)
+        }
+      })
+
+    // -- session completion (spec 05 §7)
+
+    const syncFinished = (
+      ns: NamespaceId,
+      peer: NodeId,
+      origin: Origin,
+      exit: Exit.Exit<Sync.SyncFinished, ConnectError | AcceptError>
+    ) =>
+      Effect.gen(function*() {
+        const nsHex = toHex(ns)
+        const connect = origin._tag === "Connect"
+        if (Exit.isSuccess(exit)) {
+          const { outcome, traffic } = exit.value
+          yield* count(connect ? "sync_via_connect_success" : "sync_via_accept_success")
+          yield* count("sync_entries_sent", outcome.numSent)
+          yield* count("sync_entries_received", outcome.numRecv)
+          yield* count("sync_bytes_sent", traffic.bytesSent)
+          yield* count("sync_bytes_received", traffic.bytesReceived)
+          yield* replica.registerUsefulPeer(ns, peer).pipe(Effect.ignore)
+          yield* rememberAddresses(peer)
+          if (outcome.numRecv > 0 && docs.has(nsHex)) {
+            const heads = AuthorHeads.encode(outcome.headsReceived, gossip.maxMessageSize - SYNC_REPORT_OVERHEAD)
+            yield* broadcast(ns, new Op.SyncReport({ namespace: ns, heads }))
+          }
+        } else {
+          yield* count(connect ? "sync_via_connect_failure" : "sync_via_accept_failure")
+        }
+        const doc = docs.get(nsHex)
+        if (doc === undefined) return
+        const state = doc.peers.get(toHex(peer))
+        if (state === undefined || state.state._tag === "Idle") return
+        const started = state.state.start
+        const resync = state.resyncRequested
+        state.state = { _tag: "Idle" }
+        state.resyncRequested = false
+        const finished = yield* Clock.currentTimeMillis
+        const result = Exit.isSuccess(exit)
+          ? { _tag: "Ok" as const, details: new LiveEvent.SyncDetails({ entriesReceived: exit.value.outcome.numRecv, entriesSent: exit.value.outcome.numSent }) }
+          : { _tag: "Err" as const, error: describeCause(exit.cause) }
+        yield* emit(nsHex, new LiveEvent.SyncFinished({ event: new LiveEvent.SyncEvent({ peer, origin, started, finished, result }) }))
+        if (queuedByDoc.has(nsHex)) doc.mayEmitReady = true
+        else {
+          doc.mayEmitReady = false
+          yield* emit(nsHex, new LiveEvent.PendingContentReady())
+        }
+        if (Exit.isSuccess(exit)) yield* retryWanted(nsHex, peer)
+        if (resync) yield* syncWithPeer(doc, peer, "Resync")
+      })
+
+    const rememberAddresses = (peer: NodeId) =>
+      Effect.gen(function*() {
+        const addrs = yield* Effect.tryPromise(() => network.libp2p.peerStore.get(peerIdFromNodeId(peer))).pipe(
+          Effect.map((p) => p.addresses.map((a) => a.multiaddr.toString())),
+          Effect.orElseSucceed(() => [] as Array<string>)
+        )
+        yield* addressBook.remember(new NodeAddr({ nodeId: peer, addrs: addrs.filter(isDialable) }))
+      })
+
+    // -- commands
+
+    const acceptRequest = (ns: NamespaceId, peer: NodeId): Effect.Effect<Sync.AcceptOutcome> =>
+      Effect.gen(function*() {
+        const doc = docs.get(toHex(ns))
+        if (doc === undefined || shuttingDown) return "NotFound"
+        const state = peerState(doc, peer)
+        if (state.state._tag === "Running") {
+          if (state.state.origin._tag === "Accept") return "AlreadySyncing"
+          // Both dialed (spec 04 §7): the session started by the smaller node id survives.
+          if (toHex(me) < toHex(peer)) return "AlreadySyncing"
+        }
+        state.state = { _tag: "Running", start: yield* Clock.currentTimeMillis, origin: { _tag: "Accept" } }
+        state.resyncRequested = false
+        return "Allow"
+      })
+
+    const goLive = (ns: NamespaceId) =>
+      Effect.gen(function*() {
+        const nsHex = toHex(ns)
+        const existing = docs.get(nsHex)
+        if (existing !== undefined) return existing
+        yield* replica.open(ns, { sync: true })
+        const scope = yield* Scope.fork(serviceScope, ExecutionStrategy.sequential)
+        const doc: Doc = { ns, peers: new Map(), mayEmitReady: false, scope }
+        docs.set(nsHex, doc)
+        const setup = Effect.gen(function*() {
+          const events = yield* replica.subscribe(ns)
+          yield* Effect.forkScoped(Stream.runForEach(events, (event) => post({ _tag: "Replica", ns, event })))
+          yield* gossip.join(ns, [])
+          const topic = yield* gossip.events(ns)
+          yield* Effect.forkScoped(Stream.runForEach(topic, (event) => onGossip(ns, event)))
+          yield* Effect.forkScoped(scanWanted(ns))
+        })
+        const ok = yield* Effect.exit(Scope.extend(setup, scope))
+        if (Exit.isFailure(ok)) {
+          docs.delete(nsHex)
+          yield* Scope.close(scope, Exit.void)
+          yield* replica.close(ns)
+          return yield* Effect.die(Cause.squash(ok.cause))
+        }
+        return doc
+      })
+
+    /** Gossip events of one topic (spec 05 §8.2); runs in the topic's receive loop, not in the actor. */
+    const onGossip = (ns: NamespaceId, event: Gossip.GossipEvent): Effect.Effect<void> => {
+      switch (event._tag) {
+        case "NeighborUp":
+          return post({ _tag: "NeighborUp", ns, peer: event.peer })
+        case "NeighborDown":
+          return post({ _tag: "NeighborDown", ns, peer: event.peer })
+        case "Received": {
+          const op = event.op
+          switch (op._tag) {
+            case "Put": {
+              const status: ContentStatus = event.direct ? "Complete" : "Missing"
+              return count("gossip_put_received").pipe(
+                Effect.zipRight(replica.insertRemote(ns, op.entry, event.deliveredFrom, status)),
+                Effect.ignore
+              )
+            }
+            case "ContentReady":
+              return post({ _tag: "ContentReadyFrom", ns, node: event.from, hash: op.hash })
+            case "SyncReport":
+              return post({ _tag: "SyncReport", ns: op.namespace, from: event.from, heads: op.heads })
+          }
+        }
+      }
+    }
+
+    /** After a restart the wanted content of a live document comes from its entries (download policy applied). */
+    const scanWanted = (ns: NamespaceId) =>
+      Effect.gen(function*() {
+        const policy = yield* replica.getDownloadPolicy(ns)
+        const hashes: Array<Hash> = []
+        const seen = new Set<string>()
+        yield* Stream.runForEach(replica.getMany(ns, Query.all()), (entry) =>
+          Effect.gen(function*() {
+            const hash = entry.contentHash
+            const key = toHex(hash)
+            if (key === EMPTY_HEX || seen.has(key) || !DownloadPolicy.matches(policy, entry.key)) return
+            seen.add(key)
+            const status = yield* blobs.status(hash).pipe(Effect.orElseSucceed(() => "Missing" as const))
+            if (status !== "Complete") hashes.push(hash)
+          }))
+        if (hashes.length > 0) yield* post({ _tag: "WantedScan", ns, hashes })
+      }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("scanning wanted content failed", cause)))
+
+    const joinPeers = (doc: Doc, peers: ReadonlyArray<NodeAddr>) =>
+      Effect.gen(function*() {
+        for (const peer of peers) if (peer.addrs.length > 0) yield* addressBook.remember(peer)
+        const ids = dedupe(peers.map((p) => p.nodeId)).filter((id) => toHex(id) !== meHex)
+        yield* gossip.join(doc.ns, peers.filter((p) => toHex(p.nodeId) !== meHex))
+        for (const id of ids) yield* syncWithPeer(doc, id, "DirectJoin")
+      })
+
+    const startSync = (ns: NamespaceId, peers: ReadonlyArray<NodeAddr>) =>
+      Effect.gen(function*() {
+        const doc = yield* goLive(ns)
+        const stored = yield* replica.getSyncPeers(ns).pipe(
+          Effect.map(Option.getOrElse(() => [] as ReadonlyArray<Uint8Array>)),
+          Effect.orElseSucceed(() => [] as ReadonlyArray<Uint8Array>)
+        )
+        const storedAddrs: Array<NodeAddr> = []
+        for (const id of stored) if (id.length === 32) storedAddrs.push(yield* addressBook.lookup(NodeId.make(id)))
+        yield* joinPeers(doc, [...peers, ...storedAddrs])
+      })
+
+    const leave = (ns: NamespaceId, kill: boolean) =>
+      Effect.gen(function*() {
+        const nsHex = toHex(ns)
+        const doc = docs.get(nsHex)
+        if (doc !== undefined) {
+          docs.delete(nsHex)
+          for (const hashHex of queuedByDoc.get(nsHex) ?? []) queued.get(hashHex)?.delete(nsHex)
+          queuedByDoc.delete(nsHex)
+          for (const w of wanted.values()) w.docs.delete(nsHex)
+          yield* Scope.close(doc.scope, Exit.void)
+          yield* gossip.leave(ns)
+          yield* replica.setSync(ns, false).pipe(Effect.ignore)
+          yield* replica.close(ns)
+        }
+        if (kill) yield* dropSubscribers(nsHex)
+      })
+
+    const handle = (command: Command): Effect.Effect<void> => {
+      switch (command._tag) {
+        case "StartSync":
+          return Effect.exit(startSync(command.ns, command.peers)).pipe(
+            Effect.flatMap((exit) => Deferred.done(command.done, exit)),
+            Effect.asVoid
+          )
+        case "Leave":
+          return leave(command.ns, command.kill).pipe(Effect.zipRight(Deferred.succeed(command.done, undefined)))
+        case "Subscribe":
+          return Effect.sync(() => {
+            const nsHex = toHex(command.ns)
+            let sinks = subscribers.get(nsHex)
+            if (sinks === undefined) {
+              sinks = new Set()
+              subscribers.set(nsHex, sinks)
+            }
+            sinks.add(command.sink)
+          })
+        case "Accept":
+          return Effect.flatMap(acceptRequest(command.ns, command.peer), (o) => Deferred.succeed(command.done, o))
+        case "NeighborUp": {
+          const doc = docs.get(toHex(command.ns))
+          if (doc === undefined) return Effect.void
+          return emit(toHex(command.ns), new LiveEvent.NeighborUp({ peer: command.peer })).pipe(
+            Effect.zipRight(syncWithPeer(doc, command.peer, "NewNeighbor"))
+          )
+        }
+        case "NeighborDown":
+          return docs.has(toHex(command.ns))
+            ? emit(toHex(command.ns), new LiveEvent.NeighborDown({ peer: command.peer }))
+            : Effect.void
+        case "SyncReport": {
+          const doc = docs.get(toHex(command.ns))
+          if (doc === undefined) return Effect.void
+          return Effect.gen(function*() {
+            const heads = Schema.decodeUnknownOption(AuthorHeads.AuthorHeadsFromBytes)(command.heads)
+            if (Option.isNone(heads)) return
+            const news = yield* replica.hasNewsForUs(command.ns, heads.value).pipe(Effect.orElseSucceed(() => 0))
+            if (news > 0) yield* syncWithPeer(doc, command.from, "SyncReport")
+          })
+        }
+        case "ContentReadyFrom":
+          return docs.has(toHex(command.ns))
+            ? startDownload(toHex(command.ns), command.hash, command.node, true)
+            : Effect.void
+        case "Replica":
+          return onReplicaEvent(command.ns, command.event)
+        case "Connected": {
+          const exit = command.exit
+          if (Exit.isFailure(exit)) {
+            const failure = Cause.failureOption(exit.cause)
+            if (Option.isSome(failure) && failure.value._tag === "RemoteAbort" && failure.value.reason === "AlreadySyncing") {
+              return Effect.void
+            }
+          }
+          return syncFinished(command.ns, command.peer, { _tag: "Connect", reason: command.reason }, exit)
+        }
+        case "Accepted": {
+          const exit = command.exit
+          if (Exit.isSuccess(exit)) return syncFinished(exit.value.namespace, exit.value.peer, { _tag: "Accept" }, exit)
+          const failure = Cause.failureOption(exit.cause)
+          if (Option.isNone(failure)) return Effect.logWarning("sync acceptor died", exit.cause)
+          const error = failure.value
+          // Refused sessions never ran (the pair's state was not taken for them).
+          if (error._tag === "SyncRejected") return Effect.void
+          const ns = error.namespace === undefined ? undefined : fromHex(error.namespace)
+          const peer = fromHex(error.peer)
+          if (ns === undefined || peer === undefined || ns.length !== 32 || peer.length !== 32) {
+            return Effect.logDebug("sync acceptor failed", error)
+          }
+          return syncFinished(ns as NamespaceId, NodeId.make(peer), { _tag: "Accept" }, exit)
+        }
+        case "Downloaded":
+          return downloadFinished(command.hash, command.exit)
+        case "WantedScan": {
+          const nsHex = toHex(command.ns)
+          if (!docs.has(nsHex)) return Effect.void
+          return Effect.sync(() => {
+            for (const hash of command.hashes) {
+              const hashHex = toHex(hash)
+              if (queued.has(hashHex)) queue(hashHex, nsHex)
+              else wantedFor(hash).docs.add(nsHex)
+            }
+          })
+        }
+      }
+    }
+
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.flatMap(Queue.take(inbox), (command) =>
+          handle(command).pipe(
+            Effect.zipRight(count("actor_tick_main")),
+            Effect.catchAllCause((cause) =>
+              Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("live engine command failed", cause)
+            )
+          ))
+      ).pipe(Effect.annotateLogs({ service: "LiveSync" }))
+    )
+
+    // Shutdown (spec 05 §13): no new work, subscribers' streams end, topics and replicas are left, running sessions
+    // and downloads are interrupted (the FiberSet closes before this finalizer runs: finalizers run in reverse).
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        shuttingDown = true
+        for (const nsHex of [...subscribers.keys()]) yield* dropSubscribers(nsHex)
+        for (const doc of [...docs.values()]) yield* leave(doc.ns, true)
+        yield* replica.flush.pipe(Effect.ignore)
+      })
+    )
+
+    const ask = <A, E>(make: (done: Deferred.Deferred<A, E>) => Command) =>
+      Effect.flatMap(Deferred.make<A, E>(), (done) => Effect.zipRight(post(make(done)), Deferred.await(done)))
+
+    const subscribe = (ns: NamespaceId) =>
+      Effect.gen(function*() {
+        const inserts = yield* replica.subscribe(ns)
+        const sink = yield* Effect.acquireRelease(
+          Queue.bounded<LiveEvent.LiveEvent>(SUBSCRIBER_CAPACITY),
+          Queue.shutdown
+        )
+        yield* post({ _tag: "Subscribe", ns, sink })
+        const live = Stream.fromQueue(sink).pipe(Stream.catchAllCause(() => Stream.empty))
+        const local = inserts.pipe(Stream.mapEffect((event) => toLiveEvent(event)))
+        return Stream.merge(local, live, { haltStrategy: "right" })
+      })
+
+    const toLiveEvent = (event: ReplicaEvent): Effect.Effect<LiveEvent.LiveEvent> => {
+      if (event._tag === "LocalInsert") return Effect.succeed(new LiveEvent.InsertLocal({ entry: event.entry.entry }))
+      return blobs.status(event.entry.contentHash).pipe(
+        Effect.orElseSucceed(() => "Missing" as const),
+        Effect.map((contentStatus) =>
+          new LiveEvent.InsertRemote({ from: NodeId.make(event.from), entry: event.entry.entry, contentStatus })
+        )
+      )
+    }
+
+    const metrics = Effect.gen(function*() {
+      const out: Record<string, number> = {}
+      for (const name of COUNTERS) out[name] = (yield* Metric.value(counters[name])).count
+      return out
+    })
+
+    return LiveSync.of({
+      startSync: (ns, peers) => ask<void, ReplicaNotFound | StoreError>((done) => ({ _tag: "StartSync", ns, peers, done })),
+      leave: (ns, kill) => ask<void, never>((done) => ({ _tag: "Leave", ns, kill, done })),
+      subscribe,
+      isLive: (ns) => Effect.sync(() => docs.has(toHex(ns))),
+      metrics
+    })
+  })
+
+/** Bytes of a SyncReport besides its heads: variant, namespace, length prefix. */
+const SYNC_REPORT_OVERHEAD = 1 + 32 + 5
+
+const dedupe = (ids: ReadonlyArray<NodeId>): Array<NodeId> => {
+  const seen = new Map<string, NodeId>()
+  for (const id of ids) seen.set(toHex(id), id)
+  return [...seen.values()]
+}
+
+/** Loopback, LAN and public TCP addresses; not relay circuits we cannot use. */
+const isDialable = (addr: string) => !addr.includes("/p2p-circuit")
+
+const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  return error instanceof Error ? error.message : String(error)
+}
+
+/**
+ * The live engine with its own sync protocol endpoint (the Sync service is built with the engine's accept decision
+ * and provided alongside).
+ */
+export const layer = (
+  config: LiveSyncConfig = {}
+): Layer.Layer<
+  LiveSync,
+  never,
+  | Replica.Replica
+  | Network.Network
+  | Ranger.Ranger
+  | Gossip.Gossip
+  | Blobs.Blobs
+  | BlobTransfer.BlobTransfer
+  | AddressBook.AddressBook
+> => Layer.scoped(LiveSync, make(config))
+
+/** The Ranger with content status from the blob store (spec 05 §1, content-status callback). */
+export const rangerLayer = (
+  config: Partial<Ranger.RangerConfig> = {}
+): Layer.Layer<Ranger.Ranger, never, Blobs.Blobs | Store.Store | Replica.Replica> =>
+  Layer.unwrapEffect(Effect.map(Blobs.Blobs, (blobs) =>
+    Ranger.layer({
+      ...Ranger.defaultConfig,
+      ...config,
+      contentStatus: (entries) =>
+        Effect.forEach(entries, (entry) => blobs.status(entry.contentHash).pipe(Effect.orElseSucceed(() => "Missing" as const)))
+    })))
