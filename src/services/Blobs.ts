@@ -4,12 +4,33 @@
  * named by hash, written to a temp file and renamed into place only once verified; an index hash → size → status in
  * the node's SQLite database).
  *
- * IMPLEMENTATION IN PROGRESS: the interface below is fixed; the layers are being written.
+ * Shared by both: an add hashes while it writes (native incremental BLAKE3), tags its hash for the caller's scope
+ * before the blob becomes visible, and stores it under a per-hash lock; `gc` re-checks tags under that lock, so a
+ * blob being added is never collected. A partial blob is written by one handle at a time: the latest `openPartial` of
+ * a hash owns it and earlier handles of that hash fail with BlobStoreError ("superseded"), so an abandoned handle
+ * (a broken transfer keeps its data Incomplete) never blocks a resume. Each write/commit/discard runs under the
+ * per-hash lock. A handle hashes the bytes it writes as they arrive; bytes from earlier sessions are read back and
+ * hashed at commit. Commit on a short partial fails BlobCorrupt ("incomplete") and keeps the data; a hash mismatch
+ * or a write past the announced size discards it. Reopening with another announced size starts over.
  */
-import { Context, type Effect, type Option, type Scope, type Stream } from "effect"
-import type { BlobError, BlobNotFound, BlobRangeError, GcAborted } from "../schema/BlobErrors.js"
-import type { ContentStatus } from "../schema/Entry.js"
-import type { Hash } from "../schema/Keys.js"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Blake3Hasher } from "@napi-rs/blake-hash"
+import { Cause, Chunk, Context, Effect, Layer, Option, Scope, Stream } from "effect"
+import { randomUUID } from "node:crypto"
+import * as fs from "node:fs/promises"
+import { dirname, join } from "node:path"
+import { equals, toHex } from "../internal/bytes.js"
+import {
+  BlobCorrupt,
+  type BlobError,
+  BlobNotFound,
+  BlobRangeError,
+  BlobStoreError,
+  BlobTooLarge,
+  GcAborted
+} from "../schema/BlobErrors.js"
+import { type ContentStatus, EMPTY } from "../schema/Entry.js"
+import { Hash } from "../schema/Keys.js"
 
 /** A blob that was added: its hash and size in bytes. */
 export interface Added {
@@ -102,3 +123,899 @@ export class Blobs extends Context.Tag("docs/Blobs")<Blobs, BlobsService>() {}
 
 /** Largest blob accepted by default (a size a peer may announce and we may write). */
 export const DEFAULT_MAX_BLOB_SIZE = 4 * 1024 * 1024 * 1024
+
+// ---------------------------------------------------------------------------------------------------------------
+// Configuration
+
+export interface BlobsConfig {
+  /** Largest blob accepted (adds and announced partial sizes); default DEFAULT_MAX_BLOB_SIZE. */
+  readonly maxBlobSize?: number
+  /** Default chunk size of `readStream`; default 64 KiB. */
+  readonly chunkSize?: number
+}
+
+export const DEFAULT_CHUNK_SIZE = 64 * 1024
+/** Read buffer for hashing and adding files: one buffer per operation, reused. */
+const IO_CHUNK = 1024 * 1024
+/** Small writes of `addStream` are gathered into one buffer of this size before they hit the file. */
+const STAGE_SIZE = 256 * 1024
+/** Partial files kept open between writes (least recently used closed first). */
+const MAX_OPEN_PARTIALS = 64
+/** Index rows per page of `list`. */
+const LIST_PAGE = 512
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers
+
+// The native incremental BLAKE3 (@napi-rs/blake-hash) hashes 64 KiB updates at ~4.8 GiB/s here, hash-wasm's IHasher at
+// ~0.55 GiB/s (measured on 100 MiB); both give the same digests.
+const newHasher = () => new Blake3Hasher()
+const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+const feed = (hasher: Blake3Hasher, bytes: Uint8Array) => {
+  hasher.update(asBuffer(bytes))
+}
+const digest = (hasher: Blake3Hasher): Hash => Hash.make(new Uint8Array(hasher.digestBuffer()))
+
+const isEmptyHash = (hash: Uint8Array) => equals(hash, EMPTY)
+
+const reasonOf = (e: unknown): string =>
+  e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e)
+
+const isNotFound = (e: unknown) => typeof e === "object" && e !== null && "code" in e && e.code === "ENOENT"
+
+const storeError = (op: string) => (e: unknown) => new BlobStoreError({ op, reason: reasonOf(e) })
+
+const tryFs = <A>(op: string, f: () => Promise<A>): Effect.Effect<A, BlobStoreError> =>
+  Effect.tryPromise({ try: f, catch: storeError(op) })
+
+/** As `tryFs`, but a missing file means the blob is gone. */
+const tryRead = <A>(op: string, hex: string, f: () => Promise<A>): Effect.Effect<A, BlobStoreError | BlobNotFound> =>
+  Effect.tryPromise({
+    try: f,
+    catch: (e) => (isNotFound(e) ? new BlobNotFound({ hash: hex }) : new BlobStoreError({ op, reason: reasonOf(e) }))
+  })
+
+/** Best-effort cleanup: a failure here leaves a file the next startup removes. */
+const quietly = (f: () => Promise<unknown>) => Effect.promise(() => f().catch(() => undefined))
+
+const writeAll = async (fh: fs.FileHandle, bytes: Uint8Array, position: number | null) => {
+  let done = 0
+  while (done < bytes.length) {
+    const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, position === null ? null : position + done)
+    done += bytesWritten
+  }
+}
+
+const readFully = async (fh: fs.FileHandle, into: Uint8Array, position: number) => {
+  let done = 0
+  while (done < into.length) {
+    const { bytesRead } = await fh.read(into, done, into.length - done, position + done)
+    if (bytesRead === 0) break
+    done += bytesRead
+  }
+  return done
+}
+
+/** Reads a file from `from` to its end through one reused buffer; `f` must not keep the bytes it is given. */
+const foldFile = <E>(
+  op: string,
+  path: string,
+  from: number,
+  f: (bytes: Uint8Array) => Effect.Effect<void, E>
+): Effect.Effect<void, E | BlobStoreError> =>
+  Effect.acquireUseRelease(
+    tryFs(op, () => fs.open(path, "r")),
+    (fh) =>
+      Effect.gen(function*() {
+        const buf = new Uint8Array(IO_CHUNK)
+        let pos = from
+        for (;;) {
+          const n = yield* tryFs(op, () => readFully(fh, buf, pos))
+          if (n === 0) return
+          yield* f(buf.subarray(0, n))
+          pos += n
+        }
+      }),
+    (fh) => quietly(() => fh.close())
+  )
+
+/** `[from, to)` of a file in fresh chunks of at most `chunkSize` bytes (the consumer may keep them). */
+const fileChunks = (
+  path: string,
+  hex: string,
+  from: number,
+  to: number,
+  chunkSize: number
+): Stream.Stream<Uint8Array, BlobStoreError | BlobNotFound> =>
+  Stream.unwrapScoped(
+    Effect.map(
+      Effect.acquireRelease(tryRead("readStream", hex, () => fs.open(path, "r")), (fh) => quietly(() => fh.close())),
+      (fh) =>
+        Stream.unfoldEffect(from, (pos) => {
+          if (pos >= to) return Effect.succeed(Option.none())
+          const chunk = new Uint8Array(Math.min(chunkSize, to - pos))
+          return tryFs("readStream", () => readFully(fh, chunk, pos)).pipe(
+            Effect.flatMap((n) =>
+              n === chunk.length
+                ? Effect.succeed(Option.some([chunk, pos + n] as const))
+                : Effect.fail(new BlobStoreError({ op: "readStream", reason: `blob ${hex} is shorter than its index says` }))
+            )
+          )
+        })
+    )
+  )
+
+/** Writes a file via a temporary sibling and a rename; the sibling is removed on failure. */
+const writeAtomically = <E>(
+  path: string,
+  write: (tmp: string) => Effect.Effect<void, E>
+): Effect.Effect<void, E | BlobStoreError> => {
+  const tmp = `${path}.${randomUUID()}.tmp`
+  return Effect.gen(function*() {
+    yield* tryFs("exportFile", () => fs.mkdir(dirname(path), { recursive: true }))
+    yield* write(tmp)
+    yield* tryFs("exportFile", () => fs.rename(tmp, path))
+  }).pipe(Effect.onError(() => quietly(() => fs.rm(tmp, { force: true }))))
+}
+
+/** Mutual exclusion per key; entries exist only while someone holds or waits for the key. */
+const makeKeyedLock = () => {
+  const locks = new Map<string, { readonly sem: Effect.Semaphore; users: number }>()
+  return (key: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        let lock = locks.get(key)
+        if (lock === undefined) {
+          lock = { sem: Effect.unsafeMakeSemaphore(1), users: 0 }
+          locks.set(key, lock)
+        }
+        const held = lock
+        held.users++
+        return restore(held.sem.withPermits(1)(effect)).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            if (--held.users === 0) locks.delete(key)
+          }))
+        )
+      })
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Backends: the storage primitives. The shared core below adds hashing, limits, locking, tags, sessions and gc.
+
+/** Where an add writes its bytes; `seal` ends writing, `promote` (under the hash's lock) makes them the blob. */
+interface Sink {
+  /** The bytes may be reused by the caller once this completes. */
+  readonly write: (bytes: Uint8Array) => Effect.Effect<void, BlobStoreError>
+  readonly seal: Effect.Effect<void, BlobStoreError>
+  /** Stores the sealed bytes as the Complete blob `hex` (a no-op if it already is) and drops its partial data. */
+  readonly promote: (hex: string, size: number) => Effect.Effect<void, BlobStoreError>
+}
+
+interface PartialState {
+  readonly size: number
+  readonly have: number
+}
+
+interface Backend {
+  readonly completeSize: (hex: string) => Effect.Effect<Option.Option<number>, BlobStoreError>
+  /** None also when the partial's data is gone. */
+  readonly partialState: (hex: string) => Effect.Effect<Option.Option<PartialState>, BlobStoreError>
+  readonly readAt: (hex: string, offset: number, length: number) => Effect.Effect<Uint8Array, BlobStoreError | BlobNotFound>
+  readonly chunks: (
+    hex: string,
+    from: number,
+    to: number,
+    chunkSize: number
+  ) => Stream.Stream<Uint8Array, BlobStoreError | BlobNotFound>
+  /** A sink whose leftovers are removed when the scope closes. */
+  readonly sink: Effect.Effect<Sink, BlobStoreError, Scope.Scope>
+  /** Starts an empty partial of `size`, replacing any partial data of `hex`. */
+  readonly partialCreate: (hex: string, size: number) => Effect.Effect<void, BlobStoreError>
+  readonly partialWrite: (hex: string, offset: number, bytes: Uint8Array) => Effect.Effect<void, BlobStoreError>
+  /** Feeds the partial's bytes from `from` to its end to `f` (which must not keep them). */
+  readonly partialFold: (hex: string, from: number, f: (bytes: Uint8Array) => void) => Effect.Effect<void, BlobStoreError>
+  readonly partialPromote: (hex: string, size: number) => Effect.Effect<void, BlobStoreError>
+  readonly partialRemove: (hex: string) => Effect.Effect<void, BlobStoreError>
+  /** Removes complete and partial data. */
+  readonly remove: (hex: string) => Effect.Effect<void, BlobStoreError>
+  /** Every stored blob in hash order. */
+  readonly list: Stream.Stream<BlobInfo, BlobStoreError>
+  readonly exportTo: (hex: string, path: string) => Effect.Effect<void, BlobStoreError | BlobNotFound>
+}
+
+const infoOf = (hash: Hash, size: number, have: number, complete: boolean): BlobInfo => ({
+  hash,
+  size,
+  have,
+  status: complete ? "Complete" : "Incomplete"
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Core
+
+/** One writer per partial blob: the handle of the latest `openPartial` of a hash (earlier handles are superseded). */
+interface Session {
+  readonly size: number
+  have: number
+  /** Hash of the first `hashed` bytes; bytes before `hashed` came from earlier sessions and are read at commit. */
+  hasher: Blake3Hasher
+  hashed: number
+}
+
+const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsService => {
+  const maxBlobSize = config?.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE
+  const defaultChunkSize = config?.chunkSize ?? DEFAULT_CHUNK_SIZE
+  const withLock = makeKeyedLock()
+  const sessions = new Map<string, Session>()
+  const tags = new Map<string, number>()
+
+  const tagIn = (scope: Scope.Scope, hex: string) =>
+    Effect.uninterruptible(
+      Effect.sync(() => tags.set(hex, (tags.get(hex) ?? 0) + 1)).pipe(
+        Effect.zipRight(Scope.addFinalizer(scope, Effect.sync(() => {
+          const n = (tags.get(hex) ?? 1) - 1
+          if (n === 0) tags.delete(hex)
+          else tags.set(hex, n)
+        })))
+      )
+    )
+
+  const protect: BlobsService["protect"] = (hash) => Effect.flatMap(Effect.scope, (scope) => tagIn(scope, toHex(hash)))
+
+  const completeSize = (hash: Hash, hex: string) =>
+    isEmptyHash(hash) ? Effect.succeed(Option.some(0)) : backend.completeSize(hex)
+
+  const requireComplete = (hash: Hash, hex: string) =>
+    Effect.flatMap(
+      completeSize(hash, hex),
+      Option.match({ onNone: () => Effect.fail(new BlobNotFound({ hash: hex })), onSome: Effect.succeed })
+    )
+
+  /** Hashes and stores what `produce` hands to its consumer; the consumer must be done with bytes when it returns. */
+  const ingest = <E>(
+    produce: (consume: (bytes: Uint8Array) => Effect.Effect<void, BlobError>) => Effect.Effect<void, E | BlobError>,
+    options: AddOptions | undefined
+  ): Effect.Effect<Added, E | BlobError, Scope.Scope> =>
+    Effect.gen(function*() {
+      const outer = yield* Effect.scope
+      return yield* Effect.scoped(Effect.gen(function*() {
+        const sink = yield* backend.sink
+        const hasher = newHasher()
+        const onProgress = options?.onProgress
+        let size = 0
+        yield* produce((bytes) => {
+          if (bytes.length === 0) return Effect.void
+          size += bytes.length
+          if (size > maxBlobSize) return Effect.fail(new BlobTooLarge({ size, max: maxBlobSize }))
+          feed(hasher, bytes)
+          const written = sink.write(bytes)
+          return onProgress === undefined ? written : Effect.zipRight(written, onProgress(size))
+        })
+        yield* sink.seal
+        const hash = digest(hasher)
+        const hex = toHex(hash)
+        // Tagged before it becomes visible, so a concurrent gc never sees it untagged.
+        yield* tagIn(outer, hex)
+        if (size > 0) {
+          yield* withLock(hex)(Effect.zipRight(sink.promote(hex, size), Effect.sync(() => sessions.delete(hex))))
+        }
+        return { hash, size }
+      }))
+    })
+
+  const addStream: BlobsService["addStream"] = (data, options) =>
+    ingest((consume) => Stream.runForEach(data, consume), options).pipe(Effect.withSpan("Blobs.addStream"))
+
+  const addBytes: BlobsService["addBytes"] = (bytes) =>
+    ingest((consume) => consume(bytes), undefined).pipe(Effect.withSpan("Blobs.addBytes"))
+
+  const addFile: BlobsService["addFile"] = (path, options) =>
+    Effect.gen(function*() {
+      const stat = yield* tryFs("addFile", () => fs.stat(path))
+      if (stat.size > maxBlobSize) return yield* new BlobTooLarge({ size: stat.size, max: maxBlobSize })
+      return yield* ingest((consume) => foldFile("addFile", path, 0, consume), options)
+    }).pipe(Effect.withSpan("Blobs.addFile"))
+
+  const checkRange = (hex: string, offset: number, length: number, size: number) =>
+    Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= size
+      ? Effect.void
+      : Effect.fail(new BlobRangeError({ hash: hex, offset, length, size }))
+
+  const readRange = Effect.fn("Blobs.readRange")(function*(hash: Hash, offset: number, length: number) {
+    const hex = toHex(hash)
+    const size = yield* requireComplete(hash, hex)
+    yield* checkRange(hex, offset, length, size)
+    if (length === 0) return new Uint8Array(0)
+    return yield* backend.readAt(hex, offset, length)
+  })
+
+  const read = Effect.fn("Blobs.read")(function*(hash: Hash) {
+    const hex = toHex(hash)
+    const size = yield* requireComplete(hash, hex)
+    return size === 0 ? new Uint8Array(0) : yield* backend.readAt(hex, 0, size)
+  })
+
+  const readStream: BlobsService["readStream"] = (hash, options) =>
+    Stream.unwrap(Effect.gen(function*() {
+      const hex = toHex(hash)
+      const size = yield* requireComplete(hash, hex)
+      const offset = options?.offset ?? 0
+      const chunkSize = Math.max(1, Math.floor(options?.chunkSize ?? defaultChunkSize))
+      yield* checkRange(hex, offset, 0, size)
+      return offset === size ? Stream.empty : backend.chunks(hex, offset, size, chunkSize)
+    }))
+
+  const info = Effect.fn("Blobs.info")(function*(hash: Hash) {
+    const hex = toHex(hash)
+    const complete = yield* completeSize(hash, hex)
+    if (Option.isSome(complete)) return Option.some(infoOf(hash, complete.value, complete.value, true))
+    const partial = yield* backend.partialState(hex)
+    return Option.map(partial, (p) => infoOf(hash, p.size, p.have, false))
+  })
+
+  const status = (hash: Hash) =>
+    Effect.map(info(hash), Option.match({ onNone: (): ContentStatus => "Missing", onSome: (i) => i.status }))
+
+  const has = (hash: Hash) => Effect.map(completeSize(hash, toHex(hash)), Option.isSome)
+
+  const remove = (hex: string) =>
+    withLock(hex)(Effect.zipRight(backend.remove(hex), Effect.sync(() => sessions.delete(hex))))
+
+  const del = Effect.fn("Blobs.delete")(function*(hash: Hash) {
+    if (!isEmptyHash(hash)) yield* remove(toHex(hash))
+  })
+
+  const exportFile = Effect.fn("Blobs.exportFile")(function*(hash: Hash, path: string) {
+    const hex = toHex(hash)
+    const size = yield* requireComplete(hash, hex)
+    yield* writeAtomically(path, (tmp) =>
+      size === 0 ? tryFs("exportFile", () => fs.writeFile(tmp, new Uint8Array(0))) : backend.exportTo(hex, tmp))
+  })
+
+  const superseded = (op: string, hex: string) =>
+    new BlobStoreError({ op, reason: `partial blob ${hex} was superseded by a newer openPartial, or deleted` })
+
+  const makeHandle = (hash: Hash, hex: string, size: number, session: Session | undefined): PartialBlob => {
+    let lastHave = session === undefined ? size : session.have
+    const owned = () => session !== undefined && sessions.get(hex) === session
+    const dropSession = Effect.sync(() => {
+      if (owned()) sessions.delete(hex)
+    })
+    const discardWith = (error: BlobCorrupt) =>
+      Effect.zipRight(Effect.zipRight(backend.partialRemove(hex), dropSession), Effect.fail(error))
+    // A handle that no longer owns the hash: fine if the blob is Complete by now, an error otherwise.
+    const notOwned = <A>(op: string, ifComplete: (size: number) => A) =>
+      Effect.flatMap(
+        completeSize(hash, hex),
+        Option.match({ onNone: () => Effect.fail(superseded(op, hex)), onSome: (n) => Effect.succeed(ifComplete(n)) })
+      )
+
+    const write = (chunk: Uint8Array) =>
+      withLock(hex)(Effect.suspend(() => {
+        if (session === undefined || !owned()) return notOwned("write", () => undefined)
+        if (chunk.length === 0) return Effect.void
+        const offset = session.have
+        if (offset + chunk.length > session.size) {
+          return discardWith(
+            new BlobCorrupt({ hash: hex, reason: `${offset + chunk.length - session.size} bytes beyond the announced size ${session.size}` })
+          )
+        }
+        return Effect.map(backend.partialWrite(hex, offset, chunk), () => {
+          if (session.hashed === offset) {
+            feed(session.hasher, chunk)
+            session.hashed += chunk.length
+          }
+          session.have += chunk.length
+          lastHave = session.have
+        })
+      }))
+
+    const commit = withLock(hex)(Effect.suspend((): Effect.Effect<Added, BlobError> => {
+      if (session === undefined || !owned()) return notOwned("commit", (n) => ({ hash, size: n }))
+      if (session.have < session.size) {
+        return Effect.fail(new BlobCorrupt({ hash: hex, reason: `incomplete: ${session.have} of ${session.size} bytes` }))
+      }
+      return Effect.gen(function*() {
+        yield* backend.partialFold(hex, session.hashed, (bytes) => feed(session.hasher, bytes))
+        session.hashed = session.have
+        const actual = digest(session.hasher)
+        if (!equals(actual, hash)) {
+          return yield* discardWith(new BlobCorrupt({ hash: hex, reason: `content hashes to ${toHex(actual)}` }))
+        }
+        yield* backend.partialPromote(hex, session.size)
+        yield* dropSession
+        return { hash, size: session.size }
+      })
+    }))
+
+    const discard = withLock(hex)(Effect.suspend(() => (owned() ? Effect.zipRight(backend.partialRemove(hex), dropSession) : Effect.void)))
+
+    return {
+      hash,
+      size,
+      offset: Effect.sync(() => (session !== undefined && owned() ? session.have : lastHave)),
+      write,
+      commit: commit.pipe(Effect.withSpan("PartialBlob.commit")),
+      discard
+    }
+  }
+
+  const openPartial = Effect.fn("Blobs.openPartial")(function*(hash: Hash, size: number) {
+    const hex = toHex(hash)
+    if (!Number.isSafeInteger(size) || size < 0) {
+      return yield* new BlobCorrupt({ hash: hex, reason: `invalid announced size ${size}` })
+    }
+    if (size > maxBlobSize) return yield* new BlobTooLarge({ size, max: maxBlobSize })
+    return yield* withLock(hex)(Effect.gen(function*() {
+      const complete = yield* completeSize(hash, hex)
+      if (Option.isSome(complete)) return makeHandle(hash, hex, complete.value, undefined)
+      const existing = yield* backend.partialState(hex)
+      let have = 0
+      // Data announced under another size cannot be the same content (or one of the providers lies): start over.
+      if (Option.isSome(existing) && existing.value.size === size && existing.value.have <= size) have = existing.value.have
+      else yield* backend.partialCreate(hex, size)
+      const session: Session = { size, have, hasher: newHasher(), hashed: 0 }
+      sessions.set(hex, session)
+      return makeHandle(hash, hex, size, session)
+    }))
+  })
+
+  const gc = <E>(protectedHashes: Stream.Stream<Hash, E>): Effect.Effect<GcReport, GcAborted | BlobError> =>
+    Effect.gen(function*() {
+      const live = new Set<string>()
+      yield* Stream.runForEach(protectedHashes, (h) => Effect.sync(() => live.add(toHex(h)))).pipe(
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.interrupt
+            : Effect.fail(new GcAborted({ reason: reasonOf(Cause.squash(cause)) }))
+        )
+      )
+      let deleted = 0
+      let kept = 0
+      yield* Stream.runForEach(backend.list, (blob) => {
+        const hex = toHex(blob.hash)
+        if (live.has(hex) || tags.has(hex)) {
+          kept++
+          return Effect.void
+        }
+        // Rechecked under the lock: an add tags its hash before it takes the lock to store the blob.
+        return withLock(hex)(Effect.suspend(() => {
+          if (tags.has(hex)) {
+            kept++
+            return Effect.void
+          }
+          deleted++
+          return Effect.zipRight(backend.remove(hex), Effect.sync(() => sessions.delete(hex)))
+        }))
+      })
+      return { deleted, kept }
+    }).pipe(Effect.withSpan("Blobs.gc"))
+
+  return {
+    addBytes,
+    addStream,
+    addFile,
+    read,
+    readRange,
+    readStream,
+    status,
+    info,
+    has,
+    delete: del,
+    list: backend.list,
+    exportFile,
+    protect,
+    openPartial,
+    gc
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// In memory
+
+const hashOfHex = (hex: string): Hash => Hash.make(new Uint8Array(Buffer.from(hex, "hex")))
+
+const concatAll = (chunks: ReadonlyArray<Uint8Array>, size: number): Uint8Array => {
+  const out = new Uint8Array(size)
+  let at = 0
+  for (const c of chunks) {
+    out.set(c, at)
+    at += c.length
+  }
+  return out
+}
+
+const memoryBackend = (): Backend => {
+  const complete = new Map<string, Uint8Array>()
+  const partials = new Map<string, { readonly size: number; readonly chunks: Array<Uint8Array>; have: number }>()
+  const missing = (hex: string) => Effect.fail(new BlobNotFound({ hash: hex }))
+
+  return {
+    completeSize: (hex) => Effect.sync(() => Option.fromNullable(complete.get(hex)?.length)),
+    partialState: (hex) =>
+      Effect.sync(() => Option.map(Option.fromNullable(partials.get(hex)), (p) => ({ size: p.size, have: p.have }))),
+    readAt: (hex, offset, length) =>
+      Effect.suspend(() => {
+        const bytes = complete.get(hex)
+        return bytes === undefined ? missing(hex) : Effect.succeed(bytes.slice(offset, offset + length))
+      }),
+    chunks: (hex, from, to, chunkSize) =>
+      Stream.suspend(() => {
+        const bytes = complete.get(hex)
+        if (bytes === undefined) return Stream.fail(new BlobNotFound({ hash: hex }))
+        return Stream.unfold(from, (pos) => {
+          if (pos >= to) return Option.none()
+          const end = Math.min(pos + chunkSize, to)
+          return Option.some([bytes.slice(pos, end), end] as const)
+        })
+      }),
+    sink: Effect.sync(() => {
+      const chunks: Array<Uint8Array> = []
+      return {
+        write: (bytes) => Effect.sync(() => void chunks.push(bytes.slice())),
+        seal: Effect.void,
+        promote: (hex, size) =>
+          Effect.sync(() => {
+            if (!complete.has(hex)) complete.set(hex, concatAll(chunks, size))
+            partials.delete(hex)
+          })
+      }
+    }),
+    partialCreate: (hex, size) => Effect.sync(() => void partials.set(hex, { size, chunks: [], have: 0 })),
+    partialWrite: (hex, _offset, bytes) =>
+      Effect.sync(() => {
+        const p = partials.get(hex)
+        if (p !== undefined) {
+          p.chunks.push(bytes.slice())
+          p.have += bytes.length
+        }
+      }),
+    partialFold: (hex, from, f) =>
+      Effect.sync(() => {
+        let pos = 0
+        for (const c of partials.get(hex)?.chunks ?? []) {
+          if (pos + c.length > from) f(pos >= from ? c : c.subarray(from - pos))
+          pos += c.length
+        }
+      }),
+    partialPromote: (hex, size) =>
+      Effect.sync(() => {
+        const p = partials.get(hex)
+        if (p !== undefined) complete.set(hex, concatAll(p.chunks, size))
+        partials.delete(hex)
+      }),
+    partialRemove: (hex) => Effect.sync(() => void partials.delete(hex)),
+    remove: (hex) =>
+      Effect.sync(() => {
+        complete.delete(hex)
+        partials.delete(hex)
+      }),
+    list: Stream.suspend(() => {
+      // Lowercase hex sorts like the bytes it encodes.
+      const hexes = [...new Set([...complete.keys(), ...partials.keys()])].sort()
+      return Stream.fromIterable(hexes).pipe(
+        Stream.filterMap((hex) => {
+          const bytes = complete.get(hex)
+          if (bytes !== undefined) return Option.some(infoOf(hashOfHex(hex), bytes.length, bytes.length, true))
+          return Option.map(Option.fromNullable(partials.get(hex)), (p) => infoOf(hashOfHex(hex), p.size, p.have, false))
+        })
+      )
+    }),
+    exportTo: (hex, path) =>
+      Effect.suspend((): Effect.Effect<void, BlobStoreError | BlobNotFound> => {
+        const bytes = complete.get(hex)
+        return bytes === undefined ? missing(hex) : tryFs("exportFile", () => fs.writeFile(path, bytes))
+      })
+  }
+}
+
+/** The in-memory store: content lives in the process and is lost when the layer's scope closes. */
+export const makeMemory = (config?: BlobsConfig): Effect.Effect<BlobsService> =>
+  Effect.sync(() => makeCore(memoryBackend(), config))
+
+export const layerMemory = (config?: BlobsConfig): Layer.Layer<Blobs> => Layer.effect(Blobs, makeMemory(config))
+
+// ---------------------------------------------------------------------------------------------------------------
+// On disk
+//
+// <dataDir>/blobs/<hh>/<hex>     Complete blobs: each file was fsynced and renamed into place only after its BLAKE3
+//                                hash was known (adds) or verified (commits), so its presence means verified content.
+// <dataDir>/blobs/partial/<hex>  Partial downloads: the file's length is the resume offset.
+// <dataDir>/blobs/tmp/           Adds in progress; emptied on startup.
+// table `blobs`                  hash → size, status (1 Complete, 0 partial with the announced size) in the node's SQLite.
+//
+// The files are the source of truth for content; the index is a lookup cache of them and the only record of a
+// partial's announced size. Every change writes files first and the index after (rename, then row; remove files, then
+// row), and startup repairs the index from the files: a complete file without a Complete row gets one (a crash between
+// rename and index write), a row whose file is gone is dropped, a partial file without a row (its size unknown) or
+// longer than its announced size is removed. Complete files are not rehashed on startup.
+
+const COMPLETE = 1
+const PARTIAL = 0
+
+interface Row {
+  readonly hash: Uint8Array
+  readonly size: number
+  readonly status: number
+}
+
+const HEX2 = /^[0-9a-f]{2}$/
+const HEX64 = /^[0-9a-f]{64}$/
+
+const fileSizes = async (dir: string, keep: (name: string) => boolean) => {
+  const out = new Map<string, number>()
+  for (const name of await fs.readdir(dir)) {
+    if (!keep(name)) continue
+    const stat = await fs.stat(join(dir, name))
+    if (stat.isFile()) out.set(name, stat.size)
+  }
+  return out
+}
+
+const syncDir = (dir: string) =>
+  quietly(async () => {
+    const fh = await fs.open(dir, "r")
+    try {
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+  })
+
+export const make = (
+  dataDir: string,
+  config?: BlobsConfig
+): Effect.Effect<BlobsService, BlobStoreError, SqlClient.SqlClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const root = join(dataDir, "blobs")
+    const partialDir = join(root, "partial")
+    const tmpDir = join(root, "tmp")
+    const completePath = (hex: string) => join(root, hex.slice(0, 2), hex)
+    const partialPath = (hex: string) => join(partialDir, hex)
+
+    const query = <R extends object = Row>(op: string, text: string, params: ReadonlyArray<unknown>) =>
+      sql.unsafe<R>(text, params).withoutTransform.pipe(Effect.mapError(storeError(op)))
+    const upsert = (op: string, hex: string, size: number, status: number) =>
+      query(op, `INSERT OR REPLACE INTO blobs (hash, size, status) VALUES (?, ?, ?)`, [
+        Buffer.from(hex, "hex"),
+        size,
+        status
+      ])
+    const deleteRow = (op: string, hex: string, onlyStatus?: number) =>
+      onlyStatus === undefined
+        ? query(op, `DELETE FROM blobs WHERE hash = ?`, [Buffer.from(hex, "hex")])
+        : query(op, `DELETE FROM blobs WHERE hash = ? AND status = ?`, [Buffer.from(hex, "hex"), onlyStatus])
+
+    // -- startup
+    yield* tryFs("open", async () => {
+      await fs.mkdir(partialDir, { recursive: true })
+      await fs.rm(tmpDir, { recursive: true, force: true })
+      await fs.mkdir(tmpDir, { recursive: true })
+    })
+    yield* query(
+      "open",
+      `CREATE TABLE IF NOT EXISTS blobs (hash BLOB PRIMARY KEY, size INTEGER NOT NULL, status INTEGER NOT NULL) WITHOUT ROWID`,
+      []
+    )
+    const completeFiles = yield* tryFs("open", async () => {
+      const out = new Map<string, number>()
+      for (const dir of await fs.readdir(root)) {
+        if (!HEX2.test(dir)) continue
+        for (const [hex, size] of await fileSizes(join(root, dir), (n) => HEX64.test(n) && n.startsWith(dir))) {
+          out.set(hex, size)
+        }
+      }
+      return out
+    })
+    const partialFiles = yield* tryFs("open", () => fileSizes(partialDir, (n) => HEX64.test(n)))
+    const rows = new Map((yield* query("open", `SELECT hash, size, status FROM blobs`, [])).map((r) => [toHex(r.hash), r]))
+    const dropFiles: Array<string> = []
+    const repairs: Array<Effect.Effect<unknown, BlobStoreError>> = []
+    for (const [hex, size] of completeFiles) {
+      const row = rows.get(hex)
+      if (row === undefined || row.status !== COMPLETE || row.size !== size) repairs.push(upsert("open", hex, size, COMPLETE))
+      if (partialFiles.delete(hex)) dropFiles.push(partialPath(hex))
+    }
+    for (const [hex, row] of rows) {
+      if (completeFiles.has(hex)) continue
+      const have = partialFiles.get(hex)
+      if (row.status === COMPLETE || have === undefined || have > row.size) {
+        repairs.push(deleteRow("open", hex))
+        if (partialFiles.delete(hex)) dropFiles.push(partialPath(hex))
+      }
+    }
+    for (const hex of partialFiles.keys()) if (!rows.has(hex)) dropFiles.push(partialPath(hex))
+    yield* tryFs("open", () => Promise.all(dropFiles.map((f) => fs.rm(f, { force: true }))))
+    if (repairs.length > 0) {
+      yield* sql.withTransaction(Effect.all(repairs, { discard: true })).pipe(Effect.mapError(storeError("open")))
+    }
+
+    // -- partial files stay open between writes; busy ones are never closed by eviction
+    const openFiles = new Map<string, { readonly fh: fs.FileHandle; busy: number }>()
+    const closeFile = async (hex: string) => {
+      const entry = openFiles.get(hex)
+      openFiles.delete(hex)
+      if (entry !== undefined) await entry.fh.close()
+    }
+    const withPartialFile = async <A>(hex: string, f: (fh: fs.FileHandle) => Promise<A>): Promise<A> => {
+      let entry = openFiles.get(hex)
+      if (entry !== undefined) {
+        openFiles.delete(hex)
+        openFiles.set(hex, entry)
+      } else {
+        entry = { fh: await fs.open(partialPath(hex), "r+"), busy: 0 }
+        openFiles.set(hex, entry)
+        for (const [other, e] of openFiles) {
+          if (openFiles.size <= MAX_OPEN_PARTIALS) break
+          if (e.busy === 0 && other !== hex) void closeFile(other).catch(() => undefined)
+        }
+      }
+      const held = entry
+      held.busy++
+      try {
+        return await f(held.fh)
+      } finally {
+        held.busy--
+      }
+    }
+    yield* Effect.addFinalizer(() =>
+      quietly(() => Promise.all([...openFiles.keys()].map((hex) => closeFile(hex).catch(() => undefined))))
+    )
+
+    const completeSize = (hex: string) =>
+      Effect.map(
+        query<{ size: number }>("status", `SELECT size FROM blobs WHERE hash = ? AND status = ?`, [
+          Buffer.from(hex, "hex"),
+          COMPLETE
+        ]),
+        (rs) => Option.map(Option.fromNullable(rs[0]), (r) => r.size)
+      )
+
+    const partialState = (hex: string) =>
+      Effect.gen(function*() {
+        const rs = yield* query<{ size: number }>("status", `SELECT size FROM blobs WHERE hash = ? AND status = ?`, [
+          Buffer.from(hex, "hex"),
+          PARTIAL
+        ])
+        const row = rs[0]
+        if (row === undefined) return Option.none<PartialState>()
+        const have = yield* tryFs("status", () =>
+          fs.stat(partialPath(hex)).then((s) => s.size, (e) => (isNotFound(e) ? undefined : Promise.reject(e))))
+        return have === undefined ? Option.none<PartialState>() : Option.some({ size: row.size, have })
+      })
+
+    const storeComplete = (op: string, hex: string, size: number, from: string) =>
+      Effect.gen(function*() {
+        const dir = join(root, hex.slice(0, 2))
+        yield* tryFs(op, async () => {
+          await fs.mkdir(dir, { recursive: true })
+          await fs.rename(from, completePath(hex))
+        })
+        yield* syncDir(dir)
+        yield* upsert(op, hex, size, COMPLETE)
+      })
+
+    const removePartialFile = (op: string, hex: string) =>
+      tryFs(op, async () => {
+        await closeFile(hex).catch(() => undefined)
+        await fs.rm(partialPath(hex), { force: true })
+      })
+
+    const sink = Effect.gen(function*() {
+      const tmp = join(tmpDir, randomUUID())
+      const fh = yield* Effect.acquireRelease(tryFs("add", () => fs.open(tmp, "wx")), (fh) =>
+        quietly(async () => {
+          await fh.close().catch(() => undefined)
+          await fs.rm(tmp, { force: true })
+        }))
+      const stage = new Uint8Array(STAGE_SIZE)
+      let staged = 0
+      let position = 0
+      const put = async (bytes: Uint8Array) => {
+        await writeAll(fh, bytes, position)
+        position += bytes.length
+      }
+      const flush = async () => {
+        if (staged > 0) await put(stage.subarray(0, staged))
+        staged = 0
+      }
+      return {
+        write: (bytes) =>
+          tryFs("add", async () => {
+            if (staged + bytes.length > STAGE_SIZE) await flush()
+            if (bytes.length >= STAGE_SIZE) await put(bytes)
+            else {
+              stage.set(bytes, staged)
+              staged += bytes.length
+            }
+          }),
+        seal: tryFs("add", async () => {
+          await flush()
+          await fh.sync()
+        }),
+        promote: (hex, size) =>
+          Effect.gen(function*() {
+            if (Option.isSome(yield* completeSize(hex))) return
+            yield* storeComplete("add", hex, size, tmp)
+            yield* removePartialFile("add", hex)
+          })
+      } satisfies Sink
+    })
+
+    const listPage = (after: Uint8Array | undefined) =>
+      Effect.gen(function*() {
+        const rs = after === undefined
+          ? yield* query("list", `SELECT hash, size, status FROM blobs ORDER BY hash LIMIT ${LIST_PAGE}`, [])
+          : yield* query("list", `SELECT hash, size, status FROM blobs WHERE hash > ? ORDER BY hash LIMIT ${LIST_PAGE}`, [after])
+        const infos: Array<BlobInfo> = []
+        for (const r of rs) {
+          const hash = Hash.make(new Uint8Array(r.hash))
+          if (r.status === COMPLETE) infos.push(infoOf(hash, r.size, r.size, true))
+          else {
+            const have = yield* tryFs("list", () =>
+              fs.stat(partialPath(toHex(hash))).then((s) => s.size, (e) => (isNotFound(e) ? undefined : Promise.reject(e))))
+            if (have !== undefined) infos.push(infoOf(hash, r.size, have, false))
+          }
+        }
+        const last = rs[rs.length - 1]
+        return [Chunk.unsafeFromArray(infos), rs.length === LIST_PAGE && last !== undefined ? Option.some(last.hash) : Option.none()] as const
+      })
+
+    const backend: Backend = {
+      completeSize,
+      partialState,
+      readAt: (hex, offset, length) =>
+        tryRead("read", hex, async () => {
+          const fh = await fs.open(completePath(hex), "r")
+          try {
+            const out = new Uint8Array(length)
+            const n = await readFully(fh, out, offset)
+            if (n !== length) throw new Error(`blob ${hex} is shorter than its index says`)
+            return out
+          } finally {
+            await fh.close()
+          }
+        }),
+      chunks: (hex, from, to, chunkSize) => fileChunks(completePath(hex), hex, from, to, chunkSize),
+      sink,
+      partialCreate: (hex, size) =>
+        Effect.zipRight(
+          tryFs("openPartial", async () => {
+            await closeFile(hex).catch(() => undefined)
+            await fs.writeFile(partialPath(hex), new Uint8Array(0))
+          }),
+          upsert("openPartial", hex, size, PARTIAL)
+        ),
+      partialWrite: (hex, offset, bytes) =>
+        tryFs("write", () =>
+          withPartialFile(hex, (fh) =>
+            writeAll(fh, bytes, offset).catch(async (e) => {
+              await fh.truncate(offset).catch(() => undefined)
+              throw e
+            }))),
+      partialFold: (hex, from, f) => foldFile("commit", partialPath(hex), from, (bytes) => Effect.sync(() => f(bytes))),
+      partialPromote: (hex, size) =>
+        Effect.gen(function*() {
+          yield* tryFs("commit", async () => {
+            await withPartialFile(hex, (fh) => fh.sync())
+            await closeFile(hex)
+          })
+          yield* storeComplete("commit", hex, size, partialPath(hex))
+        }),
+      partialRemove: (hex) => Effect.zipRight(removePartialFile("discard", hex), deleteRow("discard", hex, PARTIAL)),
+      remove: (hex) =>
+        Effect.zipRight(
+          Effect.zipRight(removePartialFile("delete", hex), tryFs("delete", () => fs.rm(completePath(hex), { force: true }))),
+          deleteRow("delete", hex)
+        ),
+      list: Stream.paginateChunkEffect(undefined as Uint8Array | undefined, listPage),
+      exportTo: (hex, path) => tryRead("exportFile", hex, () => fs.copyFile(completePath(hex), path))
+    }
+    return makeCore(backend, config)
+  })
+
+/** The store in `<dataDir>/blobs` with its index in the node's SQLite database (the `blobs` table). */
+export const layer = (dataDir: string, config?: BlobsConfig): Layer.Layer<Blobs, BlobStoreError, SqlClient.SqlClient> =>
+  Layer.scoped(Blobs, make(dataDir, config))
