@@ -1,0 +1,180 @@
+/**
+ * The Docs RPC group: the 26 requests of spec 06 §3, then the node program's own: `ImportFile`/`ExportFile` (spec 06 §5
+ * done on the node, so the CLI can pass paths), `ReadContent`, `NodeStatus` and `Stats`. Every RPC fails with `ApiError`. Field names: `docId` (NamespaceId), `authorId` (AuthorId), `author` (an Author secret).
+ *
+ * Serialization is msgpack (`RpcSerialization.layerMsgPack`), which carries `Uint8Array` and `bigint` (u64 values go as
+ * msgpack uint64 and come back as bigint), so entries travel as the domain schemas. Secrets are the exception: their
+ * seeds are `Redacted`, which msgpack writes as an empty map, so Author, NamespaceSecret, Capability and DocTicket
+ * travel through the `…FromRpc` schemas below, whose encoded side holds the 32 seed bytes.
+ */
+import { Rpc, RpcGroup } from "@effect/rpc"
+import { ParseResult, Redacted, Schema } from "effect"
+import { Capability, CapabilityKind, Read, Write } from "./Capability.js"
+import { ApiError } from "./DocsErrors.js"
+import { DownloadPolicy } from "./DownloadPolicy.js"
+import { SignedEntry, U64 } from "./Entry.js"
+import { OpenState } from "./Events.js"
+import { Author, AuthorId, Hash, NamespaceId, NamespaceSecret, secretSeed } from "./Keys.js"
+import { LiveEvent } from "./LiveEvent.js"
+import { MultiaddrString, NodeAddr, NodeId } from "./NodeAddr.js"
+import { Query } from "./Query.js"
+import { AddrInfoOptions, DocTicket, ShareMode } from "./Ticket.js"
+
+const seedFromRpc = <A extends Author | NamespaceSecret, I>(
+  what: string,
+  make: (seed: Uint8Array) => A,
+  to: Schema.Schema<A, I>
+) =>
+  Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(to), {
+    strict: true,
+    decode: (b, _, ast) =>
+      b.length === 32
+        ? ParseResult.succeed(make(b))
+        : ParseResult.fail(new ParseResult.Type(ast, Redacted.make(b), `${what}: expected 32 bytes, got ${b.length}`)),
+    encode: (a) => ParseResult.succeed(Uint8Array.from(secretSeed(a)))
+  })
+
+/** An author secret over RPC: its 32 seed bytes. */
+export const AuthorFromRpc = seedFromRpc("Author", Author.fromSeed, Author)
+/** A namespace secret over RPC: its 32 seed bytes. */
+export const NamespaceSecretFromRpc = seedFromRpc("NamespaceSecret", NamespaceSecret.fromSeed, NamespaceSecret)
+
+const WriteFromRpc = Schema.transform(
+  Schema.TaggedStruct("Write", { secret: NamespaceSecretFromRpc }),
+  Schema.typeSchema(Write),
+  {
+    strict: true,
+    decode: ({ secret }) => new Write({ secret }),
+    encode: (w) => ({ _tag: "Write" as const, secret: w.secret })
+  }
+)
+
+/** A capability over RPC: `{ _tag: "Write", secret: bytes }` or `{ _tag: "Read", id: bytes }`. */
+export const CapabilityFromRpc: Schema.Schema<Capability, typeof WriteFromRpc.Encoded | typeof Read.Encoded> = Schema
+  .Union(WriteFromRpc, Read)
+
+/** A ticket over RPC: its capability (as above) and nodes; unlike the string form, an empty node list is allowed. */
+export const DocTicketFromRpc = Schema.transform(
+  Schema.Struct({ capability: CapabilityFromRpc, nodes: Schema.Array(NodeAddr) }),
+  Schema.typeSchema(DocTicket),
+  {
+    strict: true,
+    decode: (t) => new DocTicket(t),
+    encode: (t) => ({ capability: t.capability, nodes: t.nodes })
+  }
+)
+
+/** One document of `List`. */
+export class DocListItem extends Schema.Class<DocListItem>("DocListItem")({
+  id: NamespaceId,
+  capability: CapabilityKind
+}) {}
+
+/** What `NodeStatus` reports: our node id, the addresses we listen on, and where the RPC server listens (if it does). */
+export class NodeInfo extends Schema.Class<NodeInfo>("NodeInfo")({
+  nodeId: NodeId,
+  addrs: Schema.Array(MultiaddrString),
+  rpcAddress: Schema.Option(Schema.String)
+}) {}
+
+/** Items of `ImportFile`: bytes read so far, then the stored entry's content hash, size and key. */
+export const ImportFileProgress = Schema.Union(
+  Schema.TaggedStruct("Progress", { bytes: Schema.Number }),
+  Schema.TaggedStruct("Done", { hash: Hash, size: Schema.Number, key: Schema.Uint8ArrayFromSelf })
+)
+export type ImportFileProgress = typeof ImportFileProgress.Type
+
+/** Metric counters by name (spec 05 §14 plus sync traffic). */
+export const Stats = Schema.Record({ key: Schema.String, value: Schema.Number })
+export type Stats = typeof Stats.Type
+
+const DocId = { docId: NamespaceId }
+
+export class DocsRpcs extends RpcGroup.make(
+  /** Open the replica (+1 handle); unknown → ReplicaNotFound. */
+  Rpc.make("Open", { payload: DocId, error: ApiError }),
+  /** Close one handle; closing a document that is not open succeeds. */
+  Rpc.make("Close", { payload: DocId, error: ApiError }),
+  /** The open replica's OpenState; not open → ReplicaNotOpen. */
+  Rpc.make("Status", { payload: DocId, success: OpenState, error: ApiError }),
+  /** Every namespace in the store with its capability kind. */
+  Rpc.make("List", { success: DocListItem, error: ApiError, stream: true }),
+  /** A new document with a random namespace secret, opened (handles = 1). */
+  Rpc.make("Create", { success: NamespaceId, error: ApiError }),
+  /** Leave, close one handle, delete the namespace; other handles open → ReplicaNotClosed. */
+  Rpc.make("Drop", { payload: DocId, error: ApiError }),
+  /** Import (or upgrade Read→Write) a capability and open it (+1 handle); does not start sync. */
+  Rpc.make("Import", { payload: { capability: CapabilityFromRpc }, success: NamespaceId, error: ApiError }),
+  /** Store `value` as a blob and insert `(authorId, key)` → its hash; returns the stored signed entry. */
+  Rpc.make("Set", {
+    payload: { ...DocId, authorId: AuthorId, key: Schema.Uint8ArrayFromSelf, value: Schema.Uint8ArrayFromSelf },
+    success: SignedEntry,
+    error: ApiError
+  }),
+  /** Insert `(authorId, key)` → `hash` of `size` bytes without touching the blob store. */
+  Rpc.make("SetHash", {
+    payload: { ...DocId, authorId: AuthorId, key: Schema.Uint8ArrayFromSelf, hash: Hash, size: U64 },
+    error: ApiError
+  }),
+  /** The entries matching `query` (get many). */
+  Rpc.make("Get", { payload: { ...DocId, query: Query }, success: SignedEntry, error: ApiError, stream: true }),
+  /** The entry of `(authorId, key)`, if any; tombstones only with `includeEmpty`. */
+  Rpc.make("GetExact", {
+    payload: { ...DocId, key: Schema.Uint8ArrayFromSelf, authorId: AuthorId, includeEmpty: Schema.Boolean },
+    success: Schema.Option(SignedEntry),
+    error: ApiError
+  }),
+  /** Insert a tombstone at `prefix` for `authorId`; returns how many of that author's entries it removed. */
+  Rpc.make("Del", {
+    payload: { ...DocId, authorId: AuthorId, prefix: Schema.Uint8ArrayFromSelf },
+    success: Schema.Number,
+    error: ApiError
+  }),
+  /** Start live sync with `peers` (and the stored useful peers); unknown document → ReplicaNotFound. */
+  Rpc.make("StartSync", { payload: { ...DocId, peers: Schema.Array(NodeAddr) }, error: ApiError }),
+  /** Stop live sync (subscribers are kept). */
+  Rpc.make("Leave", { payload: DocId, error: ApiError }),
+  /** A ticket with our address filtered by `addrOptions`; also starts live sync. Write of a Read doc → ReadAccessOnly. */
+  Rpc.make("Share", {
+    payload: { ...DocId, mode: ShareMode, addrOptions: AddrInfoOptions },
+    success: DocTicketFromRpc,
+    error: ApiError
+  }),
+  /** The document's live events; a setup failure (e.g. ReplicaNotOpen) fails the stream. */
+  Rpc.make("Subscribe", { payload: DocId, success: LiveEvent, error: ApiError, stream: true }),
+  /** The stored download policy or the default; works for any id. */
+  Rpc.make("GetDownloadPolicy", { payload: DocId, success: DownloadPolicy, error: ApiError }),
+  /** Persist a download policy; unknown namespace → DocumentNotCreated. */
+  Rpc.make("SetDownloadPolicy", { payload: { ...DocId, policy: DownloadPolicy }, error: ApiError }),
+  /** Up to 5 useful peers, newest first; None when there are none. */
+  Rpc.make("GetSyncPeers", { payload: DocId, success: Schema.Option(Schema.Array(NodeId)), error: ApiError }),
+  /** Every author whose secret the store holds (including the default). */
+  Rpc.make("AuthorList", { success: AuthorId, error: ApiError, stream: true }),
+  /** A new random author, stored. */
+  Rpc.make("AuthorCreate", { success: AuthorId, error: ApiError }),
+  /** The default author. */
+  Rpc.make("AuthorGetDefault", { success: AuthorId, error: ApiError }),
+  /** Make `authorId` the default; unknown → AuthorNotExists. */
+  Rpc.make("AuthorSetDefault", { payload: { authorId: AuthorId }, error: ApiError }),
+  /** Store an author secret (idempotent); returns its id. */
+  Rpc.make("AuthorImport", { payload: { author: AuthorFromRpc }, success: AuthorId, error: ApiError }),
+  /** The author's secret, None when unknown. */
+  Rpc.make("AuthorExport", { payload: { authorId: AuthorId }, success: Schema.Option(AuthorFromRpc), error: ApiError }),
+  /** Delete an author; the default → DefaultAuthorDelete; unknown succeeds. */
+  Rpc.make("AuthorDelete", { payload: { authorId: AuthorId }, error: ApiError }),
+  /** Import the file at `path` on the node's file system as the content of `(authorId, key)` (spec 06 §5, node-side). */
+  Rpc.make("ImportFile", {
+    payload: { ...DocId, authorId: AuthorId, key: Schema.Uint8ArrayFromSelf, path: Schema.String },
+    success: ImportFileProgress,
+    error: ApiError,
+    stream: true
+  }),
+  /** Write the blob `hash` to `path` on the node's file system, creating parent directories. */
+  Rpc.make("ExportFile", { payload: { hash: Hash, path: Schema.String }, error: ApiError }),
+  /** The bytes of the complete blob `hash`. */
+  Rpc.make("ReadContent", { payload: { hash: Hash }, success: Schema.Uint8ArrayFromSelf, error: ApiError }),
+  /** Our node id, listen addresses and RPC address. */
+  Rpc.make("NodeStatus", { success: NodeInfo, error: ApiError }),
+  /** The node's metric counters. */
+  Rpc.make("Stats", { success: Stats, error: ApiError })
+) {}
