@@ -59,6 +59,14 @@ const dialBootstrap = (peers: ReadonlyArray<NodeAddr>) =>
     )
   }))
 
+/**
+ * A node downloads up to `maxDownloads` blobs at once, often all from the one peer it synced with; a provider that
+ * served fewer per peer would answer the rest `Busy`, and they would wait out the downloader's backoff.
+ */
+const TRANSFER_DEFAULTS: BlobTransfer.BlobTransferConfig = {
+  maxTransfersPerPeer: Math.max(BlobTransfer.DEFAULT_MAX_TRANSFERS_PER_PEER, BlobTransfer.DEFAULT_MAX_DOWNLOADS)
+}
+
 const build = <E1, E2>(
   storage: Layer.Layer<Replica.Replica | Store.Store | Blobs.Blobs, E1>,
   network: Layer.Layer<Network.Network, NetworkError>,
@@ -68,7 +76,7 @@ const build = <E1, E2>(
 ): Layer.Layer<NodeServices, E1 | E2 | NetworkError> => {
   const base = Layer.mergeAll(storage, network)
   const gossip = Gossip.layer(options.gossip).pipe(Layer.provideMerge(base))
-  const transfer = BlobTransfer.layer(options.transfer).pipe(Layer.provideMerge(gossip))
+  const transfer = BlobTransfer.layer({ ...TRANSFER_DEFAULTS, ...options.transfer }).pipe(Layer.provideMerge(gossip))
   const live = LiveSync.layer(options.live).pipe(
     Layer.provide(LiveSync.rangerLayer(options.ranger)),
     Layer.provide(addressBook),

@@ -23,6 +23,7 @@ import {
   Clock,
   Context,
   Deferred,
+  Duration,
   Effect,
   Exit,
   ExecutionStrategy,
@@ -63,9 +64,18 @@ export const SUBSCRIBER_CAPACITY = 256
 /** Wanted hashes of a document tried with one new candidate provider at a time. */
 export const RETRY_BATCH = 256
 
+/** Pause before a failed download is tried again with the providers known by then; doubles per attempt. */
+export const DEFAULT_DOWNLOAD_RETRY_DELAY: Duration.Duration = Duration.seconds(1)
+/** Timed retries of one failed download; after them only a new provider (sync, ContentReady, neighbor) retries it. */
+export const DEFAULT_DOWNLOAD_RETRIES = 6
+
 export interface LiveSyncConfig {
   /** Settings of the sync protocol; `accept` and `onAccepted` are the engine's. */
   readonly sync?: Omit<Sync.SyncConfig, "accept" | "onAccepted">
+  /** Default {@link DEFAULT_DOWNLOAD_RETRY_DELAY}. */
+  readonly downloadRetryDelay?: Duration.DurationInput
+  /** Default {@link DEFAULT_DOWNLOAD_RETRIES}. */
+  readonly downloadRetries?: number
 }
 
 export interface LiveSyncService {
@@ -135,6 +145,8 @@ type SyncState =
 interface PeerState {
   state: SyncState
   resyncRequested: boolean
+  /** A session with this peer succeeded since the document went live: it is worth asking for wanted content. */
+  synced: boolean
 }
 
 interface Doc {
@@ -165,6 +177,7 @@ type Command =
   | { readonly _tag: "Accepted"; readonly exit: Exit.Exit<Sync.SyncFinished, AcceptError> }
   | { readonly _tag: "Downloaded"; readonly hash: Hash; readonly exit: Exit.Exit<Blobs.Added, DownloadFailed> }
   | { readonly _tag: "WantedScan"; readonly ns: NamespaceId; readonly hashes: ReadonlyArray<Hash> }
+  | { readonly _tag: "RetryDownload"; readonly hash: Hash }
 
 const isEmptyHash = (hash: Uint8Array) => toHex(hash) === EMPTY_HEX
 const EMPTY_HEX = toHex(EMPTY)
@@ -198,6 +211,10 @@ export const make = (config: LiveSyncConfig = {}) =>
     const queuedByDoc = new Map<string, Set<string>>()
     /** Known providers per hash; read by the downloader on each attempt (spec 05 `hashProviders`). */
     const providers = new Map<string, Map<string, NodeId>>()
+    /** Timed retries already scheduled per failed hash; cleared when its download succeeds. */
+    const retries = new Map<string, number>()
+    const retryDelay = Duration.decode(config.downloadRetryDelay ?? DEFAULT_DOWNLOAD_RETRY_DELAY)
+    const maxRetries = config.downloadRetries ?? DEFAULT_DOWNLOAD_RETRIES
     let shuttingDown = false
 
     // -- sync (spec 04) with the engine's accept decision
@@ -241,7 +258,7 @@ export const make = (config: LiveSyncConfig = {}) =>
       const key = toHex(peer)
       let state = doc.peers.get(key)
       if (state === undefined) {
-        state = { state: { _tag: "Idle" }, resyncRequested: false }
+        state = { state: { _tag: "Idle" }, resyncRequested: false, synced: false }
         doc.peers.set(key, state)
       }
       return state
@@ -317,6 +334,7 @@ export const make = (config: LiveSyncConfig = {}) =>
         const status = yield* blobs.status(hash).pipe(Effect.orElseSucceed(() => "Missing" as const))
         if (status === "Complete") {
           wanted.delete(hashHex)
+          retries.delete(hashHex)
           return
         }
         if (node !== undefined) addProvider(hash, node)
@@ -366,6 +384,7 @@ export const make = (config: LiveSyncConfig = {}) =>
           }
         }
         if (Exit.isSuccess(exit)) {
+          retries.delete(hashHex)
           yield* count("downloads_success")
           yield* count("download_bytes", exit.value.size)
           for (const nsHex of waiting) {
@@ -379,6 +398,18 @@ export const make = (config: LiveSyncConfig = {}) =>
           const w = wantedFor(hash)
           for (const nsHex of waiting) if (docs.has(nsHex)) w.docs.add(nsHex)
           if (w.docs.size === 0) wanted.delete(hashHex)
+          else {
+            // Providers may have been busy or briefly away: try again later, without waiting for a new provider.
+            const attempt = retries.get(hashHex) ?? 0
+            if (attempt < maxRetries && !shuttingDown) {
+              retries.set(hashHex, attempt + 1)
+              yield* fork(
+                Effect.sleep(Duration.times(retryDelay, 2 ** attempt)).pipe(
+                  Effect.zipRight(post({ _tag: "RetryDownload", hash }))
+                )
+              )
+            }
+          }
         }
         for (const nsHex of emptied) {
           const doc = docs.get(nsHex)
@@ -460,7 +491,10 @@ export const make = (config: LiveSyncConfig = {}) =>
           doc.mayEmitReady = false
           yield* emit(nsHex, new LiveEvent.PendingContentReady())
         }
-        if (Exit.isSuccess(exit)) yield* retryWanted(nsHex, peer)
+        if (Exit.isSuccess(exit)) {
+          state.synced = true
+          yield* retryWanted(nsHex, peer)
+        }
         if (resync) yield* syncWithPeer(doc, peer, "Resync")
       })
 
@@ -534,10 +568,14 @@ export const make = (config: LiveSyncConfig = {}) =>
                 Effect.ignore
               )
             }
+            // Both are meant for direct neighbors only (spec 05 §8.1); gossipsub relays them further, and a relayed
+            // one names a node we may have no connection or address for.
             case "ContentReady":
-              return post({ _tag: "ContentReadyFrom", ns, node: event.from, hash: op.hash })
+              return event.direct ? post({ _tag: "ContentReadyFrom", ns, node: event.from, hash: op.hash }) : Effect.void
             case "SyncReport":
-              return post({ _tag: "SyncReport", ns: op.namespace, from: event.from, heads: op.heads })
+              return event.direct && toHex(op.namespace) === toHex(ns)
+                ? post({ _tag: "SyncReport", ns, from: event.from, heads: op.heads })
+                : Effect.void
           }
         }
       }
@@ -675,14 +713,26 @@ export const make = (config: LiveSyncConfig = {}) =>
           return downloadFinished(command.hash, command.exit)
         case "WantedScan": {
           const nsHex = toHex(command.ns)
-          if (!docs.has(nsHex)) return Effect.void
-          return Effect.sync(() => {
+          const doc = docs.get(nsHex)
+          if (doc === undefined) return Effect.void
+          return Effect.gen(function*() {
             for (const hash of command.hashes) {
               const hashHex = toHex(hash)
               if (queued.has(hashHex)) queue(hashHex, nsHex)
               else wantedFor(hash).docs.add(nsHex)
             }
+            // Peers that synced before the scan finished will not offer themselves again: ask them now.
+            for (const [key, state] of doc.peers) {
+              const peer = fromHex(key)
+              if (state.synced && peer !== undefined) yield* retryWanted(nsHex, NodeId.make(peer))
+            }
           })
+        }
+        case "RetryDownload": {
+          const w = wanted.get(toHex(command.hash))
+          if (w === undefined) return Effect.void
+          const nsHex = [...w.docs].find((d) => docs.has(d))
+          return nsHex === undefined ? Effect.void : startDownload(nsHex, w.hash, undefined, true)
         }
       }
     }

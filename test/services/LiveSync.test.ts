@@ -1,11 +1,94 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
-import * as Docs from "../../src/services/Docs.js"
+import { Context, Effect, Either, Option, Stream } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { toHex } from "../../src/internal/bytes.js"
+import * as DownloadPolicy from "../../src/schema/DownloadPolicy.js"
+import type { Entry } from "../../src/schema/Entry.js"
+import type { NamespaceId } from "../../src/schema/Keys.js"
 import * as LiveEvent from "../../src/schema/LiveEvent.js"
-import { eventually, record, startMemoryNode } from "../utils/nodes.js"
+import { Query } from "../../src/schema/Query.js"
+import type { DocTicket } from "../../src/schema/Ticket.js"
+import * as Docs from "../../src/services/Docs.js"
+import * as Gossip from "../../src/services/Gossip.js"
+import { eventually, record, startMemoryNode, startPersistentNode, startStoppable, type TestNode } from "../utils/nodes.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
+const str = (b: Uint8Array) => new TextDecoder().decode(b)
 const is = <T extends LiveEvent.LiveEvent["_tag"]>(tag: T) => (e: LiveEvent.LiveEvent): e is Extract<LiveEvent.LiveEvent, { _tag: T }> => e._tag === tag
+const insertRemoteOf = (key: string) => (e: LiveEvent.LiveEvent): e is LiveEvent.InsertRemote =>
+  e._tag === "InsertRemote" && str(e.entry.id.key) === key
+
+/** Every entry of the document (tombstones included) as sorted `author/key/hash/timestamp` lines. */
+const snapshot = (node: TestNode, ns: NamespaceId) =>
+  Stream.runCollect(node.docs.get(ns, Query.all().withIncludeEmpty())).pipe(
+    Effect.map((entries) =>
+      [...entries]
+        .map((e) => `${toHex(e.author)}/${toHex(e.key)}/${toHex(e.contentHash)}/${e.entry.record.timestamp}`)
+        .sort()
+    )
+  )
+
+const keysOf = (node: TestNode, ns: NamespaceId) =>
+  Stream.runCollect(node.docs.get(ns, Query.all())).pipe(Effect.map((es) => [...es].map((e) => str(e.key)).sort()))
+
+const hasContent = (node: TestNode, entry: Entry) =>
+  Effect.map(Effect.either(node.docs.readContent(entry.record.hash)), Either.isRight)
+
+const exactEntry = (doc: Docs.Doc, author: Entry["id"]["author"], key: string) =>
+  Effect.flatMap(doc.getExact(author, text(key)), (o) =>
+    Option.isSome(o) ? Effect.succeed(o.value) : Effect.dieMessage(`no entry at ${key}`))
+
+const neighborsOf = (node: TestNode, ns: NamespaceId) =>
+  Effect.flatMap(Effect.sync(() => Context.get(node.context, Gossip.Gossip)), (g) => g.neighbors(ns))
+
+/** A temp data directory, removed with the scope. */
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "rangedocs-live-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** Joins through `ticket`, recording events from before the first sync; returns once a sync with a ticket node finished. */
+const join = (node: TestNode, ticket: DocTicket) =>
+  Effect.gen(function*() {
+    const [doc, events] = yield* Docs.importAndSubscribe(node.docs, ticket)
+    const seen = yield* record(events)
+    yield* seen.until((e): e is LiveEvent.SyncFinished => e._tag === "SyncFinished" && e.event.result._tag === "Ok")
+    return { doc, seen }
+  })
+
+type Topology = "chain" | "star"
+
+/** `n` memory nodes sharing one document: node i joins through node 0 (star) or node i − 1 (chain). */
+const swarm = (n: number, topology: Topology) =>
+  Effect.gen(function*() {
+    const nodes = yield* Effect.forEach(Array.from({ length: n }), () => startMemoryNode(), { concurrency: "unbounded" })
+    const first = yield* Docs.createDoc(nodes[0]!.docs)
+    const docs: Array<Docs.Doc> = [first]
+    let ticket = yield* first.share("Write", "Addresses")
+    for (let i = 1; i < n; i++) {
+      const { doc } = yield* join(nodes[i]!, ticket)
+      docs.push(doc)
+      if (topology === "chain") ticket = yield* doc.share("Write", "Addresses")
+    }
+    // The gossip mesh is complete when every node sees its direct peers as neighbors.
+    const degree = (i: number) => topology === "star" ? (i === 0 ? n - 1 : 1) : (i === 0 || i === n - 1 ? 1 : 2)
+    yield* eventually(
+      Effect.map(
+        Effect.forEach(nodes, (node, i) => Effect.map(neighborsOf(node, first.id), (ns) => ns.length >= degree(i))),
+        (ok) => ok.every(Boolean)
+      )
+    )
+    return { nodes, docs, ns: first.id }
+  })
+
+const converged = (nodes: ReadonlyArray<TestNode>, ns: NamespaceId, expected: number) =>
+  eventually(
+    Effect.map(Effect.forEach(nodes, (node) => snapshot(node, ns)), (snaps) =>
+      snaps[0]!.length === expected && snaps.every((s) => s.join("\n") === snaps[0]!.join("\n"))),
+    20_000
+  )
 
 describe("LiveSync", () => {
   it.scopedLive("two nodes: share, join, writes both ways arrive live with their content", () =>
@@ -40,5 +123,266 @@ describe("LiveSync", () => {
       yield* eventsA.until((e): e is LiveEvent.InsertRemote =>
         e._tag === "InsertRemote" && new TextDecoder().decode(e.entry.id.key) === "reply")
       yield* eventually(Effect.map(docA.getExact(authorB, text("reply")), Option.isSome))
+    }))
+
+  for (const n of [3, 5]) {
+    for (const topology of ["chain", "star"] as const) {
+      it.scopedLive(`${n} nodes in a ${topology} converge after concurrent writes on every node`, () =>
+        Effect.gen(function*() {
+          const { docs, nodes, ns } = yield* swarm(n, topology)
+          // One author shared by all nodes writes the same keys everywhere at once: last writer wins everywhere.
+          const shared = Option.getOrThrow(yield* nodes[0]!.docs.authorExport(yield* nodes[0]!.docs.authorGetDefault))
+          yield* Effect.forEach(nodes.slice(1), (node) => node.docs.authorImport(shared))
+          const perNode = 6
+          yield* Effect.forEach(nodes, (node, i) =>
+            Effect.gen(function*() {
+              const own = i === 0 ? shared.id : yield* node.docs.authorGetDefault
+              for (let k = 0; k < perNode; k++) {
+                yield* docs[i]!.setBytes(own, text(`node${i}/${k}`), text(`value ${i}.${k}`))
+                yield* docs[i]!.setBytes(shared.id, text(`shared/${k % 2}`), text(`from node ${i}, write ${k}`))
+              }
+            }), { concurrency: "unbounded" })
+          yield* converged(nodes, ns, n * perNode + 2)
+          // Content follows: every node holds the content of every entry.
+          const entries = yield* Stream.runCollect(nodes[0]!.docs.get(ns, Query.all()))
+          yield* eventually(Effect.map(
+            Effect.forEach(nodes, (node) => Effect.forEach(entries, (e) => hasContent(node, e.entry))),
+            (all) => all.every((row) => row.every(Boolean))
+          ))
+        }))
+    }
+  }
+
+  it.scopedLive("a node that was offline during writes catches up from its stored peers, without a ticket", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode()
+      const dirB = yield* tempDir
+      const author = yield* a.docs.authorGetDefault
+      const docA = yield* Docs.createDoc(a.docs)
+      yield* docA.setBytes(author, text("one"), text("first"))
+      const ticket = yield* docA.share("Write", "Addresses")
+
+      const first = yield* startStoppable(startPersistentNode(dirB))
+      const { doc: docB } = yield* join(first.node, ticket)
+      yield* eventually(Effect.map(docB.getExact(author, text("one")), Option.isSome))
+      const idB = first.node.network.nodeId
+      expect(Option.getOrThrow(yield* docB.getSyncPeers).map(toHex)).toContain(toHex(a.network.nodeId))
+      yield* first.stop
+
+      // Written while B is offline.
+      yield* docA.setBytes(author, text("two"), text("second"))
+      yield* docA.setBytes(author, text("three"), text("third"))
+
+      const again = yield* startStoppable(startPersistentNode(dirB))
+      expect(again.node.network.nodeId).toEqual(idB)
+      const docB2 = yield* Docs.openDoc(again.node.docs, ticket.capability.id)
+      const seen = yield* record(yield* docB2.subscribe())
+      yield* docB2.startSync([])
+      yield* seen.until(is("SyncFinished"))
+      yield* eventually(Effect.map(keysOf(again.node, docB2.id), (keys) => keys.join() === "one,three,two"))
+      const three = yield* exactEntry(docB2, author, "three")
+      yield* eventually(hasContent(again.node, three))
+      // and it is live again: a new write arrives by gossip
+      yield* docA.setBytes(author, text("four"), text("fourth"))
+      yield* seen.until(insertRemoteOf("four"))
+      yield* again.stop
+    }))
+
+  it.scopedLive("a persistent node restarted with missing content downloads it", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode()
+      const dirB = yield* tempDir
+      const author = yield* a.docs.authorGetDefault
+      const docA = yield* Docs.createDoc(a.docs)
+      for (let i = 0; i < 5; i++) yield* docA.setBytes(author, text(`k${i}`), text(`content ${i}`))
+      const ticket = yield* docA.share("Write", "Addresses")
+
+      // First run: B takes the entries but, by its policy, none of their content.
+      const first = yield* startStoppable(startPersistentNode(dirB))
+      const docB = yield* Docs.importNamespace(first.node.docs, ticket.capability)
+      yield* docB.setDownloadPolicy(new DownloadPolicy.NothingExcept({ filters: [] }))
+      const seen = yield* record(yield* docB.subscribe())
+      yield* docB.startSync(ticket.nodes)
+      yield* seen.until(is("PendingContentReady"))
+      const entries = yield* Stream.runCollect(docB.getMany())
+      expect(entries.length).toBe(5)
+      for (const e of entries) expect(yield* hasContent(first.node, e)).toBe(false)
+      yield* docB.setDownloadPolicy(new DownloadPolicy.EverythingExcept({ filters: [] }))
+      yield* first.stop
+
+      // After the restart, going live finds the missing content in the store and fetches it from the stored peer.
+      const again = yield* startStoppable(startPersistentNode(dirB))
+      const docB2 = yield* Docs.openDoc(again.node.docs, ticket.capability.id)
+      const seen2 = yield* record(yield* docB2.subscribe())
+      yield* docB2.startSync([])
+      yield* eventually(Effect.map(Effect.forEach(entries, (e) => hasContent(again.node, e)), (ok) => ok.every(Boolean)))
+      yield* seen2.until(is("ContentReady"))
+      yield* again.stop
+    }))
+
+  it.scopedLive("download policies: entries always arrive, content only as the policy says", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode()
+      const b = yield* startMemoryNode()
+      const c = yield* startMemoryNode()
+      const author = yield* a.docs.authorGetDefault
+      const docA = yield* Docs.createDoc(a.docs)
+      const keys = ["a/1", "a/2", "b/1", "x", "xy"]
+      for (const k of keys) yield* docA.setBytes(author, text(k), text(`content of ${k}`))
+      const ticket = yield* docA.share("Write", "Addresses")
+      const filters = [new DownloadPolicy.Prefix({ bytes: text("a/") }), new DownloadPolicy.Exact({ bytes: text("x") })]
+
+      const joinWith = (node: TestNode, policy: DownloadPolicy.DownloadPolicy) =>
+        Effect.gen(function*() {
+          const doc = yield* Docs.importNamespace(node.docs, ticket.capability)
+          yield* doc.setDownloadPolicy(policy)
+          const stored = yield* doc.getDownloadPolicy
+          expect([stored._tag, stored.filters.map(DownloadPolicy.filterToString)])
+            .toEqual([policy._tag, policy.filters.map(DownloadPolicy.filterToString)])
+          const seen = yield* record(yield* doc.subscribe())
+          yield* doc.startSync(ticket.nodes)
+          yield* seen.until(is("PendingContentReady"))
+          return { doc, seen }
+        })
+      const onB = yield* joinWith(b, new DownloadPolicy.NothingExcept({ filters }))
+      const onC = yield* joinWith(c, new DownloadPolicy.EverythingExcept({ filters }))
+      const wantedB = new Set(["a/1", "a/2", "x"])
+
+      const contentByKey = (node: TestNode, doc: Docs.Doc) =>
+        Effect.flatMap(Stream.runCollect(doc.getMany()), (es) =>
+          Effect.forEach(es, (e) => Effect.map(hasContent(node, e), (has) => [str(e.id.key), has] as const)))
+      const expectContent = (node: TestNode, doc: Docs.Doc, want: (key: string) => boolean, allKeys: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          yield* eventually(Effect.map(contentByKey(node, doc), (rows) =>
+            rows.length === allKeys.length && rows.every(([k, has]) => !want(k) || has)))
+          const rows = yield* contentByKey(node, doc)
+          expect(rows.map(([k]) => k).sort()).toEqual([...allKeys].sort())
+          for (const [k, has] of rows) expect([k, has]).toEqual([k, want(k)])
+        })
+      yield* expectContent(b, onB.doc, (k) => wantedB.has(k), keys)
+      yield* expectContent(c, onC.doc, (k) => !wantedB.has(k), keys)
+
+      // Live writes follow the same rules.
+      yield* docA.setBytes(author, text("b/2"), text("live b/2"))
+      yield* docA.setBytes(author, text("a/3"), text("live a/3"))
+      yield* onB.seen.until(insertRemoteOf("a/3"))
+      yield* onC.seen.until(insertRemoteOf("a/3"))
+      const all = [...keys, "a/3", "b/2"]
+      const wantedB2 = new Set([...wantedB, "a/3"])
+      yield* expectContent(b, onB.doc, (k) => wantedB2.has(k), all)
+      yield* expectContent(c, onC.doc, (k) => !wantedB2.has(k), all)
+      // The refused content is not fetched later either.
+      yield* Effect.sleep(300)
+      yield* expectContent(b, onB.doc, (k) => wantedB2.has(k), all)
+    }))
+
+  it.scopedLive("leave stops gossip and sync for the document; a later startSync resumes", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode()
+      const b = yield* startMemoryNode()
+      const author = yield* a.docs.authorGetDefault
+      const authorB = yield* b.docs.authorGetDefault
+      const docA = yield* Docs.createDoc(a.docs)
+      const ticket = yield* docA.share("Write", "Addresses")
+      const seenA = yield* record(yield* docA.subscribe())
+      const { doc: docB, seen } = yield* join(b, ticket)
+      yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 1))
+      yield* docA.setBytes(author, text("before"), text("x"))
+      yield* seen.until(insertRemoteOf("before"))
+
+      yield* docB.leave
+      expect((yield* docB.status).sync).toBe(false)
+      yield* seenA.until(is("NeighborDown"))
+      yield* docA.setBytes(author, text("while-away"), text("y"))
+      yield* docB.setBytes(authorB, text("from-b-away"), text("z"))
+      yield* Effect.sleep(500)
+      expect(Option.isNone(yield* docB.getExact(author, text("while-away")))).toBe(true)
+      expect(Option.isNone(yield* docA.getExact(authorB, text("from-b-away")))).toBe(true)
+      expect(seen.seen.some(insertRemoteOf("while-away"))).toBe(false)
+
+      yield* docB.startSync([])
+      yield* eventually(Effect.map(docB.getExact(author, text("while-away")), Option.isSome))
+      yield* eventually(Effect.map(docA.getExact(authorB, text("from-b-away")), Option.isSome))
+      yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 1))
+      yield* docA.setBytes(author, text("after"), text("w"))
+      yield* seen.until(insertRemoteOf("after"))
+    }))
+
+  it.scopedLive("a read-only ticket syncs but cannot write", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode()
+      const b = yield* startMemoryNode()
+      const author = yield* a.docs.authorGetDefault
+      const docA = yield* Docs.createDoc(a.docs)
+      yield* docA.setBytes(author, text("one"), text("1"))
+      const ticket = yield* docA.share("Read", "Addresses")
+      expect(ticket.capability._tag).toBe("Read")
+      const { doc: docB, seen } = yield* join(b, ticket)
+      yield* eventually(Effect.map(docB.getExact(author, text("one")), Option.isSome))
+      yield* docA.setBytes(author, text("two"), text("2"))
+      yield* seen.until(insertRemoteOf("two"))
+      const refused = yield* Effect.flip(docB.setBytes(yield* b.docs.authorGetDefault, text("mine"), text("no")))
+      expect(refused._tag).toBe("ReadOnly")
+      const refusedDel = yield* Effect.flip(docB.del(author, text("")))
+      expect(refusedDel._tag).toBe("ReadOnly")
+      expect((yield* keysOf(b, docB.id)).join()).toBe("one,two")
+    }))
+
+  it.scopedLive("deleting by prefix on one node removes the entries on all", () =>
+    Effect.gen(function*() {
+      const { docs, nodes, ns } = yield* swarm(3, "star")
+      const author = yield* nodes[1]!.docs.authorGetDefault
+      const other = yield* nodes[2]!.docs.authorGetDefault
+      for (const k of ["p/1", "p/2", "p/deep/3", "q/1"]) yield* docs[1]!.setBytes(author, text(k), text(k))
+      yield* docs[2]!.setBytes(other, text("p/other"), text("another author's"))
+      yield* converged(nodes, ns, 5)
+      expect(yield* docs[1]!.del(author, text("p/"))).toBe(3)
+      // Left: the tombstone, q/1, and the other author's p/other.
+      yield* converged(nodes, ns, 3)
+      for (const node of nodes) expect(yield* keysOf(node, ns)).toEqual(["p/other", "q/1"])
+    }))
+
+  it.scopedLive("100 undecodable gossip messages do not stop the document syncing", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode()
+      const b = yield* startMemoryNode()
+      const author = yield* a.docs.authorGetDefault
+      const docA = yield* Docs.createDoc(a.docs)
+      const ticket = yield* docA.share("Write", "Addresses")
+      const { seen } = yield* join(b, ticket)
+      yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 1))
+      const topic = Gossip.topicOf(docA.id)
+      const pubsub = a.network.libp2p.services.pubsub
+      for (let i = 0; i < 100; i++) {
+        // Variant 7 does not exist; the rest is noise of varying length.
+        const junk = Uint8Array.from({ length: 1 + (i % 40) }, (_, j) => (j === 0 ? 7 : (i * 31 + j * 17) & 0xff))
+        yield* Effect.promise(() => pubsub.publish(topic, junk))
+      }
+      const gossipB = Context.get(b.context, Gossip.Gossip)
+      yield* eventually(Effect.map(gossipB.stats, (s) => s.invalid >= 100))
+      yield* docA.setBytes(author, text("still-alive"), text("yes"))
+      yield* seen.until(insertRemoteOf("still-alive"))
+    }))
+
+  it.scopedLive("OpenState follows create, startSync, subscribe and leave (spec 06 §4.2)", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode()
+      const doc = yield* Docs.createDoc(a.docs)
+      const state = () => Effect.map(doc.status, (s) => ({ sync: s.sync, handles: s.handles, subscribers: s.subscribers }))
+      expect(yield* state()).toEqual({ sync: false, handles: 1, subscribers: 0 })
+      const again = yield* Docs.openDoc(a.docs, doc.id)
+      expect(yield* state()).toEqual({ sync: false, handles: 2, subscribers: 0 })
+      yield* again.close
+      yield* doc.startSync([])
+      expect(yield* state()).toEqual({ sync: true, handles: 2, subscribers: 1 })
+      yield* doc.startSync([])
+      expect(yield* state()).toEqual({ sync: true, handles: 2, subscribers: 1 })
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* doc.subscribe()
+        expect(yield* state()).toEqual({ sync: true, handles: 2, subscribers: 2 })
+      }))
+      yield* doc.leave
+      yield* eventually(Effect.map(state(), (s) => s.subscribers === 0))
+      expect(yield* state()).toEqual({ sync: false, handles: 1, subscribers: 0 })
     }))
 })

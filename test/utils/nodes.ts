@@ -40,19 +40,26 @@ export const record = (events: Stream.Stream<LiveEvent, unknown>) =>
     const seen: Array<LiveEvent> = []
     yield* Effect.forkScoped(Stream.runForEach(events, (event) => Effect.sync(() => void seen.push(event))))
     const until = <A extends LiveEvent>(predicate: (event: LiveEvent) => event is A, ms = 15_000) =>
-      Effect.gen(function*() {
-        yield* eventually(Effect.sync(() => seen.some(predicate)), ms)
-        return seen.find(predicate) as A
-      })
+      Effect.map(
+        eventually(Effect.sync(() => seen.some(predicate)), ms, "awaited event"),
+        () => seen.find(predicate) as A
+      )
     return { seen, until }
   })
 
 /** Polls `check` until it returns true, failing after `ms`. */
-export const eventually = <E, R>(check: Effect.Effect<boolean, E, R>, ms = 15_000): Effect.Effect<void, E, R> =>
-  Effect.gen(function*() {
+export const eventually = <E, R>(
+  check: Effect.Effect<boolean, E, R>,
+  ms = 15_000,
+  what = "condition"
+): Effect.Effect<void, E, R> => {
+  // Created at the call, so that its stack points at the caller's line.
+  const failure = new Error(`${what} not met within ${ms} ms`)
+  return Effect.gen(function*() {
     const deadline = Date.now() + ms
     while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error("condition not met in time"))
+      if (Date.now() > deadline) return yield* Effect.die(failure)
       yield* Effect.sleep(25)
     }
   })
+}
