@@ -1,0 +1,553 @@
+/**
+ * Blob transfer between peers (issue 5) over `/rangedocs/blobs/1` (wire layout in schema/BlobTransfer.ts), and the
+ * downloader the live engine calls (spec 05 §9.2).
+ *
+ * Provider: registered on the Network while the layer lives. It reads one request frame (inactivity timeout), answers
+ * `Busy` over its per-peer or total transfer cap, `NotFound` unless the blob is Complete here (partial prefixes are
+ * not served), else `Complete { size }` followed by the raw bytes from the requested offset, read with
+ * `Blobs.readStream` and written with `Network.send`, whose drain wait is the backpressure. Each send is bounded by
+ * the inactivity timeout too, so a requester that stops reading cannot pin a transfer slot.
+ *
+ * Fetch (one provider): resumes at the partial blob's offset, checks the announced size against the maximum and the
+ * size of the partial data already held, then appends each chunk as it arrives; the whole content is hashed by
+ * `PartialBlob.commit`. What a bad provider costs:
+ * - more bytes than announced: stopped at the first excess byte, partial data discarded (`Oversized`);
+ * - wrong bytes: found at commit, partial data discarded (`Corrupt`);
+ * - `Complete` then an early FIN (`Truncated`), a reset, or silence past the timeout: the bytes received are KEPT as
+ *   Incomplete, and the next provider resumes from them. A prefix from a liar is only caught at commit, which then
+ *   discards everything and costs one more full download; in exchange an honest provider that stopped midway (the
+ *   common case) costs nothing. Since a commit failure after a resume cannot tell which provider lied, the
+ *   downloader then retries the same provider from offset 0 before blaming it.
+ * - an announced size that differs from the partial data's size: the partial data is dropped and the transfer
+ *   restarts from 0 (sizes are not verifiable before the hash is, so the newest claim wins).
+ *
+ * Downloader: one run per hash (later callers join it, their provider sources and progress callbacks are added),
+ * rounds over the providers with exponential backoff between rounds, providers that lied are skipped for the rest
+ * of the run, and at most `maxDownloads` runs transfer at once. A run whose every caller was interrupted is
+ * interrupted too.
+ */
+import { Chunk, Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, Schema, Stream } from "effect"
+import { EMPTY_HASH } from "../internal/blake3.js"
+import { equals, toHex } from "../internal/bytes.js"
+import { encodeFrame, FrameDecoder } from "../internal/framing.js"
+import { type BlobError, DownloadFailed } from "../schema/BlobErrors.js"
+import {
+  BLOB_PROTOCOL,
+  BlobRequest,
+  BlobRequestFromBytes,
+  type BlobResponse,
+  BlobResponseFromBytes,
+  Busy,
+  Complete,
+  MAX_BLOB_HEADER,
+  type Misbehaviour,
+  NotFound,
+  ProviderBusy,
+  ProviderMisbehaved,
+  ProviderNotFound,
+  TransferFailed,
+  type TransferError
+} from "../schema/BlobTransfer.js"
+import { fmtShort, type Hash } from "../schema/Keys.js"
+import type { StreamError } from "../schema/NetworkErrors.js"
+import { NodeAddr, type NodeId } from "../schema/NodeAddr.js"
+import * as Blobs from "./Blobs.js"
+import * as Network from "./Network.js"
+
+/** Inactivity timeout of every read and write of a transfer. */
+export const DEFAULT_READ_TIMEOUT: Duration.Duration = Duration.seconds(30)
+/** Bytes per `readStream` chunk, hence per `Network.send`, on the provider (see bench/blobs.ts). */
+export const DEFAULT_CHUNK_SIZE = 256 * 1024
+/** Bytes the requester gathers before each write to the partial blob. */
+const WRITE_SIZE = 1024 * 1024
+/** Chunks the provider reads ahead of the network. */
+const READ_AHEAD = 4
+export const DEFAULT_MAX_TRANSFERS_PER_PEER = 4
+export const DEFAULT_MAX_TRANSFERS = 32
+export const DEFAULT_MAX_DOWNLOADS = 8
+export const DEFAULT_MAX_ROUNDS = 4
+export const DEFAULT_BACKOFF: Duration.Duration = Duration.millis(500)
+export const DEFAULT_MAX_BACKOFF: Duration.Duration = Duration.seconds(30)
+
+/** What a provider answered one request; for logs, metrics and tests. */
+export interface ServeEvent {
+  readonly remote: NodeId
+  readonly hash: Hash
+  readonly offset: number
+  readonly response: BlobResponse["_tag"]
+}
+
+export interface BlobTransferConfig {
+  /** Inactivity timeout of each read (both sides) and each provider write; default {@link DEFAULT_READ_TIMEOUT}. */
+  readonly readTimeout?: Duration.DurationInput
+  /** Largest size a provider may announce; default `Blobs.DEFAULT_MAX_BLOB_SIZE`. */
+  readonly maxBlobSize?: number
+  /** Provider read/send chunk size; default {@link DEFAULT_CHUNK_SIZE}. */
+  readonly chunkSize?: number
+  /** Transfers served at once to one peer, and in total; over either the answer is `Busy`. */
+  readonly maxTransfersPerPeer?: number
+  readonly maxTransfers?: number
+  /** Downloads transferring at once (the others wait their turn). */
+  readonly maxDownloads?: number
+  /** Rounds over the providers before a download fails; default {@link DEFAULT_MAX_ROUNDS}. */
+  readonly maxRounds?: number
+  /** Pause before the second round; it doubles each round up to `maxBackoff`. */
+  readonly backoff?: Duration.DurationInput
+  readonly maxBackoff?: Duration.DurationInput
+  /** Called by the provider for every request it answered, before any content is sent. */
+  readonly onServe?: (event: ServeEvent) => Effect.Effect<void>
+}
+
+export interface FetchOptions {
+  /** Called after each chunk with the bytes of the blob now held (resumed bytes included). */
+  readonly onProgress?: (bytes: number) => Effect.Effect<void>
+}
+
+export type Provider = NodeId | NodeAddr
+
+export interface BlobTransferService {
+  /** One transfer of `hash` from `provider`, resuming partial data; the blob is Complete when this succeeds. */
+  readonly fetch: (
+    hash: Hash,
+    provider: Provider,
+    options?: FetchOptions
+  ) => Effect.Effect<Blobs.Added, TransferError | BlobError>
+  /**
+   * The blob from whichever provider delivers it (spec 05 §9.2); at once if it is already Complete. `providers` is
+   * read again at every round, so it may be a live view. Concurrent calls for one hash share one run.
+   */
+  readonly download: (
+    hash: Hash,
+    providers: () => Iterable<Provider>,
+    options?: FetchOptions
+  ) => Effect.Effect<Blobs.Added, DownloadFailed>
+}
+
+export class BlobTransfer extends Context.Tag("docs/BlobTransfer")<BlobTransfer, BlobTransferService>() {}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Framed headers
+
+const encodeRequest = Schema.encodeSync(BlobRequestFromBytes)
+const encodeResponse = Schema.encodeSync(BlobResponseFromBytes)
+const decodeRequest = Schema.decodeEither(BlobRequestFromBytes)
+const decodeResponse = Schema.decodeEither(BlobResponseFromBytes)
+
+const parseReason = (error: ParseResult.ParseError): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)[0]?.message ?? "undecodable"
+
+const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+/** The remote closed its side (FIN) before we expected it. */
+class StreamEnded extends Data.TaggedError("StreamEnded") {}
+/** The stream was reset or aborted, or nothing moved within the inactivity timeout. */
+class StreamBroken extends Data.TaggedError("StreamBroken")<{ readonly message: string }> {}
+/** A header frame that is oversized, truncated or undecodable. */
+class BadHeader extends Data.TaggedError("BadHeader")<{ readonly message: string }> {}
+/** A restart of the same transfer at another offset (the partial data changed under us). */
+class Restart extends Data.TaggedError("Restart") {}
+
+type Pull = Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<StreamError>>
+
+const pullWithin = (pull: Pull, timeout: Duration.Duration): Effect.Effect<ReadonlyArray<Uint8Array>, StreamEnded | StreamBroken> =>
+  pull.pipe(
+    Effect.map(Chunk.toReadonlyArray),
+    Effect.mapError(Option.match({
+      onNone: () => new StreamEnded(),
+      onSome: (e): StreamEnded | StreamBroken => new StreamBroken({ message: e.reason })
+    })),
+    Effect.timeoutFail({
+      duration: timeout,
+      onTimeout: () => new StreamBroken({ message: `no data for ${Duration.format(timeout)}` })
+    })
+  )
+
+/** The payload of the first frame of the stream, and the bytes that followed it in the same read. */
+const readHeader = (
+  pull: Pull,
+  timeout: Duration.Duration
+): Effect.Effect<{ readonly header: Uint8Array; readonly rest: Uint8Array | undefined }, StreamBroken | BadHeader> =>
+  Effect.gen(function*() {
+    const decoder = new FrameDecoder(MAX_BLOB_HEADER)
+    for (;;) {
+      const chunks = yield* pullWithin(pull, timeout).pipe(
+        Effect.catchTag("StreamEnded", () => new BadHeader({ message: "stream ended before the header" }))
+      )
+      for (let i = 0; i < chunks.length; i++) {
+        const bytes = chunks[i]!
+        const frame = yield* Effect.try({
+          try: () => {
+            decoder.push(bytes)
+            return decoder.next()
+          },
+          catch: (cause) => new BadHeader({ message: describe(cause) })
+        })
+        if (frame === undefined) continue
+        // Until this chunk the header was incomplete, so what the decoder still holds is this chunk's tail.
+        const tail = decoder.buffered === 0 ? [] : [bytes.subarray(bytes.length - decoder.buffered)]
+        const more = [...tail, ...chunks.slice(i + 1)]
+        return { header: frame, rest: more.length === 0 ? undefined : Buffer.concat(more) }
+      }
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------------------------
+// Service
+
+const isEmptyHash = (hash: Hash) => equals(hash, EMPTY_HASH)
+
+const positive = (name: string, n: number, min = 1) =>
+  Number.isSafeInteger(n) && n >= min ? Effect.void : Effect.dieMessage(`BlobTransfer: ${name} must be an integer ≥ ${min}`)
+
+export const make = (config: BlobTransferConfig = {}) =>
+  Effect.gen(function*() {
+    const network = yield* Network.Network
+    const blobs = yield* Blobs.Blobs
+    const serviceScope = yield* Effect.scope
+    const readTimeout = Duration.decode(config.readTimeout ?? DEFAULT_READ_TIMEOUT)
+    const maxBlobSize = config.maxBlobSize ?? Blobs.DEFAULT_MAX_BLOB_SIZE
+    const chunkSize = config.chunkSize ?? DEFAULT_CHUNK_SIZE
+    const maxPerPeer = config.maxTransfersPerPeer ?? DEFAULT_MAX_TRANSFERS_PER_PEER
+    const maxTotal = config.maxTransfers ?? DEFAULT_MAX_TRANSFERS
+    const maxRounds = config.maxRounds ?? DEFAULT_MAX_ROUNDS
+    const backoff = Duration.decode(config.backoff ?? DEFAULT_BACKOFF)
+    const maxBackoff = Duration.decode(config.maxBackoff ?? DEFAULT_MAX_BACKOFF)
+    yield* positive("maxBlobSize", maxBlobSize, 0)
+    yield* positive("chunkSize", chunkSize)
+    yield* positive("maxTransfersPerPeer", maxPerPeer, 0)
+    yield* positive("maxTransfers", maxTotal, 0)
+    yield* positive("maxRounds", maxRounds)
+    const downloads = yield* Effect.makeSemaphore(config.maxDownloads ?? DEFAULT_MAX_DOWNLOADS)
+
+    const completeSize = (hash: Hash): Effect.Effect<Option.Option<number>, BlobError> =>
+      isEmptyHash(hash)
+        ? Effect.succeed(Option.some(0))
+        : Effect.map(blobs.info(hash), Option.flatMap((info) =>
+          info.status === "Complete" ? Option.some(info.size) : Option.none()
+        ))
+
+    // -- provider
+
+    const perPeer = new Map<string, number>()
+    let total = 0
+    /** Takes a transfer slot for the scope; false over a cap (then nothing is held). */
+    const reserve = (peer: string) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          const n = perPeer.get(peer) ?? 0
+          if (n >= maxPerPeer || total >= maxTotal) return false
+          perPeer.set(peer, n + 1)
+          total++
+          return true
+        }),
+        (held) =>
+          Effect.sync(() => {
+            if (!held) return
+            total--
+            const n = (perPeer.get(peer) ?? 1) - 1
+            if (n === 0) perPeer.delete(peer)
+            else perPeer.set(peer, n)
+          })
+      )
+
+    const sendWithin = (stream: Network.Stream, bytes: Uint8Array) =>
+      Network.send(stream, bytes).pipe(
+        Effect.timeoutFail({
+          duration: readTimeout,
+          onTimeout: () =>
+            new StreamBroken({ message: `peer read nothing for ${Duration.format(readTimeout)}` })
+        })
+      )
+
+    const onServe = config.onServe
+    const serve = (stream: Network.Stream, remote: NodeId) =>
+      Effect.scoped(Effect.gen(function*() {
+        const pull = yield* Stream.toPull(Network.receive(stream))
+        const { header } = yield* readHeader(pull, readTimeout)
+        const request = yield* Either.mapLeft(
+          decodeRequest(header),
+          (e) => new BadHeader({ message: `malformed request: ${parseReason(e)}` })
+        )
+        const held = yield* reserve(toHex(remote))
+        const size = held ? yield* completeSize(request.hash) : Option.none<number>()
+        const response: BlobResponse = !held
+          ? new Busy()
+          : Option.isSome(size)
+          ? new Complete({ size: size.value })
+          : new NotFound()
+        if (onServe !== undefined) {
+          yield* onServe({ remote, hash: request.hash, offset: request.offset, response: response._tag })
+        }
+        yield* sendWithin(stream, encodeFrame(encodeResponse(response), MAX_BLOB_HEADER))
+        if (response._tag !== "Complete" || request.offset >= response.size) return
+        // Read-ahead, so the disk and the network work at the same time.
+        yield* blobs.readStream(request.hash, { offset: request.offset, chunkSize }).pipe(
+          Stream.bufferChunks({ capacity: READ_AHEAD }),
+          Stream.runForEach((chunk) => sendWithin(stream, chunk))
+        )
+      })).pipe(
+        // Aborted, never closed, after a failure: a FIN would read as a truncated transfer. A requester that went
+        // away or spoke nonsense is routine; only the store failing is worth a warning.
+        Effect.catchAll((error) =>
+          Effect.zipRight(
+            error._tag === "StreamError" || error._tag === "StreamBroken" || error._tag === "BadHeader"
+              ? Effect.logDebug("blob transfer ended early", error.message)
+              : Effect.logWarning("blob transfer failed", error),
+            Effect.sync(() => stream.abort(new Error(error.message)))
+          )
+        ),
+        Effect.withSpan("BlobTransfer.serve"),
+        Effect.annotateLogs({ service: "BlobTransfer", remote: fmtShort(remote) })
+      )
+
+    yield* network.handle(BLOB_PROTOCOL, serve)
+
+    // -- fetch
+
+    const fetchFrom = (
+      hash: Hash,
+      provider: Provider,
+      onProgress: ((bytes: number) => Effect.Effect<void>) | undefined
+    ): Effect.Effect<Blobs.Added, TransferError | BlobError | Restart> =>
+      Effect.scoped(Effect.gen(function*() {
+        const hashHex = toHex(hash)
+        const providerHex = toHex(provider instanceof NodeAddr ? provider.nodeId : provider)
+        const failed = (reason: string) => new TransferFailed({ hash: hashHex, provider: providerHex, reason })
+        const held = yield* blobs.info(hash)
+        const resumeSize = Option.isSome(held) && held.value.status === "Incomplete" ? held.value.size : undefined
+        const offset = resumeSize !== undefined && Option.isSome(held) ? held.value.have : 0
+        const misbehaved = (kind: Misbehaviour, reason: string) =>
+          new ProviderMisbehaved({ hash: hashHex, provider: providerHex, kind, offset, reason })
+
+        const stream = yield* network.openStream(provider, BLOB_PROTOCOL).pipe(
+          Effect.mapError((error) => failed(error.reason))
+        )
+        const pull = yield* Stream.toPull(Network.receive(stream))
+        yield* Network.send(stream, encodeFrame(encodeRequest(new BlobRequest({ hash, offset })), MAX_BLOB_HEADER)).pipe(
+          Effect.mapError((error) => failed(error.reason))
+        )
+        const { header, rest } = yield* readHeader(pull, readTimeout).pipe(
+          Effect.mapError((e) => (e._tag === "BadHeader" ? misbehaved("Malformed", e.message) : failed(e.message)))
+        )
+        const response = yield* Either.mapLeft(
+          decodeResponse(header),
+          (e) => misbehaved("Malformed", `malformed response: ${parseReason(e)}`)
+        )
+        if (response._tag === "NotFound") return yield* new ProviderNotFound({ hash: hashHex, provider: providerHex })
+        if (response._tag === "Busy") return yield* new ProviderBusy({ hash: hashHex, provider: providerHex })
+        const size = response.size
+        if (size > maxBlobSize) {
+          return yield* misbehaved("TooLarge", `announced ${size} bytes, the maximum is ${maxBlobSize}`)
+        }
+        if (resumeSize !== undefined && size !== resumeSize) {
+          yield* Effect.logDebug("announced size differs from the partial data's; restarting from 0").pipe(
+            Effect.annotateLogs({ announced: size, partial: resumeSize })
+          )
+          yield* blobs.delete(hash)
+          return yield* new Restart()
+        }
+        const partial = yield* blobs.openPartial(hash, size)
+        if ((yield* partial.offset) !== offset) return yield* new Restart()
+
+        const expected = size - offset
+        let received = 0
+        let written = 0
+        // Arriving chunks (≤ 64 KiB, libp2p's) are gathered into one reused buffer and written WRITE_SIZE at a time:
+        // fewer writes and no garbage per chunk (bench/blobs.ts). Both Blobs stores are done with written bytes
+        // when `write` returns.
+        const stage = new Uint8Array(Math.min(WRITE_SIZE, expected))
+        let staged = 0
+        const flush: Effect.Effect<void, BlobError> = Effect.suspend(() => {
+          if (staged === 0) return Effect.void
+          const n = staged
+          staged = 0
+          written += n
+          const write = partial.write(stage.subarray(0, n))
+          return onProgress === undefined ? write : Effect.zipRight(write, onProgress(offset + written))
+        })
+        const take = (bytes: Uint8Array): Effect.Effect<void, ProviderMisbehaved | BlobError> =>
+          Effect.gen(function*() {
+            if (received + bytes.length > expected) {
+              yield* partial.discard
+              return yield* misbehaved("Oversized", `sent more than the ${size} bytes it announced`)
+            }
+            received += bytes.length
+            let at = 0
+            while (at < bytes.length) {
+              const n = Math.min(stage.length - staged, bytes.length - at)
+              stage.set(bytes.subarray(at, at + n), staged)
+              staged += n
+              at += n
+              if (staged === stage.length) yield* flush
+            }
+          })
+        if (rest !== undefined) yield* take(rest)
+        for (;;) {
+          const next = yield* Effect.either(pullWithin(pull, readTimeout))
+          if (next._tag === "Left") {
+            if (next.left._tag === "StreamBroken") {
+              // What arrived is kept for a resume.
+              yield* flush
+              return yield* failed(next.left.message)
+            }
+            break
+          }
+          for (const bytes of next.right) yield* take(bytes)
+        }
+        yield* flush
+        if (received < expected) {
+          return yield* misbehaved("Truncated", `closed after ${offset + received} of ${size} bytes`)
+        }
+        return yield* partial.commit.pipe(
+          Effect.catchTag("BlobCorrupt", (e) => misbehaved("Corrupt", e.reason))
+        )
+      }))
+
+    const fetch = Effect.fn("BlobTransfer.fetch")(function*(hash: Hash, provider: Provider, options?: FetchOptions) {
+      const done = yield* completeSize(hash)
+      if (Option.isSome(done)) return { hash, size: done.value } satisfies Blobs.Added
+      // A restart happens at most once for a size change and once for an offset that moved; a third is a bug.
+      for (let i = 0;; i++) {
+        const result = yield* Effect.either(fetchFrom(hash, provider, options?.onProgress))
+        if (result._tag === "Right") return result.right
+        if (result.left._tag !== "Restart") return yield* Effect.fail(result.left)
+        if (i >= 2) return yield* Effect.dieMessage("BlobTransfer.fetch: partial blob offset keeps changing")
+      }
+    })
+
+    // -- downloader
+
+    interface Run {
+      readonly deferred: Deferred.Deferred<Blobs.Added, DownloadFailed>
+      readonly sources: Set<() => Iterable<Provider>>
+      readonly listeners: Set<(bytes: number) => Effect.Effect<void>>
+      waiters: number
+      fiber: Fiber.RuntimeFiber<void> | undefined
+    }
+    const runs = new Map<string, Run>()
+
+    const providerKey = (p: Provider) => toHex(p instanceof NodeAddr ? p.nodeId : p)
+
+    const runDownload = (hash: Hash, run: Run): Effect.Effect<Blobs.Added, DownloadFailed> =>
+      Effect.gen(function*() {
+        const hashHex = toHex(hash)
+        const banned = new Set<string>()
+        const reasons: Array<string> = []
+        let attempts = 0
+        const fail = (reason: string) => new DownloadFailed({ hash: hashHex, attempts, reason })
+        const progress = (bytes: number) => Effect.forEach(run.listeners, (l) => l(bytes), { discard: true })
+        const note = (error: TransferError | BlobError) => {
+          reasons.push(error.message)
+          if (reasons.length > 4) reasons.shift()
+        }
+        const storeFailed = (error: BlobError) => fail(`blob store: ${error.message}`)
+
+        const round: Effect.Effect<Option.Option<Blobs.Added>, DownloadFailed> = Effect.gen(function*() {
+          const done = yield* completeSize(hash).pipe(Effect.mapError(storeFailed))
+          if (Option.isSome(done)) return Option.some({ hash, size: done.value })
+          const candidates = new Map<string, Provider>()
+          for (const source of run.sources) {
+            for (const p of source()) {
+              const key = providerKey(p)
+              if (!banned.has(key) && !candidates.has(key)) candidates.set(key, p)
+            }
+          }
+          if (candidates.size === 0) reasons.push("no providers")
+          for (const [key, provider] of candidates) {
+            for (let retry = 0; retry < 2; retry++) {
+              attempts++
+              const result = yield* Effect.either(fetch(hash, provider, { onProgress: progress }))
+              if (result._tag === "Right") return Option.some(result.right)
+              const error = result.left
+              note(error)
+              yield* Effect.logDebug("blob fetch failed").pipe(
+                Effect.annotateLogs({ provider: key.slice(0, 10), error: error.message })
+              )
+              if (error._tag !== "ProviderMisbehaved") break
+              // A commit failure after a resume cannot name the liar: the same provider once more, from scratch.
+              if (error.kind === "Corrupt" && error.offset > 0 && retry === 0) continue
+              if (error.kind !== "Truncated") banned.add(key)
+              break
+            }
+          }
+          return Option.none()
+        })
+
+        for (let r = 0; r < maxRounds; r++) {
+          if (r > 0) {
+            const delay = Duration.min(Duration.times(backoff, 2 ** (r - 1)), maxBackoff)
+            yield* Effect.sleep(delay)
+          }
+          const added = yield* downloads.withPermits(1)(round)
+          if (Option.isSome(added)) return added.value
+        }
+        return yield* fail(reasons.length === 0 ? "no providers" : reasons.join("; "))
+      }).pipe(
+        Effect.withSpan("BlobTransfer.download.run"),
+        Effect.annotateLogs({ service: "BlobTransfer", hash: toHex(hash).slice(0, 10) })
+      )
+
+    const download = Effect.fn("BlobTransfer.download")(function*(
+      hash: Hash,
+      providers: () => Iterable<Provider>,
+      options?: FetchOptions
+    ) {
+      const hashHex = toHex(hash)
+      const done = yield* completeSize(hash).pipe(
+        Effect.mapError((e) => new DownloadFailed({ hash: hashHex, attempts: 0, reason: `blob store: ${e.message}` }))
+      )
+      if (Option.isSome(done)) return { hash, size: done.value } satisfies Blobs.Added
+      const fresh: Run = {
+        deferred: yield* Deferred.make<Blobs.Added, DownloadFailed>(),
+        sources: new Set(),
+        listeners: new Set(),
+        waiters: 0,
+        fiber: undefined
+      }
+      const onProgress = options?.onProgress
+      // Joining or starting happens in one synchronous step, so two callers never both start a run.
+      const run = yield* Effect.sync(() => {
+        const existing = runs.get(hashHex)
+        const run = existing ?? fresh
+        if (existing === undefined) runs.set(hashHex, run)
+        run.sources.add(providers)
+        if (onProgress !== undefined) run.listeners.add(onProgress)
+        run.waiters++
+        return run
+      })
+      if (run === fresh) {
+        run.fiber = yield* runDownload(hash, run).pipe(
+          Effect.onExit((exit) =>
+            Effect.zipRight(
+              Effect.sync(() => {
+                if (runs.get(hashHex) === run) runs.delete(hashHex)
+              }),
+              Deferred.done(run.deferred, exit)
+            )
+          ),
+          Effect.ignore,
+          Effect.forkIn(serviceScope)
+        )
+      }
+      return yield* Deferred.await(run.deferred).pipe(
+        Effect.onExit((exit) =>
+          Effect.suspend(() => {
+            run.sources.delete(providers)
+            if (onProgress !== undefined) run.listeners.delete(onProgress)
+            run.waiters--
+            if (!Exit.isInterrupted(exit) || run.waiters > 0 || run.fiber === undefined) return Effect.void
+            // The last caller left: nobody wants the blob any more.
+            if (runs.get(hashHex) === run) runs.delete(hashHex)
+            return Fiber.interrupt(run.fiber)
+          })
+        )
+      )
+    })
+
+    return BlobTransfer.of({ fetch, download })
+  })
+
+/** The transfer service; serves `BLOB_PROTOCOL` from the blob store while the layer lives. */
+export const layer = (
+  config: BlobTransferConfig = {}
+): Layer.Layer<BlobTransfer, never, Network.Network | Blobs.Blobs> => Layer.scoped(BlobTransfer, make(config))
