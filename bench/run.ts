@@ -4,6 +4,7 @@
 import "../src/internal/polyfill.js"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
+import { blobsBench } from "./blobs.js"
 import { insertBench } from "./insert.js"
 import { reconcileBench } from "./reconcile.js"
 import { syncBench } from "./sync.js"
@@ -21,6 +22,7 @@ for (let i = 0; i < rest.length; i++) {
 }
 
 const benches: Record<string, (flags: ReadonlyMap<string, string>) => Effect.Effect<object, unknown>> = {
+  blobs: blobsBench,
   insert: insertBench,
   reconcile: reconcileBench,
   sync: syncBench
