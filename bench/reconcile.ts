@@ -18,7 +18,7 @@ import * as Crypto from "../src/services/Crypto.js"
 import * as Ranger from "../src/services/Ranger.js"
 import * as Replica from "../src/services/Replica.js"
 import * as Store from "../src/services/Store.js"
-import { numberFlag, peakRssMb, progress, randomBytes, tempDir } from "./util.js"
+import { numberFlag, peakRssMb, profiled, progress, randomBytes, tempDir } from "./util.js"
 
 const AUTHORS = 8
 const CHUNK = 5000
@@ -121,14 +121,31 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
     const start = performance.now()
     let messages = 0
     let bytes = 0
+    const verbose = flags.get("verbose") === "true"
+    yield* profiled(flags, Effect.gen(function*() {
     let message: Message | undefined = yield* sessionA.initialMessage
     let turn: "a" | "b" = "b"
     while (message !== undefined) {
       messages++
-      bytes += encodedSize(message)
-      message = yield* (turn === "b" ? sessionB : sessionA).process(message)
+      const size = encodedSize(message)
+      bytes += size
+      const t = performance.now()
+      const next: Message | undefined = yield* (turn === "b" ? sessionB : sessionA).process(message)
+      if (verbose) {
+        let fps = 0
+        let items = 0
+        for (const p of message.parts) if (p._tag === "RangeFingerprint") fps++
+        else items++
+        progress(
+          `  #${messages} to ${turn}: ${fps} fingerprints, ${items} items, ${message.valueCount} values, ${size} bytes; processed in ${
+            Math.round(performance.now() - t)
+          } ms`
+        )
+      }
+      message = next
       turn = turn === "a" ? "b" : "a"
     }
+    }))
     const ms = performance.now() - start
     const outA = yield* sessionA.outcome
     const outB = yield* sessionB.outcome

@@ -5,51 +5,39 @@
  * nothing else, measured in the same run.
  */
 import { Context, Effect, Layer } from "effect"
+import * as childProcess from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { blake3 } from "../src/internal/blake3.js"
 import { PublicKeyCache } from "../src/internal/signing.js"
 import * as Capability from "../src/schema/Capability.js"
 import { Entry, EntryRecord, RecordIdentifier, type SignedEntry, U64 } from "../src/schema/Entry.js"
-import { Author, Hash, NamespaceSecret } from "../src/schema/Keys.js"
+import { Author, Hash, NamespaceSecret, secretSeed } from "../src/schema/Keys.js"
 import * as Crypto from "../src/services/Crypto.js"
 import * as Network from "../src/services/Network.js"
 import * as Ranger from "../src/services/Ranger.js"
 import * as Replica from "../src/services/Replica.js"
 import * as Store from "../src/services/Store.js"
 import * as Sync from "../src/services/Sync.js"
-import { numberFlag, peakRssMb, progress, randomBytes, tempDir } from "./util.js"
+import { memorySampled, numberFlag, peakRssMb, profiled, progress, randomBytes, tempDir } from "./util.js"
 
 const AUTHORS = 8
 const CHUNK = 5000
 
-export const syncBench = (flags: ReadonlyMap<string, string>) =>
+/**
+ * Writes the stores. Runs in a child process (`--fill-child`), so that generating and signing the entries does not
+ * count in the peak RSS of the process that syncs; the parent passes the keys and the plan as flags.
+ */
+const fillStores = (flags: ReadonlyMap<string, string>) =>
   Effect.gen(function*() {
     const entries = numberFlag(flags, "entries", 100_000)
     const diff = numberFlag(flags, "diff", 0)
-    const dir = tempDir("rangedocs-bench-sync-")
-    const fileA = path.join(dir, "a.sqlite")
-    const fileB = path.join(dir, "b.sqlite")
-    const ns = NamespaceSecret.generate()
-    const authors = Array.from({ length: AUTHORS }, () => Author.generate())
+    const fileA = flags.get("file-a")!
+    const fileB = flags.get("file-b")!
+    const ns = NamespaceSecret.fromSeed(Buffer.from(flags.get("ns")!, "hex"))
+    const authors = flags.get("authors")!.split(",").map((h) => Author.fromSeed(Buffer.from(h, "hex")))
     const crypto = yield* Layer.build(Crypto.layer())
-    const signer = Context.get(crypto, Crypto.Crypto)
-    const value = randomBytes(100)
-    const hash = Hash.make(blake3(value))
-    let ts = 1_700_000_000_000_000n
-    const signedBatch = (n: number) =>
-      signer.signEntries(Array.from({ length: n }, (_, i) => ({
-        namespace: ns,
-        author: authors[i % AUTHORS]!,
-        entry: new Entry({
-          id: new RecordIdentifier({
-            namespace: ns.id,
-            author: authors[i % AUTHORS]!.id,
-            key: new TextEncoder().encode(Buffer.from(randomBytes(12)).toString("hex"))
-          }),
-          record: new EntryRecord({ len: U64.make(100n), hash, timestamp: U64.make(ts++) })
-        })
-      })))
+    const signedBatch = batchSigner(Context.get(crypto, Crypto.Crypto), ns, authors)
     const fill = (file: string, count: number) =>
       Effect.gen(function*() {
         const store = yield* Store.Store
@@ -58,17 +46,66 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
           yield* store.putMany(yield* signedBatch(Math.min(CHUNK, count - done)))
         }
       }).pipe(Effect.provide(Store.layerFile(file)), Effect.scoped)
-
     // A holds `entries`; B holds all but `diff` of them (a copy of A's file before A's own part) plus `diff` of its own.
     const own = Math.round(entries * diff)
-    progress(`sync: ${entries} entries, diff ${diff}, in ${dir}`)
     yield* fill(fileA, entries - own)
     if (diff > 0) {
       fs.copyFileSync(fileA, fileB)
       yield* fill(fileB, own)
     }
     yield* fill(fileA, own)
-    progress(`  stores written`)
+    return { bench: "sync-fill", peakRssMb: peakRssMb() }
+  }).pipe(Effect.scoped)
+
+/** Signs `n` new entries (random keys, authors in turn, increasing timestamps) on the Crypto pool. */
+const batchSigner = (signer: Crypto.CryptoService, ns: NamespaceSecret, authors: ReadonlyArray<Author>) => {
+  const hash = Hash.make(blake3(randomBytes(100)))
+  let ts = 1_700_000_000_000_000n
+  return (n: number) =>
+    signer.signEntries(Array.from({ length: n }, (_, i) => ({
+      namespace: ns,
+      author: authors[i % AUTHORS]!,
+      entry: new Entry({
+        id: new RecordIdentifier({
+          namespace: ns.id,
+          author: authors[i % AUTHORS]!.id,
+          key: new TextEncoder().encode(Buffer.from(randomBytes(12)).toString("hex"))
+        }),
+        record: new EntryRecord({ len: U64.make(100n), hash, timestamp: U64.make(ts++) })
+      })
+    })))
+}
+
+export const syncBench = (flags: ReadonlyMap<string, string>) =>
+  flags.has("fill-child") ? fillStores(flags) : Effect.gen(function*() {
+    const entries = numberFlag(flags, "entries", 100_000)
+    const diff = numberFlag(flags, "diff", 0)
+    const dir = tempDir("rangedocs-bench-sync-")
+    const fileA = path.join(dir, "a.sqlite")
+    const fileB = path.join(dir, "b.sqlite")
+    const ns = NamespaceSecret.generate()
+    const authors = Array.from({ length: AUTHORS }, () => Author.generate())
+    progress(`sync: ${entries} entries, diff ${diff}, in ${dir}`)
+    const hex = (b: Uint8Array) => Buffer.from(b).toString("hex")
+    const filled = childProcess.spawnSync(process.execPath, [
+      ...process.execArgv,
+      process.argv[1]!,
+      "sync",
+      "--fill-child",
+      "--entries", String(entries),
+      "--diff", String(diff),
+      "--file-a", fileA,
+      "--file-b", fileB,
+      "--ns", hex(secretSeed(ns)),
+      "--authors", authors.map((a) => hex(secretSeed(a))).join(",")
+    ], { stdio: ["ignore", "pipe", "inherit"] })
+    if (filled.status !== 0) return yield* Effect.dieMessage(`writing the stores failed (exit ${filled.status})`)
+    const fillRss = (JSON.parse(filled.stdout.toString().trim().split("\n").pop()!) as { peakRssMb: number }).peakRssMb
+    progress(`  stores written by a child process (its peak RSS ${fillRss} MB, not counted below)`)
+    const crypto = yield* Layer.build(Crypto.layer())
+    const signer = Context.get(crypto, Crypto.Crypto)
+    const signedBatch = batchSigner(signer, ns, authors)
+
 
     const node = (file: string) =>
       Layer.build(
@@ -87,12 +124,15 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
       yield* replica.open(ns.id, { sync: true })
     }
     const addrA = yield* Context.get(a, Network.Network).addr
+    progress(`  nodes started; peak RSS so far ${peakRssMb()} MB`)
 
     const start = performance.now()
-    const finished = yield* Context.get(b, Sync.Sync).syncWith(ns.id, addrA)
+    const rssBefore = peakRssMb()
+    const finished = yield* memorySampled(flags, profiled(flags, Context.get(b, Sync.Sync).syncWith(ns.id, addrA)))
     const ms = performance.now() - start
     const received = finished.outcome.numRecv
     const entriesPerSec = received / (ms / 1000)
+    progress(`  peak RSS before the session ${rssBefore} MB, after ${peakRssMb()} MB`)
     progress(`  synced: ${received} entries received in ${Math.round(ms)} ms; measuring the verification ceiling`)
 
     // The ceiling: strict verification of two signatures per entry on the worker pool, nothing else.
@@ -113,6 +153,9 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
       messages: finished.traffic.messagesSent + finished.traffic.messagesReceived,
       verifyCeilingPerSec: Math.round(verifyCeilingPerSec),
       ratio: Number((entriesPerSec / verifyCeilingPerSec).toFixed(3)),
-      peakRssMb: peakRssMb()
+      // Peak RSS of this process: both nodes, the session and the ceiling measurement. The stores were written by a
+      // child process (its own peak is printed on stderr).
+      peakRssMb: peakRssMb(),
+      peakRssIncludes: "both nodes, session, ceiling; not store generation"
     }
   }).pipe(Effect.scoped)

@@ -1,4 +1,7 @@
+import { Effect } from "effect"
 import * as fs from "node:fs"
+import * as inspector from "node:inspector"
+import * as v8 from "node:v8"
 import * as os from "node:os"
 import * as path from "node:path"
 
@@ -18,4 +21,68 @@ export const randomBytes = (n: number) => {
   const b = new Uint8Array(n)
   for (let i = 0; i < n; i++) b[i] = (Math.random() * 256) | 0
   return b
+}
+
+/**
+ * With `--profile FILE`, records a CPU profile (node:inspector) of `effect` alone into FILE (a .cpuprofile that
+ * Chrome DevTools opens), so setup does not drown the part being measured.
+ */
+export const profiled = <A, E, R>(
+  flags: ReadonlyMap<string, string>,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => {
+  const file = flags.get("profile")
+  if (file === undefined) return effect
+  const session = new inspector.Session()
+  const post = (method: string, params?: object) =>
+    Effect.async<unknown>((resume) =>
+      session.post(method, params, (err, result) => resume(err ? Effect.die(err) : Effect.succeed(result)))
+    )
+  return Effect.acquireUseRelease(
+    Effect.zipRight(
+      Effect.sync(() => session.connect()),
+      Effect.zipRight(post("Profiler.enable"), post("Profiler.setSamplingInterval", { interval: 200 })),
+    ).pipe(Effect.zipRight(post("Profiler.start"))),
+    () => effect,
+    () =>
+      post("Profiler.stop").pipe(
+        Effect.flatMap((result) =>
+          Effect.sync(() => {
+            fs.writeFileSync(file, JSON.stringify((result as { profile: unknown }).profile))
+            session.disconnect()
+            progress(`  profile written to ${file}`)
+          })
+        )
+      )
+  )
+}
+
+/** With `--mem`, logs process.memoryUsage() (MB) to stderr every 500 ms while `effect` runs. */
+export const memorySampled = <A, E, R>(
+  flags: ReadonlyMap<string, string>,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => {
+  if (flags.get("mem") !== "true") return effect
+  const t0 = performance.now()
+  const mb = (n: number) => Math.round(n / 1048576)
+  let snapped = false
+  return Effect.acquireUseRelease(
+    Effect.sync(() =>
+      setInterval(() => {
+        const m = process.memoryUsage()
+        progress(
+          `  mem ${Math.round(performance.now() - t0)} ms: rss ${mb(m.rss)} heapUsed ${mb(m.heapUsed)} heapTotal ${
+            mb(m.heapTotal)
+          } external ${mb(m.external)} arrayBuffers ${mb(m.arrayBuffers)}`
+        )
+        const snap = flags.get("snapshot-at-heap-mb")
+        if (snap !== undefined && !snapped && m.heapUsed > Number(snap) * 1048576) {
+          snapped = true
+          progress(`  heap snapshot: ${v8.writeHeapSnapshot()}`)
+        }
+      }, 500)
+    ),
+    () => effect,
+    (timer) => Effect.sync(() => clearInterval(timer))
+  )
 }
