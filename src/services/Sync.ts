@@ -218,29 +218,36 @@ const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effec
   })
 
 /**
- * The reconciliation loop after the first message was processed: send the reply, read the next `Sync`, process it,
- * until a side has nothing to send or the remote's stream ends. `onOther` rejects every other message.
+ * The reconciliation loop: `receive` reads the next `Sync`, processes it and sends the reply, until a side has nothing
+ * to send or the remote's stream ends; `reply` sends a reply first. `onOther` rejects every other message.
+ *
+ * Written without generators so that nothing outlives its use: while waiting for the peer, neither the message we
+ * sent nor the one we answered is referenced (a message carries up to a budget's worth of decoded entries).
  */
-const loop = (
+const conversation = (
   io: Io,
   session: Ranger.Session,
-  first: Message | undefined,
   where: Where,
   onOther: (message: Init | Abort) => SyncProtocolError | RemoteAbort
-): Effect.Effect<void, SyncProtocolError | RemoteAbort> =>
-  Effect.gen(function*() {
-    let reply = first
-    while (reply !== undefined) {
-      yield* io.send(new SyncMsg({ message: reply }))
-      const next = yield* io.next
-      if (Option.isNone(next)) return
-      const message = next.value
-      if (message._tag !== "Sync") return yield* onOther(message)
-      reply = yield* session.process(message.message).pipe(
-        Effect.mapError(sessionFailed(where))
-      )
-    }
+) => {
+  const receive: Effect.Effect<void, SyncProtocolError | RemoteAbort> = Effect.flatMap(io.next, (next) => {
+    if (Option.isNone(next)) return Effect.void
+    const message = next.value
+    if (message._tag !== "Sync") return Effect.fail(onOther(message))
+    return Effect.flatMap(session.process(message.message).pipe(Effect.mapError(sessionFailed(where))), reply)
   })
+  const reply = (message: Message | undefined): Effect.Effect<void, SyncProtocolError | RemoteAbort> => {
+    if (message === undefined) return Effect.void
+    let pending: Message | undefined = message
+    const send = Effect.suspend(() => {
+      const out = new SyncMsg({ message: pending! })
+      pending = undefined
+      return io.send(out)
+    })
+    return Effect.zipRight(send, receive)
+  }
+  return { receive, reply }
+}
 
 /** The run's result unless the close handshake failed (its error takes precedence, spec 04 §5). */
 const thenClose = <A, E>(io: Io, run: Exit.Exit<A, E>): Effect.Effect<A, E | SyncCloseError> =>
@@ -315,18 +322,10 @@ export const make = (config: SyncConfig = {}) =>
             Effect.mapError(sessionFailed(where))
           )
           yield* io.send(new Init({ namespace, message: initial }))
-          const first = yield* io.next
-          if (Option.isNone(first)) return
-          const message = first.value
-          if (message._tag === "Init") return yield* protocolError(where, "unexpected init message")
-          if (message._tag === "Abort") return yield* new RemoteAbort({ ...fields(where), reason: message.reason })
-          const reply = yield* session.process(message.message).pipe(
-            Effect.mapError(sessionFailed(where))
-          )
-          yield* loop(io, session, reply, where, (other) =>
+          yield* conversation(io, session, where, (other) =>
             other._tag === "Abort"
               ? new RemoteAbort({ ...fields(where), reason: other.reason })
-              : protocolError(where, "unexpected init message"))
+              : protocolError(where, "unexpected init message")).receive
         }))
         // After a broken session the stream is aborted (by openStream's finalizer) rather than closed politely.
         if (Exit.isFailure(run)) {
@@ -400,13 +399,13 @@ export const make = (config: SyncConfig = {}) =>
         const session = yield* ranger.session(namespace, remote).pipe(
           Effect.mapError(sessionFailed(where))
         )
-        const reply = yield* session.process(init.message).pipe(
-          Effect.mapError(sessionFailed(where))
-        )
-        yield* loop(io, session, reply, where, (other) =>
-          protocolError(where, other._tag === "Init" ? "double init message" : "unexpected sync abort message")).pipe(
-            Effect.catchTag("RemoteAbort", (e) => protocolError(where, `unexpected abort ${e.reason}`))
-          )
+        const { reply } = conversation(io, session, where, (other) =>
+          protocolError(where, other._tag === "Init" ? "double init message" : "unexpected sync abort message"))
+        // The Init's message is processed in the same chain: its reply is not kept once sent.
+        yield* Effect.flatMap(
+          session.process(init.message).pipe(Effect.mapError(sessionFailed(where))),
+          reply
+        ).pipe(Effect.catchTag("RemoteAbort", (e) => protocolError(where, `unexpected abort ${e.reason}`)))
         yield* io.close
         const end = yield* Clock.currentTimeMillis
         return {
