@@ -1,6 +1,6 @@
 /**
- * The node's libp2p host: one libp2p node (TCP, noise, yamux, identify, ping) per layer, started when the layer is
- * built and stopped when its scope closes. Node ids are raw 32-byte Ed25519 keys (spec 04 §12, §13).
+ * The node's libp2p host: one libp2p node (TCP, noise, yamux, identify, ping, gossipsub) per layer, started when the
+ * layer is built and stopped when its scope closes. Node ids are raw 32-byte Ed25519 keys (spec 04 §12, §13).
  *
  * Streams are libp2p v3 `Stream`s, handed over as they are; the sync protocol frames its own bytes (spec 04 §3).
  * Read them with {@link receive} and write with {@link send}, which work around two flaws of libp2p 3.3
@@ -20,6 +20,7 @@ import "../internal/polyfill.js"
 import { noise } from "@chainsafe/libp2p-noise"
 import { yamux } from "@chainsafe/libp2p-yamux"
 import { generateKeyPairFromSeed } from "@libp2p/crypto/keys"
+import { type GossipSub, gossipsub, StrictSign } from "@libp2p/gossipsub"
 import { type Identify, identify } from "@libp2p/identify"
 import type {
   Connection,
@@ -74,6 +75,23 @@ export const YAMUX_MAX_STREAM_WINDOW = 16 * 1024 * 1024
 export const STREAM_READ_BUFFER = YAMUX_MAX_STREAM_WINDOW + 1024 * 1024
 /** The file in a data directory that holds the node's secret seed, as hex. */
 export const NODE_KEY_FILE = "node-key"
+/** gossipsub's heartbeat (mesh upkeep, lazy gossip); the library default. */
+export const DEFAULT_GOSSIP_HEARTBEAT: Duration.Duration = Duration.seconds(1)
+/**
+ * Largest gossipsub RPC frame accepted from a peer (the length-prefixed protobuf holding subscriptions, control
+ * messages and any number of messages). Not the per-message limit (the Gossip service's `maxMessageSize`): an IWANT
+ * answer bundles many messages in one frame, and a frame over the limit ends the inbound gossip stream from that
+ * peer, so it stays well above the message limit. Pinned at it-length-prefixed's default, 4 MiB.
+ */
+export const DEFAULT_GOSSIP_MAX_RPC_SIZE = 4 * 1024 * 1024
+
+/** Tuning of the gossipsub router; the Gossip service (src/services/Gossip.ts) is built on it. */
+export interface GossipsubConfig {
+  /** Default {@link DEFAULT_GOSSIP_HEARTBEAT}; tests may shorten it (meshes also form on subscribe, without it). */
+  readonly heartbeatInterval?: Duration.DurationInput
+  /** Default {@link DEFAULT_GOSSIP_MAX_RPC_SIZE}. */
+  readonly maxRpcSize?: number
+}
 
 export interface NetworkConfig {
   /** Multiaddrs to listen on; default {@link DEFAULT_LISTEN}. */
@@ -82,9 +100,10 @@ export interface NetworkConfig {
   readonly identity?: Redacted.Redacted<Uint8Array> | undefined
   readonly dialTimeout?: Duration.DurationInput
   readonly streamTimeout?: Duration.DurationInput
+  readonly gossipsub?: GossipsubConfig
 }
 
-export type Libp2pServices = { identify: Identify; ping: Ping }
+export type Libp2pServices = { identify: Identify; ping: Ping; pubsub: GossipSub }
 
 /** Runs one inbound stream, which is closed when the effect succeeds and aborted when it fails or is interrupted. */
 export type Handler<E, R> = (stream: P2PStream, remote: NodeId) => Effect.Effect<void, E, R>
@@ -119,7 +138,7 @@ export interface NetworkService {
   ) => Effect.Effect<void, never, Scope.Scope | R>
   /** Nodes we have an open connection to. */
   readonly peers: Effect.Effect<ReadonlyArray<NodeId>>
-  /** The underlying node, for layers built on it (gossip). Do not stop it: the layer owns it. */
+  /** The underlying node, for layers built on it (gossip: `services.pubsub`). Do not stop it: the layer owns it. */
   readonly libp2p: Libp2p<Libp2pServices>
 }
 
@@ -138,6 +157,23 @@ const withTimeout = (duration: Duration.Duration, nodeId: NodeId, protocol: stri
   })
 
 const abort = (stream: P2PStream, reason: string) => Effect.sync(() => stream.abort(new Error(reason)))
+
+/**
+ * Signed messages only (StrictSign: the publisher's key signs `from`/seqno/data and receivers verify it), so a
+ * receiver knows the publisher of every message (spec 05 §15). Our own messages are not delivered back (`emitSelf`),
+ * publishing with no subscribed peer is not an error (spec 05 §8.1: broadcast failures are ignored), and there is no
+ * floodsub fallback: only gossipsub peers take part.
+ */
+const makeGossipsub = (config: GossipsubConfig) =>
+  gossipsub({
+    globalSignaturePolicy: StrictSign,
+    emitSelf: false,
+    allowPublishToZeroTopicPeers: true,
+    ignoreDuplicatePublishError: true,
+    fallbackToFloodsub: false,
+    heartbeatInterval: Duration.toMillis(Duration.decode(config.heartbeatInterval ?? DEFAULT_GOSSIP_HEARTBEAT)),
+    maxInboundDataLength: config.maxRpcSize ?? DEFAULT_GOSSIP_MAX_RPC_SIZE
+  })
 
 export const make = (config: NetworkConfig = {}): Effect.Effect<NetworkService, NetworkError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -166,7 +202,7 @@ export const make = (config: NetworkConfig = {}): Effect.Effect<NetworkService, 
                 streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW, maxReadBufferLength: STREAM_READ_BUFFER }
               })
             ],
-            services: { identify: identify(), ping: ping() }
+            services: { identify: identify(), ping: ping(), pubsub: makeGossipsub(config.gossipsub ?? {}) }
           }),
         catch: (cause) => new NetworkError({ method: "start", cause })
       }),
@@ -282,7 +318,7 @@ export const make = (config: NetworkConfig = {}): Effect.Effect<NetworkService, 
     return Network.of({ nodeId, addr, dial, openStream, handle, peers, libp2p: node })
   }).pipe(Effect.annotateLogs({ service: "Network" }))
 
-/** A libp2p node on TCP (noise, yamux, identify, ping), started with the layer and stopped when its scope closes. */
+/** A libp2p node on TCP (noise, yamux, identify, ping, gossipsub), started with the layer, stopped with its scope. */
 export const layer = (config: NetworkConfig = {}): Layer.Layer<Network, NetworkError> =>
   Layer.scoped(Network, make(config))
 

@@ -1,0 +1,110 @@
+/**
+ * Gossip payloads and events (spec 05 §8.1): the `Op` a node publishes on a document's topic, with its postcard codec
+ * (`Put(SignedEntry)` 0, `ContentReady(Hash)` 1, `SyncReport { namespace, heads }` 2), and the `GossipEvent`s the
+ * Gossip service hands to its subscribers.
+ */
+import { ParseResult, Schema } from "effect"
+import { PostcardError, type Reader, type Writer } from "../internal/postcard.js"
+import { decodeWith, encodeWith, readSignedEntry, SignedEntry, writeSignedEntry } from "./Entry.js"
+import { Hash, NamespaceId } from "./Keys.js"
+import { NodeId } from "./NodeAddr.js"
+
+/** An entry for the whole swarm. */
+export class Put extends Schema.TaggedClass<Put>()("Put", { entry: SignedEntry }) {}
+
+/** The publisher now has the content of `hash` (a provider hint). */
+export class ContentReady extends Schema.TaggedClass<ContentReady>()("ContentReady", { hash: Hash }) {}
+
+/** The publisher's newest timestamp per author after a sync: encoded `AuthorHeads` (spec 01 §12), opaque here. */
+export class SyncReport extends Schema.TaggedClass<SyncReport>()("SyncReport", {
+  namespace: NamespaceId,
+  heads: Schema.Uint8ArrayFromSelf
+}) {}
+
+export const Op = Schema.Union(Put, ContentReady, SyncReport)
+export type Op = typeof Op.Type
+
+/**
+ * Bytes a SyncReport adds around its heads: the variant tag, the 32-byte namespace and a length varint of up to
+ * 3 bytes (heads below 2 MiB). Heads of at most `maxMessageSize - SYNC_REPORT_OVERHEAD` bytes keep the report within
+ * `maxMessageSize` (the reference truncates the heads alone to the limit, so its full reports can exceed it).
+ */
+export const SYNC_REPORT_OVERHEAD = 1 + 32 + 3
+
+/** The heads budget of a SyncReport that must fit in `maxMessageSize` bytes. */
+export const maxHeadsLength = (maxMessageSize: number): number => Math.max(0, maxMessageSize - SYNC_REPORT_OVERHEAD)
+
+const fixed32 = (what: string, bytes: Uint8Array): Uint8Array => {
+  // A class instance is not re-validated on encode; a wrong length here would shift every later byte.
+  if (bytes.length !== 32) throw new PostcardError(`${what} of ${bytes.length} bytes, expected 32`)
+  return bytes
+}
+
+export const writeOp = (w: Writer, op: Op): void => {
+  switch (op._tag) {
+    case "Put":
+      w.varint(0)
+      writeSignedEntry(w, op.entry)
+      return
+    case "ContentReady":
+      w.varint(1).raw(fixed32("hash", op.hash))
+      return
+    case "SyncReport":
+      w.varint(2).raw(fixed32("namespace", op.namespace)).bytes(op.heads)
+      return
+  }
+}
+
+export const readOp = (r: Reader): Op => {
+  const tag = r.varint()
+  switch (tag) {
+    case 0:
+      return new Put({ entry: readSignedEntry(r) }, true)
+    case 1:
+      return new ContentReady({ hash: Hash.make(r.raw(32)) }, true)
+    case 2: {
+      const namespace = NamespaceId.make(r.raw(32))
+      return new SyncReport({ namespace, heads: r.bytes() }, true)
+    }
+    default:
+      throw new PostcardError(`unknown Op variant ${tag}`)
+  }
+}
+
+/** Op ⇄ postcard bytes (spec 05 §8.1); malformed input, including trailing bytes, fails with a ParseError. */
+export const OpFromBytes = Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(Op), {
+  strict: true,
+  decode: (bytes, _, ast) => decodeWith(readOp)(bytes, ast),
+  encode: (op, _, ast) => {
+    try {
+      return ParseResult.succeed(encodeWith(writeOp)(op))
+    } catch (e) {
+      if (e instanceof PostcardError) return ParseResult.fail(new ParseResult.Type(ast, op, e.message))
+      throw e
+    }
+  }
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Events of a gossip topic
+
+/**
+ * A decoded Op. `from` is the publisher (the signed `from` of the gossipsub message); `deliveredFrom` is the neighbor
+ * that handed it to us (gossipsub's propagation source); `direct` when they are the same node, i.e. the message
+ * came straight from its publisher (spec 05 §15: "delivery scope direct").
+ */
+export class Received extends Schema.TaggedClass<Received>()("Received", {
+  op: Op,
+  from: NodeId,
+  deliveredFrom: NodeId,
+  direct: Schema.Boolean
+}) {}
+
+/** A connected node subscribed to the topic (or was already subscribed when we joined). */
+export class NeighborUp extends Schema.TaggedClass<NeighborUp>()("NeighborUp", { peer: NodeId }) {}
+
+/** A neighbor unsubscribed from the topic or disconnected. */
+export class NeighborDown extends Schema.TaggedClass<NeighborDown>()("NeighborDown", { peer: NodeId }) {}
+
+export const GossipEvent = Schema.Union(Received, NeighborUp, NeighborDown)
+export type GossipEvent = typeof GossipEvent.Type

@@ -1,0 +1,387 @@
+/**
+ * Gossip per document (spec 05 §8, §15): one gossipsub topic per namespace, `rangedocs/<64-hex namespace id>`,
+ * carrying postcard `Op`s in signed messages, so every receiver knows the publisher (`from`) besides the neighbor that
+ * handed the message over (`deliveredFrom`).
+ *
+ * Neighbors of a topic are the connected nodes subscribed to it, kept from gossipsub's `subscription-change` events
+ * and libp2p's `peer:disconnect`; each change is reported once (NeighborUp / NeighborDown). A neighbor is not
+ * necessarily in the gossipsub mesh yet: gossipsub grafts a newly subscribed peer at once only when its own stream
+ * to that peer is already open, else at its next heartbeat. Until then our own messages still reach every neighbor
+ * (flood publish) once both sides saw NeighborUp, but messages we relay may miss it: the live engine's sync on
+ * NeighborUp covers that window.
+ *
+ * Every subscriber of `events` has its own bounded queue. gossipsub dispatches from its RPC handler and must never
+ * wait for us, so when a subscriber falls behind, new events for it are dropped (counted in `stats.dropped`), not
+ * queued without bound and not back-pressured into the network. A consumer that drops gossip loses at most
+ * latency: the live engine catches up through the sync that sync reports and neighbor events trigger (spec 05 §8.3).
+ * Undecodable messages, oversize ones and ones whose publisher or relay is not an Ed25519 node are logged, counted
+ * (`stats.invalid`) and skipped; the topic keeps working (unlike the reference, spec 05 §8.2).
+ */
+import type { GossipsubMessage, GossipSubEvents } from "@libp2p/gossipsub"
+import type { Libp2pEvents, PeerId } from "@libp2p/interface"
+import {
+  Context,
+  Effect,
+  Either,
+  FiberSet,
+  Layer,
+  Metric,
+  ParseResult,
+  Queue,
+  Schema,
+  type Scope,
+  Stream
+} from "effect"
+import { toHex } from "../internal/bytes.js"
+import { fmtShort, type NamespaceId } from "../schema/Keys.js"
+import { NodeAddr, type NodeId, nodeIdEquals, nodeIdFromPeerId } from "../schema/NodeAddr.js"
+import { type GossipEvent, NeighborDown, NeighborUp, type Op, OpFromBytes, Received } from "../schema/Op.js"
+import * as Network from "./Network.js"
+
+export type { GossipEvent } from "../schema/Op.js"
+
+/** Topic of a document: the port of iroh-gossip's 32-byte topic id (spec 05 §15). */
+export const TOPIC_PREFIX = "rangedocs/"
+export const topicOf = (namespace: NamespaceId): string => `${TOPIC_PREFIX}${toHex(namespace)}`
+
+/**
+ * Largest encoded Op we publish or accept: 64 KiB. The reference's 4096 bytes (spec 05 §8.1) keeps a `Put` with a
+ * key above ~3.8 KiB off gossip, leaving it to the next sync, which may be long in a quiet swarm; 64 KiB gossips
+ * every entry with a key below ~63.7 KiB. The live engine truncates SyncReport heads to
+ * `maxHeadsLength(maxMessageSize)` (src/schema/Op.ts) so that a report always fits. Every node of a swarm should
+ * use the same value: a receiver skips larger messages as invalid.
+ */
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
+
+/** Events a subscriber may hold unread before further ones are dropped (spec 05 §15 suggests 256; gossip bursts). */
+export const DEFAULT_SUBSCRIBER_CAPACITY = 4096
+
+export interface GossipConfig {
+  /** Default {@link DEFAULT_MAX_MESSAGE_SIZE}. */
+  readonly maxMessageSize?: number
+  /** Default {@link DEFAULT_SUBSCRIBER_CAPACITY}. */
+  readonly subscriberCapacity?: number
+}
+
+/** Counters of one Gossip instance since it started (also reported as Effect metrics `rangedocs_gossip_*`). */
+export interface GossipStats {
+  /** Valid Ops received on joined topics. */
+  readonly received: number
+  /** Messages skipped as undecodable, oversize or from a non-Ed25519 node. */
+  readonly invalid: number
+  /** Events not delivered to a subscriber whose queue was full (one per event and subscriber). */
+  readonly dropped: number
+  /** Ops handed to gossipsub. */
+  readonly published: number
+  /** Ops not published because they encode to more than `maxMessageSize`. */
+  readonly skippedOversize: number
+  /** Ops gossipsub refused to publish (logged). */
+  readonly publishFailed: number
+}
+
+/** What became of a broadcast; never an error (spec 05 §8.1: broadcast failures are ignored). */
+export type BroadcastOutcome =
+  | { readonly _tag: "Published"; readonly recipients: number }
+  | { readonly _tag: "Skipped"; readonly reason: "NotJoined" | "Oversize" | "Failed" }
+
+export interface GossipService {
+  readonly maxMessageSize: number
+  /**
+   * Subscribes to the document's topic unless already joined, then dials the bootstrap nodes in the background
+   * (a failed dial is logged). Calling it again only dials the extra bootstrap nodes.
+   */
+  readonly join: (namespace: NamespaceId, bootstrap?: ReadonlyArray<NodeAddr | NodeId>) => Effect.Effect<void>
+  /**
+   * The topic's events from now on: first a NeighborUp for each current neighbor, then messages and neighbor
+   * changes. Subscribed at once (nothing after the call is missed), even before `join`. The stream ends on `leave`,
+   * when the scope closes, or when the service stops. Events are dropped when the subscriber falls
+   * {@link GossipConfig.subscriberCapacity} behind.
+   */
+  readonly events: (namespace: NamespaceId) => Effect.Effect<Stream.Stream<GossipEvent>, never, Scope.Scope>
+  /** Publishes `op` to the topic's swarm. Skipped when not joined or above `maxMessageSize`; no peers is fine. */
+  readonly broadcast: (namespace: NamespaceId, op: Op) => Effect.Effect<BroadcastOutcome>
+  /** Unsubscribes and ends the topic's event streams. A no-op when not joined. */
+  readonly leave: (namespace: NamespaceId) => Effect.Effect<void>
+  /** The topic's current neighbors (none when not joined). */
+  readonly neighbors: (namespace: NamespaceId) => Effect.Effect<ReadonlyArray<NodeId>>
+  readonly stats: Effect.Effect<GossipStats>
+}
+
+export class Gossip extends Context.Tag("docs/Gossip")<Gossip, GossipService>() {}
+
+// Metric keys (the registry itself is Effect's); per-instance figures are in `stats`.
+const metrics = {
+  received: Metric.counter("rangedocs_gossip_received", { incremental: true }),
+  invalid: Metric.counter("rangedocs_gossip_invalid", { incremental: true }),
+  dropped: Metric.counter("rangedocs_gossip_dropped", { incremental: true }),
+  published: Metric.counter("rangedocs_gossip_published", { incremental: true }),
+  skippedOversize: Metric.counter("rangedocs_gossip_skipped_oversize", { incremental: true }),
+  publishFailed: Metric.counter("rangedocs_gossip_publish_failed", { incremental: true })
+} as const
+
+type Counter = keyof typeof metrics
+
+interface TopicState {
+  readonly namespace: NamespaceId
+  readonly topic: string
+  joined: boolean
+  /** PeerId string → node id. */
+  readonly neighbors: Map<string, NodeId>
+  readonly subscribers: Set<Queue.Queue<GossipEvent>>
+}
+
+/** Why a message was skipped; logged by the notice fiber, away from gossipsub's dispatch. */
+interface Skipped {
+  readonly topic: string
+  readonly from: string
+  readonly reason: string
+}
+
+const NOTICE_CAPACITY = 64
+
+const decodeOp = Schema.decodeEither(OpFromBytes)
+const encodeOp = Schema.encode(OpFromBytes)
+
+/** The innermost message of a ParseError: one line for the log. */
+const parseReason = (error: ParseResult.ParseError): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)[0]?.message ?? error.message
+
+const describe = (cause: unknown): string =>
+  cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)
+
+export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, never, Network.Network | Scope.Scope> =>
+  Effect.gen(function*() {
+    const network = yield* Network.Network
+    const node = network.libp2p
+    const pubsub = node.services.pubsub
+    const maxMessageSize = config.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+    const subscriberCapacity = config.subscriberCapacity ?? DEFAULT_SUBSCRIBER_CAPACITY
+    const annotate = Effect.annotateLogs({ service: "Gossip", node: fmtShort(network.nodeId) })
+
+    /** Topic string → state; an entry exists while the topic is joined or has subscribers. */
+    const topics = new Map<string, TopicState>()
+    const counts: Record<Counter, number> = {
+      received: 0,
+      invalid: 0,
+      dropped: 0,
+      published: 0,
+      skippedOversize: 0,
+      publishFailed: 0
+    }
+    const bump = (counter: Counter, n = 1) => {
+      counts[counter] += n
+      metrics[counter].unsafeUpdate(n, [])
+    }
+
+    const notices = yield* Queue.dropping<Skipped>(NOTICE_CAPACITY)
+    yield* Queue.take(notices).pipe(
+      Effect.flatMap(({ from, reason, topic }) =>
+        Effect.logWarning("gossip message skipped").pipe(Effect.annotateLogs({ topic, from, reason }))
+      ),
+      Effect.forever,
+      annotate,
+      Effect.forkScoped
+    )
+    const dials = yield* FiberSet.make<void, never>()
+
+    const stateOf = (namespace: NamespaceId): TopicState => {
+      const topic = topicOf(namespace)
+      let state = topics.get(topic)
+      if (state === undefined) {
+        state = { namespace, topic, joined: false, neighbors: new Map(), subscribers: new Set() }
+        topics.set(topic, state)
+      }
+      return state
+    }
+
+    const emit = (state: TopicState, event: GossipEvent) => {
+      for (const queue of state.subscribers) {
+        if (!Queue.unsafeOffer(queue, event)) bump("dropped")
+      }
+    }
+
+    const neighborUp = (state: TopicState, peerId: PeerId) => {
+      const key = peerId.toString()
+      if (state.neighbors.has(key)) return
+      // Only Ed25519 nodes can be neighbors (spec 05 §15); others are ignored.
+      const id = nodeIdFromPeerId(peerId)
+      if (Either.isLeft(id)) return
+      state.neighbors.set(key, id.right)
+      emit(state, new NeighborUp({ peer: id.right }, true))
+    }
+
+    const neighborDown = (state: TopicState, peerId: PeerId) => {
+      const key = peerId.toString()
+      const id = state.neighbors.get(key)
+      if (id === undefined) return
+      state.neighbors.delete(key)
+      emit(state, new NeighborDown({ peer: id }, true))
+    }
+
+    const skip = (topic: string, from: PeerId, reason: string) => {
+      bump("invalid")
+      Queue.unsafeOffer(notices, { topic, from: from.toString(), reason })
+    }
+
+    // gossipsub and libp2p call these synchronously from their dispatch: no waiting, no Effect runs here.
+    const onMessage = (event: GossipSubEvents["gossipsub:message"]) => {
+      const { msg, propagationSource }: GossipsubMessage = event.detail
+      const state = topics.get(msg.topic)
+      if (state === undefined || !state.joined) return
+      if (msg.type !== "signed") return skip(msg.topic, propagationSource, "unsigned message")
+      if (msg.data.length > maxMessageSize) {
+        return skip(msg.topic, msg.from, `${msg.data.length} bytes, above the ${maxMessageSize}-byte limit`)
+      }
+      const from = nodeIdFromPeerId(msg.from)
+      if (Either.isLeft(from)) return skip(msg.topic, msg.from, "publisher is not an Ed25519 node")
+      const deliveredFrom = nodeIdFromPeerId(propagationSource)
+      if (Either.isLeft(deliveredFrom)) return skip(msg.topic, propagationSource, "relay is not an Ed25519 node")
+      const op = decodeOp(msg.data)
+      if (Either.isLeft(op)) return skip(msg.topic, msg.from, `undecodable Op: ${parseReason(op.left)}`)
+      bump("received")
+      const direct = msg.from.equals(propagationSource)
+      emit(state, new Received({ op: op.right, from: from.right, deliveredFrom: deliveredFrom.right, direct }, true))
+    }
+
+    const onSubscriptionChange = (event: GossipSubEvents["subscription-change"]) => {
+      const { peerId, subscriptions } = event.detail
+      for (const { subscribe, topic } of subscriptions) {
+        const state = topics.get(topic)
+        if (state === undefined || !state.joined) continue
+        if (subscribe) neighborUp(state, peerId)
+        else neighborDown(state, peerId)
+      }
+    }
+
+    const onPeerDisconnect = (event: Libp2pEvents["peer:disconnect"]) => {
+      for (const state of topics.values()) neighborDown(state, event.detail)
+    }
+
+    /** Ends the topic: unsubscribes (if joined) and ends every event stream of it. */
+    const close = (state: TopicState) =>
+      Effect.gen(function*() {
+        topics.delete(state.topic)
+        if (state.joined) {
+          state.joined = false
+          yield* Effect.try(() => pubsub.unsubscribe(state.topic)).pipe(
+            Effect.catchAll((cause) => Effect.logDebug("gossipsub unsubscribe failed", describe(cause)))
+          )
+        }
+        const subscribers = [...state.subscribers]
+        state.subscribers.clear()
+        yield* Effect.forEach(subscribers, Queue.shutdown, { discard: true })
+      })
+
+    // Finalizers run in reverse: listeners go first, then every topic is left.
+    yield* Effect.addFinalizer(() => Effect.forEach([...topics.values()], close, { discard: true }).pipe(annotate))
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        pubsub.addEventListener("gossipsub:message", onMessage)
+        pubsub.addEventListener("subscription-change", onSubscriptionChange)
+        node.addEventListener("peer:disconnect", onPeerDisconnect)
+      }),
+      () =>
+        Effect.sync(() => {
+          pubsub.removeEventListener("gossipsub:message", onMessage)
+          pubsub.removeEventListener("subscription-change", onSubscriptionChange)
+          node.removeEventListener("peer:disconnect", onPeerDisconnect)
+        })
+    )
+
+    const dialBootstrap = (peer: NodeAddr | NodeId) => {
+      const addr = peer instanceof NodeAddr ? peer : new NodeAddr({ nodeId: peer, addrs: [] })
+      if (nodeIdEquals(addr.nodeId, network.nodeId)) return Effect.void
+      return network.dial(addr).pipe(
+        Effect.catchAll((error) =>
+          Effect.logWarning("bootstrap dial failed").pipe(
+            Effect.annotateLogs({ peer: error.nodeId, reason: error.reason })
+          )
+        )
+      )
+    }
+
+    const join = Effect.fn("Gossip.join")(function*(
+      namespace: NamespaceId,
+      bootstrap: ReadonlyArray<NodeAddr | NodeId> = []
+    ) {
+      const state = stateOf(namespace)
+      if (!state.joined) {
+        yield* Effect.sync(() => {
+          pubsub.subscribe(state.topic)
+          state.joined = true
+          // Peers whose subscription arrived before ours are neighbors at once (spec 05 §15).
+          for (const peerId of pubsub.getSubscribers(state.topic)) neighborUp(state, peerId)
+        })
+        yield* Effect.logDebug("joined").pipe(Effect.annotateLogs({ topic: state.topic }))
+      }
+      yield* Effect.forEach(bootstrap, (peer) => FiberSet.run(dials, dialBootstrap(peer)), { discard: true })
+    }, annotate)
+
+    const events = Effect.fn("Gossip.events")(function*(namespace: NamespaceId) {
+      const queue = yield* Queue.dropping<GossipEvent>(subscriberCapacity)
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const state = stateOf(namespace)
+          state.subscribers.add(queue)
+          for (const peer of state.neighbors.values()) Queue.unsafeOffer(queue, new NeighborUp({ peer }, true))
+          return state
+        }),
+        (state) =>
+          Effect.gen(function*() {
+            state.subscribers.delete(queue)
+            if (!state.joined && state.subscribers.size === 0 && topics.get(state.topic) === state) {
+              topics.delete(state.topic)
+            }
+            yield* Queue.shutdown(queue)
+          })
+      )
+      return Stream.fromQueue(queue)
+    })
+
+    const broadcast = Effect.fn("Gossip.broadcast")(function*(namespace: NamespaceId, op: Op) {
+      const topic = topicOf(namespace)
+      if (topics.get(topic)?.joined !== true) {
+        return { _tag: "Skipped", reason: "NotJoined" } as const
+      }
+      // An Op that does not encode was built without validation: a bug, not a network condition.
+      const bytes = yield* Effect.orDie(encodeOp(op))
+      if (bytes.length > maxMessageSize) {
+        bump("skippedOversize")
+        yield* Effect.logDebug("oversize gossip message not published").pipe(
+          Effect.annotateLogs({ topic, op: op._tag, bytes: bytes.length, maxMessageSize })
+        )
+        return { _tag: "Skipped", reason: "Oversize" } as const
+      }
+      return yield* Effect.tryPromise(() => pubsub.publish(topic, bytes)).pipe(
+        Effect.map((result): BroadcastOutcome => {
+          bump("published")
+          return { _tag: "Published", recipients: result.recipients.length }
+        }),
+        Effect.catchAll((error) => {
+          bump("publishFailed")
+          return Effect.as(
+            Effect.logWarning("gossip publish failed").pipe(
+              Effect.annotateLogs({ topic, op: op._tag, cause: describe(error.error) })
+            ),
+            { _tag: "Skipped", reason: "Failed" } as const
+          )
+        })
+      )
+    }, annotate)
+
+    const leave = Effect.fn("Gossip.leave")(function*(namespace: NamespaceId) {
+      const state = topics.get(topicOf(namespace))
+      if (state !== undefined) yield* close(state)
+    }, annotate)
+
+    const neighbors = (namespace: NamespaceId) =>
+      Effect.sync((): ReadonlyArray<NodeId> => [...(topics.get(topicOf(namespace))?.neighbors.values() ?? [])])
+
+    const stats = Effect.sync((): GossipStats => ({ ...counts }))
+
+    return Gossip.of({ maxMessageSize, join, events, broadcast, leave, neighbors, stats })
+  })
+
+/** Gossip on the node's gossipsub router; stops (listeners removed, topics left, streams ended) with its scope. */
+export const layer = (config: GossipConfig = {}): Layer.Layer<Gossip, never, Network.Network> =>
+  Layer.scoped(Gossip, make(config))
