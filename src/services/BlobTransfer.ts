@@ -149,18 +149,46 @@ class Restart extends Data.TaggedError("Restart") {}
 
 type Pull = Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<StreamError>>
 
-const pullWithin = (pull: Pull, timeout: Duration.Duration): Effect.Effect<ReadonlyArray<Uint8Array>, StreamEnded | StreamBroken> =>
+const nextChunks = (pull: Pull): Effect.Effect<ReadonlyArray<Uint8Array>, StreamEnded | StreamBroken> =>
   pull.pipe(
     Effect.map(Chunk.toReadonlyArray),
     Effect.mapError(Option.match({
       onNone: () => new StreamEnded(),
       onSome: (e): StreamEnded | StreamBroken => new StreamBroken({ message: e.reason })
-    })),
+    }))
+  )
+
+const pullWithin = (pull: Pull, timeout: Duration.Duration): Effect.Effect<ReadonlyArray<Uint8Array>, StreamEnded | StreamBroken> =>
+  nextChunks(pull).pipe(
     Effect.timeoutFail({
       duration: timeout,
       onTimeout: () => new StreamBroken({ message: `no data for ${Duration.format(timeout)}` })
     })
   )
+
+/**
+ * Aborts `stream` once `touch` was not called for `timeout` (fires between 1× and 1.25× of it): one timer per transfer
+ * instead of a timeout race around every read and write, which cost measurable CPU per chunk (bench/blobs.ts). The
+ * abort fails the pending read or write with a StreamError carrying the reason.
+ */
+const watchdog = (stream: Network.Stream, timeout: Duration.Duration) =>
+  Effect.gen(function*() {
+    let moves = 0
+    const tick = Duration.millis(Math.max(1, Duration.toMillis(timeout) / 4))
+    yield* Effect.gen(function*() {
+      let seen = -1
+      let idle = 0
+      for (;;) {
+        yield* Effect.sleep(tick)
+        idle = moves === seen ? idle + 1 : 0
+        seen = moves
+        if (idle >= 4) return stream.abort(new Error(`no data for ${Duration.format(timeout)}`))
+      }
+    }).pipe(Effect.forkScoped)
+    return () => {
+      moves++
+    }
+  })
 
 /** The payload of the first frame of the stream, and the bytes that followed it in the same read. */
 const readHeader = (
@@ -250,14 +278,6 @@ export const make = (config: BlobTransferConfig = {}) =>
           })
       )
 
-    const sendWithin = (stream: Network.Stream, bytes: Uint8Array) =>
-      Network.send(stream, bytes).pipe(
-        Effect.timeoutFail({
-          duration: readTimeout,
-          onTimeout: () =>
-            new StreamBroken({ message: `peer read nothing for ${Duration.format(readTimeout)}` })
-        })
-      )
 
     const onServe = config.onServe
     const serve = (stream: Network.Stream, remote: NodeId) =>
@@ -278,12 +298,13 @@ export const make = (config: BlobTransferConfig = {}) =>
         if (onServe !== undefined) {
           yield* onServe({ remote, hash: request.hash, offset: request.offset, response: response._tag })
         }
-        yield* sendWithin(stream, encodeFrame(encodeResponse(response), MAX_BLOB_HEADER))
+        const touch = yield* watchdog(stream, readTimeout)
+        yield* Network.send(stream, encodeFrame(encodeResponse(response), MAX_BLOB_HEADER))
         if (response._tag !== "Complete" || request.offset >= response.size) return
         // Read-ahead, so the disk and the network work at the same time.
         yield* blobs.readStream(request.hash, { offset: request.offset, chunkSize }).pipe(
           Stream.bufferChunks({ capacity: READ_AHEAD }),
-          Stream.runForEach((chunk) => sendWithin(stream, chunk))
+          Stream.runForEach((chunk) => Effect.zipLeft(Network.send(stream, chunk), Effect.sync(touch)))
         )
       })).pipe(
         // Aborted, never closed, after a failure: a FIN would read as a truncated transfer. A requester that went
@@ -323,6 +344,7 @@ export const make = (config: BlobTransferConfig = {}) =>
           Effect.mapError((error) => failed(error.reason))
         )
         const pull = yield* Stream.toPull(Network.receive(stream))
+        const touch = yield* watchdog(stream, readTimeout)
         yield* Network.send(stream, encodeFrame(encodeRequest(new BlobRequest({ hash, offset })), MAX_BLOB_HEADER)).pipe(
           Effect.mapError((error) => failed(error.reason))
         )
@@ -362,7 +384,7 @@ export const make = (config: BlobTransferConfig = {}) =>
           const n = staged
           staged = 0
           written += n
-          const write = partial.write(stage.subarray(0, n))
+          const write = Effect.zipLeft(partial.write(stage.subarray(0, n)), Effect.sync(touch))
           return onProgress === undefined ? write : Effect.zipRight(write, onProgress(offset + written))
         })
         const take = (bytes: Uint8Array): Effect.Effect<void, ProviderMisbehaved | BlobError> =>
@@ -383,7 +405,7 @@ export const make = (config: BlobTransferConfig = {}) =>
           })
         if (rest !== undefined) yield* take(rest)
         for (;;) {
-          const next = yield* Effect.either(pullWithin(pull, readTimeout))
+          const next = yield* Effect.either(nextChunks(pull))
           if (next._tag === "Left") {
             if (next.left._tag === "StreamBroken") {
               // What arrived is kept for a resume.
@@ -392,6 +414,7 @@ export const make = (config: BlobTransferConfig = {}) =>
             }
             break
           }
+          touch()
           for (const bytes of next.right) yield* take(bytes)
         }
         yield* flush
