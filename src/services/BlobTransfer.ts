@@ -334,6 +334,8 @@ export const make = (config: BlobTransferConfig = {}) =>
         const hashHex = toHex(hash)
         const providerHex = toHex(provider instanceof NodeAddr ? provider.nodeId : provider)
         const failed = (reason: string) => new TransferFailed({ hash: hashHex, provider: providerHex, reason })
+        // The partial data must survive a concurrent gc while it grows (a temporary tag for the transfer).
+        yield* blobs.protect(hash)
         const held = yield* blobs.info(hash)
         const resumeSize = Option.isSome(held) && held.value.status === "Incomplete" ? held.value.size : undefined
         const offset = resumeSize !== undefined && Option.isSome(held) ? held.value.have : 0
