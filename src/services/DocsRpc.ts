@@ -11,21 +11,23 @@
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { RpcClient, RpcSerialization, RpcServer } from "@effect/rpc"
+import { Rpc, RpcClient, RpcSerialization, RpcServer } from "@effect/rpc"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
-import { Context, Effect, Exit, Layer, Mailbox, Option, Redacted, Schema, Scope, Stream } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Mailbox, Option, Redacted, Schema, Scope, Stream } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as http from "node:http"
 import * as path from "node:path"
-import { type ApiError, DocsError } from "../schema/DocsErrors.js"
+import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { U64 } from "../schema/Entry.js"
-import type { LiveEvent } from "../schema/LiveEvent.js"
+import { NamespaceId } from "../schema/Keys.js"
+import { LiveEvent } from "../schema/LiveEvent.js"
 import { DocsRpcs, type ImportFileProgress } from "../schema/Rpc.js"
 import * as Docs from "./Docs.js"
 
@@ -69,6 +71,26 @@ export const loadOrCreateToken = (dataDir: string): Effect.Effect<Redacted.Redac
     catch: (cause) => new DocsError({ message: `could not set up the RPC token: ${String(cause)}` })
   })
 
+// ---------------------------------------------------------------------------------------------------------------
+// The served group
+
+/** The first item of `SubscribeAcked`: the node has subscribed, so no later event is missed. */
+export class Subscribed extends Schema.TaggedClass<Subscribed>()("Subscribed", {}) {}
+
+/**
+ * What the node serves: `DocsRpcs` plus `SubscribeAcked`, a `Subscribe` whose first item confirms the subscription.
+ * Over HTTP nothing else tells a client when the server has subscribed, and `DocsService.subscribe` promises that no
+ * event after it returns is missed (importAndSubscribe relies on it). Clients built on `DocsRpcs` alone still work.
+ */
+export class ServedRpcs extends DocsRpcs.add(
+  Rpc.make("SubscribeAcked", {
+    payload: { docId: NamespaceId },
+    success: Schema.Union(Subscribed, LiveEvent),
+    error: ApiError,
+    stream: true
+  })
+) {}
+
 const RpcFile = Schema.parseJson(Schema.Struct({ url: Schema.String, pid: Schema.Number }))
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -91,7 +113,7 @@ const progressStream = <E>(run: (onProgress: (bytes: number) => Effect.Effect<vo
 
 /** The handlers of every request, each forwarding to `Docs`. */
 export const handlers = (rpcAddress: Option.Option<string>) =>
-  DocsRpcs.toLayer(Effect.gen(function*() {
+  ServedRpcs.toLayer(Effect.gen(function*() {
     const docs = yield* Docs.Docs
     return {
       Open: ({ docId }) => docs.open(docId),
@@ -110,6 +132,13 @@ export const handlers = (rpcAddress: Option.Option<string>) =>
       Leave: ({ docId }) => docs.leave(docId),
       Share: ({ addrOptions, docId, mode }) => docs.share(docId, mode, addrOptions),
       Subscribe: ({ docId }) => Stream.unwrapScoped(docs.subscribe(docId)),
+      SubscribeAcked: ({ docId }) =>
+        Stream.unwrapScoped(
+          Effect.map(
+            docs.subscribe(docId),
+            (events): Stream.Stream<Subscribed | LiveEvent, ApiError> => Stream.concat(Stream.make(new Subscribed()), events)
+          )
+        ),
       GetDownloadPolicy: ({ docId }) => docs.getDownloadPolicy(docId),
       SetDownloadPolicy: ({ docId, policy }) => docs.setDownloadPolicy(docId, policy),
       GetSyncPeers: ({ docId }) => docs.getSyncPeers(docId),
@@ -179,7 +208,7 @@ export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerI
       const handlerContext = yield* Layer.build(handlers(Option.some(url))).pipe(
         Effect.provideService(Docs.Docs, docs)
       )
-      const rpcApp = yield* RpcServer.toHttpApp(DocsRpcs).pipe(
+      const rpcApp = yield* RpcServer.toHttpApp(ServedRpcs).pipe(
         Effect.provide(Layer.mergeAll(Layer.succeedContext(handlerContext), RpcSerialization.layerMsgPack))
       )
       const guarded = Effect.gen(function*() {
@@ -208,12 +237,29 @@ export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerI
 // ---------------------------------------------------------------------------------------------------------------
 // Client
 
-const clientError = (error: ApiError | RpcClientError): ApiError =>
-  error._tag === "RpcClientError" ? new DocsError({ message: `RPC: ${error.message}` }) : error
+const clientError = (error: ApiError | RpcClientError): ApiError => {
+  if (error._tag !== "RpcClientError") return error
+  const cause = error.cause
+  if (HttpClientError.isHttpClientError(cause)) {
+    if (cause._tag === "ResponseError" && cause.response.status === 401) {
+      return new DocsError({ message: "RPC: the node refused the access token (401 Unauthorized)" })
+    }
+    if (cause._tag === "ResponseError" && cause.reason === "StatusCode") {
+      return new DocsError({ message: `RPC: the node answered ${cause.response.status} to ${cause.methodAndUrl}` })
+    }
+    if (cause._tag === "RequestError" && cause.reason === "Transport") {
+      return new DocsError({ message: `RPC: cannot reach the node at ${cause.request.url}` })
+    }
+  }
+  return new DocsError({ message: `RPC: ${error.message}` })
+}
+
+const SUBSCRIBE_BUFFER = 64
+const notSubscribed = Exit.fail(new DocsError({ message: "RPC: the subscription ended before it started" }))
 
 /** `DocsService` over an RPC client. */
 export const makeClient = Effect.gen(function*() {
-  const client = yield* RpcClient.make(DocsRpcs)
+  const client = yield* RpcClient.make(ServedRpcs)
   const call = <A>(effect: Effect.Effect<A, ApiError | RpcClientError>): Effect.Effect<A, ApiError> =>
     Effect.mapError(effect, clientError)
   const stream = <A>(s: Stream.Stream<A, ApiError | RpcClientError>): Stream.Stream<A, ApiError> =>
@@ -234,12 +280,26 @@ export const makeClient = Effect.gen(function*() {
     startSync: (docId, peers) => call(client.StartSync({ docId, peers })),
     leave: (docId) => call(client.Leave({ docId })),
     share: (docId, mode, addrOptions) => call(client.Share({ docId, mode, addrOptions })),
-    // The server subscribes when the request arrives; the stream is consumed in the background from now on, so
-    // events are buffered until the caller reads them.
+    // Returns once the node confirms the subscription (or fails with its setup error, e.g. ReplicaNotOpen, as the
+    // embedded API does). The response is read in the background for the caller's scope; events wait in a bounded
+    // buffer, and when it is full the node's sender waits (spec 06 §3: 64 items client-side in the reference).
     subscribe: (docId) =>
       Effect.gen(function*() {
-        const mailbox = yield* Mailbox.make<LiveEvent, ApiError>()
-        yield* Effect.forkScoped(Mailbox.into(Stream.runForEach(stream(client.Subscribe({ docId })), (e) => mailbox.offer(e)), mailbox))
+        const ready = yield* Deferred.make<void, ApiError>()
+        const mailbox = yield* Mailbox.make<LiveEvent, ApiError>({ capacity: SUBSCRIBE_BUFFER })
+        yield* stream(client.SubscribeAcked({ docId })).pipe(
+          Stream.runForEach((item) =>
+            item._tag === "Subscribed" ? Deferred.succeed(ready, undefined) : mailbox.offer(item)
+          ),
+          Effect.onExit((exit) =>
+            Effect.zipRight(
+              Deferred.done(ready, Exit.isSuccess(exit) ? notSubscribed : exit),
+              mailbox.done(exit)
+            )
+          ),
+          Effect.forkScoped
+        )
+        yield* Deferred.await(ready)
         return Mailbox.toStream(mailbox)
       }),
     getDownloadPolicy: (docId) => call(client.GetDownloadPolicy({ docId })),
@@ -272,20 +332,33 @@ export const makeClient = Effect.gen(function*() {
   return Docs.Docs.of(service)
 })
 
+export interface Connection {
+  readonly url: string
+  readonly token: Redacted.Redacted<string>
+}
+
+/**
+ * The RPC transport to a node (HTTP, msgpack, the token as bearer), for `RpcClient.make(DocsRpcs)` when a program
+ * wants the raw RPC client rather than `DocsService`.
+ */
+export const layerProtocol = (options: Connection): Layer.Layer<RpcClient.Protocol> =>
+  Layer.scoped(
+    RpcClient.Protocol,
+    Effect.flatMap(HttpClient.HttpClient, (client) =>
+      RpcClient.makeProtocolHttp(client.pipe(
+        HttpClient.mapRequest(HttpClientRequest.prependUrl(options.url)),
+        HttpClient.mapRequest(HttpClientRequest.bearerToken(Redacted.value(options.token))),
+        // Without it, a refusal's body would be read as msgpack and the call would wait forever.
+        HttpClient.filterStatusOk
+      )))
+  ).pipe(Layer.provide([RpcSerialization.layerMsgPack, FetchHttpClient.layer]))
+
 /** `Docs` served by a remote node at `url`, authenticating with `token`. */
-export const layerClient = (options: { readonly url: string; readonly token: Redacted.Redacted<string> }) =>
-  Layer.scoped(Docs.Docs, makeClient).pipe(
-    Layer.provide(RpcClient.layerProtocolHttp({
-      url: options.url,
-      transformClient: HttpClient.mapRequest(
-        HttpClientRequest.setHeader("authorization", `Bearer ${Redacted.value(options.token)}`)
-      )
-    })),
-    Layer.provide([RpcSerialization.layerMsgPack, FetchHttpClient.layer])
-  )
+export const layerClient = (options: Connection): Layer.Layer<Docs.Docs> =>
+  Layer.scoped(Docs.Docs, makeClient).pipe(Layer.provide(layerProtocol(options)))
 
 /** URL and token of the node running for `dataDir`; NodeUnreachable when none runs there. */
-export const readConnection = (dataDir: string): Effect.Effect<{ readonly url: string; readonly token: Redacted.Redacted<string> }, NodeUnreachable> =>
+export const readConnection = (dataDir: string): Effect.Effect<Connection, NodeUnreachable> =>
   Effect.gen(function*() {
     const notRunning = new NodeUnreachable({
       reason: `no rangedocs node is running for ${dataDir}; start one with: rangedocs start --data-dir ${dataDir}`
@@ -294,7 +367,14 @@ export const readConnection = (dataDir: string): Effect.Effect<{ readonly url: s
       Effect.mapError(() => notRunning)
     )
     const info = yield* Schema.decodeUnknown(RpcFile)(text).pipe(Effect.mapError(() => notRunning))
-    const alive = yield* Effect.try(() => process.kill(info.pid, 0)).pipe(Effect.isSuccess)
+    // Signal 0 only checks the process exists; EPERM means it does, under another user.
+    const alive = yield* Effect.sync(() => {
+      try {
+        return process.kill(info.pid, 0)
+      } catch (cause) {
+        return isErrno(cause, "EPERM")
+      }
+    })
     if (!alive) return yield* notRunning
     const token = yield* Effect.tryPromise(() => fs.readFile(path.join(dataDir, TOKEN_FILE), "utf8")).pipe(
       Effect.mapError(() => new NodeUnreachable({ reason: `cannot read the RPC token in ${dataDir}` }))
