@@ -54,6 +54,13 @@ export interface Config {
   readonly subrangeItems: number
   /** Soft cap on the encoded size of one outgoing message, in bytes. */
   readonly maxMessageBytes: number
+  /**
+   * Density switch: when at least this fraction of a message's incoming fingerprints mismatch (the two sides differ
+   * in most ranges), a mismatching range of at most `denseSetSize` entries is answered with its entries at once,
+   * since splitting it further would only find differences almost everywhere. Unset: never.
+   */
+  readonly denseFraction?: number
+  readonly denseSetSize?: number
 }
 
 /** The reference's parameters (spec 02 §4): its message counts and contents. */
@@ -62,16 +69,24 @@ export const REFERENCE: Config = {
   leafSize: Number.POSITIVE_INFINITY,
   maxSetSize: 1,
   subrangeItems: 1,
-  maxMessageBytes: Number.POSITIVE_INFINITY
+  maxMessageBytes: Number.POSITIVE_INFINITY,
+  // Never: set explicitly, so that spreading REFERENCE over another config turns the density switch off.
+  denseFraction: Number.POSITIVE_INFINITY,
+  denseSetSize: 0
 }
 
 /** The default, tuned by `npm run bench -- reconcile` (see the reconciliation issue's note and the README). */
 export const DEFAULT: Config = {
   splitFactor: 16,
-  leafSize: 8,
-  maxSetSize: 8,
-  subrangeItems: 1,
-  maxMessageBytes: 4 << 20
+  // One round of fingerprints as fine as the budget allows, then single-entry fingerprints: a fingerprint part costs
+  // about what a value costs on the wire but far less to produce and check (no read, no decode, no verification),
+  // so only the differing entries travel as values. Where most ranges differ, values go at once (denseFraction).
+  leafSize: 1,
+  maxSetSize: 1,
+  subrangeItems: 0,
+  maxMessageBytes: 4 << 20,
+  denseFraction: 0.5,
+  denseSetSize: 16
 }
 
 /**
@@ -291,20 +306,29 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
     const values = items.flatMap((item) => item.values.filter(([v]) => !view.holds(v)))
     if (values.length > 0) yield* hooks.insert(values)
 
-    // 2. Fingerprints, against our state after storing the values: small mismatching ranges are read ahead.
+    // 2. Fingerprints, against our state after storing the values. Which ones mismatch decides the density mode;
+    // small mismatching ranges answered with entries are read ahead.
+    const mismatch = fingerprints.map((f) => !equals(fingerprintOf(base, segments(base, f.range.x, f.range.y)), f.fingerprint))
+    let mismatches = 0
+    for (const m of mismatch) if (m) mismatches++
+    const setSize = config.denseFraction !== undefined && fingerprints.length >= 8 &&
+        mismatches >= config.denseFraction * fingerprints.length
+      ? Math.max(config.maxSetSize, config.denseSetSize ?? 0)
+      : config.maxSetSize
     view = yield* readAhead(
       base,
-      fingerprints.flatMap((f) => {
+      fingerprints.flatMap((f, i) => {
+        if (!mismatch[i]) return []
         const s = segments(base, f.range.x, f.range.y)
-        return s.count <= config.maxSetSize && !equals(fingerprintOf(base, s), f.fingerprint) ? s.parts : []
+        return s.count <= setSize ? s.parts : []
       })
     )
-    for (const f of fingerprints) {
+    for (let fi = 0; fi < fingerprints.length; fi++) {
+      const f = fingerprints[fi]!
       const { x, y } = f.range
       budget += fingerprintSize(f.range)
+      if (!mismatch[fi]) continue
       const s = segments(view, x, y)
-      const ours = fingerprintOf(view, s)
-      if (equals(ours, f.fingerprint)) continue
       const n = s.count
       if (out.length > 0 && budget < Math.min(config.splitFactor, n) * fingerprintSize(f.range)) {
         // No room left to split: hand the range back as our fingerprint of it (merged with adjacent ones below); the
@@ -313,7 +337,7 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
         deferred.push(f.range)
         continue
       }
-      if (n <= config.maxSetSize || equals(f.fingerprint, EMPTY_HASH)) {
+      if (n <= setSize || equals(f.fingerprint, EMPTY_HASH)) {
         yield* sendEntries(f.range, s, false)
         continue
       }

@@ -199,6 +199,14 @@ const packedToEntry = (ns: Uint8Array, r: PackedRow): SignedEntry => {
 
 /** Index key of an entry within its namespace: `author ‖ key` as latin1, whose string order is the byte order. */
 const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1")
+
+/** `prefix ‖ bytes of the latin1 string s` in one allocation. */
+const withLatin1 = (prefix: Uint8Array, s: string): Uint8Array => {
+  const out = new Uint8Array(prefix.length + s.length)
+  out.set(prefix)
+  for (let i = 0, o = prefix.length; i < s.length; i++) out[o + i] = s.charCodeAt(i)
+  return out
+}
 const indexKey = (author: Uint8Array, key: Uint8Array) => latin1(author) + latin1(key)
 
 const recordOf = (r: { readonly ts: Uint8Array; readonly hash: Uint8Array }) => ({
@@ -486,7 +494,7 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
         const c = compare(id.subarray(0, 32), ns)
         return c < 0 ? 0 : c > 0 ? tree.size : tree.rank(latin1(id.subarray(32)))
       },
-      idAt: (i) => concat(ns, Buffer.from(tree.select(i), "latin1")),
+      idAt: (i) => withLatin1(ns, tree.select(i)),
       xorInto: (a, b, out) => void tree.xorRange(a, b, out),
       entries: (a, b) => entriesByRank(ns, tree, a, b),
       defaultId: concat(ns, new Uint8Array(32)),
