@@ -16,7 +16,6 @@ import {
   type ApiError,
   DefaultAuthorDelete,
   DocClosed,
-  EntryMissingAfterInsert,
   ReadAccessOnly
 } from "../schema/DocsErrors.js"
 import type { DownloadPolicy } from "../schema/DownloadPolicy.js"
@@ -120,18 +119,13 @@ export const make = Effect.gen(function*() {
   const defaultAuthor = yield* DefaultAuthor.DefaultAuthor
   const network = yield* Network.Network
 
-  const insertGetting = (docId: NamespaceId, authorId: AuthorId, key: Uint8Array) =>
-    Effect.flatMap(replica.getExact(docId, authorId, key, true), Option.match({
-      onNone: () => Effect.fail(new EntryMissingAfterInsert({ namespace: docId, author: authorId, key })),
-      onSome: Effect.succeed
-    }))
-
   const set = (docId: NamespaceId, authorId: AuthorId, key: Uint8Array, value: Uint8Array) =>
     Effect.scoped(Effect.gen(function*() {
       // The blob stays protected from GC (a temporary tag) until the entry that references it is stored.
       const added = yield* blobs.addBytes(value)
-      yield* replica.insertLocal(docId, authorId, key, added.hash, BigInt(added.size))
-      return yield* insertGetting(docId, authorId, key)
+      // The outcome carries the stored entry: no read back (the reference reads it again).
+      const outcome = yield* replica.insertLocal(docId, authorId, key, added.hash, BigInt(added.size))
+      return outcome.entry
     }))
 
   const share = (docId: NamespaceId, mode: ShareMode, addrOptions: AddrInfoOptions) =>

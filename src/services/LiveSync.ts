@@ -20,6 +20,7 @@
  */
 import {
   Cause,
+  Chunk,
   Clock,
   Context,
   Deferred,
@@ -39,7 +40,7 @@ import {
 import { fromHex, toHex } from "../internal/bytes.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
 import type { DownloadFailed } from "../schema/BlobErrors.js"
-import { type ContentStatus, EMPTY } from "../schema/Entry.js"
+import { type ContentStatus, EMPTY, type SignedEntry } from "../schema/Entry.js"
 import type { ReplicaNotFound, ReplicaNotOpen, StoreError } from "../schema/Errors.js"
 import type { ReplicaEvent } from "../schema/Events.js"
 import type { Hash, NamespaceId } from "../schema/Keys.js"
@@ -61,6 +62,12 @@ import * as Sync from "./Sync.js"
 
 /** Events buffered per subscriber before the engine waits for it (spec 05 §10.2). */
 export const SUBSCRIBER_CAPACITY = 256
+/** Gossip Ops queued for publishing before the engine waits, and publishes in flight at once. */
+const OUTBOX_CAPACITY = 1024
+const PUBLISH_CONCURRENCY = 4
+/** Batches of gossiped entries being inserted at once per document (the replica pipelines two batches). */
+const INSERT_PIPELINE = 2
+
 /** Wanted hashes of a document tried with one new candidate provider at a time. */
 export const RETRY_BATCH = 256
 
@@ -247,10 +254,26 @@ export const make = (config: LiveSyncConfig = {}) =>
         if (sinks !== undefined) for (const sink of sinks) yield* Queue.shutdown(sink)
       })
 
-    const broadcast = (ns: NamespaceId, op: Op.Op) =>
-      gossip.broadcast(ns, op).pipe(
-        Effect.catchAllCause((cause) => Effect.logDebug("gossip broadcast failed", cause))
-      )
+    // Publishing (encode, sign, send) takes milliseconds: the actor only queues the Op, and a publisher fiber keeps
+    // a few publishes in flight. The queue is bounded, so a swarm that cannot keep up slows the actor down.
+    const outbox = yield* Queue.bounded<readonly [NamespaceId, Op.Op]>(OUTBOX_CAPACITY)
+    const publishing = yield* Effect.makeSemaphore(PUBLISH_CONCURRENCY)
+    yield* Queue.take(outbox).pipe(
+      Effect.flatMap(([ns, op]) =>
+        publishing.take(1).pipe(
+          Effect.zipRight(
+            gossip.broadcast(ns, op).pipe(
+              Effect.catchAllCause((cause) => Effect.logDebug("gossip broadcast failed", cause)),
+              Effect.ensuring(publishing.release(1)),
+              Effect.fork
+            )
+          )
+        )
+      ),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    const broadcast = (ns: NamespaceId, op: Op.Op) => Queue.offer(outbox, [ns, op] as const)
 
     // -- per-peer state (spec 05 §6)
 
@@ -439,10 +462,15 @@ export const make = (config: LiveSyncConfig = {}) =>
         const status = yield* blobs.status(event.entry.contentHash).pipe(Effect.orElseSucceed(() => "Missing" as const))
         if (status !== "Complete") {
           // The sender does not have it: remember it as wanted, and the sender as a later candidate.
-          addProvider(event.entry.contentHash, from)
           const hashHex = toHex(event.entry.contentHash)
+          // A neighbor may have announced it (ContentReady) before the entry itself was inserted.
+          const announced = providers.get(hashHex)?.size ?? 0
+          addProvider(event.entry.contentHash, from)
           if (queued.has(hashHex)) queue(hashHex, nsHex)
-          else wantedFor(event.entry.contentHash).docs.add(nsHex)
+          else {
+            wantedFor(event.entry.contentHash).docs.add(nsHex)
+            if (announced > 0) yield* startDownload(nsHex, event.entry.contentHash, undefined, true)
+          }
         }
       })
 
@@ -538,7 +566,8 @@ export const make = (config: LiveSyncConfig = {}) =>
           yield* Effect.forkScoped(Stream.runForEach(events, (event) => post({ _tag: "Replica", ns, event })))
           yield* gossip.join(ns, [])
           const topic = yield* gossip.events(ns)
-          yield* Effect.forkScoped(Stream.runForEach(topic, (event) => onGossip(ns, event)))
+          const inserting = yield* Effect.makeSemaphore(INSERT_PIPELINE)
+          yield* Effect.forkScoped(Stream.runForEachChunk(topic, (events) => onGossip(ns, events, inserting, scope)))
           yield* Effect.forkScoped(scanWanted(ns))
         })
         const ok = yield* Effect.exit(Scope.extend(setup, scope))
@@ -551,35 +580,73 @@ export const make = (config: LiveSyncConfig = {}) =>
         return doc
       })
 
-    /** Gossip events of one topic (spec 05 §8.2); runs in the topic's receive loop, not in the actor. */
-    const onGossip = (ns: NamespaceId, event: Gossip.GossipEvent): Effect.Effect<void> => {
-      switch (event._tag) {
-        case "NeighborUp":
-          return post({ _tag: "NeighborUp", ns, peer: event.peer })
-        case "NeighborDown":
-          return post({ _tag: "NeighborDown", ns, peer: event.peer })
-        case "Received": {
-          const op = event.op
-          switch (op._tag) {
-            case "Put": {
-              const status: ContentStatus = event.direct ? "Complete" : "Missing"
-              return count("gossip_put_received").pipe(
-                Effect.zipRight(replica.insertRemote(ns, op.entry, event.deliveredFrom, status)),
-                Effect.ignore
+    /**
+     * Gossip events of one topic (spec 05 §8.2), as they arrived since the last call; runs in the topic's receive
+     * loop, not in the actor. Other events are posted in order at once. Consecutive Puts relayed by the same node are
+     * inserted as one batch (one verification round on the crypto pool, one transaction), and up to
+     * {@link INSERT_PIPELINE} batches are in flight: a loop that awaited each insert would cap a document's gossip
+     * intake at one store round trip per entry. Insert order does not matter (the newest entry wins either way).
+     */
+    const onGossip = (
+      ns: NamespaceId,
+      events: Chunk.Chunk<Gossip.GossipEvent>,
+      inserting: Effect.Semaphore,
+      scope: Scope.Scope
+    ): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        let batch: Array<readonly [SignedEntry, ContentStatus]> = []
+        let batchFrom: NodeId | undefined
+        const flush = Effect.suspend(() => {
+          if (batch.length === 0 || batchFrom === undefined) return Effect.void
+          const entries = batch
+          const from = batchFrom
+          batch = []
+          return inserting.take(1).pipe(
+            Effect.zipRight(
+              count("gossip_put_received", entries.length).pipe(
+                Effect.zipRight(replica.insertRemoteMany(ns, entries, from)),
+                Effect.ignore,
+                Effect.ensuring(inserting.release(1)),
+                Effect.forkIn(scope)
               )
+            ),
+            Effect.asVoid
+          )
+        })
+        for (const event of events) {
+          switch (event._tag) {
+            case "NeighborUp":
+              yield* post({ _tag: "NeighborUp", ns, peer: event.peer })
+              break
+            case "NeighborDown":
+              yield* post({ _tag: "NeighborDown", ns, peer: event.peer })
+              break
+            case "Received": {
+              const op = event.op
+              switch (op._tag) {
+                case "Put": {
+                  if (batchFrom !== undefined && toHex(batchFrom) !== toHex(event.deliveredFrom)) yield* flush
+                  batchFrom = event.deliveredFrom
+                  // Content is there to fetch only if the message came straight from its publisher.
+                  batch.push([op.entry, event.direct ? "Complete" : "Missing"])
+                  break
+                }
+                // Both are meant for direct neighbors only (spec 05 §8.1); gossipsub relays them further, and a
+                // relayed one names a node we may have no connection or address for.
+                case "ContentReady":
+                  if (event.direct) yield* post({ _tag: "ContentReadyFrom", ns, node: event.from, hash: op.hash })
+                  break
+                case "SyncReport":
+                  if (event.direct && toHex(op.namespace) === toHex(ns)) {
+                    yield* post({ _tag: "SyncReport", ns, from: event.from, heads: op.heads })
+                  }
+                  break
+              }
             }
-            // Both are meant for direct neighbors only (spec 05 §8.1); gossipsub relays them further, and a relayed
-            // one names a node we may have no connection or address for.
-            case "ContentReady":
-              return event.direct ? post({ _tag: "ContentReadyFrom", ns, node: event.from, hash: op.hash }) : Effect.void
-            case "SyncReport":
-              return event.direct && toHex(op.namespace) === toHex(ns)
-                ? post({ _tag: "SyncReport", ns, from: event.from, heads: op.heads })
-                : Effect.void
           }
         }
-      }
-    }
+        yield* flush
+      })
 
     /** After a restart the wanted content of a live document comes from its entries (download policy applied). */
     const scanWanted = (ns: NamespaceId) =>

@@ -350,7 +350,7 @@ describe("LiveSync", () => {
       const docA = yield* Docs.createDoc(a.docs)
       const ticket = yield* docA.share("Write", "Addresses")
       const { seen } = yield* join(b, ticket)
-      yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 1))
+      yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 1), 15_000, "A sees B")
       const topic = Gossip.topicOf(docA.id)
       const pubsub = a.network.libp2p.services.pubsub
       for (let i = 0; i < 100; i++) {
@@ -359,7 +359,7 @@ describe("LiveSync", () => {
         yield* Effect.promise(() => pubsub.publish(topic, junk))
       }
       const gossipB = Context.get(b.context, Gossip.Gossip)
-      yield* eventually(Effect.map(gossipB.stats, (s) => s.invalid >= 100))
+      yield* eventually(Effect.map(gossipB.stats, (s) => s.invalid >= 100), 15_000, "100 invalid messages at B")
       yield* docA.setBytes(author, text("still-alive"), text("yes"))
       yield* seen.until(insertRemoteOf("still-alive"))
     }))
