@@ -167,6 +167,7 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
       bytes,
       entriesTransferred: outA.numSent + outB.numSent,
       ms: Math.round(ms),
+      msIncludes: "the session only (both sides' processing, encoding for the byte count); not the index build",
       indexMs: Math.round(indexMs),
       converged,
       peakRssMb: peakRssMb()

@@ -152,11 +152,33 @@ export class FingerprintTree {
     entries: Iterable<readonly [string, Uint8Array]>,
     options: FingerprintTreeOptions = {}
   ): FingerprintTree {
+    const keys: Array<string> = []
+    const chunks: Array<Uint8Array> = []
+    for (const entry of entries) {
+      checkFp(entry[1])
+      keys.push(entry[0])
+      chunks.push(entry[1])
+    }
+    const fps = new Uint8Array(keys.length * FP)
+    chunks.forEach((fp, i) => fps.set(fp, i * FP))
+    return FingerprintTree.fromSortedPacked(keys, fps, options)
+  }
+
+  /**
+   * fromSorted over parallel arrays: `keys[i]` has the fingerprint `fps[32i, 32i+32)`. No per-entry object is
+   * allocated (the index of a million-entry namespace is built from two arrays).
+   */
+  static fromSortedPacked(
+    keys: ReadonlyArray<string>,
+    fps: Uint8Array,
+    options: FingerprintTreeOptions = {}
+  ): FingerprintTree {
+    if (fps.length !== keys.length * FP) throw new RangeError(`fromSortedPacked: ${keys.length} keys need ${keys.length * FP} fingerprint bytes`)
     const tree = new FingerprintTree(options)
     const cap = tree.leafCap
     const leaves: Array<Leaf> = []
     let cur = tree.root as Leaf
-    let fps = cur.fps
+    let leafFps = cur.fps
     // Keys are gathered in a scratch array and sliced out per leaf: an exact-size packed array, no regrowth.
     const pending: Array<string> = Array.from({ length: cap }, () => "")
     let n = 0
@@ -165,11 +187,8 @@ export class FingerprintTree {
     const leafBytes = (cap + 1) * FP
     let slab = new ArrayBuffer(0)
     let slot = SLAB_LEAVES
-    for (const entry of entries) {
-      // Indexing, not destructuring: destructuring goes through the iterator protocol and allocates per entry.
-      const key = entry[0]
-      const fp = entry[1]
-      checkFp(fp)
+    for (let e = 0; e < keys.length; e++) {
+      const key = keys[e]!
       if (prev !== undefined && !(prev < key)) {
         throw new RangeError("fromSorted: keys must be strictly ascending")
       }
@@ -184,10 +203,10 @@ export class FingerprintTree {
         const next = new Leaf([], cap, slab, slot++ * leafBytes)
         cur.next = next
         cur = next
-        fps = cur.fps
+        leafFps = cur.fps
         n = 0
       }
-      fps.set(fp, n * FP)
+      for (let b = 0, from = e * FP, to = n * FP; b < FP; b++) leafFps[to + b] = fps[from + b]!
       pending[n++] = key
       size++
     }

@@ -32,7 +32,7 @@ import type { Query } from "../schema/Query.js"
 /** Most recently useful peers kept per document (spec 03 §3). */
 export const PEERS_PER_DOC_CACHE_SIZE = 5
 /** Rows read per statement while building a range index. */
-const INDEX_PAGE = 10_000
+const INDEX_PAGE = 50_000
 /** Rows fetched per page by streaming reads. */
 export const PAGE_SIZE = 512
 
@@ -207,7 +207,13 @@ const withLatin1 = (prefix: Uint8Array, s: string): Uint8Array => {
   for (let i = 0, o = prefix.length; i < s.length; i++) out[o + i] = s.charCodeAt(i)
   return out
 }
-const indexKey = (author: Uint8Array, key: Uint8Array) => latin1(author) + latin1(key)
+/** One flat string (a concatenation would keep a rope of three strings alive in the index per entry). */
+const indexKey = (author: Uint8Array, key: Uint8Array) => {
+  const both = new Uint8Array(author.length + key.length)
+  both.set(author)
+  both.set(key, author.length)
+  return latin1(both)
+}
 
 const recordOf = (r: { readonly ts: Uint8Array; readonly hash: Uint8Array }) => ({
   timestamp: u64FromBytesBE(r.ts),
@@ -438,38 +444,43 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
         const again = indexes.get(latin1(ns))
         if (again !== undefined) return again
         const conn = yield* transactionConnection
-        // Keys in one array, fingerprints packed in one growing buffer: no per-entry Uint8Array while building.
+        // Keys in one array, fingerprints packed in one growing buffer: no per-entry Uint8Array while building. Each
+        // row is one BLOB `author ‖ key ‖ ts ‖ hash`, so the fingerprint input is `ns ‖ row` (spec 01 §7: ts is stored
+        // big-endian already) and the index key is the row without its last 40 bytes.
         const keys: Array<string> = []
         let fps = new Uint8Array(32 * INDEX_PAGE)
+        let input = new Uint8Array(1024)
+        input.set(ns)
         let cursor: readonly [Uint8Array, Uint8Array] | undefined
         while (true) {
           const rows = (yield* conn.execute(
             cursor === undefined
-              ? `SELECT author, key, ts, hash FROM records WHERE ns = ? ORDER BY author, key LIMIT ${INDEX_PAGE}`
-              : `SELECT author, key, ts, hash FROM records WHERE ns = ? AND (author, key) > (?, ?)
+              ? `SELECT CAST(author || key || ts || hash AS BLOB) AS b FROM records WHERE ns = ? ORDER BY author, key
+                 LIMIT ${INDEX_PAGE}`
+              : `SELECT CAST(author || key || ts || hash AS BLOB) AS b FROM records WHERE ns = ? AND (author, key) > (?, ?)
                  ORDER BY author, key LIMIT ${INDEX_PAGE}`,
             cursor === undefined ? [ns] : [ns, cursor[0], cursor[1]],
             undefined
-          )) as ReadonlyArray<{ author: Uint8Array; key: Uint8Array; ts: Uint8Array; hash: Uint8Array }>
+          )) as ReadonlyArray<{ b: Uint8Array }>
           if (fps.length < 32 * (keys.length + rows.length)) {
             const grown = new Uint8Array(Math.max(fps.length * 2, 32 * (keys.length + rows.length)))
             grown.set(fps)
             fps = grown
           }
-          for (const r of rows) {
-            // BLAKE3(ns ‖ author ‖ key ‖ ts BE ‖ hash) (spec 01 §7): ts is stored big-endian already.
-            fps.set(blake3(concat(ns, r.author, r.key, r.ts, r.hash)), 32 * keys.length)
-            keys.push(indexKey(r.author, r.key))
+          for (const { b } of rows) {
+            if (input.length < 32 + b.length) {
+              input = new Uint8Array(2 * (32 + b.length))
+              input.set(ns)
+            }
+            input.set(b, 32)
+            fps.set(blake3(input.subarray(0, 32 + b.length)), 32 * keys.length)
+            keys.push(latin1(b.subarray(0, b.length - 40)))
           }
           const last = rows[rows.length - 1]
           if (rows.length < INDEX_PAGE || last === undefined) break
-          cursor = [last.author, last.key]
+          cursor = [last.b.subarray(0, 32), last.b.subarray(32, last.b.length - 40)]
         }
-        const packed = fps
-        const items = (function*() {
-          for (let i = 0; i < keys.length; i++) yield [keys[i]!, packed.subarray(32 * i, 32 * i + 32)] as const
-        })()
-        const tree = FingerprintTree.fromSorted(items)
+        const tree = FingerprintTree.fromSortedPacked(keys, fps.subarray(0, 32 * keys.length))
         indexes.set(latin1(ns), tree)
         return tree
       })).pipe(Effect.mapError(fail("rangeIndex")))
