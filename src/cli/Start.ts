@@ -1,0 +1,151 @@
+/**
+ * `rangedocs start`: runs a node for a data directory until SIGINT/SIGTERM, serving the Docs API over RPC (loopback,
+ * token in `<dataDir>/rpc-token`, address in `<dataDir>/rpc.json`). One node per data directory: `<dataDir>/node.lock`
+ * holds the running node's pid.
+ */
+import { Command, Options } from "@effect/cli"
+import { Context, Effect, Layer, Option, type Scope } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { toHex } from "../internal/bytes.js"
+import { memoryNode, persistentNode } from "../layers/Node.js"
+import { peerIdFromNodeId } from "../schema/NodeAddr.js"
+import * as Docs from "../services/Docs.js"
+import * as DocsRpc from "../services/DocsRpc.js"
+import { CliError, type Common, common, emit, errLine, nonNegative, resolveDataDir } from "./Common.js"
+
+export const DEFAULT_LISTEN: ReadonlyArray<string> = ["/ip4/0.0.0.0/tcp/0"]
+export const LOCK_FILE = "node.lock"
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    // EPERM: the process exists but belongs to someone else.
+    return e instanceof Error && "code" in e && e.code === "EPERM"
+  }
+}
+
+const readPid = (file: string): number | undefined => {
+  try {
+    const pid = Number.parseInt(fs.readFileSync(file, "utf8").trim(), 10)
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const tryLock = (file: string): "locked" | { readonly heldBy: number } | "stale" => {
+  try {
+    const fd = fs.openSync(file, "wx", 0o600)
+    try {
+      fs.writeSync(fd, `${process.pid}\n`)
+    } finally {
+      fs.closeSync(fd)
+    }
+    return "locked"
+  } catch (e) {
+    if (!(e instanceof Error && "code" in e && e.code === "EEXIST")) throw e
+    const pid = readPid(file)
+    return pid !== undefined && pid !== process.pid && isAlive(pid) ? { heldBy: pid } : "stale"
+  }
+}
+
+/** Holds `<dataDir>/node.lock` for the scope; fails when a live process holds it. */
+export const lockDataDir = (dataDir: string): Effect.Effect<void, CliError, Scope.Scope> => {
+  const file = path.join(dataDir, LOCK_FILE)
+  return Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const r = tryLock(file)
+          if (r === "locked") return
+          if (r !== "stale") {
+            return { heldBy: r.heldBy }
+          }
+          fs.rmSync(file, { force: true })
+        }
+        throw new Error("could not take the lock")
+      },
+      catch: (e) => new CliError({ message: `cannot lock ${file}: ${e instanceof Error ? e.message : String(e)}` })
+    }).pipe(
+      Effect.flatMap((held) =>
+        held === undefined
+          ? Effect.void
+          : Effect.fail(
+            new CliError({
+              message: `a rangedocs node is already running for ${dataDir} (pid ${held.heldBy}); stop it first`
+            })
+          )
+      )
+    ),
+    () => Effect.sync(() => fs.rmSync(file, { force: true }))
+  )
+}
+
+const listen = Options.text("listen").pipe(
+  Options.withDescription("a multiaddr to listen on (repeatable; default /ip4/0.0.0.0/tcp/0: loopback and LAN)"),
+  Options.repeated
+)
+const rpcPort = Options.integer("rpc-port").pipe(
+  Options.withDescription("the RPC port on 127.0.0.1 (default: any free port)"),
+  Options.optional
+)
+const memory = Options.boolean("memory").pipe(
+  Options.withDescription("keep documents, blobs and identity in memory (RPC files still go to the data directory)")
+)
+
+const run = (options: Common & {
+  readonly listen: ReadonlyArray<string>
+  readonly rpcPort: Option.Option<number>
+  readonly memory: boolean
+}) =>
+  Effect.scoped(Effect.gen(function*() {
+    const dataDir = yield* resolveDataDir(options)
+    const port = yield* nonNegative("--rpc-port", options.rpcPort)
+    if (Option.isSome(port) && port.value > 65535) {
+      return yield* new CliError({ message: "invalid --rpc-port: expected 0..65535" })
+    }
+    yield* Effect.try({
+      try: () => fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 }),
+      catch: (e) => new CliError({ message: `cannot create ${dataDir}: ${e instanceof Error ? e.message : String(e)}` })
+    })
+    yield* lockDataDir(dataDir)
+    const nodeOptions = { listen: options.listen.length === 0 ? DEFAULT_LISTEN : options.listen }
+    const node = options.memory ? memoryNode(nodeOptions) : persistentNode(dataDir, nodeOptions)
+    const server = DocsRpc.layerServer({ dataDir, ...(Option.isSome(port) ? { port: port.value } : {}) })
+    const context = yield* Layer.build(server.pipe(Layer.provideMerge(node)))
+    const docs = Context.get(context, Docs.Docs)
+    const rpc = Context.get(context, DocsRpc.RpcServerInfo)
+    const info = yield* docs.nodeStatus
+    const nodeId = toHex(info.nodeId)
+    yield* emit(
+      options,
+      {
+        nodeId,
+        peerId: peerIdFromNodeId(info.nodeId).toString(),
+        addrs: info.addrs,
+        rpc: rpc.url,
+        dataDir,
+        memory: options.memory,
+        pid: process.pid
+      },
+      () => [
+        `node id:   ${nodeId}`,
+        `listening: ${info.addrs.length === 0 ? "(no addresses)" : info.addrs.join("\n           ")}`,
+        `rpc:       ${rpc.url}`,
+        `data dir:  ${dataDir}${options.memory ? " (documents in memory)" : ""}`,
+        "running; stop with Ctrl-C"
+      ]
+    )
+    return yield* Effect.never.pipe(
+      Effect.onInterrupt(() => options.json ? Effect.void : errLine("shutting down"))
+    )
+  }))
+
+export const startCommand = Command.make(
+  "start",
+  { ...common, listen, rpcPort, memory },
+  run
+).pipe(Command.withDescription("run a node for the data directory until SIGINT/SIGTERM"))

@@ -1,0 +1,396 @@
+/**
+ * The `rangedocs` CLI end to end, as a user runs it: two `rangedocs start` processes with their own data directories
+ * on loopback, driven by client commands run as child processes (no shell). The sources are transpiled once
+ * (typescript's transpileModule, no type check: a few seconds) so each command starts in about a second instead of
+ * the six that `node --import tsx` needs; one test runs `src/main.ts` through tsx, as `npm start` does.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import ts from "typescript"
+
+const ROOT = path.resolve(import.meta.dirname, "..", "..")
+/** Inside the repository so that the transpiled files resolve node_modules. */
+const BUILD = path.join(ROOT, "node_modules", ".cache", `rangedocs-cli-test-${process.pid}`)
+const MAIN = path.join(BUILD, "src", "main.js")
+const LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+const children = new Set<ChildProcess>()
+const tempDirs: Array<string> = []
+
+const tempDir = (name: string) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `rangedocs-cli-${name}-`))
+  tempDirs.push(dir)
+  return dir
+}
+
+const transpile = () => {
+  const walk = (dir: string): Array<string> =>
+    fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]
+    )
+  for (const file of walk(path.join(ROOT, "src")).filter((f) => f.endsWith(".ts"))) {
+    const out = ts.transpileModule(fs.readFileSync(file, "utf8"), {
+      fileName: file,
+      compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext }
+    })
+    const dest = path.join(BUILD, path.relative(ROOT, file)).replace(/\.ts$/, ".js")
+    fs.mkdirSync(path.dirname(dest), { recursive: true })
+    fs.writeFileSync(dest, out.outputText)
+  }
+}
+
+interface Result {
+  readonly code: number | null
+  readonly stdout: Buffer
+  readonly stderr: string
+}
+
+const text = (r: Result) => r.stdout.toString("utf8")
+const lines = (r: Result) => text(r).split("\n").filter((l) => l !== "")
+
+/** Spawns the CLI; tracked so that afterAll can kill it. */
+const spawnCli = (args: ReadonlyArray<string>, options: { readonly tsx?: boolean; readonly env?: NodeJS.ProcessEnv } = {}) => {
+  const argv = options.tsx === true ? ["--import", "tsx", path.join(ROOT, "src", "main.ts"), ...args] : [MAIN, ...args]
+  const child = spawn(process.execPath, argv, {
+    cwd: ROOT,
+    env: { ...process.env, RANGEDOCS_DATA_DIR: "", ...options.env },
+    stdio: ["pipe", "pipe", "pipe"]
+  })
+  children.add(child)
+  child.once("exit", () => children.delete(child))
+  return child
+}
+
+/** Runs a CLI command to its end (stdin: `input`, then closed). */
+const cli = (
+  args: ReadonlyArray<string>,
+  options: { readonly input?: Uint8Array | string; readonly tsx?: boolean; readonly env?: NodeJS.ProcessEnv } = {}
+): Promise<Result> =>
+  new Promise((resolve, reject) => {
+    const child = spawnCli(args, options)
+    const out: Array<Buffer> = []
+    let err = ""
+    child.stdout!.on("data", (c: Buffer) => out.push(c))
+    child.stderr!.setEncoding("utf8").on("data", (c: string) => (err += c))
+    child.on("error", reject)
+    child.on("close", (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }))
+    child.stdin!.end(options.input ?? "")
+  })
+
+/** Runs a command that must succeed; returns its stdout as text. */
+const ok = async (args: ReadonlyArray<string>, input?: Uint8Array | string): Promise<string> => {
+  const r = await cli(args, input === undefined ? {} : { input })
+  assert.strictEqual(r.code, 0, `rangedocs ${args.join(" ")} failed: ${r.stderr}`)
+  return text(r)
+}
+
+/** A command that must fail with exactly one line on stderr (no stack trace, no cause dump). */
+const failsWithOneLine = async (args: ReadonlyArray<string>, pattern: RegExp, options: { readonly tsx?: boolean } = {}) => {
+  const r = await cli(args, options)
+  assert.notStrictEqual(r.code, 0, `expected failure: ${args.join(" ")}`)
+  const errLines = r.stderr.trim().split("\n")
+  assert.strictEqual(errLines.length, 1, `expected one line on stderr, got:\n${r.stderr}`)
+  assert.match(errLines[0]!, pattern)
+  assert.notMatch(r.stderr, /\bat .*:\d+:\d+/)
+  assert.strictEqual(r.stdout.length, 0)
+  return errLines[0]!
+}
+
+/** Waits for `child` to exit; SIGKILL after `ms`. */
+const exitOf = (child: ChildProcess, ms = 20_000): Promise<number | null> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode)
+    const timer = setTimeout(() => child.kill("SIGKILL"), ms)
+    child.once("exit", (code) => {
+      clearTimeout(timer)
+      resolve(code)
+    })
+  })
+
+/** SIGTERM, then SIGKILL if it does not exit in time; resolves to the exit code. */
+const stop = (child: ChildProcess, signal: NodeJS.Signals = "SIGTERM") => {
+  const exited = exitOf(child)
+  child.kill(signal)
+  return exited
+}
+
+/** Reads `child`'s stdout line by line until `match` returns a value. */
+const readUntil = <A>(child: ChildProcess, match: (line: string) => A | undefined, ms = 30_000): Promise<A> =>
+  new Promise((resolve, reject) => {
+    let buffer = ""
+    const timer = setTimeout(() => {
+      cleanup()
+      reject(new Error(`timed out; output so far:\n${buffer}`))
+    }, ms)
+    const onData = (chunk: Buffer) => {
+      buffer += chunk.toString("utf8")
+      for (const l of buffer.split("\n").slice(0, -1)) {
+        const found = match(l)
+        if (found !== undefined) {
+          cleanup()
+          return resolve(found)
+        }
+      }
+    }
+    const onExit = () => {
+      cleanup()
+      reject(new Error(`exited before the expected output; output:\n${buffer}`))
+    }
+    const cleanup = () => {
+      clearTimeout(timer)
+      child.stdout!.off("data", onData)
+      child.off("exit", onExit)
+    }
+    child.stdout!.on("data", onData)
+    child.once("exit", onExit)
+  })
+
+/** Waits until stderr contains `needle`. */
+const stderrContains = (child: ChildProcess, needle: string, ms = 30_000): Promise<void> =>
+  new Promise((resolve, reject) => {
+    let buffer = ""
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for "${needle}" on stderr:\n${buffer}`)), ms)
+    child.stderr!.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString("utf8")
+      if (buffer.includes(needle)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  })
+
+interface StartInfo {
+  readonly nodeId: string
+  readonly peerId: string
+  readonly addrs: ReadonlyArray<string>
+  readonly rpc: string
+  readonly dataDir: string
+}
+
+interface RunningNode {
+  readonly child: ChildProcess
+  readonly info: StartInfo
+}
+
+const startNode = async (dataDir: string): Promise<RunningNode> => {
+  const child = spawnCli(["start", "--data-dir", dataDir, "--listen", LOOPBACK, "--json"])
+  let stderr = ""
+  child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c))
+  const info = await readUntil(child, (l) => (l.startsWith("{") ? (JSON.parse(l) as StartInfo) : undefined), 60_000)
+    .catch((e: Error) => Promise.reject(new Error(`${e.message}\nstderr: ${stderr}`)))
+  return { child, info }
+}
+
+/** Retries `f` until it returns a value (every 250 ms, up to `ms`). */
+const eventually = async <A>(f: () => Promise<A | undefined>, what: string, ms = 30_000): Promise<A> => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const a = await f()
+    if (a !== undefined) return a
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`)
+    await new Promise((r) => setTimeout(r, 250))
+  }
+}
+
+const HEX64 = /^[0-9a-f]{64}$/
+
+beforeAll(() => transpile(), 60_000)
+
+afterAll(async () => {
+  await Promise.all([...children].map((c) => stop(c)))
+  fs.rmSync(BUILD, { recursive: true, force: true })
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
+}, 60_000)
+
+describe("rangedocs CLI", () => {
+  const dirA = tempDir("a")
+  const dirB = tempDir("b")
+  const A = ["--data-dir", dirA]
+  const B = ["--data-dir", dirB]
+  let nodeA: RunningNode
+  let nodeB: RunningNode
+  let doc = ""
+  let ticket = ""
+  const binary = Uint8Array.from({ length: 256 }, (_, i) => i)
+
+  beforeAll(async () => {
+    ;[nodeA, nodeB] = await Promise.all([startNode(dirA), startNode(dirB)])
+  }, 90_000)
+
+  it("start prints node id, listen addresses and RPC URL as JSON", () => {
+    for (const node of [nodeA, nodeB]) {
+      assert.match(node.info.nodeId, HEX64)
+      assert.match(node.info.peerId, /^12D3KooW/)
+      assert.isAbove(node.info.addrs.length, 0)
+      for (const a of node.info.addrs) assert.match(a, /^\/ip4\/127\.0\.0\.1\/tcp\/\d+$/)
+      assert.match(node.info.rpc, /^http:\/\/127\.0\.0\.1:\d+\/rpc$/)
+    }
+    assert.notStrictEqual(nodeA.info.nodeId, nodeB.info.nodeId)
+    assert.isTrue(fs.existsSync(path.join(dirA, "rpc.json")))
+  })
+
+  it("a second start on the same data directory fails with one line", async () => {
+    await failsWithOneLine(["start", ...A, "--listen", LOOPBACK], /already running for .* \(pid \d+\)/)
+  }, 30_000)
+
+  it("doc create, set (argument, stdin, --file), get exact bytes, keys", async () => {
+    doc = (await ok(["doc", "create", ...A])).trim()
+    assert.match(doc, HEX64)
+    assert.match((await ok(["doc", "set", doc, "greeting", "hello wörld", ...A])).trim(), HEX64)
+    await ok(["doc", "set", doc, "bin/stdin", ...A], binary)
+    const file = path.join(tempDir("files"), "value.txt")
+    fs.writeFileSync(file, "from a file\n")
+    await ok(["doc", "set", doc, "bin/file", "--file", file, ...A])
+
+    const greeting = await cli(["doc", "get", doc, "greeting", ...A])
+    assert.strictEqual(greeting.code, 0)
+    assert.deepStrictEqual(greeting.stdout, Buffer.from("hello wörld"))
+    assert.strictEqual(greeting.stderr, "")
+    const bin = await cli(["doc", "get", doc, "bin/stdin", ...A])
+    assert.deepStrictEqual(new Uint8Array(bin.stdout), binary)
+
+    const keys = lines(await cli(["doc", "keys", doc, ...A])).map((l) => l.split("\t")[0])
+    assert.deepStrictEqual(keys, ["bin/file", "bin/stdin", "greeting"])
+    const prefixed = lines(await cli(["doc", "keys", doc, "--prefix", "bin/", "--desc", "--limit", "1", ...A]))
+    assert.deepStrictEqual(prefixed.map((l) => l.split("\t")[0]), ["bin/stdin"])
+
+    const meta = JSON.parse(await ok(["doc", "get", doc, "bin/file", "--meta", "--json", ...A])) as Record<string, unknown>
+    assert.strictEqual(meta["key"], "bin/file")
+    assert.strictEqual(meta["len"], 12)
+    assert.match(String(meta["author"]), HEX64)
+
+    await failsWithOneLine(["doc", "get", doc, "missing", ...A], /^error: entry not found: missing$/)
+  }, 60_000)
+
+  it("share, then join on the second node: entries and content arrive", async () => {
+    ticket = (await ok(["doc", "share", doc, "write", ...A])).trim()
+    assert.match(ticket, /^doc[a-z2-7]+$/)
+    const joined = (await ok(["doc", "join", ticket, ...B])).trim()
+    assert.strictEqual(joined, doc)
+    const content = await eventually(async () => {
+      const r = await cli(["doc", "get", doc, "bin/stdin", ...B])
+      return r.code === 0 ? r.stdout : undefined
+    }, "content on B")
+    assert.deepStrictEqual(new Uint8Array(content), binary)
+    const listed = JSON.parse((await ok(["doc", "list", "--json", ...B])).trim()) as Record<string, unknown>
+    assert.deepStrictEqual(listed, { docId: doc, capability: "write" })
+  }, 60_000)
+
+  it("watch on the first node prints the second node's write live; exits 0 on SIGINT", async () => {
+    const watch = spawnCli(["doc", "watch", doc, "--json", ...A])
+    await stderrContains(watch, "watching")
+    const seen = readUntil(watch, (l) => {
+      const e = JSON.parse(l) as Record<string, unknown>
+      return e["event"] === "InsertRemote" && e["key"] === "from-b" ? e : undefined
+    })
+    await ok(["doc", "set", doc, "from-b", "written on B", ...B])
+    const event = await seen
+    assert.strictEqual(event["from"], nodeB.info.nodeId)
+    assert.strictEqual(event["len"], 12)
+    assert.strictEqual(await stop(watch, "SIGINT"), 0)
+    const value = await eventually(async () => {
+      const r = await cli(["doc", "get", doc, "from-b", ...A])
+      return r.code === 0 ? text(r) : undefined
+    }, "from-b's content on A")
+    assert.strictEqual(value, "written on B")
+  }, 60_000)
+
+  it("del prints the removed count and the deletion reaches the other node", async () => {
+    assert.strictEqual((await ok(["doc", "del", doc, "bin/", ...A])).trim(), "2")
+    await eventually(async () => {
+      const keys = lines(await cli(["doc", "keys", doc, ...B])).map((l) => l.split("\t")[0])
+      return keys.includes("bin/stdin") ? undefined : keys
+    }, "deletion on B")
+    const keysB = lines(await cli(["doc", "keys", doc, "--latest", ...B])).map((l) => l.split("\t")[0])
+    assert.deepStrictEqual(keysB, ["from-b", "greeting"])
+    const tomb = JSON.parse(await ok(["doc", "get", doc, "bin/", "--include-empty", "--meta", "--json", ...B])) as Record<
+      string,
+      unknown
+    >
+    assert.strictEqual(tomb["len"], 0)
+  }, 60_000)
+
+  it("--json output parses: authors, keys, status, policy, peers, stats", async () => {
+    const authors = lines(await cli(["author", "list", "--json", ...A])).map((l) => JSON.parse(l) as Record<string, unknown>)
+    assert.strictEqual(authors.filter((a) => a["default"] === true).length, 1)
+    for (const l of lines(await cli(["doc", "keys", doc, "--json", "--sort", "author", ...B]))) {
+      const e = JSON.parse(l) as Record<string, unknown>
+      assert.match(String(e["hash"]), HEX64)
+    }
+    const status = JSON.parse(await ok(["doc", "status", doc, "--json", ...B])) as Record<string, unknown>
+    assert.strictEqual(status["sync"], true)
+    const policy = JSON.parse(
+      await ok(["doc", "policy", "set", doc, "nothing-except", "prefix:utf8:bin/", "exact:hex:00ff", "--json", ...B])
+    ) as Record<string, unknown>
+    assert.deepStrictEqual(policy, { policy: "nothing-except", filters: ["prefix:utf8:bin/", "exact:hex:00ff"] })
+    assert.deepStrictEqual(JSON.parse(await ok(["doc", "policy", "get", doc, "--json", ...B])), policy)
+    const peers = lines(await cli(["doc", "peers", doc, "--json", ...B])).map((l) => JSON.parse(l) as Record<string, unknown>)
+    assert.deepInclude(peers, { nodeId: nodeA.info.nodeId })
+    const stats = JSON.parse(await ok(["stats", "--json", ...B])) as Record<string, number>
+    assert.isAbove(stats["sync_entries_received"] ?? 0, 0)
+  }, 60_000)
+
+  it("malformed id, ticket, author, filter and argument: one-line error, non-zero exit", async () => {
+    await failsWithOneLine(["doc", "get", "abc", "k", ...A], /^error: invalid document id 'abc': .*not hex/)
+    await failsWithOneLine(["doc", "keys", "ab".repeat(32), ...A], /^error: invalid document id '(ab)+': .*Ed25519/)
+    await failsWithOneLine(["doc", "join", "docnotaticket", ...B], /^error: invalid ticket: /)
+    await failsWithOneLine(["doc", "join", ticket.slice(0, -8), ...B], /^error: invalid ticket: /)
+    await failsWithOneLine(["author", "default", "--set", "xyz", ...A], /^error: invalid author id 'xyz'/)
+    const secret = "zz".repeat(32)
+    const line = await failsWithOneLine(["author", "import", secret, ...A], /^error: invalid author secret: /)
+    assert.notInclude(line, secret)
+    await failsWithOneLine(["doc", "policy", "set", doc, "nothing-except", "suffix:utf8:x", ...A], /^error: invalid filter/)
+    await failsWithOneLine(["doc", "set", doc, "", "v", ...A], /^error: invalid key: must not be empty$/)
+    const r = await cli(["doc", "share", doc, "admin", ...A])
+    assert.notStrictEqual(r.code, 0)
+  }, 60_000)
+
+  it("author create, default --set, export and import on the other node", async () => {
+    const created = (await ok(["author", "create", ...A])).trim()
+    assert.match(created, HEX64)
+    assert.strictEqual((await ok(["author", "default", "--set", created, ...A])).trim(), created)
+    const secret = (await ok(["author", "export", created, ...A])).trim()
+    assert.match(secret, HEX64)
+    assert.strictEqual((await ok(["author", "import", secret, ...B])).trim(), created)
+    await failsWithOneLine(["author", "delete", created, ...A], /^error: Deleting the default author is not supported$/)
+  }, 60_000)
+
+  it("a restart keeps documents, authors, default author and identity; start exits 0 on SIGTERM", async () => {
+    const before = {
+      authors: await ok(["author", "list", ...A]),
+      docs: await ok(["doc", "list", ...A]),
+      def: await ok(["author", "default", ...A]),
+      nodeId: nodeA.info.nodeId
+    }
+    assert.strictEqual(await stop(nodeA.child), 0)
+    assert.isFalse(fs.existsSync(path.join(dirA, "rpc.json")))
+    await failsWithOneLine(["doc", "list", ...A], /^error: no rangedocs node is running for .*; start one with: rangedocs start/)
+
+    nodeA = await startNode(dirA)
+    assert.strictEqual(nodeA.info.nodeId, before.nodeId)
+    assert.strictEqual(await ok(["author", "list", ...A]), before.authors)
+    assert.strictEqual(await ok(["doc", "list", ...A]), before.docs)
+    assert.strictEqual(await ok(["author", "default", ...A]), before.def)
+    assert.strictEqual(await ok(["doc", "get", doc, "greeting", ...A]), "hello wörld")
+  }, 90_000)
+
+  it("client command with no node running (through tsx, as npm start runs): one line, non-zero exit", async () => {
+    const empty = tempDir("none")
+    await failsWithOneLine(
+      ["doc", "list", "--data-dir", empty],
+      new RegExp(`^error: no rangedocs node is running for ${empty}; start one with: rangedocs start --data-dir ${empty}$`),
+      { tsx: true }
+    )
+  }, 60_000)
+
+  it("demo runs two nodes in one process and exits 0", async () => {
+    const r = await cli(["demo"])
+    assert.strictEqual(r.code, 0, r.stderr)
+    assert.include(text(r), "B has (3 keys)")
+    assert.include(text(r), "A removed 2 entries")
+    assert.include(text(r), "done")
+  }, 60_000)
+})
