@@ -6,6 +6,7 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { blobsBench } from "./blobs.js"
 import { insertBench } from "./insert.js"
+import { liveBench } from "./live.js"
 import { reconcileBench } from "./reconcile.js"
 import { syncBench } from "./sync.js"
 
@@ -24,6 +25,7 @@ for (let i = 0; i < rest.length; i++) {
 const benches: Record<string, (flags: ReadonlyMap<string, string>) => Effect.Effect<object, unknown>> = {
   blobs: blobsBench,
   insert: insertBench,
+  live: liveBench,
   reconcile: reconcileBench,
   sync: syncBench
 }

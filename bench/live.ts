@@ -1,0 +1,243 @@
+/**
+ * live: `nodes` memory nodes on loopback share one document (every node joins through node 0's ticket, or with
+ * `--topology chain` through its predecessor's). Once all are gossip neighbors, node 0 writes `writes` entries at a
+ * steady rate (`--interval` ms apart, default 5; `--size` bytes of content, default 32); a write's latency is the time
+ * from the start of its `setBytes` until every other node has emitted InsertRemote for it. Baseline, same run and
+ * nodes: a raw gossipsub message of the encoded Put's size, publish → received by every other node.
+ *
+ * All nodes share this process's one JavaScript thread, so the rate the swarm sustains is bounded by the CPU cost of
+ * a write summed over all nodes. `--no-content` makes the receivers skip content downloads (download policy
+ * NothingExcept), `--stats` prints every node's counters, `--profile FILE` records the write phase.
+ */
+import type { GossipSubEvents } from "@libp2p/gossipsub"
+import { Context, Effect, Layer, Schema, Stream } from "effect"
+import { toHex } from "../src/internal/bytes.js"
+import { memoryNode } from "../src/layers/Node.js"
+import * as DownloadPolicy from "../src/schema/DownloadPolicy.js"
+import * as Op from "../src/schema/Op.js"
+import { Query } from "../src/schema/Query.js"
+import type { DocTicket } from "../src/schema/Ticket.js"
+import * as Docs from "../src/services/Docs.js"
+import * as Gossip from "../src/services/Gossip.js"
+import * as Network from "../src/services/Network.js"
+import { numberFlag, profiled, progress, randomBytes } from "./util.js"
+
+interface BenchNode {
+  readonly docs: Docs.DocsService
+  readonly network: Network.NetworkService
+  readonly gossip: Gossip.GossipService
+}
+
+const startNode = Effect.gen(function*() {
+  const context = yield* Layer.build(memoryNode({ listen: ["/ip4/127.0.0.1/tcp/0"] }))
+  return {
+    docs: Context.get(context, Docs.Docs),
+    network: Context.get(context, Network.Network),
+    gossip: Context.get(context, Gossip.Gossip)
+  } satisfies BenchNode
+})
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
+
+const round2 = (x: number) => Math.round(x * 100) / 100
+
+const waitUntil = (check: () => boolean, ms: number) =>
+  Effect.gen(function*() {
+    const deadline = performance.now() + ms
+    while (!check() && performance.now() < deadline) yield* Effect.sleep(5)
+    return check()
+  })
+
+/** Sleeps until `at` (performance.now() ms); a fiber that is late does not sleep. */
+const sleepUntil = (at: number) => {
+  const ms = at - performance.now()
+  return ms > 0.5 ? Effect.sleep(ms) : Effect.void
+}
+
+/** Raw gossipsub publish → receive on a topic of its own, with every node subscribed; p50 over `count` messages. */
+const rawGossip = (nodes: ReadonlyArray<BenchNode>, size: number, count: number, interval: number) =>
+  Effect.gen(function*() {
+    const topic = `rangedocs-bench/raw/${toHex(randomBytes(8))}`
+    const arrivals = nodes.slice(1).map(() => new Map<number, number>())
+    yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        nodes.slice(1).map((node, i) => {
+          const pubsub = node.network.libp2p.services.pubsub
+          const listener = (event: GossipSubEvents["gossipsub:message"]) => {
+            const { msg } = event.detail
+            if (msg.topic !== topic || msg.data.length < 4) return
+            const n = new DataView(msg.data.buffer, msg.data.byteOffset, 4).getUint32(0)
+            if (!arrivals[i]!.has(n)) arrivals[i]!.set(n, performance.now())
+          }
+          pubsub.addEventListener("gossipsub:message", listener)
+          pubsub.subscribe(topic)
+          return () => {
+            pubsub.removeEventListener("gossipsub:message", listener)
+            pubsub.unsubscribe(topic)
+          }
+        })
+      ),
+      (undo) => Effect.sync(() => undo.forEach((f) => f()))
+    )
+    const publisher = nodes[0]!.network.libp2p.services.pubsub
+    publisher.subscribe(topic)
+    yield* Effect.addFinalizer(() => Effect.sync(() => publisher.unsubscribe(topic)))
+    // Everyone has heard of everyone's subscription: a probe reaches all receivers.
+    const meshed = yield* Effect.gen(function*() {
+      for (let probe = 1_000_000; probe < 1_000_200; probe++) {
+        const data = new Uint8Array(Math.max(4, size))
+        new DataView(data.buffer).setUint32(0, probe)
+        yield* Effect.promise(() => publisher.publish(topic, data))
+        if (yield* waitUntil(() => arrivals.every((a) => a.has(probe)), 50)) return true
+      }
+      return false
+    })
+    if (!meshed) return NaN
+    const sent = new Array<number>(count)
+    const t0 = performance.now()
+    for (let n = 0; n < count; n++) {
+      yield* sleepUntil(t0 + n * interval)
+      const data = randomBytes(Math.max(4, size))
+      new DataView(data.buffer).setUint32(0, n)
+      sent[n] = performance.now()
+      yield* Effect.promise(() => publisher.publish(topic, data))
+    }
+    yield* waitUntil(() => arrivals.every((a) => [...a.keys()].filter((k) => k < count).length >= count), 5_000)
+    const latencies: Array<number> = []
+    for (let n = 0; n < count; n++) {
+      const times = arrivals.map((a) => a.get(n))
+      if (times.every((t) => t !== undefined)) latencies.push(Math.max(...(times as Array<number>)) - sent[n]!)
+    }
+    latencies.sort((a, b) => a - b)
+    return percentile(latencies, 0.5)
+  }).pipe(Effect.scoped)
+
+const snapshot = (node: BenchNode, ns: Parameters<Docs.DocsService["get"]>[0]) =>
+  Stream.runCollect(node.docs.get(ns, Query.all().withIncludeEmpty())).pipe(
+    Effect.map((entries) =>
+      [...entries].map((e) => `${toHex(e.author)}/${toHex(e.key)}/${toHex(e.contentHash)}/${e.entry.record.timestamp}`)
+        .sort().join("\n")
+    )
+  )
+
+export const liveBench = (flags: ReadonlyMap<string, string>) =>
+  Effect.gen(function*() {
+    const n = numberFlag(flags, "nodes", 3)
+    const writes = numberFlag(flags, "writes", 2000)
+    const interval = numberFlag(flags, "interval", 5)
+    const size = numberFlag(flags, "size", 32)
+    const topology = flags.get("topology") === "chain" ? "chain" : "star"
+    if (n < 2) return yield* Effect.dieMessage("--nodes must be at least 2")
+    progress(`live: ${n} nodes (${topology}), ${writes} writes every ${interval} ms, ${size}-byte values`)
+
+    const nodes = yield* Effect.forEach(Array.from({ length: n }), () => startNode, { concurrency: "unbounded" })
+    const author = yield* nodes[0]!.docs.authorGetDefault
+    const doc0 = yield* Docs.createDoc(nodes[0]!.docs)
+    const ns = doc0.id
+    // Per receiving node: write index → arrival time of its InsertRemote.
+    const arrivals = nodes.slice(1).map(() => new Map<number, number>())
+    const scope = yield* Effect.scope
+    let ticket: DocTicket = yield* doc0.share("Write", "Addresses")
+    const noContent = flags.get("no-content") === "true"
+    for (let i = 1; i < n; i++) {
+      const doc = yield* Docs.importNamespace(nodes[i]!.docs, ticket.capability)
+      if (noContent) yield* doc.setDownloadPolicy(new DownloadPolicy.NothingExcept({ filters: [] }))
+      const events = yield* doc.subscribe()
+      yield* doc.startSync(ticket.nodes)
+      const seen = arrivals[i - 1]!
+      yield* Stream.runForEach(events, (event) =>
+        Effect.sync(() => {
+          if (event._tag !== "InsertRemote") return
+          const key = new TextDecoder().decode(event.entry.id.key)
+          if (!key.startsWith("w/")) return
+          const k = Number(key.slice(2))
+          if (!seen.has(k)) seen.set(k, performance.now())
+        })).pipe(Effect.forkIn(scope))
+      if (topology === "chain") ticket = yield* doc.share("Write", "Addresses")
+    }
+    const degree = (i: number) => topology === "star" ? (i === 0 ? n - 1 : 1) : (i === 0 || i === n - 1 ? 1 : 2)
+    const counts = () => Effect.forEach(nodes, (node) => Effect.map(node.gossip.neighbors(ns), (x) => x.length))
+    const t0 = performance.now()
+    let meshed = false
+    while (!meshed && performance.now() - t0 < 20_000) {
+      meshed = (yield* counts()).every((c, i) => c >= degree(i))
+      if (!meshed) yield* Effect.sleep(20)
+    }
+    if (!meshed) return yield* Effect.dieMessage("nodes did not become gossip neighbors within 20 s")
+    progress(`  swarm ready in ${Math.round(performance.now() - t0)} ms`)
+
+    // The size of a Put as gossiped: one entry of this bench, encoded.
+    yield* doc0.setBytes(author, text("probe"), randomBytes(size))
+    const probe = yield* nodes[0]!.docs.getExact(ns, text("probe"), author, false)
+    const putBytes = probe._tag === "Some"
+      ? (yield* Schema.encode(Op.OpFromBytes)(new Op.Put({ entry: probe.value }))).length
+      : 0
+    // Warm-up and mesh check: the probe reached everyone.
+    for (const node of nodes.slice(1)) {
+      let ok = false
+      const t1 = performance.now()
+      while (!ok && performance.now() - t1 < 10_000) {
+        ok = (yield* node.docs.getExact(ns, text("probe"), author, false))._tag === "Some"
+        if (!ok) yield* Effect.sleep(10)
+      }
+    }
+
+    const gossipP50Ms = yield* rawGossip(nodes, putBytes, Math.min(writes, 500), interval)
+    progress(`  raw gossipsub (${putBytes} bytes): p50 ${round2(gossipP50Ms)} ms`)
+
+    const values = Array.from({ length: writes }, () => randomBytes(size))
+    const keys = Array.from({ length: writes }, (_, i) => text(`w/${i}`))
+    const sent = new Array<number>(writes)
+    const run = Effect.gen(function*() {
+      const start = performance.now()
+      for (let i = 0; i < writes; i++) {
+        yield* sleepUntil(start + i * interval)
+        sent[i] = performance.now()
+        yield* doc0.setBytes(author, keys[i]!, values[i]!)
+        if (i > 0 && i % 500 === 0) progress(`  ${i} writes`)
+      }
+      const writeMs = performance.now() - start
+      progress(`  ${writes} writes in ${Math.round(writeMs)} ms (${Math.round(writes / (writeMs / 1000))}/s)`)
+      yield* waitUntil(() => arrivals.every((a) => a.size >= writes), 15_000)
+    })
+    yield* profiled(flags, run)
+
+    const latencies: Array<number> = []
+    let delivered = 0
+    for (let i = 0; i < writes; i++) {
+      const times = arrivals.map((a) => a.get(i))
+      if (times.every((t) => t !== undefined)) {
+        delivered++
+        latencies.push(Math.max(...(times as Array<number>)) - sent[i]!)
+      }
+    }
+    latencies.sort((a, b) => a - b)
+    const p50Ms = percentile(latencies, 0.5)
+    const p99Ms = percentile(latencies, 0.99)
+    progress(`  delivered ${delivered}/${writes}; p50 ${round2(p50Ms)} ms, p90 ${round2(percentile(latencies, 0.9))} ms, p99 ${round2(p99Ms)} ms, max ${round2(latencies.at(-1) ?? NaN)} ms`)
+
+    if (flags.get("stats") === "true") {
+      for (const node of nodes) progress(`  ${JSON.stringify(yield* node.docs.stats)} ${JSON.stringify(yield* node.gossip.stats)}`)
+    }
+    // Equal contents everywhere (content downloads are not waited for: entries only).
+    let equal = false
+    const t2 = performance.now()
+    while (!equal && performance.now() - t2 < 15_000) {
+      const snaps = yield* Effect.forEach(nodes, (node) => snapshot(node, ns))
+      equal = snaps.every((s) => s === snaps[0])
+      if (!equal) yield* Effect.sleep(50)
+    }
+    return {
+      bench: "live",
+      nodes: n,
+      writes,
+      p50Ms: round2(p50Ms),
+      p99Ms: round2(p99Ms),
+      gossipP50Ms: round2(gossipP50Ms),
+      ratio: round2(p50Ms / gossipP50Ms),
+      converged: delivered === writes && equal
+    }
+  }).pipe(Effect.scoped, Effect.orDie)
+
+const text = (s: string) => new TextEncoder().encode(s)
