@@ -8,11 +8,18 @@ import { exitCode, runCli } from "./cli/Cli.js"
 // Logs go to stderr: stdout carries only the commands' output (content bytes, ids, JSON lines).
 const logger = Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: true }))
 
+// A reader that goes away (`rangedocs doc keys … | head -1`) ends the command quietly, as other Unix tools do: the
+// signal interrupts the command, so its finalizers still run (e.g. closing its document handle on the node).
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code !== "EPIPE") throw error
+  process.kill(process.pid, "SIGTERM")
+})
+
 NodeRuntime.runMain(runCli(process.argv).pipe(Effect.provide(Layer.merge(NodeContext.layer, logger))), {
   // runCli has printed one line for any failure already.
   disableErrorReporting: true,
   disablePrettyLogger: true,
-  // Exit as soon as the command is done (output is flushed by then); open sockets of the RPC client or libp2p must not
-  // keep the process alive.
+  // Exit as soon as the command is done (its output is flushed by then): idle sockets of the RPC client must not keep
+  // the process alive.
   teardown: (exit) => process.exit(exitCode(exit))
 })

@@ -25,6 +25,7 @@ const create = Command.make("create", common, (options) =>
     }))).pipe(Command.withDescription("create a new author"))
 
 const setOption = Options.text("set").pipe(
+  Options.withPseudoName("ID"),
   Options.withDescription("make this author (an id) the default"),
   Options.optional
 )

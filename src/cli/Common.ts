@@ -52,6 +52,7 @@ export const defaultDataDir = (): string => {
 }
 
 const dataDirOption = Options.text("data-dir").pipe(
+  Options.withPseudoName("DIR"),
   Options.withDescription(
     "the node's data directory (default: $RANGEDOCS_DATA_DIR, else a per-user data directory such as ~/.local/share/rangedocs)"
   ),

@@ -46,6 +46,7 @@ import { eventJson, showEvent } from "./Events.js"
 const docArg = Args.text({ name: "DOC" }).pipe(Args.withDescription("a document id (64 hex characters)"))
 const keyArg = Args.text({ name: "KEY" }).pipe(Args.withDescription("an entry key (UTF-8)"))
 const authorOption = Options.text("author").pipe(
+  Options.withPseudoName("ID"),
   Options.withDescription("an author id (default: the node's default author)"),
   Options.optional
 )
@@ -78,8 +79,11 @@ const subscribeConfirmed = (doc: Docs.Doc): Effect.Effect<Stream.Stream<LiveEven
     return events
   })
 
+/** Prints events until the stream ends (the document was dropped or closed, or the node stopped) or Ctrl-C. */
 const printEvents = (options: Common, events: Stream.Stream<LiveEvent, ApiError>) =>
-  Stream.runForEach(events, (e) => emit(options, eventJson(e), () => showEvent(e)))
+  Stream.runForEach(events, (e) => emit(options, eventJson(e), () => showEvent(e))).pipe(
+    Effect.zipRight(errLine("the event stream ended (the document was closed or dropped, or the node stopped)"))
+  )
 
 /** The newest entry for `key` (or `author`'s entry). */
 const findEntry = (
@@ -137,7 +141,14 @@ const drop = Command.make("drop", { ...common, doc: docArg }, (options) =>
   withClient(options, (api) =>
     Effect.gen(function*() {
       const id = yield* parseDocId(options.doc)
-      yield* api.drop(id)
+      yield* api.drop(id).pipe(
+        Effect.catchTag("ReplicaNotClosed", () =>
+          Effect.fail(
+            new CliError({
+              message: `document ${toHex(id)} is still open elsewhere (a running \`doc watch\` or \`doc join --watch\`?); stop those first`
+            })
+          ))
+      )
       if (options.json) yield* emit(options, { dropped: toHex(id) }, () => [])
       else yield* errLine(`dropped ${toHex(id)}`)
     }))).pipe(Command.withDescription("stop syncing a document and delete it from the node"))
@@ -172,7 +183,7 @@ const set = Command.make(
       Args.withDescription("the value (UTF-8); without it and --file, stdin is read"),
       Args.optional
     ),
-    file: Options.file("file").pipe(Options.withDescription("read the value from this file"), Options.optional),
+    file: Options.file("file").pipe(Options.withPseudoName("PATH"), Options.withDescription("read the value from this file"), Options.optional),
     author: authorOption
   },
   (options) =>
@@ -230,16 +241,24 @@ const keys = Command.make(
   {
     ...common,
     doc: docArg,
-    prefix: Options.text("prefix").pipe(Options.withDescription("only keys starting with this"), Options.optional),
-    author: Options.text("author").pipe(Options.withDescription("only this author's entries"), Options.optional),
+    prefix: Options.text("prefix").pipe(
+      Options.withPseudoName("P"),
+      Options.withDescription("only keys starting with this"),
+      Options.optional
+    ),
+    author: Options.text("author").pipe(
+      Options.withPseudoName("ID"),
+      Options.withDescription("only this author's entries"),
+      Options.optional
+    ),
     latest: Options.boolean("latest").pipe(Options.withDescription("only the newest entry per key")),
     sort: Options.choice("sort", ["key", "author"]).pipe(
       Options.withDescription("order by key then author, or by author then key"),
       Options.withDefault("key" as const)
     ),
     desc: Options.boolean("desc").pipe(Options.withDescription("descending order")),
-    limit: Options.integer("limit").pipe(Options.optional),
-    offset: Options.integer("offset").pipe(Options.optional),
+    limit: Options.integer("limit").pipe(Options.withPseudoName("N"), Options.optional),
+    offset: Options.integer("offset").pipe(Options.withPseudoName("N"), Options.optional),
     includeEmpty: Options.boolean("include-empty").pipe(Options.withDescription("also list deletion markers"))
   },
   (options) =>

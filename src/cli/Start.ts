@@ -85,10 +85,12 @@ export const lockDataDir = (dataDir: string): Effect.Effect<void, CliError, Scop
 }
 
 const listen = Options.text("listen").pipe(
+  Options.withPseudoName("MULTIADDR"),
   Options.withDescription("a multiaddr to listen on (repeatable; default /ip4/0.0.0.0/tcp/0: loopback and LAN)"),
   Options.repeated
 )
 const rpcPort = Options.integer("rpc-port").pipe(
+  Options.withPseudoName("PORT"),
   Options.withDescription("the RPC port on 127.0.0.1 (default: any free port)"),
   Options.optional
 )
