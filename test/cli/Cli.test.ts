@@ -414,6 +414,26 @@ describe("rangedocs CLI", () => {
     assert.deepStrictEqual(after, [authors, docs, def, "hello wörld"])
   }, 90_000)
 
+  it("import-file and export-file round-trip a file (relative paths); drop deletes a document", async () => {
+    const dir = tempDir("io")
+    const content = Buffer.alloc(300_000)
+    for (let i = 0; i < content.length; i++) content[i] = (i * 7919) % 251
+    fs.writeFileSync(path.join(dir, "in.bin"), content)
+    const relative = path.relative(ROOT, path.join(dir, "in.bin"))
+    const imported = JSON.parse(await ok(["doc", "import-file", doc, "files/in", relative, "--json", ...A])) as Record<
+      string,
+      unknown
+    >
+    assert.strictEqual(imported["size"], content.length)
+    const target = path.join(dir, "out", "nested", "out.bin")
+    assert.strictEqual((await ok(["doc", "export-file", doc, "files/in", path.relative(ROOT, target), ...A])).trim(), target)
+    assert.isTrue(fs.readFileSync(target).equals(content))
+
+    const scratch = (await ok(["doc", "create", ...A])).trim()
+    await ok(["doc", "drop", scratch, ...A])
+    assert.notInclude(await ok(["doc", "list", ...A]), scratch)
+  }, 60_000)
+
   it("client command with no node running (through tsx, as npm start runs): one line, non-zero exit", async () => {
     const empty = tempDir("none")
     await failsWithOneLine(
