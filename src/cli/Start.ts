@@ -117,7 +117,18 @@ const run = (options: Common & {
     const nodeOptions = { listen: options.listen.length === 0 ? DEFAULT_LISTEN : options.listen }
     const node = options.memory ? memoryNode(nodeOptions) : persistentNode(dataDir, nodeOptions)
     const server = DocsRpc.layerServer({ dataDir, ...(Option.isSome(port) ? { port: port.value } : {}) })
-    const context = yield* Layer.build(server.pipe(Layer.provideMerge(node)))
+    const context = yield* Layer.build(server.pipe(Layer.provideMerge(node))).pipe(
+      // The HTTP server's listen error arrives without its message (EADDRINUSE and the like).
+      Effect.catchIf(
+        (e) => e._tag === "DocsError" && e.message.trim() === "RPC server:",
+        () =>
+          Effect.fail(
+            new CliError({
+              message: `cannot serve RPC on 127.0.0.1${Option.isSome(port) ? `:${port.value}` : ""}: is the port in use?`
+            })
+          )
+      )
+    )
     const docs = Context.get(context, Docs.Docs)
     const rpc = Context.get(context, DocsRpc.RpcServerInfo)
     const info = yield* docs.nodeStatus
