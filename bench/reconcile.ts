@@ -119,6 +119,7 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
     const sessionB = yield* Effect.provide(Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, peerA)), b)
 
     const start = performance.now()
+    const cpu0 = process.cpuUsage()
     let messages = 0
     let bytes = 0
     const verbose = flags.get("verbose") === "true"
@@ -147,6 +148,7 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
     }
     }))
     const ms = performance.now() - start
+    const cpu = process.cpuUsage(cpu0)
     const outA = yield* sessionA.outcome
     const outB = yield* sessionB.outcome
     const fa = yield* Effect.provide(Effect.flatMap(Store.Store, (s) => s.rangeView(ns.id)), a)
@@ -168,6 +170,9 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
       entriesTransferred: outA.numSent + outB.numSent,
       ms: Math.round(ms),
       msIncludes: "the session only (both sides' processing, encoding for the byte count); not the index build",
+      // CPU time of the process (all threads, crypto workers included) during the session: steadier than `ms` when
+      // other work shares the machine.
+      cpuMs: Math.round((cpu.user + cpu.system) / 1000),
       indexMs: Math.round(indexMs),
       converged,
       peakRssMb: peakRssMb()

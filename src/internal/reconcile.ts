@@ -61,6 +61,12 @@ export interface Config {
    */
   readonly denseFraction?: number
   readonly denseSetSize?: number
+  /**
+   * Soft cap on the encoded size of the values (entries) of one outgoing message, below `maxMessageBytes`: values
+   * are decoded into many objects and verified before the next message, so they come in smaller portions than
+   * fingerprints. Unset: `maxMessageBytes` alone.
+   */
+  readonly maxValueBytes?: number
 }
 
 /** The reference's parameters (spec 02 §4): its message counts and contents. */
@@ -78,15 +84,18 @@ export const REFERENCE: Config = {
 /** The default, tuned by `npm run bench -- reconcile` (see the reconciliation issue's note and the README). */
 export const DEFAULT: Config = {
   splitFactor: 16,
-  // One round of fingerprints as fine as the budget allows, then single-entry fingerprints: a fingerprint part costs
-  // about what a value costs on the wire but far less to produce and check (no read, no decode, no verification),
-  // so only the differing entries travel as values. Where most ranges differ, values go at once (denseFraction).
-  leafSize: 1,
-  maxSetSize: 1,
+  // One round of fingerprints over ranges of about 8 entries, then single-entry fingerprints inside the ranges that
+  // differ: a fingerprint part costs about what a value costs on the wire but far less to produce and check (no
+  // read, no decode, no verification), so mostly the differing entries travel as values. A mismatching range of 2
+  // entries goes out as values at once (saves the round of finding which one). Where most ranges differ, values go
+  // at once (denseFraction). Chosen with `npm run bench -- reconcile` (see the reconciliation issue).
+  leafSize: 8,
+  maxSetSize: 2,
   subrangeItems: 0,
   maxMessageBytes: 4 << 20,
   denseFraction: 0.5,
-  denseSetSize: 16
+  denseSetSize: 16,
+  maxValueBytes: 1 << 20
 }
 
 /**
@@ -151,8 +160,8 @@ const entriesAt = <E>(view: RangeView<E>, s: Segments, from: number, to: number)
 
 /** Ranges of at most this many entries are read ahead, merged with their neighbours. */
 const READ_AHEAD_RANGE = 64
-/** Neighbouring ranges this close are read as one. */
-const READ_AHEAD_GAP = 32
+/** Neighbouring ranges this close are read as one (a statement costs about as much as reading a few rows). */
+const READ_AHEAD_GAP = 4
 
 /**
  * A view that has read the entries of many small rank intervals ahead, in merged chunks: a message with thousands of
@@ -221,6 +230,7 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
     // however many mismatches arrive; the rest of the budget pays for splits and values.
     let budget = config.maxMessageBytes - 16
     for (const f of fingerprints) budget -= fingerprintSize(f.range)
+    let valueBudget = config.maxValueBytes ?? Number.POSITIVE_INFINITY
 
     /**
      * Adds our entries of a range (positions [from, to) of `s`) as a RangeItem, keeping within the budget: past it, the
@@ -252,11 +262,12 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
             const size = valueSize(e)
             // Past the budget, cut — unless the message is still empty: one entry always goes, so a session
             // progresses even when a single entry is larger than the budget.
-            if (size + reserve > budget && (values.length > 0 || out.length > 0)) {
+            if ((size + reserve > budget || size > valueBudget) && (values.length > 0 || out.length > 0)) {
               cut = p + i
               break
             }
             budget -= size
+            valueBudget -= size
             values.push(e)
           }
           p += page.length
