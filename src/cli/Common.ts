@@ -156,12 +156,15 @@ const firstIssue = (error: ParseResult.ParseError): string => {
   return issues[0]?.message ?? "malformed"
 }
 
-const decodeArg = <A>(schema: Schema.Schema<A, string>, what: string, input: string, quote: boolean) =>
-  Either.match(Schema.decodeEither(schema)(input), {
+/** Ids are quoted in errors, but not long inputs: a ticket (which can hold a secret) given in the wrong place. */
+const decodeArg = <A>(schema: Schema.Schema<A, string>, what: string, input: string, quoteShort: boolean) => {
+  const quote = quoteShort && input.length <= 80
+  return Either.match(Schema.decodeEither(schema)(input), {
     onLeft: (e) =>
       Effect.fail(new CliError({ message: `invalid ${what}${quote ? ` '${input}'` : ""}: ${firstIssue(e)}` })),
     onRight: (a) => Effect.succeed(a)
   })
+}
 
 export const parseDocId = (s: string): Effect.Effect<NamespaceId, CliError> =>
   decodeArg(NamespaceIdFromHex, "document id", s, true)
