@@ -111,11 +111,14 @@ interface Segments {
 }
 
 const segments = <E>(view: RangeView<E>, x: Uint8Array, y: Uint8Array): Segments => {
-  const n = view.size()
   const c = compare(x, y)
   const rx = view.rank(x)
+  return segmentsOf(view.size(), c, rx, c === 0 ? rx : view.rank(y))
+}
+
+/** The segments of a range of n entries from the order of its bounds (c = compare(x, y)) and their ranks. */
+const segmentsOf = (n: number, c: number, rx: number, ry: number): Segments => {
   if (c === 0) return { parts: [[0, n]], fromX: [[rx, n], [0, rx]], count: n, startIndex: rx }
-  const ry = view.rank(y)
   if (c < 0) {
     const count = Math.max(0, ry - rx)
     return { parts: [[rx, rx + count]], fromX: [[rx, rx + count]], count, startIndex: 0 }
@@ -356,26 +359,36 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
       const wanted = Math.max(config.splitFactor, Math.ceil(n / config.leafSize))
       const affordable = Math.max(config.splitFactor, Math.floor(budget / fingerprintSize(f.range)))
       const k = Math.min(wanted, affordable, n)
-      const pivot = (i: number) =>
-        view.idAt(rankAt(s.parts, (s.startIndex + Math.floor((n * ((i % k) + 1)) / k)) % n))
-      const ranges: Array<Range> = []
-      if (equals(x, y)) {
-        for (let i = 0; i < k; i++) {
-          const a = pivot(i)
-          const b = pivot(i + 1)
-          if (!equals(a, b)) ranges.push(new Range({ x: a, y: b }, true))
+      // Each pivot is a stored id: its rank is known, so the sub-ranges need no rank lookups.
+      const total = view.size()
+      const pivotRanks: Array<number> = []
+      const pivotIds: Array<Uint8Array> = []
+      const pivot = (i: number): number => {
+        const j = i % k
+        if (pivotIds[j] === undefined) {
+          pivotRanks[j] = rankAt(s.parts, (s.startIndex + Math.floor((n * (j + 1)) / k)) % n)
+          pivotIds[j] = view.idAt(pivotRanks[j]!)
         }
-      } else {
-        ranges.push(new Range({ x, y: pivot(0) }, true))
-        for (let i = 0; i < k - 2; i++) {
-          const a = pivot(i)
-          const b = pivot(i + 1)
-          if (!equals(a, b)) ranges.push(new Range({ x: a, y: b }, true))
-        }
-        ranges.push(new Range({ x: pivot(k - 2), y }, true))
+        return j
       }
-      for (const r of ranges) {
-        const sub = segments(view, r.x, r.y)
+      const rx = view.rank(x)
+      const ry = equals(x, y) ? rx : view.rank(y)
+      const ranges: Array<readonly [Uint8Array, number, Uint8Array, number]> = []
+      const between = (i: number, j: number) => {
+        if (!equals(pivotIds[i]!, pivotIds[j]!)) ranges.push([pivotIds[i]!, pivotRanks[i]!, pivotIds[j]!, pivotRanks[j]!])
+      }
+      if (equals(x, y)) {
+        for (let i = 0; i < k; i++) between(pivot(i), pivot(i + 1))
+      } else {
+        const first = pivot(0)
+        ranges.push([x, rx, pivotIds[first]!, pivotRanks[first]!])
+        for (let i = 0; i < k - 2; i++) between(pivot(i), pivot(i + 1))
+        const last = pivot(k - 2)
+        ranges.push([pivotIds[last]!, pivotRanks[last]!, y, ry])
+      }
+      for (const [a, ra, b, rb] of ranges) {
+        const r = new Range({ x: a, y: b }, true)
+        const sub = segmentsOf(total, compare(a, b), ra, rb)
         if (sub.count > config.subrangeItems || budget <= 0) {
           budget -= fingerprintSize(r)
           out.push(new RangeFingerprint({ range: r, fingerprint: fingerprintOf(view, sub) }, true))
