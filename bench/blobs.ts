@@ -2,45 +2,72 @@
  * blobs: two nodes in one process over loopback TCP (libp2p, noise, yamux), each with a disk blob store (files and a
  * SQLite index in a temp dir). The first adds a `--size` byte file of random data; the second downloads it (written
  * to a partial file, hashed, promoted). Ceiling: a plain libp2p stream copy of the same size between the same nodes
- * (Network.send / Network.receive, bytes discarded), measured in the same run just before.
- * Flags: `--size` (bytes, default 100 MiB), `--chunk` (provider chunk size).
+ * (Network.send / Network.receive, bytes discarded).
+ *
+ * Fairness: both copies first run once on a smaller blob (warm-up: JIT, socket and allocator state), then `--rounds`
+ * rounds each time one raw copy and one download, in alternating order; the download's partial and complete data are
+ * deleted before each round. Reported: medians of the rounds; `ratio` is the median of the per-round ratios, so
+ * each ratio compares two copies that ran back to back under the same machine load.
+ * Flags: `--size` (bytes, default 100 MiB), `--chunk` (provider chunk size), `--rounds` (default 3), `--mem` (log
+ * memory every 500 ms).
  */
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Context, Effect, Layer, Stream } from "effect"
-import { randomBytes } from "node:crypto"
+import { randomFillSync } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import type { Hash } from "../src/schema/Keys.js"
+import type { NodeAddr } from "../src/schema/NodeAddr.js"
 import * as BlobTransfer from "../src/services/BlobTransfer.js"
 import * as Blobs from "../src/services/Blobs.js"
 import * as Network from "../src/services/Network.js"
-import { numberFlag, peakRssMb, progress, tempDir } from "./util.js"
+import { memorySampled, numberFlag, peakRssMb, progress, tempDir } from "./util.js"
 
 const RAW_PROTOCOL = "/rangedocs-bench/raw/1"
 const MiB = 1024 * 1024
+const WARM_UP_SIZE = 16 * MiB
 
-const rss = () => `rss ${Math.round(process.memoryUsage().rss / MiB)} MiB, peak ${peakRssMb()} MB`
+const rss = () => {
+  const m = process.memoryUsage()
+  const mb = (n: number) => Math.round(n / MiB)
+  return `rss ${mb(m.rss)} MiB (heap ${mb(m.heapUsed)}, arrayBuffers ${mb(m.arrayBuffers)}), peak ${peakRssMb()} MB`
+}
 
 const mibPerSec = (bytes: number, ms: number) => bytes / MiB / (ms / 1000)
+
+const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+}
+
+/** A file of `size` random bytes, written through one reused buffer. */
+const writeRandomFile = (file: string, size: number) =>
+  Effect.promise(async () => {
+    const handle = await fs.open(file, "w")
+    const buf = new Uint8Array(MiB)
+    try {
+      for (let done = 0; done < size; done += MiB) {
+        const n = Math.min(MiB, size - done)
+        randomFillSync(buf, 0, n)
+        await handle.write(buf, 0, n)
+      }
+    } finally {
+      await handle.close()
+    }
+  })
 
 export const blobsBench = (flags: ReadonlyMap<string, string>) =>
   Effect.gen(function*() {
     const size = numberFlag(flags, "size", 100 * MiB)
     const chunkSize = numberFlag(flags, "chunk", BlobTransfer.DEFAULT_CHUNK_SIZE)
+    const rounds = Math.max(1, numberFlag(flags, "rounds", 3))
     const dir = yield* Effect.acquireRelease(
       Effect.sync(() => tempDir("rangedocs-bench-blobs-")),
       (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
     )
-    progress(`blobs: ${size} bytes, chunk ${chunkSize}, in ${dir}`)
+    progress(`blobs: ${size} bytes, chunk ${chunkSize}, ${rounds} rounds after a warm-up, in ${dir}`)
     progress(`  start (${rss()})`)
-    const file = path.join(dir, "source.bin")
-    yield* Effect.promise(async () => {
-      const handle = await fs.open(file, "w")
-      try {
-        for (let done = 0; done < size; done += MiB) await handle.write(randomBytes(Math.min(MiB, size - done)))
-      } finally {
-        await handle.close()
-      }
-    })
 
     const node = (name: string) =>
       Layer.build(
@@ -58,44 +85,98 @@ export const blobsBench = (flags: ReadonlyMap<string, string>) =>
     progress(`  nodes up (${rss()})`)
     const netA = Context.get(a, Network.Network)
     const netB = Context.get(b, Network.Network)
-    const added = yield* Effect.scoped(Context.get(a, Blobs.Blobs).addFile(file))
-    yield* Effect.promise(() => fs.rm(file))
+    const blobsA = Context.get(a, Blobs.Blobs)
+    const blobsB = Context.get(b, Blobs.Blobs)
+    const transfer = Context.get(b, BlobTransfer.BlobTransfer)
+
+    const addRandom = (name: string, n: number) =>
+      Effect.gen(function*() {
+        const file = path.join(dir, name)
+        yield* writeRandomFile(file, n)
+        const added = yield* Effect.scoped(blobsA.addFile(file))
+        yield* Effect.promise(() => fs.rm(file))
+        return added
+      })
+    const warmUpBlob = yield* addRandom("warm-up.bin", Math.min(size, WARM_UP_SIZE))
+    const added = yield* addRandom("source.bin", size)
     progress(`  added ${added.size} bytes (${rss()})`)
 
     // The ceiling: the same byte count over a plain stream on the same connection, nothing stored.
-    const block = new Uint8Array(randomBytes(chunkSize))
+    const block = new Uint8Array(chunkSize)
+    randomFillSync(block)
+    // The requester sends one byte: 1 for `size` bytes, 0 for the warm-up size.
+    const sizes = [warmUpBlob.size, size] as const
     yield* netA.handle(RAW_PROTOCOL, (stream) =>
       Effect.gen(function*() {
-        for (let sent = 0; sent < size; sent += block.length) {
-          yield* Network.send(stream, sent + block.length <= size ? block : block.subarray(0, size - sent))
+        const request = yield* Stream.runHead(Network.receive(stream))
+        const n = request._tag === "Some" && request.value[0] === 1 ? size : warmUpBlob.size
+        for (let sent = 0; sent < n; sent += block.length) {
+          yield* Network.send(stream, sent + block.length <= n ? block : block.subarray(0, n - sent))
         }
       }))
     const addrA = yield* netA.addr
     yield* netB.dial(addrA)
-    const raw0 = performance.now()
-    const rawBytes = yield* Effect.scoped(
-      Effect.flatMap(netB.openStream(addrA, RAW_PROTOCOL), (stream) =>
-        Stream.runFold(Network.receive(stream), 0, (n, chunk) => n + chunk.length))
-    )
-    const rawMs = performance.now() - raw0
-    if (rawBytes !== size) return yield* Effect.dieMessage(`raw stream delivered ${rawBytes} of ${size} bytes`)
-    const rawStreamMibPerSec = mibPerSec(size, rawMs)
-    progress(`  raw stream: ${Math.round(rawMs)} ms, ${rawStreamMibPerSec.toFixed(1)} MiB/s`)
 
-    const t0 = performance.now()
-    const got = yield* Context.get(b, BlobTransfer.BlobTransfer).download(added.hash, () => [addrA])
-    const ms = performance.now() - t0
-    const status = yield* Context.get(b, Blobs.Blobs).status(added.hash)
-    if (got.size !== size || status !== "Complete") return yield* Effect.dieMessage(`download ended ${status}`)
-    const rate = mibPerSec(size, ms)
-    progress(`  blob transfer: ${Math.round(ms)} ms, ${rate.toFixed(1)} MiB/s (${rss()})`)
+    const timed = <A, E>(effect: Effect.Effect<A, E>) =>
+      Effect.gen(function*() {
+        const t0 = performance.now()
+        const a = yield* effect
+        return [a, performance.now() - t0] as const
+      })
+
+    const raw = (which: 0 | 1, addr: NodeAddr) =>
+      Effect.gen(function*() {
+        const [bytes, ms] = yield* timed(Effect.scoped(Effect.gen(function*() {
+          const stream = yield* netB.openStream(addr, RAW_PROTOCOL)
+          yield* Network.send(stream, Uint8Array.of(which))
+          return yield* Stream.runFold(Network.receive(stream), 0, (n, chunk) => n + chunk.length)
+        })))
+        const expected = sizes[which]
+        if (bytes !== expected) return yield* Effect.dieMessage(`raw stream delivered ${bytes} of ${expected} bytes`)
+        return mibPerSec(bytes, ms)
+      })
+
+    const download = (hash: Hash, expected: number, addr: NodeAddr) =>
+      Effect.gen(function*() {
+        yield* blobsB.delete(hash)
+        const [got, ms] = yield* timed(transfer.download(hash, () => [addr]))
+        const status = yield* blobsB.status(hash)
+        if (got.size !== expected || status !== "Complete") return yield* Effect.dieMessage(`download ended ${status}`)
+        return [mibPerSec(expected, ms), ms] as const
+      })
+
+    const warmRaw = yield* raw(0, addrA)
+    const [warmBlob] = yield* download(warmUpBlob.hash, warmUpBlob.size, addrA)
+    progress(`  warm-up (${warmUpBlob.size} bytes): raw ${warmRaw.toFixed(1)} MiB/s, blob ${warmBlob.toFixed(1)} MiB/s (${rss()})`)
+
+    const raws: Array<number> = []
+    const blobRates: Array<number> = []
+    const blobMs: Array<number> = []
+    const ratios: Array<number> = []
+    for (let r = 0; r < rounds; r++) {
+      const rawFirst = r % 2 === 0
+      const rawRate = rawFirst ? yield* raw(1, addrA) : 0
+      const [rate, ms] = yield* download(added.hash, size, addrA)
+      const rawRate2 = rawFirst ? rawRate : yield* raw(1, addrA)
+      raws.push(rawRate2)
+      blobRates.push(rate)
+      blobMs.push(ms)
+      ratios.push(rate / rawRate2)
+      progress(
+        `  round ${r + 1} (${rawFirst ? "raw first" : "blob first"}): raw ${rawRate2.toFixed(1)} MiB/s, blob ${
+          rate.toFixed(1)
+        } MiB/s in ${Math.round(ms)} ms, ratio ${(rate / rawRate2).toFixed(3)} (${rss()})`
+      )
+    }
     return {
       bench: "blobs",
       bytes: size,
-      ms: Math.round(ms),
-      mibPerSec: Number(rate.toFixed(1)),
-      rawStreamMibPerSec: Number(rawStreamMibPerSec.toFixed(1)),
-      ratio: Number((rate / rawStreamMibPerSec).toFixed(3)),
-      peakRssMb: peakRssMb()
+      ms: Math.round(median(blobMs)),
+      mibPerSec: Number(median(blobRates).toFixed(1)),
+      rawStreamMibPerSec: Number(median(raws).toFixed(1)),
+      ratio: Number(median(ratios).toFixed(3)),
+      peakRssMb: peakRssMb(),
+      rounds,
+      warmUpBytes: warmUpBlob.size
     }
-  }).pipe(Effect.scoped)
+  }).pipe((effect) => memorySampled(flags, effect), Effect.scoped)

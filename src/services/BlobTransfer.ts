@@ -26,7 +26,8 @@
  * of the run, and at most `maxDownloads` runs transfer at once. A run whose every caller was interrupted is
  * interrupted too.
  */
-import { Chunk, Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, Schema, Stream } from "effect"
+import type { StreamCloseEvent, StreamMessageEvent } from "@libp2p/interface"
+import { Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, Schema, Scope, Stream } from "effect"
 import { EMPTY_HASH } from "../internal/blake3.js"
 import { equals, toHex } from "../internal/bytes.js"
 import { encodeFrame, FrameDecoder } from "../internal/framing.js"
@@ -49,7 +50,6 @@ import {
   type TransferError
 } from "../schema/BlobTransfer.js"
 import { fmtShort, type Hash } from "../schema/Keys.js"
-import type { StreamError } from "../schema/NetworkErrors.js"
 import { NodeAddr, type NodeId } from "../schema/NodeAddr.js"
 import * as Blobs from "./Blobs.js"
 import * as Network from "./Network.js"
@@ -60,8 +60,6 @@ export const DEFAULT_READ_TIMEOUT: Duration.Duration = Duration.seconds(30)
 export const DEFAULT_CHUNK_SIZE = 256 * 1024
 /** Bytes the requester gathers before each write to the partial blob. */
 const WRITE_SIZE = 1024 * 1024
-/** Chunks the provider reads ahead of the network. */
-const READ_AHEAD = 4
 export const DEFAULT_MAX_TRANSFERS_PER_PEER = 4
 export const DEFAULT_MAX_TRANSFERS = 32
 export const DEFAULT_MAX_DOWNLOADS = 8
@@ -147,19 +145,108 @@ class BadHeader extends Data.TaggedError("BadHeader")<{ readonly message: string
 /** A restart of the same transfer at another offset (the partial data changed under us). */
 class Restart extends Data.TaggedError("Restart") {}
 
-type Pull = Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<StreamError>>
+/** Unread bytes above which a transfer's reader pauses the stream; the remote then stops once its yamux credit is used. */
+const HIGH_WATER_MARK = 1024 * 1024
 
-const nextChunks = (pull: Pull): Effect.Effect<ReadonlyArray<Uint8Array>, StreamEnded | StreamBroken> =>
+/** The next bytes that arrived, in order (waits for some); StreamEnded after the remote's FIN and the last byte. */
+type Pull = Effect.Effect<ReadonlyArray<Uint8Array>, StreamEnded | StreamBroken>
+
+const isBroken = (stream: Network.Stream) => stream.status === "reset" || stream.status === "aborted"
+const isReadable = (stream: Network.Stream) => stream.readStatus === "readable"
+
+const describeError = (cause: unknown): string =>
+  cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)
+
+/**
+ * Reads `stream` like `Network.receive`, minus two costs that show at bulk rates (bench/blobs.ts):
+ * - no copy: a message is a Uint8ArrayList of several buffers, whose `subarray()` concatenates them; here the
+ *   buffers are handed over as they are;
+ * - a working pause: `resume()` dispatches the bytes held while paused and only then tells yamux to grant credit
+ *   again, so a pause from inside that dispatch (the held bytes alone exceed the mark) is undone at the yamux level
+ *   while the stream stays paused: the remote keeps sending until the read buffer passes `STREAM_READ_BUFFER` and
+ *   libp2p aborts the stream (StreamBufferError), which is what happened whenever the disk was slower than the
+ *   network. Here the pause waits until `resume()` has returned.
+ * Listeners live as long as the scope.
+ */
+const openReader = (stream: Network.Stream): Effect.Effect<Pull, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let queued: Array<Uint8Array> = []
+    let buffered = 0
+    let resuming = false
+    let done: StreamEnded | StreamBroken | undefined
+    let wake: (() => void) | undefined
+    const notify = () => {
+      const w = wake
+      wake = undefined
+      w?.()
+    }
+    const onMessage = (event: StreamMessageEvent) => {
+      const data = event.data
+      if (data instanceof Uint8Array) {
+        queued.push(data)
+        buffered += data.length
+      } else {
+        for (const buf of data) queued.push(buf)
+        buffered += data.byteLength
+      }
+      if (!resuming && buffered > HIGH_WATER_MARK && isReadable(stream)) stream.pause()
+      notify()
+    }
+    // `end` follows the last dispatched byte, also after a reset or abort, which `close` then reports with its error.
+    const onEnd = () => {
+      done ??= isBroken(stream) ? new StreamBroken({ message: `stream is ${stream.status}` }) : new StreamEnded()
+      notify()
+    }
+    const onClose = (event: StreamCloseEvent) => {
+      if (event.error !== undefined) done ??= new StreamBroken({ message: describeError(event.error) })
+      notify()
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        stream.addEventListener("message", onMessage)
+        stream.addEventListener("end", onEnd)
+        stream.addEventListener("close", onClose)
+        if (isBroken(stream)) done = new StreamBroken({ message: `stream is ${stream.status}` })
+        else if (stream.readableEnded) done = new StreamEnded()
+        else if (stream.readStatus === "paused") stream.resume()
+      }),
+      () =>
+        Effect.sync(() => {
+          stream.removeEventListener("message", onMessage)
+          stream.removeEventListener("end", onEnd)
+          stream.removeEventListener("close", onClose)
+        })
+    )
+    const waitForData = Effect.async<void>((resume) => {
+      wake = () => resume(Effect.void)
+      return Effect.sync(() => {
+        wake = undefined
+      })
+    })
+    const pull: Pull = Effect.suspend(() => {
+      if (queued.length > 0) {
+        const out = queued
+        queued = []
+        buffered = 0
+        if (stream.readStatus === "paused") {
+          resuming = true
+          try {
+            stream.resume()
+          } finally {
+            resuming = false
+          }
+          if (buffered > HIGH_WATER_MARK && isReadable(stream)) stream.pause()
+        }
+        return Effect.succeed(out)
+      }
+      if (done !== undefined) return Effect.fail(done)
+      return Effect.zipRight(waitForData, pull)
+    })
+    return pull
+  })
+
+const pullWithin = (pull: Pull, timeout: Duration.Duration): Pull =>
   pull.pipe(
-    Effect.map(Chunk.toReadonlyArray),
-    Effect.mapError(Option.match({
-      onNone: () => new StreamEnded(),
-      onSome: (e): StreamEnded | StreamBroken => new StreamBroken({ message: e.reason })
-    }))
-  )
-
-const pullWithin = (pull: Pull, timeout: Duration.Duration): Effect.Effect<ReadonlyArray<Uint8Array>, StreamEnded | StreamBroken> =>
-  nextChunks(pull).pipe(
     Effect.timeoutFail({
       duration: timeout,
       onTimeout: () => new StreamBroken({ message: `no data for ${Duration.format(timeout)}` })
@@ -194,7 +281,7 @@ const watchdog = (stream: Network.Stream, timeout: Duration.Duration) =>
 const readHeader = (
   pull: Pull,
   timeout: Duration.Duration
-): Effect.Effect<{ readonly header: Uint8Array; readonly rest: Uint8Array | undefined }, StreamBroken | BadHeader> =>
+): Effect.Effect<{ readonly header: Uint8Array; readonly rest: ReadonlyArray<Uint8Array> }, StreamBroken | BadHeader> =>
   Effect.gen(function*() {
     const decoder = new FrameDecoder(MAX_BLOB_HEADER)
     for (;;) {
@@ -213,8 +300,7 @@ const readHeader = (
         if (frame === undefined) continue
         // Until this chunk the header was incomplete, so what the decoder still holds is this chunk's tail.
         const tail = decoder.buffered === 0 ? [] : [bytes.subarray(bytes.length - decoder.buffered)]
-        const more = [...tail, ...chunks.slice(i + 1)]
-        return { header: frame, rest: more.length === 0 ? undefined : Buffer.concat(more) }
+        return { header: frame, rest: [...tail, ...chunks.slice(i + 1)] }
       }
     }
   })
@@ -282,7 +368,7 @@ export const make = (config: BlobTransferConfig = {}) =>
     const onServe = config.onServe
     const serve = (stream: Network.Stream, remote: NodeId) =>
       Effect.scoped(Effect.gen(function*() {
-        const pull = yield* Stream.toPull(Network.receive(stream))
+        const pull = yield* openReader(stream)
         const { header } = yield* readHeader(pull, readTimeout)
         const request = yield* Either.mapLeft(
           decodeRequest(header),
@@ -301,11 +387,11 @@ export const make = (config: BlobTransferConfig = {}) =>
         const touch = yield* watchdog(stream, readTimeout)
         yield* Network.send(stream, encodeFrame(encodeResponse(response), MAX_BLOB_HEADER))
         if (response._tag !== "Complete" || request.offset >= response.size) return
-        // Read-ahead, so the disk and the network work at the same time.
-        yield* blobs.readStream(request.hash, { offset: request.offset, chunkSize }).pipe(
-          Stream.bufferChunks({ capacity: READ_AHEAD }),
-          Stream.runForEach((chunk) => Effect.zipLeft(Network.send(stream, chunk), Effect.sync(touch)))
-        )
+        // readStream reads the next chunk while this one is sent.
+        yield* Stream.runForEach(blobs.readStream(request.hash, { offset: request.offset, chunkSize }), (chunk) => {
+          touch()
+          return Network.send(stream, chunk)
+        })
       })).pipe(
         // Aborted, never closed, after a failure: a FIN would read as a truncated transfer. A requester that went
         // away or spoke nonsense is routine; only the store failing is worth a warning.
@@ -345,7 +431,7 @@ export const make = (config: BlobTransferConfig = {}) =>
         const stream = yield* network.openStream(provider, BLOB_PROTOCOL).pipe(
           Effect.mapError((error) => failed(error.reason))
         )
-        const pull = yield* Stream.toPull(Network.receive(stream))
+        const pull = yield* openReader(stream)
         const touch = yield* watchdog(stream, readTimeout)
         yield* Network.send(stream, encodeFrame(encodeRequest(new BlobRequest({ hash, offset })), MAX_BLOB_HEADER)).pipe(
           Effect.mapError((error) => failed(error.reason))
@@ -389,25 +475,24 @@ export const make = (config: BlobTransferConfig = {}) =>
           const write = Effect.zipLeft(partial.write(stage.subarray(0, n)), Effect.sync(touch))
           return onProgress === undefined ? write : Effect.zipRight(write, onProgress(offset + written))
         })
-        const take = (bytes: Uint8Array): Effect.Effect<void, ProviderMisbehaved | BlobError> =>
-          Effect.gen(function*() {
+        // Plain loops over the arrived buffers: no Effect per buffer, only per flush and per read.
+        let chunks = rest
+        for (;;) {
+          for (const bytes of chunks) {
             if (received + bytes.length > expected) {
               yield* partial.discard
               return yield* misbehaved("Oversized", `sent more than the ${size} bytes it announced`)
             }
             received += bytes.length
-            let at = 0
-            while (at < bytes.length) {
+            for (let at = 0; at < bytes.length;) {
               const n = Math.min(stage.length - staged, bytes.length - at)
-              stage.set(bytes.subarray(at, at + n), staged)
+              stage.set(n === bytes.length ? bytes : bytes.subarray(at, at + n), staged)
               staged += n
               at += n
               if (staged === stage.length) yield* flush
             }
-          })
-        if (rest !== undefined) yield* take(rest)
-        for (;;) {
-          const next = yield* Effect.either(nextChunks(pull))
+          }
+          const next = yield* Effect.either(pull)
           if (next._tag === "Left") {
             if (next.left._tag === "StreamBroken") {
               // What arrived is kept for a resume.
@@ -417,7 +502,7 @@ export const make = (config: BlobTransferConfig = {}) =>
             break
           }
           touch()
-          for (const bytes of next.right) yield* take(bytes)
+          chunks = next.right
         }
         yield* flush
         if (received < expected) {

@@ -219,7 +219,16 @@ const foldFile = <E>(
     (fh) => quietly(() => fh.close())
   )
 
-/** `[from, to)` of a file in fresh chunks of at most `chunkSize` bytes (the consumer may keep them). */
+/** A chunk for `fileChunks`: not zero-filled (the read overwrites it), and a plain Uint8Array, not a Buffer. */
+const uninitialized = (n: number): Uint8Array => {
+  const b = Buffer.allocUnsafeSlow(n)
+  return new Uint8Array(b.buffer, b.byteOffset, n)
+}
+
+/**
+ * `[from, to)` of a file in fresh chunks of at most `chunkSize` bytes (the consumer may keep them). The next chunk
+ * is read while the consumer handles this one, so the disk and the consumer (a network send) work at the same time.
+ */
 const fileChunks = (
   path: string,
   hex: string,
@@ -227,23 +236,48 @@ const fileChunks = (
   to: number,
   chunkSize: number
 ): Stream.Stream<Uint8Array, BlobStoreError | BlobNotFound> =>
-  Stream.unwrapScoped(
-    Effect.map(
-      Effect.acquireRelease(tryRead("readStream", hex, () => fs.open(path, "r")), (fh) => quietly(() => fh.close())),
+  Stream.unwrapScoped(Effect.gen(function*() {
+    interface Read {
+      readonly chunk: Uint8Array
+      readonly bytes: Promise<number>
+    }
+    // The read in flight; the file is closed only after it settled.
+    let pending: Read | undefined
+    const fh = yield* Effect.acquireRelease(
+      tryRead("readStream", hex, () => fs.open(path, "r")),
       (fh) =>
-        Stream.unfoldEffect(from, (pos) => {
-          if (pos >= to) return Effect.succeed(Option.none())
-          const chunk = new Uint8Array(Math.min(chunkSize, to - pos))
-          return tryFs("readStream", () => readFully(fh, chunk, pos)).pipe(
-            Effect.flatMap((n) =>
-              n === chunk.length
-                ? Effect.succeed(Option.some([chunk, pos + n] as const))
-                : Effect.fail(new BlobStoreError({ op: "readStream", reason: `blob ${hex} is shorter than its index says` }))
-            )
-          )
+        quietly(async () => {
+          await pending?.bytes.catch(() => undefined)
+          await fh.close()
         })
     )
-  )
+    const start = (pos: number): Read | undefined => {
+      if (pos >= to) return undefined
+      const chunk = uninitialized(Math.min(chunkSize, to - pos))
+      const bytes = readFully(fh, chunk, pos)
+      bytes.catch(() => undefined) // awaited below, or by the release if the stream stops early
+      return { chunk, bytes }
+    }
+    pending = start(from)
+    let pos = from
+    return Stream.repeatEffectOption(Effect.suspend(() => {
+      const read = pending
+      if (read === undefined) return Effect.fail(Option.none())
+      return tryFs("readStream", () => read.bytes).pipe(
+        Effect.mapError(Option.some),
+        Effect.flatMap((n) => {
+          if (n !== read.chunk.length) {
+            return Effect.fail(Option.some(
+              new BlobStoreError({ op: "readStream", reason: `blob ${hex} is shorter than its index says` })
+            ))
+          }
+          pos += n
+          pending = start(pos)
+          return Effect.succeed(read.chunk)
+        })
+      )
+    }))
+  }))
 
 /** Writes a file via a temporary sibling and a rename; the sibling is removed on failure. */
 const writeAtomically = <E>(

@@ -426,6 +426,30 @@ describe("BlobTransfer", () => {
       assert.isTrue(Either.isLeft(result) || Chunk.isEmpty(result.right), "no data, and the stream ends")
     }))
 
+  it.scopedLive("a receiver whose store writes slower than the network arrives: paused, not overrun", () =>
+    Effect.gen(function*() {
+      // Each write waits, so the requester pauses the stream again and again while the provider has credit to send.
+      const slowBlobs = Layer.effect(
+        Blobs.Blobs,
+        Effect.map(Blobs.makeMemory(), (blobs) =>
+          Blobs.Blobs.of({
+            ...blobs,
+            openPartial: (hash, size) =>
+              Effect.map(blobs.openPartial(hash, size), (partial) => ({
+                ...partial,
+                write: (chunk: Uint8Array) => Effect.zipRight(Effect.sleep("15 millis"), partial.write(chunk))
+              }))
+          }))
+      )
+      const a = yield* peer()
+      const b = yield* Layer.build(stack(slowBlobs))
+      const size = 48 * MiB
+      const { content, hash } = yield* addRandom(a, size)
+      const added = yield* transfer(b).fetch(hash, yield* addrOf(a))
+      assert.strictEqual(added.size, size)
+      yield* holds(b, hash, content)
+    }), { timeout: 60_000 })
+
   it.scopedLive("a 100 MiB blob from a file moves between disk stores with memory growth far below its size", () =>
     Effect.gen(function*() {
       const size = 100 * MiB
