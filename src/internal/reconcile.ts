@@ -67,7 +67,16 @@ export interface Config {
    * fingerprints. Unset: `maxMessageBytes` alone.
    */
   readonly maxValueBytes?: number
+  /**
+   * Initial sync: a range of more than `BULK_RANGE` entries that the peer holds nothing of (its fingerprint is empty,
+   * or it asked with an empty item) goes out in portions of at most this many value bytes, so that a bulk transfer
+   * keeps few decoded entries in flight on either side. Unset: no separate cap.
+   */
+  readonly bulkValueBytes?: number
 }
+
+/** Ranges above this many entries that the peer lacks entirely are sent in `bulkValueBytes` portions. */
+const BULK_RANGE = 1024
 
 /** The reference's parameters (spec 02 §4): its message counts and contents. */
 export const REFERENCE: Config = {
@@ -95,7 +104,8 @@ export const DEFAULT: Config = {
   maxMessageBytes: 4 << 20,
   denseFraction: 0.5,
   denseSetSize: 16,
-  maxValueBytes: 1 << 20
+  maxValueBytes: 1 << 20,
+  bulkValueBytes: 256 << 10
 }
 
 /**
@@ -244,10 +254,14 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
       range: Range,
       s: Segments,
       haveLocal: boolean,
-      keep: (e: SignedEntry) => boolean = () => true
+      keep: (e: SignedEntry) => boolean = () => true,
+      peerHasNone = false
     ) =>
       Effect.gen(function*() {
         const values: Array<SignedEntry> = []
+        let bulkLeft = peerHasNone && s.count > BULK_RANGE
+          ? config.bulkValueBytes ?? Number.POSITIVE_INFINITY
+          : Number.POSITIVE_INFINITY
         // The item's own header is paid up front; admitting an entry also keeps room for a cut after it: the head
         // range and a fingerprint over the rest, both bounded by the longest id of the current page.
         const header = rangeSize(range) + 4
@@ -265,12 +279,15 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
             const size = valueSize(e)
             // Past the budget, cut — unless the message is still empty: one entry always goes, so a session
             // progresses even when a single entry is larger than the budget.
-            if ((size + reserve > budget || size > valueBudget) && (values.length > 0 || out.length > 0)) {
+            if (
+              (size + reserve > budget || size > valueBudget || size > bulkLeft) && (values.length > 0 || out.length > 0)
+            ) {
               cut = p + i
               break
             }
             budget -= size
             valueBudget -= size
+            bulkLeft -= size
             values.push(e)
           }
           p += page.length
@@ -313,7 +330,7 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
       yield* sendEntries(item.range, s, true, (e) => {
         const theirs = incoming.get(idKey(e))
         return theirs === undefined || compareRecords(theirs.record, e.record) < 0
-      })
+      }, item.values.length === 0)
     }
     // Values we already hold (same id, timestamp and hash) would be refused by the insert rules: skip them before
     // any signature is verified.
@@ -352,7 +369,7 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
         continue
       }
       if (n <= setSize || equals(f.fingerprint, EMPTY_HASH)) {
-        yield* sendEntries(f.range, s, false)
+        yield* sendEntries(f.range, s, false, undefined, equals(f.fingerprint, EMPTY_HASH))
         continue
       }
       // Split into k sub-ranges at pivots (spec 02 §5); k ≤ n keeps every pivot distinct and every range non-empty.

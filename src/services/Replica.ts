@@ -536,7 +536,13 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
 
   // -- inserts
 
-  const publish = (r: OpenReplica, event: ReplicaEvent) => Effect.asVoid(PubSub.publish(r.events, event))
+  /**
+   * Publishes an event built only when someone listens (spec 02 §5: "only built when there are subscribers"): with
+   * none, nothing is allocated or retained per insert. `subscribe` counts a subscriber before it returns, so no
+   * event published after that is skipped.
+   */
+  const publish = (r: OpenReplica, event: () => ReplicaEvent) =>
+    r.subscribers === 0 ? Effect.void : Effect.asVoid(PubSub.publish(r.events, event()))
 
   /**
    * Insert local / delete prefix (spec 01 §10). Prepared in queue order: open and read-only checks, author lookup and
@@ -579,7 +585,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
               ? new ReplicaNotOpen({ namespace: ns })
               : validateEntry(keys, timestamp, ns, signed, "local"),
           finish: (exit) =>
-            applied(reply, exit, (o) => publish(replica, new LocalInsert({ namespace: ns, entry: o.entry }, true))),
+            applied(reply, exit, (o) => publish(replica, () => new LocalInsert({ namespace: ns, entry: o.entry }, true))),
           abort
         }
         return step
@@ -615,7 +621,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
             applied(reply, exit, () =>
               publish(
                 replica,
-                new RemoteInsert({
+                () => new RemoteInsert({
                   namespace: ns,
                   entry,
                   from,
