@@ -383,6 +383,9 @@ export const receive = (
     const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
     const chunks: Array<Uint8Array> = []
     let buffered = 0
+    let resuming = false
+    /** Read through a function: TypeScript would keep the status narrowed across `resume()`. */
+    const readable = () => stream.readStatus === "readable"
     let done: "end" | StreamError | undefined
     let wake: (() => void) | undefined
     const notify = () => {
@@ -394,7 +397,7 @@ export const receive = (
       const bytes = event.data.subarray()
       chunks.push(bytes)
       buffered += bytes.length
-      if (buffered > highWaterMark && stream.readStatus === "readable") stream.pause()
+      if (!resuming && buffered > highWaterMark && stream.readStatus === "readable") stream.pause()
       notify()
     }
     // `end` comes after the last byte was dispatched, also when the FIN arrived while paused. A reset or abort emits
@@ -434,7 +437,17 @@ export const receive = (
       if (chunks.length > 0) {
         const out = chunks.splice(0)
         buffered = 0
-        if (stream.readStatus === "paused") stream.resume()
+        if (stream.readStatus === "paused") {
+          // resume() delivers the held-back bytes synchronously; pausing inside that delivery would let libp2p
+          // re-open the yamux window while paused and abort the stream once its read buffer overflows.
+          resuming = true
+          try {
+            stream.resume()
+          } finally {
+            resuming = false
+          }
+          if (buffered > highWaterMark && readable()) stream.pause()
+        }
         return Effect.succeed(Chunk.unsafeFromArray(out))
       }
       if (done === "end") return Effect.fail(Option.none())
