@@ -252,6 +252,30 @@ describe("Network", () => {
       assert.isAtMost(result.maxUnread, Network.STREAM_READ_BUFFER)
     }))
 
+  it.scopedLive("a reader that stalls repeatedly while the window fills receives everything (no read-buffer abort)", () =>
+    Effect.gen(function*() {
+      const a = yield* node()
+      const b = yield* node()
+      const total = 48 * 1024 * 1024
+      const received = yield* Deferred.make<number, StreamError>()
+      yield* b.handle(ECHO, (stream) => {
+        let stalls = 3
+        // Long stalls: the remote fills the yamux window, resume() delivers it in one burst, and the reader stalls
+        // again right after (the pause must hold, or the remote overruns the read buffer and libp2p aborts).
+        return Network.receive(stream).pipe(
+          Stream.tap(() => (stalls-- > 0 ? Effect.sleep("500 millis") : Effect.void)),
+          Stream.runFold(0, (n, chunk) => n + chunk.length),
+          Effect.flatMap((bytes) => Deferred.succeed(received, bytes)),
+          Effect.catchAll((e) => Deferred.fail(received, e))
+        )
+      })
+      const stream = yield* a.openStream(yield* b.addr, ECHO)
+      const chunk = new Uint8Array(256 * 1024)
+      for (let sent = 0; sent < total; sent += chunk.length) yield* Network.send(stream, chunk)
+      yield* Network.closeWrite(stream)
+      assert.strictEqual(yield* Deferred.await(received), total)
+    }))
+
   it.scopedLive("a handler that fails or dies does not crash B; B serves the next stream", () =>
     Effect.gen(function*() {
       const a = yield* node()
