@@ -4,11 +4,6 @@
 import "../src/internal/polyfill.js"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
-import { blobsBench } from "./blobs.js"
-import { insertBench } from "./insert.js"
-import { liveBench } from "./live.js"
-import { reconcileBench } from "./reconcile.js"
-import { syncBench } from "./sync.js"
 
 const [name, ...rest] = process.argv.slice(2)
 const flags = new Map<string, string>()
@@ -22,19 +17,22 @@ for (let i = 0; i < rest.length; i++) {
   } else flags.set(a.slice(2), "true")
 }
 
-const benches: Record<string, (flags: ReadonlyMap<string, string>) => Effect.Effect<object, unknown>> = {
-  blobs: blobsBench,
-  insert: insertBench,
-  live: liveBench,
-  reconcile: reconcileBench,
-  sync: syncBench
+type Bench = (flags: ReadonlyMap<string, string>) => Effect.Effect<object, unknown>
+// Loaded on demand, so a bench's memory figures do not include the modules of the others.
+const benches: Record<string, () => Promise<Bench>> = {
+  blobs: async () => (await import("./blobs.js")).blobsBench,
+  insert: async () => (await import("./insert.js")).insertBench,
+  live: async () => (await import("./live.js")).liveBench,
+  reconcile: async () => (await import("./reconcile.js")).reconcileBench,
+  sync: async () => (await import("./sync.js")).syncBench
 }
 
-const bench = name === undefined ? undefined : benches[name]
-if (bench === undefined) {
+const load = name === undefined ? undefined : benches[name]
+if (load === undefined) {
   process.stderr.write(`usage: npm run bench -- <${Object.keys(benches).join("|")}> [--flag value]...\n`)
   process.exit(2)
 }
+const bench = await load()
 NodeRuntime.runMain(
   bench(flags).pipe(Effect.flatMap((result) => Effect.sync(() => process.stdout.write(JSON.stringify(result) + "\n"))))
 )
