@@ -1,16 +1,23 @@
 /**
- * live: `nodes` memory nodes on loopback share one document (every node joins through node 0's ticket, or with
+ * live: `nodes` nodes on loopback share one document (every node joins through node 0's ticket, or with
  * `--topology chain` through its predecessor's). Once all are gossip neighbors, node 0 writes `writes` entries at a
- * steady rate (`--interval` ms apart, default 5; `--size` bytes of content, default 32); a write's latency is the time
- * from the start of its `setBytes` until every other node has emitted InsertRemote for it. Baseline, same run and
- * nodes: a raw gossipsub message of the encoded Put's size, publish → received by every other node.
+ * steady rate (`--interval` ms apart, default {@link DEFAULT_INTERVAL_MS}; `--size` bytes of content, default 32); a
+ * write's latency is the time from the start of its `setBytes` until every other node has emitted InsertRemote for
+ * it. Baseline, same run and nodes: a raw gossipsub message of the encoded Put's size, publish → received by every
+ * other node, at the same rate.
  *
- * All nodes share this process's one JavaScript thread, so the rate the swarm sustains is bounded by the CPU cost of
- * a write summed over all nodes. `--no-content` makes the receivers skip content downloads (download policy
- * NothingExcept), `--stats` prints every node's counters, `--profile FILE` records the write phase.
+ * By default every node runs in a process of its own (bench/live-node.ts, driven over IPC), as nodes run in
+ * reality; times are `performance.timeOrigin + performance.now()`, shared by the processes of one machine, and the
+ * CPU time each node spent per write is reported. `--in-process` runs all nodes on this process's one thread (the
+ * swarm's rate is then bounded by a write's CPU cost summed over all nodes). `--inline-max N` sets the nodes'
+ * `inlineContentMax` (0: content is downloaded, not gossiped inline). `--no-content` makes the receivers skip
+ * content (download policy NothingExcept), `--stats` prints every node's counters, `--profile FILE` records the
+ * write phase (per node: FILE.nodeI.cpuprofile).
  */
 import type { GossipSubEvents } from "@libp2p/gossipsub"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
+import { type ChildProcess, fork } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import { toHex } from "../src/internal/bytes.js"
 import { memoryNode } from "../src/layers/Node.js"
 import * as DownloadPolicy from "../src/schema/DownloadPolicy.js"
@@ -20,7 +27,11 @@ import type { DocTicket } from "../src/schema/Ticket.js"
 import * as Docs from "../src/services/Docs.js"
 import * as Gossip from "../src/services/Gossip.js"
 import * as Network from "../src/services/Network.js"
+import type { Reply, Request } from "./live-node.js"
 import { numberFlag, profiled, progress, randomBytes } from "./util.js"
+
+/** One write every 10 ms (100 writes/s): a rate a swarm of 3 sustains on a loaded 2-core machine (see the report). */
+const DEFAULT_INTERVAL_MS = 10
 
 interface BenchNode {
   readonly docs: Docs.DocsService
@@ -28,8 +39,9 @@ interface BenchNode {
   readonly gossip: Gossip.GossipService
 }
 
-const startNode = Effect.gen(function*() {
-  const context = yield* Layer.build(memoryNode({ listen: ["/ip4/127.0.0.1/tcp/0"] }))
+const startNode = (inlineContentMax: number | undefined) => Effect.gen(function*() {
+  const live = inlineContentMax === undefined ? {} : { inlineContentMax }
+  const context = yield* Layer.build(memoryNode({ listen: ["/ip4/127.0.0.1/tcp/0"], live }))
   return {
     docs: Context.get(context, Docs.Docs),
     network: Context.get(context, Network.Network),
@@ -121,17 +133,22 @@ const snapshot = (node: BenchNode, ns: Parameters<Docs.DocsService["get"]>[0]) =
     )
   )
 
-export const liveBench = (flags: ReadonlyMap<string, string>) =>
+const inProcessBench = (flags: ReadonlyMap<string, string>) =>
   Effect.gen(function*() {
     const n = numberFlag(flags, "nodes", 3)
     const writes = numberFlag(flags, "writes", 2000)
-    const interval = numberFlag(flags, "interval", 5)
+    const interval = numberFlag(flags, "interval", DEFAULT_INTERVAL_MS)
     const size = numberFlag(flags, "size", 32)
     const topology = flags.get("topology") === "chain" ? "chain" : "star"
     if (n < 2) return yield* Effect.dieMessage("--nodes must be at least 2")
     progress(`live: ${n} nodes (${topology}), ${writes} writes every ${interval} ms, ${size}-byte values`)
 
-    const nodes = yield* Effect.forEach(Array.from({ length: n }), () => startNode, { concurrency: "unbounded" })
+    const inline = flags.get("inline-max")
+    const nodes = yield* Effect.forEach(
+      Array.from({ length: n }),
+      () => startNode(inline === undefined ? undefined : Number(inline)),
+      { concurrency: "unbounded" }
+    )
     const author = yield* nodes[0]!.docs.authorGetDefault
     const doc0 = yield* Docs.createDoc(nodes[0]!.docs)
     const ns = doc0.id
@@ -230,8 +247,10 @@ export const liveBench = (flags: ReadonlyMap<string, string>) =>
     }
     return {
       bench: "live",
+      mode: "in-process",
       nodes: n,
       writes,
+      intervalMs: interval,
       p50Ms: round2(p50Ms),
       p99Ms: round2(p99Ms),
       gossipP50Ms: round2(gossipP50Ms),
@@ -241,3 +260,186 @@ export const liveBench = (flags: ReadonlyMap<string, string>) =>
   }).pipe(Effect.scoped, Effect.orDie)
 
 const text = (s: string) => new TextEncoder().encode(s)
+
+// ---------------------------------------------------------------------------------------------------------------
+// One process per node (the default)
+
+interface Child {
+  readonly call: (cmd: string, args?: Record<string, unknown>) => Effect.Effect<unknown>
+}
+
+const spawnNode = (env: NodeJS.ProcessEnv) =>
+  Effect.acquireRelease(
+    Effect.async<readonly [ChildProcess, Child]>((resume) => {
+      const proc = fork(fileURLToPath(new URL("./live-node.js", import.meta.url)), [], {
+        stdio: ["ignore", 2, 2, "ipc"],
+        env: { ...process.env, ...env }
+      })
+      const pending = new Map<number, (reply: Reply) => void>()
+      let next = 1
+      proc.on("message", (m: unknown) => {
+        const reply = m as Reply
+        if (reply.id === 0) {
+          resume(Effect.succeed([proc, child] as const))
+          return
+        }
+        const done = pending.get(reply.id)
+        pending.delete(reply.id)
+        done?.(reply)
+      })
+      proc.on("exit", (code) => {
+        for (const done of pending.values()) done({ id: -1, ok: false, error: `node exited (${code})` })
+        pending.clear()
+      })
+      const child: Child = {
+        call: (cmd, args = {}) =>
+          Effect.async<unknown>((resumeCall) => {
+            const id = next++
+            pending.set(id, (reply) =>
+              resumeCall(reply.ok ? Effect.succeed(reply.value) : Effect.dieMessage(`${cmd}: ${reply.error}`)))
+            proc.send({ id, cmd, args } satisfies Request)
+          })
+      }
+    }),
+    ([proc]) => Effect.sync(() => proc.kill())
+  ).pipe(Effect.map(([, child]) => child))
+
+const now = () => performance.timeOrigin + performance.now()
+
+const pollUntil = (check: Effect.Effect<boolean>, ms: number, every = 20) =>
+  Effect.gen(function*() {
+    const deadline = now() + ms
+    let ok = yield* check
+    while (!ok && now() < deadline) {
+      yield* Effect.sleep(every)
+      ok = yield* check
+    }
+    return ok
+  })
+
+const allOf = (children: ReadonlyArray<Child>, cmd: string, args: Record<string, unknown> = {}) =>
+  Effect.forEach(children, (c) => c.call(cmd, args), { concurrency: "unbounded" })
+
+/** p50 of publish → received by every receiver; one process per node, like the engine's measurement. */
+const rawGossipMulti = (nodes: ReadonlyArray<Child>, size: number, count: number, interval: number) =>
+  Effect.gen(function*() {
+    const topic = `rangedocs-bench/raw/${toHex(randomBytes(8))}`
+    const receivers = nodes.slice(1)
+    yield* allOf(nodes, "rawSubscribe", { topic })
+    let meshed = false
+    for (let probe = 1_000_000; !meshed && probe < 1_000_200; probe++) {
+      yield* nodes[0]!.call("rawPublishOne", { n: probe, size })
+      meshed = yield* pollUntil(
+        Effect.map(allOf(receivers, "rawHas", { n: probe }), (xs) => xs.every((x) => x === true)),
+        50,
+        5
+      )
+    }
+    if (!meshed) return NaN
+    const sent = (yield* nodes[0]!.call("rawPublish", { count, interval, size })) as Array<number>
+    yield* pollUntil(
+      Effect.map(allOf(receivers, "rawArrived"), (xs) => xs.every((x) => Number(x) >= count)),
+      5_000,
+      50
+    )
+    const arrivals = (yield* allOf(receivers, "rawArrivals")).map((x) => new Map(x as Array<[number, number]>))
+    yield* allOf(nodes, "rawUnsubscribe")
+    const { delivered, latencies } = latenciesOf(sent, arrivals)
+    progress(`  raw gossipsub: delivered ${delivered}/${count}`)
+    return percentile(latencies, 0.5)
+  })
+
+const latenciesOf = (sent: ReadonlyArray<number>, arrivals: ReadonlyArray<ReadonlyMap<number, number>>) => {
+  const latencies: Array<number> = []
+  for (let i = 0; i < sent.length; i++) {
+    const times = arrivals.map((a) => a.get(i))
+    if (times.every((t) => t !== undefined)) latencies.push(Math.max(...(times as Array<number>)) - sent[i]!)
+  }
+  latencies.sort((a, b) => a - b)
+  return { latencies, delivered: latencies.length }
+}
+
+const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
+  Effect.gen(function*() {
+    const n = numberFlag(flags, "nodes", 3)
+    const writes = numberFlag(flags, "writes", 2000)
+    const interval = numberFlag(flags, "interval", DEFAULT_INTERVAL_MS)
+    const size = numberFlag(flags, "size", 32)
+    const topology = flags.get("topology") === "chain" ? "chain" : "star"
+    if (n < 2) return yield* Effect.dieMessage("--nodes must be at least 2")
+    progress(`live: ${n} node processes (${topology}), ${writes} writes every ${interval} ms, ${size}-byte values`)
+    const env: NodeJS.ProcessEnv = {}
+    const inline = flags.get("inline-max")
+    if (inline !== undefined) env["RANGEDOCS_BENCH_INLINE"] = inline
+
+    const nodes = yield* Effect.forEach(Array.from({ length: n }), () => spawnNode(env), { concurrency: "unbounded" })
+    const receivers = nodes.slice(1)
+    let ticket = String(yield* nodes[0]!.call("create"))
+    const noContent = flags.get("no-content") === "true"
+    for (const node of receivers) {
+      const next = String(yield* node.call("join", { ticket, noContent }))
+      if (topology === "chain") ticket = next
+    }
+    const degree = (i: number) => topology === "star" ? (i === 0 ? n - 1 : 1) : (i === 0 || i === n - 1 ? 1 : 2)
+    const t0 = now()
+    const meshed = yield* pollUntil(
+      Effect.map(allOf(nodes, "neighbors"), (cs) => cs.every((c, i) => Number(c) >= degree(i))),
+      20_000
+    )
+    if (!meshed) return yield* Effect.dieMessage("nodes did not become gossip neighbors within 20 s")
+    progress(`  swarm ready in ${Math.round(now() - t0)} ms`)
+
+    const putBytes = Number(yield* nodes[0]!.call("probe", { size }))
+    yield* pollUntil(Effect.map(allOf(receivers, "hasProbe"), (xs) => xs.every((x) => x === true)), 10_000)
+
+    const gossipP50Ms = yield* rawGossipMulti(nodes, putBytes, Math.min(writes, 500), interval)
+    progress(`  raw gossipsub (${putBytes} bytes): p50 ${round2(gossipP50Ms)} ms`)
+
+    const profile = flags.get("profile")
+    if (profile !== undefined) yield* allOf(nodes, "profileStart")
+    const cpu0 = (yield* allOf(nodes, "cpu")).map(Number)
+    const { sent, writeMs } = (yield* nodes[0]!.call("write", { writes, interval, size })) as {
+      sent: Array<number>
+      writeMs: number
+    }
+    progress(`  ${writes} writes in ${Math.round(writeMs)} ms (${Math.round(writes / (writeMs / 1000))}/s)`)
+    yield* pollUntil(
+      Effect.map(allOf(receivers, "arrived"), (xs) => xs.every((x) => Number(x) >= writes)),
+      15_000,
+      50
+    )
+    const cpu1 = (yield* allOf(nodes, "cpu")).map(Number)
+    progress(`  CPU per write (ms): ${cpu1.map((c, i) => round2((c - cpu0[i]!) / writes)).join(", ")}`)
+    if (profile !== undefined) {
+      yield* Effect.forEach(nodes, (node, i) => node.call("profileStop", { file: `${profile}.node${i}.cpuprofile` }))
+      progress(`  profiles written to ${profile}.node*.cpuprofile`)
+    }
+    const arrivals = (yield* allOf(receivers, "arrivals")).map((x) => new Map(x as Array<[number, number]>))
+    const { delivered, latencies } = latenciesOf(sent, arrivals)
+    const p50Ms = percentile(latencies, 0.5)
+    const p99Ms = percentile(latencies, 0.99)
+    progress(`  delivered ${delivered}/${writes}; p50 ${round2(p50Ms)} ms, p90 ${round2(percentile(latencies, 0.9))} ms, p99 ${round2(p99Ms)} ms, max ${round2(latencies.at(-1) ?? NaN)} ms`)
+    if (flags.get("stats") === "true") {
+      for (const s of yield* allOf(nodes, "stats")) progress(`  ${JSON.stringify(s)}`)
+    }
+    const equal = yield* pollUntil(
+      Effect.map(allOf(nodes, "snapshot"), (snaps) => snaps.every((s) => s === snaps[0])),
+      15_000,
+      50
+    )
+    return {
+      bench: "live",
+      mode: "process-per-node",
+      nodes: n,
+      writes,
+      intervalMs: interval,
+      p50Ms: round2(p50Ms),
+      p99Ms: round2(p99Ms),
+      gossipP50Ms: round2(gossipP50Ms),
+      ratio: round2(p50Ms / gossipP50Ms),
+      converged: delivered === writes && equal
+    }
+  }).pipe(Effect.scoped)
+
+export const liveBench = (flags: ReadonlyMap<string, string>) =>
+  flags.get("in-process") === "true" ? inProcessBench(flags) : multiProcessBench(flags)

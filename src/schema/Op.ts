@@ -1,7 +1,19 @@
 /**
- * Gossip payloads and events (spec 05 §8.1): the `Op` a node publishes on a document's topic, with its postcard codec
- * (`Put(SignedEntry)` 0, `ContentReady(Hash)` 1, `SyncReport { namespace, heads }` 2), and the `GossipEvent`s the
- * Gossip service hands to its subscribers.
+ * Gossip payloads and events (spec 05 §8.1): the `Op` a node publishes on a document's topic, with its postcard codec,
+ * and the `GossipEvent`s the Gossip service hands to its subscribers.
+ *
+ * Wire layout (postcard; variant index first, as a varint):
+ *
+ * | idx | Variant | Fields |
+ * |-----|---------|--------|
+ * | 0 | `Put` without content | `SignedEntry` (byte-compatible with the reference) |
+ * | 1 | `ContentReady` | `Hash` (32 bytes) |
+ * | 2 | `SyncReport` | `namespace` (32 bytes), `heads` (varint length + bytes) |
+ * | 3 | `Put` with inline content | `SignedEntry`, then `content` (varint length + bytes) |
+ *
+ * Variant 3 is our own: a writer gossips small content along with its entry so that receivers need no download
+ * stream. The codec does not relate `content` to the entry; the receiver checks its length and BLAKE3 hash against
+ * the entry's record and ignores content that does not match. A reference node skips variant 3 as undecodable.
  */
 import { ParseResult, Schema } from "effect"
 import { PostcardError, type Reader, type Writer } from "../internal/postcard.js"
@@ -9,8 +21,11 @@ import { decodeWith, encodeWith, readSignedEntry, SignedEntry, writeSignedEntry 
 import { Hash, NamespaceId } from "./Keys.js"
 import { NodeId } from "./NodeAddr.js"
 
-/** An entry for the whole swarm. */
-export class Put extends Schema.TaggedClass<Put>()("Put", { entry: SignedEntry }) {}
+/** An entry for the whole swarm; `content`, when present, claims to be the entry's content (variant 3). */
+export class Put extends Schema.TaggedClass<Put>()("Put", {
+  entry: SignedEntry,
+  content: Schema.optional(Schema.Uint8ArrayFromSelf)
+}) {}
 
 /** The publisher now has the content of `hash` (a provider hint). */
 export class ContentReady extends Schema.TaggedClass<ContentReady>()("ContentReady", { hash: Hash }) {}
@@ -43,8 +58,14 @@ const fixed32 = (what: string, bytes: Uint8Array): Uint8Array => {
 export const writeOp = (w: Writer, op: Op): void => {
   switch (op._tag) {
     case "Put":
-      w.varint(0)
-      writeSignedEntry(w, op.entry)
+      if (op.content === undefined) {
+        w.varint(0)
+        writeSignedEntry(w, op.entry)
+      } else {
+        w.varint(3)
+        writeSignedEntry(w, op.entry)
+        w.bytes(op.content)
+      }
       return
     case "ContentReady":
       w.varint(1).raw(fixed32("hash", op.hash))
@@ -65,6 +86,10 @@ export const readOp = (r: Reader): Op => {
     case 2: {
       const namespace = NamespaceId.make(r.raw(32))
       return new SyncReport({ namespace, heads: r.bytes() }, true)
+    }
+    case 3: {
+      const entry = readSignedEntry(r)
+      return new Put({ entry, content: r.bytes() }, true)
     }
     default:
       throw new PostcardError(`unknown Op variant ${tag}`)

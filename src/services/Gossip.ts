@@ -35,7 +35,7 @@ import {
 import { toHex } from "../internal/bytes.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
 import { NodeAddr, type NodeId, nodeIdEquals, nodeIdFromPeerId } from "../schema/NodeAddr.js"
-import { type GossipEvent, NeighborDown, NeighborUp, type Op, OpFromBytes, Received } from "../schema/Op.js"
+import { type GossipEvent, NeighborDown, NeighborUp, type Op, OpFromBytes, Put, Received } from "../schema/Op.js"
 import * as Network from "./Network.js"
 
 export type { GossipEvent } from "../schema/Op.js"
@@ -98,7 +98,10 @@ export interface GossipService {
    * {@link GossipConfig.subscriberCapacity} behind.
    */
   readonly events: (namespace: NamespaceId) => Effect.Effect<Stream.Stream<GossipEvent>, never, Scope.Scope>
-  /** Publishes `op` to the topic's swarm. Skipped when not joined or above `maxMessageSize`; no peers is fine. */
+  /**
+   * Publishes `op` to the topic's swarm. Skipped when not joined or above `maxMessageSize` (a Put with inline content
+   * above it is published without its content); no peers is fine.
+   */
   readonly broadcast: (namespace: NamespaceId, op: Op) => Effect.Effect<BroadcastOutcome>
   /** Unsubscribes and ends the topic's event streams. A no-op when not joined. */
   readonly leave: (namespace: NamespaceId) => Effect.Effect<void>
@@ -344,7 +347,11 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
         return { _tag: "Skipped", reason: "NotJoined" } as const
       }
       // An Op that does not encode was built without validation: a bug, not a network condition.
-      const bytes = yield* Effect.orDie(encodeOp(op))
+      let bytes = yield* Effect.orDie(encodeOp(op))
+      // Inline content is an optimisation: a Put too large with it still goes out without it.
+      if (bytes.length > maxMessageSize && op._tag === "Put" && op.content !== undefined) {
+        bytes = yield* Effect.orDie(encodeOp(new Put({ entry: op.entry }, true)))
+      }
       if (bytes.length > maxMessageSize) {
         bump("skippedOversize")
         yield* Effect.logDebug("oversize gossip message not published").pipe(

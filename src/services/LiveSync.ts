@@ -37,7 +37,8 @@ import {
   Scope,
   Stream
 } from "effect"
-import { fromHex, toHex } from "../internal/bytes.js"
+import { blake3 } from "../internal/blake3.js"
+import { equals as bytesEqual, fromHex, toHex } from "../internal/bytes.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
 import type { DownloadFailed } from "../schema/BlobErrors.js"
 import { type ContentStatus, EMPTY, type SignedEntry } from "../schema/Entry.js"
@@ -76,6 +77,12 @@ export const DEFAULT_DOWNLOAD_RETRY_DELAY: Duration.Duration = Duration.seconds(
 /** Timed retries of one failed download; after them only a new provider (sync, ContentReady, neighbor) retries it. */
 export const DEFAULT_DOWNLOAD_RETRIES = 6
 
+/**
+ * Content of at most this many bytes travels inside the gossiped Put (Op variant 3), so receivers need no download
+ * stream for small values. A Put that would exceed the gossip message limit with its content goes without it.
+ */
+export const DEFAULT_INLINE_CONTENT_MAX = 4096
+
 export interface LiveSyncConfig {
   /** Settings of the sync protocol; `accept` and `onAccepted` are the engine's. */
   readonly sync?: Omit<Sync.SyncConfig, "accept" | "onAccepted">
@@ -83,6 +90,8 @@ export interface LiveSyncConfig {
   readonly downloadRetryDelay?: Duration.DurationInput
   /** Default {@link DEFAULT_DOWNLOAD_RETRIES}. */
   readonly downloadRetries?: number
+  /** Largest content gossiped inline with its entry; 0 turns it off. Default {@link DEFAULT_INLINE_CONTENT_MAX}. */
+  readonly inlineContentMax?: number
 }
 
 export interface LiveSyncService {
@@ -130,6 +139,9 @@ export const COUNTERS = [
   "download_bytes",
   "gossip_put_sent",
   "gossip_put_received",
+  "gossip_inline_content_sent",
+  "gossip_inline_content_received",
+  "gossip_inline_content_rejected",
   "actor_tick_main"
 ] as const
 export type CounterName = (typeof COUNTERS)[number]
@@ -187,6 +199,10 @@ type Command =
   | { readonly _tag: "RetryDownload"; readonly hash: Hash }
 
 const isEmptyHash = (hash: Uint8Array) => toHex(hash) === EMPTY_HEX
+
+/** Inline content of a gossiped Put is the entry's content: same length, same BLAKE3 hash. */
+const inlineMatches = (entry: SignedEntry, content: Uint8Array): boolean =>
+  BigInt(content.length) === entry.entry.record.len && bytesEqual(blake3(content), entry.entry.record.hash)
 const EMPTY_HEX = toHex(EMPTY)
 
 export const make = (config: LiveSyncConfig = {}) =>
@@ -222,6 +238,7 @@ export const make = (config: LiveSyncConfig = {}) =>
     const retries = new Map<string, number>()
     const retryDelay = Duration.decode(config.downloadRetryDelay ?? DEFAULT_DOWNLOAD_RETRY_DELAY)
     const maxRetries = config.downloadRetries ?? DEFAULT_DOWNLOAD_RETRIES
+    const inlineMax = config.inlineContentMax ?? DEFAULT_INLINE_CONTENT_MAX
     let shuttingDown = false
 
     // -- sync (spec 04) with the engine's accept decision
@@ -254,6 +271,18 @@ export const make = (config: LiveSyncConfig = {}) =>
         if (sinks !== undefined) for (const sink of sinks) yield* Queue.shutdown(sink)
       })
 
+    /** A local Put with small content carries it (read here, in the publisher, not in the actor). */
+    const withInlineContent = (op: Op.Op): Effect.Effect<Op.Op> => {
+      if (op._tag !== "Put" || op.content !== undefined) return Effect.succeed(op)
+      const len = op.entry.record.len
+      if (len === 0n || len > BigInt(inlineMax)) return Effect.succeed(op)
+      return blobs.read(op.entry.record.hash).pipe(
+        Effect.map((content): Op.Op => new Op.Put({ entry: op.entry, content })),
+        Effect.tap(() => count("gossip_inline_content_sent")),
+        Effect.orElseSucceed(() => op)
+      )
+    }
+
     // Publishing (encode, sign, send) takes milliseconds: the actor only queues the Op, and a publisher fiber keeps
     // a few publishes in flight. The queue is bounded, so a swarm that cannot keep up slows the actor down.
     const outbox = yield* Queue.bounded<readonly [NamespaceId, Op.Op]>(OUTBOX_CAPACITY)
@@ -262,7 +291,8 @@ export const make = (config: LiveSyncConfig = {}) =>
       Effect.flatMap(([ns, op]) =>
         publishing.take(1).pipe(
           Effect.zipRight(
-            gossip.broadcast(ns, op).pipe(
+            withInlineContent(op).pipe(
+              Effect.flatMap((op) => gossip.broadcast(ns, op)),
               Effect.catchAllCause((cause) => Effect.logDebug("gossip broadcast failed", cause)),
               Effect.ensuring(publishing.release(1)),
               Effect.fork
@@ -595,16 +625,23 @@ export const make = (config: LiveSyncConfig = {}) =>
     ): Effect.Effect<void> =>
       Effect.gen(function*() {
         let batch: Array<readonly [SignedEntry, ContentStatus]> = []
+        /** Verified inline content of the batch's entries: key → content. */
+        let contents: Array<readonly [Uint8Array, Uint8Array]> = []
         let batchFrom: NodeId | undefined
         const flush = Effect.suspend(() => {
           if (batch.length === 0 || batchFrom === undefined) return Effect.void
           const entries = batch
+          const inline = contents
           const from = batchFrom
           batch = []
+          contents = []
           return inserting.take(1).pipe(
             Effect.zipRight(
               count("gossip_put_received", entries.length).pipe(
+                Effect.zipRight(addInline(ns, inline)),
                 Effect.zipRight(replica.insertRemoteMany(ns, entries, from)),
+                // The temporary tags of the inline content end once the entries protect it.
+                Effect.scoped,
                 Effect.ignore,
                 Effect.ensuring(inserting.release(1)),
                 Effect.forkIn(scope)
@@ -628,7 +665,14 @@ export const make = (config: LiveSyncConfig = {}) =>
                   if (batchFrom !== undefined && toHex(batchFrom) !== toHex(event.deliveredFrom)) yield* flush
                   batchFrom = event.deliveredFrom
                   // Content is there to fetch only if the message came straight from its publisher.
-                  batch.push([op.entry, event.direct ? "Complete" : "Missing"])
+                  let status: ContentStatus = event.direct ? "Complete" : "Missing"
+                  if (op.content !== undefined) {
+                    if (inlineMatches(op.entry, op.content)) {
+                      contents.push([op.entry.entry.id.key, op.content])
+                      status = "Complete"
+                    } else yield* count("gossip_inline_content_rejected")
+                  }
+                  batch.push([op.entry, status])
                   break
                 }
                 // Both are meant for direct neighbors only (spec 05 §8.1); gossipsub relays them further, and a
@@ -647,6 +691,23 @@ export const make = (config: LiveSyncConfig = {}) =>
         }
         yield* flush
       })
+
+    /**
+     * Stores verified inline content before its entries are inserted, so that they arrive with their content and no
+     * download starts; each blob is protected by a temporary tag until the caller's scope closes. Content the
+     * document's download policy does not want is not stored.
+     */
+    const addInline = (ns: NamespaceId, inline: ReadonlyArray<readonly [Uint8Array, Uint8Array]>) =>
+      inline.length === 0 ? Effect.void : Effect.gen(function*() {
+        const policy = yield* replica.getDownloadPolicy(ns)
+        let added = 0
+        for (const [key, content] of inline) {
+          if (!DownloadPolicy.matches(policy, key)) continue
+          yield* blobs.addBytes(content)
+          added++
+        }
+        yield* count("gossip_inline_content_received", added)
+      }).pipe(Effect.catchAllCause((cause) => Effect.logDebug("storing inline content failed", cause)))
 
     /** After a restart the wanted content of a live document comes from its entries (download policy applied). */
     const scanWanted = (ns: NamespaceId) =>

@@ -28,7 +28,8 @@ const seq = (n: number, from = 0): Uint8Array => Uint8Array.from({ length: n }, 
 const opEquals = (a: Op, b: Op): boolean => {
   switch (a._tag) {
     case "Put":
-      return b._tag === "Put" && signedEntryEquals(a.entry, b.entry)
+      return b._tag === "Put" && signedEntryEquals(a.entry, b.entry) &&
+        (a.content === undefined ? b.content === undefined : b.content !== undefined && equals(a.content, b.content))
     case "ContentReady":
       return b._tag === "ContentReady" && equals(a.hash, b.hash)
     case "SyncReport":
@@ -54,6 +55,7 @@ const arbEntry = fc
 
 const arbOp: fc.Arbitrary<Op> = fc.oneof(
   arbEntry.map((entry) => new Put({ entry })),
+  fc.tuple(arbEntry, fc.uint8Array({ maxLength: 300 })).map(([entry, content]) => new Put({ entry, content })),
   bytes32.map((h) => new ContentReady({ hash: Hash.make(h) })),
   fc
     .tuple(bytes32, fc.uint8Array({ maxLength: 400 }))
@@ -69,6 +71,28 @@ describe("Op postcard codec (spec 05 §8.1)", () => {
     assert.strictEqual(toHex(encoded), "00" + V.SIGNED_ENTRY)
     const back = decode(encoded)
     assert.isTrue(opEquals(back, new Put({ entry })))
+  })
+
+  it("encodes Put with inline content as variant 3: the SignedEntry bytes, then length-prefixed content", () => {
+    const content = seq(130, 3)
+    const encoded = encode(new Put({ entry, content }))
+    // 130 = 0x82 0x01 as a varint
+    assert.strictEqual(toHex(encoded), "03" + V.SIGNED_ENTRY + "8201" + toHex(content))
+    const back = decode(encoded)
+    assert.isTrue(opEquals(back, new Put({ entry, content })))
+    assert.strictEqual(back._tag === "Put" ? back.content?.length : -1, 130)
+    const empty = encode(new Put({ entry, content: new Uint8Array(0) }))
+    assert.strictEqual(toHex(empty), "03" + V.SIGNED_ENTRY + "00")
+    // Without content a Put stays variant 0, byte-compatible with the reference.
+    assert.isTrue(opEquals(decode(fromHex("00" + V.SIGNED_ENTRY)!), new Put({ entry })))
+  })
+
+  it("rejects a variant-3 Put whose content is truncated, missing or followed by trailing bytes", () => {
+    fails(concat(Uint8Array.of(3), vector))
+    fails(concat(Uint8Array.of(3), vector, Uint8Array.of(5, 1, 2, 3)))
+    fails(concat(Uint8Array.of(3), vector, Uint8Array.of(2, 1, 2, 3)))
+    fails(concat(Uint8Array.of(3), vector, Uint8Array.of(0x80)))
+    fails(concat(Uint8Array.of(3), vector.subarray(0, 40)))
   })
 
   it("encodes ContentReady as variant 1 and 32 raw hash bytes", () => {
@@ -99,6 +123,7 @@ describe("Op postcard codec (spec 05 §8.1)", () => {
   it("rejects unknown variants, truncation and trailing bytes", () => {
     fails(new Uint8Array(0))
     fails(Uint8Array.of(3))
+    fails(Uint8Array.of(4, ...seq(32)))
     fails(Uint8Array.of(0x80, 0x00)) // overlong varint tag
     fails(Uint8Array.of(1, ...seq(31)))
     fails(Uint8Array.of(1, ...seq(33)))
@@ -124,7 +149,9 @@ describe("Op postcard codec (spec 05 §8.1)", () => {
         fc.oneof(
           fc.uint8Array({ maxLength: 600 }),
           fc.uint8Array({ maxLength: 300 }).map((b) => concat(Uint8Array.of(0), b)),
-          fc.uint8Array({ maxLength: 300 }).map((b) => concat(Uint8Array.of(2), b))
+          fc.uint8Array({ maxLength: 300 }).map((b) => concat(Uint8Array.of(2), b)),
+          fc.uint8Array({ maxLength: 300 }).map((b) => concat(Uint8Array.of(3), b)),
+          fc.uint8Array({ maxLength: 40 }).map((b) => concat(Uint8Array.of(3), vector, b))
         ),
         (bytes) => {
           const result = decodeEither(bytes)

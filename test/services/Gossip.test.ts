@@ -314,6 +314,37 @@ describe("Gossip", () => {
       assert.strictEqual(Gossip.DEFAULT_MAX_MESSAGE_SIZE, 65536)
     }))
 
+  it.scopedLive("a Put too large with its inline content is published without it", () =>
+    Effect.gen(function*() {
+      const ns = NamespaceSecret.generate()
+      const a = yield* startPeer({ maxMessageSize: 600 })
+      const b = yield* startPeer({ maxMessageSize: 600 })
+      yield* a.gossip.join(ns.id)
+      yield* b.gossip.join(ns.id, [yield* a.network.addr])
+      const onB = yield* record(b, ns)
+      yield* onB.neighborUp(a)
+      const author = Author.generate()
+      const entry = entryAt(ns, author, "k".repeat(300), 1n)
+      const fits = new Put({ entry, content: new Uint8Array(20).fill(1) })
+      const tooLarge = new Put({ entry: entryAt(ns, author, "j".repeat(300), 1n), content: new Uint8Array(300) })
+      assert.isAtMost(Schema.encodeSync(OpFromBytes)(fits).length, 600)
+      assert.isAbove(Schema.encodeSync(OpFromBytes)(tooLarge).length, 600)
+      const isPut = (content: boolean, key: string) => (e: GossipEvent): e is Received =>
+        e._tag === "Received" && e.op._tag === "Put" && (e.op.content !== undefined) === content &&
+        equals(e.op.entry.key, utf8(key))
+      yield* eventually(
+        Effect.gen(function*() {
+          yield* a.gossip.broadcast(ns.id, fits)
+          yield* a.gossip.broadcast(ns.id, tooLarge)
+          yield* Effect.sleep(100)
+          const log = yield* onB.events
+          return log.some(isPut(true, "k".repeat(300))) && log.some(isPut(false, "j".repeat(300))) ? true : undefined
+        }),
+        "both Puts, the second without content"
+      )
+      assert.strictEqual((yield* stats(a)).skippedOversize, 0)
+    }))
+
   it.scopedLive("join is idempotent; late subscribers and subscribers before join see current neighbors once", () =>
     Effect.gen(function*() {
       const ns = NamespaceSecret.generate()
