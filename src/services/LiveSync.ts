@@ -69,6 +69,14 @@ const PUBLISH_CONCURRENCY = 4
 /** Batches of gossiped entries being inserted at once per document (the replica pipelines two batches). */
 const INSERT_PIPELINE = 2
 
+/**
+ * After a neighbor of a live document goes away (its connection dropped, e.g. libp2p's connection monitor aborts a
+ * connection whose ping timed out under load), it is dialed again after this pause, doubling per attempt, until it is
+ * a neighbor again or {@link REDIAL_ATTEMPTS} dials were made; the sync on NeighborUp then fetches what gossip lost.
+ */
+export const REDIAL_DELAY: Duration.Duration = Duration.millis(500)
+export const REDIAL_ATTEMPTS = 5
+
 /** Wanted hashes of a document tried with one new candidate provider at a time. */
 export const RETRY_BATCH = 256
 
@@ -197,6 +205,7 @@ type Command =
   | { readonly _tag: "Downloaded"; readonly hash: Hash; readonly exit: Exit.Exit<Blobs.Added, DownloadFailed> }
   | { readonly _tag: "WantedScan"; readonly ns: NamespaceId; readonly hashes: ReadonlyArray<Hash> }
   | { readonly _tag: "RetryDownload"; readonly hash: Hash }
+  | { readonly _tag: "Redial"; readonly ns: NamespaceId; readonly peer: NodeId; readonly attempt: number }
 
 const isEmptyHash = (hash: Uint8Array) => toHex(hash) === EMPTY_HEX
 
@@ -216,7 +225,7 @@ export const make = (config: LiveSyncConfig = {}) =>
     const me = network.nodeId
     const meHex = toHex(me)
     const counters = makeCounters(meHex.slice(0, 16))
-    const count = (name: CounterName, by = 1) => Metric.incrementBy(counters[name], by)
+    const count = (name: CounterName, by = 1) => Effect.sync(() => counters[name].unsafeUpdate(by, []))
 
     const serviceScope = yield* Effect.scope
     const inbox = yield* Queue.unbounded<Command>()
@@ -556,6 +565,15 @@ export const make = (config: LiveSyncConfig = {}) =>
         if (resync) yield* syncWithPeer(doc, peer, "Resync")
       })
 
+    const scheduleRedial = (ns: NamespaceId, peer: NodeId, attempt: number) =>
+      attempt >= REDIAL_ATTEMPTS || shuttingDown
+        ? Effect.void
+        : fork(
+          Effect.sleep(Duration.times(REDIAL_DELAY, 2 ** attempt)).pipe(
+            Effect.zipRight(post({ _tag: "Redial", ns, peer, attempt }))
+          )
+        )
+
     const rememberAddresses = (peer: NodeId) =>
       Effect.gen(function*() {
         const addrs = yield* Effect.tryPromise(() => network.libp2p.peerStore.get(peerIdFromNodeId(peer))).pipe(
@@ -794,8 +812,19 @@ export const make = (config: LiveSyncConfig = {}) =>
         }
         case "NeighborDown":
           return docs.has(toHex(command.ns))
-            ? emit(toHex(command.ns), new LiveEvent.NeighborDown({ peer: command.peer }))
+            ? emit(toHex(command.ns), new LiveEvent.NeighborDown({ peer: command.peer })).pipe(
+              Effect.zipRight(scheduleRedial(command.ns, command.peer, 0))
+            )
             : Effect.void
+        case "Redial": {
+          if (!docs.has(toHex(command.ns)) || shuttingDown) return Effect.void
+          return Effect.gen(function*() {
+            const current = yield* gossip.neighbors(command.ns)
+            if (current.some((id) => toHex(id) === toHex(command.peer))) return
+            yield* gossip.join(command.ns, [yield* addressBook.lookup(command.peer)])
+            yield* scheduleRedial(command.ns, command.peer, command.attempt + 1)
+          })
+        }
         case "SyncReport": {
           const doc = docs.get(toHex(command.ns))
           if (doc === undefined) return Effect.void

@@ -7,6 +7,7 @@ import { toHex } from "../../src/internal/bytes.js"
 import * as DownloadPolicy from "../../src/schema/DownloadPolicy.js"
 import type { Entry } from "../../src/schema/Entry.js"
 import type { NamespaceId } from "../../src/schema/Keys.js"
+import { peerIdFromNodeId } from "../../src/schema/NodeAddr.js"
 import * as LiveEvent from "../../src/schema/LiveEvent.js"
 import { Query } from "../../src/schema/Query.js"
 import type { DocTicket } from "../../src/schema/Ticket.js"
@@ -194,6 +195,22 @@ describe("LiveSync", () => {
       expect(remote.contentStatus).toBe("Missing")
       expect((yield* b.docs.stats).gossip_inline_content_received).toBe(0)
       expect(yield* hasContent(b, remote.entry)).toBe(false)
+    }))
+
+  it.scopedLive("a neighbor whose connection drops is dialed again, and what gossip lost meanwhile arrives by sync", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode()
+      const b = yield* startMemoryNode()
+      const docA = yield* Docs.createDoc(a.docs)
+      const { doc: docB, seen } = yield* join(b, yield* docA.share("Write", "Addresses"))
+      yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 1))
+      const authorA = yield* a.docs.authorGetDefault
+      // Dropped by B, as libp2p's connection monitor does when a ping times out; A writes while it is down.
+      yield* Effect.promise(() => b.network.libp2p.hangUp(peerIdFromNodeId(a.network.nodeId)))
+      yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 0))
+      yield* docA.setBytes(authorA, text("while down"), text("lost by gossip"))
+      yield* seen.until(insertRemoteOf("while down"), 15_000)
+      yield* eventually(Effect.map(neighborsOf(b, docB.id), (ns) => ns.length === 1))
     }))
 
   for (const n of [3, 5]) {
