@@ -85,9 +85,11 @@ export const REFERENCE: Config = {
   maxSetSize: 1,
   subrangeItems: 1,
   maxMessageBytes: Number.POSITIVE_INFINITY,
-  // Never: set explicitly, so that spreading REFERENCE over another config turns the density switch off.
+  // Set explicitly, so that spreading REFERENCE over another config turns the density switch and value caps off.
   denseFraction: Number.POSITIVE_INFINITY,
-  denseSetSize: 0
+  denseSetSize: 0,
+  maxValueBytes: Number.POSITIVE_INFINITY,
+  bulkValueBytes: Number.POSITIVE_INFINITY
 }
 
 /** The default, tuned by `npm run bench -- reconcile` (see the reconciliation issue's note and the README). */
