@@ -341,7 +341,8 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
       return Stream.fromQueue(queue)
     })
 
-    const broadcast = Effect.fn("Gossip.broadcast")(function*(namespace: NamespaceId, op: Op) {
+    // Once per gossiped write: untraced, a span per call costs more than the rest of this function (STYLE: hot paths).
+    const broadcast = Effect.fnUntraced(function*(namespace: NamespaceId, op: Op) {
       const topic = topicOf(namespace)
       if (topics.get(topic)?.joined !== true) {
         return { _tag: "Skipped", reason: "NotJoined" } as const
