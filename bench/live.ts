@@ -30,7 +30,10 @@ import * as Network from "../src/services/Network.js"
 import type { Reply, Request } from "./live-node.js"
 import { numberFlag, profiled, progress, randomBytes } from "./util.js"
 
-/** One write every 10 ms (100 writes/s): a rate a swarm of 3 sustains on a loaded 2-core machine (see the report). */
+/**
+ * One write every 10 ms (100 writes/s). Measured with one process per node on the shared 2-core machine: with a
+ * load average around 4–5 the swarm keeps up (p50 ≈ 7 ms), around 8 it sustains only ~25 writes/s and a queue builds.
+ */
 const DEFAULT_INTERVAL_MS = 10
 
 interface BenchNode {
@@ -409,7 +412,8 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
       50
     )
     const cpu1 = (yield* allOf(nodes, "cpu")).map(Number)
-    progress(`  CPU per write (ms): ${cpu1.map((c, i) => round2((c - cpu0[i]!) / writes)).join(", ")}`)
+    const cpuMsPerWrite = cpu1.map((c, i) => round2((c - cpu0[i]!) / writes))
+    progress(`  CPU per write (ms): ${cpuMsPerWrite.join(", ")}`)
     if (profile !== undefined) {
       yield* Effect.forEach(nodes, (node, i) => node.call("profileStop", { file: `${profile}.node${i}.cpuprofile` }))
       progress(`  profiles written to ${profile}.node*.cpuprofile`)
@@ -437,7 +441,8 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
       p99Ms: round2(p99Ms),
       gossipP50Ms: round2(gossipP50Ms),
       ratio: round2(p50Ms / gossipP50Ms),
-      converged: delivered === writes && equal
+      converged: delivered === writes && equal,
+      cpuMsPerWrite
     }
   }).pipe(Effect.scoped)
 
