@@ -93,6 +93,25 @@ export class Reader {
   }
   /** A u64 varint; rejects overlong encodings and values above 2^64 - 1. */
   varint64(): bigint {
+    // Fast path: summed as a number, exact while the value stays below 2^53 (every timestamp and length in practice).
+    const buf = this.buf
+    const start = this.offset
+    let value = 0
+    let mul = 1
+    for (let i = start; i < buf.length && i < start + 8; i++) {
+      const b = buf[i]!
+      value += (b & 0x7f) * mul
+      if ((b & 0x80) === 0) {
+        if (b === 0 && i > start) throw new PostcardError("overlong varint")
+        if (value > Number.MAX_SAFE_INTEGER) break
+        this.offset = i + 1
+        return BigInt(value)
+      }
+      mul *= 0x80
+    }
+    return this.varint64Slow()
+  }
+  private varint64Slow(): bigint {
     let result = 0n
     let shift = 0n
     for (let i = 0; i < 10; i++) {
@@ -130,6 +149,17 @@ export class Reader {
     const out = Uint8Array.prototype.slice.call(this.buf, this.offset, this.offset + n)
     this.offset += n
     return out
+  }
+  /** Skips `n` bytes; returns the offset where they start (for callers that copy a span once, then view into it). */
+  skip(n: number): number {
+    if (n > this.remaining) throw new PostcardError(`expected ${n} bytes, ${this.remaining} left`)
+    const at = this.offset
+    this.offset += n
+    return at
+  }
+  /** A copy of the input bytes [from, to), already read (bounds are the caller's). */
+  copy(from: number, to: number): Uint8Array {
+    return Uint8Array.prototype.slice.call(this.buf, from, to)
   }
   bytes(maxLength: number = Number.MAX_SAFE_INTEGER): Uint8Array {
     const n = this.varint(maxLength)

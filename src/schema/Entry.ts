@@ -183,24 +183,29 @@ export const writeSignedEntry = (w: Writer, e: SignedEntry): void => {
   w.varint64(record.len).raw(record.hash).varint64(record.timestamp)
 }
 
+/**
+ * One copy of the entry's bytes; its fields are views into that copy (one small buffer per entry, never a view into
+ * the whole input frame).
+ */
 export const readSignedEntry = (r: Reader): SignedEntry => {
-  const authorSignature = r.raw(64)
-  const namespaceSignature = r.raw(64)
+  const start = r.skip(128)
   const idLen = r.varint(64 + MAX_KEY_LENGTH)
   if (idLen < 64) throw new PostcardError(`record identifier of ${idLen} bytes is shorter than 64`)
-  const id = r.raw(idLen)
+  const idAt = r.skip(idLen) - start
   const len = r.varint64()
-  const hash = r.raw(32)
+  const hashAt = r.skip(32) - start
   const timestamp = r.varint64()
+  const bytes = r.copy(start, r.offset)
+  const keyEnd = idAt + idLen
   return makeSignedEntry({
-    namespace: id.subarray(0, 32),
-    author: id.subarray(32, 64),
-    key: id.subarray(64),
+    namespace: bytes.subarray(idAt, idAt + 32),
+    author: bytes.subarray(idAt + 32, idAt + 64),
+    key: bytes.subarray(idAt + 64, keyEnd),
     len,
-    hash,
+    hash: bytes.subarray(hashAt, hashAt + 32),
     timestamp,
-    authorSignature,
-    namespaceSignature
+    authorSignature: bytes.subarray(0, 64),
+    namespaceSignature: bytes.subarray(64, 128)
   })
 }
 
