@@ -191,18 +191,22 @@ interface WorkStep {
   readonly abort: (error: StoreError) => void
 }
 
+/** How each entry of a Put step ended, in order; a store failure fails the whole step (and its batch). */
+type PutResults = Exit.Exit<ReadonlyArray<Either.Either<InsertOutcome, InsertError>>, StoreError>
+
 /**
- * A prepared insert: an entry to sign in the Crypto pool (local) or already verified (remote), checked and put with
- * its neighbours in one `Store.putMany` (the hot path: no per-entry effects beyond the SQL).
+ * A prepared insert: one entry to sign in the Crypto pool (local), or a chunk of already verified entries (remote),
+ * checked and put in order with its neighbours in one `Store.putMany` (the hot path: no per-entry effects beyond the
+ * SQL, one job per chunk).
  */
 interface PutStep {
   readonly _tag: "Put"
   readonly sign: SignRequest | undefined
-  readonly entry: SignedEntry | undefined
-  readonly replica: OpenReplica
-  /** Checks just before the put (validation, still open); a failure is the reply. */
+  /** The entries to put when `sign` is undefined. */
+  readonly entries: ReadonlyArray<SignedEntry>
+  /** Checks each entry just before the put (validation, still open); a failure is that entry's result. */
   readonly check: (entry: SignedEntry) => InsertError | undefined
-  readonly finish: (exit: Exit.Exit<InsertOutcome, InsertError>) => Applied
+  readonly finish: (results: PutResults) => Applied
   readonly abort: (error: StoreError) => void
 }
 
@@ -269,41 +273,47 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   const applyPuts = (steps: ReadonlyArray<PutStep>, signed: () => SignedEntry | undefined) =>
     Effect.gen(function*() {
       const entries: Array<SignedEntry> = []
-      const results: Array<Exit.Exit<InsertOutcome, InsertError> | SignedEntry> = []
+      /** Per step, its candidates in order: an entry to put, or the failure that replaces its put. */
+      const candidates: Array<Array<SignedEntry | InsertError>> = []
       for (const step of steps) {
-        const entry = step.sign === undefined ? step.entry : signed()
-        const failure = entry === undefined
-          ? new StoreError({ method: "sign", cause: "entry missing" })
-          : step.check(entry)
-        if (failure !== undefined) results.push(Exit.fail(failure))
-        else if (entry !== undefined) {
-          entries.push(entry)
-          results.push(entry)
+        const list: ReadonlyArray<SignedEntry | undefined> = step.sign === undefined ? step.entries : [signed()]
+        const out: Array<SignedEntry | InsertError> = new Array(list.length)
+        for (let i = 0; i < list.length; i++) {
+          const entry = list[i]
+          const failure = entry === undefined
+            ? new StoreError({ method: "sign", cause: "entry missing" })
+            : step.check(entry)
+          if (failure !== undefined || entry === undefined) out[i] = failure!
+          else {
+            entries.push(entry)
+            out[i] = entry
+          }
         }
+        candidates.push(out)
       }
       const outcomes = yield* Effect.either(entries.length === 0 ? Effect.succeed([]) : store.putMany(entries))
       if (Either.isLeft(outcomes)) {
-        return { applied: steps.map((step) => step.finish(Exit.fail(outcomes.left))), broken: outcomes.left }
+        const failed: PutResults = Exit.fail(outcomes.left)
+        return { applied: steps.map((step) => step.finish(failed)), broken: outcomes.left }
       }
       const list = outcomes.right
       let next = 0
-      const applied = steps.map((step, i) => {
-        const r = results[i]!
-        if (Exit.isExit(r)) return step.finish(r)
-        const outcome = list[next++]!
-        return step.finish(
-          outcome._tag === "Inserted"
-            ? Exit.succeed({ entry: r, removed: outcome.removed })
-            : Exit.fail(
+      const applied = steps.map((step, s) =>
+        step.finish(Exit.succeed(candidates[s]!.map((c): Either.Either<InsertOutcome, InsertError> => {
+          if ("_tag" in c) return Either.left(c)
+          const outcome = list[next++]!
+          return outcome._tag === "Inserted"
+            ? Either.right({ entry: c, removed: outcome.removed })
+            : Either.left(
               new NewerEntryExists({
-                namespace: r.namespace,
-                author: r.author,
+                namespace: c.namespace,
+                author: c.author,
                 key: outcome.newer.key,
                 timestamp: outcome.newer.timestamp
               })
             )
-        )
-      })
+        })))
+      )
       return { applied, broken: undefined }
     })
 
@@ -578,14 +588,17 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
         const step: PutStep = {
           _tag: "Put",
           sign: request,
-          entry: undefined,
-          replica,
+          entries: [],
           check: (signed) =>
             replicas.get(hex(ns)) !== replica
               ? new ReplicaNotOpen({ namespace: ns })
               : validateEntry(keys, timestamp, ns, signed, "local"),
-          finish: (exit) =>
-            applied(reply, exit, (o) => publish(replica, () => new LocalInsert({ namespace: ns, entry: o.entry }, true))),
+          finish: (results) =>
+            applied(
+              reply,
+              Exit.flatMap(results, (list) => Either.match(list[0]!, { onLeft: Exit.fail, onRight: Exit.succeed })),
+              (o) => publish(replica, () => new LocalInsert({ namespace: ns, entry: o.entry }, true))
+            ),
           abort
         }
         return step
@@ -599,46 +612,54 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
 
   const deletePrefix: ReplicaService["deletePrefix"] = (ns, author, prefix) => local(ns, author, prefix, EMPTY, 0n)
 
-  /** One verified remote entry as a Put job (spec 01 §10 insertRemoteEntry; RemoteInsert after commit). */
-  const remote = (ns: NamespaceId, entry: SignedEntry, from: Uint8Array, status: ContentStatus) =>
-    enqueue<InsertOutcome, InsertError | SyncNotEnabled>((reply) => ({
+  /**
+   * Verified remote entries as one Put job, applied in order (spec 01 §10 insertRemoteEntry each; RemoteInsert after
+   * commit). One result per entry; a store failure fails the job.
+   */
+  const remote = (ns: NamespaceId, entries: ReadonlyArray<readonly [SignedEntry, ContentStatus]>, from: Uint8Array) =>
+    enqueue<ReadonlyArray<Either.Either<InsertOutcome, InsertError | SyncNotEnabled>>, never>((reply) => ({
       prepare: Effect.sync((): Step => {
         const abort = (error: StoreError) => reply(Exit.fail(error))
-        const replica = replicas.get(hex(ns))
+        const key = hex(ns)
+        const replica = replicas.get(key)
         if (replica === undefined || !replica.sync) {
           const refused = replica === undefined
             ? new ReplicaNotOpen({ namespace: ns })
             : new SyncNotEnabled({ namespace: ns })
-          return { _tag: "Work", apply: Effect.succeed(applied(reply, Exit.fail(refused))), abort }
+          return {
+            _tag: "Work",
+            apply: Effect.succeed(applied(reply, Exit.succeed(entries.map(() => Either.left(refused))))),
+            abort
+          }
         }
         return {
           _tag: "Put",
           sign: undefined,
-          entry,
-          replica,
-          check: () => (replicas.get(hex(ns)) !== replica ? new ReplicaNotOpen({ namespace: ns }) : undefined),
-          finish: (exit) =>
-            applied(reply, exit, () =>
-              publish(
-                replica,
-                () => new RemoteInsert({
-                  namespace: ns,
-                  entry,
-                  from,
-                  shouldDownload: DownloadPolicy.matches(replica.policy, entry.key),
-                  remoteContentStatus: status
-                }, true)
-              )),
+          entries: entries.map(([e]) => e),
+          check: () => (replicas.get(key) !== replica ? new ReplicaNotOpen({ namespace: ns }) : undefined),
+          finish: (results) =>
+            applied(reply, results, (list) =>
+              replica.subscribers === 0 ? Effect.void : Effect.forEach(list, (r, i) => {
+                if (Either.isLeft(r)) return Effect.void
+                const [entry, status] = entries[i]!
+                return publish(replica, () =>
+                  new RemoteInsert({
+                    namespace: ns,
+                    entry,
+                    from,
+                    shouldDownload: DownloadPolicy.matches(replica.policy, entry.key),
+                    remoteContentStatus: status
+                  }, true))
+              }, { discard: true })),
           abort
         }
       })
     }))
 
   /**
-   * Validates remote entries (namespace, future timestamp, empty/len, and both signatures strictly, spread over the
-   * Crypto pool), then queues the valid ones in order. One result per entry, in order.
+   * One chunk of remote entries: validated (namespace, both signatures strictly on the Crypto pool, future
+   * timestamp, empty/len), then the valid ones queued in order as one job. One result per entry, in order.
    */
-  /** One chunk of remote entries: verified on the Crypto pool, then queued in order. */
   const insertRemoteChunk = (
     ns: NamespaceId,
     entries: ReadonlyArray<readonly [SignedEntry, ContentStatus]>,
@@ -651,12 +672,26 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
         equals(e.namespace, ns) ? undefined : new InvalidNamespace({ namespace: ns, got: e.namespace })
       )
       const verdicts = yield* crypto.verifyEntries(keys, entries.filter((_, i) => foreign[i] === undefined).map(([e]) => e))
+      const results: Array<Either.Either<InsertOutcome, InsertError | SyncNotEnabled>> = new Array(entries.length)
+      const valid: Array<readonly [SignedEntry, ContentStatus]> = []
+      const at: Array<number> = []
       let v = 0
-      return yield* Effect.forEach(entries, ([entry, status], i) => {
-        const failure = foreign[i] ?? verdictError(ns, entry, verdicts[v++]!) ??
-          validateEntry(keys, now, ns, entry, "local")
-        return Effect.either(failure !== undefined ? Effect.fail(failure) : remote(ns, entry, from, status))
-      }, { concurrency: "unbounded" })
+      for (let i = 0; i < entries.length; i++) {
+        const item = entries[i]!
+        const failure = foreign[i] ?? verdictError(ns, item[0], verdicts[v++]!) ??
+          validateEntry(keys, now, ns, item[0], "local")
+        if (failure !== undefined) results[i] = Either.left(failure)
+        else {
+          valid.push(item)
+          at.push(i)
+        }
+      }
+      if (valid.length === 0) return results
+      const applied = yield* Effect.either(remote(ns, valid, from))
+      for (let k = 0; k < at.length; k++) {
+        results[at[k]!] = Either.isLeft(applied) ? Either.left(applied.left) : applied.right[k]!
+      }
+      return results
     })
 
   const insertRemoteMany: ReplicaService["insertRemoteMany"] = (ns, entries, from) =>
