@@ -202,7 +202,10 @@ export const make = (config: NetworkConfig = {}): Effect.Effect<NetworkService, 
                 streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW, maxReadBufferLength: STREAM_READ_BUFFER }
               })
             ],
-            services: { identify: identify(), ping: ping(), pubsub: makeGossipsub(config.gossipsub ?? {}) }
+            services: { identify: identify(), ping: ping(), pubsub: makeGossipsub(config.gossipsub ?? {}) },
+            // libp2p aborts a connection whose keep-alive ping takes over ~5 s: a node busy for a few seconds would
+            // lose its gossip mesh. Dead connections are still found, just later.
+            connectionMonitor: { pingTimeout: { minTimeout: 20_000, maxTimeout: 60_000 } }
           }),
         catch: (cause) => new NetworkError({ method: "start", cause })
       }),
