@@ -150,7 +150,18 @@ export const COUNTERS = [
   "gossip_inline_content_sent",
   "gossip_inline_content_received",
   "gossip_inline_content_rejected",
-  "actor_tick_main"
+  "actor_tick_main",
+  // The engine's loop ticks by source (spec 05 §14 names; our one inbox carries every source).
+  "doc_live_tick_main",
+  "doc_live_tick_actor",
+  "doc_live_tick_replica_event",
+  "doc_live_tick_running_sync_connect",
+  "doc_live_tick_running_sync_accept",
+  "doc_live_tick_pending_downloads",
+  "doc_gossip_tick_main",
+  "doc_gossip_tick_event",
+  "doc_gossip_tick_actor",
+  "doc_gossip_tick_pending_join"
 ] as const
 export type CounterName = (typeof COUNTERS)[number]
 
@@ -899,6 +910,8 @@ export const make = (config: LiveSyncConfig = {}) =>
         Effect.flatMap(Queue.take(inbox), (command) =>
           handle(command).pipe(
             Effect.zipRight(count("actor_tick_main")),
+            Effect.zipRight(count("doc_live_tick_main")),
+            Effect.zipRight(count(tickOf(command))),
             Effect.catchAllCause((cause) =>
               Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("live engine command failed", cause)
             )
@@ -959,6 +972,28 @@ export const make = (config: LiveSyncConfig = {}) =>
       metrics
     })
   })
+
+/** The spec 05 §14 tick counter of the source a command comes from. */
+const tickOf = (command: Command): CounterName => {
+  switch (command._tag) {
+    case "Replica":
+      return "doc_live_tick_replica_event"
+    case "Connected":
+      return "doc_live_tick_running_sync_connect"
+    case "Accepted":
+      return "doc_live_tick_running_sync_accept"
+    case "Downloaded":
+    case "RetryDownload":
+      return "doc_live_tick_pending_downloads"
+    case "NeighborUp":
+    case "NeighborDown":
+    case "SyncReport":
+    case "ContentReadyFrom":
+      return "doc_gossip_tick_event"
+    default:
+      return "doc_live_tick_actor"
+  }
+}
 
 /** Bytes of a SyncReport besides its heads: variant, namespace, length prefix. */
 const SYNC_REPORT_OVERHEAD = 1 + 32 + 5
