@@ -39,6 +39,9 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
       ...(leaf === undefined ? {} : { leafSize: Number(leaf), maxSetSize: Number(flags.get("set") ?? leaf) }),
       ...(flags.get("split") === undefined ? {} : { splitFactor: Number(flags.get("split")) }),
       ...(flags.get("items") === undefined ? {} : { subrangeItems: Number(flags.get("items")) }),
+      ...(flags.get("dense") === undefined ? {} : { denseFraction: Number(flags.get("dense")) }),
+      ...(flags.get("dense-set") === undefined ? {} : { denseSetSize: Number(flags.get("dense-set")) }),
+      ...(flags.get("values") === undefined ? {} : { maxValueBytes: Number(flags.get("values")) }),
       maxMessages: 1_000_000
     }
     const dir = tempDir("rangedocs-bench-reconcile-")

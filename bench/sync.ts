@@ -110,11 +110,11 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
     const node = (file: string) =>
       Layer.build(
         Sync.layer().pipe(
-          Layer.provideMerge(Ranger.layer(
-            flags.get("values") === undefined
-              ? Ranger.defaultConfig
-              : { ...Ranger.defaultConfig, maxValueBytes: Number(flags.get("values")) }
-          )),
+          Layer.provideMerge(Ranger.layer({
+            ...Ranger.defaultConfig,
+            ...(flags.get("values") === undefined ? {} : { maxValueBytes: Number(flags.get("values")) }),
+            ...(flags.get("bulk") === undefined ? {} : { bulkValueBytes: Number(flags.get("bulk")) })
+          })),
           Layer.provideMerge(Replica.layer),
           Layer.provideMerge(Layer.merge(Store.layerFile(file), Network.layer())),
           Layer.provide(Layer.succeedContext(crypto))

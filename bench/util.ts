@@ -31,6 +31,8 @@ export const profiled = <A, E, R>(
   flags: ReadonlyMap<string, string>,
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> => {
+  const heapFile = flags.get("heap-profile")
+  if (heapFile !== undefined) return heapProfiled(heapFile, effect)
   const file = flags.get("profile")
   if (file === undefined) return effect
   const session = new inspector.Session()
@@ -84,5 +86,38 @@ export const memorySampled = <A, E, R>(
     ),
     () => effect,
     (timer) => Effect.sync(() => clearInterval(timer))
+  )
+}
+
+/**
+ * With `--heap-profile FILE`, records a sampling heap profile of `effect` (a .heapprofile for Chrome DevTools),
+ * counting objects that were collected too: it shows where garbage is allocated, which a snapshot cannot.
+ */
+const heapProfiled = <A, E, R>(file: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  const session = new inspector.Session()
+  const post = (method: string, params?: object) =>
+    Effect.async<unknown>((resume) =>
+      session.post(method, params, (err, result) => resume(err ? Effect.die(err) : Effect.succeed(result)))
+    )
+  return Effect.acquireUseRelease(
+    Effect.sync(() => session.connect()).pipe(
+      Effect.zipRight(post("HeapProfiler.enable")),
+      Effect.zipRight(post("HeapProfiler.startSampling", {
+        samplingInterval: 16384,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true
+      }))
+    ),
+    () => effect,
+    () =>
+      post("HeapProfiler.stopSampling").pipe(
+        Effect.flatMap((result) =>
+          Effect.sync(() => {
+            fs.writeFileSync(file, JSON.stringify((result as { profile: unknown }).profile))
+            session.disconnect()
+            progress(`  heap profile written to ${file}`)
+          })
+        )
+      )
   )
 }
