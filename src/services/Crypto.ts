@@ -48,6 +48,12 @@ export const layerInline: Layer.Layer<Crypto> = Layer.succeed(Crypto, Crypto.of(
 // Worker pool
 
 /**
+ * Young generation of each worker, in MB. A worker keeps nothing but its bounded key cache, and every batch is garbage
+ * within one call: a small young space suffices, where the default one grows to tens of MB per worker under a sync.
+ */
+const WORKER_YOUNG_MB = 4
+
+/**
  * The worker's code: packed batches of (32-byte key, message[, signature]) in, packed signatures or verdicts out.
  * Key objects are cached per worker (bounded). Evaluated as a script so it needs no file next to the compiled module.
  */
@@ -128,7 +134,7 @@ const makePool = (size: number) =>
     const workers: Array<Worker> = []
     /** A worker for a slot. If it dies, its calls fail as defects and a fresh worker takes the slot. */
     const spawn = (slot: number) => {
-      const w = new Worker(WORKER_SOURCE, { eval: true })
+      const w = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_MB } })
       w.on("message", ({ id, out }: { id: number; out: Uint8Array }) => {
         const call = pending.get(id)
         pending.delete(id)
