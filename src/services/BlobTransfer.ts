@@ -30,6 +30,7 @@ import type { StreamCloseEvent, StreamMessageEvent } from "@libp2p/interface"
 import { Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, Schema, Scope, Stream } from "effect"
 import { EMPTY_HASH } from "../internal/blake3.js"
 import { equals, toHex } from "../internal/bytes.js"
+import { Slots } from "../internal/slots.js"
 import { encodeFrame, FrameDecoder } from "../internal/framing.js"
 import { type BlobError, DownloadFailed } from "../schema/BlobErrors.js"
 import {
@@ -342,27 +343,13 @@ export const make = (config: BlobTransferConfig = {}) =>
 
     // -- provider
 
-    const perPeer = new Map<string, number>()
-    let total = 0
+    const slots = new Slots(maxPerPeer, maxTotal)
     /** Takes a transfer slot for the scope; false over a cap (then nothing is held). */
     const reserve = (peer: string) =>
-      Effect.acquireRelease(
+      Effect.acquireRelease(Effect.sync(() => slots.tryTake(peer)), (held) =>
         Effect.sync(() => {
-          const n = perPeer.get(peer) ?? 0
-          if (n >= maxPerPeer || total >= maxTotal) return false
-          perPeer.set(peer, n + 1)
-          total++
-          return true
-        }),
-        (held) =>
-          Effect.sync(() => {
-            if (!held) return
-            total--
-            const n = (perPeer.get(peer) ?? 1) - 1
-            if (n === 0) perPeer.delete(peer)
-            else perPeer.set(peer, n)
-          })
-      )
+          if (held) slots.release(peer)
+        }))
 
 
     const onServe = config.onServe

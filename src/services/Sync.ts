@@ -16,6 +16,7 @@
  */
 import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Option, ParseResult, Schema, Scope, Stream } from "effect"
 import { compare as compareBytes, toHex } from "../internal/bytes.js"
+import { Slots } from "../internal/slots.js"
 import { FrameDecoder, FrameError, frameParts } from "../internal/framing.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
 import type { Message } from "../schema/Message.js"
@@ -346,27 +347,13 @@ export const make = (config: SyncConfig = {}) =>
 
     // -- acceptor
 
-    const perPeer = new Map<string, number>()
-    let total = 0
+    const slots = new Slots(maxPerPeer, maxTotal)
     /** Takes a slot for the stream's lifetime; false when over a cap (the slot is then not held). */
     const reserve = (peer: string) =>
-      Effect.acquireRelease(
+      Effect.acquireRelease(Effect.sync(() => slots.tryTake(peer)), (held) =>
         Effect.sync(() => {
-          const n = perPeer.get(peer) ?? 0
-          if (n >= maxPerPeer || total >= maxTotal) return false
-          perPeer.set(peer, n + 1)
-          total++
-          return true
-        }),
-        (held) =>
-          Effect.sync(() => {
-            if (!held) return
-            total--
-            const n = (perPeer.get(peer) ?? 1) - 1
-            if (n === 0) perPeer.delete(peer)
-            else perPeer.set(peer, n)
-          })
-      )
+          if (held) slots.release(peer)
+        }))
 
     const accept = (stream: Network.Stream, remote: NodeId): Effect.Effect<SyncFinished, AcceptError> =>
       Effect.scoped(Effect.gen(function*() {
