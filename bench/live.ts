@@ -136,15 +136,22 @@ const snapshot = (node: BenchNode, ns: Parameters<Docs.DocsService["get"]>[0]) =
     )
   )
 
-const inProcessBench = (flags: ReadonlyMap<string, string>) =>
+/** The flags both modes share, checked and announced on stderr. */
+const options = (flags: ReadonlyMap<string, string>, what: string) =>
   Effect.gen(function*() {
     const n = numberFlag(flags, "nodes", 3)
     const writes = numberFlag(flags, "writes", 2000)
     const interval = numberFlag(flags, "interval", DEFAULT_INTERVAL_MS)
     const size = numberFlag(flags, "size", 32)
-    const topology = flags.get("topology") === "chain" ? "chain" : "star"
+    const topology: "chain" | "star" = flags.get("topology") === "chain" ? "chain" : "star"
     if (n < 2) return yield* Effect.dieMessage("--nodes must be at least 2")
-    progress(`live: ${n} nodes (${topology}), ${writes} writes every ${interval} ms, ${size}-byte values`)
+    progress(`live: ${n} ${what} (${topology}), ${writes} writes every ${interval} ms, ${size}-byte values`)
+    return { n, writes, interval, size, topology }
+  })
+
+const inProcessBench = (flags: ReadonlyMap<string, string>) =>
+  Effect.gen(function*() {
+    const { interval, n, size, topology, writes } = yield* options(flags, "nodes")
 
     const inline = flags.get("inline-max")
     const nodes = yield* Effect.forEach(
@@ -364,13 +371,7 @@ const latenciesOf = (sent: ReadonlyArray<number>, arrivals: ReadonlyArray<Readon
 
 const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
   Effect.gen(function*() {
-    const n = numberFlag(flags, "nodes", 3)
-    const writes = numberFlag(flags, "writes", 2000)
-    const interval = numberFlag(flags, "interval", DEFAULT_INTERVAL_MS)
-    const size = numberFlag(flags, "size", 32)
-    const topology = flags.get("topology") === "chain" ? "chain" : "star"
-    if (n < 2) return yield* Effect.dieMessage("--nodes must be at least 2")
-    progress(`live: ${n} node processes (${topology}), ${writes} writes every ${interval} ms, ${size}-byte values`)
+    const { interval, n, size, topology, writes } = yield* options(flags, "node processes")
     const env: NodeJS.ProcessEnv = {}
     const inline = flags.get("inline-max")
     if (inline !== undefined) env["RANGEDOCS_BENCH_INLINE"] = inline

@@ -1,6 +1,6 @@
 /** `rangedocs doc …`: documents on the running node. */
 import { Args, Command, Options } from "@effect/cli"
-import { Effect, Either, Option, Schedule, type Scope, Stream } from "effect"
+import { Effect, Either, Option, type Scope, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { toHex } from "../internal/bytes.js"
@@ -62,22 +62,6 @@ const withDoc = <A, E>(
       const doc = yield* openScoped(api, id)
       return yield* f(doc, api)
     }))
-
-/**
- * Subscribes and waits until the node counts the new subscriber, so no event after this returns is missed (over RPC
- * the Subscribe request may still be in flight when `subscribe` returns).
- */
-const subscribeConfirmed = (doc: Docs.Doc): Effect.Effect<Stream.Stream<LiveEvent, ApiError>, ApiError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const before = (yield* doc.status).subscribers
-    const events = yield* doc.subscribe()
-    // At most about 2 s; then go on regardless (an early event could be missed, nothing worse).
-    yield* doc.status.pipe(
-      Effect.map((s) => s.subscribers > before),
-      Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (ok) => ok, times: 100 })
-    )
-    return events
-  })
 
 /** Prints events until the stream ends (the document was dropped or closed, or the node stopped) or Ctrl-C. */
 const printEvents = (options: Common, events: Stream.Stream<LiveEvent, ApiError>) =>
@@ -335,7 +319,7 @@ const join = Command.make(
             Docs.importNamespace(api, ticket.capability),
             (d) => Effect.ignore(d.close)
           )
-          const events = options.watch ? Option.some(yield* subscribeConfirmed(doc)) : Option.none()
+          const events = options.watch ? Option.some(yield* doc.subscribe()) : Option.none()
           yield* doc.startSync(ticket.nodes)
           yield* emit(options, { docId: toHex(doc.id) }, () => toHex(doc.id))
           if (Option.isSome(events)) yield* printEvents(options, events.value)
@@ -346,7 +330,7 @@ const join = Command.make(
 const watch = Command.make("watch", { ...common, doc: docArg }, (options) =>
   withDoc(options, (doc) =>
     Effect.gen(function*() {
-      const events = yield* subscribeConfirmed(doc)
+      const events = yield* doc.subscribe()
       // On stderr in JSON mode too: it tells a script (or a test) that no later event will be missed.
       yield* errLine(`watching ${toHex(doc.id)}; stop with Ctrl-C`)
       yield* printEvents(options, events)

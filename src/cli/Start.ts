@@ -91,7 +91,7 @@ const listen = Options.text("listen").pipe(
 )
 const rpcPort = Options.integer("rpc-port").pipe(
   Options.withPseudoName("PORT"),
-  Options.withDescription("the RPC port on 127.0.0.1 (default: any free port)"),
+  Options.withDescription("the RPC port on 127.0.0.1 (default: a free port chosen at start)"),
   Options.optional
 )
 const memory = Options.boolean("memory").pipe(
