@@ -442,7 +442,7 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
     ingest((consume) => Stream.runForEach(data, consume), options).pipe(Effect.withSpan("Blobs.addStream"))
 
   const addBytes: BlobsService["addBytes"] = (bytes) =>
-    ingest((consume) => consume(bytes), undefined).pipe(Effect.withSpan("Blobs.addBytes"))
+    ingest((consume) => consume(bytes), undefined)
 
   const addFile: BlobsService["addFile"] = (path, options) =>
     Effect.gen(function*() {
@@ -456,7 +456,8 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
       ? Effect.void
       : Effect.fail(new BlobRangeError({ hash: hex, offset, length, size }))
 
-  const readRange = Effect.fn("Blobs.readRange")(function*(hash: Hash, offset: number, length: number) {
+  // Reads, status and small adds run once per gossiped write: untraced (a span costs more than the work itself).
+  const readRange = Effect.fnUntraced(function*(hash: Hash, offset: number, length: number) {
     const hex = toHex(hash)
     const size = yield* requireComplete(hash, hex)
     yield* checkRange(hex, offset, length, size)
@@ -464,7 +465,7 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
     return yield* backend.readAt(hex, offset, length)
   })
 
-  const read = Effect.fn("Blobs.read")(function*(hash: Hash) {
+  const read = Effect.fnUntraced(function*(hash: Hash) {
     const hex = toHex(hash)
     const size = yield* requireComplete(hash, hex)
     return size === 0 ? new Uint8Array(0) : yield* backend.readAt(hex, 0, size)
@@ -480,7 +481,7 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
       return offset === size ? Stream.empty : backend.chunks(hex, offset, size, chunkSize)
     }))
 
-  const info = Effect.fn("Blobs.info")(function*(hash: Hash) {
+  const info = Effect.fnUntraced(function*(hash: Hash) {
     const hex = toHex(hash)
     const complete = yield* completeSize(hash, hex)
     if (Option.isSome(complete)) return Option.some(infoOf(hash, complete.value, complete.value, true))
