@@ -144,17 +144,28 @@ export const signingBytes = (entry: Entry): Uint8Array => {
   return out
 }
 
+/** Scratch input of `entryFingerprint`, grown on demand (the function is synchronous, so one buffer serves all calls). */
+let fpInput = new Uint8Array(256)
+let fpView = new DataView(fpInput.buffer)
+
 /** BLAKE3(`ns ‖ author ‖ key ‖ timestamp BE ‖ hash`) (spec 01 §7). */
 export const entryFingerprint = (entry: Entry): Uint8Array => {
   const { id, record } = entry
-  const buf = new Uint8Array(104 + id.key.length)
+  const n = 104 + id.key.length
+  if (fpInput.length < n && n <= 4096) {
+    fpInput = new Uint8Array(4096)
+    fpView = new DataView(fpInput.buffer)
+  }
+  // A key too long for the scratch gets its own buffer (the scratch stays small).
+  const buf = fpInput.length < n ? new Uint8Array(n) : fpInput
   buf.set(id.namespace, 0)
   buf.set(id.author, 32)
   buf.set(id.key, 64)
   const o = 64 + id.key.length
-  new DataView(buf.buffer).setBigUint64(o, record.timestamp, false)
+  if (buf === fpInput) fpView.setBigUint64(o, record.timestamp, false)
+  else new DataView(buf.buffer).setBigUint64(o, record.timestamp, false)
   buf.set(record.hash, o + 8)
-  return blake3(buf)
+  return blake3(buf.subarray(0, n))
 }
 
 /** Content status a peer claims for a value (spec 01 §11); postcard indices 0, 1, 2. */

@@ -18,7 +18,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Chunk, Clock, Context, Effect, Either, Layer, Option, Schema, Stream } from "effect"
 import { blake3 } from "../internal/blake3.js"
-import { compare, concat, prefixUpperBound, u64FromBytesBE, u64ToBytesBE } from "../internal/bytes.js"
+import { compare, concat, equals, prefixUpperBound, u64FromBytesBE, u64ToBytesBE } from "../internal/bytes.js"
 import { FingerprintTree } from "../internal/fingerprintTree.js"
 import type { RangeView } from "../internal/reconcile.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
@@ -207,23 +207,37 @@ const withLatin1 = (prefix: Uint8Array, s: string): Uint8Array => {
   for (let i = 0, o = prefix.length; i < s.length; i++) out[o + i] = s.charCodeAt(i)
   return out
 }
+/** Scratch of `indexKey`, grown on demand. */
+let keyScratch = Buffer.allocUnsafeSlow(1024)
+
 /** One flat string (a concatenation would keep a rope of three strings alive in the index per entry). */
 const indexKey = (author: Uint8Array, key: Uint8Array) => {
-  const both = new Uint8Array(author.length + key.length)
-  both.set(author)
-  both.set(key, author.length)
-  return latin1(both)
+  const n = author.length + key.length
+  if (keyScratch.length < n) keyScratch = Buffer.allocUnsafeSlow(2 * n)
+  keyScratch.set(author)
+  keyScratch.set(key, author.length)
+  return keyScratch.toString("latin1", 0, n)
 }
 
 /**
  * Whether the namespace's tree (which holds exactly its stored ids) has a candidate of spec 01 §9 for the index key
  * `own` (author ‖ key): a stored key of the author that is a prefix of the key, equals it, or extends it. Without
  * one, a put needs no candidate query (the common case of a sync: new keys).
+ *
+ * A stored proper prefix p of `own` sorts before it, so p ≤ pred < own for the stored predecessor pred of `own`, and
+ * every string in [p, own) starts with p: p is a common prefix of pred and own. Only those lengths are looked up.
  */
 const hasCandidates = (tree: FingerprintTree, own: string): boolean => {
   const r = tree.rank(own)
   if (r < tree.size && tree.select(r).startsWith(own)) return true
-  for (let n = 32; n < own.length; n++) if (tree.has(own.slice(0, n))) return true
+  if (r === 0) return false
+  const pred = tree.select(r - 1)
+  const max = Math.min(pred.length, own.length)
+  let common = 0
+  while (common < max && pred.charCodeAt(common) === own.charCodeAt(common)) common++
+  if (common < 32) return false
+  if (common === pred.length) return true
+  for (let n = 32; n <= common; n++) if (tree.has(own.slice(0, n))) return true
   return false
 }
 
@@ -246,6 +260,15 @@ const REMOVE_OLDER_UNBOUNDED = `DELETE FROM records WHERE ns = ? AND author = ? 
   AND (ts < ? OR (ts = ? AND hash <= ?))`
 const REMOVE_OLDER = `${REMOVE_OLDER_UNBOUNDED} AND key < ?`
 const INSERT_ENTRY = `INSERT INTO records (${ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+/**
+ * Rows per multi-row INSERT (8 parameters each; SQLite allows 32766). A statement costs far more in @effect/sql than in
+ * SQLite, so runs of new keys are written in statements of 128, 64, …, 1 rows (eight statement texts to prepare).
+ */
+const INSERT_ROWS = 128
+const INSERT_TEXTS: ReadonlyArray<string> = Array.from({ length: 8 }, (_, log) =>
+  `INSERT INTO records (${ENTRY_COLUMNS}) VALUES ${Array.from({ length: 1 << log }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`)
+
+const INSERTED: PutOutcome = { _tag: "Inserted", removed: 0 }
 
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -445,11 +468,75 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
       return { _tag: "Inserted", removed: removable } as const
     })
 
+  /** Inserts rows known to have no candidate (spec 01 §9), in multi-row statements. */
+  const insertRows = (conn: Connection, rows: ReadonlyArray<SignedEntry>): Effect.Effect<void, SqlError> =>
+    Effect.suspend(() => {
+      const u64 = new DataView(new ArrayBuffer(16 * rows.length))
+      const u64Bytes = new Uint8Array(u64.buffer)
+      const statements: Array<Effect.Effect<unknown, SqlError>> = []
+      for (let at = 0; at < rows.length;) {
+        let log = 7
+        while (1 << log > rows.length - at) log--
+        const n = 1 << log
+        const params: Array<unknown> = new Array(8 * n)
+        for (let j = 0, p = 0; j < n; j++, p += 8) {
+          const e = rows[at + j]!
+          const { id, record } = e.entry
+          const o = 16 * (at + j)
+          u64.setBigUint64(o, record.timestamp, false)
+          u64.setBigUint64(o + 8, record.len, false)
+          params[p] = id.namespace
+          params[p + 1] = id.author
+          params[p + 2] = id.key
+          params[p + 3] = u64Bytes.subarray(o, o + 8)
+          params[p + 4] = u64Bytes.subarray(o + 8, o + 16)
+          params[p + 5] = record.hash
+          params[p + 6] = e.signature.namespace
+          params[p + 7] = e.signature.author
+        }
+        statements.push(conn.execute(INSERT_TEXTS[log]!, params, undefined))
+        at += n
+      }
+      return Effect.all(statements, { discard: true })
+    })
+
   const putMany = (entries: ReadonlyArray<SignedEntry>) =>
     inTransaction(Effect.gen(function*() {
       const conn = yield* transactionConnection
-      const outcomes: Array<PutOutcome> = []
-      for (const e of entries) outcomes.push(yield* putOne(conn, e))
+      const outcomes: Array<PutOutcome> = new Array(entries.length)
+      // A new key that the namespace's tree shows no candidate for needs no query: it joins the pending rows, and the
+      // tree takes it at once (so later entries of the batch see it). An entry that needs a query writes the pending
+      // rows first. A failure rolls the transaction back and drops every tree.
+      let pending: Array<SignedEntry> = []
+      let ns: Uint8Array | undefined
+      let tree: FingerprintTree | undefined
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!
+        const { id } = e.entry
+        if (ns === undefined || (id.namespace !== ns && !equals(id.namespace, ns))) {
+          ns = id.namespace
+          tree = indexes.get(latin1(ns))
+        }
+        if (tree !== undefined) {
+          const own = indexKey(id.author, id.key)
+          if (!hasCandidates(tree, own)) {
+            tree.insert(own, entryFingerprint(e.entry))
+            pending.push(e)
+            outcomes[i] = INSERTED
+            if (pending.length === INSERT_ROWS) {
+              yield* insertRows(conn, pending)
+              pending = []
+            }
+            continue
+          }
+        }
+        if (pending.length > 0) {
+          yield* insertRows(conn, pending)
+          pending = []
+        }
+        outcomes[i] = yield* putOne(conn, e)
+      }
+      if (pending.length > 0) yield* insertRows(conn, pending)
       return outcomes
     })).pipe(Effect.onError(() => dropIndexes), Effect.mapError(fail("put")))
 
@@ -529,6 +616,7 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
       defaultId: concat(ns, new Uint8Array(32)),
       holds: (e) => {
         if (compare(e.namespace, ns) !== 0) return false
+        // The fingerprint only for a stored key: in a sync most received keys are new.
         const fp = tree.get(indexKey(e.author, e.key))
         return fp !== undefined && compare(fp, entryFingerprint(e.entry)) === 0
       }

@@ -13,7 +13,7 @@ import { compare, equals, startsWith, toHex, utf8 } from "../../src/internal/byt
 import * as AuthorHeads from "../../src/schema/AuthorHeads.js"
 import * as Capability from "../../src/schema/Capability.js"
 import * as DownloadPolicy from "../../src/schema/DownloadPolicy.js"
-import { EMPTY, type SignedEntry, signedEntryEquals } from "../../src/schema/Entry.js"
+import { EMPTY, entryFingerprint, type SignedEntry, signedEntryEquals } from "../../src/schema/Entry.js"
 import { Author, type AuthorId, type NamespaceId, NamespaceSecret } from "../../src/schema/Keys.js"
 import { Query } from "../../src/schema/Query.js"
 import * as Store from "../../src/services/Store.js"
@@ -366,6 +366,86 @@ for (const [storeName, makeLayer] of STORES) {
           }
         }).pipe(Effect.provide(makeLayer())),
       { fastCheck: { numRuns: 100 } }
+    )
+
+    test("with the range index loaded, a put finds a stored prefix that is not its neighbour (spec 01 §9)", Effect.gen(function*() {
+      const { store, labels } = yield* harness
+      yield* store.rangeView(nsA.id)
+      const put = (k: string, ts: bigint) => Effect.map(store.putMany([entryAt(nsA, a1, k, ts)]), (os) => os.map(outcome))
+      assert.deepStrictEqual(yield* put("a", 5n), ["Inserted(0)"])
+      assert.deepStrictEqual(yield* put("a0b", 6n), ["Inserted(0)"])
+      // The stored neighbour of "a0c" is "a0b"; the blocking prefix "a" lies further back.
+      assert.deepStrictEqual(yield* put("a0c", 2n), ["NotInserted"])
+      assert.deepStrictEqual(yield* put("a0c", 7n), ["Inserted(0)"])
+      // The neighbour is itself the prefix.
+      assert.deepStrictEqual(yield* put("a0c/d", 3n), ["NotInserted"])
+      // The empty key blocks every older key of its author; other authors are free.
+      assert.deepStrictEqual(
+        Array.from(yield* store.putMany([entryAt(nsA, a1, "", 4n), entryAt(nsA, a2, "zz", 1n)]), outcome),
+        ["Inserted(0)", "Inserted(0)"]
+      )
+      assert.deepStrictEqual(yield* put("zz", 3n), ["NotInserted"])
+      assert.deepStrictEqual(yield* labels(nsA.id, Query.all()), ["@a1", "a@a1", "a0b@a1", "a0c@a1", "zz@a2"])
+    }))
+
+    it.effect.prop(
+      "putMany with the range index loaded (batched new keys) agrees with the model; the index equals a scan",
+      [
+        fc.array(
+          fc.record({
+            ns: fc.integer({ min: 0, max: 1 }),
+            author: fc.integer({ min: 0, max: 2 }),
+            key: fc.array(fc.constantFrom(0x00, 0x01), { maxLength: 4 }),
+            ts: fc.integer({ min: 0, max: 6 }),
+            content: fc.constantFrom<string | null>(null, "a", "b")
+          }),
+          { maxLength: 300 }
+        ),
+        fc.array(fc.integer({ min: 1, max: 200 }), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 3 })
+      ],
+      ([puts, sizes, preloaded]) =>
+        Effect.gen(function*() {
+          const { store } = yield* harness
+          const nss = [nsA, nsB]
+          const authors = [a1, a2, a3]
+          // Some entries are stored before the index is built (it is read from the database), the rest after.
+          const model: Array<SignedEntry> = []
+          const entries = puts.map((p) =>
+            entryAt(nss[p.ns]!, authors[p.author]!, Uint8Array.from(p.key), BigInt(p.ts), p.content)
+          )
+          const before = Math.min(entries.length, preloaded.length * 5)
+          const expected = entries.map((e) => {
+            const put = modelPut(model, e)
+            return put === "NotInserted" ? put : `Inserted(${put})`
+          })
+          const got: Array<string> = []
+          for (const o of yield* store.putMany(entries.slice(0, before))) got.push(outcome(o))
+          for (const ns of nss) yield* store.rangeView(ns.id)
+          for (let at = before, b = 0; at < entries.length; at += sizes[b++ % sizes.length]!) {
+            const batch = entries.slice(at, at + sizes[b % sizes.length]!)
+            for (const o of yield* store.putMany(batch)) got.push(outcome(o))
+          }
+          assert.deepStrictEqual(got, expected)
+          for (const ns of nss) {
+            const mine = model.filter((e) => equals(e.namespace, ns.id)).sort(byAuthorKey)
+            const all = Chunk.toArray(yield* Stream.runCollect(store.getMany(ns.id, Query.all().withIncludeEmpty())))
+            assertSameEntries(all, mine, "contents")
+            const view = yield* store.rangeView(ns.id)
+            assert.strictEqual(view.size(), mine.length)
+            const scan = new Uint8Array(32)
+            mine.forEach((e, i) => {
+              assert.strictEqual(toHex(view.idAt(i)), toHex(e.entry.id.toBytes()))
+              assert.isTrue(view.holds(e))
+              const fp = entryFingerprint(e.entry)
+              for (let j = 0; j < 32; j++) scan[j]! ^= fp[j]!
+              const out = new Uint8Array(32)
+              view.xorInto(0, i + 1, out)
+              assert.strictEqual(toHex(out), toHex(scan), `prefix xor of ${i + 1}`)
+            })
+          }
+        }).pipe(Effect.provide(makeLayer())),
+      { fastCheck: { numRuns: 60 } }
     )
 
     describe("queries (spec 03 §4)", () => {
