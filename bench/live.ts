@@ -346,12 +346,15 @@ const rawGossipMulti = (nodes: ReadonlyArray<Child>, size: number, count: number
       )
     }
     if (!meshed) return NaN
+    const cpu0 = (yield* allOf(nodes, "cpu")).map(Number)
     const sent = (yield* nodes[0]!.call("rawPublish", { count, interval, size })) as Array<number>
     yield* pollUntil(
       Effect.map(allOf(receivers, "rawArrived"), (xs) => xs.every((x) => Number(x) >= count)),
       5_000,
       50
     )
+    const cpu1 = (yield* allOf(nodes, "cpu")).map(Number)
+    progress(`  raw gossipsub CPU per message (ms): ${cpu1.map((c, i) => round2((c - cpu0[i]!) / count)).join(", ")}`)
     const arrivals = (yield* allOf(receivers, "rawArrivals")).map((x) => new Map(x as Array<[number, number]>))
     yield* allOf(nodes, "rawUnsubscribe")
     const { delivered, latencies } = latenciesOf(sent, arrivals)

@@ -106,7 +106,7 @@ interface Task {
 }
 
 /** Below this many signature operations a batch runs on the calling thread: a round trip costs more. */
-const INLINE_BELOW = 8
+export const INLINE_BELOW = 8
 
 const pack = (task: Task, from: number, to: number) => {
   const keys = new Uint8Array((to - from) * 32)

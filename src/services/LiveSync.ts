@@ -43,7 +43,7 @@ import * as AuthorHeads from "../schema/AuthorHeads.js"
 import type { DownloadFailed } from "../schema/BlobErrors.js"
 import { type ContentStatus, EMPTY, type SignedEntry } from "../schema/Entry.js"
 import type { ReplicaNotFound, ReplicaNotOpen, StoreError } from "../schema/Errors.js"
-import type { ReplicaEvent } from "../schema/Events.js"
+import type { RemoteInsert, ReplicaEvent } from "../schema/Events.js"
 import type { Hash, NamespaceId } from "../schema/Keys.js"
 import * as LiveEvent from "../schema/LiveEvent.js"
 import { NodeAddr, NodeId, peerIdFromNodeId } from "../schema/NodeAddr.js"
@@ -210,7 +210,7 @@ type Command =
   | { readonly _tag: "NeighborDown"; readonly ns: NamespaceId; readonly peer: NodeId }
   | { readonly _tag: "SyncReport"; readonly ns: NamespaceId; readonly from: NodeId; readonly heads: Uint8Array }
   | { readonly _tag: "ContentReadyFrom"; readonly ns: NamespaceId; readonly node: NodeId; readonly hash: Hash }
-  | { readonly _tag: "Replica"; readonly ns: NamespaceId; readonly event: ReplicaEvent }
+  | { readonly _tag: "Replica"; readonly ns: NamespaceId; readonly event: RemoteInsert }
   | { readonly _tag: "Connected"; readonly ns: NamespaceId; readonly peer: NodeId; readonly reason: LiveEvent.SyncReason; readonly exit: Exit.Exit<Sync.SyncFinished, ConnectError> }
   | { readonly _tag: "Accepted"; readonly exit: Exit.Exit<Sync.SyncFinished, AcceptError> }
   | { readonly _tag: "Downloaded"; readonly hash: Hash; readonly exit: Exit.Exit<Blobs.Added, DownloadFailed> }
@@ -493,19 +493,38 @@ export const make = (config: LiveSyncConfig = {}) =>
         }
       })
 
-    const onReplicaEvent = (ns: NamespaceId, event: ReplicaEvent) =>
+    /**
+     * The replica's insert events of a live document (spec 05 §9.1), handled in the document's own fiber as they
+     * come: local inserts are broadcast at once, remote ones counted, and only an entry whose content the document
+     * wants and lacks goes on to the actor (downloads). Posting every event to the actor cost a hop per write.
+     */
+    const onReplicaEvents = (ns: NamespaceId, events: Chunk.Chunk<ReplicaEvent>) =>
+      Effect.gen(function*() {
+        for (const event of events) {
+          if (event._tag === "LocalInsert") {
+            yield* count("doc_live_tick_replica_event")
+            yield* count("new_entries_local")
+            yield* count("new_entries_local_size", Number(event.entry.record.len))
+            yield* count("gossip_put_sent")
+            yield* broadcast(ns, new Op.Put({ entry: event.entry }, true))
+            continue
+          }
+          yield* count("new_entries_remote")
+          yield* count("new_entries_remote_size", Number(event.entry.record.len))
+          const hash = event.entry.contentHash
+          const status = !event.shouldDownload || isEmptyHash(hash)
+            ? "Complete"
+            : yield* blobs.status(hash).pipe(Effect.orElseSucceed(() => "Missing" as const))
+          if (status === "Complete") yield* count("doc_live_tick_replica_event")
+          else yield* post({ _tag: "Replica", ns, event })
+        }
+      })
+
+    /** A remote entry whose content the document wants and did not have when it was inserted. */
+    const onRemoteInsert = (ns: NamespaceId, event: RemoteInsert) =>
       Effect.gen(function*() {
         const nsHex = toHex(ns)
         if (!docs.has(nsHex)) return
-        if (event._tag === "LocalInsert") {
-          yield* count("new_entries_local")
-          yield* count("new_entries_local_size", Number(event.entry.record.len))
-          yield* count("gossip_put_sent")
-          return yield* broadcast(ns, new Op.Put({ entry: event.entry }, true))
-        }
-        yield* count("new_entries_remote")
-        yield* count("new_entries_remote_size", Number(event.entry.record.len))
-        if (!event.shouldDownload) return
         const from = NodeId.make(event.from)
         if (event.remoteContentStatus === "Complete") return yield* startDownload(nsHex, event.entry.contentHash, from, false)
         if (isEmptyHash(event.entry.contentHash)) return
@@ -622,7 +641,7 @@ export const make = (config: LiveSyncConfig = {}) =>
         docs.set(nsHex, doc)
         const setup = Effect.gen(function*() {
           const events = yield* replica.subscribe(ns)
-          yield* Effect.forkScoped(Stream.runForEach(events, (event) => post({ _tag: "Replica", ns, event })))
+          yield* Effect.forkScoped(Stream.runForEachChunk(events, (chunk) => onReplicaEvents(ns, chunk)))
           yield* gossip.join(ns, [])
           const topic = yield* gossip.events(ns)
           const inserting = yield* Effect.makeSemaphore(INSERT_PIPELINE)
@@ -851,7 +870,7 @@ export const make = (config: LiveSyncConfig = {}) =>
             ? startDownload(toHex(command.ns), command.hash, command.node, true)
             : Effect.void
         case "Replica":
-          return onReplicaEvent(command.ns, command.event)
+          return onRemoteInsert(command.ns, command.event)
         case "Connected": {
           const exit = command.exit
           if (Exit.isFailure(exit)) {
@@ -941,9 +960,13 @@ export const make = (config: LiveSyncConfig = {}) =>
           Queue.shutdown
         )
         yield* post({ _tag: "Subscribe", ns, sink })
-        const live = Stream.fromQueue(sink).pipe(Stream.catchAllCause(() => Stream.empty))
-        const local = inserts.pipe(Stream.mapEffect((event) => toLiveEvent(event)))
-        return Stream.merge(local, live, { haltStrategy: "right" })
+        // The replica's insert events join the engine's in the one sink (a fiber of the subscription): lighter than
+        // merging two streams, and the subscriber's queue still back-pressures the replica. When the replica closes,
+        // only this fiber ends; the sink ends with leave(kill), shutdown or the scope.
+        yield* Stream.runForEachChunk(inserts, (events) =>
+          Effect.flatMap(Effect.forEach(events, toLiveEvent), (converted) => Queue.offerAll(sink, converted))
+        ).pipe(Effect.catchAllCause(() => Effect.void), Effect.forkScoped)
+        return Stream.fromQueue(sink).pipe(Stream.catchAllCause(() => Stream.empty))
       })
 
     // Events and Ops here wrap entries the replica already validated: re-validating a SignedEntry in each class

@@ -265,7 +265,12 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       const steps = yield* Effect.forEach(jobs, (job) => job.prepare)
       const requests = steps.flatMap((s) => (s._tag === "Put" && s.sign !== undefined ? [s.sign] : []))
       // A daemon fiber: it outlives an interrupted stage 1 so that shutdown can still finish the batch.
-      const signing = yield* Effect.forkDaemon(requests.length === 0 ? Effect.succeed([]) : crypto.signEntries(requests))
+      // A few signatures are made right here (the pool would sign them inline too): no fiber for them.
+      const signing = requests.length === 0
+        ? Fiber.succeed<ReadonlyArray<SignedEntry>>([])
+        : requests.length * 2 < Crypto.INLINE_BELOW
+        ? Fiber.succeed(yield* crypto.signEntries(requests))
+        : yield* Effect.forkDaemon(crypto.signEntries(requests))
       return { steps, signing }
     })
 
@@ -700,6 +705,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       if (!r.sync) return yield* new SyncNotEnabled({ namespace: ns })
       const now = yield* nowMicros
       // In chunks, two at a time: the next chunk's signatures are verified while the actor writes this one.
+      if (entries.length <= REMOTE_CHUNK) return yield* insertRemoteChunk(ns, entries, from, now)
       const chunks: Array<ReadonlyArray<readonly [SignedEntry, ContentStatus]>> = []
       for (let i = 0; i < entries.length; i += REMOTE_CHUNK) chunks.push(entries.slice(i, i + REMOTE_CHUNK))
       const results = yield* Effect.forEach(chunks, (chunk) => insertRemoteChunk(ns, chunk, from, now), {
@@ -768,7 +774,11 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
           const r = replicas.get(hex(ns))
           if (r !== undefined) r.policy = policy
         })),
-    getDownloadPolicy: store.getDownloadPolicy,
+    // An open replica's policy is cached (kept current by setDownloadPolicy): no read per gossiped write.
+    getDownloadPolicy: (ns) => {
+      const r = replicas.get(hex(ns))
+      return r === undefined ? store.getDownloadPolicy(ns) : Effect.succeed(r.policy)
+    },
     hasNewsForUs: store.hasNewsForUs,
     getLatestForEachAuthor: store.getLatestForEachAuthor
   })
