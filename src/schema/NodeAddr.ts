@@ -41,10 +41,14 @@ export class NodeAddr extends Schema.Class<NodeAddr>("NodeAddr")({
 
 export const nodeIdEquals = (a: NodeId, b: NodeId): boolean => equals(a, b)
 
-/** The 32-byte node id of a libp2p peer; fails for RSA, secp256k1 and other non-Ed25519 identities. */
+/**
+ * The 32-byte node id of a libp2p peer; fails for RSA, secp256k1 and other non-Ed25519 identities. An Ed25519 peer
+ * id always carries 32 key bytes (libp2p checked them), so the brand is applied without re-validation: this runs
+ * twice per gossip message.
+ */
 export const nodeIdFromPeerId = (peerId: PeerId): Either.Either<NodeId, NotEd25519Peer> =>
-  peerId.type === "Ed25519"
-    ? Either.right(NodeId.make(Uint8Array.from(peerId.publicKey.raw)))
+  peerId.type === "Ed25519" && peerId.publicKey.raw.length === 32
+    ? Either.right(NodeId.make(Uint8Array.from(peerId.publicKey.raw), true))
     : Either.left(new NotEd25519Peer({ peerId: peerId.toString(), keyType: peerId.type }))
 
 /** The libp2p PeerId of a node id (an identity multihash of the Ed25519 key). */

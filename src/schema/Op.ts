@@ -15,8 +15,9 @@
  * stream. The codec does not relate `content` to the entry; the receiver checks its length and BLAKE3 hash against
  * the entry's record and ignores content that does not match. A reference node skips variant 3 as undecodable.
  */
-import { ParseResult, Schema } from "effect"
-import { PostcardError, type Reader, type Writer } from "../internal/postcard.js"
+import { Either, ParseResult, Schema } from "effect"
+import { PostcardError, Reader, type Writer } from "../internal/postcard.js"
+import { trusted } from "../internal/trusted.js"
 import { decodeWith, encodeWith, readSignedEntry, SignedEntry, writeSignedEntry } from "./Entry.js"
 import { Hash, NamespaceId } from "./Keys.js"
 import { NodeId } from "./NodeAddr.js"
@@ -80,7 +81,7 @@ export const readOp = (r: Reader): Op => {
   const tag = r.varint()
   switch (tag) {
     case 0:
-      return new Put({ entry: readSignedEntry(r) }, true)
+      return trusted(Put.prototype, { entry: readSignedEntry(r), _tag: "Put" })
     case 1:
       return new ContentReady({ hash: Hash.make(r.raw(32)) }, true)
     case 2: {
@@ -89,10 +90,26 @@ export const readOp = (r: Reader): Op => {
     }
     case 3: {
       const entry = readSignedEntry(r)
-      return new Put({ entry, content: r.bytes() }, true)
+      return trusted(Put.prototype, { entry, content: r.bytes(), _tag: "Put" })
     }
     default:
       throw new PostcardError(`unknown Op variant ${tag}`)
+  }
+}
+
+/**
+ * The Op in `bytes` (all of them), or why they are not one. This is the receive path of every gossiped write: the
+ * reader builds checked instances, so nothing is validated twice (the Schema below re-checks its output).
+ */
+export const decodeOp = (bytes: Uint8Array): Either.Either<Op, PostcardError> => {
+  try {
+    const r = new Reader(bytes)
+    const op = readOp(r)
+    r.end()
+    return Either.right(op)
+  } catch (e) {
+    if (e instanceof PostcardError) return Either.left(e)
+    throw e
   }
 }
 

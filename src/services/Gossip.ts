@@ -26,16 +26,16 @@ import {
   FiberSet,
   Layer,
   Metric,
-  ParseResult,
   Queue,
   Schema,
   type Scope,
   Stream
 } from "effect"
 import { toHex } from "../internal/bytes.js"
+import { trusted } from "../internal/trusted.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
 import { NodeAddr, type NodeId, nodeIdEquals, nodeIdFromPeerId } from "../schema/NodeAddr.js"
-import { type GossipEvent, NeighborDown, NeighborUp, type Op, OpFromBytes, Put, Received } from "../schema/Op.js"
+import { decodeOp, type GossipEvent, NeighborDown, NeighborUp, type Op, OpFromBytes, Put, Received } from "../schema/Op.js"
 import * as Network from "./Network.js"
 
 export type { GossipEvent } from "../schema/Op.js"
@@ -142,13 +142,9 @@ interface Skipped {
 
 const NOTICE_CAPACITY = 64
 
-const decodeOp = Schema.decodeEither(OpFromBytes)
 const encodeOp = Schema.encode(OpFromBytes)
 
 /** The innermost message of a ParseError: one line for the log. */
-const parseReason = (error: ParseResult.ParseError): string =>
-  ParseResult.ArrayFormatter.formatErrorSync(error)[0]?.message ?? error.message
-
 const describe = (cause: unknown): string =>
   cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)
 
@@ -240,10 +236,10 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
       const deliveredFrom = nodeIdFromPeerId(propagationSource)
       if (Either.isLeft(deliveredFrom)) return skip(msg.topic, propagationSource, "relay is not an Ed25519 node")
       const op = decodeOp(msg.data)
-      if (Either.isLeft(op)) return skip(msg.topic, msg.from, `undecodable Op: ${parseReason(op.left)}`)
+      if (Either.isLeft(op)) return skip(msg.topic, msg.from, `undecodable Op: ${op.left.message}`)
       bump("received")
       const direct = msg.from.equals(propagationSource)
-      emit(state, new Received({ op: op.right, from: from.right, deliveredFrom: deliveredFrom.right, direct }, true))
+      emit(state, trusted(Received.prototype, { op: op.right, from: from.right, deliveredFrom: deliveredFrom.right, direct, _tag: "Received" }))
     }
 
     const onSubscriptionChange = (event: GossipSubEvents["subscription-change"]) => {

@@ -39,6 +39,7 @@ import {
 } from "effect"
 import { blake3 } from "../internal/blake3.js"
 import { equals as bytesEqual, fromHex, toHex } from "../internal/bytes.js"
+import { trusted } from "../internal/trusted.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
 import type { DownloadFailed } from "../schema/BlobErrors.js"
 import { type ContentStatus, EMPTY, type SignedEntry } from "../schema/Entry.js"
@@ -297,7 +298,7 @@ export const make = (config: LiveSyncConfig = {}) =>
       const len = op.entry.record.len
       if (len === 0n || len > BigInt(inlineMax)) return Effect.succeed(op)
       return blobs.read(op.entry.record.hash).pipe(
-        Effect.map((content): Op.Op => new Op.Put({ entry: op.entry, content }, true)),
+        Effect.map((content): Op.Op => trusted(Op.Put.prototype, { entry: op.entry, content, _tag: "Put" })),
         Effect.tap(() => count("gossip_inline_content_sent")),
         Effect.orElseSucceed(() => op)
       )
@@ -506,7 +507,7 @@ export const make = (config: LiveSyncConfig = {}) =>
             yield* count("new_entries_local")
             yield* count("new_entries_local_size", Number(event.entry.record.len))
             yield* count("gossip_put_sent")
-            yield* broadcast(ns, new Op.Put({ entry: event.entry }, true))
+            yield* broadcast(ns, trusted(Op.Put.prototype, { entry: event.entry, _tag: "Put" }))
             continue
           }
           yield* count("new_entries_remote")
@@ -972,11 +973,18 @@ export const make = (config: LiveSyncConfig = {}) =>
     // Events and Ops here wrap entries the replica already validated: re-validating a SignedEntry in each class
     // constructor costs ~150 µs, more than the rest of a gossiped write's path in this module.
     const toLiveEvent = (event: ReplicaEvent): Effect.Effect<LiveEvent.LiveEvent> => {
-      if (event._tag === "LocalInsert") return Effect.succeed(new LiveEvent.InsertLocal({ entry: event.entry.entry }, true))
+      if (event._tag === "LocalInsert") {
+        return Effect.succeed(trusted(LiveEvent.InsertLocal.prototype, { entry: event.entry.entry, _tag: "InsertLocal" }))
+      }
       return blobs.status(event.entry.contentHash).pipe(
         Effect.orElseSucceed(() => "Missing" as const),
         Effect.map((contentStatus) =>
-          new LiveEvent.InsertRemote({ from: NodeId.make(event.from), entry: event.entry.entry, contentStatus }, true)
+          trusted(LiveEvent.InsertRemote.prototype, {
+            from: NodeId.make(event.from, true),
+            entry: event.entry.entry,
+            contentStatus,
+            _tag: "InsertRemote"
+          })
         )
       )
     }

@@ -8,6 +8,7 @@
  */
 import { Cause, Clock, Context, Effect, Either, Exit, Fiber, FiberId, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
 import { equals, toHex } from "../internal/bytes.js"
+import { trusted } from "../internal/trusted.js"
 import { PublicKeyCache, validateEntry } from "../internal/signing.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
 import * as Capability from "../schema/Capability.js"
@@ -602,7 +603,8 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
             applied(
               reply,
               Exit.flatMap(results, (list) => Either.match(list[0]!, { onLeft: Exit.fail, onRight: Exit.succeed })),
-              (o) => publish(replica, () => new LocalInsert({ namespace: ns, entry: o.entry }, true))
+              (o) =>
+                publish(replica, () => trusted(LocalInsert.prototype, { namespace: ns, entry: o.entry, _tag: "LocalInsert" }))
             ),
           abort
         }
@@ -648,13 +650,14 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
                 if (Either.isLeft(r)) return Effect.void
                 const [entry, status] = entries[i]!
                 return publish(replica, () =>
-                  new RemoteInsert({
+                  trusted(RemoteInsert.prototype, {
                     namespace: ns,
                     entry,
                     from,
                     shouldDownload: DownloadPolicy.matches(replica.policy, entry.key),
-                    remoteContentStatus: status
-                  }, true))
+                    remoteContentStatus: status,
+                    _tag: "RemoteInsert"
+                  }))
               }, { discard: true })),
           abort
         }

@@ -6,6 +6,7 @@ import { makeSignedEntry, SignedEntryFromBytes, signedEntryEquals } from "../../
 import { Hash, NamespaceId } from "../../src/schema/Keys.js"
 import {
   ContentReady,
+  decodeOp,
   maxHeadsLength,
   type Op,
   OpFromBytes,
@@ -117,6 +118,28 @@ describe("Op postcard codec (spec 05 §8.1)", () => {
         assert.strictEqual(toHex(encode(back)), toHex(encoded))
       }),
       { numRuns: 500 }
+    )
+  })
+
+  it("decodeOp (the gossip receive path) agrees with the Schema: same Op, instances of the same classes, same hash", () => {
+    fc.assert(
+      fc.property(arbOp, (op) => {
+        const encoded = encode(op)
+        const fast = decodeOp(encoded)
+        assert.isTrue(Either.isRight(fast))
+        const value = Either.getOrThrow(fast)
+        assert.isTrue(opEquals(value, op))
+        assert.strictEqual(Object.getPrototypeOf(value), Object.getPrototypeOf(op))
+        assert.deepStrictEqual(Object.keys(value), Object.keys(op))
+        assert.isTrue(Schema.is(Schema.typeSchema(OpFromBytes))(value))
+      }),
+      { numRuns: 300 }
+    )
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }).map((b) => concat(Uint8Array.of(3), vector, b)), (bytes) => {
+        assert.strictEqual(Either.isRight(decodeOp(bytes)), Either.isRight(decodeEither(bytes)))
+      }),
+      { numRuns: 300 }
     )
   })
 
