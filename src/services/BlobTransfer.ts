@@ -449,24 +449,44 @@ export const make = (config: BlobTransferConfig = {}) =>
         const expected = size - offset
         let received = 0
         let written = 0
-        // Arriving chunks (≤ 64 KiB, libp2p's) are gathered into one reused buffer and written WRITE_SIZE at a time:
-        // fewer writes and no garbage per chunk (bench/blobs.ts). Both Blobs stores are done with written bytes
+        // Arriving chunks (≤ 64 KiB, libp2p's) are gathered into a reused buffer and written WRITE_SIZE at a time:
+        // fewer writes and no garbage per chunk (bench/blobs.ts). Two buffers take turns, so one is written while
+        // the other fills: the disk works while the network does. Both Blobs stores are done with written bytes
         // when `write` returns.
-        const stage = new Uint8Array(Math.min(WRITE_SIZE, expected))
+        const stages = [new Uint8Array(Math.min(WRITE_SIZE, expected)), new Uint8Array(Math.min(WRITE_SIZE, expected))]
+        let stage = stages[0]!
         let staged = 0
+        let writing: Fiber.RuntimeFiber<void, BlobError> | undefined
+        /** Waits for the write in flight; every exit path goes through it before the partial blob is used again. */
+        const settle: Effect.Effect<void, BlobError> = Effect.suspend(() => {
+          const fiber = writing
+          writing = undefined
+          return fiber === undefined ? Effect.void : Fiber.join(fiber)
+        })
         const flush: Effect.Effect<void, BlobError> = Effect.suspend(() => {
           if (staged === 0) return Effect.void
-          const n = staged
+          const bytes = stage.subarray(0, staged)
+          stage = stage === stages[0] ? stages[1]! : stages[0]!
           staged = 0
-          written += n
-          const write = Effect.zipLeft(partial.write(stage.subarray(0, n)), Effect.sync(touch))
-          return onProgress === undefined ? write : Effect.zipRight(write, onProgress(offset + written))
+          written += bytes.length
+          const done = offset + written
+          const write = Effect.zipLeft(partial.write(bytes), Effect.sync(touch))
+          return Effect.zipRight(
+            settle,
+            Effect.map(
+              Effect.fork(onProgress === undefined ? write : Effect.zipRight(write, onProgress(done))),
+              (fiber) => {
+                writing = fiber
+              }
+            )
+          )
         })
         // Plain loops over the arrived buffers: no Effect per buffer, only per flush and per read.
         let chunks = rest
         for (;;) {
           for (const bytes of chunks) {
             if (received + bytes.length > expected) {
+              yield* settle
               yield* partial.discard
               return yield* misbehaved("Oversized", `sent more than the ${size} bytes it announced`)
             }
@@ -484,6 +504,7 @@ export const make = (config: BlobTransferConfig = {}) =>
             if (next.left._tag === "StreamBroken") {
               // What arrived is kept for a resume.
               yield* flush
+              yield* settle
               return yield* failed(next.left.message)
             }
             break
@@ -492,6 +513,7 @@ export const make = (config: BlobTransferConfig = {}) =>
           chunks = next.right
         }
         yield* flush
+        yield* settle
         if (received < expected) {
           return yield* misbehaved("Truncated", `closed after ${offset + received} of ${size} bytes`)
         }
