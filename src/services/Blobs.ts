@@ -139,6 +139,8 @@ export const DEFAULT_CHUNK_SIZE = 64 * 1024
 const IO_CHUNK = 1024 * 1024
 /** Small writes of `addStream` are gathered into one buffer of this size before they hit the file. */
 const STAGE_SIZE = 256 * 1024
+/** Bytes written to a partial file between background datasyncs. */
+const SYNC_EVERY = 8 * 1024 * 1024
 /** Partial files kept open between writes (least recently used closed first). */
 const MAX_OPEN_PARTIALS = 64
 /** Index rows per page of `list`. */
@@ -867,20 +869,34 @@ export const make = (
       yield* sql.withTransaction(Effect.all(repairs, { discard: true })).pipe(Effect.mapError(storeError("open")))
     }
 
-    // -- partial files stay open between writes; busy ones are never closed by eviction
-    const openFiles = new Map<string, { readonly fh: fs.FileHandle; busy: number }>()
+    // -- partial files stay open between writes; busy ones are never closed by eviction. Every SYNC_EVERY bytes
+    // written a datasync starts in the background, so the disk writes back while the transfer goes on and the fsync
+    // at commit only waits for the tail (it took ~45 ms for 100 MiB at the end, bench/blobs.ts).
+    interface OpenFile {
+      readonly fh: fs.FileHandle
+      busy: number
+      unsynced: number
+      /** The background datasync in flight; the file is closed only after it settled. */
+      syncing: Promise<void> | undefined
+      /** Its failure, reported by the commit: a later fsync of the file need not report it again. */
+      syncError: unknown
+    }
+    const openFiles = new Map<string, OpenFile>()
     const closeFile = async (hex: string) => {
       const entry = openFiles.get(hex)
       openFiles.delete(hex)
-      if (entry !== undefined) await entry.fh.close()
+      if (entry !== undefined) {
+        await entry.syncing
+        await entry.fh.close()
+      }
     }
-    const withPartialFile = async <A>(hex: string, f: (fh: fs.FileHandle) => Promise<A>): Promise<A> => {
+    const withPartialFile = async <A>(hex: string, f: (file: OpenFile) => Promise<A>): Promise<A> => {
       let entry = openFiles.get(hex)
       if (entry !== undefined) {
         openFiles.delete(hex)
         openFiles.set(hex, entry)
       } else {
-        entry = { fh: await fs.open(partialPath(hex), "r+"), busy: 0 }
+        entry = { fh: await fs.open(partialPath(hex), "r+"), busy: 0, unsynced: 0, syncing: undefined, syncError: undefined }
         openFiles.set(hex, entry)
         for (const [other, e] of openFiles) {
           if (openFiles.size <= MAX_OPEN_PARTIALS) break
@@ -890,10 +906,24 @@ export const make = (
       const held = entry
       held.busy++
       try {
-        return await f(held.fh)
+        return await f(held)
       } finally {
         held.busy--
       }
+    }
+    const syncInBackground = (file: OpenFile, written: number) => {
+      file.unsynced += written
+      if (file.unsynced < SYNC_EVERY || file.syncing !== undefined) return
+      file.unsynced = 0
+      file.syncing = file.fh.datasync().then(
+        () => {
+          file.syncing = undefined
+        },
+        (e: unknown) => {
+          file.syncing = undefined
+          file.syncError ??= e
+        }
+      )
     }
     yield* Effect.addFinalizer(() =>
       quietly(() => Promise.all([...openFiles.keys()].map((hex) => closeFile(hex).catch(() => undefined))))
@@ -1025,16 +1055,23 @@ export const make = (
         ),
       partialWrite: (hex, offset, bytes) =>
         tryFs("write", () =>
-          withPartialFile(hex, (fh) =>
-            writeAll(fh, bytes, offset).catch(async (e) => {
-              await fh.truncate(offset).catch(() => undefined)
-              throw e
-            }))),
+          withPartialFile(hex, (file) =>
+            writeAll(file.fh, bytes, offset).then(
+              () => syncInBackground(file, bytes.length),
+              async (e) => {
+                await file.fh.truncate(offset).catch(() => undefined)
+                throw e
+              }
+            ))),
       partialFold: (hex, from, f) => foldFile("commit", partialPath(hex), from, (bytes) => Effect.sync(() => f(bytes))),
       partialPromote: (hex, size) =>
         Effect.gen(function*() {
           yield* tryFs("commit", async () => {
-            await withPartialFile(hex, (fh) => fh.sync())
+            await withPartialFile(hex, async (file) => {
+              await file.syncing
+              if (file.syncError !== undefined) throw file.syncError
+              await file.fh.sync()
+            })
             await closeFile(hex)
           })
           yield* storeComplete("commit", hex, size, partialPath(hex))
