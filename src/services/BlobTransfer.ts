@@ -26,7 +26,6 @@
  * of the run, and at most `maxDownloads` runs transfer at once. A run whose every caller was interrupted is
  * interrupted too.
  */
-import type { StreamCloseEvent, StreamMessageEvent } from "@libp2p/interface"
 import { Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, Schema, Scope, Stream } from "effect"
 import { EMPTY_HASH } from "../internal/blake3.js"
 import { equals, toHex } from "../internal/bytes.js"
@@ -146,105 +145,16 @@ class BadHeader extends Data.TaggedError("BadHeader")<{ readonly message: string
 /** A restart of the same transfer at another offset (the partial data changed under us). */
 class Restart extends Data.TaggedError("Restart") {}
 
-/** Unread bytes above which a transfer's reader pauses the stream; the remote then stops once its yamux credit is used. */
-const HIGH_WATER_MARK = 1024 * 1024
-
 /** The next bytes that arrived, in order (waits for some); StreamEnded after the remote's FIN and the last byte. */
 type Pull = Effect.Effect<ReadonlyArray<Uint8Array>, StreamEnded | StreamBroken>
 
-const isBroken = (stream: Network.Stream) => stream.status === "reset" || stream.status === "aborted"
-const isReadable = (stream: Network.Stream) => stream.readStatus === "readable"
-
-const describeError = (cause: unknown): string =>
-  cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)
-
-/**
- * Reads `stream` like `Network.receive`, minus two costs that show at bulk rates (bench/blobs.ts):
- * - no copy: a message is a Uint8ArrayList of several buffers, whose `subarray()` concatenates them; here the
- *   buffers are handed over as they are;
- * - a working pause: `resume()` dispatches the bytes held while paused and only then tells yamux to grant credit
- *   again, so a pause from inside that dispatch (the held bytes alone exceed the mark) is undone at the yamux level
- *   while the stream stays paused: the remote keeps sending until the read buffer passes `STREAM_READ_BUFFER` and
- *   libp2p aborts the stream (StreamBufferError), which is what happened whenever the disk was slower than the
- *   network. Here the pause waits until `resume()` has returned.
- * Listeners live as long as the scope.
- */
+/** `Network.reader` (no copy, a working pause), its end and breakage as this module's errors. */
 const openReader = (stream: Network.Stream): Effect.Effect<Pull, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    let queued: Array<Uint8Array> = []
-    let buffered = 0
-    let resuming = false
-    let done: StreamEnded | StreamBroken | undefined
-    let wake: (() => void) | undefined
-    const notify = () => {
-      const w = wake
-      wake = undefined
-      w?.()
-    }
-    const onMessage = (event: StreamMessageEvent) => {
-      const data = event.data
-      if (data instanceof Uint8Array) {
-        queued.push(data)
-        buffered += data.length
-      } else {
-        for (const buf of data) queued.push(buf)
-        buffered += data.byteLength
-      }
-      if (!resuming && buffered > HIGH_WATER_MARK && isReadable(stream)) stream.pause()
-      notify()
-    }
-    // `end` follows the last dispatched byte, also after a reset or abort, which `close` then reports with its error.
-    const onEnd = () => {
-      done ??= isBroken(stream) ? new StreamBroken({ message: `stream is ${stream.status}` }) : new StreamEnded()
-      notify()
-    }
-    const onClose = (event: StreamCloseEvent) => {
-      if (event.error !== undefined) done ??= new StreamBroken({ message: describeError(event.error) })
-      notify()
-    }
-    yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        stream.addEventListener("message", onMessage)
-        stream.addEventListener("end", onEnd)
-        stream.addEventListener("close", onClose)
-        if (isBroken(stream)) done = new StreamBroken({ message: `stream is ${stream.status}` })
-        else if (stream.readableEnded) done = new StreamEnded()
-        else if (stream.readStatus === "paused") stream.resume()
-      }),
-      () =>
-        Effect.sync(() => {
-          stream.removeEventListener("message", onMessage)
-          stream.removeEventListener("end", onEnd)
-          stream.removeEventListener("close", onClose)
-        })
-    )
-    const waitForData = Effect.async<void>((resume) => {
-      wake = () => resume(Effect.void)
-      return Effect.sync(() => {
-        wake = undefined
-      })
-    })
-    const pull: Pull = Effect.suspend(() => {
-      if (queued.length > 0) {
-        const out = queued
-        queued = []
-        buffered = 0
-        if (stream.readStatus === "paused") {
-          resuming = true
-          try {
-            stream.resume()
-          } finally {
-            resuming = false
-          }
-          if (buffered > HIGH_WATER_MARK && isReadable(stream)) stream.pause()
-        }
-        return Effect.succeed(out)
-      }
-      if (done !== undefined) return Effect.fail(done)
-      return Effect.zipRight(waitForData, pull)
-    })
-    return pull
-  })
+  Effect.map(Network.reader(stream), (pull): Pull =>
+    Effect.mapError(pull, Option.match({
+      onNone: () => new StreamEnded(),
+      onSome: (error) => new StreamBroken({ message: error.reason })
+    })))
 
 const pullWithin = (pull: Pull, timeout: Duration.Duration): Pull =>
   pull.pipe(

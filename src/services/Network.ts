@@ -373,44 +373,63 @@ export const closeWrite = (stream: P2PStream): Effect.Effect<void, StreamError> 
   Effect.tryPromise({ try: (signal) => stream.close({ signal }), catch: (cause) => streamError(stream, cause) })
 
 /**
- * The bytes the remote sends, in order, ending when it closes its side (FIN) and every byte has been delivered;
- * fails with StreamError if the stream is reset or aborted. While more than `highWaterMark` bytes wait unread the
- * libp2p stream is paused, so a slow consumer holds at most that plus the remote's yamux credit. When the consumer
- * stops early the stream is left paused; a later `receive` resumes it.
+ * The next bytes that arrived, in order, as libp2p delivered them (waits for some). Fails with `None` once the remote
+ * closed its side (FIN) and every byte was delivered, with `Some(StreamError)` if the stream was reset or aborted:
+ * the `Stream.repeatEffectChunkOption` convention.
  */
-export const receive = (
+export type Pull = Effect.Effect<ReadonlyArray<Uint8Array>, Option.Option<StreamError>>
+
+/**
+ * A reader of `stream` for the scope: {@link receive} without the Stream layer, for bulk readers (blob transfers)
+ * that loop over the buffers themselves. Two costs are avoided that show at bulk rates (bench/blobs.ts):
+ * - no copy: a message is a Uint8ArrayList of several buffers, whose `subarray()` concatenates them; here the
+ *   buffers are handed over as they are (libp2p does not reuse them);
+ * - a working pause: while more than `highWaterMark` bytes wait unread the libp2p stream is paused, so a slow
+ *   consumer holds at most that plus the remote's yamux credit. `resume()` dispatches the bytes held while paused
+ *   and only then tells yamux to grant credit again, so a pause from inside that dispatch would be undone at the
+ *   yamux level while the stream stays paused: the remote would keep sending until the read buffer passes
+ *   `STREAM_READ_BUFFER` and libp2p aborts the stream. Here the pause waits until `resume()` has returned.
+ * When the scope closes the listeners are removed and a readable stream is left paused; a later reader resumes it.
+ */
+export const reader = (
   stream: P2PStream,
   options: { readonly highWaterMark?: number } = {}
-): Stream.Stream<Uint8Array, StreamError> =>
-  Stream.unwrapScoped(Effect.gen(function*() {
+): Effect.Effect<Pull, never, Scope.Scope> =>
+  Effect.gen(function*() {
     const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
-    const chunks: Array<Uint8Array> = []
+    let queued: Array<Uint8Array> = []
     let buffered = 0
     let resuming = false
     /** Read through a function: TypeScript would keep the status narrowed across `resume()`. */
     const readable = () => stream.readStatus === "readable"
-    let done: "end" | StreamError | undefined
+    let done: Option.Option<StreamError> | undefined
     let wake: (() => void) | undefined
     const notify = () => {
       const w = wake
       wake = undefined
       w?.()
     }
+    const broken = () => Option.some(streamError(stream, `stream is ${stream.status}`))
     const onMessage = (event: StreamMessageEvent) => {
-      const bytes = event.data.subarray()
-      chunks.push(bytes)
-      buffered += bytes.length
-      if (!resuming && buffered > highWaterMark && stream.readStatus === "readable") stream.pause()
+      const data = event.data
+      if (data instanceof Uint8Array) {
+        queued.push(data)
+        buffered += data.length
+      } else {
+        for (const buf of data) queued.push(buf)
+        buffered += data.byteLength
+      }
+      if (!resuming && buffered > highWaterMark && readable()) stream.pause()
       notify()
     }
     // `end` comes after the last byte was dispatched, also when the FIN arrived while paused. A reset or abort emits
     // it too, before the `close` event that carries the error; the status tells them apart.
     const onEnd = () => {
-      done ??= isBroken(stream) ? streamError(stream, `stream is ${stream.status}`) : "end"
+      done ??= isBroken(stream) ? broken() : Option.none()
       notify()
     }
     const onClose = (event: StreamCloseEvent) => {
-      if (event.error !== undefined) done ??= streamError(stream, event.error)
+      if (event.error !== undefined) done ??= Option.some(streamError(stream, event.error))
       notify()
     }
     yield* Effect.acquireRelease(
@@ -418,8 +437,8 @@ export const receive = (
         stream.addEventListener("message", onMessage)
         stream.addEventListener("end", onEnd)
         stream.addEventListener("close", onClose)
-        if (isBroken(stream)) done = streamError(stream, `stream is ${stream.status}`)
-        else if (stream.readableEnded) done = "end"
+        if (isBroken(stream)) done = broken()
+        else if (stream.readableEnded) done = Option.none()
         else if (stream.readStatus === "paused") stream.resume()
       }),
       () =>
@@ -427,7 +446,7 @@ export const receive = (
           stream.removeEventListener("message", onMessage)
           stream.removeEventListener("end", onEnd)
           stream.removeEventListener("close", onClose)
-          if (stream.readStatus === "readable") stream.pause()
+          if (readable()) stream.pause()
         })
     )
     const waitForData = Effect.async<void>((resume) => {
@@ -436,13 +455,12 @@ export const receive = (
         wake = undefined
       })
     })
-    const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<StreamError>> = Effect.suspend(() => {
-      if (chunks.length > 0) {
-        const out = chunks.splice(0)
+    const pull: Pull = Effect.suspend(() => {
+      if (queued.length > 0) {
+        const out = queued
+        queued = []
         buffered = 0
         if (stream.readStatus === "paused") {
-          // resume() delivers the held-back bytes synchronously; pausing inside that delivery would let libp2p
-          // re-open the yamux window while paused and abort the stream once its read buffer overflows.
           resuming = true
           try {
             stream.resume()
@@ -451,14 +469,25 @@ export const receive = (
           }
           if (buffered > highWaterMark && readable()) stream.pause()
         }
-        return Effect.succeed(Chunk.unsafeFromArray(out))
+        return Effect.succeed(out)
       }
-      if (done === "end") return Effect.fail(Option.none())
-      if (done !== undefined) return Effect.fail(Option.some(done))
+      if (done !== undefined) return Effect.fail(done)
       return Effect.zipRight(waitForData, pull)
     })
-    return Stream.repeatEffectChunkOption(pull)
-  }))
+    return pull
+  })
+
+/**
+ * The bytes the remote sends, in order, ending when it closes its side (FIN) and every byte has been delivered;
+ * fails with StreamError if the stream is reset or aborted. Backpressure and release as {@link reader}.
+ */
+export const receive = (
+  stream: P2PStream,
+  options: { readonly highWaterMark?: number } = {}
+): Stream.Stream<Uint8Array, StreamError> =>
+  Stream.unwrapScoped(
+    Effect.map(reader(stream, options), (pull) => Stream.repeatEffectChunkOption(Effect.map(pull, Chunk.unsafeFromArray)))
+  )
 
 // ---------------------------------------------------------------------------------------------------------------
 // Persistent identity
