@@ -186,9 +186,31 @@ export const writeSignedEntry = (w: Writer, e: SignedEntry): void => {
   w.varint64(record.len).raw(record.hash).varint64(record.timestamp)
 }
 
+/** Namespaces and authors met lately by `readSignedEntry`, most recent last (a message holds few of them). */
+const recentKeys: Array<Uint8Array> = []
+const RECENT_KEYS = 32
+
+/**
+ * A 32-byte key equal to `bytes[at, at + 32)`: one met lately, or a fresh copy that joins them. Decoded entries with
+ * the same namespace or author share one array (entries are values: nothing writes into their fields).
+ */
+export const sharedKey = (bytes: Uint8Array, at: number): Uint8Array => {
+  for (let i = recentKeys.length - 1; i >= 0; i--) {
+    const k = recentKeys[i]!
+    let j = 0
+    while (j < 32 && k[j] === bytes[at + j]) j++
+    if (j === 32) return k
+  }
+  const copy = new Uint8Array(32)
+  for (let j = 0; j < 32; j++) copy[j] = bytes[at + j]!
+  if (recentKeys.length === RECENT_KEYS) recentKeys.shift()
+  recentKeys.push(copy)
+  return copy
+}
+
 /**
  * One copy of the entry's bytes; its fields are views into that copy (one small buffer per entry, never a view into
- * the whole input frame).
+ * the whole input frame), except namespace and author, shared with earlier entries that carry the same ones.
  */
 export const readSignedEntry = (r: Reader): SignedEntry => {
   const start = r.skip(128)
@@ -201,8 +223,8 @@ export const readSignedEntry = (r: Reader): SignedEntry => {
   const bytes = r.copy(start, r.offset)
   const keyEnd = idAt + idLen
   return makeSignedEntry({
-    namespace: bytes.subarray(idAt, idAt + 32),
-    author: bytes.subarray(idAt + 32, idAt + 64),
+    namespace: sharedKey(bytes, idAt),
+    author: sharedKey(bytes, idAt + 32),
     key: bytes.subarray(idAt + 64, keyEnd),
     len,
     hash: bytes.subarray(hashAt, hashAt + 32),

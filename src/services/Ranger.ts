@@ -5,6 +5,7 @@
  * (spec 02 §6) and is capped in messages.
  */
 import { Context, Effect, Layer } from "effect"
+import { equals } from "../internal/bytes.js"
 import * as Reconcile from "../internal/reconcile.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
 import type { ContentStatus, SignedEntry } from "../schema/Entry.js"
@@ -46,6 +47,9 @@ export const defaultConfig: RangerConfig = {
 }
 
 export type SessionError = StoreError | ReplicaNotOpen | SyncNotEnabled | RunawaySession | InvalidEntriesFromPeer
+
+/** Authors tracked per message before the heads (beyond them, a value goes to the heads directly). */
+const NEWEST_AUTHORS = 16
 
 /** Insert failures that mean the peer sent something invalid (NewerEntryExists is an ordinary outcome). */
 const INVALID: ReadonlySet<string> = new Set(["InvalidNamespace", "BadSignature", "TooFarInTheFuture", "InvalidEmptyEntry"])
@@ -119,10 +123,21 @@ export const make = (config: RangerConfig) =>
             Effect.gen(function*() {
               yield* count
               numRecv += message.valueCount
+              // The newest timestamp per author of this message first (a message holds few authors), then one
+              // insert per author: no key string per value.
+              const newest: Array<SignedEntry> = []
               for (const part of message.parts) {
                 if (part._tag !== "RangeItem") continue
-                for (const [e] of part.values) heads.insert(e.author, e.timestamp)
+                for (const [e] of part.values) {
+                  let i = 0
+                  while (i < newest.length && !equals(newest[i]!.author, e.author)) i++
+                  if (i === newest.length) {
+                    if (newest.length < NEWEST_AUTHORS) newest.push(e)
+                    else heads.insert(e.author, e.timestamp)
+                  } else if (newest[i]!.timestamp < e.timestamp) newest[i] = e
+                }
               }
+              for (const e of newest) heads.insert(e.author, e.timestamp)
               const reply = yield* Reconcile.processMessage(yield* view, hooks, config, message)
               if (reply !== undefined) yield* count
               return sent(reply)

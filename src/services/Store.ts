@@ -25,7 +25,7 @@ import * as AuthorHeads from "../schema/AuthorHeads.js"
 import * as Capability from "../schema/Capability.js"
 import { DocumentNotCreated, NamespaceMismatch, ReplicaNotClosed, ReplicaNotFound, StoreError } from "../schema/Errors.js"
 import * as DownloadPolicy from "../schema/DownloadPolicy.js"
-import { compareRecords, EMPTY, entryFingerprint, makeSignedEntry, type SignedEntry } from "../schema/Entry.js"
+import { compareRecords, EMPTY, entryFingerprint, makeSignedEntry, sharedKey, type SignedEntry } from "../schema/Entry.js"
 import { Author, AuthorFromBytes, AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
 import type { Query } from "../schema/Query.js"
 
@@ -171,23 +171,23 @@ const rowToEntry = (r: EntryRow): SignedEntry =>
   })
 
 /**
- * One namespace's entries as one BLOB per row: `author ‖ key ‖ ts ‖ len ‖ hash ‖ ns_sig ‖ author_sig` and the key
- * length. The fields become views into that one buffer: a row costs one allocation instead of eight (SQLite
- * concatenates the bytes as they are; the CAST only gives them back as a BLOB).
+ * One namespace's entries as one BLOB per row: `author ‖ key ‖ ts ‖ len ‖ hash ‖ ns_sig ‖ author_sig` (the key's
+ * length is the rest: 208 bytes are fixed). The fields become views into that one buffer: a row costs one allocation
+ * instead of eight (SQLite concatenates the bytes as they are; the CAST only gives them back as a BLOB). The author is
+ * shared with other entries of the same author.
  */
-const PACKED_COLUMNS = "CAST(author || key || ts || len || hash || ns_sig || author_sig AS BLOB) AS b, length(key) AS k"
+const PACKED_COLUMNS = "CAST(author || key || ts || len || hash || ns_sig || author_sig AS BLOB) AS b"
 
 interface PackedRow {
   readonly b: Uint8Array
-  readonly k: number
 }
 
 const packedToEntry = (ns: Uint8Array, r: PackedRow): SignedEntry => {
   const b = r.b
-  const k = 32 + r.k
+  const k = b.length - 176
   return makeSignedEntry({
     namespace: ns,
-    author: b.subarray(0, 32),
+    author: sharedKey(b, 0),
     key: b.subarray(32, k),
     timestamp: u64FromBytesBE(b.subarray(k, k + 8)),
     len: u64FromBytesBE(b.subarray(k + 8, k + 16)),

@@ -3,6 +3,7 @@ import { Chunk, Context, Effect, Layer, Stream } from "effect"
 import * as fc from "fast-check"
 import { compare, concat, toHex } from "../../src/internal/bytes.js"
 import * as Reconcile from "../../src/internal/reconcile.js"
+import * as AuthorHeads from "../../src/schema/AuthorHeads.js"
 import * as Capability from "../../src/schema/Capability.js"
 import { entryFingerprint, makeSignedEntry, type SignedEntry } from "../../src/schema/Entry.js"
 import { Author, NamespaceSecret } from "../../src/schema/Keys.js"
@@ -101,6 +102,31 @@ describe("Ranger", () => {
         assert.isAtLeast(outB.headsReceived.heads.size, 1)
       }))
   }
+
+  it.scoped("headsReceived holds the newest timestamp of every author among the received values", () =>
+    Effect.gen(function*() {
+      const b = yield* peer()
+      yield* withEntries(b, [])
+      // More authors than one message tracks before it falls back to the heads directly.
+      const many = Array.from({ length: 20 }, (_, i) => Author.fromSeed(new Uint8Array(32).fill(40 + i)))
+      const values = Array.from({ length: 120 }, (_, i) =>
+        entryAt(ns, many[(i * 7) % many.length]!, `h/${String(i).padStart(3, "0")}`, BigInt(1000 + ((i * 37) % 101))))
+      const session = yield* inPeer(b, Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, idA)))
+      const id = concat(ns.id, new Uint8Array(32))
+      const range = new Range({ x: id, y: id })
+      for (const part of [values.slice(0, 70), values.slice(70)]) {
+        yield* session.process(new Message({
+          parts: [new RangeItem({ range, values: part.map((e) => [e, "Missing"] as const), haveLocal: true })]
+        }))
+      }
+      const heads = (yield* session.outcome).headsReceived
+      assert.strictEqual(heads.heads.size, many.length)
+      for (const author of many) {
+        const newest = values.filter((e) => compare(e.author, author.id) === 0)
+          .reduce((t, e) => (e.timestamp > t ? e.timestamp : t), 0n)
+        assert.strictEqual(AuthorHeads.get(heads, author.id), newest)
+      }
+    }))
 
   it.scoped("a session on a replica not open for sync fails", () =>
     Effect.gen(function*() {
