@@ -276,6 +276,56 @@ describe("Network", () => {
       assert.strictEqual(yield* Deferred.await(received), total)
     }))
 
+  it.scopedLive("reader: the bytes in order, None after the FIN, Some(StreamError) after an abort", () =>
+    Effect.gen(function*() {
+      const a = yield* node()
+      const b = yield* node()
+      const outcome = yield* Deferred.make<{ readonly bytes: Uint8Array; readonly end: string }>()
+      const READ = "/rangedocs-test/reader/1"
+      yield* b.handle(READ, (stream) =>
+        Effect.scoped(Effect.gen(function*() {
+          const pull = yield* Network.reader(stream)
+          const parts: Array<Uint8Array> = []
+          for (;;) {
+            const next = yield* Effect.either(pull)
+            if (Either.isRight(next)) {
+              parts.push(...next.right)
+              continue
+            }
+            const end = next.left._tag === "None" ? "fin" : `error ${next.left.value._tag}`
+            return yield* Deferred.succeed(outcome, { bytes: concat(...parts), end })
+          }
+        })))
+      const payload = new Uint8Array(3 * 1024 * 1024 + 17).map((_, i) => (i * 7) % 251)
+      yield* Effect.scoped(Effect.gen(function*() {
+        const stream = yield* a.openStream(yield* b.addr, READ)
+        for (let at = 0; at < payload.length; at += 100_000) {
+          yield* Network.send(stream, payload.subarray(at, Math.min(at + 100_000, payload.length)))
+        }
+      }))
+      const clean = yield* Deferred.await(outcome)
+      assert.strictEqual(clean.end, "fin")
+      assert.isTrue(equals(clean.bytes, payload))
+
+      const aborted = yield* Deferred.make<{ readonly bytes: Uint8Array; readonly end: string }>()
+      const ABORT = "/rangedocs-test/reader-abort/1"
+      yield* b.handle(ABORT, (stream) =>
+        Effect.scoped(Effect.gen(function*() {
+          const pull = yield* Network.reader(stream)
+          for (;;) {
+            const next = yield* Effect.either(pull)
+            if (Either.isLeft(next)) {
+              const end = next.left._tag === "None" ? "fin" : `error ${next.left.value._tag}`
+              return yield* Deferred.succeed(aborted, { bytes: new Uint8Array(0), end })
+            }
+          }
+        })))
+      const stream = yield* a.openStream(yield* b.addr, ABORT)
+      yield* Network.send(stream, Uint8Array.of(1, 2, 3))
+      stream.abort(new Error("gone"))
+      assert.strictEqual((yield* Deferred.await(aborted)).end, "error StreamError")
+    }))
+
   it.scopedLive("a handler that fails or dies does not crash B; B serves the next stream", () =>
     Effect.gen(function*() {
       const a = yield* node()
