@@ -62,8 +62,8 @@ import * as Replica from "./Replica.js"
 import * as Store from "./Store.js"
 import * as Sync from "./Sync.js"
 
-/** Events buffered per subscriber before the engine waits for it (spec 05 §10.2). */
-export const SUBSCRIBER_CAPACITY = 256
+/** Events buffered per subscriber before the engine and the replica wait for it (spec 05 §10.2). */
+export const SUBSCRIBER_CAPACITY = 1024
 /** Gossip Ops queued for publishing before the engine waits, and publishes in flight at once. */
 const OUTBOX_CAPACITY = 1024
 const PUBLISH_CONCURRENCY = 4
@@ -273,14 +273,17 @@ export const make = (config: LiveSyncConfig = {}) =>
 
     // -- events
 
+    /** Offers to a subscriber's queue; `false` when its consumer went away (offering to a shut-down queue interrupts). */
+    const offerTo = (sink: Queue.Queue<LiveEvent.LiveEvent>, event: LiveEvent.LiveEvent) =>
+      Effect.flatMap(Queue.isShutdown(sink), (down) =>
+        down ? Effect.succeed(false) : Effect.map(Effect.exit(Queue.offer(sink, event)), Exit.isSuccess))
+
     const emit = (nsHex: string, event: LiveEvent.LiveEvent) =>
       Effect.gen(function*() {
         const sinks = subscribers.get(nsHex)
         if (sinks === undefined) return
         for (const sink of sinks) {
-          // A sink whose consumer went away is shut down: offering to it interrupts, so check and catch.
-          const delivered = (yield* Queue.isShutdown(sink)) ? false : Exit.isSuccess(yield* Effect.exit(Queue.offer(sink, event)))
-          if (!delivered) sinks.delete(sink)
+          if (!(yield* offerTo(sink, event))) sinks.delete(sink)
         }
         if (sinks.size === 0) subscribers.delete(nsHex)
       })
@@ -304,23 +307,26 @@ export const make = (config: LiveSyncConfig = {}) =>
       )
     }
 
-    // Publishing (encode, sign, send) takes milliseconds: the actor only queues the Op, and a publisher fiber keeps
-    // a few publishes in flight. The queue is bounded, so a swarm that cannot keep up slows the actor down.
-    const outbox = yield* Queue.bounded<readonly [NamespaceId, Op.Op]>(OUTBOX_CAPACITY)
+    // Publishing (encode, sign, send) takes milliseconds: a few publishes run at once, each in a fiber of its caller.
+    // Local inserts publish straight from the document's event fiber (which the semaphore slows down when the swarm
+    // cannot keep up); the actor only queues its Ops (ContentReady, SyncReport) for a publisher fiber, so it never
+    // waits for a publish slot.
     const publishing = yield* Effect.makeSemaphore(PUBLISH_CONCURRENCY)
-    yield* Queue.take(outbox).pipe(
-      Effect.flatMap(([ns, op]) =>
-        publishing.take(1).pipe(
-          Effect.zipRight(
-            withInlineContent(op).pipe(
-              Effect.flatMap((op) => gossip.broadcast(ns, op)),
-              Effect.catchAllCause((cause) => Effect.logDebug("gossip broadcast failed", cause)),
-              Effect.ensuring(publishing.release(1)),
-              Effect.fork
-            )
+    const publish = (ns: NamespaceId, op: Op.Op) =>
+      publishing.take(1).pipe(
+        Effect.zipRight(
+          withInlineContent(op).pipe(
+            Effect.flatMap((op) => gossip.broadcast(ns, op)),
+            Effect.catchAllCause((cause) => Effect.logDebug("gossip broadcast failed", cause)),
+            Effect.ensuring(publishing.release(1)),
+            Effect.fork
           )
-        )
-      ),
+        ),
+        Effect.asVoid
+      )
+    const outbox = yield* Queue.bounded<readonly [NamespaceId, Op.Op]>(OUTBOX_CAPACITY)
+    yield* Queue.take(outbox).pipe(
+      Effect.flatMap(([ns, op]) => publish(ns, op)),
       Effect.forever,
       Effect.forkScoped
     )
@@ -507,7 +513,7 @@ export const make = (config: LiveSyncConfig = {}) =>
             yield* count("new_entries_local")
             yield* count("new_entries_local_size", Number(event.entry.record.len))
             yield* count("gossip_put_sent")
-            yield* broadcast(ns, trusted(Op.Put.prototype, { entry: event.entry, _tag: "Put" }))
+            yield* publish(ns, trusted(Op.Put.prototype, { entry: event.entry, _tag: "Put" }))
             continue
           }
           yield* count("new_entries_remote")
@@ -955,18 +961,16 @@ export const make = (config: LiveSyncConfig = {}) =>
 
     const subscribe = (ns: NamespaceId) =>
       Effect.gen(function*() {
-        const inserts = yield* replica.subscribe(ns)
         const sink = yield* Effect.acquireRelease(
           Queue.bounded<LiveEvent.LiveEvent>(SUBSCRIBER_CAPACITY),
           Queue.shutdown
         )
+        // The replica's insert events join the engine's in the one queue, put there by the replica actor right after
+        // each commit: no stream merge and no fiber in between (the write-to-event latency is what users see), and
+        // a full queue still back-pressures the replica. When the replica closes, only its events stop; the stream
+        // ends with leave(kill), shutdown or the scope.
+        yield* replica.subscribeSink(ns, (event) => Effect.flatMap(toLiveEvent(event), (e) => offerTo(sink, e)))
         yield* post({ _tag: "Subscribe", ns, sink })
-        // The replica's insert events join the engine's in the one sink (a fiber of the subscription): lighter than
-        // merging two streams, and the subscriber's queue still back-pressures the replica. When the replica closes,
-        // only this fiber ends; the sink ends with leave(kill), shutdown or the scope.
-        yield* Stream.runForEachChunk(inserts, (events) =>
-          Effect.flatMap(Effect.forEach(events, toLiveEvent), (converted) => Queue.offerAll(sink, converted))
-        ).pipe(Effect.catchAllCause(() => Effect.void), Effect.forkScoped)
         return Stream.fromQueue(sink).pipe(Stream.catchAllCause(() => Stream.empty))
       })
 

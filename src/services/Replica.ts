@@ -97,6 +97,16 @@ export interface ReplicaService {
    * Unsubscribes when the scope closes.
    */
   readonly subscribe: (ns: NamespaceId) => Effect.Effect<Stream.Stream<ReplicaEvent>, ReplicaNotOpen, Scope.Scope>
+  /**
+   * Hands each insert event to `sink` right after its commit, in order, from the actor itself: no queue and no fiber
+   * between the commit and the sink (the live engine feeds its subscribers' queues this way). The sink runs in the
+   * actor, so it must be quick and must never wait for the actor (reads are fine, writes deadlock); a slow sink slows
+   * every write, as a full subscriber stream does. A failing sink is logged and skipped. Registered at once, removed when the scope closes; counts as a subscriber.
+   */
+  readonly subscribeSink: (
+    ns: NamespaceId,
+    sink: (event: ReplicaEvent) => Effect.Effect<void>
+  ) => Effect.Effect<void, ReplicaNotOpen, Scope.Scope>
   readonly insertLocal: (
     ns: NamespaceId,
     author: AuthorId,
@@ -170,8 +180,10 @@ interface OpenReplica {
   policy: DownloadPolicy.DownloadPolicy
   handles: number
   sync: boolean
+  /** Stream subscribers plus sinks. */
   subscribers: number
   readonly events: PubSub.PubSub<ReplicaEvent | typeof END>
+  readonly sinks: Set<(event: ReplicaEvent) => Effect.Effect<void>>
 }
 
 /** Replies to a caller: completes its `Effect.async` (or keeps the exit until it registers). */
@@ -512,6 +524,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
         handles: 1,
         sync: options?.sync ?? false,
         subscribers: 0,
+        sinks: new Set(),
         events: yield* PubSub.bounded<ReplicaEvent | typeof END>(EVENT_CAPACITY)
       })
     })
@@ -558,7 +571,12 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
    * event published after that is skipped.
    */
   const publish = (r: OpenReplica, event: () => ReplicaEvent) =>
-    r.subscribers === 0 ? Effect.void : Effect.asVoid(PubSub.publish(r.events, event()))
+    r.subscribers === 0 ? Effect.void : Effect.suspend(() => {
+      const built = event()
+      const streamed = r.subscribers > r.sinks.size ? Effect.asVoid(PubSub.publish(r.events, built)) : Effect.void
+      if (r.sinks.size === 0) return streamed
+      return Effect.zipRight(streamed, Effect.forEach(r.sinks, (sink) => sink(built), { discard: true }))
+    })
 
   /**
    * Insert local / delete prefix (spec 01 §10). Prepared in queue order: open and read-only checks, author lookup and
@@ -741,6 +759,21 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       return stream
     })
 
+  const subscribeSink: ReplicaService["subscribeSink"] = (ns, sink) =>
+    Effect.gen(function*() {
+      const r = yield* getOpen(ns)
+      // Its own entry (the same sink may be registered twice); a defect in it must not stop the actor.
+      const entry = (event: ReplicaEvent) =>
+        Effect.catchAllCause(sink(event), (cause) => Effect.logError("replica event sink failed", cause))
+      r.sinks.add(entry)
+      r.subscribers++
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          if (r.sinks.delete(entry)) r.subscribers--
+        })
+      )
+    })
+
   const requireOpen = <A, E>(ns: NamespaceId, effect: Effect.Effect<A, E>) => Effect.zipRight(getOpen(ns), effect)
 
   return Replica.of({
@@ -760,6 +793,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
     setSync,
     capability: (ns) => Effect.map(getOpen(ns), (r) => r.capability),
     subscribe,
+    subscribeSink,
     insertLocal,
     deletePrefix,
     insertRemote,

@@ -726,6 +726,29 @@ for (const combo of COMBOS) {
           assert.strictEqual((yield* replica.state(ns)).subscribers, 0, "unsubscribed when the scope closed")
         }))
 
+      test("a sink gets every event right after its commit, in order, alongside streams; removed with its scope", () =>
+        Effect.gen(function*() {
+          const { replica, ns, put } = yield* harness()
+          const seen: Array<readonly [string, boolean]> = []
+          yield* Effect.scoped(Effect.gen(function*() {
+            // Readable when the sink runs: it is called after the commit. A failing sink does not stop the replica.
+            yield* replica.subscribeSink(ns, (e) =>
+              Effect.map(replica.getExact(ns, e.entry.author, e.entry.key, true).pipe(Effect.orDie), (found) => {
+                seen.push([eventLabel(e), Option.isSome(found)])
+              }))
+            yield* replica.subscribeSink(ns, () => Effect.die("a broken sink"))
+            const stream = yield* replica.subscribe(ns)
+            assert.strictEqual((yield* replica.state(ns)).subscribers, 3)
+            for (const k of ["a", "b", "c"]) yield* put(k)
+            assert.deepStrictEqual(seen, [["Local a", true], ["Local b", true], ["Local c", true]])
+            const streamed = yield* collect(Stream.take(stream, 3))
+            assert.deepStrictEqual(streamed.map(eventLabel), ["Local a", "Local b", "Local c"])
+          }))
+          assert.strictEqual((yield* replica.state(ns)).subscribers, 0)
+          yield* put("d")
+          assert.strictEqual(seen.length, 3, "no event after the scope closed")
+        }))
+
       test("no event is missed when inserting right after subscribing", () =>
         Effect.gen(function*() {
           const { replica, ns, put } = yield* harness()
