@@ -137,6 +137,8 @@ export interface BlobsConfig {
 export const DEFAULT_CHUNK_SIZE = 64 * 1024
 /** Read buffer for hashing and adding files: one buffer per operation, reused. */
 const IO_CHUNK = 1024 * 1024
+/** Bytes `readStream` reads ahead of its consumer. */
+const READ_AHEAD = 1024 * 1024
 /** Small writes of `addStream` are gathered into one buffer of this size before they hit the file. */
 const STAGE_SIZE = 256 * 1024
 /** Bytes written to a partial file between background datasyncs. */
@@ -228,8 +230,10 @@ const uninitialized = (n: number): Uint8Array => {
 }
 
 /**
- * `[from, to)` of a file in fresh chunks of at most `chunkSize` bytes (the consumer may keep them). The next chunk
- * is read while the consumer handles this one, so the disk and the consumer (a network send) work at the same time.
+ * `[from, to)` of a file in fresh chunks of at most `chunkSize` bytes (the consumer may keep them). Reads run ahead
+ * of the consumer, up to READ_AHEAD bytes (at least one chunk): the disk and the consumer (a network send) work at
+ * the same time, and a read that waits for the thread pool or the event loop does not stall the sender (one read
+ * ahead left the provider waiting for reads most of a transfer, bench/blobs.ts).
  */
 const fileChunks = (
   path: string,
@@ -243,27 +247,30 @@ const fileChunks = (
       readonly chunk: Uint8Array
       readonly bytes: Promise<number>
     }
-    // The read in flight; the file is closed only after it settled.
-    let pending: Read | undefined
+    // The reads in flight, in file order; the file is closed only after they settled.
+    const pending: Array<Read> = []
     const fh = yield* Effect.acquireRelease(
       tryRead("readStream", hex, () => fs.open(path, "r")),
       (fh) =>
         quietly(async () => {
-          await pending?.bytes.catch(() => undefined)
+          await Promise.all(pending.map((read) => read.bytes.catch(() => undefined)))
           await fh.close()
         })
     )
-    const start = (pos: number): Read | undefined => {
-      if (pos >= to) return undefined
-      const chunk = uninitialized(Math.min(chunkSize, to - pos))
-      const bytes = readFully(fh, chunk, pos)
-      bytes.catch(() => undefined) // awaited below, or by the release if the stream stops early
-      return { chunk, bytes }
+    const depth = Math.max(1, Math.floor(READ_AHEAD / chunkSize))
+    let next = from
+    const fill = () => {
+      while (pending.length < depth && next < to) {
+        const chunk = uninitialized(Math.min(chunkSize, to - next))
+        const bytes = readFully(fh, chunk, next)
+        bytes.catch(() => undefined) // awaited below, or by the release if the stream stops early
+        pending.push({ chunk, bytes })
+        next += chunk.length
+      }
     }
-    pending = start(from)
-    let pos = from
+    fill()
     return Stream.repeatEffectOption(Effect.suspend(() => {
-      const read = pending
+      const read = pending[0]
       if (read === undefined) return Effect.fail(Option.none())
       return tryFs("readStream", () => read.bytes).pipe(
         Effect.mapError(Option.some),
@@ -273,8 +280,8 @@ const fileChunks = (
               new BlobStoreError({ op: "readStream", reason: `blob ${hex} is shorter than its index says` })
             ))
           }
-          pos += n
-          pending = start(pos)
+          pending.shift()
+          fill()
           return Effect.succeed(read.chunk)
         })
       )
