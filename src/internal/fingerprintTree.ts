@@ -22,6 +22,8 @@ const FP = 32
 const W = 8
 
 const DEFAULT_LEAF_CAPACITY = 64
+/** xorRange scans ranges of at most this many keys instead of combining two prefix XORs. */
+const SCAN_RANGE = 24
 const DEFAULT_INNER_CAPACITY = 32
 
 export interface FingerprintTreeOptions {
@@ -652,9 +654,22 @@ export class FingerprintTree {
     this.checkBounds(a, b)
     if (out.length < FP) throw new RangeError(`out must hold ${FP} bytes`)
     const acc = this.acc.fill(0)
-    if (a < b) {
+    if (b - a > SCAN_RANGE) {
       this.prefixInto(a, acc)
       this.prefixInto(b, acc)
+    } else if (a < b) {
+      // A short range: one descent and its slots, instead of two prefix descents (a reconciliation round checks
+      // thousands of ranges of a few entries).
+      let leaf: Leaf | undefined = this.locate(a)
+      let k = this.offset
+      let left = b - a
+      while (left > 0 && leaf !== undefined) {
+        const end = Math.min(leaf.keys.length, k + left)
+        xorSlots(acc, leaf.w, k, end)
+        left -= end - k
+        k = 0
+        leaf = leaf.next
+      }
     }
     out.set(this.acc8)
     return out

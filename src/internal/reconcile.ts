@@ -123,6 +123,9 @@ interface Segments {
   readonly fromX: ReadonlyArray<readonly [number, number]>
   readonly count: number
   readonly startIndex: number
+  /** The ranks of the bounds. */
+  readonly rx: number
+  readonly ry: number
 }
 
 const segments = <E>(view: RangeView<E>, x: Uint8Array, y: Uint8Array): Segments => {
@@ -131,14 +134,35 @@ const segments = <E>(view: RangeView<E>, x: Uint8Array, y: Uint8Array): Segments
   return segmentsOf(view.size(), c, rx, c === 0 ? rx : view.rank(y))
 }
 
+/**
+ * `segments` over a message's ranges in order: the ranks of the last range's bounds are kept, since a split's
+ * sub-ranges come one after another (one ends where the next starts) and a rank lookup costs far more than a compare.
+ */
+const adjacentSegments = <E>(view: RangeView<E>) => {
+  let lastId: Uint8Array | undefined
+  let lastRank = 0
+  const rank = (id: Uint8Array) => {
+    if (lastId !== undefined && equals(id, lastId)) return lastRank
+    const r = view.rank(id)
+    lastId = id
+    lastRank = r
+    return r
+  }
+  return (x: Uint8Array, y: Uint8Array): Segments => {
+    const c = compare(x, y)
+    const rx = rank(x)
+    return segmentsOf(view.size(), c, rx, c === 0 ? rx : rank(y))
+  }
+}
+
 /** The segments of a range of n entries from the order of its bounds (c = compare(x, y)) and their ranks. */
 const segmentsOf = (n: number, c: number, rx: number, ry: number): Segments => {
-  if (c === 0) return { parts: [[0, n]], fromX: [[rx, n], [0, rx]], count: n, startIndex: rx }
+  if (c === 0) return { parts: [[0, n]], fromX: [[rx, n], [0, rx]], count: n, startIndex: rx, rx, ry: rx }
   if (c < 0) {
     const count = Math.max(0, ry - rx)
-    return { parts: [[rx, rx + count]], fromX: [[rx, rx + count]], count, startIndex: 0 }
+    return { parts: [[rx, rx + count]], fromX: [[rx, rx + count]], count, startIndex: 0, rx, ry }
   }
-  return { parts: [[0, ry], [rx, n]], fromX: [[rx, n], [0, ry]], count: ry + n - rx, startIndex: ry }
+  return { parts: [[0, ry], [rx, n]], fromX: [[rx, n], [0, ry]], count: ry + n - rx, startIndex: ry, rx, ry }
 }
 
 /** Rank of the member at position `p` of the given interval order. */
@@ -344,7 +368,10 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
 
     // 2. Fingerprints, against our state after storing the values. Which ones mismatch decides the density mode;
     // small mismatching ranges answered with entries are read ahead.
-    const mismatch = fingerprints.map((f) => !equals(fingerprintOf(base, segments(base, f.range.x, f.range.y)), f.fingerprint))
+    // Each range's segments once (the store does not change from here on: ranks stay valid).
+    const segmentsIn = adjacentSegments(base)
+    const segs = fingerprints.map((f) => segmentsIn(f.range.x, f.range.y))
+    const mismatch = fingerprints.map((f, i) => !equals(fingerprintOf(base, segs[i]!), f.fingerprint))
     let mismatches = 0
     for (const m of mismatch) if (m) mismatches++
     const setSize = config.denseFraction !== undefined && fingerprints.length >= 8 &&
@@ -353,9 +380,9 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
       : config.maxSetSize
     view = yield* readAhead(
       base,
-      fingerprints.flatMap((f, i) => {
+      fingerprints.flatMap((_, i) => {
         if (!mismatch[i]) return []
-        const s = segments(base, f.range.x, f.range.y)
+        const s = segs[i]!
         return s.count <= setSize ? s.parts : []
       })
     )
@@ -364,7 +391,7 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
       const { x, y } = f.range
       budget += fingerprintSize(f.range)
       if (!mismatch[fi]) continue
-      const s = segments(view, x, y)
+      const s = segs[fi]!
       const n = s.count
       if (out.length > 0 && budget < Math.min(config.splitFactor, n) * fingerprintSize(f.range)) {
         // No room left to split: hand the range back as our fingerprint of it (merged with adjacent ones below); the
@@ -393,8 +420,8 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
         }
         return j
       }
-      const rx = view.rank(x)
-      const ry = equals(x, y) ? rx : view.rank(y)
+      const rx = s.rx
+      const ry = s.ry
       const ranges: Array<readonly [Uint8Array, number, Uint8Array, number]> = []
       const between = (i: number, j: number) => {
         if (!equals(pivotIds[i]!, pivotIds[j]!)) ranges.push([pivotIds[i]!, pivotRanks[i]!, pivotIds[j]!, pivotRanks[j]!])
