@@ -12,11 +12,13 @@
  * swarm's rate is then bounded by a write's CPU cost summed over all nodes). `--inline-max N` sets the nodes'
  * `inlineContentMax` (0: content is downloaded, not gossiped inline). `--no-content` makes the receivers skip
  * content (download policy NothingExcept), `--stats` prints every node's counters, `--profile FILE` records the
- * write phase (per node: FILE.nodeI.cpuprofile).
+ * write phase (per node: FILE.nodeI.cpuprofile), `--dump FILE` writes each write's send time and latencies and
+ * `--node-args "…"` passes node/V8 flags to the node processes (process mode).
  */
 import type { GossipSubEvents } from "@libp2p/gossipsub"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
+import { writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { toHex } from "../src/internal/bytes.js"
 import { memoryNode } from "../src/layers/Node.js"
@@ -278,11 +280,12 @@ interface Child {
   readonly call: (cmd: string, args?: Record<string, unknown>) => Effect.Effect<unknown>
 }
 
-const spawnNode = (env: NodeJS.ProcessEnv) =>
+const spawnNode = (env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
   Effect.acquireRelease(
     Effect.async<readonly [ChildProcess, Child]>((resume) => {
       const proc = fork(fileURLToPath(new URL("./live-node.js", import.meta.url)), [], {
         stdio: ["ignore", 2, 2, "ipc"],
+        execArgv: [...execArgv],
         env: { ...process.env, ...env }
       })
       const pending = new Map<number, (reply: Reply) => void>()
@@ -379,7 +382,10 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     const inline = flags.get("inline-max")
     if (inline !== undefined) env["RANGEDOCS_BENCH_INLINE"] = inline
 
-    const nodes = yield* Effect.forEach(Array.from({ length: n }), () => spawnNode(env), { concurrency: "unbounded" })
+    const execArgv = (flags.get("node-args") ?? "").split(" ").filter((a) => a !== "")
+    const nodes = yield* Effect.forEach(Array.from({ length: n }), () => spawnNode(env, execArgv), {
+      concurrency: "unbounded"
+    })
     const receivers = nodes.slice(1)
     let ticket = String(yield* nodes[0]!.call("create"))
     const noContent = flags.get("no-content") === "true"
@@ -426,6 +432,13 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     const { delivered, latencies } = latenciesOf(sent, arrivals)
     const p50Ms = percentile(latencies, 0.5)
     const p99Ms = percentile(latencies, 0.99)
+    const dump = flags.get("dump")
+    if (dump !== undefined) {
+      // Per write: when it was sent (ms after the first) and its latency at each receiver, to see where the tail is.
+      const rows = sent.map((t, i) => [round2(t - sent[0]!), ...arrivals.map((a) => round2((a.get(i) ?? NaN) - t))])
+      writeFileSync(dump, JSON.stringify(rows))
+      progress(`  per-write latencies written to ${dump}`)
+    }
     progress(`  delivered ${delivered}/${writes}; p50 ${round2(p50Ms)} ms, p90 ${round2(percentile(latencies, 0.9))} ms, p99 ${round2(p99Ms)} ms, max ${round2(latencies.at(-1) ?? NaN)} ms`)
     if (flags.get("stats") === "true") {
       for (const s of yield* allOf(nodes, "stats")) progress(`  ${JSON.stringify(s)}`)
