@@ -336,6 +336,29 @@ const streamError = (stream: P2PStream, cause: unknown) =>
 
 const isBroken = (stream: P2PStream) => stream.status === "reset" || stream.status === "aborted"
 
+/** Waits for `drain`; fails if the stream is closed meanwhile, or is not writable any more. */
+const drained = (stream: P2PStream): Effect.Effect<void, StreamError> => {
+  if (stream.writeStatus !== "writable" || isBroken(stream)) {
+    return Effect.fail(streamError(stream, `stream is ${stream.status}`))
+  }
+  return Effect.async<void, StreamError>((resume) => {
+    const onDrain = () => {
+      stream.removeEventListener("close", onClose)
+      resume(Effect.void)
+    }
+    const onClose = (event: StreamCloseEvent) => {
+      stream.removeEventListener("drain", onDrain)
+      resume(Effect.fail(streamError(stream, event.error ?? "closed while sending")))
+    }
+    stream.addEventListener("drain", onDrain, { once: true })
+    stream.addEventListener("close", onClose, { once: true })
+    return Effect.sync(() => {
+      stream.removeEventListener("drain", onDrain)
+      stream.removeEventListener("close", onClose)
+    })
+  })
+}
+
 /**
  * Sends `bytes`, then waits while the stream asks to drain. Fails if the stream is closed for writing, reset or
  * aborted. Waits for the `drain` event itself because `stream.onDrain()` only works once per stream (see above).
@@ -347,25 +370,26 @@ export const send = (stream: P2PStream, bytes: Uint8Array): Effect.Effect<void, 
     } catch (cause) {
       return Effect.fail(streamError(stream, cause))
     }
-    if (stream.writeStatus !== "writable" || isBroken(stream)) {
-      return Effect.fail(streamError(stream, `stream is ${stream.status}`))
+    return drained(stream)
+  })
+
+/**
+ * {@link send}, telling whether libp2p was done with `bytes` when `stream.send` returned, so that the caller may
+ * refill the buffer: true when the stream took them without queueing anything (its write buffer is empty and it
+ * does not ask to drain). Then every byte went through yamux into noise, which encrypts into buffers of its own at
+ * once unless its transport asked to drain, and that is reported back as a drain request (yamux 8, noise 17: a
+ * muxer whose transport is saturated marks all its streams). False means libp2p may still hold `bytes`.
+ */
+export const sendReleasing = (stream: P2PStream, bytes: Uint8Array): Effect.Effect<boolean, StreamError> =>
+  Effect.suspend(() => {
+    try {
+      if (stream.send(bytes) && !stream.writableNeedsDrain) {
+        return Effect.succeed(stream.writeBufferLength === 0)
+      }
+    } catch (cause) {
+      return Effect.fail(streamError(stream, cause))
     }
-    return Effect.async<void, StreamError>((resume) => {
-      const onDrain = () => {
-        stream.removeEventListener("close", onClose)
-        resume(Effect.void)
-      }
-      const onClose = (event: StreamCloseEvent) => {
-        stream.removeEventListener("drain", onDrain)
-        resume(Effect.fail(streamError(stream, event.error ?? "closed while sending")))
-      }
-      stream.addEventListener("drain", onDrain, { once: true })
-      stream.addEventListener("close", onClose, { once: true })
-      return Effect.sync(() => {
-        stream.removeEventListener("drain", onDrain)
-        stream.removeEventListener("close", onClose)
-      })
-    })
+    return Effect.as(drained(stream), false)
   })
 
 /** Half-closes the stream (yamux FIN) once queued bytes reach the muxer; the remote's side stays readable. */

@@ -326,6 +326,48 @@ describe("Network", () => {
       assert.strictEqual((yield* Deferred.await(aborted)).end, "error StreamError")
     }))
 
+  it.scopedLive("sendReleasing: a buffer refilled after `true` never alters bytes sent, also when the reader stalls", () =>
+    Effect.gen(function*() {
+      const a = yield* node()
+      const b = yield* node()
+      const chunkSize = 256 * 1024
+      const chunks = 96
+      const received = yield* Deferred.make<Uint8Array, StreamError>()
+      yield* b.handle(ECHO, (stream) => {
+        let stalls = 2
+        // Stalls fill the yamux window: sends then queue in libp2p and must report false.
+        return Network.receive(stream).pipe(
+          Stream.tap(() => (stalls-- > 0 ? Effect.sleep("300 millis") : Effect.void)),
+          Stream.runCollect,
+          Effect.flatMap((parts) => Deferred.succeed(received, concat(...parts))),
+          Effect.catchAll((e) => Deferred.fail(received, e))
+        )
+      })
+      const stream = yield* a.openStream(yield* b.addr, ECHO)
+      const spare: Array<Uint8Array> = []
+      let released = 0
+      let held = 0
+      for (let i = 0; i < chunks; i++) {
+        const buffer = spare.pop() ?? new Uint8Array(chunkSize)
+        buffer.fill(i)
+        if (yield* Network.sendReleasing(stream, buffer)) {
+          released++
+          spare.push(buffer)
+        } else {
+          held++
+        }
+      }
+      yield* Network.closeWrite(stream)
+      const bytes = yield* Deferred.await(received)
+      assert.strictEqual(bytes.length, chunks * chunkSize)
+      for (let i = 0; i < chunks; i++) {
+        const part = bytes.subarray(i * chunkSize, (i + 1) * chunkSize)
+        assert.isTrue(part.every((x) => x === i), `chunk ${i} was altered after it was sent`)
+      }
+      assert.isAbove(released, 0)
+      assert.isAbove(held, 0)
+    }))
+
   it.scopedLive("a handler that fails or dies does not crash B; B serves the next stream", () =>
     Effect.gen(function*() {
       const a = yield* node()
