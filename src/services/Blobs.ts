@@ -69,6 +69,13 @@ export interface PartialBlob {
   readonly discard: Effect.Effect<void, BlobError>
 }
 
+/** See `BlobsService.openReader`. */
+export interface BlobReader {
+  readonly size: number
+  /** Fills `into` with the bytes from `offset`, or its first `size - offset` bytes at the end; returns the count. */
+  readonly read: (offset: number, into: Uint8Array) => Effect.Effect<number, BlobError>
+}
+
 export interface GcReport {
   readonly deleted: number
   readonly kept: number
@@ -97,6 +104,11 @@ export interface BlobsService {
     hash: Hash,
     options?: { readonly offset?: number; readonly chunkSize?: number }
   ) => Stream.Stream<Uint8Array, BlobNotFound | BlobRangeError | BlobError>
+  /**
+   * Reads a Complete blob into the caller's buffers, for bulk readers that reuse them (the transfer provider); the
+   * blob's file stays open until the scope closes.
+   */
+  readonly openReader: (hash: Hash) => Effect.Effect<BlobReader, BlobNotFound | BlobError, Scope.Scope>
   /** Complete | Incomplete (partial data present) | Missing. The empty hash is always Complete. */
   readonly status: (hash: Hash) => Effect.Effect<ContentStatus, BlobError>
   readonly info: (hash: Hash) => Effect.Effect<Option.Option<BlobInfo>, BlobError>
@@ -351,6 +363,10 @@ interface Backend {
     to: number,
     chunkSize: number
   ) => Stream.Stream<Uint8Array, BlobStoreError | BlobNotFound>
+  /** Reads `into.length` bytes at `offset` of a Complete blob (the caller checked the range). */
+  readonly reader: (
+    hex: string
+  ) => Effect.Effect<(offset: number, into: Uint8Array) => Effect.Effect<void, BlobStoreError>, BlobStoreError | BlobNotFound, Scope.Scope>
   /** A sink whose leftovers are removed when the scope closes. */
   readonly sink: Effect.Effect<Sink, BlobStoreError, Scope.Scope>
   /** Starts an empty partial of `size`, replacing any partial data of `hex`. */
@@ -489,6 +505,21 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
       yield* checkRange(hex, offset, 0, size)
       return offset === size ? Stream.empty : backend.chunks(hex, offset, size, chunkSize)
     }))
+
+  const openReader: BlobsService["openReader"] = (hash) =>
+    Effect.gen(function*() {
+      const hex = toHex(hash)
+      const size = yield* requireComplete(hash, hex)
+      const readAt = size === 0 ? undefined : yield* backend.reader(hex)
+      const read = (offset: number, into: Uint8Array): Effect.Effect<number, BlobError> => {
+        const n = Math.min(into.length, size - offset)
+        if (!Number.isSafeInteger(offset) || offset < 0 || n < 0) {
+          return Effect.fail(new BlobRangeError({ hash: hex, offset, length: into.length, size }))
+        }
+        return n === 0 || readAt === undefined ? Effect.succeed(0) : Effect.as(readAt(offset, into.subarray(0, n)), n)
+      }
+      return { size, read }
+    })
 
   const info = Effect.fnUntraced(function*(hash: Hash) {
     const hex = toHex(hash)
@@ -643,6 +674,7 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
     read,
     readRange,
     readStream,
+    openReader,
     status,
     info,
     has,
@@ -693,6 +725,14 @@ const memoryBackend = (): Backend => {
           const end = Math.min(pos + chunkSize, to)
           return Option.some([bytes.slice(pos, end), end] as const)
         })
+      }),
+    reader: (hex) =>
+      Effect.suspend(() => {
+        const bytes = complete.get(hex)
+        if (bytes === undefined) return missing(hex)
+        return Effect.succeed((offset: number, into: Uint8Array) =>
+          Effect.sync(() => into.set(bytes.subarray(offset, offset + into.length)))
+        )
       }),
     sink: Effect.sync(() => {
       const chunks: Array<Uint8Array> = []
@@ -1051,6 +1091,29 @@ export const make = (
           }
         }),
       chunks: (hex, from, to, chunkSize) => fileChunks(completePath(hex), hex, from, to, chunkSize),
+      reader: (hex) =>
+        Effect.gen(function*() {
+          // Reads still running when the scope closes (an interrupted reader) settle before the file is closed.
+          const running = new Set<Promise<number>>()
+          const fh = yield* Effect.acquireRelease(
+            tryRead("read", hex, () => fs.open(completePath(hex), "r")),
+            (fh) =>
+              quietly(async () => {
+                await Promise.all([...running].map((p) => p.catch(() => undefined)))
+                await fh.close()
+              })
+          )
+          return (offset: number, into: Uint8Array) =>
+            tryFs("read", async () => {
+              const read = readFully(fh, into, offset)
+              running.add(read)
+              try {
+                if ((await read) !== into.length) throw new Error(`blob ${hex} is shorter than its index says`)
+              } finally {
+                running.delete(read)
+              }
+            })
+        }),
       sink,
       partialCreate: (hex, size) =>
         Effect.zipRight(

@@ -106,6 +106,28 @@ for (const [name, makeLayer] of IMPLS) {
       assert.strictEqual(yield* tagOf(collect(blobs.readStream(hash, { offset: 200_001 }))), "BlobRangeError")
     }))
 
+    test("openReader fills the caller's buffers, reused, up to the end of the blob", Effect.gen(function*() {
+      const blobs = yield* Blobs.Blobs
+      const bytes = random(200_000)
+      const { hash } = yield* blobs.addBytes(bytes)
+      const reader = yield* blobs.openReader(hash)
+      assert.strictEqual(reader.size, bytes.length)
+      const buffer = new Uint8Array(65_536)
+      const parts: Array<Uint8Array> = []
+      for (let offset = 7;;) {
+        const n = yield* reader.read(offset, buffer)
+        if (n === 0) break
+        parts.push(buffer.slice(0, n))
+        offset += n
+      }
+      assert.isTrue(equals(concat(...parts), bytes.subarray(7)))
+      assert.strictEqual(yield* reader.read(200_000, buffer), 0)
+      assert.strictEqual(yield* tagOf(reader.read(-1, buffer)), "BlobRangeError")
+      assert.strictEqual(yield* tagOf(reader.read(200_001, buffer)), "BlobRangeError")
+      assert.strictEqual((yield* blobs.openReader(EMPTY)).size, 0)
+      assert.strictEqual(yield* tagOf(blobs.openReader(hashOf(utf8("never added")))), "BlobNotFound")
+    }))
+
     test("the empty hash is always Complete", Effect.gen(function*() {
       const blobs = yield* Blobs.Blobs
       assert.strictEqual(yield* blobs.status(EMPTY), "Complete")
