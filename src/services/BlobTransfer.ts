@@ -26,7 +26,7 @@
  * of the run, and at most `maxDownloads` runs transfer at once. A run whose every caller was interrupted is
  * interrupted too.
  */
-import { Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, Schema, Scope, Stream } from "effect"
+import { Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, Schema, Scope } from "effect"
 import { EMPTY_HASH } from "../internal/blake3.js"
 import { equals, toHex } from "../internal/bytes.js"
 import { Slots } from "../internal/slots.js"
@@ -262,6 +262,36 @@ export const make = (config: BlobTransferConfig = {}) =>
         }))
 
 
+    /**
+     * The blob from `offset`, `chunkSize` bytes per send. The next chunk is read while this one is sent, into buffers
+     * that are reused whenever libp2p was done with them when the send returned (`Network.sendReleasing`), which is
+     * the rule while the network keeps up: fresh buffers per chunk were 100 MiB of garbage per 100 MiB sent, and the
+     * GC work and memory peak that come with it (bench/blobs.ts).
+     */
+    const sendContent = (stream: Network.Stream, hash: Hash, offset: number, touch: () => void) =>
+      Effect.scoped(Effect.gen(function*() {
+        const reader = yield* blobs.openReader(hash)
+        const spare: Array<Uint8Array> = []
+        const buffer = () => spare.pop() ?? new Uint8Array(chunkSize)
+        let pos = offset
+        let next = buffer()
+        let reading = yield* Effect.fork(reader.read(pos, next))
+        while (pos < reader.size) {
+          const n = yield* Fiber.join(reading)
+          if (n === 0) return yield* Effect.dieMessage(`BlobTransfer: blob ${toHex(hash)} ended before its size`)
+          const current = next
+          pos += n
+          if (pos < reader.size) {
+            next = buffer()
+            reading = yield* Effect.fork(reader.read(pos, next))
+          }
+          touch()
+          if (yield* Network.sendReleasing(stream, n === current.length ? current : current.subarray(0, n))) {
+            spare.push(current)
+          }
+        }
+      }))
+
     const onServe = config.onServe
     const serve = (stream: Network.Stream, remote: NodeId) =>
       Effect.scoped(Effect.gen(function*() {
@@ -284,11 +314,7 @@ export const make = (config: BlobTransferConfig = {}) =>
         const touch = yield* watchdog(stream, readTimeout)
         yield* Network.send(stream, encodeFrame(encodeResponse(response), MAX_BLOB_HEADER))
         if (response._tag !== "Complete" || request.offset >= response.size) return
-        // readStream reads the next chunk while this one is sent.
-        yield* Stream.runForEach(blobs.readStream(request.hash, { offset: request.offset, chunkSize }), (chunk) => {
-          touch()
-          return Network.send(stream, chunk)
-        })
+        yield* sendContent(stream, request.hash, request.offset, touch)
       })).pipe(
         // Aborted, never closed, after a failure: a FIN would read as a truncated transfer. A requester that went
         // away or spoke nonsense is routine; only the store failing is worth a warning.
