@@ -5,8 +5,9 @@
  * Provider: registered on the Network while the layer lives. It reads one request frame (inactivity timeout), answers
  * `Busy` over its per-peer or total transfer cap, `NotFound` unless the blob is Complete here (partial prefixes are
  * not served), else `Complete { size }` followed by the raw bytes from the requested offset, read with
- * `Blobs.readStream` and written with `Network.send`, whose drain wait is the backpressure. Each send is bounded by
- * the inactivity timeout too, so a requester that stops reading cannot pin a transfer slot.
+ * `Blobs.openReader` into reused buffers and written with `Network.sendReleasing`, whose drain wait is the
+ * backpressure. Each send is bounded by the inactivity timeout too, so a requester that stops reading cannot pin a
+ * transfer slot.
  *
  * Fetch (one provider): resumes at the partial blob's offset, checks the announced size against the maximum and the
  * size of the partial data already held, then appends each chunk as it arrives; the whole content is hashed by
@@ -56,7 +57,7 @@ import * as Network from "./Network.js"
 
 /** Inactivity timeout of every read and write of a transfer. */
 export const DEFAULT_READ_TIMEOUT: Duration.Duration = Duration.seconds(30)
-/** Bytes per `readStream` chunk, hence per `Network.send`, on the provider (see bench/blobs.ts). */
+/** Bytes per read, hence per send, on the provider (see bench/blobs.ts). */
 export const DEFAULT_CHUNK_SIZE = 256 * 1024
 /** Bytes the requester gathers before each write to the partial blob. */
 const WRITE_SIZE = 1024 * 1024
