@@ -61,6 +61,28 @@ const join = (node: TestNode, ticket: DocTicket) =>
     return { doc, seen }
   })
 
+/**
+ * Waits until no sync session finished on these nodes for `quietMs`: joining and every NeighborUp start one, and an
+ * entry written meanwhile may arrive by sync instead of gossip.
+ */
+const syncsSettled = (nodes: ReadonlyArray<TestNode>, quietMs = 500) =>
+  Effect.gen(function*() {
+    const finished = Effect.map(Effect.forEach(nodes, (node) => node.docs.stats), (all) =>
+      all.reduce((n, s) =>
+        n + s.sync_via_accept_success + s.sync_via_accept_failure + s.sync_via_connect_success +
+        s.sync_via_connect_failure, 0))
+    let last = yield* finished
+    let since = Date.now()
+    while (Date.now() - since < quietMs) {
+      yield* Effect.sleep("50 millis")
+      const now = yield* finished
+      if (now !== last) {
+        last = now
+        since = Date.now()
+      }
+    }
+  })
+
 type Topology = "chain" | "star"
 
 /** `n` memory nodes sharing one document: node i joins through node 0 (star) or node i − 1 (chain). */
@@ -143,6 +165,8 @@ describe("LiveSync", () => {
       const { seen } = yield* join(b, ticket)
       yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 1))
       yield* eventually(Effect.map(neighborsOf(b, docA.id), (ns) => ns.length === 1))
+      // Written once the neighbor-up syncs are over, so that it arrives by gossip (a sync carries no content).
+      yield* syncsSettled([a, b])
 
       const small = new Uint8Array(LiveSync.DEFAULT_INLINE_CONTENT_MAX).fill(7)
       yield* docA.setBytes(author, text("small"), small)
