@@ -97,29 +97,42 @@ parentPort.on("message", ({ id, op, keys, data, offsets }) => {
 })
 `
 
+/**
+ * `n` signature operations, each packed straight into the buffer sent to a worker (no per-item copies that would
+ * live until the worker answers).
+ */
 interface Task {
   readonly op: "sign" | "verify"
-  /** Per item: a 32-byte seed (sign) or public key (verify). */
-  readonly keys: ReadonlyArray<Uint8Array>
-  /** Per item: the message, followed by the 64-byte signature for verify. */
-  readonly data: ReadonlyArray<Uint8Array>
+  readonly n: number
+  /** Item i's 32-byte seed (sign) or public key (verify). */
+  readonly key: (i: number) => Uint8Array
+  /** Item i's message; for verify the 64-byte signature follows it in the packed data. */
+  readonly message: (i: number) => Uint8Array
+  /** Item i's signature (verify only). */
+  readonly signature?: (i: number) => Uint8Array
 }
 
 /** Below this many signature operations a batch runs on the calling thread: a round trip costs more. */
 export const INLINE_BELOW = 8
 
 const pack = (task: Task, from: number, to: number) => {
+  const extra = task.signature === undefined ? 0 : 64
   const keys = new Uint8Array((to - from) * 32)
   let size = 0
-  for (let i = from; i < to; i++) size += task.data[i]!.length
+  for (let i = from; i < to; i++) size += task.message(i).length + extra
   const data = new Uint8Array(size)
   const offsets = new Array<number>(to - from + 1)
   let o = 0
   for (let i = from; i < to; i++) {
-    keys.set(task.keys[i]!, (i - from) * 32)
+    keys.set(task.key(i), (i - from) * 32)
     offsets[i - from] = o
-    data.set(task.data[i]!, o)
-    o += task.data[i]!.length
+    const message = task.message(i)
+    data.set(message, o)
+    o += message.length
+    if (task.signature !== undefined) {
+      data.set(task.signature(i), o)
+      o += 64
+    }
   }
   offsets[to - from] = o
   return { keys, data, offsets }
@@ -131,8 +144,11 @@ const makePool = (size: number) =>
     const pending = new Map<number, { readonly slot: number; readonly resume: (out: Effect.Effect<Uint8Array>) => void }>()
     let nextId = 0
     let closing = false
-    const workers: Array<Worker> = []
-    /** A worker for a slot. If it dies, its calls fail as defects and a fresh worker takes the slot. */
+    /**
+     * Started on first use (a node that never verifies a large batch never pays their memory, ~10 MB each). A worker
+     * that dies fails its calls as defects; its slot starts a fresh one on the next call.
+     */
+    const workers: Array<Worker | undefined> = new Array(size).fill(undefined)
     const spawn = (slot: number) => {
       const w = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_MB } })
       w.on("message", ({ id, out }: { id: number; out: Uint8Array }) => {
@@ -142,44 +158,42 @@ const makePool = (size: number) =>
       })
       const fail = (cause: unknown) => {
         if (workers[slot] !== w) return
+        workers[slot] = undefined
         for (const [id, call] of pending) {
           if (call.slot !== slot) continue
           pending.delete(id)
           call.resume(Effect.die(cause))
         }
-        if (!closing) workers[slot] = spawn(slot)
       }
       w.on("error", fail)
       w.on("exit", (code) => fail(new Error(`crypto worker exited with code ${code}`)))
+      workers[slot] = w
       return w
     }
-    yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        for (let slot = 0; slot < size; slot++) workers.push(spawn(slot))
-      }),
-      () =>
-        Effect.promise(() => {
-          closing = true
-          return Promise.all(workers.map((w) => w.terminate()))
-        })
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => {
+        closing = true
+        return Promise.all(workers.map((w) => w?.terminate()))
+      })
     )
 
     const call = (slot: number, op: Task["op"], packed: ReturnType<typeof pack>) =>
       Effect.async<Uint8Array>((resume) => {
+        if (closing) return resume(Effect.interrupt)
         const id = nextId++
         pending.set(id, { slot, resume })
-        workers[slot]!.postMessage({ id, op, ...packed }, [packed.keys.buffer, packed.data.buffer])
+        const worker = workers[slot] ?? spawn(slot)
+        worker.postMessage({ id, op, ...packed }, [packed.keys.buffer, packed.data.buffer])
         return Effect.sync(() => void pending.delete(id))
       })
 
-    /** Splits a task evenly over the workers; results come back in order. */
+    /** Splits a task evenly over up to `width` workers; results come back in order. */
     const run = (task: Task, width: number): Effect.Effect<ReadonlyArray<Uint8Array>> => {
-      const n = task.keys.length
-      const parts = Math.max(1, Math.min(width, workers.length, Math.ceil(n / INLINE_BELOW)))
-      const per = Math.ceil(n / parts)
+      const parts = Math.max(1, Math.min(width, size, Math.ceil(task.n / INLINE_BELOW)))
+      const per = Math.ceil(task.n / parts)
       return Effect.forEach(
         Array.from({ length: parts }, (_, p) => p),
-        (p) => call(p, task.op, pack(task, p * per, Math.min(n, (p + 1) * per))),
+        (p) => call(p, task.op, pack(task, p * per, Math.min(task.n, (p + 1) * per))),
         { concurrency: "unbounded" }
       )
     }
@@ -187,9 +201,9 @@ const makePool = (size: number) =>
   })
 
 /**
- * A pool of `size` worker threads (default: one per core, at most 4), terminated when the layer's scope closes.
- * Signing uses all but one of them: the main thread keeps a core for SQLite and Effect while the actor writes the
- * previous batch. Verification, which the main thread waits for, uses them all.
+ * A pool of `size` worker threads (default: one per core, at most 4), started on first use and terminated when the
+ * layer's scope closes. Signing uses all but one of them: the main thread keeps a core for SQLite and Effect while
+ * the actor writes the previous batch. Verification, which the main thread waits for, uses them all.
  */
 export const layer = (size: number = Math.max(1, Math.min(4, os.availableParallelism()))): Layer.Layer<Crypto> =>
   Layer.scoped(
@@ -200,13 +214,14 @@ export const layer = (size: number = Math.max(1, Math.min(4, os.availableParalle
       const signEntries: CryptoService["signEntries"] = (requests) => {
         if (requests.length * 2 < INLINE_BELOW) return inline.signEntries(requests)
         const messages = requests.map((r) => signingBytes(r.entry))
-        const keys: Array<Uint8Array> = []
-        const data: Array<Uint8Array> = []
-        for (let i = 0; i < requests.length; i++) {
-          keys.push(secretSeed(requests[i]!.author), secretSeed(requests[i]!.namespace))
-          data.push(messages[i]!, messages[i]!)
+        // Items 2i and 2i + 1: entry i by its author, then by its namespace.
+        const task: Task = {
+          op: "sign",
+          n: requests.length * 2,
+          key: (i) => secretSeed(i % 2 === 0 ? requests[i >> 1]!.author : requests[i >> 1]!.namespace),
+          message: (i) => messages[i >> 1]!
         }
-        return Effect.map(run({ op: "sign", keys, data }, size - 1), (outs) => {
+        return Effect.map(run(task, Math.max(1, size - 1)), (outs) => {
           const sigs = concat(...outs)
           return requests.map((r, i) =>
             withSignatures(r.entry, sigs.slice(i * 128, i * 128 + 64), sigs.slice(i * 128 + 64, i * 128 + 128))
@@ -217,8 +232,9 @@ export const layer = (size: number = Math.max(1, Math.min(4, os.availableParalle
       const verifyEntries: CryptoService["verifyEntries"] = (cache, entries) => {
         if (entries.length * 2 < INLINE_BELOW) return inline.verifyEntries(cache, entries)
         const verdicts = new Array<Verdict>(entries.length)
-        const keys: Array<Uint8Array> = []
-        const data: Array<Uint8Array> = []
+        /** Entries to verify, with their signing bytes. */
+        const checked: Array<SignedEntry> = []
+        const messages: Array<Uint8Array> = []
         const index: Array<number> = []
         entries.forEach((e, i) => {
           const { id } = e.entry
@@ -226,18 +242,24 @@ export const layer = (size: number = Math.max(1, Math.min(4, os.availableParalle
             verdicts[i] = "key"
             return
           }
-          const sigs = [e.signature.namespace, e.signature.author]
-          if (!sigs.every(Ed.isStrictSignatureShape)) {
+          if (!Ed.isStrictSignatureShape(e.signature.namespace) || !Ed.isStrictSignatureShape(e.signature.author)) {
             verdicts[i] = "signature"
             return
           }
-          const bytes = signingBytes(e.entry)
-          keys.push(id.namespace, id.author)
-          data.push(withSignature(bytes, e.signature.namespace), withSignature(bytes, e.signature.author))
+          checked.push(e)
+          messages.push(signingBytes(e.entry))
           index.push(i)
         })
         if (index.length === 0) return Effect.succeed(verdicts)
-        return Effect.map(run({ op: "verify", keys, data }, size), (outs) => {
+        // Items 2j and 2j + 1: checked entry j by its namespace, then by its author.
+        const task: Task = {
+          op: "verify",
+          n: checked.length * 2,
+          key: (i) => (i % 2 === 0 ? checked[i >> 1]!.entry.id.namespace : checked[i >> 1]!.entry.id.author),
+          message: (i) => messages[i >> 1]!,
+          signature: (i) => (i % 2 === 0 ? checked[i >> 1]!.signature.namespace : checked[i >> 1]!.signature.author)
+        }
+        return Effect.map(run(task, size), (outs) => {
           const ok = concat(...outs)
           index.forEach((i, j) => {
             verdicts[i] = ok[2 * j] === 1 && ok[2 * j + 1] === 1 ? "ok" : "signature"
@@ -249,10 +271,3 @@ export const layer = (size: number = Math.max(1, Math.min(4, os.availableParalle
       return Crypto.of({ signEntries, verifyEntries })
     })
   )
-
-const withSignature = (message: Uint8Array, signature: Uint8Array) => {
-  const out = new Uint8Array(message.length + 64)
-  out.set(message)
-  out.set(signature, message.length)
-  return out
-}
