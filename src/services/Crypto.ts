@@ -144,10 +144,7 @@ const makePool = (size: number) =>
     const pending = new Map<number, { readonly slot: number; readonly resume: (out: Effect.Effect<Uint8Array>) => void }>()
     let nextId = 0
     let closing = false
-    /**
-     * Started on first use (a node that never verifies a large batch never pays their memory, ~10 MB each). A worker
-     * that dies fails its calls as defects; its slot starts a fresh one on the next call.
-     */
+    /** A worker that dies fails its calls as defects; its slot starts a fresh one on the next call. */
     const workers: Array<Worker | undefined> = new Array(size).fill(undefined)
     const spawn = (slot: number) => {
       const w = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_MB } })
@@ -170,11 +167,16 @@ const makePool = (size: number) =>
       workers[slot] = w
       return w
     }
-    yield* Effect.addFinalizer(() =>
-      Effect.promise(() => {
-        closing = true
-        return Promise.all(workers.map((w) => w?.terminate()))
-      })
+    // Started with the layer: a worker takes tens of milliseconds to start, which the first sync should not wait for.
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        for (let slot = 0; slot < size; slot++) spawn(slot)
+      }),
+      () =>
+        Effect.promise(() => {
+          closing = true
+          return Promise.all(workers.map((w) => w?.terminate()))
+        })
     )
 
     const call = (slot: number, op: Task["op"], packed: ReturnType<typeof pack>) =>
@@ -201,9 +203,9 @@ const makePool = (size: number) =>
   })
 
 /**
- * A pool of `size` worker threads (default: one per core, at most 4), started on first use and terminated when the
- * layer's scope closes. Signing uses all but one of them: the main thread keeps a core for SQLite and Effect while
- * the actor writes the previous batch. Verification, which the main thread waits for, uses them all.
+ * A pool of `size` worker threads (default: one per core, at most 4), terminated when the layer's scope closes.
+ * Signing uses all but one of them: the main thread keeps a core for SQLite and Effect while the actor writes the
+ * previous batch. Verification, which the main thread waits for, uses them all.
  */
 export const layer = (size: number = Math.max(1, Math.min(4, os.availableParallelism()))): Layer.Layer<Crypto> =>
   Layer.scoped(
