@@ -234,18 +234,24 @@ export const readSignedEntry = (r: Reader): SignedEntry => {
   })
 }
 
-/** Runs a Reader-based decoder over the whole input, turning PostcardError into a ParseError. */
-export const decodeWith = <A>(read: (r: Reader) => A) =>
-(bytes: Uint8Array, ast: Schema.Schema.Any["ast"]): Either.Either<A, ParseResult.ParseIssue> => {
+/** Runs a Reader-based decoder over the whole input (trailing bytes fail). */
+export const readWhole = <A>(read: (r: Reader) => A) => (bytes: Uint8Array): Either.Either<A, PostcardError> => {
   try {
     const r = new Reader(bytes)
     const a = read(r)
     r.end()
-    return ParseResult.succeed(a)
+    return Either.right(a)
   } catch (e) {
-    if (e instanceof PostcardError) return ParseResult.fail(new ParseResult.Type(ast, bytes, e.message))
+    if (e instanceof PostcardError) return Either.left(e)
     throw e
   }
+}
+
+/** Runs a Reader-based decoder over the whole input, turning PostcardError into a ParseError. */
+export const decodeWith = <A>(read: (r: Reader) => A) => {
+  const whole = readWhole(read)
+  return (bytes: Uint8Array, ast: Schema.Schema.Any["ast"]): Either.Either<A, ParseResult.ParseIssue> =>
+    Either.mapLeft(whole(bytes), (e) => new ParseResult.Type(ast, bytes, e.message))
 }
 
 export const encodeWith = <A>(write: (w: Writer, a: A) => void) => (a: A): Uint8Array => {

@@ -15,10 +15,10 @@
  * stream. The codec does not relate `content` to the entry; the receiver checks its length and BLAKE3 hash against
  * the entry's record and ignores content that does not match. A reference node skips variant 3 as undecodable.
  */
-import { Either, ParseResult, Schema } from "effect"
-import { PostcardError, Reader, type Writer } from "../internal/postcard.js"
+import { type Either, ParseResult, Schema } from "effect"
+import { PostcardError, type Reader, type Writer } from "../internal/postcard.js"
 import { trusted } from "../internal/trusted.js"
-import { decodeWith, encodeWith, readSignedEntry, SignedEntry, writeSignedEntry } from "./Entry.js"
+import { decodeWith, encodeWith, readSignedEntry, readWhole, SignedEntry, writeSignedEntry } from "./Entry.js"
 import { Hash, NamespaceId } from "./Keys.js"
 import { NodeId } from "./NodeAddr.js"
 
@@ -101,17 +101,7 @@ export const readOp = (r: Reader): Op => {
  * The Op in `bytes` (all of them), or why they are not one. This is the receive path of every gossiped write: the
  * reader builds checked instances, so nothing is validated twice (the Schema below re-checks its output).
  */
-export const decodeOp = (bytes: Uint8Array): Either.Either<Op, PostcardError> => {
-  try {
-    const r = new Reader(bytes)
-    const op = readOp(r)
-    r.end()
-    return Either.right(op)
-  } catch (e) {
-    if (e instanceof PostcardError) return Either.left(e)
-    throw e
-  }
-}
+export const decodeOp: (bytes: Uint8Array) => Either.Either<Op, PostcardError> = readWhole(readOp)
 
 /** Op ⇄ postcard bytes (spec 05 §8.1); malformed input, including trailing bytes, fails with a ParseError. */
 export const OpFromBytes = Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(Op), {

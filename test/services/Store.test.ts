@@ -54,6 +54,19 @@ const outcome = (o: Store.PutOutcome) => (o._tag === "Inserted" ? `Inserted(${o.
 
 const bytes = (...xs: Array<number>) => Uint8Array.from(xs)
 
+/** Random puts over two namespaces and three authors: keys of up to `keyLength` bytes from `alphabet`. */
+const arbPuts = (alphabet: ReadonlyArray<number>, keyLength: number, count: number) =>
+  fc.array(
+    fc.record({
+      ns: fc.integer({ min: 0, max: 1 }),
+      author: fc.integer({ min: 0, max: 2 }),
+      key: fc.array(fc.constantFrom(...alphabet), { maxLength: keyLength }),
+      ts: fc.integer({ min: 0, max: 6 }),
+      content: fc.constantFrom<string | null>(null, "a", "b")
+    }),
+    { maxLength: count }
+  )
+
 class Boom extends Data.TaggedError("Boom")<{}> {}
 
 /** The store with helpers bound to it. */
@@ -308,16 +321,7 @@ for (const [storeName, makeLayer] of STORES) {
     it.effect.prop(
       "random puts agree with a literal model of spec 01 §9 option B",
       [
-        fc.array(
-          fc.record({
-            ns: fc.integer({ min: 0, max: 1 }),
-            author: fc.integer({ min: 0, max: 2 }),
-            key: fc.array(fc.constantFrom(0x00, 0x01, 0xff), { maxLength: 3 }),
-            ts: fc.integer({ min: 0, max: 6 }),
-            content: fc.constantFrom<string | null>(null, "a", "b")
-          }),
-          { maxLength: 40 }
-        ),
+        arbPuts([0x00, 0x01, 0xff], 3, 40),
         fc.record({
           flat: fc.boolean(),
           sortBy: fc.constantFrom("AuthorKey" as const, "KeyAuthor" as const),
@@ -391,16 +395,7 @@ for (const [storeName, makeLayer] of STORES) {
     it.effect.prop(
       "putMany with the range index loaded (batched new keys) agrees with the model; the index equals a scan",
       [
-        fc.array(
-          fc.record({
-            ns: fc.integer({ min: 0, max: 1 }),
-            author: fc.integer({ min: 0, max: 2 }),
-            key: fc.array(fc.constantFrom(0x00, 0x01), { maxLength: 4 }),
-            ts: fc.integer({ min: 0, max: 6 }),
-            content: fc.constantFrom<string | null>(null, "a", "b")
-          }),
-          { maxLength: 300 }
-        ),
+        arbPuts([0x00, 0x01], 4, 300),
         fc.array(fc.integer({ min: 1, max: 200 }), { minLength: 1, maxLength: 6 }),
         fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 3 })
       ],
