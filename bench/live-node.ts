@@ -117,7 +117,9 @@ const main = Effect.gen(function*() {
           const interval = Number(args["interval"])
           const size = Number(args["size"])
           const values = Array.from({ length: writes }, () => randomBytes(size))
-          const keys = Array.from({ length: writes }, (_, i) => text(`w/${i}`))
+          // Warm-up writes use another prefix: they are not counted as arrivals.
+          const prefix = typeof args["prefix"] === "string" ? args["prefix"] : "w/"
+          const keys = Array.from({ length: writes }, (_, i) => text(`${prefix}${i}`))
           const sent = new Array<number>(writes)
           const start = now() + 20
           for (let i = 0; i < writes; i++) {

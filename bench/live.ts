@@ -13,7 +13,9 @@
  * `inlineContentMax` (0: content is downloaded, not gossiped inline). `--no-content` makes the receivers skip
  * content (download policy NothingExcept), `--stats` prints every node's counters, `--profile FILE` records the
  * write phase (per node: FILE.nodeI.cpuprofile), `--dump FILE` writes each write's send time and latencies and
- * `--node-args "…"` passes node/V8 flags to the node processes (process mode).
+ * `--node-args "…"` passes node/V8 flags to the node processes (process mode). In process mode `--warmup N` (default
+ * {@link DEFAULT_WARMUP_WRITES}) writes N unmeasured entries first at the same rate, so that the figures are those of
+ * running nodes, not of code still being compiled (as the blobs bench warms up before it measures).
  */
 import type { GossipSubEvents } from "@libp2p/gossipsub"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
@@ -37,6 +39,8 @@ import { numberFlag, profiled, progress, randomBytes } from "./util.js"
  * load average around 4–5 the swarm keeps up (p50 ≈ 7 ms), around 8 it sustains only ~25 writes/s and a queue builds.
  */
 const DEFAULT_INTERVAL_MS = 10
+/** Unmeasured writes before the measured ones (process mode): about 3 s at the default rate. */
+const DEFAULT_WARMUP_WRITES = 300
 
 interface BenchNode {
   readonly docs: Docs.DocsService
@@ -293,6 +297,7 @@ const spawnNode = (env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
       proc.on("message", (m: unknown) => {
         const reply = m as Reply
         if (reply.id === 0) {
+          ready = true
           resume(Effect.succeed([proc, child] as const))
           return
         }
@@ -300,9 +305,11 @@ const spawnNode = (env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
         pending.delete(reply.id)
         done?.(reply)
       })
+      let ready = false
       proc.on("exit", (code) => {
         for (const done of pending.values()) done({ id: -1, ok: false, error: `node exited (${code})` })
         pending.clear()
+        if (!ready) resume(Effect.dieMessage(`a node process exited (${code}) before it was ready`))
       })
       const child: Child = {
         call: (cmd, args = {}) =>
@@ -408,6 +415,15 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     const gossipP50Ms = yield* rawGossipMulti(nodes, putBytes, Math.min(writes, 500), interval)
     progress(`  raw gossipsub (${putBytes} bytes): p50 ${round2(gossipP50Ms)} ms`)
 
+    // Steady state, as the blobs bench warms up: the first writes of a fresh process run cold code (JIT tiers, heap
+    // growth); they are written at the same rate under another prefix and not measured.
+    const warmUp = numberFlag(flags, "warmup", DEFAULT_WARMUP_WRITES)
+    if (warmUp > 0) {
+      yield* nodes[0]!.call("write", { writes: warmUp, interval, size, prefix: "warm/" })
+      yield* Effect.sleep(500)
+      progress(`  ${warmUp} warm-up writes (not measured)`)
+    }
+
     const profile = flags.get("profile")
     if (profile !== undefined) yield* allOf(nodes, "profileStart")
     const cpu0 = (yield* allOf(nodes, "cpu")).map(Number)
@@ -454,6 +470,7 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
       nodes: n,
       writes,
       intervalMs: interval,
+      warmUpWrites: warmUp,
       p50Ms: round2(p50Ms),
       p99Ms: round2(p99Ms),
       gossipP50Ms: round2(gossipP50Ms),

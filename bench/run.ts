@@ -10,6 +10,12 @@ const flags = new Map<string, string>()
 for (let i = 0; i < rest.length; i++) {
   const a = rest[i]!
   if (!a.startsWith("--")) continue
+  // `--name=value` for values that start with "--" themselves (e.g. `--node-args=--max-semi-space-size=32`).
+  const eq = a.indexOf("=")
+  if (eq > 2) {
+    flags.set(a.slice(2, eq), a.slice(eq + 1))
+    continue
+  }
   const next = rest[i + 1]
   if (next !== undefined && !next.startsWith("--")) {
     flags.set(a.slice(2), next)
