@@ -75,6 +75,36 @@ export interface Config {
   readonly bulkValueBytes?: number
 }
 
+/**
+ * What one side has sent in this session, so that no value goes out twice. A value is sent again only when a range
+ * comes back as a fingerprint after the peer already received our values in it: when the budget cut the peer's answer
+ * to our RangeItem, the rest comes back as a fingerprint that our values alone cannot match, and a spec 02 peer then
+ * answers with its values again. The peer already stored or refused what we sent, so skipping it is safe. Values of
+ * bulk portions (the peer held nothing of the range) are not remembered: that range only comes back past them.
+ * Bounded: past `capacity` remembered values the oldest are forgotten (then a value may go out twice, never be lost).
+ */
+export class SentValues {
+  private readonly keys = new Set<string>()
+  constructor(readonly capacity = 1 << 17) {}
+  has(e: SignedEntry): boolean {
+    return this.keys.size > 0 && this.keys.has(sentKey(e))
+  }
+  add(e: SignedEntry): void {
+    if (this.capacity <= 0) return
+    if (this.keys.size >= this.capacity) this.keys.delete(this.keys.values().next().value!)
+    this.keys.add(sentKey(e))
+  }
+  get size(): number {
+    return this.keys.size
+  }
+}
+
+/** Author, key and timestamp (the namespace is the session's): a newer write of ours is a new value. */
+const sentKey = (e: SignedEntry): string =>
+  Buffer.from(e.entry.id.author.buffer, e.entry.id.author.byteOffset, 32).toString("latin1") +
+  Buffer.from(e.entry.id.key.buffer, e.entry.id.key.byteOffset, e.entry.id.key.length).toString("latin1") +
+  "\u0000" + e.entry.record.timestamp.toString(36)
+
 /** Ranges above this many entries that the peer lacks entirely are sent in `bulkValueBytes` portions. */
 const BULK_RANGE = 1024
 
@@ -260,9 +290,16 @@ const PAGE = 1024
 
 /**
  * Processes one incoming message (spec 02 §5): all RangeItems first (diff against our range computed before storing
- * their values), then the fingerprints. Returns the reply, or undefined when there is nothing to send.
+ * their values), then the fingerprints. Returns the reply, or undefined when there is nothing to send. `sent` is this
+ * side's memory of the session (one per session and side; none by default).
  */
-export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: Config, message: Message) =>
+export const processMessage = <E>(
+  base: RangeView<E>,
+  hooks: Hooks<E>,
+  config: Config,
+  message: Message,
+  sent: SentValues = new SentValues(0)
+) =>
   Effect.gen(function*() {
     let view = base
     const out: Array<MessagePart> = []
@@ -288,9 +325,8 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
     ) =>
       Effect.gen(function*() {
         const values: Array<SignedEntry> = []
-        let bulkLeft = peerHasNone && s.count > BULK_RANGE
-          ? config.bulkValueBytes ?? Number.POSITIVE_INFINITY
-          : Number.POSITIVE_INFINITY
+        const bulk = peerHasNone && s.count > BULK_RANGE
+        let bulkLeft = bulk ? config.bulkValueBytes ?? Number.POSITIVE_INFINITY : Number.POSITIVE_INFINITY
         // The item's own header is paid up front; admitting an entry also keeps room for a cut after it: the head
         // range and a fingerprint over the rest, both bounded by the longest id of the current page.
         const header = rangeSize(range) + 4
@@ -304,7 +340,7 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
           const reserve = range.x.length + range.y.length + 2 * longest + 60
           for (let i = 0; i < page.length; i++) {
             const e = page[i]!
-            if (!keep(e)) continue
+            if (!keep(e) || sent.has(e)) continue
             const size = valueSize(e)
             // Past the budget, cut — unless the message is still empty: one entry always goes, so a session
             // progresses even when a single entry is larger than the budget.
@@ -318,6 +354,7 @@ export const processMessage = <E>(base: RangeView<E>, hooks: Hooks<E>, config: C
             valueBudget -= size
             bulkLeft -= size
             values.push(e)
+            if (!bulk) sent.add(e)
           }
           p += page.length
           if (page.length === 0) break

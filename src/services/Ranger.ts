@@ -36,6 +36,8 @@ export interface SyncOutcome {
 export interface RangerConfig extends Reconcile.Config {
   /** A session exchanging more messages than this (both directions) ends with RunawaySession. */
   readonly maxMessages: number
+  /** Values remembered per session so none is sent twice (`Reconcile.SentValues`); 0 turns the memory off. */
+  readonly sentMemory: number
   /** Our content status of an entry's blob (spec 02 hooks, statusOf): Missing until a blob store says more. */
   readonly contentStatus: (entries: ReadonlyArray<SignedEntry>) => Effect.Effect<ReadonlyArray<ContentStatus>>
 }
@@ -43,6 +45,7 @@ export interface RangerConfig extends Reconcile.Config {
 export const defaultConfig: RangerConfig = {
   ...Reconcile.DEFAULT,
   maxMessages: 10_000,
+  sentMemory: 1 << 17,
   contentStatus: (entries) => Effect.succeed(entries.map(() => "Missing" as const))
 }
 
@@ -84,6 +87,7 @@ export const make = (config: RangerConfig) =>
         let numRejected = 0
         let messages = 0
         const heads = new AuthorHeads.Builder()
+        const sentValues = new Reconcile.SentValues(config.sentMemory)
 
         const hooks: Reconcile.Hooks<SessionError> = {
           // Valid values are kept; invalid ones are refused, counted, and end the session (nothing received is
@@ -138,7 +142,7 @@ export const make = (config: RangerConfig) =>
                 }
               }
               for (const e of newest) heads.insert(e.author, e.timestamp)
-              const reply = yield* Reconcile.processMessage(yield* view, hooks, config, message)
+              const reply = yield* Reconcile.processMessage(yield* view, hooks, config, message, sentValues)
               if (reply !== undefined) yield* count
               return sent(reply)
             }),

@@ -21,6 +21,7 @@ const session = (a: MemoryReplica, b: MemoryReplica, config: Reconcile.Config, m
   Effect.gen(function*() {
     const result: SessionResult = { messages: [], sent: { a: 0, b: 0 }, received: { a: 0, b: 0 } }
     const sentIds = { a: new Set<string>(), b: new Set<string>() }
+    const memory = { a: new Reconcile.SentValues(), b: new Reconcile.SentValues() }
     let message: Message | undefined = Reconcile.initialMessage(a.view())
     let from: "a" | "b" = "a"
     while (message !== undefined) {
@@ -39,12 +40,12 @@ const session = (a: MemoryReplica, b: MemoryReplica, config: Reconcile.Config, m
           result.sent[from]++
           result.received[from === "a" ? "b" : "a"]++
           const k = toHex(idOf(v))
-          if (!Number.isFinite(config.maxMessageBytes)) assert.isFalse(sentIds[from].has(k), "identifier sent twice")
+          assert.isFalse(sentIds[from].has(k), "identifier sent twice")
           sentIds[from].add(k)
         }
       }
       const to = from === "a" ? b : a
-      message = yield* Reconcile.processMessage(to.view(), to.hooks(), config, message)
+      message = yield* Reconcile.processMessage(to.view(), to.hooks(), config, message, memory[from === "a" ? "b" : "a"])
       from = from === "a" ? "b" : "a"
     }
     return result
@@ -148,7 +149,7 @@ const modes: ReadonlyArray<[string, Reconcile.Config]> = [
   ["reference", Reconcile.REFERENCE],
   ["default", Reconcile.DEFAULT],
   ["split 4, set 2", { ...Reconcile.REFERENCE, splitFactor: 4, maxSetSize: 2, subrangeItems: 2 }],
-  ["tiny budget", { ...Reconcile.DEFAULT, maxMessageBytes: 1200 }]
+  ["tiny budget", { ...Reconcile.DEFAULT, maxMessageBytes: 1200 }], ["tiny value budget, leaves of 2", { ...Reconcile.DEFAULT, maxMessageBytes: 900, maxValueBytes: 300, leafSize: 2, maxSetSize: 1 }]
 ]
 
 describe("convergence", () => {
@@ -221,5 +222,27 @@ describe("message codec", () => {
     const badTag = Uint8Array.from(bytes)
     badTag[1] = 2
     assert.isTrue(Schema.decodeEither(MessageFromBytes)(badTag)._tag === "Left")
+  })
+})
+
+describe("SentValues", () => {
+  it("remembers sent values by author, key and timestamp, and forgets the oldest past its capacity", () => {
+    const memory = new Reconcile.SentValues(2)
+    const v1 = entryAt(ns, author, "k1", 1n)
+    const v1newer = entryAt(ns, author, "k1", 2n)
+    const v2 = entryAt(ns, author, "k2", 1n)
+    const v3 = entryAt(ns, authors[0]!, "k2", 1n)
+    memory.add(v1)
+    assert.isTrue(memory.has(v1))
+    assert.isFalse(memory.has(v1newer))
+    memory.add(v2)
+    assert.isFalse(memory.has(v3))
+    memory.add(v3)
+    assert.strictEqual(memory.size, 2)
+    assert.isFalse(memory.has(v1))
+    assert.isTrue(memory.has(v2) && memory.has(v3))
+    const off = new Reconcile.SentValues(0)
+    off.add(v1)
+    assert.isFalse(off.has(v1))
   })
 })
