@@ -5,7 +5,7 @@
  */
 import "../src/internal/polyfill.js"
 import type { GossipSubEvents } from "@libp2p/gossipsub"
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Context, Effect, Layer, Queue, Schema, Scope, Stream } from "effect"
 import * as inspector from "node:inspector"
 import * as fs from "node:fs"

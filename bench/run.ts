@@ -2,7 +2,7 @@
  * `npm run bench -- NAME [--flag value]...`: progress on stderr; the last stdout line is one JSON object.
  */
 import "../src/internal/polyfill.js"
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect } from "effect"
 
 const [name, ...rest] = process.argv.slice(2)

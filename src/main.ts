@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /** The node program: runs the `rangedocs` CLI. The only place that runs an Effect. */
 import "./internal/polyfill.js"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Layer, Logger } from "effect"
 import { exitCode, runCli } from "./cli/Cli.js"
 

@@ -6,7 +6,7 @@
  * alphabet so that prefixes collide, a deletePrefix every fourth write) until it is killed. Prints "ready" once its
  * first write is committed. Stops by itself after 10 s so that it never outlives the test.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Layer } from "effect"
 import { blake3 } from "../../src/internal/blake3.js"
 import { utf8 } from "../../src/internal/bytes.js"
