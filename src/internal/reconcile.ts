@@ -27,6 +27,11 @@ export interface RangeView<E> {
   readonly xorInto: (a: number, b: number, out: Uint8Array) => void
   /** The entries at ranks [a, b), ascending. */
   readonly entries: (a: number, b: number) => Effect.Effect<ReadonlyArray<SignedEntry>, E>
+  /**
+   * The entries at many scattered ranks (ascending, distinct) at once, by rank; a rank whose entry is gone may be
+   * missing. Optional: without it, scattered ranks are read as merged intervals through `entries`.
+   */
+  readonly entriesAtRanks?: (ranks: ReadonlyArray<number>) => Effect.Effect<ReadonlyMap<number, SignedEntry>, E>
   /** The default identifier (our namespace, zero author, empty key), the first id of an empty replica. */
   readonly defaultId: Uint8Array
   /** Whether this exact entry (same id, timestamp and hash) is stored: such a value is not inserted again. */
@@ -36,6 +41,14 @@ export interface RangeView<E> {
 export interface Hooks<E> {
   /** Stores the values received in RangeItems (validating each); called once per message, before fingerprints. */
   readonly insert: (values: ReadonlyArray<readonly [SignedEntry, ContentStatus]>) => Effect.Effect<void, E>
+  /**
+   * Optional `insert` in two steps: starts the checks that need no store (signatures) and returns the effect that
+   * stores the values. Called before the message's answer is computed, so the checks run meanwhile; the store is
+   * still written only after the answer's reads.
+   */
+  readonly prepareInsert?: (
+    values: ReadonlyArray<readonly [SignedEntry, ContentStatus]>
+  ) => Effect.Effect<Effect.Effect<void, E>, E>
   /** Our content status of each entry we send. */
   readonly statusOf: (entries: ReadonlyArray<SignedEntry>) => Effect.Effect<ReadonlyArray<ContentStatus>, E>
 }
@@ -235,14 +248,9 @@ const READ_AHEAD_RANGE = 64
 /** Neighbouring ranges this close are read as one (a statement costs about as much as reading a few rows). */
 const READ_AHEAD_GAP = 4
 
-/**
- * A view that has read the entries of many small rank intervals ahead, in merged chunks: a message with thousands of
- * small adjacent ranges costs a few reads instead of one each. Memory is bounded by the message being answered.
- */
-const readAhead = <E>(view: RangeView<E>, intervals: ReadonlyArray<readonly [number, number]>) =>
+/** The entries of sorted small intervals by rank, read as merged runs (neighbours this close are read as one). */
+const readMerged = <E>(view: RangeView<E>, small: ReadonlyArray<readonly [number, number]>) =>
   Effect.gen(function*() {
-    const small = intervals.filter(([a, b]) => b > a && b - a <= READ_AHEAD_RANGE).sort((x, y) => x[0] - y[0])
-    if (small.length < 2) return view
     const cache = new Map<number, SignedEntry>()
     let i = 0
     while (i < small.length) {
@@ -255,6 +263,26 @@ const readAhead = <E>(view: RangeView<E>, intervals: ReadonlyArray<readonly [num
       const read = yield* view.entries(a, b)
       read.forEach((e, j) => cache.set(a + j, e))
     }
+    return cache
+  })
+
+/**
+ * A view that has read the entries of many small rank intervals ahead, by their ranks when the view can (a few
+ * statements for a whole message), else in merged runs: a message with thousands of small scattered ranges costs a
+ * few reads instead of one each. Memory is bounded by the message being answered.
+ */
+const readAhead = <E>(view: RangeView<E>, intervals: ReadonlyArray<readonly [number, number]>) =>
+  Effect.gen(function*() {
+    const small = intervals.filter(([a, b]) => b > a && b - a <= READ_AHEAD_RANGE).sort((x, y) => x[0] - y[0])
+    if (small.length < 2) return view
+    let cache: ReadonlyMap<number, SignedEntry>
+    if (view.entriesAtRanks !== undefined) {
+      const ranks: Array<number> = []
+      for (const [a, b] of small) {
+        for (let r = Math.max(a, ranks.length === 0 ? a : ranks[ranks.length - 1]! + 1); r < b; r++) ranks.push(r)
+      }
+      cache = yield* view.entriesAtRanks(ranks)
+    } else cache = yield* readMerged(view, small)
     const cached: RangeView<E> = {
       ...view,
       entries: (a, b) => {
@@ -383,6 +411,15 @@ export const processMessage = <E>(
     const withStatus = (entries: ReadonlyArray<SignedEntry>) =>
       Effect.map(hooks.statusOf(entries), (statuses) => entries.map((e, i) => [e, statuses[i]!] as const))
 
+    // Values we already hold (same id, timestamp and hash) would be refused by the insert rules: skip them before
+    // any signature is verified. Their checks start now and run while the answer to the items is computed.
+    const values = items.flatMap((item) => item.values.filter(([v]) => !base.holds(v)))
+    const store = values.length === 0
+      ? Effect.void
+      : hooks.prepareInsert === undefined
+      ? hooks.insert(values)
+      : yield* hooks.prepareInsert(values)
+
     // 1. RangeItems: our diff for each, computed before storing anything of this message.
     view = yield* readAhead(
       base,
@@ -398,10 +435,7 @@ export const processMessage = <E>(
         return theirs === undefined || compareRecords(theirs.record, e.record) < 0
       }, item.values.length === 0)
     }
-    // Values we already hold (same id, timestamp and hash) would be refused by the insert rules: skip them before
-    // any signature is verified.
-    const values = items.flatMap((item) => item.values.filter(([v]) => !view.holds(v)))
-    if (values.length > 0) yield* hooks.insert(values)
+    yield* store
 
     // 2. Fingerprints, against our state after storing the values. Which ones mismatch decides the density mode;
     // small mismatching ranges answered with entries are read ahead.

@@ -4,7 +4,7 @@
  * through the actor (`insertRemoteMany`: strict validation, RemoteInsert events); a session counts its SyncOutcome
  * (spec 02 §6) and is capped in messages.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, type Either, Layer } from "effect"
 import { equals } from "../internal/bytes.js"
 import * as Reconcile from "../internal/reconcile.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
@@ -89,21 +89,23 @@ export const make = (config: RangerConfig) =>
         const heads = new AuthorHeads.Builder()
         const sentValues = new Reconcile.SentValues(config.sentMemory)
 
+        // Valid values are kept; invalid ones are refused, counted, and end the session (nothing received is
+        // trusted: a peer that sends forged or foreign entries is not asked for more).
+        const judge = (results: ReadonlyArray<Either.Either<unknown, { readonly _tag: string }>>) =>
+          Effect.suspend(() => {
+            let invalid = 0
+            let first = ""
+            for (const r of results) {
+              if (r._tag !== "Left" || !INVALID.has(r.left._tag)) continue
+              if (invalid++ === 0) first = r.left._tag
+            }
+            numRejected += invalid
+            return invalid > 0 ? Effect.fail(new InvalidEntriesFromPeer({ namespace: ns, count: invalid, first })) : Effect.void
+          })
+
         const hooks: Reconcile.Hooks<SessionError> = {
-          // Valid values are kept; invalid ones are refused, counted, and end the session (nothing received is
-          // trusted: a peer that sends forged or foreign entries is not asked for more).
-          insert: (values) =>
-            Effect.gen(function*() {
-              const results = yield* replica.insertRemoteMany(ns, values, from)
-              let invalid = 0
-              let first = ""
-              for (const r of results) {
-                if (r._tag !== "Left" || !INVALID.has(r.left._tag)) continue
-                if (invalid++ === 0) first = r.left._tag
-              }
-              numRejected += invalid
-              if (invalid > 0) return yield* new InvalidEntriesFromPeer({ namespace: ns, count: invalid, first })
-            }),
+          insert: (values) => Effect.flatMap(replica.insertRemoteMany(ns, values, from), judge),
+          prepareInsert: (values) => Effect.map(replica.prepareRemoteMany(ns, values, from), Effect.flatMap(judge)),
           statusOf: config.contentStatus
         }
 

@@ -6,7 +6,7 @@
  * Reads (getExact, getMany, lists) go straight to the Store: replies come after commit, so reads see every
  * acknowledged write. Remote entries are verified (two strict signatures) in the caller's fiber, before they queue.
  */
-import { Cause, Clock, Context, Effect, Either, Exit, Fiber, FiberId, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Either, Exit, Fiber, FiberId, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
 import { equals, toHex } from "../internal/bytes.js"
 import { trusted } from "../internal/trusted.js"
 import { PublicKeyCache, validateEntry } from "../internal/signing.js"
@@ -138,6 +138,19 @@ export interface ReplicaService {
     ReadonlyArray<Either.Either<InsertOutcome, InsertError | SyncNotEnabled>>,
     ReplicaNotOpen | SyncNotEnabled
   >
+  /**
+   * `insertRemoteMany` in two steps: the checks that need no store (signatures above all) start now, in the
+   * background; the returned effect waits for them and stores the valid entries. Reconciliation starts the checks of
+   * a message's values before it computes its answer, which reads the store as it was before them.
+   */
+  readonly prepareRemoteMany: (
+    ns: NamespaceId,
+    entries: ReadonlyArray<readonly [SignedEntry, ContentStatus]>,
+    from: Uint8Array
+  ) => Effect.Effect<
+    Effect.Effect<ReadonlyArray<Either.Either<InsertOutcome, InsertError | SyncNotEnabled>>>,
+    ReplicaNotOpen | SyncNotEnabled
+  >
   readonly getExact: (
     ns: NamespaceId,
     author: AuthorId,
@@ -188,6 +201,13 @@ interface OpenReplica {
 
 /** Replies to a caller: completes its `Effect.async` (or keeps the exit until it registers). */
 type Reply<A, E> = (exit: Exit.Exit<A, E>) => void
+
+/** A chunk of remote entries after the checks that need no store: failures in `results`, `valid` at `at`. */
+interface CheckedChunk {
+  readonly results: Array<Either.Either<InsertOutcome, InsertError | SyncNotEnabled>>
+  readonly valid: ReadonlyArray<readonly [SignedEntry, ContentStatus]>
+  readonly at: ReadonlyArray<number>
+}
 
 /** What a job did inside the batch transaction. */
 interface Applied {
@@ -683,35 +703,39 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
     }))
 
   /**
-   * One chunk of remote entries: validated (namespace, both signatures strictly on the Crypto pool, future
-   * timestamp, empty/len), then the valid ones queued in order as one job. One result per entry, in order.
+   * The checks of one chunk of remote entries that need no store: namespace, both signatures strictly on the Crypto
+   * pool, future timestamp, empty/len (spec 01 §8 order). The failures are in `results`; `valid` still has to be stored.
    */
-  const insertRemoteChunk = (
-    ns: NamespaceId,
-    entries: ReadonlyArray<readonly [SignedEntry, ContentStatus]>,
-    from: Uint8Array,
-    now: bigint
-  ) =>
-    Effect.gen(function*() {
-      // spec 01 §8 order: namespace, then both signatures (only of entries of this namespace), then the rest.
-      const foreign = entries.map(([e]) =>
-        equals(e.namespace, ns) ? undefined : new InvalidNamespace({ namespace: ns, got: e.namespace })
-      )
-      const verdicts = yield* crypto.verifyEntries(keys, entries.filter((_, i) => foreign[i] === undefined).map(([e]) => e))
-      const results: Array<Either.Either<InsertOutcome, InsertError | SyncNotEnabled>> = new Array(entries.length)
-      const valid: Array<readonly [SignedEntry, ContentStatus]> = []
-      const at: Array<number> = []
-      let v = 0
-      for (let i = 0; i < entries.length; i++) {
-        const item = entries[i]!
-        const failure = foreign[i] ?? verdictError(ns, item[0], verdicts[v++]!) ??
-          validateEntry(keys, now, ns, item[0], "local")
-        if (failure !== undefined) results[i] = Either.left(failure)
-        else {
-          valid.push(item)
-          at.push(i)
+  const checkRemoteChunk = (ns: NamespaceId, entries: ReadonlyArray<readonly [SignedEntry, ContentStatus]>, now: bigint) =>
+    Effect.map(
+      crypto.verifyEntries(
+        keys,
+        entries.filter(([e]) => equals(e.namespace, ns)).map(([e]) => e)
+      ),
+      (verdicts): CheckedChunk => {
+        const results: Array<Either.Either<InsertOutcome, InsertError | SyncNotEnabled>> = new Array(entries.length)
+        const valid: Array<readonly [SignedEntry, ContentStatus]> = []
+        const at: Array<number> = []
+        let v = 0
+        for (let i = 0; i < entries.length; i++) {
+          const item = entries[i]!
+          const failure = !equals(item[0].namespace, ns)
+            ? new InvalidNamespace({ namespace: ns, got: item[0].namespace })
+            : verdictError(ns, item[0], verdicts[v++]!) ?? validateEntry(keys, now, ns, item[0], "local")
+          if (failure !== undefined) results[i] = Either.left(failure)
+          else {
+            valid.push(item)
+            at.push(i)
+          }
         }
+        return { results, valid, at }
       }
+    )
+
+  /** Stores the valid entries of a checked chunk in order as one actor job; one result per entry, in order. */
+  const applyRemoteChunk = (ns: NamespaceId, checked: CheckedChunk, from: Uint8Array) =>
+    Effect.gen(function*() {
+      const { at, results, valid } = checked
       if (valid.length === 0) return results
       const applied = yield* Effect.either(remote(ns, valid, from))
       for (let k = 0; k < at.length; k++) {
@@ -720,19 +744,39 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       return results
     })
 
-  const insertRemoteMany: ReplicaService["insertRemoteMany"] = (ns, entries, from) =>
+  const prepareRemoteMany: ReplicaService["prepareRemoteMany"] = (ns, entries, from) =>
     Effect.gen(function*() {
       const r = yield* getOpen(ns)
       if (!r.sync) return yield* new SyncNotEnabled({ namespace: ns })
       const now = yield* nowMicros
-      // In chunks, two at a time: the next chunk's signatures are verified while the actor writes this one.
-      if (entries.length <= REMOTE_CHUNK) return yield* insertRemoteChunk(ns, entries, from, now)
+      if (entries.length === 0) return Effect.succeed([])
       const chunks: Array<ReadonlyArray<readonly [SignedEntry, ContentStatus]>> = []
       for (let i = 0; i < entries.length; i += REMOTE_CHUNK) chunks.push(entries.slice(i, i + REMOTE_CHUNK))
-      const results = yield* Effect.forEach(chunks, (chunk) => insertRemoteChunk(ns, chunk, from, now), {
-        concurrency: 2
-      })
-      return results.flat()
+      // Checked in the background, two chunks at a time; each chunk is stored as soon as it is checked, in order, so
+      // the next chunk's signatures are verified while the actor writes this one.
+      const checked = yield* Effect.forEach(chunks, () => Deferred.make<CheckedChunk>())
+      const checking = yield* Effect.fork(Effect.forEach(
+        chunks,
+        (chunk, i) => Effect.flatMap(checkRemoteChunk(ns, chunk, now), (c) => Deferred.succeed(checked[i]!, c)),
+        { concurrency: 2, discard: true }
+      ))
+      return Effect.ensuring(
+        Effect.map(
+          Effect.forEach(checked, (deferred) => Effect.flatMap(Deferred.await(deferred), (c) => applyRemoteChunk(ns, c, from))),
+          (results) => results.flat()
+        ),
+        Fiber.interrupt(checking)
+      )
+    })
+
+  const insertRemoteMany: ReplicaService["insertRemoteMany"] = (ns, entries, from) =>
+    Effect.gen(function*() {
+      // One chunk (the live path: a gossiped entry or a few): checked and stored without a background fiber.
+      if (entries.length > REMOTE_CHUNK) return yield* Effect.flatten(prepareRemoteMany(ns, entries, from))
+      const r = yield* getOpen(ns)
+      if (!r.sync) return yield* new SyncNotEnabled({ namespace: ns })
+      const now = yield* nowMicros
+      return yield* applyRemoteChunk(ns, yield* checkRemoteChunk(ns, entries, now), from)
     })
 
   const insertRemote: ReplicaService["insertRemote"] = (ns, entry, from, status) =>
@@ -798,6 +842,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
     deletePrefix,
     insertRemote,
     insertRemoteMany,
+    prepareRemoteMany,
     getExact: (ns, author, key, includeEmpty = false) =>
       requireOpen(ns, store.getExact(ns, author, key, includeEmpty)),
     getMany: (ns, query) => Stream.unwrap(Effect.as(getOpen(ns), store.getMany(ns, query))),

@@ -605,6 +605,34 @@ for (const combo of COMBOS) {
           assert.deepStrictEqual(yield* replica.insertRemoteMany(ns, [], PEER), [])
         }))
 
+      test("prepareRemoteMany: nothing is stored until its effect runs, then the same results as insertRemoteMany", () =>
+        Effect.gen(function*() {
+          const { replica, ns, secret, store } = yield* harness({ sync: true })
+          const author = Author.generate()
+          // Over two chunks of checks, with a forged and a foreign entry in each.
+          const batch = Array.from({ length: 1100 }, (_, i) => {
+            const e = entryAt(secret, author, `k/${i}`, BigInt(i + 1))
+            if (i % 500 === 7) return withFields(e, { authorSignature: flipped(e.signature.author) })
+            if (i % 500 === 9) return entryAt(NamespaceSecret.generate(), author, `k/${i}`, 1n)
+            return e
+          }).map((e) => [e, "Missing"] as const)
+          const store_ = yield* replica.prepareRemoteMany(ns, batch, PEER)
+          yield* Effect.yieldNow()
+          assert.strictEqual(yield* store.count(ns), 0, "prepared, not stored")
+          const results = yield* store_
+          const tags = results.map(Either.match({ onLeft: (e) => e._tag, onRight: () => "ok" }))
+          assert.strictEqual(tags.length, batch.length)
+          tags.forEach((t, i) => {
+            const want = i % 500 === 7 ? "BadSignature" : i % 500 === 9 ? "InvalidNamespace" : "ok"
+            assert.strictEqual(t, want, `#${i}`)
+          })
+          assert.strictEqual(yield* store.count(ns), batch.length - 6)
+          // A prepared batch that is never stored leaves the store alone.
+          yield* replica.prepareRemoteMany(ns, [[entryAt(secret, author, "never", 5n), "Missing"]], PEER)
+          assert.strictEqual(yield* store.count(ns), batch.length - 6)
+          yield* expectError(replica.prepareRemoteMany(NamespaceSecret.generate().id, [], PEER), "ReplicaNotOpen")
+        }))
+
       test("a batch larger than the inbox is applied in order", () =>
         Effect.gen(function*() {
           const { replica, ns, secret, store } = yield* harness({ sync: true })

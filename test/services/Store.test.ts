@@ -392,6 +392,29 @@ for (const [storeName, makeLayer] of STORES) {
       assert.deepStrictEqual(yield* labels(nsA.id, Query.all()), ["@a1", "a@a1", "a0b@a1", "a0c@a1", "zz@a2"])
     }))
 
+    test("the range view reads scattered ranks by primary key, across statement batches, in any namespace", Effect.gen(function*() {
+      const { store } = yield* harness
+      const mine = Array.from({ length: 700 }, (_, i) => entryAt(nsA, i % 3 === 0 ? a1 : a2, `k/${i}`, BigInt(i + 1)))
+      yield* store.putMany([...mine, entryAt(nsB, a1, "k/5", 1n), entryAt(nsB, a1, "zz", 1n)])
+      const view = yield* store.rangeView(nsA.id)
+      const sorted = [...mine].sort((x, y) => compare(x.entry.id.toBytes(), y.entry.id.toBytes()))
+      // Every third rank (over two full batches and a padded one), and a single rank.
+      for (const ranks of [sorted.map((_, i) => i).filter((i) => i % 3 !== 1), [350]]) {
+        const got = yield* view.entriesAtRanks!(ranks)
+        assert.deepStrictEqual([...got.keys()].sort((x, y) => x - y), ranks)
+        for (const r of ranks) assert.isTrue(signedEntryEquals(got.get(r)!, sorted[r]!), `rank ${r}`)
+      }
+      // After a write at a key, its rank reads the new record (here a tombstone).
+      const removed = sorted[10]!
+      const ranks = [9, 10, 11]
+      yield* store.putMany([tombstoneAt(nsA, removed.author === a1.id ? a1 : a2, new TextDecoder().decode(removed.key), 10_000n)])
+      const after = yield* store.rangeView(nsA.id)
+      const got = yield* after.entriesAtRanks!(ranks)
+      assert.isTrue(signedEntryEquals(got.get(9)!, sorted[9]!))
+      assert.isTrue(got.get(10)!.isEmpty)
+      assert.isTrue(signedEntryEquals(got.get(11)!, sorted[11]!))
+    }))
+
     it.effect.prop(
       "putMany with the range index loaded (batched new keys) agrees with the model; the index equals a scan",
       [
