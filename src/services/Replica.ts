@@ -759,6 +759,11 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
         chunks,
         (chunk, i) => Effect.flatMap(checkRemoteChunk(ns, chunk, now), (c) => Deferred.succeed(checked[i]!, c)),
         { concurrency: 2, discard: true }
+      ).pipe(
+        // A check that dies (a crypto worker lost) fails the store step instead of leaving it waiting.
+        Effect.onExit((exit) =>
+          Exit.isSuccess(exit) ? Effect.void : Effect.forEach(checked, (d) => Deferred.failCause(d, exit.cause), { discard: true })
+        )
       ))
       return Effect.ensuring(
         Effect.map(

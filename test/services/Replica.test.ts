@@ -1254,3 +1254,27 @@ describe("Replica (file) crash safety", () => {
       }).pipe(Effect.provide(Store.layer.pipe(Layer.provideMerge(SqliteClient.layer({ filename: path })))))
     }), 30_000)
 })
+
+describe("Replica with a crypto pool that fails", () => {
+  it.effect("prepareRemoteMany: a check that dies fails the store step instead of leaving it waiting", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      // The second chunk's verification dies (as when a worker is lost); the first one succeeds.
+      const dying = Layer.succeed(Crypto.Crypto, Crypto.Crypto.of({
+        signEntries: (requests) => Effect.sync(() => requests.map((r) => signEntry(r.namespace, r.author, r.entry))),
+        verifyEntries: (cache, entries) =>
+          ++calls === 2
+            ? Effect.dieMessage("crypto worker exited")
+            : Effect.sync(() => entries.map((e) => verifySignedEntry(cache, e)))
+      }))
+      const exit = yield* Effect.gen(function*() {
+        const { replica, ns, secret } = yield* harness({ sync: true })
+        const author = Author.generate()
+        const batch = Array.from({ length: 700 }, (_, i) => [entryAt(secret, author, `k/${i}`, BigInt(i + 1)), "Missing"] as const)
+        const store = yield* replica.prepareRemoteMany(ns, batch, PEER)
+        // Without the fix this waits forever (the test times out).
+        return yield* Effect.exit(store)
+      }).pipe(Effect.provide(makeStack(Store.layerMemory, dying)))
+      assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause), `died: ${Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "succeeded"}`)
+    }))
+})
