@@ -12,7 +12,7 @@
 import { Effect } from "effect"
 import type { ContentStatus, SignedEntry } from "../schema/Entry.js"
 import { compareRecords } from "../schema/Entry.js"
-import { Message, type MessagePart, Range, RangeFingerprint, RangeItem } from "../schema/Message.js"
+import { makeMessage, makeRange, makeRangeFingerprint, makeRangeItem, type Message, type MessagePart, type Range, type RangeFingerprint, type RangeItem } from "../schema/Message.js"
 import { EMPTY_HASH } from "./blake3.js"
 import { compare, equals } from "./bytes.js"
 
@@ -301,8 +301,8 @@ const readAhead = <E>(view: RangeView<E>, intervals: ReadonlyArray<readonly [num
 /** The initial message: one fingerprint over the whole set, anchored at the first id (spec 02 §5). */
 export const initialMessage = <E>(view: RangeView<E>): Message => {
   const first = view.size() === 0 ? view.defaultId : view.idAt(0)
-  const range = new Range({ x: first, y: first }, true)
-  return new Message({ parts: [new RangeFingerprint({ range, fingerprint: fingerprintOf(view, segments(view, first, first)) }, true)] }, true)
+  const range = makeRange(first, first)
+  return makeMessage([makeRangeFingerprint(range, fingerprintOf(view, segments(view, first, first)))])
 }
 
 /** Upper bounds of encoded sizes, for the budget. */
@@ -389,7 +389,7 @@ export const processMessage = <E>(
         }
         if (cut === undefined) {
           if (values.length > 0 || !haveLocal) {
-            out.push(new RangeItem({ range, values: yield* withStatus(values), haveLocal }, true))
+            out.push(makeRangeItem(range, yield* withStatus(values), haveLocal))
           } else budget += header
           return
         }
@@ -401,10 +401,10 @@ export const processMessage = <E>(
         }
         // Split at the first entry that did not fit: [x, pivot) goes now, [pivot, y) as a fingerprint later.
         const pivot = view.idAt(rankAt(s.fromX, cut))
-        const head = new Range({ x: range.x, y: pivot }, true)
-        const rest = new Range({ x: pivot, y: range.y }, true)
+        const head = makeRange(range.x, pivot)
+        const rest = makeRange(pivot, range.y)
         budget -= rangeSize(head) + 4 + fingerprintSize(rest)
-        out.push(new RangeItem({ range: head, values: yield* withStatus(values), haveLocal }, true))
+        out.push(makeRangeItem(head, yield* withStatus(values), haveLocal))
         deferred.push(rest)
       })
 
@@ -507,11 +507,11 @@ export const processMessage = <E>(
         ranges.push([pivotIds[last]!, pivotRanks[last]!, y, ry])
       }
       for (const [a, ra, b, rb] of ranges) {
-        const r = new Range({ x: a, y: b }, true)
+        const r = makeRange(a, b)
         const sub = segmentsOf(total, compare(a, b), ra, rb)
         if (sub.count > config.subrangeItems || budget <= 0) {
           budget -= fingerprintSize(r)
-          out.push(new RangeFingerprint({ range: r, fingerprint: fingerprintOf(view, sub) }, true))
+          out.push(makeRangeFingerprint(r, fingerprintOf(view, sub)))
         } else {
           yield* sendEntries(r, sub, false)
         }
@@ -524,13 +524,13 @@ export const processMessage = <E>(
     for (const r of deferred) {
       const last = merged[merged.length - 1]
       if (last !== undefined && equals(last.y, r.x) && !equals(last.x, r.y)) {
-        merged[merged.length - 1] = new Range({ x: last.x, y: r.y }, true)
+        merged[merged.length - 1] = makeRange(last.x, r.y)
       } else merged.push(r)
     }
     for (const r of merged) {
-      out.push(new RangeFingerprint({ range: r, fingerprint: fingerprintOf(view, segments(view, r.x, r.y)) }, true))
+      out.push(makeRangeFingerprint(r, fingerprintOf(view, segments(view, r.x, r.y))))
     }
-    return out.length === 0 ? undefined : new Message({ parts: out }, true)
+    return out.length === 0 ? undefined : makeMessage(out)
   })
 
 const idKey = (e: SignedEntry): string =>

@@ -4,6 +4,7 @@
  */
 import { ParseResult, Schema } from "effect"
 import { PostcardError, type Reader, type Writer } from "../internal/postcard.js"
+import { trusted } from "../internal/trusted.js"
 import {
   CONTENT_STATUSES,
   ContentStatus,
@@ -48,6 +49,18 @@ export class Message extends Schema.Class<Message>("Message")({ parts: Schema.Ar
   }
 }
 
+// Instances from checked fields (the decoder's, the reconciliation step's): the constructors' default merging and
+// field copies cost more than the work around them when a message has tens of thousands of parts.
+export const makeRange = (x: Uint8Array, y: Uint8Array): Range => trusted(Range.prototype, { x, y })
+export const makeRangeFingerprint = (range: Range, fingerprint: Uint8Array): RangeFingerprint =>
+  trusted(RangeFingerprint.prototype, { range, fingerprint, _tag: "RangeFingerprint" })
+export const makeRangeItem = (
+  range: Range,
+  values: ReadonlyArray<readonly [SignedEntry, ContentStatus]>,
+  haveLocal: boolean
+): RangeItem => trusted(RangeItem.prototype, { range, values, haveLocal, _tag: "RangeItem" })
+export const makeMessage = (parts: ReadonlyArray<MessagePart>): Message => trusted(Message.prototype, { parts })
+
 /** Decoding limits: a message holds at most this many parts and values (the frame size bounds it anyway). */
 export const MAX_PARTS = 1 << 20
 export const MAX_VALUES = 1 << 22
@@ -58,7 +71,7 @@ const readRange = (r: Reader): Range => {
   const x = r.bytes(64 + MAX_KEY_LENGTH)
   const y = r.bytes(64 + MAX_KEY_LENGTH)
   if (x.length < 64 || y.length < 64) throw new PostcardError("range bound shorter than a record identifier")
-  return new Range({ x, y }, true)
+  return makeRange(x, y)
 }
 
 export const writeMessage = (w: Writer, m: Message): void => {
@@ -87,7 +100,7 @@ export const readMessage = (r: Reader): Message => {
     const tag = r.varint(1)
     const range = readRange(r)
     if (tag === 0) {
-      parts.push(new RangeFingerprint({ range, fingerprint: r.raw(32) }, true))
+      parts.push(makeRangeFingerprint(range, r.raw(32)))
     } else {
       const count = r.varint(MAX_VALUES - values)
       values += count
@@ -96,10 +109,10 @@ export const readMessage = (r: Reader): Message => {
         const entry = readSignedEntry(r)
         list.push([entry, CONTENT_STATUSES[r.varint(2)]!])
       }
-      parts.push(new RangeItem({ range, values: list, haveLocal: r.bool() }, true))
+      parts.push(makeRangeItem(range, list, r.bool()))
     }
   }
-  return new Message({ parts }, true)
+  return makeMessage(parts)
 }
 
 /** Message ⇄ postcard bytes (spec 02 §3); malformed input fails with a ParseError. */
