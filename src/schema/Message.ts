@@ -122,5 +122,38 @@ export const MessageFromBytes = Schema.transformOrFail(Schema.Uint8ArrayFromSelf
   encode: (m) => ParseResult.succeed(encodeWith(writeMessage)(m))
 })
 
-/** Encoded size of a message without encoding it twice: used to keep outgoing messages within their budget. */
-export const encodedSize = (m: Message): number => encodeWith(writeMessage)(m).length
+/** Bytes of the LEB128 varint of `n` (a u64). */
+const varintSize = (value: number | bigint): number => {
+  let size = 1
+  const n = typeof value === "bigint" && value < 0x20000000000000n ? Number(value) : value
+  if (typeof n === "number") {
+    for (let rest = n; rest >= 0x80; rest = Math.floor(rest / 0x80)) size++
+    return size
+  }
+  let big = BigInt(n)
+  while (big >= 0x80n) {
+    big >>= 7n
+    size++
+  }
+  return size
+}
+
+const bytesSize = (b: Uint8Array) => varintSize(b.length) + b.length
+
+/** The size of `writeMessage`'s output, computed without encoding (the byte counts of the bench and of budgets). */
+export const encodedSize = (m: Message): number => {
+  let size = varintSize(m.parts.length)
+  for (const part of m.parts) {
+    size += 1 + bytesSize(part.range.x) + bytesSize(part.range.y)
+    if (part._tag === "RangeFingerprint") size += 32
+    else {
+      size += varintSize(part.values.length) + 1
+      for (const [entry] of part.values) {
+        const { id, record } = entry.entry
+        const idLen = 64 + id.key.length
+        size += 128 + varintSize(idLen) + idLen + varintSize(record.len) + 32 + varintSize(record.timestamp) + 1
+      }
+    }
+  }
+  return size
+}

@@ -5,7 +5,16 @@ import { toHex } from "../../src/internal/bytes.js"
 import * as Reconcile from "../../src/internal/reconcile.js"
 import type { SignedEntry } from "../../src/schema/Entry.js"
 import { Author, NamespaceSecret } from "../../src/schema/Keys.js"
-import { encodedSize, type Message, MessageFromBytes } from "../../src/schema/Message.js"
+import {
+  encodedSize,
+  makeMessage,
+  makeRange,
+  makeRangeFingerprint,
+  makeRangeItem,
+  type Message,
+  MessageFromBytes,
+  type MessagePart
+} from "../../src/schema/Message.js"
 import { Schema } from "effect"
 import { entryAt, tombstoneAt } from "../utils/entries.js"
 import { idOf, MemoryReplica } from "../utils/memoryReplica.js"
@@ -222,6 +231,29 @@ describe("message codec", () => {
     const badTag = Uint8Array.from(bytes)
     badTag[1] = 2
     assert.isTrue(Schema.decodeEither(MessageFromBytes)(badTag)._tag === "Left")
+  })
+})
+
+describe("encodedSize", () => {
+  it("equals the length of the encoding: long keys, u64 timestamps above 2^53, many parts", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({ key: fc.string({ maxLength: 300 }), ts: fc.bigInt({ min: 1n, max: (1n << 64n) - 1n }), item: fc.boolean() }),
+          { maxLength: 200 }
+        ),
+        (specs) => {
+          const parts: Array<MessagePart> = specs.map(({ item, key, ts }) => {
+            const e = entryAt(ns, author, key, ts)
+            const range = makeRange(idOf(e), idOf(e))
+            return item ? makeRangeItem(range, [[e, "Complete"]], true) : makeRangeFingerprint(range, new Uint8Array(32))
+          })
+          const m = makeMessage(parts)
+          assert.strictEqual(encodedSize(m), Schema.encodeSync(MessageFromBytes)(m).length)
+        }
+      ),
+      { numRuns: 50 }
+    )
   })
 })
 
