@@ -203,7 +203,9 @@ const segmentsOf = (n: number, c: number, rx: number, ry: number): Segments => {
   if (c === 0) return { parts: [[0, n]], fromX: [[rx, n], [0, rx]], count: n, startIndex: rx, rx, ry: rx }
   if (c < 0) {
     const count = Math.max(0, ry - rx)
-    return { parts: [[rx, rx + count]], fromX: [[rx, rx + count]], count, startIndex: 0, rx, ry }
+    // Not wrapping: iteration order and from-x order are the same single interval.
+    const parts = [[rx, rx + count] as const]
+    return { parts, fromX: parts, count, startIndex: 0, rx, ry }
   }
   return { parts: [[0, ry], [rx, n]], fromX: [[rx, n], [0, ry]], count: ry + n - rx, startIndex: ry, rx, ry }
 }
@@ -217,13 +219,16 @@ const rankAt = (parts: Segments["parts"], p: number): number => {
   throw new RangeError("position out of range")
 }
 
-const fingerprintOf = <E>(view: RangeView<E>, s: Segments): Uint8Array => {
-  const out = Uint8Array.from(EMPTY_HASH)
-  const part = new Uint8Array(32)
+/** Scratch of `fingerprintOf` for one part's XOR (the function is synchronous). */
+const partXor = new Uint8Array(32)
+
+/** The range's fingerprint, written into `out` (a new array unless given: compare against a scratch one). */
+const fingerprintOf = <E>(view: RangeView<E>, s: Segments, out: Uint8Array = new Uint8Array(32)): Uint8Array => {
+  out.set(EMPTY_HASH)
   for (const [a, b] of s.parts) {
     if (b <= a) continue
-    view.xorInto(a, b, part)
-    for (let i = 0; i < 32; i++) out[i]! ^= part[i]!
+    view.xorInto(a, b, partXor)
+    for (let i = 0; i < 32; i++) out[i]! ^= partXor[i]!
   }
   return out
 }
@@ -442,7 +447,8 @@ export const processMessage = <E>(
     // Each range's segments once (the store does not change from here on: ranks stay valid).
     const segmentsIn = adjacentSegments(base)
     const segs = fingerprints.map((f) => segmentsIn(f.range.x, f.range.y))
-    const mismatch = fingerprints.map((f, i) => !equals(fingerprintOf(base, segs[i]!), f.fingerprint))
+    const ours = new Uint8Array(32)
+    const mismatch = fingerprints.map((f, i) => !equals(fingerprintOf(base, segs[i]!, ours), f.fingerprint))
     let mismatches = 0
     for (const m of mismatch) if (m) mismatches++
     const setSize = config.denseFraction !== undefined && fingerprints.length >= 8 &&
