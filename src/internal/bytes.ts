@@ -11,6 +11,9 @@ export const startsWith = (bytes: Uint8Array, prefix: Uint8Array): boolean => {
   return true
 }
 
+/** The bytes as a latin1 string (one char per byte): a Map/Set key whose string order is the byte order. */
+export const latin1 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1")
+
 export const concat = (...parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   let n = 0
   for (const p of parts) n += p.length

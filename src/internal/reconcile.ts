@@ -14,7 +14,7 @@ import type { ContentStatus, SignedEntry } from "../schema/Entry.js"
 import { compareRecords } from "../schema/Entry.js"
 import { makeMessage, makeRange, makeRangeFingerprint, makeRangeItem, type Message, type MessagePart, type Range, type RangeFingerprint, type RangeItem } from "../schema/Message.js"
 import { EMPTY_HASH } from "./blake3.js"
-import { compare, equals } from "./bytes.js"
+import { compare, equals, latin1 } from "./bytes.js"
 
 export interface RangeView<E> {
   /** Number of stored entries (tombstones included). */
@@ -28,10 +28,10 @@ export interface RangeView<E> {
   /** The entries at ranks [a, b), ascending. */
   readonly entries: (a: number, b: number) => Effect.Effect<ReadonlyArray<SignedEntry>, E>
   /**
-   * The entries at many scattered ranks (ascending, distinct) at once, by rank; a rank whose entry is gone may be
-   * missing. Optional: without it, scattered ranks are read as merged intervals through `entries`.
+   * The entries at many scattered ranks (ascending, distinct) at once, by rank, in a few reads; a rank whose entry is
+   * gone may be missing.
    */
-  readonly entriesAtRanks?: (ranks: ReadonlyArray<number>) => Effect.Effect<ReadonlyMap<number, SignedEntry>, E>
+  readonly entriesAtRanks: (ranks: ReadonlyArray<number>) => Effect.Effect<ReadonlyMap<number, SignedEntry>, E>
   /** The default identifier (our namespace, zero author, empty key), the first id of an empty replica. */
   readonly defaultId: Uint8Array
   /** Whether this exact entry (same id, timestamp and hash) is stored: such a value is not inserted again. */
@@ -39,14 +39,12 @@ export interface RangeView<E> {
 }
 
 export interface Hooks<E> {
-  /** Stores the values received in RangeItems (validating each); called once per message, before fingerprints. */
-  readonly insert: (values: ReadonlyArray<readonly [SignedEntry, ContentStatus]>) => Effect.Effect<void, E>
   /**
-   * Optional `insert` in two steps: starts the checks that need no store (signatures) and returns the effect that
-   * stores the values. Called before the message's answer is computed, so the checks run meanwhile; the store is
-   * still written only after the answer's reads.
+   * The values received in RangeItems (validating each), once per message, in two steps: starts the checks that need
+   * no store (signatures) and returns the effect that stores the values. Called before the message's answer is
+   * computed, so the checks run meanwhile; the store step runs after the answer's reads, before the fingerprints.
    */
-  readonly prepareInsert?: (
+  readonly insert: (
     values: ReadonlyArray<readonly [SignedEntry, ContentStatus]>
   ) => Effect.Effect<Effect.Effect<void, E>, E>
   /** Our content status of each entry we send. */
@@ -114,9 +112,7 @@ export class SentValues {
 
 /** Author, key and timestamp (the namespace is the session's): a newer write of ours is a new value. */
 const sentKey = (e: SignedEntry): string =>
-  Buffer.from(e.entry.id.author.buffer, e.entry.id.author.byteOffset, 32).toString("latin1") +
-  Buffer.from(e.entry.id.key.buffer, e.entry.id.key.byteOffset, e.entry.id.key.length).toString("latin1") +
-  "\u0000" + e.entry.record.timestamp.toString(36)
+  latin1(e.entry.id.author) + latin1(e.entry.id.key) + "\u0000" + e.entry.record.timestamp.toString(36)
 
 /** Ranges above this many entries that the peer lacks entirely are sent in `bulkValueBytes` portions. */
 const BULK_RANGE = 1024
@@ -248,46 +244,24 @@ const entriesAt = <E>(view: RangeView<E>, s: Segments, from: number, to: number)
     return out
   })
 
-/** Ranges of at most this many entries are read ahead, merged with their neighbours. */
+/** Ranges of at most this many entries are read ahead. */
 const READ_AHEAD_RANGE = 64
-/** Neighbouring ranges this close are read as one (a statement costs about as much as reading a few rows). */
-const READ_AHEAD_GAP = 4
-
-/** The entries of sorted small intervals by rank, read as merged runs (neighbours this close are read as one). */
-const readMerged = <E>(view: RangeView<E>, small: ReadonlyArray<readonly [number, number]>) =>
-  Effect.gen(function*() {
-    const cache = new Map<number, SignedEntry>()
-    let i = 0
-    while (i < small.length) {
-      let [a, b] = small[i]!
-      i++
-      while (i < small.length && small[i]![0] - b <= READ_AHEAD_GAP && Math.max(b, small[i]![1]) - a <= PAGE) {
-        b = Math.max(b, small[i]![1])
-        i++
-      }
-      const read = yield* view.entries(a, b)
-      read.forEach((e, j) => cache.set(a + j, e))
-    }
-    return cache
-  })
 
 /**
- * A view that has read the entries of many small rank intervals ahead, by their ranks when the view can (a few
- * statements for a whole message), else in merged runs: a message with thousands of small scattered ranges costs a
- * few reads instead of one each. Memory is bounded by the message being answered.
+ * A view that has read the entries of many small rank intervals ahead, by their ranks (a few statements for a whole
+ * message, where reading each range costs one): memory is bounded by the message being answered.
  */
 const readAhead = <E>(view: RangeView<E>, intervals: ReadonlyArray<readonly [number, number]>) =>
   Effect.gen(function*() {
     const small = intervals.filter(([a, b]) => b > a && b - a <= READ_AHEAD_RANGE).sort((x, y) => x[0] - y[0])
     if (small.length < 2) return view
-    let cache: ReadonlyMap<number, SignedEntry>
-    if (view.entriesAtRanks !== undefined) {
-      const ranks: Array<number> = []
-      for (const [a, b] of small) {
-        for (let r = Math.max(a, ranks.length === 0 ? a : ranks[ranks.length - 1]! + 1); r < b; r++) ranks.push(r)
-      }
-      cache = yield* view.entriesAtRanks(ranks)
-    } else cache = yield* readMerged(view, small)
+    const ranks: Array<number> = []
+    let next = 0
+    for (const [a, b] of small) {
+      for (let r = Math.max(a, next); r < b; r++) ranks.push(r)
+      next = Math.max(next, b)
+    }
+    const cache = yield* view.entriesAtRanks(ranks)
     const cached: RangeView<E> = {
       ...view,
       entries: (a, b) => {
@@ -419,11 +393,7 @@ export const processMessage = <E>(
     // Values we already hold (same id, timestamp and hash) would be refused by the insert rules: skip them before
     // any signature is verified. Their checks start now and run while the answer to the items is computed.
     const values = items.flatMap((item) => item.values.filter(([v]) => !base.holds(v)))
-    const store = values.length === 0
-      ? Effect.void
-      : hooks.prepareInsert === undefined
-      ? hooks.insert(values)
-      : yield* hooks.prepareInsert(values)
+    const store = values.length === 0 ? Effect.void : yield* hooks.insert(values)
 
     // 1. RangeItems: our diff for each, computed before storing anything of this message.
     view = yield* readAhead(

@@ -2,7 +2,7 @@
 import { BadSignature, InvalidEmptyEntry, InvalidNamespace, TooFarInTheFuture, type ValidationFailure } from "../schema/Errors.js"
 import { Entry, EntrySignature, SignedEntry, signingBytes } from "../schema/Entry.js"
 import { type Author, type NamespaceId, type NamespaceSecret, Signature, signingKey } from "../schema/Keys.js"
-import { equals } from "./bytes.js"
+import { equals, latin1 } from "./bytes.js"
 import * as Ed from "./ed25519.js"
 
 /** 10 minutes in µs (spec 01 §8). */
@@ -37,7 +37,7 @@ export class PublicKeyCache {
   private readonly keys = new Map<string, Ed.PublicKeyObject | null>()
   constructor(private readonly capacity = 65_536) {}
   get(bytes: Uint8Array): Ed.PublicKeyObject | undefined {
-    const k = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
+    const k = latin1(bytes)
     let v = this.keys.get(k)
     if (v === undefined) {
       v = Ed.publicKeyObject(bytes) ?? null

@@ -125,15 +125,10 @@ export const MessageFromBytes = Schema.transformOrFail(Schema.Uint8ArrayFromSelf
 /** Bytes of the LEB128 varint of `n` (a u64). */
 const varintSize = (value: number | bigint): number => {
   let size = 1
-  const n = typeof value === "bigint" && value < 0x20000000000000n ? Number(value) : value
-  if (typeof n === "number") {
-    for (let rest = n; rest >= 0x80; rest = Math.floor(rest / 0x80)) size++
-    return size
-  }
-  let big = BigInt(n)
-  while (big >= 0x80n) {
-    big >>= 7n
-    size++
+  if (typeof value === "number" || value < 0x20000000000000n) {
+    for (let rest = Number(value); rest >= 0x80; rest = Math.floor(rest / 0x80)) size++
+  } else {
+    for (let rest = value; rest >= 0x80n; rest >>= 7n) size++
   }
   return size
 }

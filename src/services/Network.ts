@@ -53,7 +53,7 @@ import {
 } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { fromHex, toHex } from "../internal/bytes.js"
+import { fromHex, latin1, toHex } from "../internal/bytes.js"
 import * as Ed from "../internal/ed25519.js"
 import { fmtShort } from "../schema/Keys.js"
 import { DialError, NetworkError, StreamError } from "../schema/NetworkErrors.js"
@@ -158,18 +158,16 @@ const withTimeout = (duration: Duration.Duration, nodeId: NodeId, protocol: stri
 
 const abort = (stream: P2PStream, reason: string) => Effect.sync(() => stream.abort(new Error(reason)))
 
+/** gossipsub's fast message id: publisher ‖ seqno, the StrictSign message id (see `fastMsgIdFn` below). */
+const fastMessageId = (msg: { readonly from?: Uint8Array; readonly seqno?: Uint8Array }): string =>
+  msg.from === undefined || msg.seqno === undefined ? "" : latin1(msg.from) + "/" + latin1(msg.seqno)
+
 /**
  * Signed messages only (StrictSign: the publisher's key signs `from`/seqno/data and receivers verify it), so a
  * receiver knows the publisher of every message (spec 05 §15). Our own messages are not delivered back (`emitSelf`),
  * publishing with no subscribed peer is not an error (spec 05 §8.1: broadcast failures are ignored), and there is no
  * floodsub fallback: only gossipsub peers take part.
  */
-const fastMessageId = (msg: { readonly from?: Uint8Array; readonly seqno?: Uint8Array }): string =>
-  msg.from === undefined || msg.seqno === undefined
-    ? ""
-    : Buffer.from(msg.from.buffer, msg.from.byteOffset, msg.from.length).toString("latin1") + "/" +
-      Buffer.from(msg.seqno.buffer, msg.seqno.byteOffset, msg.seqno.length).toString("latin1")
-
 const makeGossipsub = (config: GossipsubConfig) =>
   gossipsub({
     globalSignaturePolicy: StrictSign,

@@ -1,7 +1,7 @@
 /**
  * Ranger: adapts the Store and the replica actor to the reconciliation algorithm of `internal/reconcile.ts`. The
  * Store gives the read-only range view (an in-memory fingerprint index plus entries read by rank); incoming values go
- * through the actor (`insertRemoteMany`: strict validation, RemoteInsert events); a session counts its SyncOutcome
+ * through the actor (`prepareRemoteMany`: strict validation, RemoteInsert events); a session counts its SyncOutcome
  * (spec 02 §6) and is capped in messages.
  */
 import { Context, Effect, type Either, Layer } from "effect"
@@ -104,8 +104,7 @@ export const make = (config: RangerConfig) =>
           })
 
         const hooks: Reconcile.Hooks<SessionError> = {
-          insert: (values) => Effect.flatMap(replica.insertRemoteMany(ns, values, from), judge),
-          prepareInsert: (values) => Effect.map(replica.prepareRemoteMany(ns, values, from), Effect.flatMap(judge)),
+          insert: (values) => Effect.map(replica.prepareRemoteMany(ns, values, from), Effect.flatMap(judge)),
           statusOf: config.contentStatus
         }
 

@@ -18,7 +18,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Chunk, Clock, Context, Effect, Either, Layer, Option, Schema, Stream } from "effect"
 import { blake3 } from "../internal/blake3.js"
-import { compare, concat, equals, prefixUpperBound, u64FromBytesBE, u64ToBytesBE } from "../internal/bytes.js"
+import { compare, concat, equals, latin1, prefixUpperBound, u64FromBytesBE, u64ToBytesBE } from "../internal/bytes.js"
 import { FingerprintTree } from "../internal/fingerprintTree.js"
 import type { RangeView } from "../internal/reconcile.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
@@ -204,7 +204,6 @@ const packedToEntry = (ns: Uint8Array, r: PackedRow): SignedEntry => {
 }
 
 /** Index key of an entry within its namespace: `author ‖ key` as latin1, whose string order is the byte order. */
-const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1")
 
 /** `prefix ‖ bytes of the latin1 string s` in one allocation. */
 const withLatin1 = (prefix: Uint8Array, s: string): Uint8Array => {
@@ -618,17 +617,16 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
     Effect.gen(function*() {
       const out = new Map<number, SignedEntry>()
       for (let from = 0; from < ranks.length; from += RANK_BATCH) {
-        const batch = ranks.slice(from, from + RANK_BATCH)
         const wanted = new Map<string, number>()
         const params: Array<unknown> = [ns]
-        for (let i = 0; i < RANK_BATCH; i++) {
-          // The last id fills the unused places: one statement text, prepared once.
-          const r = batch[Math.min(i, batch.length - 1)]!
+        for (const r of ranks.slice(from, from + RANK_BATCH)) {
           const key = tree.select(r)
-          if (i < batch.length) wanted.set(key, r)
+          wanted.set(key, r)
           const id = Buffer.from(key, "latin1")
           params.push(id.subarray(0, 32), id.subarray(32))
         }
+        // The last id fills the unused places: one statement text, prepared once.
+        while (params.length < 1 + 2 * RANK_BATCH) params.push(params[params.length - 2], params[params.length - 1])
         const rows = yield* exec<PackedRow>(RANK_BATCH_SQL, params)
         for (const row of rows) {
           const r = wanted.get(latin1(row.b.subarray(0, row.b.length - 176)))

@@ -617,8 +617,9 @@ for (const combo of COMBOS) {
             return e
           }).map((e) => [e, "Missing"] as const)
           const store_ = yield* replica.prepareRemoteMany(ns, batch, PEER)
-          yield* Effect.yieldNow()
-          assert.strictEqual(yield* store.count(ns), 0, "prepared, not stored")
+          // Real time (the test clock would not move): long enough for the checks of every chunk to finish.
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
+          assert.strictEqual(yield* store.count(ns), 0, "checked, not stored")
           const results = yield* store_
           const tags = results.map(Either.match({ onLeft: (e) => e._tag, onRight: () => "ok" }))
           assert.strictEqual(tags.length, batch.length)

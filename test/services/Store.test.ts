@@ -400,7 +400,7 @@ for (const [storeName, makeLayer] of STORES) {
       const sorted = [...mine].sort((x, y) => compare(x.entry.id.toBytes(), y.entry.id.toBytes()))
       // Every third rank (over two full batches and a padded one), and a single rank.
       for (const ranks of [sorted.map((_, i) => i).filter((i) => i % 3 !== 1), [350]]) {
-        const got = yield* view.entriesAtRanks!(ranks)
+        const got = yield* view.entriesAtRanks(ranks)
         assert.deepStrictEqual([...got.keys()].sort((x, y) => x - y), ranks)
         for (const r of ranks) assert.isTrue(signedEntryEquals(got.get(r)!, sorted[r]!), `rank ${r}`)
       }
@@ -409,7 +409,7 @@ for (const [storeName, makeLayer] of STORES) {
       const ranks = [9, 10, 11]
       yield* store.putMany([tombstoneAt(nsA, removed.author === a1.id ? a1 : a2, new TextDecoder().decode(removed.key), 10_000n)])
       const after = yield* store.rangeView(nsA.id)
-      const got = yield* after.entriesAtRanks!(ranks)
+      const got = yield* after.entriesAtRanks(ranks)
       assert.isTrue(signedEntryEquals(got.get(9)!, sorted[9]!))
       assert.isTrue(got.get(10)!.isEmpty)
       assert.isTrue(signedEntryEquals(got.get(11)!, sorted[11]!))

@@ -61,6 +61,7 @@ export class MemoryReplica {
         for (let i = a; i < b; i++) for (let j = 0; j < 32; j++) out[j]! ^= this.entries[i]!.fp[j]!
       },
       entries: (a, b) => Effect.succeed(this.entries.slice(a, b).map((e) => e.entry)),
+      entriesAtRanks: (ranks) => Effect.succeed(new Map(ranks.map((r) => [r, this.entries[r]!.entry] as const))),
       defaultId: concat(this.namespace, new Uint8Array(32)),
       holds: (e) => {
         const id = idOf(e)
@@ -73,12 +74,12 @@ export class MemoryReplica {
   hooks(): Hooks<never> {
     return {
       insert: (values) =>
-        Effect.sync(() => {
+        Effect.succeed(Effect.sync(() => {
           for (const [v] of values) {
             this.received.push(v)
             if (compare(v.namespace, this.namespace) === 0) this.put(v)
           }
-        }),
+        })),
       statusOf: (entries) => Effect.succeed(entries.map((): ContentStatus => "Complete"))
     }
   }
