@@ -195,6 +195,16 @@ const main = Effect.gen(function*() {
         return Effect.async<boolean>((resume) => {
           session = new inspector.Session()
           session.connect()
+          if (args["heap"] === true) {
+            // Every allocation sampled, including objects a scavenge already collected: where the garbage comes from.
+            session.post("HeapProfiler.enable", () =>
+              session!.post("HeapProfiler.startSampling", {
+                samplingInterval: 8192,
+                includeObjectsCollectedByMajorGC: true,
+                includeObjectsCollectedByMinorGC: true
+              } as inspector.HeapProfiler.StartSamplingParameterType, () => resume(Effect.succeed(true))))
+            return
+          }
           session.post("Profiler.enable", () =>
             session!.post("Profiler.setSamplingInterval", { interval: 200 }, () =>
               session!.post("Profiler.start", () => resume(Effect.succeed(true)))))
@@ -202,12 +212,14 @@ const main = Effect.gen(function*() {
       case "profileStop":
         return Effect.async<boolean>((resume) => {
           if (session === undefined) return resume(Effect.succeed(false))
-          session.post("Profiler.stop", (err, result) => {
-            if (err === null) fs.writeFileSync(String(args["file"]), JSON.stringify(result.profile))
+          const done = (err: Error | null, profile: unknown) => {
+            if (err === null) fs.writeFileSync(String(args["file"]), JSON.stringify(profile))
             session!.disconnect()
             session = undefined
             resume(Effect.succeed(err === null))
-          })
+          }
+          if (args["heap"] === true) session.post("HeapProfiler.stopSampling", (err, result) => done(err, result?.profile))
+          else session.post("Profiler.stop", (err, result) => done(err, result?.profile))
         })
       default:
         return Effect.dieMessage(`unknown command ${cmd}`)

@@ -12,7 +12,8 @@
  * swarm's rate is then bounded by a write's CPU cost summed over all nodes). `--inline-max N` sets the nodes'
  * `inlineContentMax` (0: content is downloaded, not gossiped inline). `--no-content` makes the receivers skip
  * content (download policy NothingExcept), `--stats` prints every node's counters, `--profile FILE` records the
- * write phase (per node: FILE.nodeI.cpuprofile), `--dump FILE` writes each write's send time and latencies and
+ * write phase (per node: FILE.nodeI.cpuprofile), `--heap-profile FILE` (process mode) samples its allocations instead, collected
+ * garbage included (FILE.nodeI.heapprofile), `--dump FILE` writes each write's send time and latencies and
  * `--node-args "…"` passes node/V8 flags to the node processes (process mode). In process mode `--warmup N` (default
  * {@link DEFAULT_WARMUP_WRITES}) writes N unmeasured entries first at the same rate, so that the figures are those of
  * running nodes, not of code still being compiled (as the blobs bench warms up before it measures).
@@ -424,8 +425,10 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
       progress(`  ${warmUp} warm-up writes (not measured)`)
     }
 
-    const profile = flags.get("profile")
-    if (profile !== undefined) yield* allOf(nodes, "profileStart")
+    const heapProfile = flags.get("heap-profile")
+    const profile = heapProfile ?? flags.get("profile")
+    const heap = heapProfile !== undefined
+    if (profile !== undefined) yield* allOf(nodes, "profileStart", { heap })
     const cpu0 = (yield* allOf(nodes, "cpu")).map(Number)
     const { sent, writeMs } = (yield* nodes[0]!.call("write", { writes, interval, size })) as {
       sent: Array<number>
@@ -441,8 +444,9 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     const cpuMsPerWrite = cpu1.map((c, i) => round2((c - cpu0[i]!) / writes))
     progress(`  CPU per write (ms): ${cpuMsPerWrite.join(", ")}`)
     if (profile !== undefined) {
-      yield* Effect.forEach(nodes, (node, i) => node.call("profileStop", { file: `${profile}.node${i}.cpuprofile` }))
-      progress(`  profiles written to ${profile}.node*.cpuprofile`)
+      const ext = heap ? "heapprofile" : "cpuprofile"
+      yield* Effect.forEach(nodes, (node, i) => node.call("profileStop", { file: `${profile}.node${i}.${ext}`, heap }))
+      progress(`  profiles written to ${profile}.node*.${ext}`)
     }
     const arrivals = (yield* allOf(receivers, "arrivals")).map((x) => new Map(x as Array<[number, number]>))
     const { delivered, latencies } = latenciesOf(sent, arrivals)

@@ -18,15 +18,17 @@
  * (`stats.invalid`) and skipped; the topic keeps working (unlike the reference, spec 05 §8.2).
  */
 import type { GossipsubMessage, GossipSubEvents } from "@libp2p/gossipsub"
-import type { Libp2pEvents, PeerId } from "@libp2p/interface"
+import type { Connection, Libp2pEvents, PeerId } from "@libp2p/interface"
 import {
   Context,
+  Duration,
   Effect,
   Either,
   FiberSet,
   Layer,
   Metric,
   Queue,
+  Schedule,
   Schema,
   type Scope,
   Stream
@@ -77,6 +79,8 @@ export interface GossipStats {
   readonly skippedOversize: number
   /** Ops gossipsub refused to publish (logged). */
   readonly publishFailed: number
+  /** Outbound gossipsub streams reopened to a connected peer after gossipsub lost its own (see `make`). */
+  readonly streamsRepaired: number
 }
 
 /** What became of a broadcast; never an error (spec 05 §8.1: broadcast failures are ignored). */
@@ -119,7 +123,8 @@ const metrics = {
   dropped: Metric.counter("rangedocs_gossip_dropped", { incremental: true }),
   published: Metric.counter("rangedocs_gossip_published", { incremental: true }),
   skippedOversize: Metric.counter("rangedocs_gossip_skipped_oversize", { incremental: true }),
-  publishFailed: Metric.counter("rangedocs_gossip_publish_failed", { incremental: true })
+  publishFailed: Metric.counter("rangedocs_gossip_publish_failed", { incremental: true }),
+  streamsRepaired: Metric.counter("rangedocs_gossip_streams_repaired", { incremental: true })
 } as const
 
 type Counter = keyof typeof metrics
@@ -141,6 +146,23 @@ interface Skipped {
 }
 
 const NOTICE_CAPACITY = 64
+
+/** How often connected peers are checked for a lost outbound gossipsub stream. */
+export const STREAM_CHECK_INTERVAL = Duration.seconds(1)
+
+/**
+ * The parts of gossipsub's router (the pinned @libp2p/gossipsub 17.1.1) that the stream check reads; checked at run
+ * time, so a version without them only turns the check off.
+ */
+interface GossipsubInternals {
+  readonly peers?: unknown
+  readonly streamsOutbound?: unknown
+  readonly onPeerConnected?: unknown
+}
+interface OutboundStreams {
+  readonly get: (id: string) => { readonly rawStream?: { readonly status?: string } } | undefined
+  readonly delete: (id: string) => boolean
+}
 
 const encodeOp = Schema.encode(OpFromBytes)
 
@@ -165,7 +187,8 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
       dropped: 0,
       published: 0,
       skippedOversize: 0,
-      publishFailed: 0
+      publishFailed: 0,
+      streamsRepaired: 0
     }
     const bump = (counter: Counter, n = 1) => {
       counts[counter] += n
@@ -286,6 +309,49 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
           node.removeEventListener("peer:disconnect", onPeerDisconnect)
         })
     )
+
+    /*
+     * gossipsub opens its one outbound stream to a peer when a connection opens, and never again while the peer stays
+     * connected: if that stream ends (reset by the peer, or a reconnection that raced the old connection's close, which
+     * leaves the closed stream in place), every message to the peer is dropped without a trace until it disconnects.
+     * Seen in tests: a restarted node never got its neighbor's gossip. So connected gossipsub peers are checked every
+     * STREAM_CHECK_INTERVAL; one whose stream is closed, or missing at two checks in a row (it is missing for a moment
+     * while gossipsub opens it), gets a new one the way gossipsub opens it on a connection.
+     */
+    const internals = pubsub as unknown as GossipsubInternals
+    if (
+      internals.peers instanceof Map && internals.streamsOutbound instanceof Map &&
+      typeof internals.onPeerConnected === "function"
+    ) {
+      const peers = internals.peers as ReadonlyMap<string, unknown>
+      const outbound = internals.streamsOutbound as unknown as OutboundStreams
+      const open = (internals.onPeerConnected as (peerId: PeerId, connection: Connection) => void).bind(pubsub)
+      let missing = new Set<string>()
+      const checkStreams = () => {
+        const missingNow = new Set<string>()
+        const checked = new Set<string>()
+        for (const connection of node.getConnections()) {
+          const id = connection.remotePeer.toString()
+          if (connection.status !== "open" || checked.has(id) || !peers.has(id)) continue
+          checked.add(id)
+          const stream = outbound.get(id)
+          if (stream !== undefined && stream.rawStream?.status === "open") continue
+          if (stream === undefined && !missing.has(id)) {
+            missingNow.add(id)
+            continue
+          }
+          if (stream !== undefined) outbound.delete(id)
+          bump("streamsRepaired")
+          open(connection.remotePeer, connection)
+        }
+        missing = missingNow
+      }
+      yield* Effect.sync(checkStreams).pipe(
+        Effect.repeat(Schedule.spaced(STREAM_CHECK_INTERVAL)),
+        Effect.delay(STREAM_CHECK_INTERVAL),
+        Effect.forkScoped
+      )
+    }
 
     const dialBootstrap = (peer: NodeAddr | NodeId) => {
       const addr = peer instanceof NodeAddr ? peer : new NodeAddr({ nodeId: peer, addrs: [] })

@@ -282,6 +282,29 @@ describe("Gossip", () => {
       assert.strictEqual(receivedOps(yield* atB.events).length, 1)
     }))
 
+  it.scopedLive("an outbound stream lost while the peer stays connected is reopened; gossip flows again", () =>
+    Effect.gen(function*() {
+      const ns = NamespaceSecret.generate()
+      const a = yield* startPeer()
+      const b = yield* startPeer()
+      const atB = yield* record(b, ns)
+      yield* a.gossip.join(ns.id)
+      yield* b.gossip.join(ns.id, [yield* a.network.addr])
+      yield* atB.neighborUp(a)
+      yield* relayed(ns, a, atB, 0)
+      // gossipsub's own stream from A to B ends; the connection stays. gossipsub alone never opens another one.
+      const router = a.network.libp2p.services.pubsub as unknown as {
+        streamsOutbound: Map<string, { rawStream: { abort: (e: Error) => void } }>
+      }
+      const idB = b.network.libp2p.peerId.toString()
+      router.streamsOutbound.get(idB)!.rawStream.abort(new Error("test: stream lost"))
+      yield* eventually(Effect.sync(() => (router.streamsOutbound.has(idB) ? undefined : true)), "stream dropped")
+      assert.strictEqual(a.network.libp2p.getConnections(b.network.libp2p.peerId).length, 1)
+      const before = (yield* atB.events).length
+      yield* relayed(ns, a, { events: Effect.map(atB.events, (events) => events.slice(before)) }, 1000)
+      assert.isAtLeast((yield* stats(a)).streamsRepaired, 1)
+    }))
+
   it.scopedLive("broadcast with nobody listening succeeds; oversize Ops are skipped and counted", () =>
     Effect.gen(function*() {
       const ns = NamespaceSecret.generate()
@@ -309,7 +332,8 @@ describe("Gossip", () => {
         dropped: 0,
         published: 2,
         skippedOversize: 1,
-        publishFailed: 0
+        publishFailed: 0,
+        streamsRepaired: 0
       })
       assert.strictEqual(Gossip.DEFAULT_MAX_MESSAGE_SIZE, 65536)
     }))

@@ -462,7 +462,9 @@ describe("LiveSync", () => {
       const docA = yield* Docs.createDoc(a.docs)
       const ticket = yield* docA.share("Write", "Addresses")
       const { seen } = yield* join(b, ticket)
+      // A publishes to B once it has B's subscription, over a stream that is open once B has A's (flood publish).
       yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 1), 15_000, "A sees B")
+      yield* eventually(Effect.map(neighborsOf(b, docA.id), (ns) => ns.length === 1), 15_000, "B sees A")
       const topic = Gossip.topicOf(docA.id)
       const pubsub = a.network.libp2p.services.pubsub
       for (let i = 0; i < 100; i++) {
