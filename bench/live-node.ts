@@ -134,6 +134,10 @@ const main = Effect.gen(function*() {
           const u = process.cpuUsage()
           return (u.user + u.system) / 1000
         })
+      case "busy":
+        // Milliseconds the main thread (event loop) has been busy: the part of `cpu` that is not GC helper,
+        // worker or thread-pool threads.
+        return Effect.sync(() => performance.eventLoopUtilization().active)
       case "arrivals":
         return Effect.sync(() => [...arrivals.entries()])
       case "arrived":

@@ -8,7 +8,8 @@
  *
  * By default every node runs in a process of its own (bench/live-node.ts, driven over IPC), as nodes run in
  * reality; times are `performance.timeOrigin + performance.now()`, shared by the processes of one machine, and the
- * CPU time each node spent per write is reported. `--in-process` runs all nodes on this process's one thread (the
+ * CPU time each node spent per write is reported, with the time its main thread was busy (event-loop utilisation:
+ * above the CPU time when the thread waited for a core). `--in-process` runs all nodes on this process's one thread (the
  * swarm's rate is then bounded by a write's CPU cost summed over all nodes). `--inline-max N` sets the nodes'
  * `inlineContentMax` (0: content is downloaded, not gossiped inline). `--no-content` makes the receivers skip
  * content (download policy NothingExcept), `--stats` prints every node's counters, `--profile FILE` records the
@@ -435,6 +436,7 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     const heap = heapProfile !== undefined
     if (profile !== undefined) yield* allOf(nodes, "profileStart", { heap })
     const cpu0 = (yield* allOf(nodes, "cpu")).map(Number)
+    const busy0 = (yield* allOf(nodes, "busy")).map(Number)
     const { sent, writeMs } = (yield* nodes[0]!.call("write", { writes, interval, size })) as {
       sent: Array<number>
       writeMs: number
@@ -446,8 +448,10 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
       50
     )
     const cpu1 = (yield* allOf(nodes, "cpu")).map(Number)
+    const busy1 = (yield* allOf(nodes, "busy")).map(Number)
     const cpuMsPerWrite = cpu1.map((c, i) => round2((c - cpu0[i]!) / writes))
-    progress(`  CPU per write (ms): ${cpuMsPerWrite.join(", ")}`)
+    const mainMsPerWrite = busy1.map((b, i) => round2((b - busy0[i]!) / writes))
+    progress(`  CPU per write (ms): ${cpuMsPerWrite.join(", ")}; main thread busy: ${mainMsPerWrite.join(", ")}`)
     if (profile !== undefined) {
       const ext = heap ? "heapprofile" : "cpuprofile"
       yield* Effect.forEach(nodes, (node, i) => node.call("profileStop", { file: `${profile}.node${i}.${ext}`, heap }))
@@ -486,7 +490,8 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
       gossipP99Ms: round2(raw.p99),
       ratio: round2(p50Ms / gossipP50Ms),
       converged: delivered === writes && equal,
-      cpuMsPerWrite
+      cpuMsPerWrite,
+      mainMsPerWrite
     }
   }).pipe(Effect.scoped)
 
