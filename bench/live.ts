@@ -10,7 +10,8 @@
  * reality; times are `performance.timeOrigin + performance.now()`, shared by the processes of one machine, and the
  * CPU time each node spent per write is reported, with the time its main thread was busy (event-loop utilisation:
  * above the CPU time when the thread waited for a core). `--in-process` runs all nodes on this process's one thread (the
- * swarm's rate is then bounded by a write's CPU cost summed over all nodes). `--inline-max N` sets the nodes'
+ * swarm's rate is then bounded by a write's CPU cost summed over all nodes); with `--ops` it also counts the Effect
+ * operations all nodes execute per write (op supervision slows the run: latencies are then not comparable). `--inline-max N` sets the nodes'
  * `inlineContentMax` (0: content is downloaded, not gossiped inline). `--no-content` makes the receivers skip
  * content (download policy NothingExcept), `--stats` prints every node's counters, `--profile FILE` records the
  * write phase (per node: FILE.nodeI.cpuprofile), `--heap-profile FILE` (process mode) samples its allocations instead, collected
@@ -34,7 +35,7 @@ import * as Docs from "../src/services/Docs.js"
 import * as Gossip from "../src/services/Gossip.js"
 import * as Network from "../src/services/Network.js"
 import type { Reply, Request } from "./live-node.js"
-import { numberFlag, profiled, progress, randomBytes } from "./util.js"
+import { countingOps, numberFlag, OpCounter, profiled, progress, randomBytes } from "./util.js"
 
 /**
  * One write every 10 ms (100 writes/s). Measured with one process per node on the shared 2-core machine: with a
@@ -236,7 +237,10 @@ const inProcessBench = (flags: ReadonlyMap<string, string>) =>
       progress(`  ${writes} writes in ${Math.round(writeMs)} ms (${Math.round(writes / (writeMs / 1000))}/s)`)
       yield* waitUntil(() => arrivals.every((a) => a.size >= writes), 15_000)
     })
+    const ops0 = opCounter.count
     yield* profiled(flags, run)
+    const opsPerWrite = flags.get("ops") === "true" ? Math.round((opCounter.count - ops0) / writes) : undefined
+    if (opsPerWrite !== undefined) progress(`  Effect operations per write (all nodes): ${opsPerWrite}`)
 
     const latencies: Array<number> = []
     let delivered = 0
@@ -273,7 +277,8 @@ const inProcessBench = (flags: ReadonlyMap<string, string>) =>
       p99Ms: round2(p99Ms),
       gossipP50Ms: round2(gossipP50Ms),
       ratio: round2(p50Ms / gossipP50Ms),
-      converged: delivered === writes && equal
+      converged: delivered === writes && equal,
+      ...(opsPerWrite === undefined ? {} : { opsPerWrite })
     }
   }).pipe(Effect.scoped, Effect.orDie)
 
@@ -495,5 +500,12 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     }
   }).pipe(Effect.scoped)
 
+/** In-process runs with `--ops` count the Effect operations of every node's fibers. */
+const opCounter = new OpCounter()
+
 export const liveBench = (flags: ReadonlyMap<string, string>) =>
-  flags.get("in-process") === "true" ? inProcessBench(flags) : multiProcessBench(flags)
+  flags.get("in-process") !== "true"
+    ? multiProcessBench(flags)
+    : flags.get("ops") === "true"
+    ? countingOps(opCounter, inProcessBench(flags))
+    : inProcessBench(flags)

@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import { Effect, RuntimeFlags, RuntimeFlagsPatch, Supervisor } from "effect"
 import * as fs from "node:fs"
 import * as inspector from "node:inspector"
 import * as v8 from "node:v8"
@@ -121,3 +121,24 @@ const heapProfiled = <A, E, R>(file: string, effect: Effect.Effect<A, E, R>): Ef
       )
   )
 }
+
+/**
+ * Counts the Effect operations the runtime executes in the fibers started under {@link countingOps}: a figure that,
+ * unlike time on a shared machine, does not vary from run to run.
+ */
+export class OpCounter extends Supervisor.AbstractSupervisor<void> {
+  count = 0
+  get value() {
+    return Effect.void
+  }
+  override onEffect() {
+    this.count++
+  }
+}
+
+/** Runs `effect` with op supervision on (slower: use only for counting), every fiber it starts counted. */
+export const countingOps = <A, E, R>(counter: OpCounter, effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(
+    Effect.supervised(counter),
+    Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision))
+  )
