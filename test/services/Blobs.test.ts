@@ -128,6 +128,23 @@ for (const [name, makeLayer] of IMPLS) {
       assert.strictEqual(yield* tagOf(blobs.openReader(hashOf(utf8("never added")))), "BlobNotFound")
     }))
 
+    test("addBytes of a blob being downloaded completes it; the partial's writer then finds it Complete", Effect.gen(function*() {
+      const blobs = yield* Blobs.Blobs
+      const bytes = random(10_000)
+      const hash = hashOf(bytes)
+      const partial = yield* blobs.openPartial(hash, bytes.length)
+      yield* partial.write(bytes.subarray(0, 4_000))
+      assert.strictEqual(yield* blobs.status(hash), "Incomplete")
+      assert.deepStrictEqual(yield* blobs.addBytes(bytes), { hash, size: bytes.length })
+      assert.strictEqual(yield* blobs.status(hash), "Complete")
+      yield* partial.write(bytes.subarray(4_000))
+      assert.deepStrictEqual(yield* partial.commit, { hash, size: bytes.length })
+      assert.isTrue(equals(yield* blobs.read(hash), bytes))
+      // Adding it again changes nothing; a later openPartial finds it Complete.
+      assert.deepStrictEqual(yield* blobs.addBytes(bytes), { hash, size: bytes.length })
+      assert.strictEqual(yield* (yield* blobs.openPartial(hash, bytes.length)).offset, bytes.length)
+    }))
+
     test("the empty hash is always Complete", Effect.gen(function*() {
       const blobs = yield* Blobs.Blobs
       assert.strictEqual(yield* blobs.status(EMPTY), "Complete")
