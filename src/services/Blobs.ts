@@ -20,7 +20,7 @@ import { Cause, Chunk, Context, Effect, Layer, Option, Scope, Stream } from "eff
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs/promises"
 import { dirname, join } from "node:path"
-import { equals, toHex } from "../internal/bytes.js"
+import { copy, equals, toHex } from "../internal/bytes.js"
 import {
   BlobCorrupt,
   type BlobError,
@@ -765,13 +765,14 @@ const memoryBackend = (): Backend => {
       }),
     putBytes: (hex, bytes) =>
       Effect.sync(() => {
-        if (!complete.has(hex)) complete.set(hex, bytes.slice())
+        // Copies (`copy`, not `slice`: a Buffer's slice is a view of the caller's memory).
+        if (!complete.has(hex)) complete.set(hex, copy(bytes))
         partials.delete(hex)
       }),
     sink: Effect.sync(() => {
       const chunks: Array<Uint8Array> = []
       return {
-        write: (bytes) => Effect.sync(() => void chunks.push(bytes.slice())),
+        write: (bytes) => Effect.sync(() => void chunks.push(copy(bytes))),
         seal: Effect.void,
         promote: (hex, size) =>
           Effect.sync(() => {
@@ -785,7 +786,7 @@ const memoryBackend = (): Backend => {
       Effect.sync(() => {
         const p = partials.get(hex)
         if (p !== undefined) {
-          p.chunks.push(bytes.slice())
+          p.chunks.push(copy(bytes))
           p.have += bytes.length
         }
       }),

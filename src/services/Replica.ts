@@ -6,7 +6,7 @@
  * Reads (getExact, getMany, lists) go straight to the Store: replies come after commit, so reads see every
  * acknowledged write. Remote entries are verified (two strict signatures) in the caller's fiber, before they queue.
  */
-import { Cause, Clock, Context, Deferred, Effect, Either, Exit, Fiber, FiberId, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
+import { Cause, Chunk, Clock, Context, Deferred, Effect, Either, Exit, Fiber, FiberId, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
 import { equals, toHex } from "../internal/bytes.js"
 import { trusted } from "../internal/trusted.js"
 import { PublicKeyCache, validateEntry } from "../internal/signing.js"
@@ -97,6 +97,14 @@ export interface ReplicaService {
    * Unsubscribes when the scope closes.
    */
   readonly subscribe: (ns: NamespaceId) => Effect.Effect<Stream.Stream<ReplicaEvent>, ReplicaNotOpen, Scope.Scope>
+  /**
+   * `subscribe` as a pull, for consumers on the write path: each run waits for the events published since the last
+   * one (in order, at least one), and fails with NoSuchElementException once the replica closed and every event
+   * before that was taken. A Stream stage costs about 60 Effect operations per event, this about 20.
+   */
+  readonly subscribePull: (
+    ns: NamespaceId
+  ) => Effect.Effect<Effect.Effect<ReadonlyArray<ReplicaEvent>, Cause.NoSuchElementException>, ReplicaNotOpen, Scope.Scope>
   /**
    * Hands each insert event to `sink` right after its commit, in order, from the actor itself: no queue and no fiber
    * between the commit and the sink (the live engine feeds its subscribers' queues this way). The sink runs in the
@@ -808,6 +816,25 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       return stream
     })
 
+  const subscribePull: ReplicaService["subscribePull"] = (ns) =>
+    Effect.gen(function*() {
+      const r = yield* getOpen(ns)
+      const subscription = yield* PubSub.subscribe(r.events)
+      r.subscribers++
+      yield* Effect.addFinalizer(() => Effect.sync(() => void r.subscribers--))
+      let ended = false
+      const done = Effect.fail(new Cause.NoSuchElementException())
+      return Effect.suspend((): Effect.Effect<ReadonlyArray<ReplicaEvent>, Cause.NoSuchElementException> =>
+        ended ? done : Effect.flatMap(Queue.takeBetween(subscription, 1, EVENT_CAPACITY), (chunk) => {
+          const taken = Chunk.toReadonlyArray(chunk)
+          const end = taken.indexOf(END)
+          if (end < 0) return Effect.succeed(taken as ReadonlyArray<ReplicaEvent>)
+          ended = true
+          return end === 0 ? done : Effect.succeed(taken.slice(0, end) as ReadonlyArray<ReplicaEvent>)
+        })
+      )
+    })
+
   const subscribeSink: ReplicaService["subscribeSink"] = (ns, sink) =>
     Effect.gen(function*() {
       const r = yield* getOpen(ns)
@@ -842,6 +869,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
     setSync,
     capability: (ns) => Effect.map(getOpen(ns), (r) => r.capability),
     subscribe,
+    subscribePull,
     subscribeSink,
     insertLocal,
     deletePrefix,

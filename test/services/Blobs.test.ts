@@ -145,6 +145,32 @@ for (const [name, makeLayer] of IMPLS) {
       assert.strictEqual(yield* (yield* blobs.openPartial(hash, bytes.length)).offset, bytes.length)
     }))
 
+    test("bytes handed to an add or a partial write are copied: the caller may reuse its Buffer at once", Effect.gen(function*() {
+      const blobs = yield* Blobs.Blobs
+      const buffer = Buffer.alloc(1000)
+      const parts = [1, 2, 3].map((n) => new Uint8Array(1000).fill(n))
+      const expected = concat(...parts)
+      // One Buffer refilled for every chunk (Buffer.slice would be a view of it).
+      const reused = Stream.fromIterable(parts).pipe(
+        Stream.rechunk(1),
+        Stream.mapEffect((p) => Effect.sync(() => (buffer.set(p), buffer)))
+      )
+      const added = yield* blobs.addStream(reused)
+      assert.isTrue(equals(yield* blobs.read(added.hash), expected))
+      buffer.fill(9)
+      const small = Buffer.from(parts[0]!)
+      const one = yield* blobs.addBytes(small)
+      small.fill(9)
+      assert.isTrue(equals(yield* blobs.read(one.hash), parts[0]!))
+      const partial = yield* blobs.openPartial(hashOf(expected), expected.length)
+      for (const p of parts) {
+        buffer.set(p)
+        yield* partial.write(buffer)
+      }
+      buffer.fill(9)
+      assert.deepStrictEqual(yield* partial.commit, { hash: hashOf(expected), size: expected.length })
+    }))
+
     test("the empty hash is always Complete", Effect.gen(function*() {
       const blobs = yield* Blobs.Blobs
       assert.strictEqual(yield* blobs.status(EMPTY), "Complete")

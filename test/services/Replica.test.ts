@@ -808,6 +808,28 @@ for (const combo of COMBOS) {
           yield* put("c")
           assert.deepStrictEqual((yield* collect(Stream.take(again, 1))).map(eventLabel), ["Local c"])
         }))
+      test("subscribePull: the events in order, in batches, then NoSuchElement once the replica closed", () =>
+        Effect.gen(function*() {
+          const { replica, ns, put } = yield* harness()
+          yield* replica.open(ns)
+          const pull = yield* replica.subscribePull(ns)
+          assert.strictEqual((yield* replica.state(ns)).subscribers, 1)
+          yield* put("a")
+          yield* put("b")
+          yield* put("c")
+          const first = yield* pull
+          assert.isAtLeast(first.length, 1)
+          const seen = [...first]
+          while (seen.length < 3) seen.push(...(yield* pull))
+          assert.deepStrictEqual(seen.map(eventLabel), ["Local a", "Local b", "Local c"])
+          yield* put("d")
+          assert.isFalse(yield* replica.close(ns))
+          assert.isTrue(yield* replica.close(ns))
+          // What was published before the close comes first, then the end (again on every later pull).
+          assert.deepStrictEqual((yield* pull).map(eventLabel), ["Local d"])
+          assert.strictEqual((yield* Effect.flip(pull))._tag, "NoSuchElementException")
+          assert.strictEqual((yield* Effect.flip(pull))._tag, "NoSuchElementException")
+        }))
     })
 
     describe("capabilities", () => {
