@@ -7,16 +7,18 @@
  * other node, at the same rate.
  *
  * By default every node runs in a process of its own (bench/live-node.ts, driven over IPC), as nodes run in
- * reality; times are `performance.timeOrigin + performance.now()`, shared by the processes of one machine, and the
- * CPU time each node spent per write is reported, with the time its main thread was busy (event-loop utilisation:
- * above the CPU time when the thread waited for a core). `--in-process` runs all nodes on this process's one thread (the
- * swarm's rate is then bounded by a write's CPU cost summed over all nodes); with `--ops` it also counts the Effect
- * operations all nodes execute per write (op supervision slows the run: latencies are then not comparable). `--inline-max N` sets the nodes'
- * `inlineContentMax` (0: content is downloaded, not gossiped inline). `--no-content` makes the receivers skip
- * content (download policy NothingExcept), `--stats` prints every node's counters, `--profile FILE` records the
- * write phase (per node: FILE.nodeI.cpuprofile), `--heap-profile FILE` (process mode) samples its allocations instead, collected
- * garbage included (FILE.nodeI.heapprofile), `--dump FILE` writes each write's send time and latencies and
- * `--node-args "…"` passes node/V8 flags to the node processes (process mode). In process mode `--warmup N` (default
+ * reality; times are `performance.timeOrigin + performance.now()`, shared by the processes of one machine. Reported
+ * beside the latencies: raw gossipsub's own p99, and per node the CPU time per write and the time its main thread was
+ * busy (event-loop utilisation: above the CPU time when the thread waited for a core).
+ *
+ * Flags: `--in-process` runs all nodes on this process's one thread (the swarm's rate is then bounded by a write's CPU
+ * cost summed over all nodes); with `--ops` it also counts the Effect operations all nodes execute per write (op
+ * supervision slows the run: its latencies are not comparable). `--inline-max N` sets the nodes' `inlineContentMax`
+ * (0: content is downloaded, not gossiped inline). `--no-content` makes the receivers skip content (download policy
+ * NothingExcept), `--stats` prints every node's counters, `--profile FILE` records the write phase (per node:
+ * FILE.nodeI.cpuprofile), `--heap-profile FILE` (process mode) samples its allocations instead, collected garbage
+ * included (FILE.nodeI.heapprofile), `--dump FILE` writes each write's send time and latencies and `--node-args "…"`
+ * passes node/V8 flags to the node processes (process mode). In process mode `--warmup N` (default
  * {@link DEFAULT_WARMUP_WRITES}) writes N unmeasured entries first at the same rate, so that the figures are those of
  * running nodes, not of code still being compiled (as the blobs bench warms up before it measures).
  */

@@ -15,11 +15,11 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Blake3Hasher } from "@napi-rs/blake-hash"
-import { blake3 } from "../internal/blake3.js"
 import { Cause, Chunk, Context, Effect, Layer, Option, Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs/promises"
 import { dirname, join } from "node:path"
+import { blake3 } from "../internal/blake3.js"
 import { copy, equals, toHex } from "../internal/bytes.js"
 import {
   BlobCorrupt,
@@ -475,8 +475,8 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
   /**
    * Bytes in hand need no sink when the backend stores them in one synchronous step (memory): hashed at once, tagged,
    * put. No lock either: no holder of the hash's lock can see the put half done, and whatever it does next finds the
-   * blob Complete, as after any add. A 32-byte add in its own scope costs 150 Effect operations by the sink, 65 here (the
-   * live engine adds every small content it writes or receives inline).
+   * blob Complete, as after any add. A 32-byte add in its own scope costs 150 Effect operations by the sink, 65
+   * here (the live engine adds every small content it writes or receives inline).
    */
   const putBytes = backend.putBytes
   const addBytes: BlobsService["addBytes"] = putBytes === undefined

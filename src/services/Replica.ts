@@ -753,11 +753,13 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       return results
     })
 
+  /** The time remote entries are checked against, once the replica is known to be open for sync. */
+  const syncNow = (ns: NamespaceId) =>
+    Effect.flatMap(getOpen(ns), (r) => (r.sync ? nowMicros : Effect.fail(new SyncNotEnabled({ namespace: ns }))))
+
   const prepareRemoteMany: ReplicaService["prepareRemoteMany"] = (ns, entries, from) =>
     Effect.gen(function*() {
-      const r = yield* getOpen(ns)
-      if (!r.sync) return yield* new SyncNotEnabled({ namespace: ns })
-      const now = yield* nowMicros
+      const now = yield* syncNow(ns)
       if (entries.length === 0) return Effect.succeed([])
       const chunks: Array<ReadonlyArray<readonly [SignedEntry, ContentStatus]>> = []
       for (let i = 0; i < entries.length; i += REMOTE_CHUNK) chunks.push(entries.slice(i, i + REMOTE_CHUNK))
@@ -787,9 +789,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
     Effect.gen(function*() {
       // One chunk (the live path: a gossiped entry or a few): checked and stored without a background fiber.
       if (entries.length > REMOTE_CHUNK) return yield* Effect.flatten(prepareRemoteMany(ns, entries, from))
-      const r = yield* getOpen(ns)
-      if (!r.sync) return yield* new SyncNotEnabled({ namespace: ns })
-      const now = yield* nowMicros
+      const now = yield* syncNow(ns)
       return yield* applyRemoteChunk(ns, yield* checkRemoteChunk(ns, entries, now), from)
     })
 
@@ -805,28 +805,27 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   const setSync = (ns: NamespaceId, sync: boolean) =>
     Effect.flatMap(getOpen(ns), (r) => Effect.sync(() => void (r.sync = sync)))
 
-  const subscribe = (ns: NamespaceId) =>
+  /** The replica's events from now on, for the scope, counted as a subscriber; END follows the last one. */
+  const subscription = (ns: NamespaceId) =>
     Effect.gen(function*() {
       const r = yield* getOpen(ns)
-      const stream = Stream.takeWhile(
-        yield* Stream.fromPubSub(r.events, { scoped: true }),
-        (e): e is ReplicaEvent => e !== END
-      )
+      const queue = yield* PubSub.subscribe(r.events)
       r.subscribers++
       yield* Effect.addFinalizer(() => Effect.sync(() => void r.subscribers--))
-      return stream
+      return queue
     })
+
+  const subscribe = (ns: NamespaceId) =>
+    Effect.map(subscription(ns), (queue) =>
+      Stream.takeWhile(Stream.fromQueue(queue), (e): e is ReplicaEvent => e !== END))
 
   const subscribePull: ReplicaService["subscribePull"] = (ns) =>
     Effect.gen(function*() {
-      const r = yield* getOpen(ns)
-      const subscription = yield* PubSub.subscribe(r.events)
-      r.subscribers++
-      yield* Effect.addFinalizer(() => Effect.sync(() => void r.subscribers--))
+      const queue = yield* subscription(ns)
       let ended = false
       const done = Effect.fail(new Cause.NoSuchElementException())
       return Effect.suspend((): Effect.Effect<ReadonlyArray<ReplicaEvent>, Cause.NoSuchElementException> =>
-        ended ? done : Effect.flatMap(Queue.takeBetween(subscription, 1, EVENT_CAPACITY), (chunk) => {
+        ended ? done : Effect.flatMap(Queue.takeBetween(queue, 1, EVENT_CAPACITY), (chunk) => {
           const taken = Chunk.toReadonlyArray(chunk)
           const end = taken.indexOf(END)
           if (end < 0) return Effect.succeed(taken as ReadonlyArray<ReplicaEvent>)

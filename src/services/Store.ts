@@ -203,8 +203,6 @@ const packedToEntry = (ns: Uint8Array, r: PackedRow): SignedEntry => {
   })
 }
 
-/** Index key of an entry within its namespace: `author ‖ key` as latin1, whose string order is the byte order. */
-
 /** `prefix ‖ bytes of the latin1 string s` in one allocation. */
 const withLatin1 = (prefix: Uint8Array, s: string): Uint8Array => {
   const out = new Uint8Array(prefix.length + s.length)

@@ -104,6 +104,22 @@ const relayed = (
     )
   })
 
+/**
+ * A fresh topic that A joins and B joins through A, B's events recorded; returns once B heard A's subscription, i.e.
+ * once A's own gossipsub stream to B is open (what A publishes before that is dropped).
+ */
+const pairOnTopic = (configB: Gossip.GossipConfig = {}) =>
+  Effect.gen(function*() {
+    const ns = NamespaceSecret.generate()
+    const a = yield* startPeer()
+    const b = yield* startPeer(configB)
+    const atB = yield* record(b, ns)
+    yield* a.gossip.join(ns.id)
+    yield* b.gossip.join(ns.id, [yield* a.network.addr])
+    yield* atB.neighborUp(a)
+    return { ns, a, b, atB }
+  })
+
 describe("Gossip", () => {
   it.scopedLive("two nodes: NeighborUp on both sides; Put, ContentReady and SyncReport arrive decoded", () =>
     Effect.gen(function*() {
@@ -253,13 +269,7 @@ describe("Gossip", () => {
 
   it.scopedLive("100 undecodable payloads are counted and skipped; a valid message still arrives", () =>
     Effect.gen(function*() {
-      const ns = NamespaceSecret.generate()
-      const a = yield* startPeer()
-      const b = yield* startPeer({ maxMessageSize: 1000 })
-      const atB = yield* record(b, ns)
-      yield* a.gossip.join(ns.id)
-      yield* b.gossip.join(ns.id, [yield* a.network.addr])
-      yield* atB.neighborUp(a)
+      const { a, atB, b, ns } = yield* pairOnTopic({ maxMessageSize: 1000 })
       const pubsub = a.network.libp2p.services.pubsub
       const topic = Gossip.topicOf(ns.id)
       for (let i = 0; i < 100; i++) {
@@ -284,13 +294,7 @@ describe("Gossip", () => {
 
   it.scopedLive("an outbound stream lost while the peer stays connected is reopened; gossip flows again", () =>
     Effect.gen(function*() {
-      const ns = NamespaceSecret.generate()
-      const a = yield* startPeer()
-      const b = yield* startPeer()
-      const atB = yield* record(b, ns)
-      yield* a.gossip.join(ns.id)
-      yield* b.gossip.join(ns.id, [yield* a.network.addr])
-      yield* atB.neighborUp(a)
+      const { a, atB, b, ns } = yield* pairOnTopic()
       yield* relayed(ns, a, atB, 0)
       // gossipsub's own stream from A to B ends; the connection stays. gossipsub alone never opens another one.
       const router = a.network.libp2p.services.pubsub as unknown as {
