@@ -7,9 +7,15 @@
  * Fairness: both copies first run once on a smaller blob (warm-up: JIT, socket and allocator state), then `--rounds`
  * rounds each time one raw copy and one download, in alternating order; the download's partial and complete data are
  * deleted before each round. Reported: medians of the rounds; `ratio` is the median of the per-round ratios, so
- * each ratio compares two copies that ran back to back under the same machine load.
- * Flags: `--size` (bytes, default 100 MiB), `--chunk` (provider chunk size), `--rounds` (default 3), `--mem` (log
- * memory every 500 ms).
+ * each ratio compares two copies that ran back to back under the same machine load (on the shared 2-core machine one
+ * round's ratio ranges 0.45–1.0 for the same code, the raw copy alone 135–290 MiB/s). More rounds do not help the
+ * memory figure: peak RSS creeps up ~5 MB a round (allocator fragmentation). Each round's progress line gives both
+ * copies' CPU time, of the process (all threads: the blob path's disk reads and writes run on libuv's pool) and of
+ * its main thread, which carries both nodes' network work and is the bottleneck: the blob path's main thread
+ * measured 1.5–1.7× the raw copy's (570–620 vs 360 ms per 100 MiB), its socket writes alone 4× (profile).
+ * Flags: `--size` (bytes, default 100 MiB), `--chunk` (provider chunk size), `--rounds` (default
+ * {@link DEFAULT_ROUNDS}), `--mem` (log memory every 500 ms), `--profile FILE` (CPU profiles of the last round's
+ * copies: FILE.raw.cpuprofile and FILE.blob.cpuprofile).
  */
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Context, Effect, Layer, Stream } from "effect"
@@ -21,11 +27,12 @@ import type { NodeAddr } from "../src/schema/NodeAddr.js"
 import * as BlobTransfer from "../src/services/BlobTransfer.js"
 import * as Blobs from "../src/services/Blobs.js"
 import * as Network from "../src/services/Network.js"
-import { memorySampled, numberFlag, peakRssMb, progress, tempDir } from "./util.js"
+import { mainThreadCpuMs, memorySampled, numberFlag, profiled, peakRssMb, progress, tempDir } from "./util.js"
 
 const RAW_PROTOCOL = "/rangedocs-bench/raw/1"
 const MiB = 1024 * 1024
 const WARM_UP_SIZE = 16 * MiB
+const DEFAULT_ROUNDS = 3
 
 const rss = () => {
   const m = process.memoryUsage()
@@ -61,7 +68,7 @@ export const blobsBench = (flags: ReadonlyMap<string, string>) =>
   Effect.gen(function*() {
     const size = numberFlag(flags, "size", 100 * MiB)
     const chunkSize = numberFlag(flags, "chunk", BlobTransfer.DEFAULT_CHUNK_SIZE)
-    const rounds = Math.max(1, numberFlag(flags, "rounds", 3))
+    const rounds = Math.max(1, numberFlag(flags, "rounds", DEFAULT_ROUNDS))
     const dir = yield* Effect.acquireRelease(
       Effect.sync(() => tempDir("rangedocs-bench-blobs-")),
       (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
@@ -117,35 +124,42 @@ export const blobsBench = (flags: ReadonlyMap<string, string>) =>
     const addrA = yield* netA.addr
     yield* netB.dial(addrA)
 
+    /** The result, wall ms, and CPU ms of the process (all threads) and of its main thread. */
     const timed = <A, E>(effect: Effect.Effect<A, E>) =>
       Effect.gen(function*() {
         const t0 = performance.now()
+        const cpu0 = process.cpuUsage()
+        const main0 = mainThreadCpuMs()
         const a = yield* effect
-        return [a, performance.now() - t0] as const
+        const cpu = process.cpuUsage(cpu0)
+        const main = mainThreadCpuMs() - main0
+        return [a, performance.now() - t0, { all: (cpu.user + cpu.system) / 1000, main }] as const
       })
+    const fmtCpu = (c: { readonly all: number; readonly main: number }) =>
+      `cpu ${Math.round(c.all)} ms, main thread ${Math.round(c.main)}`
 
     const raw = (which: 0 | 1, addr: NodeAddr) =>
       Effect.gen(function*() {
-        const [bytes, ms] = yield* timed(Effect.scoped(Effect.gen(function*() {
+        const [bytes, ms, cpu] = yield* timed(Effect.scoped(Effect.gen(function*() {
           const stream = yield* netB.openStream(addr, RAW_PROTOCOL)
           yield* Network.send(stream, Uint8Array.of(which))
           return yield* Stream.runFold(Network.receive(stream), 0, (n, chunk) => n + chunk.length)
         })))
         const expected = sizes[which]
         if (bytes !== expected) return yield* Effect.dieMessage(`raw stream delivered ${bytes} of ${expected} bytes`)
-        return mibPerSec(bytes, ms)
+        return [mibPerSec(bytes, ms), cpu] as const
       })
 
     const download = (hash: Hash, expected: number, addr: NodeAddr) =>
       Effect.gen(function*() {
         yield* blobsB.delete(hash)
-        const [got, ms] = yield* timed(transfer.download(hash, () => [addr]))
+        const [got, ms, cpu] = yield* timed(transfer.download(hash, () => [addr]))
         const status = yield* blobsB.status(hash)
         if (got.size !== expected || status !== "Complete") return yield* Effect.dieMessage(`download ended ${status}`)
-        return [mibPerSec(expected, ms), ms] as const
+        return [mibPerSec(expected, ms), ms, cpu] as const
       })
 
-    const warmRaw = yield* raw(0, addrA)
+    const [warmRaw] = yield* raw(0, addrA)
     const [warmBlob] = yield* download(warmUpBlob.hash, warmUpBlob.size, addrA)
     progress(`  warm-up (${warmUpBlob.size} bytes): raw ${warmRaw.toFixed(1)} MiB/s, blob ${warmBlob.toFixed(1)} MiB/s (${rss()})`)
 
@@ -153,19 +167,28 @@ export const blobsBench = (flags: ReadonlyMap<string, string>) =>
     const blobRates: Array<number> = []
     const blobMs: Array<number> = []
     const ratios: Array<number> = []
+    const profileFile = flags.get("profile")
+    /** Profiles the last round's copy `name` with `--profile`. */
+    const profileLast = <A, E>(r: number, name: string, effect: Effect.Effect<A, E>) =>
+      profileFile === undefined || r !== rounds - 1
+        ? effect
+        : profiled(new Map([["profile", `${profileFile}.${name}.cpuprofile`]]), effect)
     for (let r = 0; r < rounds; r++) {
       const rawFirst = r % 2 === 0
-      const rawRate = rawFirst ? yield* raw(1, addrA) : 0
-      const [rate, ms] = yield* download(added.hash, size, addrA)
-      const rawRate2 = rawFirst ? rawRate : yield* raw(1, addrA)
+      const rawCopy = profileLast(r, "raw", raw(1, addrA))
+      const first = rawFirst ? yield* rawCopy : undefined
+      const [rate, ms, blobCpu] = yield* profileLast(r, "blob", download(added.hash, size, addrA))
+      const [rawRate2, rawCpu2] = first ?? (yield* rawCopy)
       raws.push(rawRate2)
       blobRates.push(rate)
       blobMs.push(ms)
       ratios.push(rate / rawRate2)
       progress(
-        `  round ${r + 1} (${rawFirst ? "raw first" : "blob first"}): raw ${rawRate2.toFixed(1)} MiB/s, blob ${
-          rate.toFixed(1)
-        } MiB/s in ${Math.round(ms)} ms, ratio ${(rate / rawRate2).toFixed(3)} (${rss()})`
+        `  round ${r + 1} (${rawFirst ? "raw first" : "blob first"}): raw ${rawRate2.toFixed(1)} MiB/s (${
+          fmtCpu(rawCpu2)
+        }), blob ${rate.toFixed(1)} MiB/s in ${Math.round(ms)} ms (${fmtCpu(blobCpu)}), ratio ${
+          (rate / rawRate2).toFixed(3)
+        } (${rss()})`
       )
     }
     return {

@@ -201,11 +201,13 @@ const main = Effect.gen(function*() {
           session.connect()
           if (args["heap"] === true) {
             // Every allocation sampled, including objects a scavenge already collected: where the garbage comes from.
+            // With `promoted`, only objects that survived the scavenges (promoted to the old generation, whether a
+            // mark-compact collected them later or not): what makes old-generation collections.
             session.post("HeapProfiler.enable", () =>
               session!.post("HeapProfiler.startSampling", {
                 samplingInterval: 8192,
                 includeObjectsCollectedByMajorGC: true,
-                includeObjectsCollectedByMinorGC: true
+                includeObjectsCollectedByMinorGC: args["promoted"] !== true
               } as inspector.HeapProfiler.StartSamplingParameterType, () => resume(Effect.succeed(true))))
             return
           }

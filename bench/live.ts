@@ -16,8 +16,10 @@
  * supervision slows the run: its latencies are not comparable). `--inline-max N` sets the nodes' `inlineContentMax`
  * (0: content is downloaded, not gossiped inline). `--no-content` makes the receivers skip content (download policy
  * NothingExcept), `--stats` prints every node's counters, `--profile FILE` records the write phase (per node:
- * FILE.nodeI.cpuprofile), `--heap-profile FILE` (process mode) samples its allocations instead, collected garbage
- * included (FILE.nodeI.heapprofile), `--dump FILE` writes each write's send time and latencies and `--node-args "…"`
+ * FILE.nodeI.cpuprofile; `--profile-raw FILE` the raw gossipsub phase), `--heap-profile FILE` (process mode) samples
+ * its allocations instead, collected garbage included (FILE.nodeI.heapprofile), `--promoted-profile FILE` only the
+ * allocations that outlived the scavenges (promoted to the old generation: what makes scavenges slow and
+ * mark-compacts frequent), `--dump FILE` writes each write's send time and latencies and `--node-args "…"`
  * passes node/V8 flags to the node processes (process mode). In process mode `--warmup N` (default
  * {@link DEFAULT_WARMUP_WRITES}) writes N unmeasured entries first at the same rate, so that the figures are those of
  * running nodes, not of code still being compiled (as the blobs bench warms up before it measures).
@@ -425,7 +427,13 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     const putBytes = Number(yield* nodes[0]!.call("probe", { size }))
     yield* pollUntil(Effect.map(allOf(receivers, "hasProbe"), (xs) => xs.every((x) => x === true)), 10_000)
 
+    const rawProfile = flags.get("profile-raw")
+    if (rawProfile !== undefined) yield* allOf(nodes, "profileStart", { heap: false })
     const raw = yield* rawGossipMulti(nodes, putBytes, Math.min(writes, 500), interval)
+    if (rawProfile !== undefined) {
+      yield* Effect.forEach(nodes, (node, i) =>
+        node.call("profileStop", { file: `${rawProfile}.node${i}.cpuprofile`, heap: false }))
+    }
     const gossipP50Ms = raw.p50
     progress(`  raw gossipsub (${putBytes} bytes): p50 ${round2(gossipP50Ms)} ms`)
 
@@ -438,10 +446,11 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
       progress(`  ${warmUp} warm-up writes (not measured)`)
     }
 
-    const heapProfile = flags.get("heap-profile")
+    const promotedProfile = flags.get("promoted-profile")
+    const heapProfile = flags.get("heap-profile") ?? promotedProfile
     const profile = heapProfile ?? flags.get("profile")
     const heap = heapProfile !== undefined
-    if (profile !== undefined) yield* allOf(nodes, "profileStart", { heap })
+    if (profile !== undefined) yield* allOf(nodes, "profileStart", { heap, promoted: promotedProfile !== undefined })
     const cpu0 = (yield* allOf(nodes, "cpu")).map(Number)
     const busy0 = (yield* allOf(nodes, "busy")).map(Number)
     const { sent, writeMs } = (yield* nodes[0]!.call("write", { writes, interval, size })) as {
