@@ -6,18 +6,19 @@
  * `Busy` over its per-peer or total transfer cap, `NotFound` unless the blob is Complete here (partial prefixes are
  * not served), else `Complete { size }` followed by the raw bytes from the requested offset, read with
  * `Blobs.openReader` into reused buffers and written with `Network.sendReleasing`, whose drain wait is the
- * backpressure. Each send is bounded by the inactivity timeout too, so a requester that stops reading cannot pin a
- * transfer slot.
+ * backpressure. Each send is bounded by the inactivity timeout too, and the transfer by a minimum rate (bytes per
+ * read-timeout window), so a requester that stops reading, or reads a byte now and then, cannot pin a transfer slot.
  *
  * Fetch (one provider): resumes at the partial blob's offset, checks the announced size against the maximum and the
  * size of the partial data already held, then appends each chunk as it arrives; the whole content is hashed by
  * `PartialBlob.commit`. What a bad provider costs:
  * - more bytes than announced: stopped at the first excess byte, partial data discarded (`Oversized`);
  * - wrong bytes: found at commit, partial data discarded (`Corrupt`);
- * - `Complete` then an early FIN (`Truncated`), a reset, or silence past the timeout: the bytes received are KEPT as
- *   Incomplete, and the next provider resumes from them. A prefix from a liar is only caught at commit, which then
- *   discards everything and costs one more full download; in exchange an honest provider that stopped midway (the
- *   common case) costs nothing. Since a commit failure after a resume cannot tell which provider lied, the
+ * - `Complete` then an early FIN (`Truncated`), a reset, silence past the timeout, or a trickle below the minimum
+ *   rate (a provider dripping bytes to stay clear of the timeout): the bytes received are KEPT as Incomplete, and
+ *   the next provider resumes from them. A prefix from a liar is only caught at commit, which then discards
+ *   everything and costs one more full download; in exchange an honest provider that stopped midway (the common
+ *   case) costs nothing. Since a commit failure after a resume cannot tell which provider lied, the
  *   downloader then retries the same provider from offset 0 before blaming it.
  * - an announced size that differs from the partial data's size: the partial data is dropped and the transfer
  *   restarts from 0 (sizes are not verifiable before the hash is, so the newest claim wins).
@@ -57,6 +58,11 @@ import * as Network from "./Network.js"
 
 /** Inactivity timeout of every read and write of a transfer. */
 export const DEFAULT_READ_TIMEOUT: Duration.Duration = Duration.seconds(30)
+/**
+ * Bytes per second a transfer must move on average over every read-timeout window: 30 KiB per 30 s by default, far
+ * below any working link, far above a peer that drips a byte now and then to stay clear of the inactivity timeout.
+ */
+export const DEFAULT_MIN_TRANSFER_RATE = 1024
 /** Bytes per read, hence per send, on the provider (see bench/blobs.ts). */
 export const DEFAULT_CHUNK_SIZE = 256 * 1024
 /** Bytes the requester gathers before each write to the partial blob. */
@@ -79,6 +85,12 @@ export interface ServeEvent {
 export interface BlobTransferConfig {
   /** Inactivity timeout of each read (both sides) and each provider write; default {@link DEFAULT_READ_TIMEOUT}. */
   readonly readTimeout?: Duration.DurationInput
+  /**
+   * A transfer (either side) that moves fewer than `minTransferRate × readTimeout` content bytes within one read-timeout
+   * window, after its first, is broken off: the requester keeps what arrived and tries the next provider, the
+   * provider frees the slot. Default {@link DEFAULT_MIN_TRANSFER_RATE} bytes/s; 0 turns the check off.
+   */
+  readonly minTransferRate?: number
   /** Largest size a provider may announce; default `Blobs.DEFAULT_MAX_BLOB_SIZE`. */
   readonly maxBlobSize?: number
   /** Provider read/send chunk size; default {@link DEFAULT_CHUNK_SIZE}. */
@@ -165,28 +177,51 @@ const pullWithin = (pull: Pull, timeout: Duration.Duration): Pull =>
     })
   )
 
+/** Marks progress of a transfer: `bytes` of content moved (0: activity without content, e.g. a disk write done). */
+type Touch = (bytes?: number) => void
+
 /**
- * Aborts `stream` once `touch` was not called for `timeout` (fires between 1× and 1.25× of it): one timer per transfer
- * instead of a timeout race around every read and write, which cost measurable CPU per chunk (bench/blobs.ts). The
- * abort fails the pending read or write with a StreamError carrying the reason.
+ * Aborts `stream` once `touch` was not called for `timeout`, or once fewer than `minRate × timeout` bytes were counted
+ * over the last `timeout` (checked from the end of the first window on): a peer that sends or reads a byte now and
+ * then would otherwise hold a transfer, and its slot, forever. Both fire between 1× and 1.25× of `timeout` late. One
+ * timer per transfer instead of a timeout race around every read and write, which cost measurable CPU per chunk
+ * (bench/blobs.ts). The abort fails the pending read or write with a StreamError carrying the reason.
  */
-const watchdog = (stream: Network.Stream, timeout: Duration.Duration) =>
+const watchdog = (stream: Network.Stream, timeout: Duration.Duration, minRate: number) =>
   Effect.gen(function*() {
     let moves = 0
-    const tick = Duration.millis(Math.max(1, Duration.toMillis(timeout) / 4))
+    let moved = 0
+    const TICKS = 4
+    const timeoutMs = Duration.toMillis(timeout)
+    const minBytes = (minRate * timeoutMs) / 1000
+    const tick = Duration.millis(Math.max(1, timeoutMs / TICKS))
     yield* Effect.gen(function*() {
       let seen = -1
       let idle = 0
+      /** Bytes counted in each of the last TICKS ticks (a ring), and how many ticks have passed. */
+      const window = new Array<number>(TICKS).fill(0)
+      let ticks = 0
+      let counted = 0
       for (;;) {
         yield* Effect.sleep(tick)
         idle = moves === seen ? idle + 1 : 0
         seen = moves
-        if (idle >= 4) return stream.abort(new Error(`no data for ${Duration.format(timeout)}`))
+        if (idle >= TICKS) return stream.abort(new Error(`no data for ${Duration.format(timeout)}`))
+        window[ticks % TICKS] = moved - counted
+        counted = moved
+        ticks++
+        if (ticks >= TICKS && window.reduce((a, b) => a + b, 0) < minBytes) {
+          return stream.abort(
+            new Error(`fewer than ${Math.ceil(minBytes)} bytes in ${Duration.format(timeout)} (slower than ${minRate} B/s)`)
+          )
+        }
       }
     }).pipe(Effect.forkScoped)
-    return () => {
+    const touch: Touch = (bytes = 0) => {
       moves++
+      moved += bytes
     }
+    return touch
   })
 
 /** The payload of the first frame of the stream, and the bytes that followed it in the same read. */
@@ -231,6 +266,7 @@ export const make = (config: BlobTransferConfig = {}) =>
     const blobs = yield* Blobs.Blobs
     const serviceScope = yield* Effect.scope
     const readTimeout = Duration.decode(config.readTimeout ?? DEFAULT_READ_TIMEOUT)
+    const minRate = config.minTransferRate ?? DEFAULT_MIN_TRANSFER_RATE
     const maxBlobSize = config.maxBlobSize ?? Blobs.DEFAULT_MAX_BLOB_SIZE
     const chunkSize = config.chunkSize ?? DEFAULT_CHUNK_SIZE
     const maxPerPeer = config.maxTransfersPerPeer ?? DEFAULT_MAX_TRANSFERS_PER_PEER
@@ -243,6 +279,7 @@ export const make = (config: BlobTransferConfig = {}) =>
     yield* positive("maxTransfersPerPeer", maxPerPeer, 0)
     yield* positive("maxTransfers", maxTotal, 0)
     yield* positive("maxRounds", maxRounds)
+    yield* positive("minTransferRate", minRate, 0)
     const downloads = yield* Effect.makeSemaphore(config.maxDownloads ?? DEFAULT_MAX_DOWNLOADS)
 
     const completeSize = (hash: Hash): Effect.Effect<Option.Option<number>, BlobError> =>
@@ -269,7 +306,7 @@ export const make = (config: BlobTransferConfig = {}) =>
      * the rule while the network keeps up: fresh buffers per chunk were 100 MiB of garbage per 100 MiB sent, and the
      * GC work and memory peak that come with it (bench/blobs.ts).
      */
-    const sendContent = (stream: Network.Stream, hash: Hash, offset: number, touch: () => void) =>
+    const sendContent = (stream: Network.Stream, hash: Hash, offset: number, touch: Touch) =>
       Effect.scoped(Effect.gen(function*() {
         const reader = yield* blobs.openReader(hash)
         const spare: Array<Uint8Array> = []
@@ -286,7 +323,7 @@ export const make = (config: BlobTransferConfig = {}) =>
             next = buffer()
             reading = yield* Effect.fork(reader.read(pos, next))
           }
-          touch()
+          touch(n)
           if (yield* Network.sendReleasing(stream, n === current.length ? current : current.subarray(0, n))) {
             spare.push(current)
           }
@@ -312,7 +349,7 @@ export const make = (config: BlobTransferConfig = {}) =>
         if (onServe !== undefined) {
           yield* onServe({ remote, hash: request.hash, offset: request.offset, response: response._tag })
         }
-        const touch = yield* watchdog(stream, readTimeout)
+        const touch = yield* watchdog(stream, readTimeout, minRate)
         yield* Network.send(stream, encodeFrame(encodeResponse(response), MAX_BLOB_HEADER))
         if (response._tag !== "Complete" || request.offset >= response.size) return
         yield* sendContent(stream, request.hash, request.offset, touch)
@@ -356,7 +393,7 @@ export const make = (config: BlobTransferConfig = {}) =>
           Effect.mapError((error) => failed(error.reason))
         )
         const pull = yield* openReader(stream)
-        const touch = yield* watchdog(stream, readTimeout)
+        const touch = yield* watchdog(stream, readTimeout, minRate)
         yield* Network.send(stream, encodeFrame(encodeRequest(new BlobRequest({ hash, offset })), MAX_BLOB_HEADER)).pipe(
           Effect.mapError((error) => failed(error.reason))
         )
@@ -446,7 +483,9 @@ export const make = (config: BlobTransferConfig = {}) =>
             }
             break
           }
-          touch()
+          let arrived = 0
+          for (const bytes of next.right) arrived += bytes.length
+          touch(arrived)
           chunks = next.right
         }
         yield* flush

@@ -164,6 +164,7 @@ type Script =
   | "oversized" // the content and 1000 more bytes
   | "tooLarge" // announces 1 GiB
   | "stall" // the header, one chunk, then silence
+  | "drip" // the header, 500 bytes, then a byte every 100 ms: never silent for long, never done
   | "garbage" // an undecodable header
 
 const scripted = (script: Script, content: Uint8Array) =>
@@ -212,6 +213,15 @@ const scripted = (script: Script, content: Uint8Array) =>
             yield* header(new Complete({ size: content.length }))
             yield* sendAll(stream, content.subarray(request.offset, request.offset + 1000))
             return yield* Effect.never
+          case "drip": {
+            yield* header(new Complete({ size: content.length }))
+            yield* sendAll(stream, content.subarray(request.offset, request.offset + 500))
+            for (let at = request.offset + 500; at < content.length; at++) {
+              yield* Effect.sleep("100 millis")
+              yield* Network.send(stream, content.subarray(at, at + 1))
+            }
+            return
+          }
           case "garbage":
             return yield* Network.send(stream, encodeFrame(bytes(9, 9, 9), 64))
         }
@@ -389,6 +399,8 @@ describe("BlobTransfer", () => {
     caseOf("garbage", "Malformed", "Missing")
     caseOf("truncated", "Truncated", "Incomplete")
     caseOf("stall", "TransferFailed", "Incomplete")
+    // Under the 1 s inactivity timeout forever; broken off by the minimum rate (1 KiB/s by default) after ~1 s.
+    caseOf("drip", "TransferFailed", "Incomplete")
 
     it.scopedLive("a corrupt prefix then a truncation: the resumed commit fails, the honest provider is asked again from 0", () =>
       Effect.gen(function*() {
