@@ -27,6 +27,7 @@ import {
   Either,
   FiberSet,
   Layer,
+  Mailbox,
   Metric,
   Queue,
   Schedule,
@@ -144,7 +145,8 @@ interface TopicState {
   joined: boolean
   /** PeerId string → node id. */
   readonly neighbors: Map<string, NodeId>
-  readonly subscribers: Set<Queue.Queue<GossipEvent>>
+  /** Mailboxes rather than Queues: a Queue made every event survive V8's scavenges (internal/mailbox.ts). */
+  readonly subscribers: Set<Mailbox.Mailbox<GossipEvent>>
 }
 
 /** Why a message was skipped; logged by the notice fiber, away from gossipsub's dispatch. */
@@ -226,8 +228,8 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
     }
 
     const emit = (state: TopicState, event: GossipEvent) => {
-      for (const queue of state.subscribers) {
-        if (!Queue.unsafeOffer(queue, event)) bump("dropped")
+      for (const mailbox of state.subscribers) {
+        if (!mailbox.unsafeOffer(event)) bump("dropped")
       }
     }
 
@@ -300,7 +302,7 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
         }
         const subscribers = [...state.subscribers]
         state.subscribers.clear()
-        yield* Effect.forEach(subscribers, Queue.shutdown, { discard: true })
+        yield* Effect.forEach(subscribers, (mailbox) => mailbox.shutdown, { discard: true })
       })
 
     // Finalizers run in reverse: listeners go first, then every topic is left.
@@ -391,34 +393,36 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
       yield* Effect.forEach(bootstrap, (peer) => FiberSet.run(dials, dialBootstrap(peer)), { discard: true })
     }, annotate)
 
-    const subscribeQueue = Effect.fnUntraced(function*(namespace: NamespaceId) {
-      const queue = yield* Queue.dropping<GossipEvent>(subscriberCapacity)
+    const subscribeMailbox = Effect.fnUntraced(function*(namespace: NamespaceId) {
+      const mailbox = yield* Mailbox.make<GossipEvent>({ capacity: subscriberCapacity, strategy: "dropping" })
       yield* Effect.acquireRelease(
         Effect.sync(() => {
           const state = stateOf(namespace)
-          state.subscribers.add(queue)
-          for (const peer of state.neighbors.values()) Queue.unsafeOffer(queue, new NeighborUp({ peer }, true))
+          state.subscribers.add(mailbox)
+          for (const peer of state.neighbors.values()) mailbox.unsafeOffer(new NeighborUp({ peer }, true))
           return state
         }),
         (state) =>
           Effect.gen(function*() {
-            state.subscribers.delete(queue)
+            state.subscribers.delete(mailbox)
             if (!state.joined && state.subscribers.size === 0 && topics.get(state.topic) === state) {
               topics.delete(state.topic)
             }
-            yield* Queue.shutdown(queue)
+            yield* mailbox.shutdown
           })
       )
-      return queue
+      return mailbox
     })
 
     const events = Effect.fn("Gossip.events")(function*(namespace: NamespaceId) {
-      return Stream.fromQueue(yield* subscribeQueue(namespace))
+      return Mailbox.toStream(yield* subscribeMailbox(namespace))
     })
 
     const eventsPull = Effect.fn("Gossip.eventsPull")(function*(namespace: NamespaceId) {
-      const queue = yield* subscribeQueue(namespace)
-      return Effect.map(Queue.takeBetween(queue, 1, subscriberCapacity), Chunk.toReadonlyArray)
+      const mailbox = yield* subscribeMailbox(namespace)
+      // Empty only once the mailbox was shut down (leave, scope, service): the waiting fiber is interrupted.
+      return Effect.flatMap(mailbox.takeAll, ([chunk]) =>
+        chunk.length === 0 ? Effect.interrupt : Effect.succeed(Chunk.toReadonlyArray(chunk)))
     })
 
     // Once per gossiped write: untraced, a span per call costs more than the rest of this function (STYLE: hot paths).

@@ -29,15 +29,16 @@ import {
   ExecutionStrategy,
   FiberSet,
   Layer,
+  Mailbox,
   Metric,
   Option,
-  Queue,
   Schema,
   Scope,
   Stream
 } from "effect"
 import { blake3 } from "../internal/blake3.js"
 import { equals as bytesEqual, fromHex, toHex } from "../internal/bytes.js"
+import { takeOrInterrupt } from "../internal/mailbox.js"
 import { trusted } from "../internal/trusted.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
 import type { DownloadFailed } from "../schema/BlobErrors.js"
@@ -204,7 +205,7 @@ interface Wanted {
 type Command =
   | { readonly _tag: "StartSync"; readonly ns: NamespaceId; readonly peers: ReadonlyArray<NodeAddr>; readonly done: Deferred.Deferred<void, ReplicaNotFound | StoreError> }
   | { readonly _tag: "Leave"; readonly ns: NamespaceId; readonly kill: boolean; readonly done: Deferred.Deferred<void> }
-  | { readonly _tag: "Subscribe"; readonly ns: NamespaceId; readonly sink: Queue.Queue<LiveEvent.LiveEvent> }
+  | { readonly _tag: "Subscribe"; readonly ns: NamespaceId; readonly sink: Mailbox.Mailbox<LiveEvent.LiveEvent> }
   | { readonly _tag: "Accept"; readonly ns: NamespaceId; readonly peer: NodeId; readonly done: Deferred.Deferred<Sync.AcceptOutcome> }
   | { readonly _tag: "NeighborUp"; readonly ns: NamespaceId; readonly peer: NodeId }
   | { readonly _tag: "NeighborDown"; readonly ns: NamespaceId; readonly peer: NodeId }
@@ -239,14 +240,15 @@ export const make = (config: LiveSyncConfig = {}) =>
     const count = (name: CounterName, by = 1) => Effect.sync(() => counters[name].unsafeUpdate(by, []))
 
     const serviceScope = yield* Effect.scope
-    const inbox = yield* Queue.unbounded<Command>()
-    const post = (command: Command) => Queue.offer(inbox, command)
+    // Mailboxes, not Queues, on the write path: a Queue made every message survive V8's scavenges (internal/mailbox.ts).
+    const inbox = yield* Mailbox.make<Command>()
+    const post = (command: Command) => inbox.offer(command)
     const tasks = yield* FiberSet.make<unknown, unknown>()
     const fork = <A, E>(effect: Effect.Effect<A, E>) => FiberSet.run(tasks, effect)
 
     // -- state, touched by the actor fiber only
     const docs = new Map<string, Doc>()
-    const subscribers = new Map<string, Set<Queue.Queue<LiveEvent.LiveEvent>>>()
+    const subscribers = new Map<string, Set<Mailbox.Mailbox<LiveEvent.LiveEvent>>>()
     /** Wanted content without a running download (spec 05 `missingHashes`, kept per document). */
     const wanted = new Map<string, Wanted>()
     /** Running downloads: hash → documents waiting on it (spec 05 `queuedHashes`). */
@@ -272,10 +274,8 @@ export const make = (config: LiveSyncConfig = {}) =>
 
     // -- events
 
-    /** Offers to a subscriber's queue; `false` when its consumer went away (offering to a shut-down queue interrupts). */
-    const offerTo = (sink: Queue.Queue<LiveEvent.LiveEvent>, event: LiveEvent.LiveEvent) =>
-      Effect.flatMap(Queue.isShutdown(sink), (down) =>
-        down ? Effect.succeed(false) : Effect.map(Effect.exit(Queue.offer(sink, event)), Exit.isSuccess))
+    /** Offers to a subscriber's mailbox (waits while it is full); `false` when its consumer went away. */
+    const offerTo = (sink: Mailbox.Mailbox<LiveEvent.LiveEvent>, event: LiveEvent.LiveEvent) => sink.offer(event)
 
     const emit = (nsHex: string, event: LiveEvent.LiveEvent) =>
       Effect.gen(function*() {
@@ -291,7 +291,7 @@ export const make = (config: LiveSyncConfig = {}) =>
       Effect.gen(function*() {
         const sinks = subscribers.get(nsHex)
         subscribers.delete(nsHex)
-        if (sinks !== undefined) for (const sink of sinks) yield* Queue.shutdown(sink)
+        if (sinks !== undefined) for (const sink of sinks) yield* sink.shutdown
       })
 
     /** A local Put with small content carries it (read here, in the publisher, not in the actor). */
@@ -323,13 +323,13 @@ export const make = (config: LiveSyncConfig = {}) =>
         ),
         Effect.asVoid
       )
-    const outbox = yield* Queue.bounded<readonly [NamespaceId, Op.Op]>(OUTBOX_CAPACITY)
-    yield* Queue.take(outbox).pipe(
+    const outbox = yield* Mailbox.make<readonly [NamespaceId, Op.Op]>({ capacity: OUTBOX_CAPACITY, strategy: "suspend" })
+    yield* takeOrInterrupt(outbox).pipe(
       Effect.flatMap(([ns, op]) => publish(ns, op)),
       Effect.forever,
       Effect.forkScoped
     )
-    const broadcast = (ns: NamespaceId, op: Op.Op) => Queue.offer(outbox, [ns, op] as const)
+    const broadcast = (ns: NamespaceId, op: Op.Op) => outbox.offer([ns, op] as const)
 
     // -- per-peer state (spec 05 §6)
 
@@ -940,7 +940,7 @@ export const make = (config: LiveSyncConfig = {}) =>
 
     yield* Effect.forkScoped(
       Effect.forever(
-        Effect.flatMap(Queue.take(inbox), (command) =>
+        Effect.flatMap(takeOrInterrupt(inbox), (command) =>
           handle(command).pipe(
             Effect.zipRight(count("actor_tick_main")),
             Effect.zipRight(count("doc_live_tick_main")),
@@ -969,8 +969,8 @@ export const make = (config: LiveSyncConfig = {}) =>
     const subscribe = (ns: NamespaceId) =>
       Effect.gen(function*() {
         const sink = yield* Effect.acquireRelease(
-          Queue.bounded<LiveEvent.LiveEvent>(SUBSCRIBER_CAPACITY),
-          Queue.shutdown
+          Mailbox.make<LiveEvent.LiveEvent>({ capacity: SUBSCRIBER_CAPACITY, strategy: "suspend" }),
+          (mailbox) => mailbox.shutdown
         )
         // The replica's insert events join the engine's in the one queue, put there by the replica actor right after
         // each commit: no stream merge and no fiber in between (the write-to-event latency is what users see), and
@@ -978,7 +978,7 @@ export const make = (config: LiveSyncConfig = {}) =>
         // ends with leave(kill), shutdown or the scope.
         yield* replica.subscribeSink(ns, (event) => Effect.flatMap(toLiveEvent(event), (e) => offerTo(sink, e)))
         yield* post({ _tag: "Subscribe", ns, sink })
-        return Stream.fromQueue(sink).pipe(Stream.catchAllCause(() => Stream.empty))
+        return Mailbox.toStream(sink)
       })
 
     // Events and Ops here wrap entries the replica already validated: re-validating a SignedEntry in each class

@@ -6,8 +6,9 @@
  * Reads (getExact, getMany, lists) go straight to the Store: replies come after commit, so reads see every
  * acknowledged write. Remote entries are verified (two strict signatures) in the caller's fiber, before they queue.
  */
-import { Cause, Chunk, Clock, Context, Deferred, Effect, Either, Exit, Fiber, FiberId, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
+import { Cause, Chunk, Clock, Context, Deferred, Effect, Either, Exit, Fiber, FiberId, Layer, Mailbox, Option, type Scope, Stream } from "effect"
 import { equals, toHex } from "../internal/bytes.js"
+import { takeOrInterrupt } from "../internal/mailbox.js"
 import { trusted } from "../internal/trusted.js"
 import { PublicKeyCache, validateEntry } from "../internal/signing.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
@@ -53,7 +54,7 @@ export const MAX_BATCH = 512
 const REMOTE_CHUNK = 512
 /** From this many waiting jobs on, a batch takes only half of them (pipelining). */
 const SPLIT_FROM = 16
-/** Capacity of each replica's event PubSub: a slow subscriber back-pressures the actor (spec 01 §11). */
+/** Capacity of each subscriber's event mailbox: a slow subscriber back-pressures the actor (spec 01 §11). */
 export const EVENT_CAPACITY = 1024
 
 export interface OpenOptions {
@@ -204,7 +205,12 @@ interface OpenReplica {
   sync: boolean
   /** Stream subscribers plus sinks. */
   subscribers: number
-  readonly events: PubSub.PubSub<ReplicaEvent | typeof END>
+  /**
+   * One mailbox of capacity {@link EVENT_CAPACITY} per stream subscriber, each event offered to all (a full one
+   * back-pressures the actor). Not a PubSub: its subscriptions made every event survive V8's scavenges
+   * (internal/mailbox.ts).
+   */
+  readonly events: Set<Mailbox.Mailbox<ReplicaEvent | typeof END>>
   readonly sinks: Set<(event: ReplicaEvent) => Effect.Effect<void>>
 }
 
@@ -268,8 +274,9 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   function*() {
   const store = yield* Store.Store
   const crypto = yield* Crypto.Crypto
-  const inbox = yield* Queue.bounded<Job>(INBOX_CAPACITY)
-  const ready = yield* Queue.unbounded<Batch>()
+  // Mailboxes, not Queues: a Queue made every Job and Batch survive V8's scavenges (internal/mailbox.ts).
+  const inbox = yield* Mailbox.make<Job>({ capacity: INBOX_CAPACITY, strategy: "suspend" })
+  const ready = yield* Mailbox.make<Batch>()
   // Two batches may be prepared ahead of the one being written: signing (worker threads) overlaps with SQLite.
   const inFlight = yield* Effect.makeSemaphore(2)
   const replicas = new Map<string, OpenReplica>()
@@ -295,11 +302,14 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   /**
    * Ends the subscriber streams of a closing replica after the events already published, as the reference's
    * receivers drain their channel (spec 01 §11); a shutdown would drop them. Close does not wait for a subscriber
-   * whose queue is full: then the PubSub is shut down.
+   * whose mailbox is full: then every subscriber's mailbox is shut down.
    */
   const endEvents = (r: OpenReplica) =>
-    Effect.flatMap(PubSub.isFull(r.events), (full) =>
-      full ? PubSub.shutdown(r.events) : Effect.asVoid(PubSub.publish(r.events, END)))
+    Effect.suspend(() => {
+      const mailboxes = [...r.events]
+      const full = mailboxes.some((m) => Option.getOrElse(m.unsafeSize(), () => 0) >= EVENT_CAPACITY)
+      return Effect.forEach(mailboxes, (m) => (full ? m.shutdown : m.offer(END)), { discard: true })
+    })
 
   /** Stage 1: prepare a batch in order and start signing its local entries. */
   const prepareBatch = (jobs: ReadonlyArray<Job>) =>
@@ -404,10 +414,10 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   // batches already prepared and the jobs still queued, then closes every replica so subscriber streams end.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
-      for (const batch of yield* Queue.takeAll(ready)) yield* applyBatch(batch)
-      const rest = yield* Queue.takeAll(inbox)
+      for (const batch of yield* ready.clear) yield* applyBatch(batch)
+      const rest = yield* inbox.clear
       if (rest.length > 0) yield* applyBatch(yield* prepareBatch([...rest]))
-      yield* Queue.shutdown(inbox)
+      yield* inbox.shutdown
       stopped = true
       for (const reply of waiting) reply(Exit.interrupt(FiberId.none))
       for (const r of replicas.values()) yield* endEvents(r)
@@ -417,22 +427,23 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   // After the first job, let the other ready fibers queue theirs: fewer, fuller batches. Of a long queue take half,
   // so the next batch is prepared and signed while this one is written.
   const takeBatch = Effect.gen(function*() {
-    const first = yield* Queue.take(inbox)
+    const first = yield* takeOrInterrupt(inbox)
     yield* Effect.yieldNow()
-    const waiting = yield* Queue.size(inbox)
+    const waiting = Option.getOrElse(inbox.unsafeSize(), () => 0)
     const n = waiting < SPLIT_FROM ? waiting : Math.min(MAX_BATCH - 1, Math.ceil(waiting / 2))
-    const rest = yield* Queue.takeUpTo(inbox, n)
+    // At least n are queued and only this fiber takes: takeN returns at once.
+    const [rest] = n === 0 ? [Chunk.empty<Job>()] : yield* inbox.takeN(n)
     return [first, ...rest]
   })
   // Each stage is interrupted only while it waits; a batch it took is always handed on or applied.
   yield* Effect.uninterruptibleMask((restore) =>
     restore(Effect.zipRight(inFlight.take(1), takeBatch)).pipe(
       Effect.flatMap((jobs) => prepareBatch([...jobs])),
-      Effect.flatMap((batch) => Queue.offer(ready, batch))
+      Effect.flatMap((batch) => ready.offer(batch))
     )
   ).pipe(Effect.forever, Effect.forkScoped)
   yield* Effect.uninterruptibleMask((restore) =>
-    restore(Queue.take(ready)).pipe(Effect.flatMap(applyBatch), Effect.zipRight(inFlight.release(1)))
+    restore(takeOrInterrupt(ready)).pipe(Effect.flatMap(applyBatch), Effect.zipRight(inFlight.release(1)))
   ).pipe(Effect.forever, Effect.forkScoped)
 
   /**
@@ -447,16 +458,20 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
         if (resume === undefined) early = exit
         else if (waiting.delete(reply)) resume(exit)
       }
-      return Effect.zipRight(
-        Queue.offer(inbox, makeJob(reply)),
-        Effect.async<A, E | StoreError>((cb) => {
-          if (early !== undefined) cb(early)
-          else if (stopped) cb(Exit.interrupt(FiberId.none))
-          else {
-            resume = cb
-            waiting.add(reply)
-          }
-        })
+      return Effect.flatMap(
+        inbox.offer(makeJob(reply)),
+        // Refused once the inbox is shut down: interrupted, as an offer to a shut-down Queue is.
+        (accepted) =>
+          accepted
+            ? Effect.async<A, E | StoreError>((cb) => {
+              if (early !== undefined) cb(early)
+              else if (stopped) cb(Exit.interrupt(FiberId.none))
+              else {
+                resume = cb
+                waiting.add(reply)
+              }
+            })
+            : Effect.interrupt
       )
     })
 
@@ -554,7 +569,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
         sync: options?.sync ?? false,
         subscribers: 0,
         sinks: new Set(),
-        events: yield* PubSub.bounded<ReplicaEvent | typeof END>(EVENT_CAPACITY)
+        events: new Set()
       })
     })
 
@@ -602,7 +617,9 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   const publish = (r: OpenReplica, event: () => ReplicaEvent) =>
     r.subscribers === 0 ? Effect.void : Effect.suspend(() => {
       const built = event()
-      const streamed = r.subscribers > r.sinks.size ? Effect.asVoid(PubSub.publish(r.events, built)) : Effect.void
+      const streamed = r.events.size === 0
+        ? Effect.void
+        : Effect.forEach(r.events, (mailbox) => mailbox.offer(built), { discard: true })
       if (r.sinks.size === 0) return streamed
       return Effect.zipRight(streamed, Effect.forEach(r.sinks, (sink) => sink(built), { discard: true }))
     })
@@ -809,25 +826,35 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   const subscription = (ns: NamespaceId) =>
     Effect.gen(function*() {
       const r = yield* getOpen(ns)
-      const queue = yield* PubSub.subscribe(r.events)
+      const mailbox = yield* Mailbox.make<ReplicaEvent | typeof END>({ capacity: EVENT_CAPACITY, strategy: "suspend" })
+      r.events.add(mailbox)
       r.subscribers++
-      yield* Effect.addFinalizer(() => Effect.sync(() => void r.subscribers--))
-      return queue
+      // Shut down when the subscriber goes: an actor waiting to offer to its full mailbox goes on.
+      yield* Effect.addFinalizer(() =>
+        Effect.zipRight(
+          Effect.sync(() => {
+            if (r.events.delete(mailbox)) r.subscribers--
+          }),
+          mailbox.shutdown
+        )
+      )
+      return mailbox
     })
 
   const subscribe = (ns: NamespaceId) =>
-    Effect.map(subscription(ns), (queue) =>
-      Stream.takeWhile(Stream.fromQueue(queue), (e): e is ReplicaEvent => e !== END))
+    Effect.map(subscription(ns), (mailbox) =>
+      Stream.takeWhile(Mailbox.toStream(mailbox), (e): e is ReplicaEvent => e !== END))
 
   const subscribePull: ReplicaService["subscribePull"] = (ns) =>
     Effect.gen(function*() {
-      const queue = yield* subscription(ns)
+      const mailbox = yield* subscription(ns)
       let ended = false
       const done = Effect.fail(new Cause.NoSuchElementException())
       return Effect.suspend((): Effect.Effect<ReadonlyArray<ReplicaEvent>, Cause.NoSuchElementException> =>
-        ended ? done : Effect.flatMap(Queue.takeBetween(queue, 1, EVENT_CAPACITY), (chunk) => {
+        ended ? done : Effect.flatMap(mailbox.takeAll, ([chunk]) => {
           const taken = Chunk.toReadonlyArray(chunk)
-          const end = taken.indexOf(END)
+          // Empty only once the mailbox is done (shut down): the end as well.
+          const end = taken.length === 0 ? 0 : taken.indexOf(END)
           if (end < 0) return Effect.succeed(taken as ReadonlyArray<ReplicaEvent>)
           ended = true
           return end === 0 ? done : Effect.succeed(taken.slice(0, end) as ReadonlyArray<ReplicaEvent>)
