@@ -9,6 +9,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Context, Effect, Layer, Queue, Schema, Scope, Stream } from "effect"
 import * as inspector from "node:inspector"
 import * as fs from "node:fs"
+import { constants, PerformanceObserver } from "node:perf_hooks"
 import { toHex } from "../src/internal/bytes.js"
 import { memoryNode } from "../src/layers/Node.js"
 import * as DownloadPolicy from "../src/schema/DownloadPolicy.js"
@@ -63,6 +64,19 @@ const main = Effect.gen(function*() {
   }
   pubsub.addEventListener("gossipsub:message", rawListener)
   let session: inspector.Session | undefined
+  /** Main-thread GC pauses so far (perf_hooks "gc" entries; kind 1 = scavenge, 4 = mark-compact). */
+  const gc = { scavenges: 0, markCompacts: 0, pauseMs: 0, maxPauseMs: 0 }
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      const kind = (entry as { readonly detail?: { readonly kind?: number } }).detail?.kind
+      if (kind === constants.NODE_PERFORMANCE_GC_MINOR) gc.scavenges++
+      else if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.markCompacts++
+      gc.pauseMs += entry.duration
+      gc.maxPauseMs = Math.max(gc.maxPauseMs, entry.duration)
+    }
+  })
+  gcObserver.observe({ entryTypes: ["gc"] })
+  yield* Effect.addFinalizer(() => Effect.sync(() => gcObserver.disconnect()))
 
   const theDoc = () => doc === undefined ? Effect.dieMessage("no document") : Effect.succeed(doc)
 
@@ -133,6 +147,13 @@ const main = Effect.gen(function*() {
         return Effect.sync(() => {
           const u = process.cpuUsage()
           return (u.user + u.system) / 1000
+        })
+      case "gc":
+        // Cumulative; `gcReset` starts the longest pause afresh (the caller takes differences of the counts).
+        return Effect.sync(() => ({ ...gc }))
+      case "gcReset":
+        return Effect.sync(() => {
+          gc.maxPauseMs = 0
         })
       case "busy":
         // Milliseconds the main thread (event loop) has been busy: the part of `cpu` that is not GC helper,

@@ -65,6 +65,14 @@ const startNode = (inlineContentMax: number | undefined) => Effect.gen(function*
   } satisfies BenchNode
 })
 
+/** A node's main-thread GC pauses so far (bench/live-node.ts `gc`). */
+interface GcCounts {
+  readonly scavenges: number
+  readonly markCompacts: number
+  readonly pauseMs: number
+  readonly maxPauseMs: number
+}
+
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
 
@@ -453,6 +461,8 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     if (profile !== undefined) yield* allOf(nodes, "profileStart", { heap, promoted: promotedProfile !== undefined })
     const cpu0 = (yield* allOf(nodes, "cpu")).map(Number)
     const busy0 = (yield* allOf(nodes, "busy")).map(Number)
+    yield* allOf(nodes, "gcReset")
+    const gc0 = (yield* allOf(nodes, "gc")) as ReadonlyArray<GcCounts>
     const { sent, writeMs } = (yield* nodes[0]!.call("write", { writes, interval, size })) as {
       sent: Array<number>
       writeMs: number
@@ -465,9 +475,23 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     )
     const cpu1 = (yield* allOf(nodes, "cpu")).map(Number)
     const busy1 = (yield* allOf(nodes, "busy")).map(Number)
+    const gc1 = (yield* allOf(nodes, "gc")) as ReadonlyArray<GcCounts>
     const cpuMsPerWrite = cpu1.map((c, i) => round2((c - cpu0[i]!) / writes))
     const mainMsPerWrite = busy1.map((b, i) => round2((b - busy0[i]!) / writes))
     progress(`  CPU per write (ms): ${cpuMsPerWrite.join(", ")}; main thread busy: ${mainMsPerWrite.join(", ")}`)
+    const gcPauses = gc1.map((g, i) => ({
+      scavenges: g.scavenges - gc0[i]!.scavenges,
+      markCompacts: g.markCompacts - gc0[i]!.markCompacts,
+      pauseMs: round2(g.pauseMs - gc0[i]!.pauseMs),
+      maxPauseMs: round2(g.maxPauseMs)
+    }))
+    progress(
+      `  GC on the main thread while writing, per node: ${
+        gcPauses.map((g) =>
+          `${g.scavenges} scavenges + ${g.markCompacts} mark-compacts, ${g.pauseMs} ms in all, longest ${g.maxPauseMs} ms`
+        ).join("; ")
+      }`
+    )
     if (profile !== undefined) {
       const ext = heap ? "heapprofile" : "cpuprofile"
       yield* Effect.forEach(nodes, (node, i) => node.call("profileStop", { file: `${profile}.node${i}.${ext}`, heap }))
@@ -507,7 +531,8 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
       ratio: round2(p50Ms / gossipP50Ms),
       converged: delivered === writes && equal,
       cpuMsPerWrite,
-      mainMsPerWrite
+      mainMsPerWrite,
+      gcMaxPauseMs: gcPauses.map((g) => g.maxPauseMs)
     }
   }).pipe(Effect.scoped)
 
