@@ -6,8 +6,8 @@
  * `Busy` over its per-peer or total transfer cap, `NotFound` unless the blob is Complete here (partial prefixes are
  * not served), else `Complete { size }` followed by the raw bytes from the requested offset, read with
  * `Blobs.openReader` into reused buffers and written with `Network.sendReleasing`, whose drain wait is the
- * backpressure. Each send is bounded by the inactivity timeout too, and the transfer by a minimum rate (bytes per
- * read-timeout window), so a requester that stops reading, or reads a byte now and then, cannot pin a transfer slot.
+ * backpressure. Each send is bounded by the inactivity timeout too, so a requester that stops reading cannot pin a
+ * transfer slot; a minimum rate per read-timeout window also bounds the whole transfer (`minTransferRate`).
  *
  * Fetch (one provider): resumes at the partial blob's offset, checks the announced size against the maximum and the
  * size of the partial data already held, then appends each chunk as it arrives; the whole content is hashed by
@@ -87,8 +87,10 @@ export interface BlobTransferConfig {
   readonly readTimeout?: Duration.DurationInput
   /**
    * A transfer (either side) that moves fewer than `minTransferRate × readTimeout` content bytes within one read-timeout
-   * window, after its first, is broken off: the requester keeps what arrived and tries the next provider, the
-   * provider frees the slot. Default {@link DEFAULT_MIN_TRANSFER_RATE} bytes/s; 0 turns the check off.
+   * window, after its first (which includes the request and the response header), is broken off: the requester keeps
+   * what arrived and tries the next provider, the provider frees the slot. An integer, bytes per second; default
+   * {@link DEFAULT_MIN_TRANSFER_RATE}; 0 turns the check off. The provider counts bytes as it hands them to the
+   * network, so against a requester that stops reading its inactivity timeout is what acts.
    */
   readonly minTransferRate?: number
   /** Largest size a provider may announce; default `Blobs.DEFAULT_MAX_BLOB_SIZE`. */
@@ -182,8 +184,8 @@ type Touch = (bytes?: number) => void
 
 /**
  * Aborts `stream` once `touch` was not called for `timeout`, or once fewer than `minRate × timeout` bytes were counted
- * over the last `timeout` (checked from the end of the first window on): a peer that sends or reads a byte now and
- * then would otherwise hold a transfer, and its slot, forever. Both fire between 1× and 1.25× of `timeout` late. One
+ * over the last `timeout`, a window checked from the end of the second one on (the first holds the request and the
+ * header): a peer that trickles a byte now and then would otherwise hold a transfer, and its slot, forever. Both fire between 1× and 1.25× of `timeout` late. One
  * timer per transfer instead of a timeout race around every read and write, which cost measurable CPU per chunk
  * (bench/blobs.ts). The abort fails the pending read or write with a StreamError carrying the reason.
  */
@@ -210,7 +212,7 @@ const watchdog = (stream: Network.Stream, timeout: Duration.Duration, minRate: n
         window[ticks % TICKS] = moved - counted
         counted = moved
         ticks++
-        if (ticks >= TICKS && window.reduce((a, b) => a + b, 0) < minBytes) {
+        if (ticks >= 2 * TICKS && window.reduce((a, b) => a + b, 0) < minBytes) {
           return stream.abort(
             new Error(`fewer than ${Math.ceil(minBytes)} bytes in ${Duration.format(timeout)} (slower than ${minRate} B/s)`)
           )
@@ -400,6 +402,9 @@ export const make = (config: BlobTransferConfig = {}) =>
         const { header, rest } = yield* readHeader(pull, readTimeout).pipe(
           Effect.mapError((e) => (e._tag === "BadHeader" ? misbehaved("Malformed", e.message) : failed(e.message)))
         )
+        let early = 0
+        for (const bytes of rest) early += bytes.length
+        touch(early)
         const response = yield* Either.mapLeft(
           decodeResponse(header),
           (e) => misbehaved("Malformed", `malformed response: ${parseReason(e)}`)

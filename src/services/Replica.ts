@@ -101,8 +101,8 @@ export interface ReplicaService {
   /**
    * `subscribe` as a pull, for consumers on the write path: each run waits for the events published since the last
    * one (in order, at least one), and fails with NoSuchElementException once the replica closed and every event
-   * before that was taken (if the subscription was full at the close, the waiting fiber is interrupted instead, as a
-   * shut-down queue does). A Stream stage costs about 60 Effect operations per event, this about 20.
+   * before that was taken; also, at once, when a subscription that was full at the close was dropped, or the scope
+   * ended. A Stream stage costs about 60 Effect operations per event, this about 20.
    */
   readonly subscribePull: (
     ns: NamespaceId
