@@ -825,18 +825,24 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   /** The replica's events from now on, for the scope, counted as a subscriber; END follows the last one. */
   const subscription = (ns: NamespaceId) =>
     Effect.gen(function*() {
-      const r = yield* getOpen(ns)
       const mailbox = yield* Mailbox.make<ReplicaEvent | typeof END>({ capacity: EVENT_CAPACITY, strategy: "suspend" })
-      r.events.add(mailbox)
-      r.subscribers++
-      // Shut down when the subscriber goes: an actor waiting to offer to its full mailbox goes on.
-      yield* Effect.addFinalizer(() =>
-        Effect.zipRight(
-          Effect.sync(() => {
-            if (r.events.delete(mailbox)) r.subscribers--
-          }),
-          mailbox.shutdown
-        )
+      yield* Effect.acquireRelease(
+        // Looked up and registered in one synchronous step: a close in between would leave the mailbox without END.
+        Effect.suspend(() => {
+          const r = replicas.get(hex(ns))
+          if (r === undefined) return Effect.fail(new ReplicaNotOpen({ namespace: ns }))
+          r.events.add(mailbox)
+          r.subscribers++
+          return Effect.succeed(r)
+        }),
+        // Shut down when the subscriber goes: an actor waiting to offer to its full mailbox goes on.
+        (r) =>
+          Effect.zipRight(
+            Effect.sync(() => {
+              if (r.events.delete(mailbox)) r.subscribers--
+            }),
+            mailbox.shutdown
+          )
       )
       return mailbox
     })
