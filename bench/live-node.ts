@@ -64,8 +64,8 @@ const main = Effect.gen(function*() {
   }
   pubsub.addEventListener("gossipsub:message", rawListener)
   let session: inspector.Session | undefined
-  /** Main-thread GC pauses so far (perf_hooks "gc" entries; kind 1 = scavenge, 4 = mark-compact). */
-  const gc = { scavenges: 0, markCompacts: 0, pauseMs: 0, maxPauseMs: 0 }
+  /** Main-thread GC pauses since the last `gcReset` (perf_hooks "gc" entries). */
+  let gc = { scavenges: 0, markCompacts: 0, pauseMs: 0, maxPauseMs: 0 }
   const gcObserver = new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {
       const kind = (entry as { readonly detail?: { readonly kind?: number } }).detail?.kind
@@ -149,11 +149,10 @@ const main = Effect.gen(function*() {
           return (u.user + u.system) / 1000
         })
       case "gc":
-        // Cumulative; `gcReset` starts the longest pause afresh (the caller takes differences of the counts).
         return Effect.sync(() => ({ ...gc }))
       case "gcReset":
         return Effect.sync(() => {
-          gc.maxPauseMs = 0
+          gc = { scavenges: 0, markCompacts: 0, pauseMs: 0, maxPauseMs: 0 }
         })
       case "busy":
         // Milliseconds the main thread (event loop) has been busy: the part of `cpu` that is not GC helper,

@@ -65,7 +65,7 @@ const startNode = (inlineContentMax: number | undefined) => Effect.gen(function*
   } satisfies BenchNode
 })
 
-/** A node's main-thread GC pauses so far (bench/live-node.ts `gc`). */
+/** A node's main-thread GC pauses since its `gcReset` (bench/live-node.ts `gc`). */
 interface GcCounts {
   readonly scavenges: number
   readonly markCompacts: number
@@ -345,6 +345,14 @@ const spawnNode = (env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
 
 const now = () => performance.timeOrigin + performance.now()
 
+/** Ends every node's profile (bench/live-node.ts `profileStart`) into `prefix.nodeI.cpuprofile|heapprofile`. */
+const stopProfiles = (nodes: ReadonlyArray<Child>, prefix: string, heap: boolean) =>
+  Effect.gen(function*() {
+    const ext = heap ? "heapprofile" : "cpuprofile"
+    yield* Effect.forEach(nodes, (node, i) => node.call("profileStop", { file: `${prefix}.node${i}.${ext}`, heap }))
+    progress(`  profiles written to ${prefix}.node*.${ext}`)
+  })
+
 const pollUntil = (check: Effect.Effect<boolean>, ms: number, every = 20) =>
   Effect.gen(function*() {
     const deadline = now() + ms
@@ -438,10 +446,7 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     const rawProfile = flags.get("profile-raw")
     if (rawProfile !== undefined) yield* allOf(nodes, "profileStart", { heap: false })
     const raw = yield* rawGossipMulti(nodes, putBytes, Math.min(writes, 500), interval)
-    if (rawProfile !== undefined) {
-      yield* Effect.forEach(nodes, (node, i) =>
-        node.call("profileStop", { file: `${rawProfile}.node${i}.cpuprofile`, heap: false }))
-    }
+    if (rawProfile !== undefined) yield* stopProfiles(nodes, rawProfile, false)
     const gossipP50Ms = raw.p50
     progress(`  raw gossipsub (${putBytes} bytes): p50 ${round2(gossipP50Ms)} ms`)
 
@@ -462,7 +467,6 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     const cpu0 = (yield* allOf(nodes, "cpu")).map(Number)
     const busy0 = (yield* allOf(nodes, "busy")).map(Number)
     yield* allOf(nodes, "gcReset")
-    const gc0 = (yield* allOf(nodes, "gc")) as ReadonlyArray<GcCounts>
     const { sent, writeMs } = (yield* nodes[0]!.call("write", { writes, interval, size })) as {
       sent: Array<number>
       writeMs: number
@@ -475,28 +479,20 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     )
     const cpu1 = (yield* allOf(nodes, "cpu")).map(Number)
     const busy1 = (yield* allOf(nodes, "busy")).map(Number)
-    const gc1 = (yield* allOf(nodes, "gc")) as ReadonlyArray<GcCounts>
+    const gcPauses = (yield* allOf(nodes, "gc")) as ReadonlyArray<GcCounts>
     const cpuMsPerWrite = cpu1.map((c, i) => round2((c - cpu0[i]!) / writes))
     const mainMsPerWrite = busy1.map((b, i) => round2((b - busy0[i]!) / writes))
     progress(`  CPU per write (ms): ${cpuMsPerWrite.join(", ")}; main thread busy: ${mainMsPerWrite.join(", ")}`)
-    const gcPauses = gc1.map((g, i) => ({
-      scavenges: g.scavenges - gc0[i]!.scavenges,
-      markCompacts: g.markCompacts - gc0[i]!.markCompacts,
-      pauseMs: round2(g.pauseMs - gc0[i]!.pauseMs),
-      maxPauseMs: round2(g.maxPauseMs)
-    }))
     progress(
       `  GC on the main thread while writing, per node: ${
         gcPauses.map((g) =>
-          `${g.scavenges} scavenges + ${g.markCompacts} mark-compacts, ${g.pauseMs} ms in all, longest ${g.maxPauseMs} ms`
+          `${g.scavenges} scavenges + ${g.markCompacts} mark-compacts, ${round2(g.pauseMs)} ms in all, longest ${
+            round2(g.maxPauseMs)
+          } ms`
         ).join("; ")
       }`
     )
-    if (profile !== undefined) {
-      const ext = heap ? "heapprofile" : "cpuprofile"
-      yield* Effect.forEach(nodes, (node, i) => node.call("profileStop", { file: `${profile}.node${i}.${ext}`, heap }))
-      progress(`  profiles written to ${profile}.node*.${ext}`)
-    }
+    if (profile !== undefined) yield* stopProfiles(nodes, profile, heap)
     const arrivals = (yield* allOf(receivers, "arrivals")).map((x) => new Map(x as Array<[number, number]>))
     const { delivered, latencies } = latenciesOf(sent, arrivals)
     const p50Ms = percentile(latencies, 0.5)
@@ -532,7 +528,7 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
       converged: delivered === writes && equal,
       cpuMsPerWrite,
       mainMsPerWrite,
-      gcMaxPauseMs: gcPauses.map((g) => g.maxPauseMs)
+      gcMaxPauseMs: gcPauses.map((g) => round2(g.maxPauseMs))
     }
   }).pipe(Effect.scoped)
 

@@ -185,9 +185,10 @@ type Touch = (bytes?: number) => void
 /**
  * Aborts `stream` once `touch` was not called for `timeout`, or once fewer than `minRate × timeout` bytes were counted
  * over the last `timeout`, a window checked from the end of the second one on (the first holds the request and the
- * header): a peer that trickles a byte now and then would otherwise hold a transfer, and its slot, forever. Both fire between 1× and 1.25× of `timeout` late. One
- * timer per transfer instead of a timeout race around every read and write, which cost measurable CPU per chunk
- * (bench/blobs.ts). The abort fails the pending read or write with a StreamError carrying the reason.
+ * header): a peer that trickles a byte now and then would otherwise hold a transfer, and its slot, forever. Both fire
+ * between 1× and 1.25× of `timeout` late. One timer per transfer instead of a timeout race around every read and
+ * write, which cost measurable CPU per chunk (bench/blobs.ts). The abort fails the pending read or write with a
+ * StreamError carrying the reason.
  */
 const watchdog = (stream: Network.Stream, timeout: Duration.Duration, minRate: number) =>
   Effect.gen(function*() {
@@ -402,9 +403,6 @@ export const make = (config: BlobTransferConfig = {}) =>
         const { header, rest } = yield* readHeader(pull, readTimeout).pipe(
           Effect.mapError((e) => (e._tag === "BadHeader" ? misbehaved("Malformed", e.message) : failed(e.message)))
         )
-        let early = 0
-        for (const bytes of rest) early += bytes.length
-        touch(early)
         const response = yield* Either.mapLeft(
           decodeResponse(header),
           (e) => misbehaved("Malformed", `malformed response: ${parseReason(e)}`)
@@ -470,6 +468,7 @@ export const make = (config: BlobTransferConfig = {}) =>
               return yield* misbehaved("Oversized", `sent more than the ${size} bytes it announced`)
             }
             received += bytes.length
+            touch(bytes.length)
             for (let at = 0; at < bytes.length;) {
               const n = Math.min(stage.length - staged, bytes.length - at)
               stage.set(n === bytes.length ? bytes : bytes.subarray(at, at + n), staged)
@@ -488,9 +487,6 @@ export const make = (config: BlobTransferConfig = {}) =>
             }
             break
           }
-          let arrived = 0
-          for (const bytes of next.right) arrived += bytes.length
-          touch(arrived)
           chunks = next.right
         }
         yield* flush

@@ -20,7 +20,6 @@
 import type { GossipsubMessage, GossipSubEvents } from "@libp2p/gossipsub"
 import type { Connection, Libp2pEvents, PeerId } from "@libp2p/interface"
 import {
-  Chunk,
   Context,
   Duration,
   Effect,
@@ -36,6 +35,7 @@ import {
   Stream
 } from "effect"
 import { toHex } from "../internal/bytes.js"
+import { takeAvailable } from "../internal/mailbox.js"
 import { trusted } from "../internal/trusted.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
 import { NodeAddr, type NodeId, nodeIdEquals, nodeIdFromPeerId } from "../schema/NodeAddr.js"
@@ -420,9 +420,8 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
 
     const eventsPull = Effect.fn("Gossip.eventsPull")(function*(namespace: NamespaceId) {
       const mailbox = yield* subscribeMailbox(namespace)
-      // Empty only once the mailbox was shut down (leave, scope, service): the waiting fiber is interrupted.
-      return Effect.flatMap(mailbox.takeAll, ([chunk]) =>
-        chunk.length === 0 ? Effect.interrupt : Effect.succeed(Chunk.toReadonlyArray(chunk)))
+      // Done once shut down (leave, scope, service): the waiting fiber is interrupted.
+      return Effect.catchTag(takeAvailable(mailbox), "NoSuchElementException", () => Effect.interrupt)
     })
 
     // Once per gossiped write: untraced, a span per call costs more than the rest of this function (STYLE: hot paths).

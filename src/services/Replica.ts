@@ -8,7 +8,7 @@
  */
 import { Cause, Chunk, Clock, Context, Deferred, Effect, Either, Exit, Fiber, FiberId, Layer, Mailbox, Option, type Scope, Stream } from "effect"
 import { equals, toHex } from "../internal/bytes.js"
-import { takeOrInterrupt } from "../internal/mailbox.js"
+import { takeAvailable, takeOrInterrupt } from "../internal/mailbox.js"
 import { trusted } from "../internal/trusted.js"
 import { PublicKeyCache, validateEntry } from "../internal/signing.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
@@ -203,8 +203,6 @@ interface OpenReplica {
   policy: DownloadPolicy.DownloadPolicy
   handles: number
   sync: boolean
-  /** Stream subscribers plus sinks. */
-  subscribers: number
   /**
    * One mailbox of capacity {@link EVENT_CAPACITY} per stream subscriber, each event offered to all (a full one
    * back-pressures the actor). Not a PubSub: its subscriptions made every event survive V8's scavenges
@@ -213,6 +211,9 @@ interface OpenReplica {
   readonly events: Set<Mailbox.Mailbox<ReplicaEvent | typeof END>>
   readonly sinks: Set<(event: ReplicaEvent) => Effect.Effect<void>>
 }
+
+/** Stream subscribers plus sinks. */
+const subscriberCount = (r: OpenReplica): number => r.events.size + r.sinks.size
 
 /** Replies to a caller: completes its `Effect.async` (or keeps the exit until it registers). */
 type Reply<A, E> = (exit: Exit.Exit<A, E>) => void
@@ -567,7 +568,6 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
         policy,
         handles: 1,
         sync: options?.sync ?? false,
-        subscribers: 0,
         sinks: new Set(),
         events: new Set()
       })
@@ -615,7 +615,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
    * event published after that is skipped.
    */
   const publish = (r: OpenReplica, event: () => ReplicaEvent) =>
-    r.subscribers === 0 ? Effect.void : Effect.suspend(() => {
+    subscriberCount(r) === 0 ? Effect.void : Effect.suspend(() => {
       const built = event()
       const streamed = r.events.size === 0
         ? Effect.void
@@ -710,7 +710,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
           check: () => (replicas.get(key) !== replica ? new ReplicaNotOpen({ namespace: ns }) : undefined),
           finish: (results) =>
             applied(reply, results, (list) =>
-              replica.subscribers === 0 ? Effect.void : Effect.forEach(list, (r, i) => {
+              subscriberCount(replica) === 0 ? Effect.void : Effect.forEach(list, (r, i) => {
                 if (Either.isLeft(r)) return Effect.void
                 const [entry, status] = entries[i]!
                 return publish(replica, () =>
@@ -817,7 +817,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
   // -- reads and small state requests
 
   const state = (ns: NamespaceId) =>
-    Effect.map(getOpen(ns), (r) => new OpenState({ sync: r.sync, subscribers: r.subscribers, handles: r.handles }))
+    Effect.map(getOpen(ns), (r) => new OpenState({ sync: r.sync, subscribers: subscriberCount(r), handles: r.handles }))
 
   const setSync = (ns: NamespaceId, sync: boolean) =>
     Effect.flatMap(getOpen(ns), (r) => Effect.sync(() => void (r.sync = sync)))
@@ -832,17 +832,11 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
           const r = replicas.get(hex(ns))
           if (r === undefined) return Effect.fail(new ReplicaNotOpen({ namespace: ns }))
           r.events.add(mailbox)
-          r.subscribers++
           return Effect.succeed(r)
         }),
         // Shut down when the subscriber goes: an actor waiting to offer to its full mailbox goes on.
         (r) =>
-          Effect.zipRight(
-            Effect.sync(() => {
-              if (r.events.delete(mailbox)) r.subscribers--
-            }),
-            mailbox.shutdown
-          )
+          Effect.zipRight(Effect.sync(() => r.events.delete(mailbox)), mailbox.shutdown)
       )
       return mailbox
     })
@@ -857,10 +851,8 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       let ended = false
       const done = Effect.fail(new Cause.NoSuchElementException())
       return Effect.suspend((): Effect.Effect<ReadonlyArray<ReplicaEvent>, Cause.NoSuchElementException> =>
-        ended ? done : Effect.flatMap(mailbox.takeAll, ([chunk]) => {
-          const taken = Chunk.toReadonlyArray(chunk)
-          // Empty only once the mailbox is done (shut down): the end as well.
-          const end = taken.length === 0 ? 0 : taken.indexOf(END)
+        ended ? done : Effect.flatMap(takeAvailable(mailbox), (taken) => {
+          const end = taken.indexOf(END)
           if (end < 0) return Effect.succeed(taken as ReadonlyArray<ReplicaEvent>)
           ended = true
           return end === 0 ? done : Effect.succeed(taken.slice(0, end) as ReadonlyArray<ReplicaEvent>)
@@ -875,12 +867,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       const entry = (event: ReplicaEvent) =>
         Effect.catchAllCause(sink(event), (cause) => Effect.logError("replica event sink failed", cause))
       r.sinks.add(entry)
-      r.subscribers++
-      yield* Effect.addFinalizer(() =>
-        Effect.sync(() => {
-          if (r.sinks.delete(entry)) r.subscribers--
-        })
-      )
+      yield* Effect.addFinalizer(() => Effect.sync(() => r.sinks.delete(entry)))
     })
 
   const requireOpen = <A, E>(ns: NamespaceId, effect: Effect.Effect<A, E>) => Effect.zipRight(getOpen(ns), effect)

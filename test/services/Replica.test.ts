@@ -20,7 +20,7 @@ import {
   Scope,
   Stream,
   TestClock,
-  type TestServices
+  TestServices
 } from "effect"
 import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -808,6 +808,26 @@ for (const combo of COMBOS) {
           yield* put("c")
           assert.deepStrictEqual((yield* collect(Stream.take(again, 1))).map(eventLabel), ["Local c"])
         }))
+      test("a subscriber that does not read holds the actor once its mailbox is full; a close does not wait for it", () =>
+        Effect.gen(function*() {
+          const { replica, ns, put } = yield* harness()
+          yield* replica.open(ns)
+          const pull = yield* replica.subscribePull(ns)
+          for (let i = 0; i < Replica.EVENT_CAPACITY; i++) yield* put(`k${i}`)
+          // The next event has no room: its insert waits until the subscriber reads.
+          const blocked = yield* Effect.fork(put("over"))
+          yield* TestServices.provideLive(Effect.sleep("100 millis"))
+          assert.isTrue(Option.isNone(yield* Fiber.poll(blocked)), "held by the full subscriber")
+          assert.strictEqual((yield* pull).length, Replica.EVENT_CAPACITY)
+          yield* Fiber.join(blocked)
+          assert.deepStrictEqual((yield* pull).map(eventLabel), ["Local over"])
+          // Full again, then closed: the close goes through and the subscription ends without its backlog.
+          for (let i = 0; i < Replica.EVENT_CAPACITY; i++) yield* put(`j${i}`)
+          assert.isFalse(yield* replica.close(ns))
+          assert.isTrue(yield* replica.close(ns))
+          assert.strictEqual((yield* Effect.flip(pull))._tag, "NoSuchElementException")
+        }))
+
       test("subscribePull: the events in order, in batches, then NoSuchElement once the replica closed", () =>
         Effect.gen(function*() {
           const { replica, ns, put } = yield* harness()
