@@ -13,9 +13,9 @@
  * copies' CPU time, of the process (all threads: the blob path's disk reads and writes run on libuv's pool) and of
  * its main thread, which carries both nodes' network work and is the bottleneck: the blob path's main thread
  * measured 1.5–1.7× the raw copy's (570–620 vs 360 ms per 100 MiB), its socket writes alone 4× (profile).
- * Flags: `--size` (bytes, default 100 MiB), `--chunk` (provider chunk size), `--rounds` (default
- * {@link DEFAULT_ROUNDS}), `--mem` (log memory every 500 ms), `--profile FILE` (CPU profiles of the last round's
- * copies: FILE.raw.cpuprofile and FILE.blob.cpuprofile).
+ * Flags: `--size` (bytes, default 100 MiB), `--chunk` (provider chunk size), `--read-ahead` (provider reads in
+ * flight), `--rounds` (default {@link DEFAULT_ROUNDS}), `--mem` (log memory every 500 ms), `--profile FILE` (CPU
+ * profiles of the last round's copies: FILE.raw.cpuprofile and FILE.blob.cpuprofile).
  */
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Context, Effect, Layer, Stream } from "effect"
@@ -68,17 +68,18 @@ export const blobsBench = (flags: ReadonlyMap<string, string>) =>
   Effect.gen(function*() {
     const size = numberFlag(flags, "size", 100 * MiB)
     const chunkSize = numberFlag(flags, "chunk", BlobTransfer.DEFAULT_CHUNK_SIZE)
+    const readAhead = numberFlag(flags, "read-ahead", BlobTransfer.DEFAULT_READ_AHEAD)
     const rounds = Math.max(1, numberFlag(flags, "rounds", DEFAULT_ROUNDS))
     const dir = yield* Effect.acquireRelease(
       Effect.sync(() => tempDir("rangedocs-bench-blobs-")),
       (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
     )
-    progress(`blobs: ${size} bytes, chunk ${chunkSize}, ${rounds} rounds after a warm-up, in ${dir}`)
+    progress(`blobs: ${size} bytes, chunk ${chunkSize}, read-ahead ${readAhead}, ${rounds} rounds after a warm-up, in ${dir}`)
     progress(`  start (${rss()})`)
 
     const node = (name: string) =>
       Layer.build(
-        BlobTransfer.layer({ chunkSize }).pipe(
+        BlobTransfer.layer({ chunkSize, readAhead }).pipe(
           Layer.provideMerge(
             Blobs.layer(path.join(dir, name)).pipe(
               Layer.provide(SqliteClient.layer({ filename: path.join(dir, `${name}.sqlite`) }))

@@ -264,6 +264,32 @@ describe("BlobTransfer", () => {
       assert.strictEqual(progress[progress.length - 1], size)
     }))
 
+  it.scopedLive("a disk provider with reads in flight sends every chunk in order, from the start and from an offset", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      // Chunk sizes that do not divide the blob, so the last read is short; depths 1 (no overlap) to 5.
+      for (const [chunkSize, readAhead] of [[1000, 1], [4093, 3], [65536, 5]] as const) {
+        const served = yield* Ref.make<ReadonlyArray<BlobTransfer.ServeEvent>>([])
+        const provider = yield* Layer.build(stack(diskBlobs(join(dir, `p-${chunkSize}`)), {
+          chunkSize,
+          readAhead,
+          onServe: (event) => Ref.update(served, (all) => [...all, event])
+        }))
+        const { content, hash } = yield* addRandom(provider, 300_007)
+        const addr = yield* addrOf(provider)
+        const receiver = yield* peer()
+        yield* transfer(receiver).download(hash, () => [addr])
+        yield* holds(receiver, hash, content)
+        // From an offset: the receiver holds a prefix, the provider is asked from there.
+        const resumer = yield* peer()
+        const partial = yield* blobsOf(resumer).openPartial(hash, content.length)
+        yield* partial.write(content.subarray(0, 123_457))
+        yield* transfer(resumer).download(hash, () => [addr])
+        yield* holds(resumer, hash, content)
+        assert.deepStrictEqual((yield* Ref.get(served)).map((s) => s.offset), [0, 123_457])
+      }
+    }))
+
   it.scopedLive("every provider answers NotFound: DownloadFailed after every round", () =>
     Effect.gen(function*() {
       const a = yield* observedPeer()
