@@ -12,7 +12,10 @@
  * memory figure: peak RSS creeps up ~5 MB a round (allocator fragmentation). Each round's progress line gives both
  * copies' CPU time, of the process (all threads: the blob path's disk reads and writes run on libuv's pool) and of
  * its main thread, which carries both nodes' network work and is the bottleneck: the blob path's main thread
- * measured 1.5–1.7× the raw copy's (570–620 vs 360 ms per 100 MiB), its socket writes alone 4× (profile).
+ * measured 1.2–1.6× the raw copy's (450–710 vs 300–580 ms per 100 MiB). In the profiles most of the difference is
+ * socket writes (kernel time; only the raw copy's receiver falls behind, with TCP zero-window events, which likely
+ * lets the kernel batch its segments), then Effect, hashing and the copy into the write buffers. With the disk
+ * writes left out (an experiment) the ratio was still ~0.69.
  * Flags: `--size` (bytes, default 100 MiB), `--chunk` (provider chunk size), `--read-ahead` (provider reads in
  * flight), `--rounds` (default {@link DEFAULT_ROUNDS}), `--mem` (log memory every 500 ms), `--profile FILE` (CPU
  * profiles of the last round's copies: FILE.raw.cpuprofile and FILE.blob.cpuprofile).
