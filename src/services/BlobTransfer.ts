@@ -66,9 +66,10 @@ export const DEFAULT_MIN_TRANSFER_RATE = 1024
 /** Bytes per read, hence per send, on the provider (see bench/blobs.ts). */
 export const DEFAULT_CHUNK_SIZE = 256 * 1024
 /**
- * Provider reads in flight: the event loop no longer waits on each read's round trip through libuv's pool, and at
- * 256 KiB a chunk it costs 1 MiB per transfer (bench/blobs.ts: ratio median 0.59 with one read ahead, 0.63–0.69 with
- * four; eight let the reads outrun the network, and the buffers libp2p still holds cannot be reused).
+ * Provider reads in flight per transfer, so that the event loop does not wait on each read's round trip through
+ * libuv's pool (bench/blobs.ts: ratio median 0.59 with one read ahead, 0.66 with four over twelve runs; eight let the
+ * reads outrun the network, and buffers libp2p still holds cannot be reused). A transfer served holds up to
+ * `(readAhead + 1) × chunkSize`: 1.25 MiB by default, 40 MiB at the default cap of 32 transfers.
  */
 export const DEFAULT_READ_AHEAD = 4
 /** Bytes the requester gathers before each write to the partial blob. */
