@@ -267,7 +267,7 @@ describe("BlobTransfer", () => {
   it.scopedLive("a disk provider with reads in flight sends every chunk in order, from the start and from an offset", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      // Chunk sizes that do not divide the blob, so the last read is short; depths 1 (no overlap) to 5.
+      // Chunk sizes that do not divide the blob, so the last read is short; one to five reads in flight.
       for (const [chunkSize, readAhead] of [[1000, 1], [4093, 3], [65536, 5]] as const) {
         const served = yield* Ref.make<ReadonlyArray<BlobTransfer.ServeEvent>>([])
         const provider = yield* Layer.build(stack(diskBlobs(join(dir, `p-${chunkSize}`)), {
