@@ -12,9 +12,9 @@ import { memoryNode, persistentNode } from "../layers/Node.js"
 import { peerIdFromNodeId } from "../schema/NodeAddr.js"
 import * as Docs from "../services/Docs.js"
 import * as DocsRpc from "../services/DocsRpc.js"
+import { DEFAULT_LISTEN } from "../services/Network.js"
 import { CliError, type Common, common, emit, errLine, nonNegative, resolveDataDir } from "./Common.js"
 
-export const DEFAULT_LISTEN: ReadonlyArray<string> = ["/ip4/0.0.0.0/tcp/0"]
 export const LOCK_FILE = "node.lock"
 
 const isAlive = (pid: number): boolean => {
@@ -86,7 +86,9 @@ export const lockDataDir = (dataDir: string): Effect.Effect<void, CliError, Scop
 
 const listen = Options.text("listen").pipe(
   Options.withPseudoName("MULTIADDR"),
-  Options.withDescription("a multiaddr to listen on (repeatable; default /ip4/0.0.0.0/tcp/0: loopback and LAN)"),
+  Options.withDescription(
+    "a multiaddr to listen on (repeatable; default /ip4/127.0.0.1/tcp/0, this machine only; /ip4/0.0.0.0/tcp/0 adds the LAN)"
+  ),
   Options.repeated
 )
 const rpcPort = Options.integer("rpc-port").pipe(
