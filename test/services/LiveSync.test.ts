@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Either, Option, Stream } from "effect"
+import { Chunk, Context, Effect, Either, Fiber, Option, Stream } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -476,6 +476,38 @@ describe("LiveSync", () => {
       yield* eventually(Effect.map(gossipB.stats, (s) => s.invalid >= 100), 15_000, "100 invalid messages at B")
       yield* docA.setBytes(author, text("still-alive"), text("yes"))
       yield* seen.until(insertRemoteOf("still-alive"))
+    }))
+
+  it.scopedLive("shutdown ends every event stream, of live and of merely open documents; the peer sees NeighborDown", () =>
+    Effect.gen(function*() {
+      const { node: a, stop } = yield* startStoppable(startMemoryNode())
+      const b = yield* startMemoryNode()
+      const author = yield* a.docs.authorGetDefault
+      const live = yield* Docs.createDoc(a.docs)
+      const ticket = yield* live.share("Write", "Addresses")
+      const { seen: atB } = yield* join(b, ticket)
+      const quiet = yield* Docs.createDoc(a.docs)
+      // Each stream is read to its end in a fiber of the test's scope, outside the node's.
+      const drain = (doc: Docs.Doc) =>
+        Effect.flatMap(doc.subscribe(), (events) => Effect.forkScoped(Stream.runCollect(events)))
+      const liveEvents = yield* drain(live)
+      const quietEvents = yield* drain(quiet)
+      yield* live.setBytes(author, text("last"), text("x"))
+      yield* quiet.setBytes(author, text("local"), text("y"))
+      yield* atB.until(insertRemoteOf("last"))
+
+      yield* stop
+      const ended = <A, E>(fiber: Fiber.RuntimeFiber<Chunk.Chunk<A>, E>) =>
+        Fiber.join(fiber).pipe(
+          Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => "stream did not end" }),
+          Effect.map(Chunk.toReadonlyArray)
+        )
+      const liveSeen = yield* ended(liveEvents)
+      const quietSeen = yield* ended(quietEvents)
+      // What happened before the shutdown was delivered first.
+      expect(liveSeen.some((e) => e._tag === "InsertLocal" && str(e.entry.id.key) === "last")).toBe(true)
+      expect(quietSeen.map((e) => e._tag)).toEqual(["InsertLocal"])
+      yield* atB.until(is("NeighborDown"))
     }))
 
   it.scopedLive("OpenState follows create, startSync, subscribe and leave (spec 06 §4.2)", () =>
