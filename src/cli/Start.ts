@@ -87,7 +87,8 @@ export const lockDataDir = (dataDir: string): Effect.Effect<void, CliError, Scop
 const listen = Options.text("listen").pipe(
   Options.withPseudoName("MULTIADDR"),
   Options.withDescription(
-    "a multiaddr to listen on (repeatable; default /ip4/127.0.0.1/tcp/0, this machine only; /ip4/0.0.0.0/tcp/0 adds the LAN)"
+    "a multiaddr to listen on (repeatable; default /ip4/127.0.0.1/tcp/0, this machine only; " +
+      "/ip4/0.0.0.0/tcp/0 adds the LAN)"
   ),
   Options.repeated
 )

@@ -315,11 +315,11 @@ export const make = (config: BlobTransferConfig = {}) =>
 
 
     /**
-     * The blob from `offset`, `chunkSize` bytes per send, with up to `readAhead` reads in flight: a read is a round trip
-     * through libuv's pool, and with one read ahead the event loop sat idle waiting for it (bench/blobs.ts). Buffers are
-     * reused whenever libp2p was done with them when the send returned (`Network.sendReleasing`), which is the rule
-     * while the network keeps up: fresh buffers per chunk were 100 MiB of garbage per 100 MiB sent, and the GC work and
-     * memory peak that come with it.
+     * The blob from `offset`, `chunkSize` bytes per send, with up to `readAhead` reads in flight: a read is a round
+     * trip through libuv's pool, and with one read ahead the event loop sat idle waiting for it (bench/blobs.ts).
+     * Buffers are reused whenever libp2p was done with them when the send returned (`Network.sendReleasing`), which is
+     * the rule while the network keeps up: fresh buffers per chunk were 100 MiB of garbage per 100 MiB sent, and the
+     * GC work and memory peak that come with it.
      */
     const sendContent = (stream: Network.Stream, hash: Hash, offset: number, touch: Touch) =>
       Effect.scoped(Effect.gen(function*() {

@@ -10,7 +10,7 @@ import { tcp } from "@libp2p/tcp"
 import { multiaddr } from "@multiformats/multiaddr"
 import { createLibp2p } from "libp2p"
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Context, Deferred, Effect, Either, Exit, Layer, Redacted, Ref, Schedule, Scope, Stream } from "effect"
+import { Clock, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Redacted, Ref, Schedule, Scope, Stream } from "effect"
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
@@ -251,6 +251,51 @@ describe("Network", () => {
       assert.isAtMost(maxQueued, 1024 * 1024)
       assert.isAtMost(result.maxUnread, Network.STREAM_READ_BUFFER)
     }))
+
+  it.scopedLive("the receive window bounds how far a sender gets ahead of a reader that stops; configurable", () =>
+    Effect.gen(function*() {
+      /** How far a's sends got ahead of b's reads once b read 16 MiB at full speed (the window grows) and stopped. */
+      const aheadAfterStall = (config: Network.NetworkConfig) =>
+        Effect.gen(function*() {
+          const a = yield* node()
+          const b = yield* node(config)
+          let sent = 0
+          let read = 0
+          const stalled = yield* Deferred.make<void>()
+          yield* b.handle(ECHO, (stream) =>
+            Effect.scoped(Effect.gen(function*() {
+              const pull = yield* Network.reader(stream, { highWaterMark: 64 * 1024 })
+              while (read < 16 * 1024 * 1024) {
+                for (const bytes of yield* pull) read += bytes.length
+              }
+              yield* Deferred.succeed(stalled, undefined)
+              // Reads nothing more until the sender resets the stream.
+              yield* Effect.never
+            })))
+          const stream = yield* a.openStream(yield* b.addr, ECHO)
+          const chunk = new Uint8Array(64 * 1024)
+          const sender = yield* Effect.fork(
+            Effect.forever(Effect.zipRight(Network.send(stream, chunk), Effect.sync(() => void (sent += chunk.length))))
+          )
+          yield* Deferred.await(stalled)
+          yield* Effect.sleep("700 millis")
+          const ahead = sent - read
+          yield* Fiber.interrupt(sender)
+          stream.abort(new Error("measured"))
+          return ahead
+        }).pipe(Effect.scoped)
+      // a's own write buffer and the chunk in flight come on top of b's window.
+      const slack = 1024 * 1024 + 64 * 1024
+      const small = yield* aheadAfterStall({ streamWindow: 512 * 1024 })
+      assert.isAtMost(small, 512 * 1024 + slack)
+      const byDefault = yield* aheadAfterStall({})
+      assert.isAbove(byDefault, 512 * 1024 + slack, "the default window grew past the small one")
+      assert.isAtMost(byDefault, Network.DEFAULT_STREAM_WINDOW + slack)
+      for (const streamWindow of [128 * 1024, 1.5, 2 ** 32]) {
+        const error = yield* Effect.flip(node({ streamWindow }))
+        assert.strictEqual(error._tag, "NetworkError")
+      }
+    }), { timeout: 30_000 })
 
   it.scopedLive("a reader that stalls repeatedly while the window fills receives everything (no read-buffer abort)", () =>
     Effect.gen(function*() {
