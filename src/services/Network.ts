@@ -67,13 +67,13 @@ export const DEFAULT_DIAL_TIMEOUT: Duration.Duration = Duration.seconds(10)
 /** Bounds opening a stream on a connection, and the graceful close of a stream when its scope ends. */
 export const DEFAULT_STREAM_TIMEOUT: Duration.Duration = Duration.seconds(10)
 /**
- * The largest per-stream receive window (yamux credit): what a peer may send on a stream ahead of its reader. yamux's
- * default is 16 MiB; 4 MiB keeps a bulk sender's backlog in the receiver small: the blob transfer over loopback went
- * from a median 0.66 to 0.68 of a plain stream copy (bench/blobs.ts, 19 and 14 runs; both copies got faster), the sync
- * bench stayed within its spread, and a node with many streams buffers a quarter as much. It still allows 40 MiB/s per
- * stream at 100 ms RTT; faster long links want `NetworkConfig.streamWindow` raised.
+ * The largest per-stream receive window (yamux credit): what a peer may send on a stream ahead of its reader; yamux's
+ * default, 16 MiB. A 4 MiB window kept a bulk sender's backlog smaller (blob transfer median 0.68 of a plain stream
+ * copy instead of 0.66, bench/blobs.ts) but raised the live bench's p99 latency from 19–22 ms to 28–37 ms
+ * (bench/live.ts, alternating runs), so it is not the default. A node that serves many bulk streams on little memory
+ * may lower it.
  */
-export const DEFAULT_STREAM_WINDOW = 4 * 1024 * 1024
+export const DEFAULT_STREAM_WINDOW = 16 * 1024 * 1024
 /** yamux's smallest window, and the smallest `streamWindow` accepted. */
 const MIN_STREAM_WINDOW = 256 * 1024
 /**
