@@ -335,13 +335,12 @@ export const make = (config: BlobTransferConfig = {}) =>
             requested += chunkSize
           }
         })
-        let pos = offset
         yield* refill
-        while (pos < reader.size) {
-          const [fiber, current] = reads.shift()!
+        // Every read covers its chunk in full (the last one up to the size), so the reads in flight are what is left.
+        for (let next = reads.shift(); next !== undefined; next = reads.shift()) {
+          const [fiber, current] = next
           const n = yield* Fiber.join(fiber)
           if (n === 0) return yield* Effect.dieMessage(`BlobTransfer: blob ${toHex(hash)} ended before its size`)
-          pos += n
           touch(n)
           // The next read starts before this chunk is sent, so `readAhead` reads stay in flight during the send.
           yield* refill

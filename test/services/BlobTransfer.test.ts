@@ -264,13 +264,30 @@ describe("BlobTransfer", () => {
       assert.strictEqual(progress[progress.length - 1], size)
     }))
 
-  it.scopedLive("a disk provider with reads in flight sends every chunk in order, from the start and from an offset", () =>
+  it.scopedLive("a disk provider keeps readAhead reads in flight, every chunk sent in order, from 0 and an offset", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       // Chunk sizes that do not divide the blob, so the last read is short; one to five reads in flight.
       for (const [chunkSize, readAhead] of [[1000, 1], [4093, 3], [65536, 5]] as const) {
         const served = yield* Ref.make<ReadonlyArray<BlobTransfer.ServeEvent>>([])
-        const provider = yield* Layer.build(stack(diskBlobs(join(dir, `p-${chunkSize}`)), {
+        // The disk store, its reads counted while they run.
+        let running = 0
+        let mostRunning = 0
+        const counted = Layer.map(diskBlobs(join(dir, `p-${chunkSize}`)), (ctx) => {
+          const blobs = Context.get(ctx, Blobs.Blobs)
+          const openReader: Blobs.BlobsService["openReader"] = (hash) =>
+            Effect.map(blobs.openReader(hash), (reader) => ({
+              size: reader.size,
+              read: (offset, into) =>
+                Effect.acquireUseRelease(
+                  Effect.sync(() => void (mostRunning = Math.max(mostRunning, ++running))),
+                  () => reader.read(offset, into),
+                  () => Effect.sync(() => void running--)
+                )
+            }))
+          return Context.add(ctx, Blobs.Blobs, { ...blobs, openReader })
+        })
+        const provider = yield* Layer.build(stack(counted, {
           chunkSize,
           readAhead,
           onServe: (event) => Ref.update(served, (all) => [...all, event])
@@ -280,6 +297,7 @@ describe("BlobTransfer", () => {
         const receiver = yield* peer()
         yield* transfer(receiver).download(hash, () => [addr])
         yield* holds(receiver, hash, content)
+        assert.strictEqual(mostRunning, readAhead, "reads in flight at once")
         // From an offset: the receiver holds a prefix, the provider is asked from there.
         const resumer = yield* peer()
         const partial = yield* blobsOf(resumer).openPartial(hash, content.length)
