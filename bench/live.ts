@@ -308,7 +308,8 @@ const spawnNode = (env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
     Effect.async<readonly [ChildProcess, Child]>((resume) => {
       const proc = fork(fileURLToPath(new URL("./live-node.js", import.meta.url)), [], {
         stdio: ["ignore", 2, 2, "ipc"],
-        execArgv: [...execArgv],
+        // The runner's own flags (the node program's, package.json) first: `--node-args` can override them.
+        execArgv: [...process.execArgv, ...execArgv],
         env: { ...process.env, ...env }
       })
       const pending = new Map<number, (reply: Reply) => void>()
