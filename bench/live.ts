@@ -20,9 +20,10 @@
  * its allocations instead, collected garbage included (FILE.nodeI.heapprofile), `--promoted-profile FILE` only the
  * allocations that outlived the scavenges (promoted to the old generation: what makes scavenges slow and
  * mark-compacts frequent), `--dump FILE` writes each write's send time and latencies and `--node-args "…"`
- * passes node/V8 flags to the node processes (process mode). In process mode `--warmup N` (default
- * {@link DEFAULT_WARMUP_WRITES}) writes N unmeasured entries first at the same rate, so that the figures are those of
- * running nodes, not of code still being compiled (as the blobs bench warms up before it measures).
+ * passes node/V8 flags to the node processes (process mode), after the runner's own, which they inherit (the node
+ * program's, package.json). In process mode `--warmup N` (default {@link DEFAULT_WARMUP_WRITES}) writes N unmeasured
+ * entries first at the same rate, so that the figures are those of running nodes, not of code still being compiled
+ * (as the blobs bench warms up before it measures).
  */
 import type { GossipSubEvents } from "@libp2p/gossipsub"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
