@@ -14,7 +14,8 @@ export const startsWith = (bytes: Uint8Array, prefix: Uint8Array): boolean => {
 /** The bytes as a latin1 string (one char per byte): a Map/Set key whose string order is the byte order. */
 export const latin1 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1")
 
-export const concat = (...parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+/** The parts one after the other, in a new buffer (an array of any length: no spread). */
+export const concatAll = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   let n = 0
   for (const p of parts) n += p.length
   const out = new Uint8Array(n)
@@ -25,6 +26,8 @@ export const concat = (...parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   }
   return out
 }
+
+export const concat = (...parts: ReadonlyArray<Uint8Array>): Uint8Array => concatAll(parts)
 
 /**
  * The smallest byte string greater than every string that starts with `prefix`, or undefined when none exists

@@ -20,7 +20,7 @@ import { randomUUID } from "node:crypto"
 import * as fs from "node:fs/promises"
 import { dirname, join } from "node:path"
 import { blake3 } from "../internal/blake3.js"
-import { copy, equals, toHex } from "../internal/bytes.js"
+import { concatAll, copy, equals, toHex } from "../internal/bytes.js"
 import {
   BlobCorrupt,
   type BlobError,
@@ -721,16 +721,6 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
 
 const hashOfHex = (hex: string): Hash => Hash.make(new Uint8Array(Buffer.from(hex, "hex")))
 
-const concatAll = (chunks: ReadonlyArray<Uint8Array>, size: number): Uint8Array => {
-  const out = new Uint8Array(size)
-  let at = 0
-  for (const c of chunks) {
-    out.set(c, at)
-    at += c.length
-  }
-  return out
-}
-
 const memoryBackend = (): Backend => {
   const complete = new Map<string, Uint8Array>()
   const partials = new Map<string, { readonly size: number; readonly chunks: Array<Uint8Array>; have: number }>()
@@ -774,9 +764,9 @@ const memoryBackend = (): Backend => {
       return {
         write: (bytes) => Effect.sync(() => void chunks.push(copy(bytes))),
         seal: Effect.void,
-        promote: (hex, size) =>
+        promote: (hex) =>
           Effect.sync(() => {
-            if (!complete.has(hex)) complete.set(hex, concatAll(chunks, size))
+            if (!complete.has(hex)) complete.set(hex, concatAll(chunks))
             partials.delete(hex)
           })
       }
@@ -798,10 +788,10 @@ const memoryBackend = (): Backend => {
           pos += c.length
         }
       }),
-    partialPromote: (hex, size) =>
+    partialPromote: (hex) =>
       Effect.sync(() => {
         const p = partials.get(hex)
-        if (p !== undefined) complete.set(hex, concatAll(p.chunks, size))
+        if (p !== undefined) complete.set(hex, concatAll(p.chunks))
         partials.delete(hex)
       }),
     partialRemove: (hex) => Effect.sync(() => void partials.delete(hex)),

@@ -9,7 +9,7 @@
 import { Context, Effect, Layer } from "effect"
 import * as os from "node:os"
 import { Worker } from "node:worker_threads"
-import { concat } from "../internal/bytes.js"
+import { concatAll } from "../internal/bytes.js"
 import * as Ed from "../internal/ed25519.js"
 import { type PublicKeyCache, signEntry, verifySignedEntry, withSignatures } from "../internal/signing.js"
 import { type Entry, type SignedEntry, signingBytes } from "../schema/Entry.js"
@@ -224,7 +224,7 @@ export const layer = (size: number = Math.max(1, Math.min(4, os.availableParalle
           message: (i) => messages[i >> 1]!
         }
         return Effect.map(run(task, Math.max(1, size - 1)), (outs) => {
-          const sigs = concat(...outs)
+          const sigs = concatAll(outs)
           return requests.map((r, i) =>
             withSignatures(r.entry, sigs.slice(i * 128, i * 128 + 64), sigs.slice(i * 128 + 64, i * 128 + 128))
           )
@@ -262,7 +262,7 @@ export const layer = (size: number = Math.max(1, Math.min(4, os.availableParalle
           signature: (i) => (i % 2 === 0 ? checked[i >> 1]!.signature.namespace : checked[i >> 1]!.signature.author)
         }
         return Effect.map(run(task, size), (outs) => {
-          const ok = concat(...outs)
+          const ok = concatAll(outs)
           index.forEach((i, j) => {
             verdicts[i] = ok[2 * j] === 1 && ok[2 * j + 1] === 1 ? "ok" : "signature"
           })
