@@ -2,11 +2,9 @@
 /**
  * The node program: runs the `rangedocs` CLI. The only place that runs an Effect.
  *
- * The shebang (like `npm start` and `npm run bench`) caps V8's young generation at 4 MiB semi-spaces (default: grows to
- * 16 MiB): the network stack allocates an ArrayBuffer per TCP read and per noise frame, garbage that only a scavenge
- * frees, and the larger young generation costs memory without saving time. Measured with and without it, in one
- * process of two nodes: peak RSS of a 100 MiB blob transfer 172–182 vs 190–207 MB, of a 100,000-entry sync 341–343 vs
- * 365–381 MB, of the reconcile bench 271 vs 342 MB; throughput and live latency within their run-to-run spread.
+ * The shebang caps V8's young generation at 4 MiB semi-spaces (default: grows to 16 MiB), as do the `start`, `demo`
+ * and `bench` scripts of package.json: the network stack allocates an ArrayBuffer per TCP read and per noise frame,
+ * garbage only a scavenge frees, and the larger young generation cost memory without saving time (figures: README).
  */
 import "./internal/polyfill.js"
 import * as NodeContext from "@effect/platform-node/NodeContext"

@@ -81,8 +81,6 @@ const MIN_STREAM_WINDOW = 256 * 1024
  * a reader that paused mid-transfer with `StreamBufferError` once the remote used its credit.
  */
 export const streamReadBuffer = (window: number) => window + 1024 * 1024
-/** {@link streamReadBuffer} of the default window. */
-export const STREAM_READ_BUFFER = streamReadBuffer(DEFAULT_STREAM_WINDOW)
 /** The file in a data directory that holds the node's secret seed, as hex. */
 export const NODE_KEY_FILE = "node-key"
 /** gossipsub's heartbeat (mesh upkeep, lazy gossip); the library default. */

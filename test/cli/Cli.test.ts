@@ -199,8 +199,9 @@ interface RunningNode {
   readonly info: StartInfo
 }
 
-const startNode = async (dataDir: string): Promise<RunningNode> => {
-  const child = spawnCli(["start", "--data-dir", dataDir, "--listen", LOOPBACK, "--json"])
+/** `rangedocs start` on `dataDir`, listening on `listen` (none given: the program's default). */
+const startNode = async (dataDir: string, listen: ReadonlyArray<string> = [LOOPBACK]): Promise<RunningNode> => {
+  const child = spawnCli(["start", "--data-dir", dataDir, ...listen.flatMap((a) => ["--listen", a]), "--json"])
   let stderr = ""
   child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c))
   const info = await readUntil(child, (l) => (l.startsWith("{") ? (JSON.parse(l) as StartInfo) : undefined), 60_000)
@@ -392,7 +393,7 @@ describe("rangedocs CLI", () => {
     await failsWithOneLine(["author", "delete", created, ...A], /^error: Deleting the default author is not supported$/)
   }, 60_000)
 
-  it("a restart keeps documents, authors, default author and identity; start exits 0 on SIGTERM", async () => {
+  it("a restart keeps documents, authors, default author and identity; start exits 0 on SIGTERM; by default it listens on loopback only", async () => {
     const [authors, docs, def] = await Promise.all([
       ok(["author", "list", ...A]),
       ok(["doc", "list", ...A]),
@@ -403,8 +404,11 @@ describe("rangedocs CLI", () => {
     await failsWithOneLine(["doc", "list", ...A], /^error: no rangedocs node is running for .*; start one with: rangedocs start/)
 
     const nodeId = nodeA.info.nodeId
-    nodeA = await startNode(dirA)
+    // Restarted without --listen: the default listens on loopback only, not on the machine's other interfaces.
+    nodeA = await startNode(dirA, [])
     assert.strictEqual(nodeA.info.nodeId, nodeId)
+    assert.isAbove(nodeA.info.addrs.length, 0)
+    for (const a of nodeA.info.addrs) assert.match(a, /^\/ip4\/127\.0\.0\.1\/tcp\/\d+$/)
     const after = await Promise.all([
       ok(["author", "list", ...A]),
       ok(["doc", "list", ...A]),

@@ -249,7 +249,7 @@ describe("Network", () => {
       const result = yield* Deferred.await(received)
       assert.strictEqual(result.bytes, total)
       assert.isAtMost(maxQueued, 1024 * 1024)
-      assert.isAtMost(result.maxUnread, Network.STREAM_READ_BUFFER)
+      assert.isAtMost(result.maxUnread, Network.streamReadBuffer(Network.DEFAULT_STREAM_WINDOW))
     }))
 
   it.scopedLive("the receive window bounds how far a sender gets ahead of a reader that stops; configurable", () =>
