@@ -47,7 +47,7 @@ import type { ReplicaNotFound, ReplicaNotOpen, StoreError } from "../schema/Erro
 import type { RemoteInsert, ReplicaEvent } from "../schema/Events.js"
 import type { Hash, NamespaceId } from "../schema/Keys.js"
 import * as LiveEvent from "../schema/LiveEvent.js"
-import { NodeAddr, NodeId, peerIdFromNodeId } from "../schema/NodeAddr.js"
+import { NodeAddr, NodeId } from "../schema/NodeAddr.js"
 import * as Op from "../schema/Op.js"
 import { Query } from "../schema/Query.js"
 import type { AcceptError, ConnectError } from "../schema/SyncErrors.js"
@@ -612,10 +612,7 @@ export const make = (config: LiveSyncConfig = {}) =>
 
     const rememberAddresses = (peer: NodeId) =>
       Effect.gen(function*() {
-        const addrs = yield* Effect.tryPromise(() => network.libp2p.peerStore.get(peerIdFromNodeId(peer))).pipe(
-          Effect.map((p) => p.addresses.map((a) => a.multiaddr.toString())),
-          Effect.orElseSucceed(() => [] as Array<string>)
-        )
+        const addrs = yield* network.peerAddresses(peer)
         yield* addressBook.remember(new NodeAddr({ nodeId: peer, addrs: addrs.filter(isDialable) }))
       })
 

@@ -148,6 +148,10 @@ export interface NetworkService {
   ) => Effect.Effect<void, never, Scope.Scope | R>
   /** Nodes we have an open connection to. */
   readonly peers: Effect.Effect<ReadonlyArray<NodeId>>
+  /** The addresses the peer store knows for `peer` (learnt from dials, identify and membership), without `/p2p/`. */
+  readonly peerAddresses: (peer: NodeId) => Effect.Effect<ReadonlyArray<string>>
+  /** Signs `message` with the node's Ed25519 key (its node id is the public key): for records the node vouches for. */
+  readonly sign: (message: Uint8Array) => Effect.Effect<Uint8Array>
   /** The underlying node, for layers built on it (gossip: `services.pubsub`). Do not stop it: the layer owns it. */
   readonly libp2p: Libp2p<Libp2pServices>
 }
@@ -346,7 +350,16 @@ export const make = (config: NetworkConfig = {}): Effect.Effect<NetworkService, 
       )
     )
 
-    return Network.of({ nodeId, addr, dial, openStream, handle, peers, libp2p: node })
+    const peerAddresses = (peer: NodeId) =>
+      Effect.tryPromise(() => node.peerStore.get(peerIdFromNodeId(peer))).pipe(
+        Effect.map((p) => [...new Set(p.addresses.map((a) => a.multiaddr.decapsulateCode(CODE_P2P).toString()))]),
+        Effect.orElseSucceed((): ReadonlyArray<string> => [])
+      )
+
+    const signingKey = Ed.secretKeyObject(seed)
+    const sign = (message: Uint8Array) => Effect.sync(() => Ed.sign(signingKey, message))
+
+    return Network.of({ nodeId, addr, dial, openStream, handle, peers, peerAddresses, sign, libp2p: node })
   }).pipe(Effect.annotateLogs({ service: "Network" }))
 
 /** A libp2p node on TCP (noise, yamux, identify, ping, gossipsub), started with the layer, stopped with its scope. */
