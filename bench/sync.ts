@@ -117,7 +117,7 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
 
     const node = (file: string) =>
       Layer.build(
-        Sync.layer().pipe(
+        Sync.layerServing().pipe(
           Layer.provideMerge(Ranger.layer({
             ...Ranger.defaultConfig,
             ...(flags.get("values") === undefined ? {} : { maxValueBytes: Number(flags.get("values")) }),

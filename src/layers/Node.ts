@@ -17,6 +17,7 @@ import * as Docs from "../services/Docs.js"
 import * as Gossip from "../services/Gossip.js"
 import * as LiveSync from "../services/LiveSync.js"
 import * as Network from "../services/Network.js"
+import * as Sync from "../services/Sync.js"
 import type * as Ranger from "../services/Ranger.js"
 import type * as Replica from "../services/Replica.js"
 import type * as Store from "../services/Store.js"
@@ -32,6 +33,8 @@ export interface NodeOptions {
   readonly blobs?: Blobs.BlobsConfig
   readonly transfer?: BlobTransfer.BlobTransferConfig
   readonly live?: LiveSync.LiveSyncConfig
+  /** The sync protocol's timeouts and session caps (spec 04). */
+  readonly sync?: Sync.SyncConfig
   readonly ranger?: Partial<Ranger.RangerConfig>
 }
 
@@ -78,6 +81,7 @@ const build = <E1, E2>(
   const gossip = Gossip.layer(options.gossip).pipe(Layer.provideMerge(base))
   const transfer = BlobTransfer.layer({ ...TRANSFER_DEFAULTS, ...options.transfer }).pipe(Layer.provideMerge(gossip))
   const live = LiveSync.layer(options.live).pipe(
+    Layer.provide(Sync.layer(options.sync)),
     Layer.provide(LiveSync.rangerLayer(options.ranger)),
     Layer.provide(addressBook),
     Layer.provideMerge(transfer)

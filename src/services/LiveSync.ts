@@ -93,8 +93,6 @@ export const DEFAULT_DOWNLOAD_RETRIES = 6
 export const DEFAULT_INLINE_CONTENT_MAX = 4096
 
 export interface LiveSyncConfig {
-  /** Settings of the sync protocol; `accept` and `onAccepted` are the engine's. */
-  readonly sync?: Omit<Sync.SyncConfig, "accept" | "onAccepted">
   /** Default {@link DEFAULT_DOWNLOAD_RETRY_DELAY}. */
   readonly downloadRetryDelay?: Duration.DurationInput
   /** Default {@link DEFAULT_DOWNLOAD_RETRIES}. */
@@ -264,8 +262,8 @@ export const make = (config: LiveSyncConfig = {}) =>
     let shuttingDown = false
 
     // -- sync (spec 04) with the engine's accept decision
-    const sync = yield* Sync.make({
-      ...config.sync,
+    const sync = yield* Sync.Sync
+    yield* sync.serve({
       accept: (ns, peer) =>
         Effect.flatMap(Deferred.make<Sync.AcceptOutcome>(), (done) =>
           Effect.zipRight(post({ _tag: "Accept", ns, peer, done }), Deferred.await(done))),
@@ -1067,6 +1065,7 @@ export const layer = (
   | Blobs.Blobs
   | BlobTransfer.BlobTransfer
   | AddressBook.AddressBook
+  | Sync.Sync
 > => Layer.scoped(LiveSync, make(config))
 
 /** The Ranger with content status from the blob store (spec 05 §1, content-status callback). */

@@ -15,7 +15,7 @@
  * concurrent-dial tie-break (spec 04 §7), while "busy" is a failure worth reporting and retrying.
  */
 import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Option, ParseResult, Schema, Scope, Stream } from "effect"
-import { compare as compareBytes, toHex } from "../internal/bytes.js"
+import { toHex } from "../internal/bytes.js"
 import { Slots } from "../internal/slots.js"
 import { FrameDecoder, FrameError, frameParts } from "../internal/framing.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
@@ -53,12 +53,16 @@ export interface SyncConfig {
   readonly maxFrame?: number
   readonly maxSessionsPerPeer?: number
   readonly maxSessions?: number
+}
+
+/** Who decides on inbound sessions, and hears how they ended. */
+export interface AcceptHandlers {
   /**
-   * Decides whether to accept an `Init` (spec 04 §7). Default: `"Allow"` iff the replica is open with sync enabled,
-   * else `"NotFound"`. A defect or failure of the callback counts as `"InternalServerError"`.
+   * Decides whether to accept an `Init` (spec 04 §4.3, §7: the concurrent-dial tie-break is the caller's, who knows
+   * which sessions run). A defect or failure of the callback counts as `"InternalServerError"`.
    */
-  readonly accept?: AcceptDecision
-  /** Called with the result of every accepted stream once it ended (not on interruption); for logs and tests. */
+  readonly accept: AcceptDecision
+  /** Called with the result of every accepted stream once it ended (not on interruption). */
   readonly onAccepted?: (result: Exit.Exit<SyncFinished, AcceptError>) => Effect.Effect<void>
 }
 
@@ -90,6 +94,13 @@ export interface SyncFinished {
 export interface SyncService {
   /** Runs one session as initiator with `peer` on `namespace` (spec 04 §5). Interruption aborts the stream. */
   readonly syncWith: (namespace: NamespaceId, peer: NodeAddr | NodeId) => Effect.Effect<SyncFinished, ConnectError>
+  /**
+   * Serves `SYNC_PROTOCOL` with `handlers` until the caller's scope closes: one server at a time (a second call while
+   * one serves is a defect).
+   */
+  readonly serve: (handlers: AcceptHandlers) => Effect.Effect<void, never, Scope.Scope>
+  /** Accepts iff the replica is open with sync enabled, else `NotFound` (no tie-break: no session state here). */
+  readonly defaultDecision: AcceptDecision
 }
 
 export class Sync extends Context.Tag("docs/Sync")<Sync, SyncService>() {}
@@ -280,34 +291,10 @@ export const make = (config: SyncConfig = {}) =>
         Effect.map((state): AcceptOutcome => (state.sync ? "Allow" : "NotFound")),
         Effect.catchTag("ReplicaNotOpen", () => Effect.succeed<AcceptOutcome>("NotFound"))
       )
-    const decide = config.accept ?? defaultDecision
-
-    // Sessions running per (namespace, peer) and who started them, for the concurrent-dial tie-break (spec 04 §7).
-    const running = new Map<string, "Connect" | "Accept">()
-    const pairKey = (ns: Uint8Array, peer: Uint8Array) => `${toHex(ns)}:${toHex(peer)}`
-    /** Marks a pair as running with `origin` for the scope; released only if still ours (an accept may take over). */
-    const mark = (key: string, origin: "Connect" | "Accept") =>
-      Effect.acquireRelease(Effect.sync(() => void running.set(key, origin)), () =>
-        Effect.sync(() => {
-          if (running.get(key) === origin) running.delete(key)
-        }))
-    /**
-     * spec 04 §7: an accept while we run an accepted session for the pair → AlreadySyncing; while we are dialing the
-     * same peer → the session started by the smaller node id survives (compare raw key bytes).
-     */
-    const tieBreak = (key: string, remote: NodeId): AcceptOutcome => {
-      const state = running.get(key)
-      if (state === undefined) return "Allow"
-      if (state === "Accept") return "AlreadySyncing"
-      return compareBytes(network.nodeId, remote) > 0 ? "Allow" : "AlreadySyncing"
-    }
-
     const syncWith = Effect.fn("Sync.syncWith")(function*(namespace: NamespaceId, peer: NodeAddr | NodeId) {
       const nodeId = peer instanceof Uint8Array ? peer : peer.nodeId
       const where: Where = { peer: toHex(nodeId), namespace: toHex(namespace) }
       return yield* Effect.scoped(Effect.gen(function*() {
-        const key = pairKey(namespace, nodeId)
-        if (!running.has(key)) yield* mark(key, "Connect")
         // Checked before dialing: a replica that is not open for sync fails without touching the network.
         const session = yield* ranger.session(namespace, nodeId).pipe(
           Effect.mapError(sessionFailed(where))
@@ -355,7 +342,11 @@ export const make = (config: SyncConfig = {}) =>
           if (held) slots.release(peer)
         }))
 
-    const accept = (stream: Network.Stream, remote: NodeId): Effect.Effect<SyncFinished, AcceptError> =>
+    const accept = (
+      decide: AcceptDecision,
+      stream: Network.Stream,
+      remote: NodeId
+    ): Effect.Effect<SyncFinished, AcceptError> =>
       Effect.scoped(Effect.gen(function*() {
         const start = yield* Clock.currentTimeMillis
         const where: Where = { peer: toHex(remote), namespace: undefined }
@@ -375,9 +366,7 @@ export const make = (config: SyncConfig = {}) =>
             )
           )
           : "InternalServerError"
-        const key = pairKey(namespace, remote)
-        const outcome = decision === "Allow" ? tieBreak(key, remote) : decision
-        if (outcome === "Allow") yield* mark(key, "Accept")
+        const outcome = decision
         if (outcome !== "Allow") {
           const sent = yield* Effect.exit(io.send(new Abort({ reason: outcome })))
           if (Exit.isFailure(sent)) return yield* Effect.failCause(sent.cause)
@@ -407,24 +396,52 @@ export const make = (config: SyncConfig = {}) =>
         Effect.annotateLogs({ service: "Sync", remote: fmtShort(remote) })
       )
 
-    const onAccepted = config.onAccepted
-    // A refusal is a normal end (its close handshake ran): logged at debug level, not as a failed handler. Other
-    // failures reach the Network, which logs them and aborts the stream.
-    yield* network.handle(SYNC_PROTOCOL, (stream, remote) =>
-      accept(stream, remote).pipe(
-        Effect.onExit((exit) =>
-          onAccepted === undefined || Exit.isInterrupted(exit) ? Effect.void : onAccepted(exit)
-        ),
-        Effect.asVoid,
-        Effect.catchTag("SyncRejected", (rejected) =>
-          Effect.logDebug("sync session refused").pipe(
-            Effect.annotateLogs({ service: "Sync", reason: rejected.reason, namespace: rejected.namespace ?? "" })
+    let serving = false
+    const serve = (handlers: AcceptHandlers) =>
+      Effect.gen(function*() {
+        if (serving) return yield* Effect.dieMessage("Sync.serve: the sync protocol is served already")
+        yield* Effect.acquireRelease(Effect.sync(() => {
+          serving = true
+        }), () =>
+          Effect.sync(() => {
+            serving = false
+          }))
+        const onAccepted = handlers.onAccepted
+        // A refusal is a normal end (its close handshake ran): logged at debug level, not as a failed handler. Other
+        // failures reach the Network, which logs them and aborts the stream.
+        yield* network.handle(SYNC_PROTOCOL, (stream, remote) =>
+          accept(handlers.accept, stream, remote).pipe(
+            Effect.onExit((exit) =>
+              onAccepted === undefined || Exit.isInterrupted(exit) ? Effect.void : onAccepted(exit)
+            ),
+            Effect.asVoid,
+            Effect.catchTag("SyncRejected", (rejected) =>
+              Effect.logDebug("sync session refused").pipe(
+                Effect.annotateLogs({ service: "Sync", reason: rejected.reason, namespace: rejected.namespace ?? "" })
+              ))
           ))
-      ))
+      })
 
-    return Sync.of({ syncWith })
+    return Sync.of({ syncWith, serve, defaultDecision })
   })
 
-/** The Sync service; registers the acceptor for `SYNC_PROTOCOL` on the Network while the layer lives. */
+/** The Sync service: sessions as initiator. It serves no one until {@link SyncService.serve} is called. */
 export const layer = (config: SyncConfig = {}): Layer.Layer<Sync, never, Network.Network | Ranger.Ranger | Replica.Replica> =>
   Layer.scoped(Sync, make(config))
+
+/**
+ * The Sync service serving the protocol while the layer lives, with `handlers` or the default decision (accept iff
+ * the replica is open for sync): a node without the live engine, and tests of the protocol alone.
+ */
+export const layerServing = (
+  config: SyncConfig = {},
+  handlers: Partial<AcceptHandlers> = {}
+): Layer.Layer<Sync, never, Network.Network | Ranger.Ranger | Replica.Replica> =>
+  Layer.scoped(
+    Sync,
+    Effect.tap(make(config), (sync) =>
+      sync.serve({
+        accept: handlers.accept ?? sync.defaultDecision,
+        ...(handlers.onAccepted === undefined ? {} : { onAccepted: handlers.onAccepted })
+      }))
+  )

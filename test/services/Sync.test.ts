@@ -26,8 +26,13 @@ import { entryAt, tombstoneAt, withFields } from "../utils/entries.js"
 type Services = Sync.Sync | Ranger.Ranger | Replica.Replica | Store.Store | Network.Network
 type Peer = Context.Context<Services>
 
-const stack = (config: Sync.SyncConfig = {}) =>
-  Sync.layer({ readTimeout: "5 seconds", ...config }).pipe(
+type PeerConfig = Sync.SyncConfig & Partial<Sync.AcceptHandlers>
+
+const stack = ({ accept, onAccepted, ...config }: PeerConfig = {}) =>
+  Sync.layerServing({ readTimeout: "5 seconds", ...config }, {
+    ...(accept === undefined ? {} : { accept }),
+    ...(onAccepted === undefined ? {} : { onAccepted })
+  }).pipe(
     Layer.provideMerge(Ranger.layer()),
     Layer.provideMerge(Replica.layer),
     Layer.provideMerge(Store.layerMemory),
@@ -35,7 +40,7 @@ const stack = (config: Sync.SyncConfig = {}) =>
     Layer.provide(Crypto.layerInline)
   )
 
-const peer = (config?: Sync.SyncConfig) => Layer.build(stack(config))
+const peer = (config?: PeerConfig) => Layer.build(stack(config))
 const inPeer = <A, E>(ctx: Peer, effect: Effect.Effect<A, E, Services>) => Effect.provide(effect, ctx)
 
 const ns = NamespaceSecret.fromSeed(new Uint8Array(32).fill(7))
@@ -63,7 +68,7 @@ const mismatch = new Message({
 })
 
 /** A peer whose acceptor results land in a queue. */
-const observedPeer = (config: Sync.SyncConfig = {}) =>
+const observedPeer = (config: PeerConfig = {}) =>
   Effect.gen(function*() {
     const results = yield* Queue.unbounded<Exit.Exit<Sync.SyncFinished, AcceptError>>()
     const ctx = yield* peer({ ...config, onAccepted: (exit) => Queue.offer(results, exit) })
@@ -115,29 +120,6 @@ describe("Sync", () => {
       yield* withEntries(other, [entryAt(ns, authors[1]!, "fine", 6n)])
       const ok = yield* syncWith(honest, other)
       assert.isAtLeast(ok.outcome.numRecv, 1)
-    }))
-
-  it.scopedLive("both peers dial each other at once: exactly one session survives, the smaller node id's", () =>
-    Effect.gen(function*() {
-      const a = yield* peer()
-      const b = yield* peer()
-      yield* withEntries(a, Array.from({ length: 20 }, (_, i) => entryAt(ns, authors[0]!, `a/${String(i).padStart(2, "0")}`, 3n)))
-      yield* withEntries(b, Array.from({ length: 20 }, (_, i) => entryAt(ns, authors[1]!, `b/${String(i).padStart(2, "0")}`, 3n)))
-      const [fromA, fromB] = yield* Effect.all([Effect.exit(syncWith(a, b)), Effect.exit(syncWith(b, a))], {
-        concurrency: "unbounded"
-      })
-      const idA = Context.get(a, Network.Network).nodeId
-      const idB = Context.get(b, Network.Network).nodeId
-      const [winner, loser] = Buffer.compare(idA, idB) < 0 ? [fromA, fromB] : [fromB, fromA]
-      assert.isTrue(Exit.isSuccess(winner), "the session started by the smaller id completes")
-      const lost = failureOf(loser)
-      assert.strictEqual(lost._tag, "RemoteAbort")
-      assert.strictEqual(lost._tag === "RemoteAbort" ? lost.reason : "", "AlreadySyncing")
-      assert.deepStrictEqual(summary(yield* stored(a)), summary(yield* stored(b)))
-      assert.strictEqual((yield* stored(a)).length, 40)
-      // The pair is free again: a later session from either side runs.
-      const again = yield* syncWith(b, a)
-      assert.strictEqual(again.outcome.numRecv, 0)
     }))
 
   it.scopedLive("an empty peer pulls a full one; both report matching outcomes", () =>
