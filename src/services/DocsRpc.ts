@@ -19,11 +19,12 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Rpc, RpcClient, RpcSerialization, RpcServer } from "@effect/rpc"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
-import { Context, Deferred, Effect, Exit, Layer, Mailbox, Option, Redacted, Schema, Scope, Stream } from "effect"
+import { Clock, Context, Deferred, Effect, Exit, Layer, Mailbox, Option, Redacted, Schema, Scope, Stream } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as http from "node:http"
 import * as path from "node:path"
+import * as Metrics from "../internal/metrics.js"
 import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { U64 } from "../schema/Entry.js"
 import { NamespaceId } from "../schema/Keys.js"
@@ -32,6 +33,11 @@ import { DocsRpcs, type ImportFileProgress } from "../schema/Rpc.js"
 import * as Docs from "./Docs.js"
 
 export const RPC_PATH = "/rpc"
+/**
+ * The node's counters in Prometheus' text format, behind the same token (Prometheus sends it with
+ * `authorization: { credentials_file: <dataDir>/rpc-token }`).
+ */
+export const METRICS_PATH = "/metrics"
 export const RPC_FILE = "rpc.json"
 export const TOKEN_FILE = "rpc-token"
 export const DEFAULT_RPC_HOST = "127.0.0.1"
@@ -211,15 +217,26 @@ export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerI
       const rpcApp = yield* RpcServer.toHttpApp(ServedRpcs).pipe(
         Effect.provide(Layer.mergeAll(Layer.succeedContext(handlerContext), RpcSerialization.layerMsgPack))
       )
+      const startedAt = yield* Clock.currentTimeMillis
+      const metrics = Effect.gen(function*() {
+        const counters = yield* docs.stats
+        const uptime = Math.round(((yield* Clock.currentTimeMillis) - startedAt) / 1000)
+        return HttpServerResponse.text(Metrics.prometheusText(counters, uptime), {
+          contentType: "text/plain; version=0.0.4; charset=utf-8"
+        })
+      }).pipe(Effect.catchAll(() => Effect.succeed(HttpServerResponse.text("metrics unavailable", { status: 500 }))))
       const guarded = Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
-        if (request.url !== RPC_PATH && !request.url.startsWith(`${RPC_PATH}?`)) {
-          return HttpServerResponse.text("not found", { status: 404 })
-        }
+        const route = request.url === RPC_PATH || request.url.startsWith(`${RPC_PATH}?`)
+          ? "rpc"
+          : request.url === METRICS_PATH && request.method === "GET"
+          ? "metrics"
+          : undefined
+        if (route === undefined) return HttpServerResponse.text("not found", { status: 404 })
         if (!sameToken(request.headers["authorization"], token)) {
           return HttpServerResponse.text("missing or wrong access token", { status: 401 })
         }
-        return yield* rpcApp
+        return route === "metrics" ? yield* metrics : yield* rpcApp
       })
       yield* httpServer.serve(guarded as HttpApp.Default<never, Scope.Scope>)
       if (options.dataDir !== undefined) {

@@ -386,6 +386,29 @@ describe("DocsRpc", () => {
       assert.isAbove((yield* good.authorGetDefault).length, 0)
     }))
 
+  it.scopedLive("/metrics: the counters in Prometheus text behind the same token; 401 without it", () =>
+    Effect.gen(function*() {
+      const { server } = yield* served
+      const client = yield* connect(server)
+      yield* Docs.createDoc(client)
+      const metricsUrl = server.url.replace(/\/rpc$/, DocsRpc.METRICS_PATH)
+      const get = (headers: Record<string, string>) =>
+        Effect.promise(async () => {
+          const response = await fetch(metricsUrl, { headers })
+          return { status: response.status, type: response.headers.get("content-type"), body: await response.text() }
+        })
+      assert.strictEqual((yield* get({})).status, 401)
+      assert.strictEqual((yield* get({ authorization: "Bearer nope" })).status, 401)
+      const ok = yield* get({ authorization: `Bearer ${Redacted.value(server.token)}` })
+      assert.strictEqual(ok.status, 200)
+      assert.match(ok.type ?? "", /^text\/plain; version=0\.0\.4/)
+      assert.include(ok.body, "# TYPE rangedocs_new_entries_local_total counter")
+      assert.match(ok.body, /^rangedocs_uptime_seconds \d+$/m)
+      for (const line of ok.body.split("\n").filter((l) => l !== "" && !l.startsWith("#"))) {
+        assert.match(line, /^rangedocs_[a-z0-9_]+ \d+$/)
+      }
+    }))
+
   it.scopedLive("the data directory: token file 0600 reused on restart, rpc.json while running, NodeUnreachable", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
