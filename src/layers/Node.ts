@@ -17,6 +17,7 @@ import * as Docs from "../services/Docs.js"
 import * as Gossip from "../services/Gossip.js"
 import * as LiveSync from "../services/LiveSync.js"
 import * as Network from "../services/Network.js"
+import type { GossipRouter } from "../services/Network/router.js"
 import * as Sync from "../services/Sync.js"
 import type * as Ranger from "../services/Ranger.js"
 import type * as Replica from "../services/Replica.js"
@@ -72,7 +73,7 @@ const TRANSFER_DEFAULTS: BlobTransfer.BlobTransferConfig = {
 
 const build = <E1, E2>(
   storage: Layer.Layer<Replica.Replica | Store.Store | Blobs.Blobs, E1>,
-  network: Layer.Layer<Network.Network, NetworkError>,
+  network: Layer.Layer<Network.Network | GossipRouter, NetworkError>,
   defaultAuthor: Layer.Layer<DefaultAuthor.DefaultAuthor, E2, Replica.Replica>,
   addressBook: Layer.Layer<AddressBook.AddressBook>,
   options: NodeOptions
@@ -112,7 +113,7 @@ export const persistentNode = (dataDir: string, options: NodeOptions = {}): Laye
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
     return build(
       PersistentStorage(dataDir, options.blobs),
-      Network.layerPersistentIdentity(dataDir, {
+      Network.layerPersistent(dataDir, {
         ...options.network,
         ...(options.listen === undefined ? {} : { listen: options.listen })
       }),
