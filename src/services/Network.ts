@@ -55,6 +55,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { fromHex, latin1, toHex } from "../internal/bytes.js"
 import * as Ed from "../internal/ed25519.js"
+import { secretFile } from "../internal/files.js"
 import { fmtShort } from "../schema/Keys.js"
 import { DialError, NetworkError, StreamError } from "../schema/NetworkErrors.js"
 import { NodeAddr, NodeId, nodeIdFromPeerId, peerIdFromNodeId } from "../schema/NodeAddr.js"
@@ -738,7 +739,7 @@ const readSeed = (file: string): Effect.Effect<Option.Option<Uint8Array>, Networ
 const createKeyFile = (dataDir: string, file: string, seed: Uint8Array) =>
   Effect.tryPromise({
     try: async () => {
-      await fs.mkdir(dataDir, { recursive: true })
+      await fs.mkdir(dataDir, { recursive: true, mode: 0o700 })
       const handle = await fs.open(file, "wx", 0o600)
       try {
         await handle.writeFile(`${toHex(seed)}\n`)
@@ -755,14 +756,18 @@ const createKeyFile = (dataDir: string, file: string, seed: Uint8Array) =>
   )
 
 /**
- * The node's seed from `<dataDir>/node-key` (hex), created with a fresh seed and mode 0600 when missing. A file that
+ * The node's seed from `<dataDir>/node-key` (hex), created with a fresh seed and mode 0600 when missing (tightened to
+ * 0600 when found looser). A file that
  * does not hold 32 bytes of hex is an error: it is never replaced, since that would change the node id.
  */
 export const loadOrCreateIdentity = (dataDir: string): Effect.Effect<Redacted.Redacted<Uint8Array>, NetworkError> =>
   Effect.gen(function*() {
     const file = path.join(dataDir, NODE_KEY_FILE)
     const existing = yield* readSeed(file)
-    if (Option.isSome(existing)) return Redacted.make(existing.value)
+    if (Option.isSome(existing)) {
+      yield* secretFile(file).pipe(Effect.mapError((error) => identityError(error.message)))
+      return Redacted.make(existing.value)
+    }
     const seed = Ed.randomSeed()
     if (yield* createKeyFile(dataDir, file, seed)) return Redacted.make(seed)
     const winner = yield* readSeed(file)
