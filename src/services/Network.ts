@@ -200,7 +200,7 @@ const describe = (cause: unknown): string =>
   cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)
 
 const toDialError = (nodeId: NodeId, protocol: string | undefined) => (cause: unknown) =>
-  new DialError({ nodeId: toHex(nodeId), reason: describe(cause), ...(protocol === undefined ? {} : { protocol }) })
+  new DialError({ nodeId, reason: describe(cause), ...(protocol === undefined ? {} : { protocol }) })
 
 const withTimeout = (duration: Duration.Duration, nodeId: NodeId, protocol: string | undefined) =>
   Effect.timeoutFail({

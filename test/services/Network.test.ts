@@ -86,7 +86,8 @@ const dialFailure = <A, R>(effect: Effect.Effect<A, DialError, R>, nodeId: NodeI
     const start = yield* Clock.currentTimeMillis
     const error = yield* Effect.flip(effect)
     assert.strictEqual(error._tag, "DialError")
-    assert.strictEqual(error.nodeId, toHex(nodeId))
+    assert.isTrue(nodeIdEquals(error.nodeId, nodeId))
+    assert.include(error.message, toHex(nodeId))
     return { error, millis: (yield* Clock.currentTimeMillis) - start }
   })
 
