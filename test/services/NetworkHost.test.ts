@@ -4,12 +4,14 @@
  * libp2p nodes on 127.0.0.1; every node, server and directory belongs to the test's scope.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Schedule, Scope } from "effect"
+import { Context, Effect, Exit, HashMap, Layer, Logger, LogLevel, Schedule, Scope } from "effect"
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { nodeIdEquals } from "../../src/schema/NodeAddr.js"
+import { NamespaceSecret } from "../../src/schema/Keys.js"
+import { NodeAddr, nodeIdEquals } from "../../src/schema/NodeAddr.js"
+import * as Gossip from "../../src/services/Gossip.js"
 import * as Network from "../../src/services/Network.js"
 import { LISTEN_PORTS_FILE } from "../../src/services/Network/ports.js"
 
@@ -51,6 +53,24 @@ const joinStorm = (hub: Network.NetworkService, count: number) =>
     const results = yield* Effect.all(nodes.map((n) => Effect.either(n.dial(addr))), { concurrency: "unbounded" })
     return { nodes, connected: results.filter((r) => r._tag === "Right").length }
   })
+
+interface LogLine {
+  readonly level: string
+  readonly text: string
+}
+
+/** A logger recording every line (level, message and annotations as text) into `lines`, for the whole test. */
+const recordingLogger = (lines: Array<LogLine>) =>
+  Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ annotations, logLevel, message }) => {
+      const parts = (Array.isArray(message) ? message : [message]).map(String)
+      for (const [key, value] of HashMap.toEntries(annotations)) parts.push(`${key}=${String(value)}`)
+      lines.push({ level: logLevel.label, text: parts.join(" ") })
+    })
+  )
+
+const STACK = /\n\s+at .*:\d+/
 
 describe("Network host", () => {
   it.scopedLive("finding 2: twenty nodes dialing one node in the same instant all connect", () =>
@@ -135,4 +155,31 @@ describe("Network host", () => {
       const n = yield* startNode(Network.layerPersistent(dataDir, { listen: ["/ip4/127.0.0.1/tcp/0"] }))
       assert.isAbove(portOf((yield* n.addr).addrs[0]!), 0)
     }))
+
+  it.scopedLive("finding 3: a remote-caused failure logs one WARN line without a stack; the cause is at DEBUG", () => {
+    const lines: Array<LogLine> = []
+    return Effect.gen(function*() {
+      const a = yield* node()
+      const b = yield* node()
+      yield* b.handle("/rangedocs-test/fails/1", () => Effect.fail("the remote sent garbage" as const))
+      yield* Effect.scoped(a.openStream(yield* b.addr, "/rangedocs-test/fails/1"))
+      const warned = () => lines.filter((l) => l.level === "WARN" && l.text.startsWith("stream handler failed"))
+      yield* eventually(Effect.sync(() => warned().length === 1), "the handler's failure is logged")
+      assert.include(warned()[0]!.text, "the remote sent garbage")
+      assert.notMatch(warned()[0]!.text, STACK)
+      assert.isTrue(lines.some((l) => l.level === "DEBUG" && l.text.startsWith("stream handler failed")))
+
+      // A bootstrap peer that is not there: one WARN line per failed dial, no stack.
+      const gossip = Context.get(
+        yield* Layer.build(Gossip.layer().pipe(Layer.provide(Network.layer({ dialTimeout: "1 second" })))),
+        Gossip.Gossip
+      )
+      const gone = yield* node()
+      const goneAddr = new NodeAddr({ nodeId: gone.nodeId, addrs: ["/ip4/127.0.0.1/tcp/1"] })
+      yield* gossip.join(NamespaceSecret.generate().id, [goneAddr])
+      const dialWarnings = () => lines.filter((l) => l.level === "WARN" && l.text.startsWith("bootstrap dial failed"))
+      yield* eventually(Effect.sync(() => dialWarnings().length === 1), "the failed dial is logged")
+      assert.notMatch(dialWarnings()[0]!.text, STACK)
+    }).pipe(Effect.provide(recordingLogger(lines)), Effect.provide(Logger.minimumLogLevel(LogLevel.Debug)))
+  })
 })
