@@ -18,7 +18,7 @@ import { LISTEN_PORTS_FILE } from "../../src/services/Network/ports.js"
 const startNode = <E>(layer: Layer.Layer<Network.Network, E>) =>
   Effect.map(Layer.build(layer), (ctx) => Context.get(ctx, Network.Network))
 
-const node = (config: Network.NetworkConfig = {}) => startNode(Network.layer({ dialTimeout: "5 seconds", ...config }))
+const node = (config: Network.NetworkConfig = {}) => startNode(Network.layer({ dialTimeout: "10 seconds", ...config }))
 
 const tempDir = Effect.acquireRelease(
   Effect.promise(() => mkdtemp(join(tmpdir(), "rangedocs-host-"))),
