@@ -8,6 +8,7 @@ import "../src/internal/polyfill.js"
 import { Context, type Duration, Effect, Layer, Schedule } from "effect"
 import type { NetworkError } from "../src/schema/NetworkErrors.js"
 import * as Network from "../src/services/Network.js"
+import { GossipRouter, type GossipRouterService } from "../src/services/Network/router.js"
 import { randomBytes } from "./util.js"
 
 export interface RawLatencyOptions {
@@ -39,13 +40,15 @@ export const measureRawLatency = (options: RawLatencyOptions): Effect.Effect<Raw
     const messages = options.messages ?? 200
     const size = Math.max(4, options.payloadSize)
     const topic = `rangedocs-bench/raw/${Buffer.from(randomBytes(8)).toString("hex")}`
-    const nodes: Array<Network.NetworkService> = []
+    // Raw gossipsub through the internal router tag (the bench-only path to it).
+    const nodes: Array<{ readonly network: Network.NetworkService; readonly pubsub: GossipRouterService["pubsub"] }> = []
     for (let i = 0; i < count; i++) {
-      nodes.push(Context.get(yield* Layer.build(Network.layer()), Network.Network))
+      const context = yield* Layer.build(Network.layer())
+      nodes.push({ network: Context.get(context, Network.Network), pubsub: Context.get(context, GossipRouter).pubsub })
     }
-    for (const node of nodes) node.libp2p.services.pubsub.subscribe(topic)
+    for (const node of nodes) node.pubsub.subscribe(topic)
     for (let i = 1; i < count; i++) {
-      for (let j = 0; j < i; j++) yield* Effect.orDie(nodes[i]!.dial(yield* nodes[j]!.addr))
+      for (let j = 0; j < i; j++) yield* Effect.orDie(nodes[i]!.network.dial(yield* nodes[j]!.network.addr))
     }
 
     // Message i carries i in its first 4 bytes; received[i] counts the nodes that got it.
@@ -54,7 +57,7 @@ export const measureRawLatency = (options: RawLatencyOptions): Effect.Effect<Raw
     let received = new Map<number, number>()
     let wake: (() => void) | undefined
     let warm = false
-    const receivers = nodes.slice(1).map((node) => node.libp2p.services.pubsub)
+    const receivers = nodes.slice(1).map((node) => node.pubsub)
     const onMessage = (event: { readonly detail: { readonly topic: string; readonly data: Uint8Array } }) => {
       const at = performance.now()
       if (event.detail.topic !== topic) return
@@ -71,7 +74,7 @@ export const measureRawLatency = (options: RawLatencyOptions): Effect.Effect<Raw
       () => Effect.sync(() => receivers.forEach((p) => p.removeEventListener("message", onMessage)))
     )
 
-    const publisher = nodes[0]!.libp2p.services.pubsub
+    const publisher = nodes[0]!.pubsub
     let seq = 0
     /** Publishes one payload and waits until every receiver has it (or `timeout` passes: then false). */
     const roundTrip = (timeout: Duration.DurationInput) =>

@@ -20,7 +20,7 @@ import { parseTicket, ticketToString } from "../src/schema/Ticket.js"
 import * as Docs from "../src/services/Docs.js"
 import * as Gossip from "../src/services/Gossip.js"
 import * as LiveSync from "../src/services/LiveSync.js"
-import * as Network from "../src/services/Network.js"
+import { GossipRouter } from "../src/services/Network/router.js"
 import { randomBytes } from "./util.js"
 
 export interface Request {
@@ -44,9 +44,9 @@ const main = Effect.gen(function*() {
   const live: LiveSync.LiveSyncConfig = inlineMax === undefined ? {} : { inlineContentMax: Number(inlineMax) }
   const context = yield* Layer.build(memoryNode({ listen: ["/ip4/127.0.0.1/tcp/0"], live }))
   const docs = Context.get(context, Docs.Docs)
-  const network = Context.get(context, Network.Network)
   const gossip = Context.get(context, Gossip.Gossip)
-  const pubsub = network.libp2p.services.pubsub
+  // Raw gossipsub for the baseline: the node's internal router (in the node's context, not a public service).
+  const pubsub = Context.unsafeGet(context, GossipRouter).pubsub
   const scope = yield* Effect.scope
 
   let doc: Docs.Doc | undefined

@@ -39,6 +39,7 @@ import type { DocTicket } from "../src/schema/Ticket.js"
 import * as Docs from "../src/services/Docs.js"
 import * as Gossip from "../src/services/Gossip.js"
 import * as Network from "../src/services/Network.js"
+import { GossipRouter, type GossipRouterService } from "../src/services/Network/router.js"
 import type { Reply, Request } from "./live-node.js"
 import { countingOps, numberFlag, OpCounter, profiled, progress, randomBytes } from "./util.js"
 
@@ -54,6 +55,8 @@ interface BenchNode {
   readonly docs: Docs.DocsService
   readonly network: Network.NetworkService
   readonly gossip: Gossip.GossipService
+  /** Raw gossipsub, for the baseline: the node's internal router (a node's context holds it; not a public service). */
+  readonly router: GossipRouterService
 }
 
 const startNode = (inlineContentMax: number | undefined) => Effect.gen(function*() {
@@ -62,7 +65,8 @@ const startNode = (inlineContentMax: number | undefined) => Effect.gen(function*
   return {
     docs: Context.get(context, Docs.Docs),
     network: Context.get(context, Network.Network),
-    gossip: Context.get(context, Gossip.Gossip)
+    gossip: Context.get(context, Gossip.Gossip),
+    router: Context.unsafeGet(context, GossipRouter)
   } satisfies BenchNode
 })
 
@@ -100,7 +104,7 @@ const rawGossip = (nodes: ReadonlyArray<BenchNode>, size: number, count: number,
     yield* Effect.acquireRelease(
       Effect.sync(() =>
         nodes.slice(1).map((node, i) => {
-          const pubsub = node.network.libp2p.services.pubsub
+          const pubsub = node.router.pubsub
           const listener = (event: GossipSubEvents["gossipsub:message"]) => {
             const { msg } = event.detail
             if (msg.topic !== topic || msg.data.length < 4) return
@@ -117,7 +121,7 @@ const rawGossip = (nodes: ReadonlyArray<BenchNode>, size: number, count: number,
       ),
       (undo) => Effect.sync(() => undo.forEach((f) => f()))
     )
-    const publisher = nodes[0]!.network.libp2p.services.pubsub
+    const publisher = nodes[0]!.router.pubsub
     publisher.subscribe(topic)
     yield* Effect.addFinalizer(() => Effect.sync(() => publisher.unsubscribe(topic)))
     // Everyone has heard of everyone's subscription: a probe reaches all receivers.

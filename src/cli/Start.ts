@@ -8,6 +8,7 @@ import { Context, Effect, Layer, Option, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { toHex } from "../internal/bytes.js"
+import { privateDir } from "../internal/files.js"
 import { memoryNode, persistentNode } from "../layers/Node.js"
 import { peerIdFromNodeId } from "../schema/NodeAddr.js"
 import * as Docs from "../services/Docs.js"
@@ -112,10 +113,8 @@ const run = (options: Common & {
     if (Option.isSome(port) && port.value > 65535) {
       return yield* new CliError({ message: "invalid --rpc-port: expected 0..65535" })
     }
-    yield* Effect.try({
-      try: () => fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 }),
-      catch: (e) => new CliError({ message: `cannot create ${dataDir}: ${e instanceof Error ? e.message : String(e)}` })
-    })
+    // 0700, tightened when looser: the directory holds the node's secrets (issue 15, finding 7).
+    yield* privateDir(dataDir).pipe(Effect.mapError((error) => new CliError({ message: error.message })))
     yield* lockDataDir(dataDir)
     const nodeOptions = { listen: options.listen.length === 0 ? DEFAULT_LISTEN : options.listen }
     const node = options.memory ? memoryNode(nodeOptions) : persistentNode(dataDir, nodeOptions)

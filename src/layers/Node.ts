@@ -3,9 +3,9 @@
  * Docs API) in memory or in a data directory. Composition only.
  */
 import { Effect, Layer } from "effect"
-import * as fs from "node:fs"
+import { privateDir } from "../internal/files.js"
 import type { BlobStoreError } from "../schema/BlobErrors.js"
-import type { DocsError } from "../schema/DocsErrors.js"
+import { DocsError } from "../schema/DocsErrors.js"
 import type { StoreError } from "../schema/Errors.js"
 import type { NetworkError } from "../schema/NetworkErrors.js"
 import type { NodeAddr } from "../schema/NodeAddr.js"
@@ -17,6 +17,7 @@ import * as Docs from "../services/Docs.js"
 import * as Gossip from "../services/Gossip.js"
 import * as LiveSync from "../services/LiveSync.js"
 import * as Network from "../services/Network.js"
+import type { GossipRouter } from "../services/Network/router.js"
 import * as Sync from "../services/Sync.js"
 import type * as Ranger from "../services/Ranger.js"
 import type * as Replica from "../services/Replica.js"
@@ -72,7 +73,7 @@ const TRANSFER_DEFAULTS: BlobTransfer.BlobTransferConfig = {
 
 const build = <E1, E2>(
   storage: Layer.Layer<Replica.Replica | Store.Store | Blobs.Blobs, E1>,
-  network: Layer.Layer<Network.Network, NetworkError>,
+  network: Layer.Layer<Network.Network | GossipRouter, NetworkError>,
   defaultAuthor: Layer.Layer<DefaultAuthor.DefaultAuthor, E2, Replica.Replica>,
   addressBook: Layer.Layer<AddressBook.AddressBook>,
   options: NodeOptions
@@ -105,14 +106,19 @@ export const memoryNode = (options: NodeOptions = {}): Layer.Layer<NodeServices,
 
 /**
  * A node in `dataDir` (created if missing): `docs.sqlite` (documents and the blob index), `blobs/`, `node-key`
- * (the node identity), `default-author`, `peers.json` (addresses of useful peers).
+ * (the node identity), `default-author`, `peers.json` (addresses of useful peers), `listen-ports.json` (the ports
+ * it listened on, taken again at the next start when free).
+ *
+ * The directory is 0700 and every file holding a secret (`docs.sqlite` with its -wal/-shm, `node-key`,
+ * `default-author`, `rpc-token`) 0600 from its creation; any of them found looser at start is tightened, with one
+ * warning line each.
  */
 export const persistentNode = (dataDir: string, options: NodeOptions = {}): Layer.Layer<NodeServices, NodeError> =>
-  Layer.unwrapEffect(Effect.sync(() => {
-    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  Layer.unwrapEffect(Effect.gen(function*() {
+    yield* privateDir(dataDir).pipe(Effect.mapError((error) => new DocsError({ message: error.message })))
     return build(
       PersistentStorage(dataDir, options.blobs),
-      Network.layerPersistentIdentity(dataDir, {
+      Network.layerPersistent(dataDir, {
         ...options.network,
         ...(options.listen === undefined ? {} : { listen: options.listen })
       }),

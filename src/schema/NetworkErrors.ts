@@ -1,30 +1,24 @@
 /** Failures of the Network service (spec 04 §10, §11, §13). Kept apart from Errors.ts, which holds the replica's. */
 import { Schema } from "effect"
+import { toHex } from "../internal/bytes.js"
+import { NodeId } from "./NodeAddr.js"
 
 /**
  * Connecting to a node or opening a stream to it failed or timed out: the `Connect` error of spec 04 §10. `nodeId` is
- * the hex of the remote's 32-byte key; `protocol` is set when a stream was being opened.
+ * the remote's node id (its hex in the message); `protocol` is set when a stream was being opened.
  */
 export class DialError extends Schema.TaggedError<DialError>()("DialError", {
-  nodeId: Schema.String,
+  nodeId: NodeId,
   reason: Schema.String,
   protocol: Schema.optional(Schema.String)
 }) {
   override get message() {
     const what = this.protocol === undefined ? "dial" : `open ${this.protocol} stream to`
-    return `Failed to ${what} ${this.nodeId}: ${this.reason}`
+    return `Failed to ${what} ${toHex(this.nodeId)}: ${this.reason}`
   }
 }
 
-/** A libp2p peer whose identity is not an Ed25519 key: it has no 32-byte node id (spec 04 §13). */
-export class NotEd25519Peer extends Schema.TaggedError<NotEd25519Peer>()("NotEd25519Peer", {
-  peerId: Schema.String,
-  keyType: Schema.String
-}) {
-  override get message() {
-    return `Peer ${this.peerId} has a ${this.keyType} identity; only Ed25519 node ids are supported`
-  }
-}
+export { NotEd25519Peer } from "./NodeAddr.js"
 
 /** The node could not be set up: its identity could not be loaded or created, or libp2p failed to start. */
 export class NetworkError extends Schema.TaggedError<NetworkError>()("NetworkError", {

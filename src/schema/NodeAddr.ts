@@ -10,7 +10,16 @@ import { multiaddr } from "@multiformats/multiaddr"
 import { Either, Schema } from "effect"
 import { equals } from "../internal/bytes.js"
 import { Bytes32 } from "./Keys.js"
-import { NotEd25519Peer } from "./NetworkErrors.js"
+
+/** A libp2p peer whose identity is not an Ed25519 key: it has no 32-byte node id (spec 04 §13). */
+export class NotEd25519Peer extends Schema.TaggedError<NotEd25519Peer>()("NotEd25519Peer", {
+  peerId: Schema.String,
+  keyType: Schema.String
+}) {
+  override get message() {
+    return `Peer ${this.peerId} has a ${this.keyType} identity; only Ed25519 node ids are supported`
+  }
+}
 
 export const NodeId = Bytes32.pipe(Schema.brand("NodeId"))
 export type NodeId = typeof NodeId.Type

@@ -14,6 +14,8 @@ export const MAX_PEERS = 1024
 /** Addresses kept per peer. */
 export const MAX_ADDRS = 16
 export const ADDRESS_BOOK_FILE = "peers.json"
+/** A larger file is not one we wrote (MAX_PEERS × MAX_ADDRS addresses fit in well under 4 MiB): ignored. */
+const MAX_FILE_BYTES = 4 * 1024 * 1024
 
 export interface AddressBookService {
   /** Remembers `addr` (replacing older addresses of that node); nothing is stored for an empty address list. */
@@ -61,7 +63,14 @@ export const layerFile = (dataDir: string): Layer.Layer<AddressBook> =>
     AddressBook,
     Effect.gen(function*() {
       const file = path.join(dataDir, ADDRESS_BOOK_FILE)
-      const text = yield* Effect.tryPromise(() => fs.readFile(file, "utf8")).pipe(Effect.option)
+      const text = yield* Effect.tryPromise(async () => {
+        const handle = await fs.open(file, "r")
+        try {
+          return (await handle.stat()).size > MAX_FILE_BYTES ? "" : await handle.readFile("utf8")
+        } finally {
+          await handle.close()
+        }
+      }).pipe(Effect.option)
       const initial = new Map<string, ReadonlyArray<string>>()
       if (Option.isSome(text)) {
         const parsed = Schema.decodeUnknownOption(BookFile)(text.value)
@@ -78,7 +87,11 @@ export const layerFile = (dataDir: string): Layer.Layer<AddressBook> =>
           const tmp = `${file}.${process.pid}.tmp`
           await fs.writeFile(tmp, JSON.stringify(Object.fromEntries(book)))
           await fs.rename(tmp, file)
-        }).pipe(Effect.catchAllCause((cause) => Effect.logWarning(`could not write ${file}`, cause)))
+        }).pipe(
+          Effect.catchAll((error) =>
+            Effect.logWarning(`could not write ${file}: ${error.error instanceof Error ? error.error.message : String(error.error)}`)
+          )
+        )
       return yield* make(persist, initial)
     })
   )

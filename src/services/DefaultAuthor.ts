@@ -8,6 +8,7 @@ import { Context, Effect, Layer, Option, Ref, Schema } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { toHex } from "../internal/bytes.js"
+import { secretFile, writeSecretFile } from "../internal/files.js"
 import { AuthorNotExists, DocsError } from "../schema/DocsErrors.js"
 import type { StoreError } from "../schema/Errors.js"
 import { type AuthorId, AuthorIdFromHex } from "../schema/Keys.js"
@@ -52,15 +53,11 @@ export const layerMemory: Layer.Layer<DefaultAuthor, StoreError, Replica.Replica
 const fileError = (file: string, what: string, cause?: unknown) =>
   new DocsError({ message: `${file}: ${what}${cause instanceof Error ? `: ${cause.message}` : ""}` })
 
+/** Mode 0600: the file names the author whose secret signs the node's writes. */
 const writeFile = (file: string, id: AuthorId) =>
-  Effect.tryPromise({
-    try: async () => {
-      const tmp = `${file}.tmp`
-      await fs.writeFile(tmp, toHex(id))
-      await fs.rename(tmp, file)
-    },
-    catch: (cause) => fileError(file, "could not write the default author", cause)
-  })
+  writeSecretFile(file, toHex(id)).pipe(
+    Effect.mapError((error) => fileError(file, `could not write the default author: ${error.reason}`))
+  )
 
 /** The default author in `<dataDir>/default-author` (spec 05 §11 `Persistent`). */
 export const layerFile = (dataDir: string): Layer.Layer<DefaultAuthor, StoreError | DocsError, Replica.Replica> =>
@@ -69,6 +66,7 @@ export const layerFile = (dataDir: string): Layer.Layer<DefaultAuthor, StoreErro
     Effect.gen(function*() {
       const replica = yield* Replica.Replica
       const file = path.join(dataDir, DEFAULT_AUTHOR_FILE)
+      yield* secretFile(file).pipe(Effect.mapError((error) => fileError(file, error.reason)))
       const text = yield* Effect.tryPromise(() => fs.readFile(file, "utf8")).pipe(Effect.option)
       let id: AuthorId
       if (Option.isSome(text)) {
@@ -87,7 +85,7 @@ export const layerFile = (dataDir: string): Layer.Layer<DefaultAuthor, StoreErro
         id = yield* createAuthor
         yield* replica.flush
         yield* Effect.tryPromise({
-          try: () => fs.mkdir(dataDir, { recursive: true }),
+          try: () => fs.mkdir(dataDir, { recursive: true, mode: 0o700 }),
           catch: (cause) => fileError(dataDir, "could not create the data directory", cause)
         })
         yield* writeFile(file, id)

@@ -24,6 +24,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as http from "node:http"
 import * as path from "node:path"
+import { secretFile } from "../internal/files.js"
 import * as Metrics from "../internal/metrics.js"
 import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { U64 } from "../schema/Entry.js"
@@ -56,8 +57,14 @@ export class NodeUnreachable extends Schema.TaggedError<NodeUnreachable>()("Node
 
 const isErrno = (cause: unknown, code: string) => cause instanceof Error && "code" in cause && cause.code === code
 
-/** The node's access token from `<dataDir>/rpc-token`, created (random, mode 0600) when missing. */
+/** The node's access token from `<dataDir>/rpc-token`, created (random, mode 0600) when missing, tightened to 0600. */
 export const loadOrCreateToken = (dataDir: string): Effect.Effect<Redacted.Redacted<string>, DocsError> =>
+  secretFile(path.join(dataDir, TOKEN_FILE)).pipe(
+    Effect.mapError((error) => new DocsError({ message: `could not set up the RPC token: ${error.message}` })),
+    Effect.zipRight(loadOrCreateTokenFile(dataDir))
+  )
+
+const loadOrCreateTokenFile = (dataDir: string): Effect.Effect<Redacted.Redacted<string>, DocsError> =>
   Effect.tryPromise({
     try: async () => {
       const file = path.join(dataDir, TOKEN_FILE)
@@ -67,7 +74,7 @@ export const loadOrCreateToken = (dataDir: string): Effect.Effect<Redacted.Redac
       } catch (cause) {
         if (!isErrno(cause, "ENOENT")) throw cause
       }
-      await fs.mkdir(dataDir, { recursive: true })
+      await fs.mkdir(dataDir, { recursive: true, mode: 0o700 })
       const token = crypto.randomBytes(32).toString("hex")
       const tmp = `${file}.${process.pid}.tmp`
       await fs.writeFile(tmp, token, { mode: 0o600 })

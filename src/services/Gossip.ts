@@ -18,7 +18,7 @@
  * (`stats.invalid`) and skipped; the topic keeps working (unlike the reference, spec 05 §8.2).
  */
 import type { GossipsubMessage, GossipSubEvents } from "@libp2p/gossipsub"
-import type { Connection, Libp2pEvents, PeerId } from "@libp2p/interface"
+import type { PeerId } from "@libp2p/interface"
 import {
   Context,
   Duration,
@@ -40,7 +40,9 @@ import { trusted } from "../internal/trusted.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
 import { NodeAddr, type NodeId, nodeIdEquals, nodeIdFromPeerId } from "../schema/NodeAddr.js"
 import { decodeOp, type GossipEvent, NeighborDown, NeighborUp, type Op, OpFromBytes, Put, Received } from "../schema/Op.js"
+import { makeStreamRepair } from "./Gossip/gossipsubAdapter.js"
 import * as Network from "./Network.js"
+import { GossipRouter } from "./Network/router.js"
 
 export type { GossipEvent } from "../schema/Op.js"
 
@@ -161,31 +163,19 @@ const NOTICE_CAPACITY = 64
 /** How often connected peers are checked for a lost outbound gossipsub stream. */
 export const STREAM_CHECK_INTERVAL = Duration.seconds(1)
 
-/**
- * The parts of gossipsub's router (the pinned @libp2p/gossipsub 17.1.1) that the stream check reads; checked at run
- * time, so a version without them only turns the check off.
- */
-interface GossipsubInternals {
-  readonly peers?: unknown
-  readonly streamsOutbound?: unknown
-  readonly onPeerConnected?: unknown
-}
-interface OutboundStreams {
-  readonly get: (id: string) => { readonly rawStream?: { readonly status?: string } } | undefined
-  readonly delete: (id: string) => boolean
-}
-
 const encodeOp = Schema.encode(OpFromBytes)
 
 /** The innermost message of a ParseError: one line for the log. */
 const describe = (cause: unknown): string =>
   cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)
 
-export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, never, Network.Network | Scope.Scope> =>
+export const make = (
+  config: GossipConfig = {}
+): Effect.Effect<GossipService, never, Network.Network | GossipRouter | Scope.Scope> =>
   Effect.gen(function*() {
     const network = yield* Network.Network
-    const node = network.libp2p
-    const pubsub = node.services.pubsub
+    const router = yield* GossipRouter
+    const pubsub = router.pubsub
     const maxMessageSize = config.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
     const subscriberCapacity = config.subscriberCapacity ?? DEFAULT_SUBSCRIBER_CAPACITY
     const annotate = Effect.annotateLogs({ service: "Gossip", node: fmtShort(network.nodeId) })
@@ -286,8 +276,8 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
       }
     }
 
-    const onPeerDisconnect = (event: Libp2pEvents["peer:disconnect"]) => {
-      for (const state of topics.values()) neighborDown(state, event.detail)
+    const onPeerDisconnect = (peer: PeerId) => {
+      for (const state of topics.values()) neighborDown(state, peer)
     }
 
     /** Ends the topic: unsubscribes (if joined) and ends every event stream of it. */
@@ -311,53 +301,20 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
       Effect.sync(() => {
         pubsub.addEventListener("gossipsub:message", onMessage)
         pubsub.addEventListener("subscription-change", onSubscriptionChange)
-        node.addEventListener("peer:disconnect", onPeerDisconnect)
+        return router.onPeerDisconnect(onPeerDisconnect)
       }),
-      () =>
+      (removeDisconnectListener) =>
         Effect.sync(() => {
           pubsub.removeEventListener("gossipsub:message", onMessage)
           pubsub.removeEventListener("subscription-change", onSubscriptionChange)
-          node.removeEventListener("peer:disconnect", onPeerDisconnect)
+          removeDisconnectListener()
         })
     )
 
-    /*
-     * gossipsub opens its one outbound stream to a peer when a connection opens, and never again while the peer stays
-     * connected: if that stream ends (reset by the peer, or a reconnection that raced the old connection's close, which
-     * leaves the closed stream in place), every message to the peer is dropped without a trace until it disconnects.
-     * Seen in tests: a restarted node never got its neighbor's gossip. So connected gossipsub peers are checked every
-     * STREAM_CHECK_INTERVAL; one whose stream is closed, or missing at two checks in a row (it is missing for a moment
-     * while gossipsub opens it), gets a new one the way gossipsub opens it on a connection.
-     */
-    const internals = pubsub as unknown as GossipsubInternals
-    if (
-      internals.peers instanceof Map && internals.streamsOutbound instanceof Map &&
-      typeof internals.onPeerConnected === "function"
-    ) {
-      const peers = internals.peers as ReadonlyMap<string, unknown>
-      const outbound = internals.streamsOutbound as unknown as OutboundStreams
-      const open = (internals.onPeerConnected as (peerId: PeerId, connection: Connection) => void).bind(pubsub)
-      let missing = new Set<string>()
-      const checkStreams = () => {
-        const missingNow = new Set<string>()
-        const checked = new Set<string>()
-        for (const connection of node.getConnections()) {
-          const id = connection.remotePeer.toString()
-          if (connection.status !== "open" || checked.has(id) || !peers.has(id)) continue
-          checked.add(id)
-          const stream = outbound.get(id)
-          if (stream !== undefined && stream.rawStream?.status === "open") continue
-          if (stream === undefined && !missing.has(id)) {
-            missingNow.add(id)
-            continue
-          }
-          if (stream !== undefined) outbound.delete(id)
-          bump("streamsRepaired")
-          open(connection.remotePeer, connection)
-        }
-        missing = missingNow
-      }
-      yield* Effect.sync(checkStreams).pipe(
+    // gossipsub never reopens a lost outbound stream while the peer stays connected (./Gossip/gossipsubAdapter.ts).
+    const repairStreams = makeStreamRepair(router)
+    if (repairStreams !== undefined) {
+      yield* Effect.sync(() => bump("streamsRepaired", repairStreams())).pipe(
         Effect.repeat(Schedule.spaced(STREAM_CHECK_INTERVAL)),
         Effect.delay(STREAM_CHECK_INTERVAL),
         Effect.forkScoped
@@ -369,8 +326,9 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
       if (nodeIdEquals(addr.nodeId, network.nodeId)) return Effect.void
       return network.dial(addr).pipe(
         Effect.catchAll((error) =>
+          // Remote-caused: one line, no stack.
           Effect.logWarning("bootstrap dial failed").pipe(
-            Effect.annotateLogs({ peer: error.nodeId, reason: error.reason })
+            Effect.annotateLogs({ peer: fmtShort(addr.nodeId), reason: error.reason })
           )
         )
       )
@@ -474,5 +432,5 @@ export const make = (config: GossipConfig = {}): Effect.Effect<GossipService, ne
   })
 
 /** Gossip on the node's gossipsub router; stops (listeners removed, topics left, streams ended) with its scope. */
-export const layer = (config: GossipConfig = {}): Layer.Layer<Gossip, never, Network.Network> =>
+export const layer = (config: GossipConfig = {}): Layer.Layer<Gossip, never, Network.Network | GossipRouter> =>
   Layer.scoped(Gossip, make(config))

@@ -55,9 +55,12 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { fromHex, latin1, toHex } from "../internal/bytes.js"
 import * as Ed from "../internal/ed25519.js"
+import { secretFile } from "../internal/files.js"
 import { fmtShort } from "../schema/Keys.js"
 import { DialError, NetworkError, StreamError } from "../schema/NetworkErrors.js"
 import { NodeAddr, NodeId, nodeIdFromPeerId, peerIdFromNodeId } from "../schema/NodeAddr.js"
+import { boundPorts, preferredListen, readPorts, writePorts } from "./Network/ports.js"
+import { GossipRouter, type GossipRouterService } from "./Network/router.js"
 
 export type { Stream } from "@libp2p/interface"
 
@@ -93,6 +96,29 @@ export const DEFAULT_GOSSIP_HEARTBEAT: Duration.Duration = Duration.seconds(1)
  */
 export const DEFAULT_GOSSIP_MAX_RPC_SIZE = 4 * 1024 * 1024
 
+/**
+ * Inbound connections accepted per second from one host (IP address): libp2p's default of 5 refuses the sixth node
+ * that joins in the same second (issue 15, finding 2) and every node of one machine or behind one NAT shares the
+ * host. 100 lets a swarm of local nodes join one node at once; the pending and total caps still bound the load.
+ */
+export const DEFAULT_INBOUND_PER_HOST_PER_SECOND = 100
+/** Inbound connections in their handshake at once (libp2p's default is 10): a join storm queues no further. */
+export const DEFAULT_MAX_PENDING_INBOUND = 64
+/** Open connections at most, in and out (libp2p's default on Node.js); further inbound connections are refused. */
+export const DEFAULT_MAX_CONNECTIONS = 300
+/** Largest value accepted for any of the connection limits. */
+const MAX_LIMIT = 65536
+
+/** Caps on connections (libp2p's connection manager), checked when the node starts. */
+export interface ConnectionLimits {
+  /** Default {@link DEFAULT_MAX_CONNECTIONS}. */
+  readonly maxConnections?: number
+  /** Default {@link DEFAULT_MAX_PENDING_INBOUND}; at most `maxConnections`. */
+  readonly maxPendingInbound?: number
+  /** Default {@link DEFAULT_INBOUND_PER_HOST_PER_SECOND}. */
+  readonly inboundPerHostPerSecond?: number
+}
+
 /** Tuning of the gossipsub router; the Gossip service (src/services/Gossip.ts) is built on it. */
 export interface GossipsubConfig {
   /** Default {@link DEFAULT_GOSSIP_HEARTBEAT}; tests may shorten it (meshes also form on subscribe, without it). */
@@ -111,6 +137,7 @@ export interface NetworkConfig {
   /** Per-stream receive window in bytes (≥ 256 KiB); default {@link DEFAULT_STREAM_WINDOW}. */
   readonly streamWindow?: number
   readonly gossipsub?: GossipsubConfig
+  readonly connections?: ConnectionLimits
 }
 
 export type Libp2pServices = { identify: Identify; ping: Ping; pubsub: GossipSub }
@@ -152,8 +179,19 @@ export interface NetworkService {
   readonly peerAddresses: (peer: NodeId) => Effect.Effect<ReadonlyArray<string>>
   /** Signs `message` with the node's Ed25519 key (its node id is the public key): for records the node vouches for. */
   readonly sign: (message: Uint8Array) => Effect.Effect<Uint8Array>
-  /** The underlying node, for layers built on it (gossip: `services.pubsub`). Do not stop it: the layer owns it. */
-  readonly libp2p: Libp2p<Libp2pServices>
+  /** Closes every connection to `peer` (its streams are reset); a no-op when there is none. */
+  readonly hangUp: (peer: NodeId) => Effect.Effect<void>
+  /** The open connections, one entry per connection (a peer may have two for a moment). */
+  readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
+  /** True from start until the layer's scope closes. */
+  readonly isRunning: Effect.Effect<boolean>
+}
+
+export interface ConnectionInfo {
+  readonly peer: NodeId
+  /** The remote's transport address, without `/p2p/`. */
+  readonly remoteAddr: string
+  readonly direction: "inbound" | "outbound"
 }
 
 export class Network extends Context.Tag("docs/Network")<Network, NetworkService>() {}
@@ -162,7 +200,7 @@ const describe = (cause: unknown): string =>
   cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)
 
 const toDialError = (nodeId: NodeId, protocol: string | undefined) => (cause: unknown) =>
-  new DialError({ nodeId: toHex(nodeId), reason: describe(cause), ...(protocol === undefined ? {} : { protocol }) })
+  new DialError({ nodeId, reason: describe(cause), ...(protocol === undefined ? {} : { protocol }) })
 
 const withTimeout = (duration: Duration.Duration, nodeId: NodeId, protocol: string | undefined) =>
   Effect.timeoutFail({
@@ -197,8 +235,35 @@ const makeGossipsub = (config: GossipsubConfig) =>
     maxInboundDataLength: config.maxRpcSize ?? DEFAULT_GOSSIP_MAX_RPC_SIZE
   })
 
-export const make = (config: NetworkConfig = {}): Effect.Effect<NetworkService, NetworkError, Scope.Scope> =>
+const checkLimits = (limits: ConnectionLimits) => {
+  const maxConnections = limits.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  const maxPendingInbound = limits.maxPendingInbound ?? Math.min(DEFAULT_MAX_PENDING_INBOUND, maxConnections)
+  const inboundPerHostPerSecond = limits.inboundPerHostPerSecond ?? DEFAULT_INBOUND_PER_HOST_PER_SECOND
+  const bad = (name: string, value: number, max: number) =>
+    Number.isSafeInteger(value) && value >= 1 && value <= max ? undefined : `${name} must be an integer from 1 to ${max}, got ${value}`
+  const problem = bad("connections.maxConnections", maxConnections, MAX_LIMIT) ??
+    bad("connections.maxPendingInbound", maxPendingInbound, maxConnections) ??
+    bad("connections.inboundPerHostPerSecond", inboundPerHostPerSecond, MAX_LIMIT)
+  return problem === undefined
+    ? Either.right({ maxConnections, maxPendingInbound, inboundPerHostPerSecond })
+    : Either.left(new NetworkError({ method: "start", cause: problem }))
+}
+
+/** Where a persistent node keeps what it had last time (its listen ports). */
+interface Persistence {
+  readonly dataDir: string
+}
+
+const makeNode = (
+  config: NetworkConfig,
+  persistence?: Persistence
+): Effect.Effect<
+  { readonly network: NetworkService; readonly router: GossipRouterService },
+  NetworkError,
+  Scope.Scope
+> =>
   Effect.gen(function*() {
+    const limits = yield* checkLimits(config.connections ?? {})
     const dialTimeout = Duration.decode(config.dialTimeout ?? DEFAULT_DIAL_TIMEOUT)
     const streamTimeout = Duration.decode(config.streamTimeout ?? DEFAULT_STREAM_TIMEOUT)
     const streamWindow = config.streamWindow ?? DEFAULT_STREAM_WINDOW
@@ -218,36 +283,62 @@ export const make = (config: NetworkConfig = {}): Effect.Effect<NetworkService, 
     })
     const nodeId = NodeId.make(Uint8Array.from(privateKey.publicKey.raw))
 
-    const node = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () =>
-          createLibp2p<Libp2pServices>({
-            privateKey,
-            addresses: { listen: [...(config.listen ?? DEFAULT_LISTEN)] },
-            transports: [tcp()],
-            connectionEncrypters: [noise()],
-            streamMuxers: [
-              yamux({
-                streamOptions: {
-                  maxStreamWindowSize: streamWindow,
-                  maxReadBufferLength: streamReadBuffer(streamWindow)
-                }
-              })
-            ],
-            services: { identify: identify(), ping: ping(), pubsub: makeGossipsub(config.gossipsub ?? {}) },
-            // libp2p aborts a connection whose keep-alive ping takes over ~5 s: a node busy for a few seconds would
-            // lose its gossip mesh. Dead connections are still found, just later.
-            connectionMonitor: { pingTimeout: { minTimeout: 20_000, maxTimeout: 60_000 } }
-          }),
-        catch: (cause) => new NetworkError({ method: "start", cause })
-      }),
-      (node) =>
-        Effect.tryPromise(async () => {
-          await node.stop()
-        }).pipe(
-          Effect.catchAllCause((cause) => Effect.logWarning("libp2p stop failed", cause))
+    const listen = config.listen ?? DEFAULT_LISTEN
+    const start = (addrs: ReadonlyArray<string>) =>
+      Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () =>
+            createLibp2p<Libp2pServices>({
+              privateKey,
+              addresses: { listen: [...addrs] },
+              transports: [tcp()],
+              connectionEncrypters: [noise()],
+              streamMuxers: [
+                yamux({
+                  streamOptions: {
+                    maxStreamWindowSize: streamWindow,
+                    maxReadBufferLength: streamReadBuffer(streamWindow)
+                  }
+                })
+              ],
+              services: { identify: identify(), ping: ping(), pubsub: makeGossipsub(config.gossipsub ?? {}) },
+              // libp2p aborts a connection whose keep-alive ping takes over ~5 s: a node busy for a few seconds would
+              // lose its gossip mesh. Dead connections are still found, just later.
+              connectionMonitor: { pingTimeout: { minTimeout: 20_000, maxTimeout: 60_000 } },
+              connectionManager: {
+                maxConnections: limits.maxConnections,
+                maxIncomingPendingConnections: limits.maxPendingInbound,
+                inboundConnectionThreshold: limits.inboundPerHostPerSecond
+              }
+            }),
+          catch: (cause) => new NetworkError({ method: "start", cause })
+        }),
+        (node) =>
+          Effect.tryPromise(async () => {
+            await node.stop()
+          }).pipe(
+            Effect.catchAll((error) => Effect.logWarning(`libp2p stop failed: ${describe(error.error)}`))
+          )
+      )
+    let node: Libp2p<Libp2pServices>
+    if (persistence === undefined) {
+      node = yield* start(listen)
+    } else {
+      // The port of last time when it is free, so that peers dialing the old address reach us (issue 15, finding 3).
+      const preferred = preferredListen(listen, yield* readPorts(persistence.dataDir))
+      const same = preferred.every((a, i) => a === listen[i])
+      node = yield* start(preferred).pipe(
+        Effect.catchAll((error) =>
+          same ? Effect.fail(error) : Effect.zipRight(
+            Effect.logInfo("a recorded listen port is taken; listening on a new one").pipe(
+              Effect.annotateLogs({ preferred: preferred.join(" ") })
+            ),
+            start(listen)
+          )
         )
-    )
+      )
+      yield* writePorts(persistence.dataDir, boundPorts(listen, node.getMultiaddrs()))
+    }
     const serviceScope = yield* Effect.scope
 
     /** Closes our side gracefully after a successful use, resets it otherwise. */
@@ -316,7 +407,7 @@ export const make = (config: NetworkConfig = {}): Effect.Effect<NetworkService, 
           Effect.suspend(() => handler(stream, remote)).pipe(
             Effect.onExit((exit) => release(stream, exit)),
             Effect.catchAllCause((cause) =>
-              Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning("stream handler failed", cause)
+              Cause.isInterruptedOnly(cause) ? Effect.void : handlerFailed(cause)
             ),
             Effect.annotateLogs({ remote: fmtShort(remote) })
           )
@@ -359,12 +450,77 @@ export const make = (config: NetworkConfig = {}): Effect.Effect<NetworkService, 
     const signingKey = Ed.secretKeyObject(seed)
     const sign = (message: Uint8Array) => Effect.sync(() => Ed.sign(signingKey, message))
 
-    return Network.of({ nodeId, addr, dial, openStream, handle, peers, peerAddresses, sign, libp2p: node })
+    const hangUp = (peer: NodeId) =>
+      Effect.tryPromise((signal) => node.hangUp(peerIdFromNodeId(peer), { signal })).pipe(
+        Effect.catchAll((error) => Effect.logDebug(`hang up failed: ${describe(error.error)}`)),
+        Effect.withSpan("Network.hangUp")
+      )
+
+    const connections = Effect.sync(() =>
+      node.getConnections().flatMap((connection): Array<ConnectionInfo> =>
+        Either.match(nodeIdFromPeerId(connection.remotePeer), {
+          onLeft: () => [],
+          onRight: (peer) => [{
+            peer,
+            remoteAddr: connection.remoteAddr.decapsulateCode(CODE_P2P).toString(),
+            direction: connection.direction
+          }]
+        })
+      )
+    )
+
+    const isRunning = Effect.sync(() => node.status === "started")
+
+    const network = Network.of({
+      nodeId,
+      addr,
+      dial,
+      openStream,
+      handle,
+      peers,
+      peerAddresses,
+      sign,
+      hangUp,
+      connections,
+      isRunning
+    })
+    const router = GossipRouter.of({
+      pubsub: node.services.pubsub,
+      connections: () => node.getConnections(),
+      onPeerDisconnect: (listener) => {
+        const onEvent = (event: CustomEvent<PeerId>) => listener(event.detail)
+        node.addEventListener("peer:disconnect", onEvent)
+        return () => node.removeEventListener("peer:disconnect", onEvent)
+      }
+    })
+    return { network, router }
   }).pipe(Effect.annotateLogs({ service: "Network" }))
 
-/** A libp2p node on TCP (noise, yamux, identify, ping, gossipsub), started with the layer, stopped with its scope. */
-export const layer = (config: NetworkConfig = {}): Layer.Layer<Network, NetworkError> =>
-  Layer.scoped(Network, make(config))
+/**
+ * A handler failed: one WARN line naming the failure (a remote's bad stream is not our bug), the cause with its
+ * stack at DEBUG. A defect is a bug of ours: logged at ERROR with the cause.
+ */
+const handlerFailed = (cause: Cause.Cause<unknown>) =>
+  Cause.isDie(cause)
+    ? Effect.logError("stream handler died", cause)
+    : Effect.zipRight(
+      Effect.logWarning("stream handler failed").pipe(Effect.annotateLogs({ reason: describe(Cause.squash(cause)) })),
+      Effect.logDebug("stream handler failed", cause)
+    )
+
+/** The node's Network service (its gossipsub router stays inside; see {@link layer}). */
+export const make = (config: NetworkConfig = {}): Effect.Effect<NetworkService, NetworkError, Scope.Scope> =>
+  Effect.map(makeNode(config), ({ network }) => network)
+
+const contextOf = ({ network, router }: { readonly network: NetworkService; readonly router: GossipRouterService }) =>
+  Context.make(Network, network).pipe(Context.add(GossipRouter, router))
+
+/**
+ * A libp2p node on TCP (noise, yamux, identify, ping, gossipsub), started with the layer, stopped with its scope.
+ * Besides `Network` it provides the internal gossipsub router the Gossip service runs on.
+ */
+export const layer = (config: NetworkConfig = {}): Layer.Layer<Network | GossipRouter, NetworkError> =>
+  Layer.scopedContext(Effect.map(makeNode(config), contextOf))
 
 // ---------------------------------------------------------------------------------------------------------------
 // Stream I/O
@@ -583,7 +739,7 @@ const readSeed = (file: string): Effect.Effect<Option.Option<Uint8Array>, Networ
 const createKeyFile = (dataDir: string, file: string, seed: Uint8Array) =>
   Effect.tryPromise({
     try: async () => {
-      await fs.mkdir(dataDir, { recursive: true })
+      await fs.mkdir(dataDir, { recursive: true, mode: 0o700 })
       const handle = await fs.open(file, "wx", 0o600)
       try {
         await handle.writeFile(`${toHex(seed)}\n`)
@@ -600,14 +756,18 @@ const createKeyFile = (dataDir: string, file: string, seed: Uint8Array) =>
   )
 
 /**
- * The node's seed from `<dataDir>/node-key` (hex), created with a fresh seed and mode 0600 when missing. A file that
+ * The node's seed from `<dataDir>/node-key` (hex), created with a fresh seed and mode 0600 when missing (tightened to
+ * 0600 when found looser). A file that
  * does not hold 32 bytes of hex is an error: it is never replaced, since that would change the node id.
  */
 export const loadOrCreateIdentity = (dataDir: string): Effect.Effect<Redacted.Redacted<Uint8Array>, NetworkError> =>
   Effect.gen(function*() {
     const file = path.join(dataDir, NODE_KEY_FILE)
     const existing = yield* readSeed(file)
-    if (Option.isSome(existing)) return Redacted.make(existing.value)
+    if (Option.isSome(existing)) {
+      yield* secretFile(file).pipe(Effect.mapError((error) => identityError(error.message)))
+      return Redacted.make(existing.value)
+    }
     const seed = Ed.randomSeed()
     if (yield* createKeyFile(dataDir, file, seed)) return Redacted.make(seed)
     const winner = yield* readSeed(file)
@@ -618,5 +778,19 @@ export const loadOrCreateIdentity = (dataDir: string): Effect.Effect<Redacted.Re
 export const layerPersistentIdentity = (
   dataDir: string,
   config: Omit<NetworkConfig, "identity"> = {}
-): Layer.Layer<Network, NetworkError> =>
+): Layer.Layer<Network | GossipRouter, NetworkError> =>
   Layer.unwrapEffect(Effect.map(loadOrCreateIdentity(dataDir), (identity) => layer({ ...config, identity })))
+
+/**
+ * {@link layerPersistentIdentity}, also keeping the listen ports: each listen address with TCP port 0 is bound to the
+ * port it had last time (`<dataDir>/listen-ports.json`) when that port is free, else to a new one, which is recorded.
+ */
+export const layerPersistent = (
+  dataDir: string,
+  config: Omit<NetworkConfig, "identity"> = {}
+): Layer.Layer<Network | GossipRouter, NetworkError> =>
+  Layer.scopedContext(
+    Effect.flatMap(loadOrCreateIdentity(dataDir), (identity) => makeNode({ ...config, identity }, { dataDir })).pipe(
+      Effect.map(contextOf)
+    )
+  )

@@ -200,8 +200,8 @@ const errors: ReadonlyArray<DocsErrors.ApiError> = [
   new SyncErrors.SyncRejected({ peer: toHex(nodeId), reason: "AlreadySyncing" }),
   new SyncErrors.SyncProtocolError({ peer: toHex(nodeId), reason: "bad frame" }),
   new SyncErrors.SyncCloseError({ peer: toHex(nodeId), reason: "drain timeout" }),
-  new NetworkErrors.DialError({ nodeId: toHex(nodeId), reason: "refused" }),
-  new NetworkErrors.DialError({ nodeId: toHex(nodeId), reason: "refused", protocol: "/iroh-sync/1" }),
+  new NetworkErrors.DialError({ nodeId, reason: "refused" }),
+  new NetworkErrors.DialError({ nodeId, reason: "refused", protocol: "/iroh-sync/1" }),
   new NetworkErrors.NotEd25519Peer({ peerId: "Qm…", keyType: "RSA" }),
   new NetworkErrors.NetworkError({ method: "start", cause: new Error("EADDRINUSE") }),
   new NetworkErrors.StreamError({ protocol: "/iroh-sync/1", reason: "reset" })

@@ -9,14 +9,18 @@ import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Context, Effect, Exit, Layer, Ref, Schedule, Schema, Scope, Stream } from "effect"
 import { equals, toHex, utf8 } from "../../src/internal/bytes.js"
 import { Author, Hash, NamespaceSecret } from "../../src/schema/Keys.js"
-import { type NodeId, nodeIdEquals } from "../../src/schema/NodeAddr.js"
+import { type NodeId, nodeIdEquals, peerIdFromNodeId } from "../../src/schema/NodeAddr.js"
 import { ContentReady, type GossipEvent, OpFromBytes, Put, type Received, SyncReport } from "../../src/schema/Op.js"
 import * as Gossip from "../../src/services/Gossip.js"
+import { outboundStream } from "../../src/services/Gossip/gossipsubAdapter.js"
 import * as Network from "../../src/services/Network.js"
+import { GossipRouter, type GossipRouterService } from "../../src/services/Network/router.js"
 import { entryAt } from "../utils/entries.js"
 
 interface Peer {
   readonly network: Network.NetworkService
+  /** The raw gossipsub router, to send what the Gossip service never would. */
+  readonly router: GossipRouterService
   readonly gossip: Gossip.GossipService
   readonly id: NodeId
 }
@@ -30,7 +34,7 @@ const peerLayer = (config: Gossip.GossipConfig = {}) =>
 const startPeer = (config: Gossip.GossipConfig = {}) =>
   Effect.map(Layer.build(peerLayer(config)), (ctx): Peer => {
     const network = Context.get(ctx, Network.Network)
-    return { network, gossip: Context.get(ctx, Gossip.Gossip), id: network.nodeId }
+    return { network, router: Context.get(ctx, GossipRouter), gossip: Context.get(ctx, Gossip.Gossip), id: network.nodeId }
   })
 
 /** A node in its own scope, for tests that stop it early. */
@@ -270,7 +274,7 @@ describe("Gossip", () => {
   it.scopedLive("100 undecodable payloads are counted and skipped; a valid message still arrives", () =>
     Effect.gen(function*() {
       const { a, atB, b, ns } = yield* pairOnTopic({ maxMessageSize: 1000 })
-      const pubsub = a.network.libp2p.services.pubsub
+      const pubsub = a.router.pubsub
       const topic = Gossip.topicOf(ns.id)
       for (let i = 0; i < 100; i++) {
         // Unknown variants, truncated entries, trailing bytes, an empty payload, one above B's limit.
@@ -297,13 +301,13 @@ describe("Gossip", () => {
       const { a, atB, b, ns } = yield* pairOnTopic()
       yield* relayed(ns, a, atB, 0)
       // gossipsub's own stream from A to B ends; the connection stays. gossipsub alone never opens another one.
-      const router = a.network.libp2p.services.pubsub as unknown as {
-        streamsOutbound: Map<string, { rawStream: { abort: (e: Error) => void } }>
-      }
-      const idB = b.network.libp2p.peerId.toString()
-      router.streamsOutbound.get(idB)!.rawStream.abort(new Error("test: stream lost"))
-      yield* eventually(Effect.sync(() => (router.streamsOutbound.has(idB) ? undefined : true)), "stream dropped")
-      assert.strictEqual(a.network.libp2p.getConnections(b.network.libp2p.peerId).length, 1)
+      const peerB = peerIdFromNodeId(b.id)
+      outboundStream(a.router.pubsub, peerB)!.rawStream.abort(new Error("test: stream lost"))
+      yield* eventually(
+        Effect.sync(() => (outboundStream(a.router.pubsub, peerB) === undefined ? true : undefined)),
+        "stream dropped"
+      )
+      assert.strictEqual((yield* a.network.connections).filter((c) => nodeIdEquals(c.peer, b.id)).length, 1)
       const before = (yield* atB.events).length
       yield* relayed(ns, a, { events: Effect.map(atB.events, (events) => events.slice(before)) }, 1000)
       assert.isAtLeast((yield* stats(a)).streamsRepaired, 1)
@@ -423,12 +427,12 @@ describe("Gossip", () => {
   it.scopedLive("stopping the service ends streams, leaves topics and removes its listeners", () =>
     Effect.gen(function*() {
       const ns = NamespaceSecret.generate()
-      const network = Context.get(yield* Layer.build(Network.layer()), Network.Network)
-      const pubsub = network.libp2p.services.pubsub
+      const node = yield* Layer.build(Network.layer())
+      const pubsub = Context.get(node, GossipRouter).pubsub
       const before = pubsub.listenerCount("gossipsub:message")
       const scope = yield* Scope.make()
       const gossip = Context.get(
-        yield* Layer.buildWithScope(Gossip.layer(), scope).pipe(Effect.provideService(Network.Network, network)),
+        yield* Layer.buildWithScope(Gossip.layer(), scope).pipe(Effect.provide(node)),
         Gossip.Gossip
       )
       yield* gossip.join(ns.id)

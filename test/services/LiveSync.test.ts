@@ -7,7 +7,6 @@ import { toHex } from "../../src/internal/bytes.js"
 import * as DownloadPolicy from "../../src/schema/DownloadPolicy.js"
 import type { Entry } from "../../src/schema/Entry.js"
 import type { NamespaceId } from "../../src/schema/Keys.js"
-import { peerIdFromNodeId } from "../../src/schema/NodeAddr.js"
 import * as LiveEvent from "../../src/schema/LiveEvent.js"
 import { Query } from "../../src/schema/Query.js"
 import type { DocTicket } from "../../src/schema/Ticket.js"
@@ -15,6 +14,7 @@ import * as Docs from "../../src/services/Docs.js"
 import * as Op from "../../src/schema/Op.js"
 import * as Gossip from "../../src/services/Gossip.js"
 import * as LiveSync from "../../src/services/LiveSync.js"
+import { GossipRouter } from "../../src/services/Network/router.js"
 import { eventually, record, startMemoryNode, startPersistentNode, startStoppable, type TestNode } from "../utils/nodes.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -230,7 +230,7 @@ describe("LiveSync", () => {
       yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 1))
       const authorA = yield* a.docs.authorGetDefault
       // Dropped by B, as libp2p's connection monitor does when a ping times out; A writes while it is down.
-      yield* Effect.promise(() => b.network.libp2p.hangUp(peerIdFromNodeId(a.network.nodeId)))
+      yield* b.network.hangUp(a.network.nodeId)
       yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 0))
       yield* docA.setBytes(authorA, text("while down"), text("lost by gossip"))
       yield* seen.until(insertRemoteOf("while down"), 15_000)
@@ -466,7 +466,7 @@ describe("LiveSync", () => {
       yield* eventually(Effect.map(neighborsOf(a, docA.id), (ns) => ns.length === 1), 15_000, "A sees B")
       yield* eventually(Effect.map(neighborsOf(b, docA.id), (ns) => ns.length === 1), 15_000, "B sees A")
       const topic = Gossip.topicOf(docA.id)
-      const pubsub = a.network.libp2p.services.pubsub
+      const pubsub = Context.unsafeGet(a.context, GossipRouter).pubsub
       for (let i = 0; i < 100; i++) {
         // Variant 7 does not exist; the rest is noise of varying length.
         const junk = Uint8Array.from({ length: 1 + (i % 40) }, (_, j) => (j === 0 ? 7 : (i * 31 + j * 17) & 0xff))
