@@ -325,6 +325,20 @@ describe("Membership view", () => {
     )
   })
 
+  it("property: a swarm shrinking under churn stays connected (target degree 2)", () => {
+    const cfg = { ...config, targetDegree: 2, maxActive: 4 }
+    const churn: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 3, arbitrary: fc.nat().map((which) => ({ _tag: "leave" as const, which })) },
+      { weight: 1, arbitrary: fc.nat().map((which) => ({ _tag: "restart" as const, which })) }
+    )
+    fc.assert(
+      fc.property(fc.integer(), fc.integer({ min: 6, max: 16 }), fc.array(churn, { minLength: 4, maxLength: 14 }), (seed, initial, ops) => {
+        run(seed, initial, ops, cfg)
+      }),
+      { numRuns: 80 }
+    )
+  })
+
   it("property: with the target degree at 2, the overlay survives the loss of any one node", () => {
     const cfg = { ...config, targetDegree: 2, maxActive: 4 }
     fc.assert(
@@ -340,7 +354,7 @@ describe("Membership view", () => {
           assert.isTrue(copy.connected(), `connected after node ${node.n} left`)
         }
       }),
-      { numRuns: 60 }
+      { numRuns: 40 }
     )
   })
 })
