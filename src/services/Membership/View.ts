@@ -72,6 +72,18 @@ export const configProblem = (c: ViewConfig): string | undefined => {
 /** A source of randomness: a uniform integer in [0, n). Passed in so that runs are reproducible. */
 export type Random = (n: number) => number
 
+/** A seeded {@link Random} (mulberry32): the shell seeds one per step from Effect's Random, tests from their seed. */
+export const seededRandom = (seed: number): Random => {
+  let a = seed >>> 0
+  return (n) => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n)
+  }
+}
+
 interface Failure {
   readonly count: number
   readonly retryAt: number
@@ -210,7 +222,7 @@ const fill = (d: Draft, now: number, random: Random) =>
 const fail = (d: Draft, key: string, now: number, forget: boolean) => {
   d.connecting.delete(key)
   const count = (d.failures.get(key)?.count ?? 0) + 1
-  if (forget || count >= d.config.maxFailures) {
+  if (forget || count >= d.config.maxFailures || !d.known.has(key)) {
     d.failures.delete(key)
     if (!d.active.has(key)) d.known.delete(key)
     return
@@ -271,6 +283,12 @@ export const step = (view: View, event: Event, now: number, random: Random): Ste
     }
     case "Records": {
       for (const record of event.records) learn(d, record, random)
+      // The sender is connected to us and joined: its NeighborUp is on the way, no need to connect back.
+      const from = keyOf(event.from)
+      if (
+        from !== d.self && !d.active.has(from) && !d.connecting.has(from) &&
+        d.active.size + d.connecting.size < d.config.maxActive
+      ) d.connecting.set(from, now + d.config.connectTimeout)
       fill(d, now, random)
       break
     }

@@ -10,18 +10,7 @@ import { NodeAddr, NodeId } from "../../../src/schema/NodeAddr.js"
 import { makePeerRecord, type PeerRecord } from "../../../src/schema/PeerRecord.js"
 import * as View from "../../../src/services/Membership/View.js"
 
-/** mulberry32: a small seeded PRNG. */
-const prng = (seed: number): View.Random => {
-  let a = seed >>> 0
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    const x = ((t ^ (t >>> 14)) >>> 0) / 4294967296
-    return Math.floor(x * n)
-  }
-}
+const prng = View.seededRandom
 
 const nodeId = (n: number) => NodeId.make(Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? n & 0xff : i === 1 ? n >> 8 : 7)))
 
@@ -250,7 +239,7 @@ describe("Membership view", () => {
   })
 
   it("failed connects back off exponentially, then the record is forgotten; a node that is no member at once", () => {
-    const cfg = { ...config, targetDegree: 1, retryBackoff: 1000, maxFailures: 3 }
+    const cfg = { ...config, targetDegree: 2, retryBackoff: 1000, maxFailures: 3 }
     let v = View.empty(nodeId(0), cfg)
     const random = prng(5)
     const connectsAt = (now: number) => {
@@ -258,8 +247,9 @@ describe("Membership view", () => {
       v = s.view
       return s.decisions.filter((d) => d._tag === "Connect").length
     }
-    let s = View.step(v, { _tag: "Records", from: nodeId(1), records: [recordOf(1, 1n)] }, 0, random)
-    assert.strictEqual(s.decisions.length, 1)
+    // Records from a third node: we connect to node 1.
+    let s = View.step(v, { _tag: "Records", from: nodeId(9), records: [recordOf(1, 1n)] }, 0, random)
+    assert.deepStrictEqual(s.decisions.map((d) => d._tag), ["Connect"])
     v = View.step(s.view, { _tag: "ConnectFailed", peer: nodeId(1), notMember: false }, 0, random).view
     assert.strictEqual(connectsAt(999), 0)
     assert.strictEqual(connectsAt(1000), 1)
@@ -268,9 +258,17 @@ describe("Membership view", () => {
     assert.strictEqual(connectsAt(3000), 1)
     v = View.step(v, { _tag: "ConnectFailed", peer: nodeId(1), notMember: false }, 3000, random).view
     assert.strictEqual(v.known.size, 0)
-    s = View.step(v, { _tag: "Records", from: nodeId(2), records: [recordOf(2, 1n)] }, 4000, random)
+    s = View.step(v, { _tag: "Tick" }, 4000, random)
+    s = View.step(s.view, { _tag: "Records", from: nodeId(2), records: [recordOf(2, 1n)] }, 4000, random)
     v = View.step(s.view, { _tag: "ConnectFailed", peer: nodeId(2), notMember: true }, 4000, random).view
     assert.strictEqual(v.known.size, 0)
+  })
+
+  it("a node that sent us records is expected as a neighbour, not connected back", () => {
+    const random = prng(9)
+    const s = View.step(View.empty(nodeId(0)), { _tag: "Records", from: nodeId(1), records: [recordOf(1, 1n)] }, 0, random)
+    assert.deepStrictEqual(s.decisions, [])
+    assert.isTrue(s.view.connecting.has(View.keyOf(nodeId(1))))
   })
 
   it("a connect without its NeighborUp times out", () => {
