@@ -94,8 +94,8 @@ export interface MembershipStats {
 }
 
 export interface MembersView {
-  /** Gossip neighbours of the document. */
-  readonly active: ReadonlyArray<NodeId>
+  /** Gossip neighbours of the document, with the addresses of their record (none when we hold no record). */
+  readonly active: ReadonlyArray<NodeAddr>
   /** Other members we hold a signed record of. */
   readonly passive: ReadonlyArray<NodeAddr>
 }
@@ -359,11 +359,28 @@ export const make = (
 
     // -- documents
 
+    /**
+     * The view's neighbours brought in line with gossip's: the event subscription drops events when it falls behind
+     * (it also carries every gossip message), so a missed NeighborUp/Down is made up here.
+     */
+    const reconcile = (doc: Doc) =>
+      Effect.gen(function*() {
+        const neighbours = yield* gossip.neighbors(doc.namespace)
+        const current = new Set(neighbours.map(View.keyOf))
+        for (const [key, peer] of doc.view.active) {
+          if (!current.has(key)) yield* apply(doc, { _tag: "NeighborDown", peer })
+        }
+        for (const peer of neighbours) {
+          if (!doc.view.active.has(View.keyOf(peer))) yield* apply(doc, { _tag: "NeighborUp", peer })
+        }
+      })
+
     /** The shuffle timer: a tick every shuffleInterval ± 25 %. */
     const shuffles = (doc: Doc) =>
       Effect.gen(function*() {
         const factor = yield* Random.nextRange(0.75, 1.25)
         yield* Effect.sleep(Duration.times(shuffleInterval, factor))
+        yield* reconcile(doc)
         yield* apply(doc, { _tag: "Tick" })
       }).pipe(Effect.forever)
 

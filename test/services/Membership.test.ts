@@ -3,13 +3,20 @@
  * AddressBook. Every node belongs to the test's scope or to a child scope the test closes.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Duration, Effect, ExecutionStrategy, Exit, Layer, Ref, Scope, Stream, TestClock } from "effect"
+import { Context, Duration, Effect, ExecutionStrategy, Exit, Layer, Option, Redacted, Ref, Schema, Scope, Stream, TestClock } from "effect"
+import * as Ed from "../../src/internal/ed25519.js"
 import { encodeFrame } from "../../src/internal/framing.js"
 import { MEMBERS_PROTOCOL } from "../../src/schema/constants.js"
 import { Hash, NamespaceSecret } from "../../src/schema/Keys.js"
-import { type NodeId, nodeIdEquals } from "../../src/schema/NodeAddr.js"
+import { NodeId, nodeIdEquals } from "../../src/schema/NodeAddr.js"
 import { ContentReady, type GossipEvent } from "../../src/schema/Op.js"
-import { MAX_EXCHANGE_MESSAGE_SIZE } from "../../src/schema/PeerRecord.js"
+import {
+  MAX_EXCHANGE_MESSAGE_SIZE,
+  MAX_RECORD_FUTURE_MICROS,
+  MembersRequest,
+  MembersRequestFromBytes,
+  signPeerRecord
+} from "../../src/schema/PeerRecord.js"
 import * as AddressBook from "../../src/services/AddressBook.js"
 import * as Gossip from "../../src/services/Gossip.js"
 import * as Membership from "../../src/services/Membership.js"
@@ -23,15 +30,19 @@ interface Node {
   readonly id: NodeId
 }
 
-const nodeLayer = (config: Membership.MembershipConfig) =>
+const nodeLayer = (config: Membership.MembershipConfig, identity?: Uint8Array) =>
   Membership.layer(config).pipe(
     Layer.provideMerge(Gossip.layer()),
     Layer.provideMerge(AddressBook.layerMemory),
-    Layer.provideMerge(Network.layer({ dialTimeout: "3 seconds", gossipsub: { heartbeatInterval: "100 millis" } }))
+    Layer.provideMerge(Network.layer({
+      dialTimeout: "3 seconds",
+      gossipsub: { heartbeatInterval: "100 millis" },
+      identity: identity === undefined ? undefined : Redacted.make(identity)
+    }))
   )
 
-const startNode = (config: Membership.MembershipConfig = {}) =>
-  Effect.map(Layer.build(nodeLayer(config)), (ctx): Node => {
+const startNode = (config: Membership.MembershipConfig = {}, identity?: Uint8Array) =>
+  Effect.map(Layer.build(nodeLayer(config, identity)), (ctx): Node => {
     const network = Context.get(ctx, Network.Network)
     return {
       network,
@@ -56,7 +67,7 @@ const hasNeighbour = (node: Node, ns: NamespaceSecret, other: Node) =>
   Effect.map(node.gossip.neighbors(ns.id), (ids) => ids.some((id) => nodeIdEquals(id, other.id)))
 
 const isActive = (node: Node, ns: NamespaceSecret, other: Node) =>
-  Effect.map(node.membership.members(ns.id), (m) => m.active.some((id) => nodeIdEquals(id, other.id)))
+  Effect.map(node.membership.members(ns.id), (m) => m.active.some((a) => nodeIdEquals(a.nodeId, other.id)))
 
 const hashOf = (n: number) => Hash.make(Uint8Array.from({ length: 32 }, (_, i) => (i < 4 ? (n >>> (8 * i)) & 0xff : i)))
 
@@ -156,6 +167,57 @@ describe("Membership", () => {
         yield* Stream.runDrain(Network.receive(stream)).pipe(Effect.ignore)
       }))
       yield* waitFor("A counted the oversized frame", Effect.map(a.membership.stats, (s) => s.malformed === 2))
+    }), { timeout: 30_000 })
+
+  it.scopedLive("restart: peers learn a changed address through membership", () =>
+    Effect.gen(function*() {
+      const ns = NamespaceSecret.generate()
+      const config: Membership.MembershipConfig = { shuffleInterval: "300 millis" }
+      const seedB = Ed.randomSeed()
+      const a = yield* startNode(config)
+      const c = yield* startNode(config)
+      const bScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+      const b = yield* Scope.extend(startNode(config, seedB), bScope)
+      yield* a.membership.join(ns.id, [])
+      yield* c.membership.join(ns.id, [yield* a.network.addr])
+      yield* b.membership.join(ns.id, [yield* a.network.addr])
+      yield* waitFor("A has B as a neighbour", isActive(a, ns, b))
+      const before = yield* b.network.addr
+      yield* Scope.close(bScope, Exit.void)
+
+      // B comes back with the same node id on another port, and only knows C.
+      const b2 = yield* startNode(config, seedB)
+      const after = yield* b2.network.addr
+      assert.notDeepEqual(after.addrs, before.addrs)
+      yield* b2.membership.join(ns.id, [yield* c.network.addr])
+      const addrsAtA = Effect.map(a.membership.members(ns.id), (m) =>
+        [...m.active, ...m.passive].find((x) => nodeIdEquals(x.nodeId, b2.id))?.addrs ?? [])
+      yield* waitFor("A holds B's new address", Effect.map(addrsAtA, (addrs) => addrs.join() === after.addrs.join()), 20)
+      yield* waitFor("A and B are neighbours again", isActive(a, ns, b2), 20)
+    }), { timeout: 60_000 })
+
+  it.scopedLive("a record from too far in the future is refused and counted", () =>
+    Effect.gen(function*() {
+      const ns = NamespaceSecret.generate()
+      const a = yield* startNode()
+      const b = yield* startNode()
+      yield* a.membership.join(ns.id, [])
+      const seed = Ed.randomSeed()
+      const key = Ed.secretKeyObject(seed)
+      const future = BigInt(Date.now()) * 1000n + MAX_RECORD_FUTURE_MICROS + 60_000_000n
+      const record = Option.getOrThrow(
+        yield* signPeerRecord(NodeId.make(Ed.publicKeyOf(seed)), future, ["/ip4/127.0.0.1/tcp/9"], (m) => Effect.sync(() => Ed.sign(key, m)))
+      )
+      yield* Effect.scoped(Effect.gen(function*() {
+        const stream = yield* b.network.openStream(yield* a.network.addr, MEMBERS_PROTOCOL)
+        const request = Schema.encodeSync(MembersRequestFromBytes)(new MembersRequest({ namespace: ns.id, records: [record] }))
+        yield* Network.send(stream, encodeFrame(request, MAX_EXCHANGE_MESSAGE_SIZE))
+        yield* Network.closeWrite(stream)
+        yield* Stream.runDrain(Network.receive(stream)).pipe(Effect.ignore)
+      }))
+      yield* waitFor("A counted the record", Effect.map(a.membership.stats, (s) => s.rejectedRecords === 1))
+      const view = yield* a.membership.members(ns.id)
+      assert.isFalse([...view.active, ...view.passive].some((x) => nodeIdEquals(x.nodeId, record.nodeId)))
     }), { timeout: 30_000 })
 
   it.effect("config is validated", () =>

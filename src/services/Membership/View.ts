@@ -23,7 +23,7 @@
  *   have neither neighbours, records, nor connects under way.
  */
 import { toHex } from "../../internal/bytes.js"
-import type { NodeAddr, NodeId } from "../../schema/NodeAddr.js"
+import { NodeAddr, type NodeId } from "../../schema/NodeAddr.js"
 import type { PeerRecord } from "../../schema/PeerRecord.js"
 
 export interface ViewConfig {
@@ -319,8 +319,8 @@ export const step = (view: View, event: Event, now: number, random: Random): Ste
   return freeze(d)
 }
 
-/** The view for display: neighbours, and the other members we hold records of. */
-export const summary = (view: View): { readonly active: ReadonlyArray<NodeId>; readonly passive: ReadonlyArray<NodeAddr> } => ({
-  active: [...view.active.values()],
+/** The view for display: neighbours (with their record's addresses when we hold one), and the other members. */
+export const summary = (view: View): { readonly active: ReadonlyArray<NodeAddr>; readonly passive: ReadonlyArray<NodeAddr> } => ({
+  active: [...view.active].map(([key, nodeId]) => view.known.get(key)?.nodeAddr ?? new NodeAddr({ nodeId, addrs: [] })),
   passive: [...view.known].filter(([k]) => !view.active.has(k)).map(([, r]) => r.nodeAddr)
 })
