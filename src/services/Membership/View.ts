@@ -257,8 +257,11 @@ export const step = (view: View, event: Event, now: number, random: Random): Ste
   const d = draft(view)
   switch (event._tag) {
     case "Join": {
-      d.bootstrap = event.bootstrap.filter((a) => keyOf(a.nodeId) !== d.self).slice(0, d.config.maxBootstrap)
-      for (const addr of d.bootstrap) {
+      // The newest addresses per node first; a join again adds to the list (bounded, the oldest dropped).
+      const given = event.bootstrap.filter((a) => keyOf(a.nodeId) !== d.self).slice(0, d.config.maxBootstrap)
+      const keys = new Set(given.map((a) => keyOf(a.nodeId)))
+      d.bootstrap = [...given, ...d.bootstrap.filter((a) => !keys.has(keyOf(a.nodeId)))].slice(0, d.config.maxBootstrap)
+      for (const addr of given) {
         const key = keyOf(addr.nodeId)
         if (!d.active.has(key) && !d.connecting.has(key)) connect(d, addr, now, random)
       }

@@ -292,6 +292,16 @@ describe("Membership view", () => {
     assert.deepStrictEqual(s.decisions.map((d) => d._tag), ["Connect"])
   })
 
+  it("a join again dials only the new bootstrap nodes and keeps the list bounded", () => {
+    const random = prng(10)
+    const addr = (n: number) => new NodeAddr({ nodeId: nodeId(n), addrs: [`/ip4/127.0.0.1/tcp/${n}`] })
+    let s = View.step(View.empty(nodeId(0), { ...config, maxBootstrap: 3 }), { _tag: "Join", bootstrap: [addr(1)] }, 0, random)
+    s = View.step(s.view, { _tag: "Join", bootstrap: [addr(1), addr(2), addr(0)] }, 0, random)
+    assert.deepStrictEqual(s.decisions.map((d) => d._tag === "Connect" ? d.addr.nodeId[0] : -1), [2])
+    s = View.step(s.view, { _tag: "Join", bootstrap: [addr(3), addr(4)] }, 0, random)
+    assert.deepStrictEqual(s.view.bootstrap.map((a) => a.nodeId[0]), [3, 4, 1])
+  })
+
   it("records are bounded: a flood of new nodes evicts only idle records", () => {
     const random = prng(8)
     let v = View.empty(nodeId(0), { ...config, maxPassive: 10 })
