@@ -165,7 +165,9 @@ const sendFrame = (stream: Network.Stream, payload: Uint8Array) =>
     Effect.mapError((e) => new Unreachable({ reason: e.reason }))
   )
 
-const parseReason = (e: { readonly message: string }) => e.message.split("\n").at(-1)?.trim() ?? e.message
+/** The innermost line of a ParseError, without its tree drawing: one line for the log. */
+const parseReason = (e: { readonly message: string }) =>
+  (e.message.split("\n").at(-1) ?? e.message).replace(/^[\s└├│─]+/, "")
 
 interface Doc {
   readonly namespace: NamespaceId
@@ -237,12 +239,18 @@ export const make = (
     /** A random source for one step of the core, seeded from Effect's Random (TestRandom in tests). */
     const nextRandom = Effect.map(Random.nextInt, (seed) => View.seededRandom(seed))
 
-    /** Records whose timestamp the clock accepts; the others are counted. */
-    const timely = (records: ReadonlyArray<PeerRecord>) =>
-      Effect.map(Clock.currentTimeNanos, (nanos) => {
-        const nowMicros = nanos / 1000n
+    /** Records whose timestamp the clock accepts; the others are counted and logged (once per message). */
+    const timely = (records: ReadonlyArray<PeerRecord>, from: NodeId) =>
+      Effect.gen(function*() {
+        const nowMicros = (yield* Clock.currentTimeNanos) / 1000n
         const ok = records.filter((r) => Either.isRight(checkRecordTime(r, nowMicros)))
-        if (ok.length < records.length) bump("rejectedRecords", records.length - ok.length)
+        const rejected = records.length - ok.length
+        if (rejected > 0) {
+          bump("rejectedRecords", rejected)
+          yield* Effect.logWarning("member records from the future refused").pipe(
+            Effect.annotateLogs({ peer: fmtShort(from), rejected })
+          )
+        }
         return ok
       })
 
@@ -266,7 +274,7 @@ export const make = (
           response._tag === "NotMember"
             ? apply(doc, { _tag: "ConnectFailed", peer: peerId, notMember: true })
             : Effect.gen(function*() {
-              const records = yield* timely(response.records)
+              const records = yield* timely(response.records, peerId)
               const theirs = records.find((r) => r.nodeId.every((b, i) => b === peerId[i]))
               if (theirs !== undefined) yield* book.remember(theirs.nodeAddr)
               yield* apply(doc, { _tag: "Records", from: peerId, records })
@@ -332,7 +340,7 @@ export const make = (
         const doc = docs.get(toHex(request.namespace))
         bump("served")
         if (doc === undefined) return yield* sendFrame(stream, encodeResponse(new NotMember()))
-        yield* apply(doc, { _tag: "Records", from: remote, records: yield* timely(request.records) })
+        yield* apply(doc, { _tag: "Records", from: remote, records: yield* timely(request.records, remote) })
         const reply = View.sample(doc.view, yield* nextRandom, remote)
         yield* sendFrame(stream, encodeResponse(new Members({ records: yield* withOwn(reply) })))
       })).pipe(
