@@ -395,7 +395,13 @@ export const make = (
     const runDoc = (doc: Doc) =>
       Effect.gen(function*() {
         const key = toHex(doc.namespace)
-        yield* Effect.addFinalizer(() => Effect.sync(() => docs.get(key) === doc && docs.delete(key)))
+        // Also when gossip ends the topic's events (the topic was left): the document's membership ends with it.
+        yield* Effect.addFinalizer(() =>
+          Effect.zipRight(
+            Effect.sync(() => docs.get(key) === doc && docs.delete(key)),
+            Scope.close(doc.scope, Exit.void)
+          )
+        )
         const pull = yield* gossip.eventsPull(doc.namespace)
         yield* Effect.forkScoped(shuffles(doc))
         yield* pull.pipe(

@@ -3,7 +3,7 @@
  * AddressBook. Every node belongs to the test's scope or to a child scope the test closes.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Duration, Effect, ExecutionStrategy, Exit, Layer, Option, Redacted, Ref, Schema, Scope, Stream, TestClock } from "effect"
+import { Cause, Context, Duration, Effect, ExecutionStrategy, Exit, Layer, Option, Redacted, Ref, Schema, Scope, Stream, TestClock } from "effect"
 import * as Ed from "../../src/internal/ed25519.js"
 import { encodeFrame } from "../../src/internal/framing.js"
 import { MEMBERS_PROTOCOL } from "../../src/schema/constants.js"
@@ -220,9 +220,34 @@ describe("Membership", () => {
       assert.isFalse([...view.active, ...view.passive].some((x) => nodeIdEquals(x.nodeId, record.nodeId)))
     }), { timeout: 30_000 })
 
+  it.scopedLive("leaving gossip's topic ends the document's membership; join starts it again", () =>
+    Effect.gen(function*() {
+      const ns = NamespaceSecret.generate()
+      const a = yield* startNode()
+      const b = yield* startNode()
+      yield* a.membership.join(ns.id, [])
+      yield* b.membership.join(ns.id, [yield* a.network.addr])
+      yield* waitFor("A has B", isActive(a, ns, b))
+      yield* a.gossip.leave(ns.id)
+      yield* waitFor("A's membership of the document ended", Effect.map(a.membership.members(ns.id), (m) => m.active.length === 0 && m.passive.length === 0))
+      yield* a.membership.join(ns.id, [yield* b.network.addr])
+      yield* waitFor("A has B again", isActive(a, ns, b))
+      yield* a.membership.leave(ns.id)
+      assert.deepStrictEqual(yield* a.membership.members(ns.id), { active: [], passive: [] })
+    }), { timeout: 30_000 })
+
   it.effect("config is validated", () =>
     Effect.gen(function*() {
-      const exit = yield* Effect.exit(Effect.scoped(Layer.build(nodeLayer({ targetDegree: 5, maxActive: 4 }))))
-      assert.isTrue(Exit.isFailure(exit))
+      for (
+        const [config, problem] of [
+          [{ targetDegree: 5, maxActive: 4 }, "maxActive"],
+          [{ targetDegree: 0 }, "targetDegree"],
+          [{ maxPassive: 8 }, "maxPassive"],
+          [{ shuffleInterval: 0 }, "shuffleInterval"]
+        ] as const
+      ) {
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(nodeLayer(config))))
+        assert.isTrue(Exit.isFailure(exit) && Cause.pretty(exit.cause).includes(`Membership: ${problem}`), problem)
+      }
     }))
 })
