@@ -272,7 +272,7 @@ export const make = (
       return exchange(doc.namespace, peer, decision.sample).pipe(
         Effect.flatMap((response) =>
           response._tag === "NotMember"
-            ? apply(doc, { _tag: "ConnectFailed", peer: peerId, notMember: true })
+            ? apply(doc, { _tag: "ConnectFailed", peer: peerId, forget: true })
             : Effect.gen(function*() {
               const records = yield* timely(response.records, peerId)
               const theirs = records.find((r) => r.nodeId.every((b, i) => b === peerId[i]))
@@ -292,7 +292,7 @@ export const make = (
                   Effect.annotateLogs({ peer: fmtShort(peerId), reason: error.reason })
                 )
               ),
-            apply(doc, { _tag: "ConnectFailed", peer: peerId, notMember: false })
+            apply(doc, { _tag: "ConnectFailed", peer: peerId, forget: error._tag === "Malformed" })
           )
         ),
         annotate

@@ -196,6 +196,26 @@ describe("Membership", () => {
       yield* waitFor("A and B are neighbours again", isActive(a, ns, b2), 20)
     }), { timeout: 60_000 })
 
+  it.scopedLive("a malformed answer is refused and counted; the member is retried later, not trusted", () =>
+    Effect.gen(function*() {
+      const ns = NamespaceSecret.generate()
+      // A node whose members protocol answers garbage.
+      const bad = Context.get(
+        yield* Layer.build(Network.layer({ dialTimeout: "3 seconds" })),
+        Network.Network
+      )
+      yield* bad.handle(MEMBERS_PROTOCOL, (stream) =>
+        Effect.gen(function*() {
+          yield* Network.send(stream, encodeFrame(Uint8Array.of(0, 5, 1), MAX_EXCHANGE_MESSAGE_SIZE))
+          yield* Network.closeWrite(stream)
+        }).pipe(Effect.ignore))
+      const a = yield* startNode()
+      yield* a.membership.join(ns.id, [yield* bad.addr])
+      yield* waitFor("A counted the malformed answer", Effect.map(a.membership.stats, (s) => s.malformed === 1))
+      const view = yield* a.membership.members(ns.id)
+      assert.deepStrictEqual(view, { active: [], passive: [] })
+    }), { timeout: 30_000 })
+
   it.scopedLive("a record from too far in the future is refused and counted", () =>
     Effect.gen(function*() {
       const ns = NamespaceSecret.generate()

@@ -18,7 +18,8 @@
  * - Shuffle: on each tick, exchange records with one random active member (a bounded random sample plus, added by the
  *   shell, our own record). A connect also exchanges, so a joiner learns the members its bootstrap knows at once.
  * - Failures: a failed connect retries the record after `retryBackoff · 2^(n−1)`; after `maxFailures` the record is
- *   forgotten until a newer one arrives. A node that answers it is no member is forgotten at once.
+ *   forgotten until a newer one arrives. A node that answers it is no member, or answers nonsense, is forgotten at
+ *   once (gossip alone decides whether it stays a neighbour).
  * - Bootstrap addresses (unsigned: the ticket's, the address book's) are dialed on join, and again on a tick while we
  *   have neither neighbours, records, nor connects under way.
  */
@@ -109,8 +110,11 @@ export type Event =
   | { readonly _tag: "NeighborDown"; readonly peer: NodeId }
   /** Verified records from an exchange (either side); `from` is the remote. */
   | { readonly _tag: "Records"; readonly from: NodeId; readonly records: ReadonlyArray<PeerRecord> }
-  /** A connect or exchange failed: unreachable, or the node said it is no member. */
-  | { readonly _tag: "ConnectFailed"; readonly peer: NodeId; readonly notMember: boolean }
+  /**
+   * A connect or exchange failed. `forget`: the node said it is no member, or answered nonsense; its record is
+   * dropped at once (a newer one may bring it back). Otherwise it was unreachable: retried after a backoff.
+   */
+  | { readonly _tag: "ConnectFailed"; readonly peer: NodeId; readonly forget: boolean }
   | { readonly _tag: "Tick" }
 
 export type Decision =
@@ -219,10 +223,10 @@ const connectSome = (d: Draft, n: number, now: number, random: Random) => {
 const fill = (d: Draft, now: number, random: Random) =>
   connectSome(d, d.config.targetDegree - d.active.size - d.connecting.size, now, random)
 
-const fail = (d: Draft, key: string, now: number, forget: boolean) => {
+const fail = (d: Draft, key: string, now: number) => {
   d.connecting.delete(key)
   const count = (d.failures.get(key)?.count ?? 0) + 1
-  if (forget || count >= d.config.maxFailures || !d.known.has(key)) {
+  if (count >= d.config.maxFailures || !d.known.has(key)) {
     d.failures.delete(key)
     if (!d.active.has(key)) d.known.delete(key)
     return
@@ -280,7 +284,7 @@ export const step = (view: View, event: Event, now: number, random: Random): Ste
       const key = keyOf(event.peer)
       if (!d.active.delete(key)) break
       // Not at once again: it left the document or the connection broke; a retry after the backoff finds out which.
-      if (d.known.has(key)) fail(d, key, now, false)
+      if (d.known.has(key)) fail(d, key, now)
       connectSome(d, Math.max(1, d.config.targetDegree - d.active.size - d.connecting.size), now, random)
       break
     }
@@ -297,15 +301,18 @@ export const step = (view: View, event: Event, now: number, random: Random): Ste
     }
     case "ConnectFailed": {
       const key = keyOf(event.peer)
-      if (d.active.has(key) && !event.notMember) break
-      if (event.notMember) d.active.delete(key)
-      fail(d, key, now, event.notMember)
+      if (event.forget) {
+        // Gossip still decides whether it is a neighbour; we only stop vouching for its record.
+        d.connecting.delete(key)
+        d.failures.delete(key)
+        d.known.delete(key)
+      } else if (!d.active.has(key)) fail(d, key, now)
       fill(d, now, random)
       break
     }
     case "Tick": {
       for (const [key, deadline] of [...d.connecting]) {
-        if (deadline <= now) fail(d, key, now, false)
+        if (deadline <= now) fail(d, key, now)
       }
       const neighbours = [...d.active.values()]
       if (neighbours.length > 0) {

@@ -51,12 +51,12 @@ class Swarm {
         const peerId = decision._tag === "Connect" ? decision.addr.nodeId : decision.peer
         const peer = this.nodes.get(View.keyOf(peerId))
         if (peer === undefined) {
-          queue.push([at, { _tag: "ConnectFailed", peer: peerId, notMember: false }])
+          queue.push([at, { _tag: "ConnectFailed", peer: peerId, forget: false }])
           continue
         }
         // A connect dials the address the decision names: an old record of a restarted node misses it.
         if (decision._tag === "Connect" && decision.addr.addrs[0] !== peer.record.addrs[0]) {
-          queue.push([at, { _tag: "ConnectFailed", peer: peerId, notMember: false }])
+          queue.push([at, { _tag: "ConnectFailed", peer: peerId, forget: false }])
           continue
         }
         queue.push([peer, { _tag: "Records", from: nodeId(at.n), records: [at.record, ...decision.sample] }])
@@ -250,17 +250,17 @@ describe("Membership view", () => {
     // Records from a third node: we connect to node 1.
     let s = View.step(v, { _tag: "Records", from: nodeId(9), records: [recordOf(1, 1n)] }, 0, random)
     assert.deepStrictEqual(s.decisions.map((d) => d._tag), ["Connect"])
-    v = View.step(s.view, { _tag: "ConnectFailed", peer: nodeId(1), notMember: false }, 0, random).view
+    v = View.step(s.view, { _tag: "ConnectFailed", peer: nodeId(1), forget: false }, 0, random).view
     assert.strictEqual(connectsAt(999), 0)
     assert.strictEqual(connectsAt(1000), 1)
-    v = View.step(v, { _tag: "ConnectFailed", peer: nodeId(1), notMember: false }, 1000, random).view
+    v = View.step(v, { _tag: "ConnectFailed", peer: nodeId(1), forget: false }, 1000, random).view
     assert.strictEqual(connectsAt(2999), 0)
     assert.strictEqual(connectsAt(3000), 1)
-    v = View.step(v, { _tag: "ConnectFailed", peer: nodeId(1), notMember: false }, 3000, random).view
+    v = View.step(v, { _tag: "ConnectFailed", peer: nodeId(1), forget: false }, 3000, random).view
     assert.strictEqual(v.known.size, 0)
     s = View.step(v, { _tag: "Tick" }, 4000, random)
     s = View.step(s.view, { _tag: "Records", from: nodeId(2), records: [recordOf(2, 1n)] }, 4000, random)
-    v = View.step(s.view, { _tag: "ConnectFailed", peer: nodeId(2), notMember: true }, 4000, random).view
+    v = View.step(s.view, { _tag: "ConnectFailed", peer: nodeId(2), forget: true }, 4000, random).view
     assert.strictEqual(v.known.size, 0)
   })
 
@@ -287,7 +287,7 @@ describe("Membership view", () => {
     const boot = new NodeAddr({ nodeId: nodeId(1), addrs: ["/ip4/127.0.0.1/tcp/1"] })
     let s = View.step(View.empty(nodeId(0)), { _tag: "Join", bootstrap: [boot] }, 0, random)
     assert.strictEqual(s.decisions.length, 1)
-    s = View.step(s.view, { _tag: "ConnectFailed", peer: nodeId(1), notMember: false }, 0, random)
+    s = View.step(s.view, { _tag: "ConnectFailed", peer: nodeId(1), forget: false }, 0, random)
     s = View.step(s.view, { _tag: "Tick" }, 1, random)
     assert.deepStrictEqual(s.decisions.map((d) => d._tag), ["Connect"])
   })
