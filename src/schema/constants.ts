@@ -12,3 +12,10 @@ export const MAX_MESSAGE_SIZE = 1024 * 1024 * 1024
  * only a peer without a budget (reference mode, or the reference implementation) can reach it.
  */
 export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024
+
+/**
+ * libp2p protocol id of the membership exchange (issue 15 "Membership"; spec 05 §15 leaves the mechanism open): one
+ * request and one response per stream, each one frame of at most `MAX_EXCHANGE_MESSAGE_SIZE` bytes
+ * (src/schema/PeerRecord.ts).
+ */
+export const MEMBERS_PROTOCOL = "/rangedocs/members/1"

@@ -1,0 +1,296 @@
+/**
+ * Membership records (spec 05 §15, issue 15 "Membership"): a node's signed statement of where it can be reached, and
+ * the two messages of the membership exchange that carry them.
+ *
+ * A `PeerRecord` is signed by the node it describes (its node id is its Ed25519 public key), so nobody can advertise
+ * another node's address; the newest `timestamp` per node wins, so a node restarted on another port replaces its
+ * old record. The signature covers `PEER_RECORD_DOMAIN ‖ body`, where body is the record's wire encoding without the
+ * signature: postcard is canonical (overlong varints are rejected), so the signed bytes are exactly the bytes read.
+ *
+ * Wire layout (postcard):
+ *
+ * | Field | Encoding |
+ * |-------|----------|
+ * | `nodeId` | 32 bytes |
+ * | `timestamp` | varint u64, µs since the Unix epoch |
+ * | `addrs` | varint count (1 to {@link MAX_RECORD_ADDRS}), each a varint length (≤ {@link MAX_ADDR_LENGTH}) + UTF-8 |
+ * | `signature` | 64 bytes |
+ *
+ * Every address must be a multiaddr in its canonical string form, without `/p2p/<id>` (the record names the node)
+ * and without `/p2p-circuit` (no relay transport here). Decoding checks all of that and the signature (strict
+ * Ed25519); the future-timestamp bound needs the time, so it is {@link checkRecordTime}.
+ */
+import { multiaddr } from "@multiformats/multiaddr"
+import { Effect, Either, Option, ParseResult, Schema } from "effect"
+import { concat, equals, utf8 } from "../internal/bytes.js"
+import * as Ed from "../internal/ed25519.js"
+import { PostcardError, type Reader, Writer } from "../internal/postcard.js"
+import { trusted } from "../internal/trusted.js"
+import { decodeWith, encodeWith, readWhole } from "./Entry.js"
+import { NamespaceId, Signature } from "./Keys.js"
+import { NodeAddr, NodeId } from "./NodeAddr.js"
+
+/** Domain separation of the record signature: no other signed message of the node can pass for a record. */
+export const PEER_RECORD_DOMAIN = utf8("rangedocs-peer-record-v1")
+/** Addresses a record may carry. */
+export const MAX_RECORD_ADDRS = 8
+/** UTF-8 bytes of one address. */
+export const MAX_ADDR_LENGTH = 256
+/** How far a record's timestamp may be ahead of the receiver's clock: 10 minutes, in µs. */
+export const MAX_RECORD_FUTURE_MICROS = 10n * 60n * 1_000_000n
+/** Records in one exchange message: a sample of at most 15 plus the sender's own. */
+export const MAX_EXCHANGE_RECORDS = 16
+/** Largest encoded record: 32 + 10 + 1 + 8 × (2 + 256) + 64 bytes. */
+export const MAX_RECORD_SIZE = 32 + 10 + 1 + MAX_RECORD_ADDRS * (2 + MAX_ADDR_LENGTH) + 64
+/** Largest exchange message (request or response), with room for its header. */
+export const MAX_EXCHANGE_MESSAGE_SIZE = 64 + MAX_EXCHANGE_RECORDS * MAX_RECORD_SIZE
+
+const MAX_U64 = (1n << 64n) - 1n
+
+const utf8Strict = new TextDecoder("utf-8", { fatal: true })
+
+/** Why an address cannot go in a record, or undefined when it can. */
+export const addrProblem = (addr: string): string | undefined => {
+  if (utf8(addr).length > MAX_ADDR_LENGTH) return `address longer than ${MAX_ADDR_LENGTH} bytes`
+  let canonical: string
+  let names: ReadonlyArray<string>
+  try {
+    const ma = multiaddr(addr)
+    canonical = ma.toString()
+    names = ma.getComponents().map((c) => c.name)
+  } catch {
+    return "not a multiaddr"
+  }
+  if (canonical !== addr) return "not a canonical multiaddr"
+  if (names.length === 0) return "empty multiaddr"
+  if (names.includes("p2p-circuit")) return "relay address"
+  if (names.includes("p2p")) return "address names a peer"
+  return undefined
+}
+
+/** The addresses of `addrs` that may go in a record, at most {@link MAX_RECORD_ADDRS}, duplicates removed. */
+export const recordableAddrs = (addrs: ReadonlyArray<string>): ReadonlyArray<string> =>
+  [...new Set(addrs)].filter((a) => addrProblem(a) === undefined).slice(0, MAX_RECORD_ADDRS)
+
+const RecordAddr = Schema.String.pipe(Schema.filter((a) => {
+  const problem = addrProblem(a)
+  return problem === undefined || `${problem}: ${a.slice(0, 64)}`
+}))
+
+const U64 = Schema.BigIntFromSelf.pipe(Schema.filter((n) => (n >= 0n && n <= MAX_U64) || "not a u64"))
+
+/** A node's signed addresses (see the module doc). Build one with {@link signPeerRecord}; decode with the codec. */
+export class PeerRecord extends Schema.Class<PeerRecord>("PeerRecord")({
+  nodeId: NodeId,
+  timestamp: U64,
+  addrs: Schema.Array(RecordAddr).pipe(Schema.minItems(1), Schema.maxItems(MAX_RECORD_ADDRS)),
+  signature: Signature
+}) {
+  get nodeAddr(): NodeAddr {
+    return new NodeAddr({ nodeId: this.nodeId, addrs: this.addrs }, true)
+  }
+}
+
+const fixed = (what: string, bytes: Uint8Array, n: number): Uint8Array => {
+  if (bytes.length !== n) throw new PostcardError(`${what} of ${bytes.length} bytes, expected ${n}`)
+  return bytes
+}
+
+const writeBody = (w: Writer, nodeId: Uint8Array, timestamp: bigint, addrs: ReadonlyArray<string>): void => {
+  w.raw(fixed("nodeId", nodeId, 32)).varint64(timestamp).varint(addrs.length)
+  for (const a of addrs) w.bytes(utf8(a))
+}
+
+/** The bytes a record's signature covers. */
+export const signedBytes = (nodeId: Uint8Array, timestamp: bigint, addrs: ReadonlyArray<string>): Uint8Array => {
+  const w = new Writer(64 + addrs.length * 32)
+  w.raw(PEER_RECORD_DOMAIN)
+  writeBody(w, nodeId, timestamp, addrs)
+  return w.finish()
+}
+
+/**
+ * The record of `nodeId` at `timestamp` for the recordable ones among `addrs`, signed with `sign` (the node's key);
+ * none when no address can go in a record.
+ */
+export const signPeerRecord = (
+  nodeId: NodeId,
+  timestamp: bigint,
+  addrs: ReadonlyArray<string>,
+  sign: (message: Uint8Array) => Effect.Effect<Uint8Array>
+): Effect.Effect<Option.Option<PeerRecord>> => {
+  const kept = recordableAddrs(addrs)
+  if (kept.length === 0) return Effect.succeed(Option.none())
+  return Effect.map(
+    sign(signedBytes(nodeId, timestamp, kept)),
+    (signature) => Option.some(new PeerRecord({ nodeId, timestamp, addrs: kept, signature: Signature.make(signature) }))
+  )
+}
+
+/** A record from its fields and a signature made over {@link signedBytes}; fails if anything is out of bounds. */
+export const makePeerRecord = (
+  fields: { readonly nodeId: NodeId; readonly timestamp: bigint; readonly addrs: ReadonlyArray<string>; readonly signature: Uint8Array }
+): PeerRecord => new PeerRecord({ ...fields, signature: Signature.make(fields.signature) })
+
+/** Whether the record's signature is its node's (strict Ed25519 verification). */
+export const verifyPeerRecord = (record: PeerRecord): boolean => {
+  const key = Ed.publicKeyObject(record.nodeId)
+  return key !== undefined &&
+    Ed.verify(key, signedBytes(record.nodeId, record.timestamp, record.addrs), record.signature)
+}
+
+export const writePeerRecord = (w: Writer, record: PeerRecord): void => {
+  writeBody(w, record.nodeId, record.timestamp, record.addrs)
+  w.raw(fixed("signature", record.signature, 64))
+}
+
+/** Reads and checks one record: every bound of the module doc and the signature. */
+export const readPeerRecord = (r: Reader): PeerRecord => {
+  const start = r.offset
+  const nodeId = NodeId.make(r.raw(32), true)
+  const timestamp = r.varint64()
+  const count = r.varint(MAX_RECORD_ADDRS)
+  if (count === 0) throw new PostcardError("a record without addresses")
+  const addrs: Array<string> = []
+  for (let i = 0; i < count; i++) {
+    let addr: string
+    try {
+      addr = utf8Strict.decode(r.bytes(MAX_ADDR_LENGTH))
+    } catch (e) {
+      if (e instanceof PostcardError) throw e
+      throw new PostcardError("address is not UTF-8")
+    }
+    const problem = addrProblem(addr)
+    if (problem !== undefined) throw new PostcardError(`${problem}: ${addr.slice(0, 64)}`)
+    addrs.push(addr)
+  }
+  const body = r.copy(start, r.offset)
+  const signature = Signature.make(r.raw(64), true)
+  const key = Ed.publicKeyObject(nodeId)
+  if (key === undefined) throw new PostcardError("node id is not a valid Ed25519 key")
+  if (!Ed.verify(key, concat(PEER_RECORD_DOMAIN, body), signature)) {
+    throw new PostcardError("bad record signature")
+  }
+  return trusted(PeerRecord.prototype, { nodeId, timestamp, addrs, signature })
+}
+
+/** PeerRecord ⇄ postcard bytes; malformed, oversized or badly signed input fails with a ParseError. */
+export const PeerRecordFromBytes = Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(PeerRecord), {
+  strict: true,
+  decode: (bytes, _, ast) =>
+    bytes.length > MAX_RECORD_SIZE
+      ? ParseResult.fail(new ParseResult.Type(ast, bytes, `record of ${bytes.length} bytes, max ${MAX_RECORD_SIZE}`))
+      : decodeWith(readPeerRecord)(bytes, ast),
+  encode: (record, _, ast) => {
+    try {
+      return ParseResult.succeed(encodeWith(writePeerRecord)(record))
+    } catch (e) {
+      if (e instanceof PostcardError) return ParseResult.fail(new ParseResult.Type(ast, record, e.message))
+      throw e
+    }
+  }
+})
+
+/** Why a well-signed record is still refused. */
+export type RecordTimeProblem = "TooFarInTheFuture"
+
+/** Checks the record's timestamp against the receiver's clock (µs): at most 10 minutes ahead. */
+export const checkRecordTime = (record: PeerRecord, nowMicros: bigint): Either.Either<PeerRecord, RecordTimeProblem> =>
+  record.timestamp > nowMicros + MAX_RECORD_FUTURE_MICROS ? Either.left("TooFarInTheFuture") : Either.right(record)
+
+export const peerRecordEquals = (a: PeerRecord, b: PeerRecord): boolean =>
+  equals(a.nodeId, b.nodeId) && a.timestamp === b.timestamp && equals(a.signature, b.signature) &&
+  a.addrs.length === b.addrs.length && a.addrs.every((x, i) => x === b.addrs[i])
+
+// ---------------------------------------------------------------------------------------------------------------
+// The membership exchange: one request, one response per stream
+
+/** A member's offer: its own record first, then a sample of the members it knows of `namespace`. */
+export class MembersRequest extends Schema.Class<MembersRequest>("MembersRequest")({
+  namespace: NamespaceId,
+  records: Schema.Array(PeerRecord).pipe(Schema.maxItems(MAX_EXCHANGE_RECORDS))
+}) {}
+
+/** The answer of a member of the namespace: its own record, then a sample of the others it knows. */
+export class Members extends Schema.TaggedClass<Members>()("Members", {
+  records: Schema.Array(PeerRecord).pipe(Schema.maxItems(MAX_EXCHANGE_RECORDS))
+}) {}
+
+/** The answer of a node that has not joined the namespace (it tells nothing about it). */
+export class NotMember extends Schema.TaggedClass<NotMember>()("NotMember", {}) {}
+
+export const MembersResponse = Schema.Union(Members, NotMember)
+export type MembersResponse = typeof MembersResponse.Type
+
+const writeRecords = (w: Writer, records: ReadonlyArray<PeerRecord>): void => {
+  if (records.length > MAX_EXCHANGE_RECORDS) throw new PostcardError(`${records.length} records, max ${MAX_EXCHANGE_RECORDS}`)
+  w.varint(records.length)
+  for (const record of records) writePeerRecord(w, record)
+}
+
+const readRecords = (r: Reader): ReadonlyArray<PeerRecord> => {
+  const n = r.varint(MAX_EXCHANGE_RECORDS)
+  const records: Array<PeerRecord> = []
+  for (let i = 0; i < n; i++) records.push(readPeerRecord(r))
+  return records
+}
+
+export const writeMembersRequest = (w: Writer, m: MembersRequest): void => {
+  w.raw(fixed("namespace", m.namespace, 32))
+  writeRecords(w, m.records)
+}
+
+export const readMembersRequest = (r: Reader): MembersRequest =>
+  trusted(MembersRequest.prototype, { namespace: NamespaceId.make(r.raw(32), true), records: readRecords(r) })
+
+export const writeMembersResponse = (w: Writer, m: MembersResponse): void => {
+  if (m._tag === "NotMember") {
+    w.varint(1)
+    return
+  }
+  w.varint(0)
+  writeRecords(w, m.records)
+}
+
+export const readMembersResponse = (r: Reader): MembersResponse => {
+  const tag = r.varint()
+  switch (tag) {
+    case 0:
+      return trusted(Members.prototype, { records: readRecords(r), _tag: "Members" })
+    case 1:
+      return trusted(NotMember.prototype, { _tag: "NotMember" })
+    default:
+      throw new PostcardError(`unknown MembersResponse variant ${tag}`)
+  }
+}
+
+const codec = <A, I>(
+  to: Schema.Schema<A, I>,
+  read: (r: Reader) => A,
+  write: (w: Writer, a: A) => void
+) =>
+  Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(to), {
+    strict: true,
+    decode: (bytes, _, ast) =>
+      bytes.length > MAX_EXCHANGE_MESSAGE_SIZE
+        ? ParseResult.fail(
+          new ParseResult.Type(ast, bytes, `message of ${bytes.length} bytes, max ${MAX_EXCHANGE_MESSAGE_SIZE}`)
+        )
+        : decodeWith(read)(bytes, ast),
+    encode: (a, _, ast) => {
+      try {
+        return ParseResult.succeed(encodeWith(write)(a))
+      } catch (e) {
+        if (e instanceof PostcardError) return ParseResult.fail(new ParseResult.Type(ast, a, e.message))
+        throw e
+      }
+    }
+  })
+
+/** MembersRequest ⇄ postcard bytes; malformed or oversized input, or any bad record, fails with a ParseError. */
+export const MembersRequestFromBytes = codec(MembersRequest, readMembersRequest, writeMembersRequest)
+/** MembersResponse ⇄ postcard bytes; malformed or oversized input, or any bad record, fails with a ParseError. */
+export const MembersResponseFromBytes = codec(MembersResponse, readMembersResponse, writeMembersResponse)
+
+/** The whole-input readers, for hot paths that want an Either without a ParseError. */
+export const decodePeerRecord = readWhole(readPeerRecord)
