@@ -16,6 +16,7 @@ import * as DefaultAuthor from "../services/DefaultAuthor.js"
 import * as Docs from "../services/Docs.js"
 import * as Gossip from "../services/Gossip.js"
 import * as LiveSync from "../services/LiveSync.js"
+import * as Membership from "../services/Membership.js"
 import * as Network from "../services/Network.js"
 import type { GossipRouter } from "../services/Network/router.js"
 import * as Sync from "../services/Sync.js"
@@ -31,6 +32,8 @@ export interface NodeOptions {
   readonly bootstrap?: ReadonlyArray<NodeAddr>
   readonly network?: Omit<Network.NetworkConfig, "listen" | "identity">
   readonly gossip?: Gossip.GossipConfig
+  /** The document swarms' membership: target degree, view sizes, shuffle interval (defaults in Membership.ts). */
+  readonly membership?: Membership.MembershipConfig
   readonly blobs?: Blobs.BlobsConfig
   readonly transfer?: BlobTransfer.BlobTransferConfig
   readonly live?: LiveSync.LiveSyncConfig
@@ -46,6 +49,7 @@ export type NodeServices =
   | DefaultAuthor.DefaultAuthor
   | Network.Network
   | Gossip.Gossip
+  | Membership.Membership
   | BlobTransfer.BlobTransfer
   | Blobs.Blobs
   | Replica.Replica
@@ -80,7 +84,10 @@ const build = <E1, E2>(
 ): Layer.Layer<NodeServices, E1 | E2 | NetworkError> => {
   const base = Layer.mergeAll(storage, network)
   const gossip = Gossip.layer(options.gossip).pipe(Layer.provideMerge(base))
-  const transfer = BlobTransfer.layer({ ...TRANSFER_DEFAULTS, ...options.transfer }).pipe(Layer.provideMerge(gossip))
+  const membership = Membership.layer(options.membership).pipe(Layer.provide(addressBook), Layer.provideMerge(gossip))
+  const transfer = BlobTransfer.layer({ ...TRANSFER_DEFAULTS, ...options.transfer }).pipe(
+    Layer.provideMerge(membership)
+  )
   const live = LiveSync.layer(options.live).pipe(
     Layer.provide(Sync.layer(options.sync)),
     Layer.provide(LiveSync.rangerLayer(options.ranger)),
