@@ -2,13 +2,13 @@
  * The stacks people run: a whole node (libp2p host, gossip, storage, blob transfer, live engine, default author, the
  * Docs API) in memory or in a data directory. Composition only.
  */
-import { Effect, Layer } from "effect"
+import { Context, Effect, Exit, Layer, type Redacted, Scope } from "effect"
 import { privateDir } from "../internal/files.js"
 import type { BlobStoreError } from "../schema/BlobErrors.js"
 import { DocsError } from "../schema/DocsErrors.js"
 import type { StoreError } from "../schema/Errors.js"
 import type { NetworkError } from "../schema/NetworkErrors.js"
-import type { NodeAddr } from "../schema/NodeAddr.js"
+import type { NodeAddr, NodeId } from "../schema/NodeAddr.js"
 import * as AddressBook from "../services/AddressBook.js"
 import type * as Blobs from "../services/Blobs.js"
 import * as BlobTransfer from "../services/BlobTransfer.js"
@@ -28,6 +28,11 @@ import { MemoryStorage, PersistentStorage } from "./Stores.js"
 export interface NodeOptions {
   /** Listen multiaddrs; default loopback on a random port. */
   readonly listen?: ReadonlyArray<string>
+  /**
+   * The 32-byte Ed25519 seed of a memory node's identity (its node id is the public key), e.g. to seed node ids in
+   * tests; default a fresh one per start. A persistent node's identity is its `<dataDir>/node-key` file.
+   */
+  readonly identity?: Redacted.Redacted<Uint8Array>
   /** Nodes dialed when the node starts (a failed dial is logged). */
   readonly bootstrap?: ReadonlyArray<NodeAddr>
   readonly network?: Omit<Network.NetworkConfig, "listen" | "identity">
@@ -105,7 +110,11 @@ const build = <E1, E2>(
 export const memoryNode = (options: NodeOptions = {}): Layer.Layer<NodeServices, NodeError> =>
   build(
     MemoryStorage(options.blobs),
-    Network.layer({ ...options.network, ...(options.listen === undefined ? {} : { listen: options.listen }) }),
+    Network.layer({
+      ...options.network,
+      ...(options.listen === undefined ? {} : { listen: options.listen }),
+      ...(options.identity === undefined ? {} : { identity: options.identity })
+    }),
     DefaultAuthor.layerMemory,
     AddressBook.layerMemory,
     options
@@ -134,3 +143,33 @@ export const persistentNode = (dataDir: string, options: NodeOptions = {}): Laye
       options
     )
   }))
+
+/** A running node with an explicit end: for programs that run several nodes, or start and stop one at will. */
+export interface NodeHandle {
+  readonly nodeId: NodeId
+  readonly docs: Docs.DocsService
+  /** Every service of the node, for code that needs more than Docs. */
+  readonly context: Context.Context<NodeServices>
+  /** Stops the node: its streams and sessions end, its store is flushed and closed. Idempotent. */
+  readonly shutdown: Effect.Effect<void>
+}
+
+/**
+ * Starts `node` (e.g. `memoryNode()` or `persistentNode(dir)`) in a scope of its own, which only `shutdown` closes:
+ * the node outlives the caller's scope. A node that fails to start leaves nothing running.
+ */
+export const start = (node: Layer.Layer<NodeServices, NodeError>): Effect.Effect<NodeHandle, NodeError> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const context = yield* restore(Layer.buildWithScope(node, scope)).pipe(
+        Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+      )
+      return {
+        nodeId: Context.get(context, Network.Network).nodeId,
+        docs: Context.get(context, Docs.Docs),
+        context,
+        shutdown: Scope.close(scope, Exit.void)
+      }
+    })
+  )
