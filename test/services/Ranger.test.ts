@@ -195,7 +195,7 @@ describe("Ranger", () => {
       assert.deepStrictEqual(stored, ["good"])
       const outcome = yield* session.outcome
       assert.strictEqual(outcome.numRecv, 3)
-      assert.strictEqual(outcome.numRejected, 2)
+      assert.strictEqual(outcome.numInvalid, 2)
     }))
 
   it.scoped("an endless ping-pong ends with RunawaySession", () =>
