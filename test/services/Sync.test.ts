@@ -35,7 +35,7 @@ import { Message, Range, RangeFingerprint, RangeItem } from "../../src/schema/Me
 import { NodeId } from "../../src/schema/NodeAddr.js"
 import { Query } from "../../src/schema/Query.js"
 import { SYNC_PROTOCOL } from "../../src/schema/constants.js"
-import type { AcceptError } from "../../src/schema/SyncErrors.js"
+import { type AcceptError, ConnectError } from "../../src/schema/SyncErrors.js"
 import { Abort, Init, Sync as SyncMsg, SyncMessageFromBytes } from "../../src/schema/SyncMessage.js"
 import * as Crypto from "../../src/services/Crypto.js"
 import * as Network from "../../src/services/Network.js"
@@ -200,6 +200,11 @@ describe("Sync", () => {
         assert.strictEqual(error.first, "BadSignature")
         assert.strictEqual(toHex(error.peer), toHex(Context.get(liar, Network.Network).nodeId))
       }
+      // Typed ids (NodeId, NamespaceId) survive the error schema's encoding, as over RPC.
+      const decoded = Schema.decodeUnknownSync(ConnectError)(Schema.encodeSync(ConnectError)(error))
+      assert.strictEqual(decoded._tag, "TooManyInvalidEntries")
+      assert.strictEqual(toHex(decoded.peer), toHex(Context.get(liar, Network.Network).nodeId))
+      assert.strictEqual(toHex(decoded.namespace ?? new Uint8Array(0)), toHex(ns.id))
       // Cooling down: no session is started with it …
       const cooling = yield* Effect.flip(syncWith(honest, liar))
       assert.strictEqual(cooling._tag, "PeerCoolingDown")
