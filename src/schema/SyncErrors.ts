@@ -72,12 +72,12 @@ export class SyncCloseError extends Schema.TaggedError<SyncCloseError>()("SyncCl
 }
 
 /**
- * The peer sent a message over a decoding limit (constants.ts: key length, parts, parts of an Init, values): refused
- * where the count or length was read, and the session ends.
+ * The peer sent a message over a decoding limit (constants.ts: key length, parts, parts of an Init, size of an Init's
+ * frame, values): refused where the count or length was read, and the session ends.
  */
 export class SyncLimitExceeded extends Schema.TaggedError<SyncLimitExceeded>()("SyncLimitExceeded", {
   ...Where,
-  limit: Schema.Literal("keyLength", "initParts", "parts", "values"),
+  limit: Schema.Literal("keyLength", "initParts", "initSize", "parts", "values"),
   max: Schema.Number,
   got: Schema.Number
 }) {

@@ -33,6 +33,13 @@ export const MAX_KEY_LENGTH = 8 * 1024
 export const MAX_INIT_PARTS = 16
 
 /**
+ * Payload bytes of the first frame an acceptor reads (the `Init`): 512 KiB, checked at its length prefix, so that a
+ * peer we have not accepted yet cannot make us buffer up to the frame limit (64 MiB). An honest Init is about 200
+ * bytes; `MAX_INIT_PARTS` parts with bounds of the longest keys take 16 × (2 × (2 + 64 + 8,192) + 33) ≈ 265 KB.
+ */
+export const MAX_INIT_SIZE = 512 * 1024
+
+/**
  * Parts in one reconciliation message: 262,144. Our default mode keeps a message within 4 MiB, at least 163 bytes
  * per part, so at most ~26k parts (10× headroom). Reference mode (no budget) sent at most 29,519 parts in one message
  * at 100k entries / 10 % (`npm run bench -- reconcile --mode reference --verbose`); its largest message grows with

@@ -33,6 +33,7 @@ import {
   DEFAULT_MAX_FRAME,
   INVALID_PEER_COOLDOWN_MS,
   MAX_COOLED_PEERS,
+  MAX_INIT_SIZE,
   MAX_MESSAGE_SIZE,
   SYNC_PROTOCOL
 } from "../schema/constants.js"
@@ -196,7 +197,16 @@ interface Settings {
   readonly maxFrame: number
 }
 
-const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effect.Effect<Io, never, Scope.Scope> =>
+/**
+ * The session's frames. `firstFrameMax` bounds the first frame's payload (the acceptor's Init), checked at its length
+ * prefix: a larger first frame is refused before any of it is buffered.
+ */
+const makeIo = (
+  stream: Network.Stream,
+  settings: Settings,
+  where: Where,
+  firstFrameMax?: number
+): Effect.Effect<Io, never, Scope.Scope> =>
   Effect.gen(function*() {
     const pull = yield* Stream.toPull(Network.receive(stream))
     const decoder = new FrameDecoder(settings.maxFrame)
@@ -221,6 +231,25 @@ const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effec
 
     const frames = <A>(f: () => A) => Effect.try({ try: f, catch: (cause) => protocolError(where, describe(cause)) })
 
+    // The first frame's length prefix, gathered from the first bytes until all four are in (then undefined).
+    let header: Array<number> | undefined = firstFrameMax === undefined ? undefined : []
+    const firstMax = firstFrameMax ?? MAX_MESSAGE_SIZE
+    /** The first frame's announced length when it is over `firstFrameMax`. */
+    const firstOver = (bytes: Uint8Array): number | undefined => {
+      if (header === undefined) return undefined
+      for (let i = 0; i < bytes.length && header.length < 4; i++) header.push(bytes[i]!)
+      if (header.length < 4) return undefined
+      const length = header[0]! * 0x1000000 + (header[1]! << 16) + (header[2]! << 8) + header[3]!
+      header = undefined
+      return length > firstMax ? length : undefined
+    }
+    const push = (bytes: Uint8Array): Effect.Effect<void, SyncProtocolError | SyncLimitExceeded> => {
+      const over = firstOver(bytes)
+      return over === undefined
+        ? frames(() => decoder.push(bytes))
+        : Effect.fail(new SyncLimitExceeded({ ...fields(where), limit: "initSize", max: firstMax, got: over }))
+    }
+
     const next: Effect.Effect<Option.Option<SyncMessage>, SyncProtocolError | SyncLimitExceeded> = Effect.gen(function*() {
       for (;;) {
         const frame = yield* frames(() => decoder.next())
@@ -235,7 +264,7 @@ const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effec
         }
         const chunk = yield* pullOnce.pipe(Effect.mapError((reason) => protocolError(where, reason)))
         if (Option.isNone(chunk)) ended = true
-        else for (const bytes of chunk.value) yield* frames(() => decoder.push(bytes))
+        else for (const bytes of chunk.value) yield* push(bytes)
       }
     })
 
@@ -475,7 +504,7 @@ export const make = (config: SyncConfig = {}) =>
         // A peer cooling down is not read at all.
         yield* checkCooling(where)
         const held = yield* reserve(latin1(remote))
-        const io = yield* makeIo(stream, settings, where)
+        const io = yield* makeIo(stream, settings, where, Math.min(MAX_INIT_SIZE, settings.maxFrame))
         const first = yield* io.next
         if (Option.isNone(first)) return yield* protocolError(where, "stream closed before init message")
         const init = first.value

@@ -34,7 +34,7 @@ import { Author, fmtShort, NamespaceSecret } from "../../src/schema/Keys.js"
 import { Message, Range, RangeFingerprint, RangeItem } from "../../src/schema/Message.js"
 import { NodeId } from "../../src/schema/NodeAddr.js"
 import { Query } from "../../src/schema/Query.js"
-import { SYNC_PROTOCOL } from "../../src/schema/constants.js"
+import { MAX_INIT_SIZE, SYNC_PROTOCOL } from "../../src/schema/constants.js"
 import { type AcceptError, ConnectError } from "../../src/schema/SyncErrors.js"
 import { Abort, Init, Sync as SyncMsg, SyncMessageFromBytes } from "../../src/schema/SyncMessage.js"
 import * as Crypto from "../../src/services/Crypto.js"
@@ -256,15 +256,18 @@ describe("Sync", () => {
       const start = Date.now()
       yield* Effect.scoped(Effect.gen(function*() {
         const stream = yield* network.openStream(addr, SYNC_PROTOCOL)
-        yield* Network.send(stream, frame(payload))
+        // The acceptor resets the stream at the length prefix: the rest of the send may fail.
+        yield* Network.send(stream, frame(payload)).pipe(Effect.ignore)
         yield* Stream.runDrain(Network.receive(stream)).pipe(Effect.either)
       }))
       const error = failureOf(yield* Queue.take(results))
       const ms = Date.now() - start
+      // Refused at its length prefix (32 MB announced): nothing of it is buffered or decoded. The same Init within
+      // the size bound is refused at its part count (test/schema/limits.test.ts).
       assert.strictEqual(error._tag, "SyncLimitExceeded")
       if (error._tag === "SyncLimitExceeded") {
-        assert.strictEqual(error.limit, "initParts")
-        assert.strictEqual(error.got, parts)
+        assert.strictEqual(error.limit, "initSize")
+        assert.strictEqual(error.got, payload.length)
       }
       assert.strictEqual(asked, 0)
       assert.isBelow(ms, 3000)
@@ -408,10 +411,13 @@ describe("Sync", () => {
       const addr = yield* addrOf(b)
       const network = Context.get(a, Network.Network)
       const init = encode(new Init({ namespace: ns.id, message: mismatch }))
-      const cases: ReadonlyArray<readonly [string, Uint8Array, RegExp]> = [
+      // The first frame (the Init) is bounded at its length prefix (MAX_INIT_SIZE), far below the frame limit.
+      const cases: ReadonlyArray<readonly [string, Uint8Array, RegExp | number]> = [
         ["garbage", Uint8Array.of(0, 0, 0, 3, 0xff, 0xff, 0xff), /malformed/],
-        ["garbage without framing", new TextEncoder().encode("hello world, not a frame"), /too large/],
-        ["oversized length prefix", frameHeader(2 * 1024 * 1024, 1 << 30), /too large/],
+        ["garbage without framing", new TextEncoder().encode("hello world, not a frame"), 0x68656c6c],
+        ["oversized length prefix", frameHeader(2 * 1024 * 1024, 1 << 30), 2 * 1024 * 1024],
+        ["first frame just over the Init size", frameHeader(MAX_INIT_SIZE + 1, 1 << 30), MAX_INIT_SIZE + 1],
+        ["first frame at the Init size", frame(new Uint8Array(MAX_INIT_SIZE)), /malformed/],
         ["sync before init", frame(encode(new SyncMsg({ message: mismatch }))), /before init/],
         ["two inits", concat(frame(init), frame(init)), /double init/],
         ["truncated frame", Uint8Array.of(0, 0, 0, 9, 1, 2), /truncated/]
@@ -419,14 +425,22 @@ describe("Sync", () => {
       for (const [name, bytes, expected] of cases) {
         yield* Effect.scoped(Effect.gen(function*() {
           const stream = yield* network.openStream(addr, SYNC_PROTOCOL)
-          yield* Network.send(stream, bytes)
+          yield* Network.send(stream, bytes).pipe(Effect.ignore)
           yield* Network.closeWrite(stream).pipe(Effect.ignore)
           // The acceptor ends the stream (reset, or its FIN): reading terminates either way.
           yield* Stream.runDrain(Network.receive(stream)).pipe(Effect.either)
         }))
         const error = failureOf(yield* Queue.take(results))
-        assert.strictEqual(error._tag, "SyncProtocolError", name)
-        if (error._tag === "SyncProtocolError") assert.match(error.reason, expected, name)
+        if (typeof expected === "number") {
+          assert.strictEqual(error._tag, "SyncLimitExceeded", name)
+          if (error._tag === "SyncLimitExceeded") {
+            assert.strictEqual(error.limit, "initSize", name)
+            assert.strictEqual(error.got, expected, name)
+          }
+        } else {
+          assert.strictEqual(error._tag, "SyncProtocolError", name)
+          if (error._tag === "SyncProtocolError") assert.match(error.reason, expected, name)
+        }
       }
       const finished = yield* syncWith(a, b)
       assert.strictEqual(finished.outcome.numRecv, 5)
