@@ -9,7 +9,7 @@
  * `maxInvalidFraction` of the values received once `minValuesForFraction` arrived) the session ends with
  * InvalidEntriesFromPeer; Sync then cools the peer down.
  */
-import { Context, Effect, type Either, Layer } from "effect"
+import { Context, Effect, type Either, Layer, Metric } from "effect"
 import {
   MAX_INVALID_FRACTION,
   MAX_INVALID_PER_SESSION,
@@ -86,6 +86,16 @@ export type SessionError = StoreError | ReplicaNotOpen | SyncNotEnabled | Runawa
 /** Authors tracked per message before the heads (beyond them, a value goes to the heads directly). */
 const NEWEST_AUTHORS = 16
 
+/** Invalid values dropped by sync sessions, by reason (Effect's metric registry; per session: SyncOutcome.invalid). */
+const invalidValues = Metric.counter("rangedocs_sync_invalid_entries", { incremental: true })
+const invalidByReason = {
+  InvalidNamespace: Metric.tagged(invalidValues, "reason", "InvalidNamespace"),
+  BadSignature: Metric.tagged(invalidValues, "reason", "BadSignature"),
+  TooFarInTheFuture: Metric.tagged(invalidValues, "reason", "TooFarInTheFuture"),
+  InvalidEmptyEntry: Metric.tagged(invalidValues, "reason", "InvalidEmptyEntry"),
+  KeyTooLong: Metric.tagged(invalidValues, "reason", "KeyTooLong")
+} satisfies { readonly [R in InvalidReason]: Metric.Metric.Counter<number> }
+
 /** Insert failures that mean the peer sent something invalid (NewerEntryExists is an ordinary outcome). */
 const isInvalid = (tag: string): tag is InvalidReason =>
   tag === "InvalidNamespace" || tag === "BadSignature" || tag === "TooFarInTheFuture" || tag === "InvalidEmptyEntry" ||
@@ -140,6 +150,7 @@ export const make = (config: RangerConfig) =>
               if (isInvalid(tag)) {
                 if (numInvalid++ === 0) firstInvalid = tag
                 invalid[tag]++
+                invalidByReason[tag].unsafeUpdate(1, [])
               } else if (isLocalFailure(r.left)) return Effect.fail(r.left)
             }
             const tooMany = numInvalid > config.maxInvalid ||

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Layer, Stream } from "effect"
+import { Chunk, Context, Effect, Layer, Metric, Stream } from "effect"
 import * as fc from "fast-check"
 import { compare, concat, toHex } from "../../src/internal/bytes.js"
 import * as Reconcile from "../../src/internal/reconcile.js"
@@ -193,7 +193,12 @@ describe("Ranger", () => {
       const session = yield* inPeer(a, Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, idB)))
       const good = entryAt(ns, authors[0]!, "good", 1n)
       const foreign = entryAt(other, authors[0]!, "foreign", 1n)
+      const badSignatures = Metric.counter("rangedocs_sync_invalid_entries", { incremental: true }).pipe(
+        Metric.tagged("reason", "BadSignature")
+      )
+      const before = (yield* Metric.value(badSignatures)).count
       assert.isUndefined(yield* session.process(itemOf([good, forge("forged"), foreign])))
+      assert.strictEqual((yield* Metric.value(badSignatures)).count - before, 1, "counted in the metric")
       // The session goes on: a later message is processed as usual.
       assert.isUndefined(yield* session.process(itemOf([entryAt(ns, authors[1]!, "later", 1n)])))
       const stored = (yield* all(a)).map((e) => new TextDecoder().decode(e.key))
