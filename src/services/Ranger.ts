@@ -10,14 +10,14 @@
  * InvalidEntriesFromPeer; Sync then cools the peer down.
  */
 import { Context, Effect, type Either, Layer, Metric } from "effect"
+import { equals } from "../internal/bytes.js"
+import * as Reconcile from "../internal/reconcile.js"
+import * as AuthorHeads from "../schema/AuthorHeads.js"
 import {
   MAX_INVALID_FRACTION,
   MAX_INVALID_PER_SESSION,
   MIN_VALUES_FOR_INVALID_FRACTION
 } from "../schema/constants.js"
-import { equals } from "../internal/bytes.js"
-import * as Reconcile from "../internal/reconcile.js"
-import * as AuthorHeads from "../schema/AuthorHeads.js"
 import type { ContentStatus, SignedEntry } from "../schema/Entry.js"
 import {
   InvalidEntriesFromPeer,
