@@ -1,5 +1,13 @@
 /** Signing and validating entries (spec 01 §5, §8). Pure functions plus a bounded memo of validated public keys. */
-import { BadSignature, InvalidEmptyEntry, InvalidNamespace, TooFarInTheFuture, type ValidationFailure } from "../schema/Errors.js"
+import { MAX_KEY_LENGTH } from "../schema/constants.js"
+import {
+  BadSignature,
+  InvalidEmptyEntry,
+  InvalidNamespace,
+  KeyTooLong,
+  TooFarInTheFuture,
+  type ValidationFailure
+} from "../schema/Errors.js"
 import { Entry, EntrySignature, SignedEntry, signingBytes } from "../schema/Entry.js"
 import { type Author, type NamespaceId, type NamespaceSecret, Signature, signingKey } from "../schema/Keys.js"
 import { equals, latin1 } from "./bytes.js"
@@ -61,7 +69,8 @@ export const verifySignedEntry = (keys: PublicKeyCache, e: SignedEntry): "ok" | 
 
 /**
  * validateEntry of spec 01 §8, in its order (namespace, signature unless local, future timestamp), plus the
- * empty/len consistency check on every path (spec 01 §13 decision 2).
+ * empty/len consistency check on every path (spec 01 §13 decision 2) and the key length bound (`MAX_KEY_LENGTH`,
+ * checked before the signatures: a long key costs its whole length to verify).
  */
 export const validateEntry = (
   keys: PublicKeyCache,
@@ -73,6 +82,9 @@ export const validateEntry = (
   const { id, record } = e.entry
   if (!equals(id.namespace, expected)) {
     return new InvalidNamespace({ namespace: expected, got: id.namespace })
+  }
+  if (id.key.length > MAX_KEY_LENGTH) {
+    return new KeyTooLong({ namespace: id.namespace, length: id.key.length, max: MAX_KEY_LENGTH })
   }
   if (origin === "remote") {
     const v = verifySignedEntry(keys, e)

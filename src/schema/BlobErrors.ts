@@ -1,20 +1,25 @@
-/** Failures of the blob layer (store, transfer, downloader). Hashes are shown as lowercase hex. */
+/**
+ * Failures of the blob layer (store, transfer, downloader). `hash` is the blob's Hash itself (it crosses the RPC
+ * boundary as bytes, like the ids of Errors.ts); messages show it as lowercase hex.
+ */
 import { Schema } from "effect"
+import { toHex } from "../internal/bytes.js"
+import { Hash } from "./Keys.js"
 
 /** No complete blob with this hash is stored. */
-export class BlobNotFound extends Schema.TaggedError<BlobNotFound>()("BlobNotFound", { hash: Schema.String }) {
+export class BlobNotFound extends Schema.TaggedError<BlobNotFound>()("BlobNotFound", { hash: Hash }) {
   override get message() {
-    return `blob ${this.hash} not found`
+    return `blob ${toHex(this.hash)} not found`
   }
 }
 
 /** The bytes do not hash to the expected BLAKE3 hash, or their size differs from the size announced for them. */
 export class BlobCorrupt extends Schema.TaggedError<BlobCorrupt>()("BlobCorrupt", {
-  hash: Schema.String,
+  hash: Hash,
   reason: Schema.String
 }) {
   override get message() {
-    return `blob ${this.hash} is corrupt: ${this.reason}`
+    return `blob ${toHex(this.hash)} is corrupt: ${this.reason}`
   }
 }
 
@@ -30,13 +35,13 @@ export class BlobTooLarge extends Schema.TaggedError<BlobTooLarge>()("BlobTooLar
 
 /** A read range outside the blob. */
 export class BlobRangeError extends Schema.TaggedError<BlobRangeError>()("BlobRangeError", {
-  hash: Schema.String,
+  hash: Hash,
   offset: Schema.Number,
   length: Schema.Number,
   size: Schema.Number
 }) {
   override get message() {
-    return `range ${this.offset}+${this.length} is outside blob ${this.hash} of ${this.size} bytes`
+    return `range ${this.offset}+${this.length} is outside blob ${toHex(this.hash)} of ${this.size} bytes`
   }
 }
 
@@ -59,12 +64,12 @@ export class GcAborted extends Schema.TaggedError<GcAborted>()("GcAborted", { re
 
 /** Every provider was tried (with retries) and none delivered the verified blob. */
 export class DownloadFailed extends Schema.TaggedError<DownloadFailed>()("DownloadFailed", {
-  hash: Schema.String,
+  hash: Hash,
   attempts: Schema.Number,
   reason: Schema.String
 }) {
   override get message() {
-    return `download of blob ${this.hash} failed after ${this.attempts} attempts: ${this.reason}`
+    return `download of blob ${toHex(this.hash)} failed after ${this.attempts} attempts: ${this.reason}`
   }
 }
 

@@ -3,6 +3,7 @@ import { Either, ParseResult, Schema } from "effect"
 import { blake3, EMPTY_HASH } from "../internal/blake3.js"
 import { compare, concat, equals } from "../internal/bytes.js"
 import { PostcardError, Reader, Writer } from "../internal/postcard.js"
+import { MAX_KEY_LENGTH } from "./constants.js"
 import { AuthorId, Hash, NamespaceId, Signature } from "./Keys.js"
 
 export const U64 = Schema.BigIntFromSelf.pipe(
@@ -176,8 +177,28 @@ export const CONTENT_STATUSES: ReadonlyArray<ContentStatus> = ["Complete", "Inco
 // ---------------------------------------------------------------------------------------------------------------
 // Postcard codecs (spec 01 §5). Exposed as Writer/Reader functions for composite codecs, and as Schemas.
 
-/** Decoding limit on the key length of one entry; far above any sensible key, far below a frame. */
-export const MAX_KEY_LENGTH = 1 << 20
+/** Longest key of an entry, in bytes (see constants.ts); the decoder refuses longer ones before copying them. */
+export { MAX_KEY_LENGTH }
+
+/** What a decoding limit bounds (constants.ts documents each). */
+export type DecodeLimit = "keyLength" | "initParts" | "parts" | "values"
+
+/**
+ * A decoding limit was exceeded: the input is refused where the count or length is read, before anything of that
+ * size is built. A PostcardError, so every decoder treats it as malformed input; sync reports it as a typed error.
+ */
+export class DecodeLimitExceeded extends PostcardError {
+  constructor(readonly limit: DecodeLimit, readonly max: number, readonly got: number) {
+    super(`${limit} ${got} exceeds the limit of ${max}`)
+  }
+}
+
+/** The next varint as a count or length bounded by `max`, else DecodeLimitExceeded. */
+export const readBounded = (r: Reader, limit: DecodeLimit, max: number): number => {
+  const n = r.varint()
+  if (n > max) throw new DecodeLimitExceeded(limit, max, n)
+  return n
+}
 
 export const writeSignedEntry = (w: Writer, e: SignedEntry): void => {
   const { id, record } = e.entry
@@ -214,7 +235,8 @@ export const sharedKey = (bytes: Uint8Array, at: number): Uint8Array => {
  */
 export const readSignedEntry = (r: Reader): SignedEntry => {
   const start = r.skip(128)
-  const idLen = r.varint(64 + MAX_KEY_LENGTH)
+  const idLen = r.varint()
+  if (idLen > 64 + MAX_KEY_LENGTH) throw new DecodeLimitExceeded("keyLength", MAX_KEY_LENGTH, idLen - 64)
   if (idLen < 64) throw new PostcardError(`record identifier of ${idLen} bytes is shorter than 64`)
   const idAt = r.skip(idLen) - start
   const len = r.varint64()

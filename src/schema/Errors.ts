@@ -88,6 +88,17 @@ export class InvalidEmptyEntry extends Schema.TaggedError<InvalidEmptyEntry>()("
   }
 }
 
+/** An entry whose key is longer than `MAX_KEY_LENGTH` (constants.ts), refused on every path (local, sync, gossip). */
+export class KeyTooLong extends Schema.TaggedError<KeyTooLong>()("KeyTooLong", {
+  ...Ns,
+  length: Schema.Number,
+  max: Schema.Number
+}) {
+  override get message() {
+    return `Entry key of ${this.length} bytes exceeds the maximum of ${this.max} bytes`
+  }
+}
+
 export class ReplicaNotFound extends Schema.TaggedError<ReplicaNotFound>()("ReplicaNotFound", Ns) {
   override get message() {
     return "Replica not found"
@@ -134,8 +145,12 @@ export class RunawaySession extends Schema.TaggedError<RunawaySession>()("Runawa
   }
 }
 
-/** A peer sent entries that failed validation (bad signature, other namespace, future timestamp, bad empty entry):
- * they were refused, the valid ones of the message kept, and the session ends. */
+/**
+ * A peer sent too many entries that failed validation in one session (bad signature, other namespace, future
+ * timestamp, bad empty entry, key too long): past the bound of constants.ts (`MAX_INVALID_PER_SESSION`, or
+ * `MAX_INVALID_FRACTION` of the values received). Below it invalid values are dropped and counted and the session
+ * goes on (spec 02 §5). `count` is the session's invalid values so far, `first` the tag of the first one.
+ */
 export class InvalidEntriesFromPeer extends Schema.TaggedError<InvalidEntriesFromPeer>()("InvalidEntriesFromPeer", {
   ...Ns,
   count: Schema.Number,
@@ -153,7 +168,13 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
 }) {}
 
 /** Validation failures of spec 01 §10. */
-export const ValidationFailure = Schema.Union(InvalidNamespace, BadSignature, TooFarInTheFuture, InvalidEmptyEntry)
+export const ValidationFailure = Schema.Union(
+  InvalidNamespace,
+  BadSignature,
+  TooFarInTheFuture,
+  InvalidEmptyEntry,
+  KeyTooLong
+)
 export type ValidationFailure = typeof ValidationFailure.Type
 
 /** What a replica insert can fail with (spec 01 §10). */
@@ -165,6 +186,7 @@ export const InsertError = Schema.Union(
   BadSignature,
   TooFarInTheFuture,
   InvalidEmptyEntry,
+  KeyTooLong,
   ReplicaNotOpen,
   AuthorNotFound,
   StoreError

@@ -9,12 +9,15 @@ import {
   CONTENT_STATUSES,
   ContentStatus,
   decodeWith,
+  DecodeLimitExceeded,
   encodeWith,
   MAX_KEY_LENGTH,
+  readBounded,
   readSignedEntry,
   SignedEntry,
   writeSignedEntry
 } from "./Entry.js"
+import { MAX_INIT_PARTS, MAX_PARTS, MAX_VALUES } from "./constants.js"
 import { Bytes32 } from "./Keys.js"
 
 /** A RecordIdentifier as bytes: `namespace(32) ‖ author(32) ‖ key`. */
@@ -61,18 +64,20 @@ export const makeRangeItem = (
 ): RangeItem => trusted(RangeItem.prototype, { range, values, haveLocal, _tag: "RangeItem" })
 export const makeMessage = (parts: ReadonlyArray<MessagePart>): Message => trusted(Message.prototype, { parts })
 
-/** Decoding limits: a message holds at most this many parts and values (the frame size bounds it anyway). */
-export const MAX_PARTS = 1 << 20
-export const MAX_VALUES = 1 << 22
+/** Decoding limits: a message holds at most this many parts and values (constants.ts says why). */
+export { MAX_PARTS, MAX_VALUES }
 
 const writeRange = (w: Writer, r: Range) => w.bytes(r.x).bytes(r.y)
 
-const readRange = (r: Reader): Range => {
-  const x = r.bytes(64 + MAX_KEY_LENGTH)
-  const y = r.bytes(64 + MAX_KEY_LENGTH)
-  if (x.length < 64 || y.length < 64) throw new PostcardError("range bound shorter than a record identifier")
-  return makeRange(x, y)
+/** A range bound: a record identifier, whose key is bounded like an entry's. */
+const readBound = (r: Reader): Uint8Array => {
+  const n = r.varint()
+  if (n > 64 + MAX_KEY_LENGTH) throw new DecodeLimitExceeded("keyLength", MAX_KEY_LENGTH, n - 64)
+  if (n < 64) throw new PostcardError("range bound shorter than a record identifier")
+  return r.raw(n)
 }
+
+const readRange = (r: Reader): Range => makeRange(readBound(r), readBound(r))
 
 export const writeMessage = (w: Writer, m: Message): void => {
   w.varint(m.parts.length)
@@ -92,8 +97,13 @@ export const writeMessage = (w: Writer, m: Message): void => {
   }
 }
 
-export const readMessage = (r: Reader): Message => {
-  const n = r.varint(MAX_PARTS)
+/**
+ * Reads a Message, refusing (DecodeLimitExceeded) more than `MAX_PARTS` parts (`MAX_INIT_PARTS` for an Init's) or `MAX_VALUES` values, or keys over
+ * `MAX_KEY_LENGTH`, as soon as the count or length is read: nothing is built for a refused message but what came
+ * before the count.
+ */
+export const readMessage = (r: Reader, limit: "parts" | "initParts" = "parts"): Message => {
+  const n = readBounded(r, limit, limit === "parts" ? MAX_PARTS : MAX_INIT_PARTS)
   const parts: Array<MessagePart> = []
   let values = 0
   for (let i = 0; i < n; i++) {
@@ -102,7 +112,8 @@ export const readMessage = (r: Reader): Message => {
     if (tag === 0) {
       parts.push(makeRangeFingerprint(range, r.raw(32)))
     } else {
-      const count = r.varint(MAX_VALUES - values)
+      const count = r.varint()
+      if (count > MAX_VALUES - values) throw new DecodeLimitExceeded("values", MAX_VALUES, values + count)
       values += count
       const list: Array<readonly [SignedEntry, ContentStatus]> = []
       for (let j = 0; j < count; j++) {

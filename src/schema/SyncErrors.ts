@@ -1,18 +1,22 @@
 /**
  * Failures of a direct sync session (spec 04 §10). Kept apart from Errors.ts (the replica's) and NetworkErrors.ts.
- * `peer` and `namespace` are lowercase hex of the 32-byte ids, set where known; `reason` is a short description of
- * what went wrong (never secrets, never payload bytes).
+ * `peer` (a NodeId) and `namespace` (a NamespaceId, set where known) are the 32-byte ids themselves, as in Errors.ts
+ * (they cross the RPC boundary as bytes; messages show them as hex); `reason` is a short description of what went
+ * wrong (never secrets, never payload bytes).
  */
 import { Schema } from "effect"
+import { toHex } from "../internal/bytes.js"
+import { NamespaceId } from "./Keys.js"
+import { NodeId } from "./NodeAddr.js"
 import { AbortReason } from "./SyncMessage.js"
 
 const Where = {
-  peer: Schema.String,
-  namespace: Schema.optional(Schema.String)
+  peer: NodeId,
+  namespace: Schema.optional(NamespaceId)
 }
 
-const at = (e: { readonly peer: string; readonly namespace?: string | undefined }) =>
-  e.namespace === undefined ? `peer ${e.peer}` : `peer ${e.peer}, namespace ${e.namespace}`
+const at = (e: { readonly peer: NodeId; readonly namespace?: NamespaceId | undefined }) =>
+  e.namespace === undefined ? `peer ${toHex(e.peer)}` : `peer ${toHex(e.peer)}, namespace ${toHex(e.namespace)}`
 
 /** Dialing the peer or opening the sync stream failed or timed out (`Connect`). */
 export class SyncConnectError extends Schema.TaggedError<SyncConnectError>()("SyncConnectError", {
@@ -67,10 +71,66 @@ export class SyncCloseError extends Schema.TaggedError<SyncCloseError>()("SyncCl
   }
 }
 
+/**
+ * The peer sent a message over a decoding limit (constants.ts: key length, parts, parts of an Init, size of an Init's
+ * frame, values): refused where the count or length was read, and the session ends.
+ */
+export class SyncLimitExceeded extends Schema.TaggedError<SyncLimitExceeded>()("SyncLimitExceeded", {
+  ...Where,
+  limit: Schema.Literal("keyLength", "initParts", "initSize", "parts", "values"),
+  max: Schema.Number,
+  got: Schema.Number
+}) {
+  override get message() {
+    return `sync message over a limit (${at(this)}): ${this.limit} ${this.got} exceeds ${this.max}`
+  }
+}
+
+/**
+ * The peer sent more invalid values in one session than the bound allows (constants.ts `MAX_INVALID_PER_SESSION`,
+ * `MAX_INVALID_FRACTION`): the session ended and the peer is cooled down. Below the bound invalid values are only
+ * dropped and counted (SyncOutcome.numInvalid).
+ */
+export class TooManyInvalidEntries extends Schema.TaggedError<TooManyInvalidEntries>()("TooManyInvalidEntries", {
+  ...Where,
+  invalid: Schema.Number,
+  received: Schema.Number,
+  first: Schema.String
+}) {
+  override get message() {
+    return `peer sent too many invalid entries (${at(this)}): ${this.invalid} of ${this.received} (first: ${this.first})`
+  }
+}
+
+/** No session with this peer is started or accepted until `untilMs` (epoch ms): it sent too many invalid entries. */
+export class PeerCoolingDown extends Schema.TaggedError<PeerCoolingDown>()("PeerCoolingDown", {
+  ...Where,
+  untilMs: Schema.Number
+}) {
+  override get message() {
+    return `peer is cooling down after invalid entries (${at(this)}) until ${new Date(this.untilMs).toISOString()}`
+  }
+}
+
 /** Errors of `Sync.syncWith` (spec 04 §10 `ConnectError`). */
-export const ConnectError = Schema.Union(SyncConnectError, RemoteAbort, SyncProtocolError, SyncCloseError)
+export const ConnectError = Schema.Union(
+  SyncConnectError,
+  RemoteAbort,
+  SyncProtocolError,
+  SyncCloseError,
+  SyncLimitExceeded,
+  TooManyInvalidEntries,
+  PeerCoolingDown
+)
 export type ConnectError = typeof ConnectError.Type
 
 /** Errors of an accepted session (spec 04 §10 `AcceptError`). */
-export const AcceptError = Schema.Union(SyncRejected, SyncProtocolError, SyncCloseError)
+export const AcceptError = Schema.Union(
+  SyncRejected,
+  SyncProtocolError,
+  SyncCloseError,
+  SyncLimitExceeded,
+  TooManyInvalidEntries,
+  PeerCoolingDown
+)
 export type AcceptError = typeof AcceptError.Type

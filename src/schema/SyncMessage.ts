@@ -49,7 +49,8 @@ export const readSyncMessage = (r: Reader): SyncMessage => {
     case 0: {
       // A fixed-size array in postcard: 32 raw bytes, no length prefix.
       const namespace = NamespaceId.make(r.raw(32))
-      return new Init({ namespace, message: readMessage(r) }, true)
+      // Read before the accept decision: an Init is bounded to a few parts (an honest one has exactly one).
+      return new Init({ namespace, message: readMessage(r, "initParts") }, true)
     }
     case 1:
       return new Sync({ message: readMessage(r) }, true)

@@ -543,11 +543,10 @@ export const make = (config: BlobTransferConfig = {}) =>
 
     const runDownload = (hash: Hash, run: Run): Effect.Effect<Blobs.Added, DownloadFailed> =>
       Effect.gen(function*() {
-        const hashHex = toHex(hash)
         const banned = new Set<string>()
         const reasons: Array<string> = []
         let attempts = 0
-        const fail = (reason: string) => new DownloadFailed({ hash: hashHex, attempts, reason })
+        const fail = (reason: string) => new DownloadFailed({ hash, attempts, reason })
         const progress = (bytes: number) => Effect.forEach(run.listeners, (l) => l(bytes), { discard: true })
         const note = (error: TransferError | BlobError) => {
           reasons.push(error.message)
@@ -607,7 +606,7 @@ export const make = (config: BlobTransferConfig = {}) =>
     ) {
       const hashHex = toHex(hash)
       const done = yield* completeSize(hash).pipe(
-        Effect.mapError((e) => new DownloadFailed({ hash: hashHex, attempts: 0, reason: `blob store: ${e.message}` }))
+        Effect.mapError((e) => new DownloadFailed({ hash, attempts: 0, reason: `blob store: ${e.message}` }))
       )
       if (Option.isSome(done)) return { hash, size: done.value } satisfies Blobs.Added
       const fresh: Run = {

@@ -189,7 +189,7 @@ const tryFs = <A>(op: string, f: () => Promise<A>): Effect.Effect<A, BlobStoreEr
 const tryRead = <A>(op: string, hex: string, f: () => Promise<A>): Effect.Effect<A, BlobStoreError | BlobNotFound> =>
   Effect.tryPromise({
     try: f,
-    catch: (e) => (isNotFound(e) ? new BlobNotFound({ hash: hex }) : new BlobStoreError({ op, reason: reasonOf(e) }))
+    catch: (e) => (isNotFound(e) ? new BlobNotFound({ hash: hashOfHex(hex) }) : new BlobStoreError({ op, reason: reasonOf(e) }))
   })
 
 /** Best-effort cleanup: a failure here leaves a file the next startup removes. */
@@ -434,7 +434,7 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
   const requireComplete = (hash: Hash, hex: string) =>
     Effect.flatMap(
       completeSize(hash, hex),
-      Option.match({ onNone: () => Effect.fail(new BlobNotFound({ hash: hex })), onSome: Effect.succeed })
+      Option.match({ onNone: () => Effect.fail(new BlobNotFound({ hash })), onSome: Effect.succeed })
     )
 
   /** Hashes and stores what `produce` hands to its consumer; the consumer must be done with bytes when it returns. */
@@ -505,16 +505,16 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
       return yield* ingest((consume) => foldFile("addFile", path, 0, consume), options)
     }).pipe(Effect.withSpan("Blobs.addFile"))
 
-  const checkRange = (hex: string, offset: number, length: number, size: number) =>
+  const checkRange = (hash: Hash, offset: number, length: number, size: number) =>
     Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= size
       ? Effect.void
-      : Effect.fail(new BlobRangeError({ hash: hex, offset, length, size }))
+      : Effect.fail(new BlobRangeError({ hash, offset, length, size }))
 
   // Reads, status and small adds run once per gossiped write: untraced (a span costs more than the work itself).
   const readRange = Effect.fnUntraced(function*(hash: Hash, offset: number, length: number) {
     const hex = toHex(hash)
     const size = yield* requireComplete(hash, hex)
-    yield* checkRange(hex, offset, length, size)
+    yield* checkRange(hash, offset, length, size)
     if (length === 0) return new Uint8Array(0)
     return yield* backend.readAt(hex, offset, length)
   })
@@ -531,7 +531,7 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
       const size = yield* requireComplete(hash, hex)
       const offset = options?.offset ?? 0
       const chunkSize = Math.max(1, Math.floor(options?.chunkSize ?? defaultChunkSize))
-      yield* checkRange(hex, offset, 0, size)
+      yield* checkRange(hash, offset, 0, size)
       return offset === size ? Stream.empty : backend.chunks(hex, offset, size, chunkSize)
     }))
 
@@ -543,7 +543,7 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
       const read = (offset: number, into: Uint8Array): Effect.Effect<number, BlobError> => {
         const n = Math.min(into.length, size - offset)
         if (!Number.isSafeInteger(offset) || offset < 0 || n < 0) {
-          return Effect.fail(new BlobRangeError({ hash: hex, offset, length: into.length, size }))
+          return Effect.fail(new BlobRangeError({ hash, offset, length: into.length, size }))
         }
         return n === 0 || readAt === undefined ? Effect.succeed(0) : Effect.as(readAt(offset, into.subarray(0, n)), n)
       }
@@ -602,7 +602,7 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
         const offset = session.have
         if (offset + chunk.length > session.size) {
           return discardWith(
-            new BlobCorrupt({ hash: hex, reason: `${offset + chunk.length - session.size} bytes beyond the announced size ${session.size}` })
+            new BlobCorrupt({ hash, reason: `${offset + chunk.length - session.size} bytes beyond the announced size ${session.size}` })
           )
         }
         return Effect.map(backend.partialWrite(hex, offset, chunk), () => {
@@ -618,14 +618,14 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
     const commit = withLock(hex)(Effect.suspend((): Effect.Effect<Added, BlobError> => {
       if (session === undefined || !owned()) return notOwned("commit", (n) => ({ hash, size: n }))
       if (session.have < session.size) {
-        return Effect.fail(new BlobCorrupt({ hash: hex, reason: `incomplete: ${session.have} of ${session.size} bytes` }))
+        return Effect.fail(new BlobCorrupt({ hash, reason: `incomplete: ${session.have} of ${session.size} bytes` }))
       }
       return Effect.gen(function*() {
         yield* backend.partialFold(hex, session.hashed, (bytes) => feed(session.hasher, bytes))
         session.hashed = session.have
         const actual = digest(session.hasher)
         if (!equals(actual, hash)) {
-          return yield* discardWith(new BlobCorrupt({ hash: hex, reason: `content hashes to ${toHex(actual)}` }))
+          return yield* discardWith(new BlobCorrupt({ hash, reason: `content hashes to ${toHex(actual)}` }))
         }
         yield* backend.partialPromote(hex, session.size)
         yield* dropSession
@@ -648,7 +648,7 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
   const openPartial = Effect.fn("Blobs.openPartial")(function*(hash: Hash, size: number) {
     const hex = toHex(hash)
     if (!Number.isSafeInteger(size) || size < 0) {
-      return yield* new BlobCorrupt({ hash: hex, reason: `invalid announced size ${size}` })
+      return yield* new BlobCorrupt({ hash, reason: `invalid announced size ${size}` })
     }
     if (size > maxBlobSize) return yield* new BlobTooLarge({ size, max: maxBlobSize })
     return yield* withLock(hex)(Effect.gen(function*() {
@@ -724,7 +724,7 @@ const hashOfHex = (hex: string): Hash => Hash.make(new Uint8Array(Buffer.from(he
 const memoryBackend = (): Backend => {
   const complete = new Map<string, Uint8Array>()
   const partials = new Map<string, { readonly size: number; readonly chunks: Array<Uint8Array>; have: number }>()
-  const missing = (hex: string) => Effect.fail(new BlobNotFound({ hash: hex }))
+  const missing = (hex: string) => Effect.fail(new BlobNotFound({ hash: hashOfHex(hex) }))
 
   return {
     completeSize: (hex) => Effect.sync(() => Option.fromNullable(complete.get(hex)?.length)),
@@ -738,7 +738,7 @@ const memoryBackend = (): Backend => {
     chunks: (hex, from, to, chunkSize) =>
       Stream.suspend(() => {
         const bytes = complete.get(hex)
-        if (bytes === undefined) return Stream.fail(new BlobNotFound({ hash: hex }))
+        if (bytes === undefined) return Stream.fail(new BlobNotFound({ hash: hashOfHex(hex) }))
         return Stream.unfold(from, (pos) => {
           if (pos >= to) return Option.none()
           const end = Math.min(pos + chunkSize, to)

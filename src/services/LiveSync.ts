@@ -139,6 +139,7 @@ export const COUNTERS = [
   "sync_via_connect_failure",
   "sync_entries_sent",
   "sync_entries_received",
+  "sync_entries_invalid",
   "sync_bytes_sent",
   "sync_bytes_received",
   "downloads_success",
@@ -563,6 +564,7 @@ export const make = (config: LiveSyncConfig = {}) =>
           yield* count(connect ? "sync_via_connect_success" : "sync_via_accept_success")
           yield* count("sync_entries_sent", outcome.numSent)
           yield* count("sync_entries_received", outcome.numRecv)
+          yield* count("sync_entries_invalid", outcome.numInvalid)
           yield* count("sync_bytes_sent", traffic.bytesSent)
           yield* count("sync_bytes_received", traffic.bytesReceived)
           yield* replica.registerUsefulPeer(ns, peer).pipe(Effect.ignore)
@@ -887,6 +889,8 @@ export const make = (config: LiveSyncConfig = {}) =>
             if (Option.isSome(failure) && failure.value._tag === "RemoteAbort" && failure.value.reason === "AlreadySyncing") {
               return Effect.void
             }
+            // A peer cooling down after too many invalid entries: no session ran.
+            if (Option.isSome(failure) && failure.value._tag === "PeerCoolingDown") return Effect.void
           }
           return syncFinished(command.ns, command.peer, { _tag: "Connect", reason: command.reason }, exit)
         }
@@ -896,14 +900,10 @@ export const make = (config: LiveSyncConfig = {}) =>
           const failure = Cause.failureOption(exit.cause)
           if (Option.isNone(failure)) return Effect.logWarning("sync acceptor died", exit.cause)
           const error = failure.value
-          // Refused sessions never ran (the pair's state was not taken for them).
-          if (error._tag === "SyncRejected") return Effect.void
-          const ns = error.namespace === undefined ? undefined : fromHex(error.namespace)
-          const peer = fromHex(error.peer)
-          if (ns === undefined || peer === undefined || ns.length !== 32 || peer.length !== 32) {
-            return Effect.logDebug("sync acceptor failed", error)
-          }
-          return syncFinished(ns as NamespaceId, NodeId.make(peer), { _tag: "Accept" }, exit)
+          // Refused sessions never ran (the pair's state was not taken for them); Sync logged the failure already.
+          if (error._tag === "SyncRejected" || error._tag === "PeerCoolingDown") return Effect.void
+          if (error.namespace === undefined) return Effect.void
+          return syncFinished(error.namespace, error.peer, { _tag: "Accept" }, exit)
         }
         case "Downloaded":
           return downloadFinished(command.hash, command.exit)

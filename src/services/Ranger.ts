@@ -3,11 +3,21 @@
  * Store gives the read-only range view (an in-memory fingerprint index plus entries read by rank); incoming values go
  * through the actor (`prepareRemoteMany`: strict validation, RemoteInsert events); a session counts its SyncOutcome
  * (spec 02 §6) and is capped in messages.
+ *
+ * Invalid values (spec 02 §5) are dropped and counted, per reason, and the session goes on: one bad entry on one side
+ * must not keep two honest peers from converging on everything else. Past a bound (`maxInvalid` in all, or more than
+ * `maxInvalidFraction` of the values received once `minValuesForFraction` arrived) the session ends with
+ * InvalidEntriesFromPeer; Sync then cools the peer down.
  */
-import { Context, Effect, type Either, Layer } from "effect"
+import { Context, Effect, type Either, Layer, Metric } from "effect"
 import { equals } from "../internal/bytes.js"
 import * as Reconcile from "../internal/reconcile.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
+import {
+  MAX_INVALID_FRACTION,
+  MAX_INVALID_PER_SESSION,
+  MIN_VALUES_FOR_INVALID_FRACTION
+} from "../schema/constants.js"
 import type { ContentStatus, SignedEntry } from "../schema/Entry.js"
 import {
   InvalidEntriesFromPeer,
@@ -29,15 +39,34 @@ export interface SyncOutcome {
   readonly numSent: number
   /** Newest timestamp per author among the received values, accepted or not. */
   readonly headsReceived: AuthorHeads.AuthorHeads
-  /** Received values that were refused (bad signature, wrong namespace, too far in the future, …). */
-  readonly numRejected: number
+  /** Received values that failed validation and were dropped (the sum of `invalid`). */
+  readonly numInvalid: number
+  /** The dropped values by reason. */
+  readonly invalid: InvalidCounts
 }
+
+/** Why a received value was dropped (the tags of the validation failures, spec 01 §8 and the key length bound). */
+export type InvalidReason = "InvalidNamespace" | "BadSignature" | "TooFarInTheFuture" | "InvalidEmptyEntry" | "KeyTooLong"
+export type InvalidCounts = { readonly [R in InvalidReason]: number }
+
+const noInvalid = (): { -readonly [R in InvalidReason]: number } => ({
+  InvalidNamespace: 0,
+  BadSignature: 0,
+  TooFarInTheFuture: 0,
+  InvalidEmptyEntry: 0,
+  KeyTooLong: 0
+})
 
 export interface RangerConfig extends Reconcile.Config {
   /** A session exchanging more messages than this (both directions) ends with RunawaySession. */
   readonly maxMessages: number
   /** Values remembered per session so none is sent twice (`Reconcile.SentValues`); 0 turns the memory off. */
   readonly sentMemory: number
+  /** A session ends with InvalidEntriesFromPeer past this many invalid values. */
+  readonly maxInvalid: number
+  /** … or when more than this fraction of the values received is invalid, once `minValuesForFraction` arrived. */
+  readonly maxInvalidFraction: number
+  readonly minValuesForFraction: number
   /** Our content status of an entry's blob (spec 02 hooks, statusOf): Missing until a blob store says more. */
   readonly contentStatus: (entries: ReadonlyArray<SignedEntry>) => Effect.Effect<ReadonlyArray<ContentStatus>>
 }
@@ -46,6 +75,9 @@ export const defaultConfig: RangerConfig = {
   ...Reconcile.DEFAULT,
   maxMessages: 10_000,
   sentMemory: 1 << 17,
+  maxInvalid: MAX_INVALID_PER_SESSION,
+  maxInvalidFraction: MAX_INVALID_FRACTION,
+  minValuesForFraction: MIN_VALUES_FOR_INVALID_FRACTION,
   contentStatus: (entries) => Effect.succeed(entries.map(() => "Missing" as const))
 }
 
@@ -54,8 +86,25 @@ export type SessionError = StoreError | ReplicaNotOpen | SyncNotEnabled | Runawa
 /** Authors tracked per message before the heads (beyond them, a value goes to the heads directly). */
 const NEWEST_AUTHORS = 16
 
+/** Invalid values dropped by sync sessions, by reason (Effect's metric registry; per session: SyncOutcome.invalid). */
+const invalidValues = Metric.counter("rangedocs_sync_invalid_entries", { incremental: true })
+const invalidByReason = {
+  InvalidNamespace: Metric.tagged(invalidValues, "reason", "InvalidNamespace"),
+  BadSignature: Metric.tagged(invalidValues, "reason", "BadSignature"),
+  TooFarInTheFuture: Metric.tagged(invalidValues, "reason", "TooFarInTheFuture"),
+  InvalidEmptyEntry: Metric.tagged(invalidValues, "reason", "InvalidEmptyEntry"),
+  KeyTooLong: Metric.tagged(invalidValues, "reason", "KeyTooLong")
+} satisfies { readonly [R in InvalidReason]: Metric.Metric.Counter<number> }
+
 /** Insert failures that mean the peer sent something invalid (NewerEntryExists is an ordinary outcome). */
-const INVALID: ReadonlySet<string> = new Set(["InvalidNamespace", "BadSignature", "TooFarInTheFuture", "InvalidEmptyEntry"])
+const isInvalid = (tag: string): tag is InvalidReason =>
+  tag === "InvalidNamespace" || tag === "BadSignature" || tag === "TooFarInTheFuture" || tag === "InvalidEmptyEntry" ||
+  tag === "KeyTooLong"
+
+/** Insert failures of our side (the store, the replica closing): they end the session (spec 02 §5). */
+type LocalFailure = StoreError | ReplicaNotOpen | SyncNotEnabled
+const isLocalFailure = (e: { readonly _tag: string }): e is LocalFailure =>
+  e._tag === "StoreError" || e._tag === "ReplicaNotOpen" || e._tag === "SyncNotEnabled"
 
 /** One reconciliation session of one replica with one peer, as one side of it. */
 export interface Session {
@@ -84,23 +133,31 @@ export const make = (config: RangerConfig) =>
         if (!state.sync) return yield* new SyncNotEnabled({ namespace: ns })
         let numRecv = 0
         let numSent = 0
-        let numRejected = 0
+        let numInvalid = 0
+        const invalid = noInvalid()
+        let firstInvalid = ""
         let messages = 0
         const heads = new AuthorHeads.Builder()
         const sentValues = new Reconcile.SentValues(config.sentMemory)
 
-        // Valid values are kept; invalid ones are refused, counted, and end the session (nothing received is
-        // trusted: a peer that sends forged or foreign entries is not asked for more).
+        // Valid values are kept; invalid ones are dropped and counted, and the session goes on unless the peer's
+        // invalid values pass the bound (then it is not asked for more). A failure of our own store ends it.
         const judge = (results: ReadonlyArray<Either.Either<unknown, { readonly _tag: string }>>) =>
-          Effect.suspend(() => {
-            let invalid = 0
-            let first = ""
+          Effect.suspend((): Effect.Effect<void, SessionError> => {
             for (const r of results) {
-              if (r._tag !== "Left" || !INVALID.has(r.left._tag)) continue
-              if (invalid++ === 0) first = r.left._tag
+              if (r._tag !== "Left") continue
+              const tag = r.left._tag
+              if (isInvalid(tag)) {
+                if (numInvalid++ === 0) firstInvalid = tag
+                invalid[tag]++
+                invalidByReason[tag].unsafeUpdate(1, [])
+              } else if (isLocalFailure(r.left)) return Effect.fail(r.left)
             }
-            numRejected += invalid
-            return invalid > 0 ? Effect.fail(new InvalidEntriesFromPeer({ namespace: ns, count: invalid, first })) : Effect.void
+            const tooMany = numInvalid > config.maxInvalid ||
+              (numRecv >= config.minValuesForFraction && numInvalid > config.maxInvalidFraction * numRecv)
+            return tooMany
+              ? Effect.fail(new InvalidEntriesFromPeer({ namespace: ns, count: numInvalid, first: firstInvalid }))
+              : Effect.void
           })
 
         const hooks: Reconcile.Hooks<SessionError> = {
@@ -147,7 +204,13 @@ export const make = (config: RangerConfig) =>
               if (reply !== undefined) yield* count
               return sent(reply)
             }),
-          outcome: Effect.sync(() => ({ numRecv, numSent, numRejected, headsReceived: heads.build() }))
+          outcome: Effect.sync((): SyncOutcome => ({
+            numRecv,
+            numSent,
+            numInvalid,
+            invalid: { ...invalid },
+            headsReceived: heads.build()
+          }))
         } satisfies Session
       })
 

@@ -13,25 +13,51 @@
  * over either cap is refused with `Abort { InternalServerError }` after its `Init` arrives (the acceptor never
  * speaks first). `AlreadySyncing` is deliberately not used for this: initiators drop it silently as the loser of a
  * concurrent-dial tie-break (spec 04 §7), while "busy" is a failure worth reporting and retrying.
+ *
+ * Hostile input (issue 15): messages are bounded where they are decoded (constants.ts: parts, parts of an Init, values,
+ * key length; over one → SyncLimitExceeded). Invalid values are dropped and counted by the Ranger and the session goes
+ * on; a peer past the bound of invalid values ends with TooManyInvalidEntries and is cooled down: for
+ * `INVALID_PEER_COOLDOWN_MS` no session with it is started (PeerCoolingDown) or accepted (its streams are aborted
+ * unread). A failed inbound session is logged here as one WARN line (peer and namespace short ids, error tag and
+ * reason; the cause only at DEBUG) and its stream aborted: the Network never sees the failure.
  */
-import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Option, ParseResult, Schema, Scope, Stream } from "effect"
-import { toHex } from "../internal/bytes.js"
+import { Cause, Clock, Context, Duration, Effect, Either, Exit, Layer, Metric, Option, Schema, Scope, Stream } from "effect"
+import { latin1 } from "../internal/bytes.js"
 import { Slots } from "../internal/slots.js"
 import { FrameDecoder, FrameError, frameParts } from "../internal/framing.js"
+import { DecodeLimitExceeded, readWhole } from "../schema/Entry.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
 import type { Message } from "../schema/Message.js"
 import type { NodeAddr, NodeId } from "../schema/NodeAddr.js"
-import { DEFAULT_MAX_FRAME, MAX_MESSAGE_SIZE, SYNC_PROTOCOL } from "../schema/constants.js"
+import {
+  DEFAULT_MAX_FRAME,
+  INVALID_PEER_COOLDOWN_MS,
+  MAX_COOLED_PEERS,
+  MAX_INIT_SIZE,
+  MAX_MESSAGE_SIZE,
+  SYNC_PROTOCOL
+} from "../schema/constants.js"
 import {
   type AcceptError,
   type ConnectError,
+  PeerCoolingDown,
   RemoteAbort,
   SyncCloseError,
   SyncConnectError,
+  SyncLimitExceeded,
   SyncProtocolError,
-  SyncRejected
+  SyncRejected,
+  TooManyInvalidEntries
 } from "../schema/SyncErrors.js"
-import { Abort, type AbortReason, Init, Sync as SyncMsg, type SyncMessage, SyncMessageFromBytes } from "../schema/SyncMessage.js"
+import {
+  Abort,
+  type AbortReason,
+  Init,
+  readSyncMessage,
+  Sync as SyncMsg,
+  type SyncMessage,
+  SyncMessageFromBytes
+} from "../schema/SyncMessage.js"
 import * as Network from "./Network.js"
 import * as Ranger from "./Ranger.js"
 import * as Replica from "./Replica.js"
@@ -53,6 +79,8 @@ export interface SyncConfig {
   readonly maxFrame?: number
   readonly maxSessionsPerPeer?: number
   readonly maxSessions?: number
+  /** How long a peer that sent too many invalid values is cooled down; default `INVALID_PEER_COOLDOWN_MS` (10 min). */
+  readonly cooldown?: Duration.DurationInput
 }
 
 /** Who decides on inbound sessions, and hears how they ended. */
@@ -108,10 +136,10 @@ export class Sync extends Context.Tag("docs/Sync")<Sync, SyncService>() {}
 // ---------------------------------------------------------------------------------------------------------------
 // Session I/O
 
-/** Where a session is, for error messages: hex of the remote and, once known, of the namespace. */
+/** Where a session is, for errors: the remote and, once known, the namespace. */
 interface Where {
-  readonly peer: string
-  namespace: string | undefined
+  readonly peer: NodeId
+  namespace: NamespaceId | undefined
 }
 
 const fields = (where: Where) => ({
@@ -125,12 +153,23 @@ const closeError = (where: Where, reason: string) => new SyncCloseError({ ...fie
 const sessionFailed = (where: Where) => (error: { readonly _tag: string; readonly message: string }) =>
   protocolError(where, `${error._tag}: ${error.message}`)
 
+/** `session.process`, its errors as the session's: too many invalid values become TooManyInvalidEntries. */
+const processIn = (session: Ranger.Session, where: Where) => (message: Message) =>
+  session.process(message).pipe(
+    Effect.catchTag("InvalidEntriesFromPeer", (e) =>
+      Effect.flatMap(session.outcome, (outcome) =>
+        Effect.fail(
+          new TooManyInvalidEntries({ ...fields(where), invalid: e.count, received: outcome.numRecv, first: e.first })
+        ))),
+    Effect.mapError((e) => (e._tag === "TooManyInvalidEntries" ? e : sessionFailed(where)(e)))
+  )
+
 const describe = (cause: unknown): string =>
   cause instanceof FrameError ? cause.message : cause instanceof Error ? cause.message : String(cause)
 
 interface Io {
   /** The next message; none at the remote's end of stream (a truncated frame is an error). */
-  readonly next: Effect.Effect<Option.Option<SyncMessage>, SyncProtocolError>
+  readonly next: Effect.Effect<Option.Option<SyncMessage>, SyncProtocolError | SyncLimitExceeded>
   readonly send: (message: SyncMessage) => Effect.Effect<void, SyncProtocolError>
   /** Half-closes our side, then reads the remote's side to its end, requiring no further bytes. */
   readonly close: Effect.Effect<void, SyncCloseError>
@@ -139,18 +178,35 @@ interface Io {
 }
 
 const encode = Schema.encode(SyncMessageFromBytes)
-/** The innermost message of a ParseError (the postcard reader's), without the schema path or the input bytes. */
-const parseReason = (error: ParseResult.ParseError): string =>
-  ParseResult.ArrayFormatter.formatErrorSync(error)[0]?.message ?? "undecodable"
 
-const decode = Schema.decode(SyncMessageFromBytes)
+/** A frame's message: read by the postcard reader directly, so that a decoding limit stays a typed error. */
+const readFrame = readWhole(readSyncMessage)
+const decodeFrame = (where: Where, frame: Uint8Array): Effect.Effect<SyncMessage, SyncProtocolError | SyncLimitExceeded> =>
+  Either.match(readFrame(frame), {
+    onRight: Effect.succeed,
+    onLeft: (e) =>
+      Effect.fail(
+        e instanceof DecodeLimitExceeded
+          ? new SyncLimitExceeded({ ...fields(where), limit: e.limit, max: e.max, got: e.got })
+          : protocolError(where, `malformed message: ${e.message}`)
+      )
+  })
 
 interface Settings {
   readonly readTimeout: Duration.Duration
   readonly maxFrame: number
 }
 
-const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effect.Effect<Io, never, Scope.Scope> =>
+/**
+ * The session's frames. `firstFrameMax` bounds the first frame's payload (the acceptor's Init), checked at its length
+ * prefix: a larger first frame is refused before any of it is buffered.
+ */
+const makeIo = (
+  stream: Network.Stream,
+  settings: Settings,
+  where: Where,
+  firstFrameMax?: number
+): Effect.Effect<Io, never, Scope.Scope> =>
   Effect.gen(function*() {
     const pull = yield* Stream.toPull(Network.receive(stream))
     const decoder = new FrameDecoder(settings.maxFrame)
@@ -175,16 +231,32 @@ const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effec
 
     const frames = <A>(f: () => A) => Effect.try({ try: f, catch: (cause) => protocolError(where, describe(cause)) })
 
-    const next: Effect.Effect<Option.Option<SyncMessage>, SyncProtocolError> = Effect.gen(function*() {
+    // The first frame's length prefix, gathered from the first bytes until all four are in (then undefined).
+    let header: Array<number> | undefined = firstFrameMax === undefined ? undefined : []
+    const firstMax = firstFrameMax ?? MAX_MESSAGE_SIZE
+    /** The first frame's announced length when it is over `firstFrameMax`. */
+    const firstOver = (bytes: Uint8Array): number | undefined => {
+      if (header === undefined) return undefined
+      for (let i = 0; i < bytes.length && header.length < 4; i++) header.push(bytes[i]!)
+      if (header.length < 4) return undefined
+      const length = header[0]! * 0x1000000 + (header[1]! << 16) + (header[2]! << 8) + header[3]!
+      header = undefined
+      return length > firstMax ? length : undefined
+    }
+    const push = (bytes: Uint8Array): Effect.Effect<void, SyncProtocolError | SyncLimitExceeded> => {
+      const over = firstOver(bytes)
+      return over === undefined
+        ? frames(() => decoder.push(bytes))
+        : Effect.fail(new SyncLimitExceeded({ ...fields(where), limit: "initSize", max: firstMax, got: over }))
+    }
+
+    const next: Effect.Effect<Option.Option<SyncMessage>, SyncProtocolError | SyncLimitExceeded> = Effect.gen(function*() {
       for (;;) {
         const frame = yield* frames(() => decoder.next())
         if (frame !== undefined) {
           messagesReceived++
           bytesReceived += frame.length + 4
-          const message = yield* decode(frame).pipe(
-            Effect.mapError((error) => protocolError(where, `malformed message: ${parseReason(error)}`))
-          )
-          return Option.some(message)
+          return Option.some(yield* decodeFrame(where, frame))
         }
         if (ended) {
           yield* frames(() => decoder.end())
@@ -192,7 +264,7 @@ const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effec
         }
         const chunk = yield* pullOnce.pipe(Effect.mapError((reason) => protocolError(where, reason)))
         if (Option.isNone(chunk)) ended = true
-        else for (const bytes of chunk.value) yield* frames(() => decoder.push(bytes))
+        else for (const bytes of chunk.value) yield* push(bytes)
       }
     })
 
@@ -229,6 +301,9 @@ const makeIo = (stream: Network.Stream, settings: Settings, where: Where): Effec
     return { next, send, close, traffic: () => ({ messagesSent, messagesReceived, bytesSent, bytesReceived }) }
   })
 
+/** What a session can fail with while it exchanges messages. */
+type TalkError = SyncProtocolError | SyncLimitExceeded | TooManyInvalidEntries | RemoteAbort
+
 /**
  * The reconciliation loop: `receive` reads the next `Sync`, processes it and sends the reply, until a side has nothing
  * to send or the remote's stream ends; `reply` sends a reply first. `onOther` rejects every other message.
@@ -242,13 +317,14 @@ const conversation = (
   where: Where,
   onOther: (message: Init | Abort) => SyncProtocolError | RemoteAbort
 ) => {
-  const receive: Effect.Effect<void, SyncProtocolError | RemoteAbort> = Effect.flatMap(io.next, (next) => {
+  const process = processIn(session, where)
+  const receive: Effect.Effect<void, TalkError> = Effect.flatMap(io.next, (next) => {
     if (Option.isNone(next)) return Effect.void
     const message = next.value
     if (message._tag !== "Sync") return Effect.fail(onOther(message))
-    return Effect.flatMap(session.process(message.message).pipe(Effect.mapError(sessionFailed(where))), reply)
+    return Effect.flatMap(process(message.message), reply)
   })
-  const reply = (message: Message | undefined): Effect.Effect<void, SyncProtocolError | RemoteAbort> => {
+  const reply = (message: Message | undefined): Effect.Effect<void, TalkError> => {
     if (message === undefined) return Effect.void
     let pending: Message | undefined = message
     const send = Effect.suspend(() => {
@@ -258,7 +334,7 @@ const conversation = (
     })
     return Effect.zipRight(send, receive)
   }
-  return { receive, reply }
+  return { receive, reply, process }
 }
 
 /** The run's result unless the close handshake failed (its error takes precedence, spec 04 §5). */
@@ -267,6 +343,63 @@ const thenClose = <A, E>(io: Io, run: Exit.Exit<A, E>): Effect.Effect<A, E | Syn
     Effect.exit(io.close),
     (closed): Effect.Effect<A, E | SyncCloseError> => (Exit.isFailure(closed) ? Effect.failCause(closed.cause) : run)
   )
+
+/**
+ * Peers cooled down after too many invalid values, until a time (epoch ms, the Clock's). Bounded: past `capacity`
+ * the expired entries go, then the one that expires soonest.
+ */
+export class CoolDowns {
+  private readonly until = new Map<string, number>()
+  constructor(readonly capacity: number = MAX_COOLED_PEERS) {}
+  /** The end of the peer's cool-down if it is cooling down at `now`. */
+  get(peer: NodeId, now: number): number | undefined {
+    const key = latin1(peer)
+    const until = this.until.get(key)
+    if (until === undefined) return undefined
+    if (until > now) return until
+    this.until.delete(key)
+    return undefined
+  }
+  add(peer: NodeId, until: number, now: number): void {
+    const key = latin1(peer)
+    if (!this.until.has(key) && this.until.size >= this.capacity) {
+      for (const [k, t] of this.until) if (t <= now) this.until.delete(k)
+      if (this.until.size >= this.capacity) {
+        let soonest: string | undefined
+        let at = Number.POSITIVE_INFINITY
+        for (const [k, t] of this.until) {
+          if (t < at) {
+            at = t
+            soonest = k
+          }
+        }
+        if (soonest !== undefined) this.until.delete(soonest)
+      }
+    }
+    this.until.set(key, Math.max(until, this.until.get(key) ?? 0))
+  }
+  get size(): number {
+    return this.until.size
+  }
+}
+
+// Metrics (Effect's registry): remote-caused session failures by error tag, peers cooled down.
+const failedSessions = Metric.counter("rangedocs_sync_failed_sessions", { incremental: true })
+const cooledPeers = Metric.counter("rangedocs_sync_peers_cooled_down", { incremental: true })
+
+/** The error's reason in a few words (ids are in the log line's annotations). */
+const reasonOf = (error: AcceptError): string => {
+  switch (error._tag) {
+    case "SyncLimitExceeded":
+      return `${error.limit} ${error.got} exceeds ${error.max}`
+    case "TooManyInvalidEntries":
+      return `${error.invalid} invalid of ${error.received} values (first: ${error.first})`
+    case "PeerCoolingDown":
+      return `cooling down until ${new Date(error.untilMs).toISOString()}`
+    default:
+      return error.reason
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Service
@@ -285,6 +418,23 @@ export const make = (config: SyncConfig = {}) =>
     }
     const maxPerPeer = config.maxSessionsPerPeer ?? DEFAULT_MAX_SESSIONS_PER_PEER
     const maxTotal = config.maxSessions ?? DEFAULT_MAX_SESSIONS
+    const cooldownMs = Duration.toMillis(config.cooldown ?? Duration.millis(INVALID_PEER_COOLDOWN_MS))
+    const coolDowns = new CoolDowns()
+
+    /** Fails with PeerCoolingDown while the peer is cooling down. */
+    const checkCooling = (where: Where) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const until = coolDowns.get(where.peer, now)
+        return until === undefined ? Effect.void : Effect.fail(new PeerCoolingDown({ ...fields(where), untilMs: until }))
+      })
+    /** A peer that sent too many invalid values is cooled down. */
+    const coolOnInvalid = (error: unknown) =>
+      error instanceof TooManyInvalidEntries
+        ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.sync(() => coolDowns.add(error.peer, now + cooldownMs, now)).pipe(
+            Effect.zipRight(Metric.increment(cooledPeers))
+          ))
+        : Effect.void
 
     const defaultDecision: AcceptDecision = (ns) =>
       replica.state(ns).pipe(
@@ -293,7 +443,8 @@ export const make = (config: SyncConfig = {}) =>
       )
     const syncWith = Effect.fn("Sync.syncWith")(function*(namespace: NamespaceId, peer: NodeAddr | NodeId) {
       const nodeId = peer instanceof Uint8Array ? peer : peer.nodeId
-      const where: Where = { peer: toHex(nodeId), namespace: toHex(namespace) }
+      const where: Where = { peer: nodeId, namespace }
+      yield* checkCooling(where)
       return yield* Effect.scoped(Effect.gen(function*() {
         // Checked before dialing: a replica that is not open for sync fails without touching the network.
         const session = yield* ranger.session(namespace, nodeId).pipe(
@@ -329,7 +480,7 @@ export const make = (config: SyncConfig = {}) =>
           timings: { connectMs: connected - start, processMs: end - connected },
           traffic: io.traffic()
         } satisfies SyncFinished
-      }))
+      })).pipe(Effect.tapError(coolOnInvalid))
     })
 
     // -- acceptor
@@ -349,16 +500,18 @@ export const make = (config: SyncConfig = {}) =>
     ): Effect.Effect<SyncFinished, AcceptError> =>
       Effect.scoped(Effect.gen(function*() {
         const start = yield* Clock.currentTimeMillis
-        const where: Where = { peer: toHex(remote), namespace: undefined }
-        const held = yield* reserve(where.peer)
-        const io = yield* makeIo(stream, settings, where)
+        const where: Where = { peer: remote, namespace: undefined }
+        // A peer cooling down is not read at all.
+        yield* checkCooling(where)
+        const held = yield* reserve(latin1(remote))
+        const io = yield* makeIo(stream, settings, where, Math.min(MAX_INIT_SIZE, settings.maxFrame))
         const first = yield* io.next
         if (Option.isNone(first)) return yield* protocolError(where, "stream closed before init message")
         const init = first.value
         if (init._tag === "Sync") return yield* protocolError(where, "unexpected sync message before init")
         if (init._tag === "Abort") return yield* protocolError(where, "unexpected sync abort message")
         const namespace = init.namespace
-        where.namespace = toHex(namespace)
+        where.namespace = namespace
         const decision: AcceptOutcome = held
           ? yield* Effect.suspend(() => decide(namespace, remote)).pipe(
             Effect.catchAllCause((cause) =>
@@ -375,13 +528,12 @@ export const make = (config: SyncConfig = {}) =>
         const session = yield* ranger.session(namespace, remote).pipe(
           Effect.mapError(sessionFailed(where))
         )
-        const { reply } = conversation(io, session, where, (other) =>
+        const { process, reply } = conversation(io, session, where, (other) =>
           protocolError(where, other._tag === "Init" ? "double init message" : "unexpected sync abort message"))
         // The Init's message is processed in the same chain: its reply is not kept once sent.
-        yield* Effect.flatMap(
-          session.process(init.message).pipe(Effect.mapError(sessionFailed(where))),
-          reply
-        ).pipe(Effect.catchTag("RemoteAbort", (e) => protocolError(where, `unexpected abort ${e.reason}`)))
+        yield* Effect.flatMap(process(init.message), reply).pipe(
+          Effect.catchTag("RemoteAbort", (e) => protocolError(where, `unexpected abort ${e.reason}`))
+        )
         yield* io.close
         const end = yield* Clock.currentTimeMillis
         return {
@@ -392,9 +544,36 @@ export const make = (config: SyncConfig = {}) =>
           traffic: io.traffic()
         } satisfies SyncFinished
       })).pipe(
+        Effect.tapError(coolOnInvalid),
         Effect.withSpan("Sync.accept"),
         Effect.annotateLogs({ service: "Sync", remote: fmtShort(remote) })
       )
+
+    /**
+     * How a failed inbound session ends: the stream is aborted, and one log line says why — WARN for remote-caused
+     * failures (no stack, no cause: a remote peer must not be able to bloat the log), DEBUG for refusals we decided
+     * (a refusal after its close handshake, a peer cooling down); the full cause only at DEBUG.
+     */
+    const failed = (stream: Network.Stream, remote: NodeId, error: AcceptError, cause: Cause.Cause<AcceptError>) =>
+      Effect.gen(function*() {
+        if (error._tag !== "SyncRejected") {
+          // After a broken session the stream is reset (the Network would close it politely after a success).
+          yield* Effect.sync(() => stream.abort(new Error(error._tag)))
+        }
+        const annotations = {
+          service: "Sync",
+          peer: fmtShort(remote),
+          namespace: error.namespace === undefined ? "-" : fmtShort(error.namespace),
+          error: error._tag,
+          reason: reasonOf(error)
+        }
+        if (error._tag === "SyncRejected" || error._tag === "PeerCoolingDown") {
+          return yield* Effect.logDebug("sync session refused").pipe(Effect.annotateLogs(annotations))
+        }
+        yield* Metric.increment(Metric.tagged(failedSessions, "error", error._tag))
+        yield* Effect.logWarning("sync session failed").pipe(Effect.annotateLogs(annotations))
+        yield* Effect.logDebug("sync session failed", cause).pipe(Effect.annotateLogs(annotations))
+      })
 
     let serving = false
     const serve = (handlers: AcceptHandlers) =>
@@ -407,18 +586,19 @@ export const make = (config: SyncConfig = {}) =>
             serving = false
           }))
         const onAccepted = handlers.onAccepted
-        // A refusal is a normal end (its close handshake ran): logged at debug level, not as a failed handler. Other
-        // failures reach the Network, which logs them and aborts the stream.
+        // Typed failures end here (logged once, the stream aborted); only defects and interruption reach the Network.
         yield* network.handle(SYNC_PROTOCOL, (stream, remote) =>
           accept(handlers.accept, stream, remote).pipe(
             Effect.onExit((exit) =>
               onAccepted === undefined || Exit.isInterrupted(exit) ? Effect.void : onAccepted(exit)
             ),
             Effect.asVoid,
-            Effect.catchTag("SyncRejected", (rejected) =>
-              Effect.logDebug("sync session refused").pipe(
-                Effect.annotateLogs({ service: "Sync", reason: rejected.reason, namespace: rejected.namespace ?? "" })
-              ))
+            Effect.catchAllCause((cause) =>
+              Either.match(Cause.failureOrCause(cause), {
+                onLeft: (error) => failed(stream, remote, error, cause),
+                onRight: Effect.failCause
+              })
+            )
           ))
       })
 

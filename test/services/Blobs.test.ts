@@ -5,13 +5,14 @@
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 // effect's bundled fast-check (3.x): it.effect.prop runs the property with that copy, not the project's fast-check 4.
-import { Chunk, Effect, Either, Exit, FastCheck as fc, Layer, Option, Scope, Stream, type TestServices } from "effect"
+import { Chunk, Effect, Either, Exit, FastCheck as fc, Layer, Option, Schema, Scope, Stream, type TestServices } from "effect"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync, closeSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { blake3 } from "../../src/internal/blake3.js"
 import { concat, equals, toHex } from "../../src/internal/bytes.js"
+import { BlobError } from "../../src/schema/BlobErrors.js"
 import { EMPTY } from "../../src/schema/Entry.js"
 import { Hash } from "../../src/schema/Keys.js"
 import * as Blobs from "../../src/services/Blobs.js"
@@ -126,6 +127,17 @@ for (const [name, makeLayer] of IMPLS) {
       assert.strictEqual(yield* tagOf(reader.read(200_001, buffer)), "BlobRangeError")
       assert.strictEqual((yield* blobs.openReader(EMPTY)).size, 0)
       assert.strictEqual(yield* tagOf(blobs.openReader(hashOf(utf8("never added")))), "BlobNotFound")
+      // Errors carry the Hash itself (issue 15), which survives the RPC error schema's encoding.
+      const missing = hashOf(utf8("never added"))
+      const notFound = yield* Effect.flip(blobs.openReader(missing))
+      assert.isTrue(notFound._tag === "BlobNotFound" && equals(notFound.hash, missing))
+      const range = yield* Effect.flip(reader.read(-1, buffer))
+      assert.isTrue(range._tag === "BlobRangeError" && equals(range.hash, hash))
+      if (notFound._tag === "BlobNotFound") {
+        const decoded = Schema.decodeUnknownSync(BlobError)(Schema.encodeSync(BlobError)(notFound))
+        assert.isTrue(decoded._tag === "BlobNotFound" && equals(decoded.hash, missing))
+        assert.include(decoded.message, toHex(missing))
+      }
     }))
 
     test("addBytes of a blob being downloaded completes it; the partial's writer then finds it Complete", Effect.gen(function*() {

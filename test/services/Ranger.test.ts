@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Layer, Stream } from "effect"
+import { Chunk, Context, Effect, Layer, Metric, Stream } from "effect"
 import * as fc from "fast-check"
 import { compare, concat, toHex } from "../../src/internal/bytes.js"
 import * as Reconcile from "../../src/internal/reconcile.js"
@@ -161,41 +161,90 @@ describe("Ranger", () => {
       }
     }))
 
-  it.scoped("values with bad signatures or of another namespace are refused, counted, not stored, and end the session", () =>
+  /** An entry of `ns` whose author signature is broken. */
+  const forge = (key: string) => {
+    const real = entryAt(ns, authors[0]!, key, 1n)
+    const sig = Uint8Array.from(real.signature.author)
+    sig[3]! ^= 1
+    return makeSignedEntry({
+      namespace: real.namespace,
+      author: real.author,
+      key: real.key,
+      len: real.record.len,
+      hash: real.record.hash,
+      timestamp: real.timestamp,
+      authorSignature: sig,
+      namespaceSignature: real.signature.namespace
+    })
+  }
+  const wholeRange = () => {
+    const whole = concat(ns.id, new Uint8Array(32))
+    return new Range({ x: whole, y: whole })
+  }
+  const itemOf = (values: ReadonlyArray<SignedEntry>) =>
+    new Message({
+      parts: [new RangeItem({ range: wholeRange(), values: values.map((v) => [v, "Complete"] as const), haveLocal: true })]
+    })
+
+  it.scoped("finding 5: values with bad signatures or of another namespace are dropped, counted, not stored; the session goes on", () =>
     Effect.gen(function*() {
       const a = yield* peer()
       yield* withEntries(a, [])
       const session = yield* inPeer(a, Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, idB)))
       const good = entryAt(ns, authors[0]!, "good", 1n)
-      const forged = entryAt(ns, authors[0]!, "forged", 1n)
-      const sig = Uint8Array.from(forged.signature.author)
-      sig[3]! ^= 1
-      const bad = makeSignedEntry({
-        namespace: forged.namespace,
-        author: forged.author,
-        key: forged.key,
-        len: forged.record.len,
-        hash: forged.record.hash,
-        timestamp: forged.timestamp,
-        authorSignature: sig,
-        namespaceSignature: forged.signature.namespace
-      })
       const foreign = entryAt(other, authors[0]!, "foreign", 1n)
-      const whole = concat(ns.id, new Uint8Array(32))
-      const error = yield* Effect.flip(session.process(new Message({
-        parts: [new RangeItem({
-          range: new Range({ x: whole, y: whole }),
-          values: [[good, "Complete"], [bad, "Complete"], [foreign, "Missing"]],
-          haveLocal: true
-        })]
-      })))
-      assert.strictEqual(error._tag, "InvalidEntriesFromPeer")
-      assert.strictEqual(error._tag === "InvalidEntriesFromPeer" ? error.count : 0, 2)
+      const badSignatures = Metric.counter("rangedocs_sync_invalid_entries", { incremental: true }).pipe(
+        Metric.tagged("reason", "BadSignature")
+      )
+      const before = (yield* Metric.value(badSignatures)).count
+      assert.isUndefined(yield* session.process(itemOf([good, forge("forged"), foreign])))
+      assert.strictEqual((yield* Metric.value(badSignatures)).count - before, 1, "counted in the metric")
+      // The session goes on: a later message is processed as usual.
+      assert.isUndefined(yield* session.process(itemOf([entryAt(ns, authors[1]!, "later", 1n)])))
       const stored = (yield* all(a)).map((e) => new TextDecoder().decode(e.key))
-      assert.deepStrictEqual(stored, ["good"])
+      assert.sameMembers(stored, ["good", "later"])
       const outcome = yield* session.outcome
-      assert.strictEqual(outcome.numRecv, 3)
-      assert.strictEqual(outcome.numRejected, 2)
+      assert.strictEqual(outcome.numRecv, 4)
+      assert.strictEqual(outcome.numInvalid, 2)
+      assert.strictEqual(outcome.invalid.BadSignature, 1)
+      assert.strictEqual(outcome.invalid.InvalidNamespace, 1)
+    }))
+
+  it.scoped("finding 5: the invalid bound: at most maxInvalid pass, one more ends the session", () =>
+    Effect.gen(function*() {
+      const a = yield* peer({ ...Ranger.defaultConfig, maxInvalid: 3, minValuesForFraction: 1_000 })
+      yield* withEntries(a, [])
+      const session = yield* inPeer(a, Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, idB)))
+      yield* session.process(itemOf([forge("f0"), forge("f1"), forge("f2")]))
+      assert.strictEqual((yield* session.outcome).numInvalid, 3)
+      const error = yield* Effect.flip(session.process(itemOf([forge("f3")])))
+      assert.strictEqual(error._tag, "InvalidEntriesFromPeer")
+      if (error._tag === "InvalidEntriesFromPeer") {
+        assert.strictEqual(error.count, 4)
+        assert.strictEqual(error.first, "BadSignature")
+      }
+    }))
+
+  it.scoped("finding 5: the invalid fraction: more than half of at least minValuesForFraction values ends the session", () =>
+    Effect.gen(function*() {
+      const a = yield* peer({ ...Ranger.defaultConfig, maxInvalid: 1_000, maxInvalidFraction: 0.5, minValuesForFraction: 10 })
+      yield* withEntries(a, [])
+      const session = yield* inPeer(a, Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, idB)))
+      const good = (n: number, from: number) => Array.from({ length: n }, (_, i) => entryAt(ns, authors[1]!, `g${from + i}`, 1n))
+      const bad = (n: number, from: number) => Array.from({ length: n }, (_, i) => forge(`b${from + i}`))
+      // 4 of 8: under the minimum count; then 5 of 10 = exactly half: still going.
+      yield* session.process(itemOf([...good(4, 0), ...bad(4, 0)]))
+      yield* session.process(itemOf([...good(1, 4), ...bad(1, 4)]))
+      assert.strictEqual((yield* session.outcome).numInvalid, 5)
+      // 6 of 11: over half.
+      const error = yield* Effect.flip(session.process(itemOf(bad(1, 5))))
+      assert.strictEqual(error._tag, "InvalidEntriesFromPeer")
+      // Before the minimum count, any fraction passes.
+      const b = yield* peer({ ...Ranger.defaultConfig, maxInvalid: 1_000, maxInvalidFraction: 0.5, minValuesForFraction: 10 })
+      yield* withEntries(b, [])
+      const early = yield* inPeer(b, Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, idB)))
+      yield* early.process(itemOf(bad(9, 0)))
+      assert.strictEqual((yield* early.outcome).numInvalid, 9)
     }))
 
   it.scoped("an endless ping-pong ends with RunawaySession", () =>
