@@ -240,6 +240,13 @@ export const writeMembersRequest = (w: Writer, m: MembersRequest): void => {
   writeRecords(w, m.records)
 }
 
+/**
+ * The namespace a MembersRequest names (its first 32 bytes), read without decoding the records or checking their
+ * signatures: a server looks it up, and spends verifications only on documents it joined. None when too short.
+ */
+export const membersRequestNamespace = (bytes: Uint8Array): Option.Option<NamespaceId> =>
+  bytes.length < 32 ? Option.none() : Option.some(NamespaceId.make(bytes.slice(0, 32), true))
+
 export const readMembersRequest = (r: Reader): MembersRequest =>
   trusted(MembersRequest.prototype, { namespace: NamespaceId.make(r.raw(32), true), records: readRecords(r) })
 

@@ -48,6 +48,7 @@ import {
   Members,
   MembersRequest,
   MembersRequestFromBytes,
+  membersRequestNamespace,
   type MembersResponse,
   MembersResponseFromBytes,
   NotMember,
@@ -65,6 +66,8 @@ export const DEFAULT_SHUFFLE_INTERVAL: Duration.Duration = Duration.seconds(30)
 export const DEFAULT_EXCHANGE_TIMEOUT: Duration.Duration = Duration.seconds(10)
 /** Inbound exchange streams per connection at once. */
 const MAX_INBOUND_EXCHANGES = 4
+/** Remotes whose last learnt request a document remembers (for the rate limit); when full, new remotes wait. */
+const MAX_RATE_TRACKED = 1024
 
 export interface MembershipConfig {
   /** Neighbours a node connects to on its own; default 4. */
@@ -91,6 +94,11 @@ export interface MembershipStats {
   readonly malformed: number
   /** Well-signed records refused (timestamp too far in the future). */
   readonly rejectedRecords: number
+  /**
+   * Requests answered without learning their records (nor checking their signatures): the remote asked again within
+   * half a shuffle interval. An honest member asks one neighbour per interval.
+   */
+  readonly rateLimited: number
 }
 
 export interface MembersView {
@@ -120,7 +128,8 @@ const metrics = {
   served: Metric.counter("rangedocs_membership_served", { incremental: true }),
   connectFailures: Metric.counter("rangedocs_membership_connect_failures", { incremental: true }),
   malformed: Metric.counter("rangedocs_membership_malformed", { incremental: true }),
-  rejectedRecords: Metric.counter("rangedocs_membership_rejected_records", { incremental: true })
+  rejectedRecords: Metric.counter("rangedocs_membership_rejected_records", { incremental: true }),
+  rateLimited: Metric.counter("rangedocs_membership_rate_limited", { incremental: true })
 } as const
 type Counter = keyof typeof metrics
 
@@ -174,6 +183,8 @@ interface Doc {
   view: View.View
   readonly tasks: FiberSet.FiberSet<void, never>
   readonly scope: Scope.CloseableScope
+  /** Remote (hex) → when its last request's records were learnt (ms): at most one per `minRequestGap`. */
+  readonly learnt: Map<string, number>
 }
 
 const positive = (name: string, n: number) =>
@@ -200,6 +211,8 @@ export const make = (
       positive("shuffleInterval (ms)", Duration.toMillis(shuffleInterval)) ??
       positive("exchangeTimeout (ms)", Duration.toMillis(exchangeTimeout))
     if (problem !== undefined) return yield* Effect.dieMessage(`Membership: ${problem}`)
+    /** A remote's records are learnt from one request per this gap (per document); later ones are only answered. */
+    const minRequestGap = Duration.toMillis(shuffleInterval) / 2
     const annotate = Effect.annotateLogs({ service: "Membership", node: fmtShort(network.nodeId) })
     const serviceScope = yield* Effect.scope
 
@@ -208,7 +221,8 @@ export const make = (
       served: 0,
       connectFailures: 0,
       malformed: 0,
-      rejectedRecords: 0
+      rejectedRecords: 0,
+      rateLimited: 0
     }
     const bump = (counter: Counter, n = 1) => {
       counts[counter] += n
@@ -332,15 +346,43 @@ export const make = (
 
     // -- serving exchanges
 
+    /**
+     * Whether `remote`'s request may feed the document's view now: one per `minRequestGap`, so that a remote (or a
+     * swarm of fresh identities, each a connection) cannot replace the records we hold faster than members shuffle,
+     * nor make us verify 16 signatures per request at its pace.
+     */
+    const mayLearn = (doc: Doc, remote: NodeId, now: number): boolean => {
+      const key = View.keyOf(remote)
+      const last = doc.learnt.get(key)
+      if (last !== undefined && now - last < minRequestGap) return false
+      if (last === undefined && doc.learnt.size >= MAX_RATE_TRACKED) {
+        for (const [k, t] of doc.learnt) if (now - t >= minRequestGap) doc.learnt.delete(k)
+        if (doc.learnt.size >= MAX_RATE_TRACKED) return false
+      }
+      doc.learnt.delete(key)
+      doc.learnt.set(key, now)
+      return true
+    }
+
     const serve: Network.Handler<Unreachable | Malformed, never> = (stream, remote) =>
       Effect.scoped(Effect.gen(function*() {
         const pull = yield* Network.reader(stream)
         const frame = yield* readFrame(pull)
-        const request = yield* Either.mapLeft(decodeRequest(frame), (e) => new Malformed({ reason: parseReason(e) }))
-        const doc = docs.get(toHex(request.namespace))
+        // The namespace first: records are decoded (signatures checked) only for a document we joined.
+        const namespace = yield* Option.match(membersRequestNamespace(frame), {
+          onNone: () => Effect.fail(new Malformed({ reason: `request of ${frame.length} bytes` })),
+          onSome: Effect.succeed
+        })
+        const doc = docs.get(toHex(namespace))
+        if (doc === undefined) {
+          bump("served")
+          return yield* sendFrame(stream, encodeResponse(new NotMember()))
+        }
+        if (mayLearn(doc, remote, yield* Clock.currentTimeMillis)) {
+          const request = yield* Either.mapLeft(decodeRequest(frame), (e) => new Malformed({ reason: parseReason(e) }))
+          yield* apply(doc, { _tag: "Records", from: remote, records: yield* timely(request.records, remote) })
+        } else bump("rateLimited")
         bump("served")
-        if (doc === undefined) return yield* sendFrame(stream, encodeResponse(new NotMember()))
-        yield* apply(doc, { _tag: "Records", from: remote, records: yield* timely(request.records, remote) })
         const reply = View.sample(doc.view, yield* nextRandom, remote)
         yield* sendFrame(stream, encodeResponse(new Members({ records: yield* withOwn(reply) })))
       })).pipe(
@@ -426,7 +468,7 @@ export const make = (
         // The document's scope holds its connects and exchanges; leave (or the service's end) closes it.
         const scope = yield* Scope.fork(serviceScope, ExecutionStrategy.sequential)
         const tasks = yield* Scope.extend(FiberSet.make<void, never>(), scope)
-        doc = { namespace, view: View.empty(network.nodeId, viewConfig), tasks, scope }
+        doc = { namespace, view: View.empty(network.nodeId, viewConfig), tasks, scope, learnt: new Map() }
         docs.set(key, doc)
         yield* FiberMap.run(running, key, runDoc(doc))
       }

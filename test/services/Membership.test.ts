@@ -5,16 +5,19 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Context, Duration, Effect, ExecutionStrategy, Exit, Layer, Option, Redacted, Ref, Schema, Scope, Stream, TestClock } from "effect"
 import * as Ed from "../../src/internal/ed25519.js"
-import { encodeFrame } from "../../src/internal/framing.js"
+import { encodeFrame, FrameDecoder } from "../../src/internal/framing.js"
 import { MEMBERS_PROTOCOL } from "../../src/schema/constants.js"
 import { Hash, NamespaceSecret } from "../../src/schema/Keys.js"
 import { NodeId, nodeIdEquals } from "../../src/schema/NodeAddr.js"
 import { ContentReady, type GossipEvent } from "../../src/schema/Op.js"
 import {
+  makePeerRecord,
   MAX_EXCHANGE_MESSAGE_SIZE,
   MAX_RECORD_FUTURE_MICROS,
   MembersRequest,
   MembersRequestFromBytes,
+  MembersResponseFromBytes,
+  type PeerRecord,
   signPeerRecord
 } from "../../src/schema/PeerRecord.js"
 import * as AddressBook from "../../src/services/AddressBook.js"
@@ -68,6 +71,32 @@ const hasNeighbour = (node: Node, ns: NamespaceSecret, other: Node) =>
 
 const isActive = (node: Node, ns: NamespaceSecret, other: Node) =>
   Effect.map(node.membership.members(ns.id), (m) => m.active.some((a) => nodeIdEquals(a.nodeId, other.id)))
+
+/** A fresh node's record, signed now (real time) for a port that nobody listens on. */
+const freshRecord = (port: number) =>
+  Effect.gen(function*() {
+    const seed = Ed.randomSeed()
+    const key = Ed.secretKeyObject(seed)
+    return Option.getOrThrow(
+      yield* signPeerRecord(NodeId.make(Ed.publicKeyOf(seed)), BigInt(Date.now()) * 1000n, [`/ip4/127.0.0.1/tcp/${port}`], (m) => Effect.sync(() => Ed.sign(key, m)))
+    )
+  })
+
+/** One raw exchange from `from` to `to`: the request's records as given, the decoded answer. */
+const rawExchange = (from: Network.NetworkService, to: Node, request: MembersRequest) =>
+  Effect.scoped(Effect.gen(function*() {
+    const stream = yield* from.openStream(yield* to.network.addr, MEMBERS_PROTOCOL)
+    yield* Network.send(stream, encodeFrame(Schema.encodeSync(MembersRequestFromBytes)(request), MAX_EXCHANGE_MESSAGE_SIZE))
+    yield* Network.closeWrite(stream)
+    const decoder = new FrameDecoder(MAX_EXCHANGE_MESSAGE_SIZE)
+    yield* Stream.runForEach(Network.receive(stream), (chunk) => Effect.sync(() => decoder.push(chunk)))
+    const frame = decoder.next()
+    assert.isDefined(frame)
+    return Schema.decodeSync(MembersResponseFromBytes)(frame!)
+  }))
+
+const knows = (node: Node, ns: NamespaceSecret, record: PeerRecord) =>
+  Effect.map(node.membership.members(ns.id), (m) => [...m.active, ...m.passive].some((x) => nodeIdEquals(x.nodeId, record.nodeId)))
 
 const hashOf = (n: number) => Hash.make(Uint8Array.from({ length: 32 }, (_, i) => (i < 4 ? (n >>> (8 * i)) & 0xff : i)))
 
@@ -254,6 +283,43 @@ describe("Membership", () => {
       yield* waitFor("A has B again", isActive(a, ns, b))
       yield* a.membership.leave(ns.id)
       assert.deepStrictEqual(yield* a.membership.members(ns.id), { active: [], passive: [] })
+    }), { timeout: 30_000 })
+
+  it.scopedLive("eclipse: a remote's records are learnt from one request per half shuffle interval, later ones only answered", () =>
+    Effect.gen(function*() {
+      const ns = NamespaceSecret.generate()
+      const a = yield* startNode({ shuffleInterval: "60 seconds" })
+      const b = yield* startNode()
+      yield* a.membership.join(ns.id, [])
+      const first = yield* freshRecord(9)
+      const second = yield* freshRecord(10)
+      const answer1 = yield* rawExchange(b.network, a, new MembersRequest({ namespace: ns.id, records: [first] }))
+      assert.strictEqual(answer1._tag, "Members")
+      assert.isTrue(yield* knows(a, ns, first))
+      // At once again, with another fresh identity: answered, not learnt.
+      const answer2 = yield* rawExchange(b.network, a, new MembersRequest({ namespace: ns.id, records: [second] }))
+      assert.strictEqual(answer2._tag, "Members")
+      assert.isFalse(yield* knows(a, ns, second))
+      const stats = yield* a.membership.stats
+      assert.strictEqual(stats.rateLimited, 1)
+      assert.strictEqual(stats.served, 2)
+    }), { timeout: 30_000 })
+
+  it.scopedLive("a request for a document not joined is answered NotMember before any signature is checked", () =>
+    Effect.gen(function*() {
+      const joined = NamespaceSecret.generate()
+      const other = NamespaceSecret.generate()
+      const a = yield* startNode()
+      const b = yield* startNode()
+      yield* a.membership.join(joined.id, [])
+      const good = yield* freshRecord(9)
+      const forged = makePeerRecord({ nodeId: good.nodeId, timestamp: good.timestamp, addrs: good.addrs, signature: new Uint8Array(64) })
+      const answer = yield* rawExchange(b.network, a, new MembersRequest({ namespace: other.id, records: [forged] }))
+      assert.strictEqual(answer._tag, "NotMember")
+      assert.strictEqual((yield* a.membership.stats).malformed, 0)
+      // For the joined document the same record is checked and refused.
+      yield* rawExchange(b.network, a, new MembersRequest({ namespace: joined.id, records: [forged] })).pipe(Effect.ignore)
+      yield* waitFor("A refused the forged record", Effect.map(a.membership.stats, (s) => s.malformed === 1))
     }), { timeout: 30_000 })
 
   it.effect("config is validated", () =>
