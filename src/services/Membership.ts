@@ -15,8 +15,8 @@
  * MAX_EXCHANGE_MESSAGE_SIZE bytes, within `exchangeTimeout`. A node answers only for documents it has joined itself,
  * so a remote learns the members of a namespace only if it names it; otherwise it answers NotMember.
  *
- * A remote that sends malformed frames or records is counted, logged once per exchange as a WARN line without a
- * stack, and its stream aborted; an unreachable member is routine (logged at DEBUG, retried with backoff by the core).
+ * A remote that sends malformed frames or records is counted, logged as a WARN line without a stack (at most one
+ * line per kind per 10 s, src/services/Network/warnings.ts), and its stream aborted; an unreachable member is routine (logged at DEBUG, retried with backoff by the core).
  */
 import {
   Clock,
@@ -59,6 +59,7 @@ import * as AddressBook from "./AddressBook.js"
 import * as Gossip from "./Gossip.js"
 import * as View from "./Membership/View.js"
 import * as Network from "./Network.js"
+import { makeRemoteWarnings } from "./Network/warnings.js"
 
 /** How often a document exchanges records with one random neighbour (HyParView's shuffle). */
 export const DEFAULT_SHUFFLE_INTERVAL: Duration.Duration = Duration.seconds(30)
@@ -214,6 +215,8 @@ export const make = (
     /** A remote's records are learnt from one request per this gap (per document); later ones are only answered. */
     const minRequestGap = Duration.toMillis(shuffleInterval) / 2
     const annotate = Effect.annotateLogs({ service: "Membership", node: fmtShort(network.nodeId) })
+    /** Remote-caused WARN lines, at most one per kind per 10 s (the counters count every one). */
+    const warn = makeRemoteWarnings()
     const serviceScope = yield* Effect.scope
 
     const counts: Record<Counter, number> = {
@@ -261,9 +264,7 @@ export const make = (
         const rejected = records.length - ok.length
         if (rejected > 0) {
           bump("rejectedRecords", rejected)
-          yield* Effect.logWarning("member records from the future refused").pipe(
-            Effect.annotateLogs({ peer: fmtShort(from), rejected })
-          )
+          yield* warn("member records from the future refused", { peer: fmtShort(from), rejected })
         }
         return ok
       })
@@ -297,9 +298,7 @@ export const make = (
         Effect.catchAll((error) =>
           Effect.zipRight(
             error._tag === "Malformed"
-              ? Effect.logWarning("membership exchange refused").pipe(
-                Effect.annotateLogs({ peer: fmtShort(peerId), reason: error.reason })
-              )
+              ? warn("membership exchange refused", { peer: fmtShort(peerId), reason: error.reason })
               : Effect.zipRight(
                 Effect.sync(() => bump("connectFailures")),
                 Effect.logDebug("membership exchange failed").pipe(
@@ -394,9 +393,7 @@ export const make = (
           error._tag === "Malformed"
             ? Effect.zipRight(
               Effect.sync(() => bump("malformed")),
-              Effect.logWarning("membership request refused").pipe(
-                Effect.annotateLogs({ peer: fmtShort(remote), reason: error.reason })
-              )
+              warn("membership request refused", { peer: fmtShort(remote), reason: error.reason })
             )
             : Effect.logDebug("membership request failed", error.reason)
         ),

@@ -61,6 +61,7 @@ import { DialError, NetworkError, StreamError } from "../schema/NetworkErrors.js
 import { NodeAddr, NodeId, nodeIdFromPeerId, peerIdFromNodeId } from "../schema/NodeAddr.js"
 import { boundPorts, preferredListen, readPorts, writePorts } from "./Network/ports.js"
 import { GossipRouter, type GossipRouterService } from "./Network/router.js"
+import { makeRemoteWarnings, type RemoteWarning } from "./Network/warnings.js"
 
 export type { Stream } from "@libp2p/interface"
 
@@ -340,6 +341,7 @@ const makeNode = (
       yield* writePorts(persistence.dataDir, boundPorts(listen, node.getMultiaddrs()))
     }
     const serviceScope = yield* Effect.scope
+    const warn = makeRemoteWarnings()
 
     /** Closes our side gracefully after a successful use, resets it otherwise. */
     const release = (stream: P2PStream, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
@@ -398,16 +400,14 @@ const makeNode = (
       Either.match(nodeIdFromPeerId(connection.remotePeer), {
         onLeft: (error) =>
           Effect.zipRight(
-            Effect.logWarning("stream from a non-Ed25519 peer rejected").pipe(
-              Effect.annotateLogs({ peer: error.peerId, keyType: error.keyType })
-            ),
+            warn("stream from a non-Ed25519 peer rejected", { peer: error.peerId, keyType: error.keyType }),
             abort(stream, error.message)
           ),
         onRight: (remote) =>
           Effect.suspend(() => handler(stream, remote)).pipe(
             Effect.onExit((exit) => release(stream, exit)),
             Effect.catchAllCause((cause) =>
-              Cause.isInterruptedOnly(cause) ? Effect.void : handlerFailed(cause)
+              Cause.isInterruptedOnly(cause) ? Effect.void : handlerFailed(warn, cause)
             ),
             Effect.annotateLogs({ remote: fmtShort(remote) })
           )
@@ -497,14 +497,15 @@ const makeNode = (
   }).pipe(Effect.annotateLogs({ service: "Network" }))
 
 /**
- * A handler failed: one WARN line naming the failure (a remote's bad stream is not our bug), the cause with its
- * stack at DEBUG. A defect is a bug of ours: logged at ERROR with the cause.
+ * A handler failed: one WARN line naming the failure (a remote's bad stream is not our bug; rate-limited, since a
+ * remote can fail a stream at its own pace), the cause with its stack at DEBUG. A defect is a bug of ours: logged
+ * at ERROR with the cause.
  */
-const handlerFailed = (cause: Cause.Cause<unknown>) =>
+const handlerFailed = (warn: RemoteWarning, cause: Cause.Cause<unknown>) =>
   Cause.isDie(cause)
     ? Effect.logError("stream handler died", cause)
     : Effect.zipRight(
-      Effect.logWarning("stream handler failed").pipe(Effect.annotateLogs({ reason: describe(Cause.squash(cause)) })),
+      warn("stream handler failed", { reason: describe(Cause.squash(cause)) }),
       Effect.logDebug("stream handler failed", cause)
     )
 
