@@ -174,22 +174,32 @@ export const readPeerRecord = (r: Reader): PeerRecord => {
   return trusted(PeerRecord.prototype, { nodeId, timestamp, addrs, signature })
 }
 
-/** PeerRecord ⇄ postcard bytes; malformed, oversized or badly signed input fails with a ParseError. */
-export const PeerRecordFromBytes = Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(PeerRecord), {
-  strict: true,
-  decode: (bytes, _, ast) =>
-    bytes.length > MAX_RECORD_SIZE
-      ? ParseResult.fail(new ParseResult.Type(ast, bytes, `record of ${bytes.length} bytes, max ${MAX_RECORD_SIZE}`))
-      : decodeWith(readPeerRecord)(bytes, ast),
-  encode: (record, _, ast) => {
-    try {
-      return ParseResult.succeed(encodeWith(writePeerRecord)(record))
-    } catch (e) {
-      if (e instanceof PostcardError) return ParseResult.fail(new ParseResult.Type(ast, record, e.message))
-      throw e
+/** A postcard codec for `to` that refuses input over `max` bytes before reading it. */
+const codec = <A, I>(
+  to: Schema.Schema<A, I>,
+  what: string,
+  max: number,
+  read: (r: Reader) => A,
+  write: (w: Writer, a: A) => void
+) =>
+  Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(to), {
+    strict: true,
+    decode: (bytes, _, ast) =>
+      bytes.length > max
+        ? ParseResult.fail(new ParseResult.Type(ast, bytes, `${what} of ${bytes.length} bytes, max ${max}`))
+        : decodeWith(read)(bytes, ast),
+    encode: (a, _, ast) => {
+      try {
+        return ParseResult.succeed(encodeWith(write)(a))
+      } catch (e) {
+        if (e instanceof PostcardError) return ParseResult.fail(new ParseResult.Type(ast, a, e.message))
+        throw e
+      }
     }
-  }
-})
+  })
+
+/** PeerRecord ⇄ postcard bytes; malformed, oversized or badly signed input fails with a ParseError. */
+export const PeerRecordFromBytes = codec(PeerRecord, "record", MAX_RECORD_SIZE, readPeerRecord, writePeerRecord)
 
 /** Why a well-signed record is still refused. */
 export type RecordTimeProblem = "TooFarInTheFuture"
@@ -271,33 +281,22 @@ export const readMembersResponse = (r: Reader): MembersResponse => {
   }
 }
 
-const codec = <A, I>(
-  to: Schema.Schema<A, I>,
-  read: (r: Reader) => A,
-  write: (w: Writer, a: A) => void
-) =>
-  Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(to), {
-    strict: true,
-    decode: (bytes, _, ast) =>
-      bytes.length > MAX_EXCHANGE_MESSAGE_SIZE
-        ? ParseResult.fail(
-          new ParseResult.Type(ast, bytes, `message of ${bytes.length} bytes, max ${MAX_EXCHANGE_MESSAGE_SIZE}`)
-        )
-        : decodeWith(read)(bytes, ast),
-    encode: (a, _, ast) => {
-      try {
-        return ParseResult.succeed(encodeWith(write)(a))
-      } catch (e) {
-        if (e instanceof PostcardError) return ParseResult.fail(new ParseResult.Type(ast, a, e.message))
-        throw e
-      }
-    }
-  })
-
 /** MembersRequest ⇄ postcard bytes; malformed or oversized input, or any bad record, fails with a ParseError. */
-export const MembersRequestFromBytes = codec(MembersRequest, readMembersRequest, writeMembersRequest)
+export const MembersRequestFromBytes = codec(
+  MembersRequest,
+  "message",
+  MAX_EXCHANGE_MESSAGE_SIZE,
+  readMembersRequest,
+  writeMembersRequest
+)
 /** MembersResponse ⇄ postcard bytes; malformed or oversized input, or any bad record, fails with a ParseError. */
-export const MembersResponseFromBytes = codec(MembersResponse, readMembersResponse, writeMembersResponse)
+export const MembersResponseFromBytes = codec(
+  MembersResponse,
+  "message",
+  MAX_EXCHANGE_MESSAGE_SIZE,
+  readMembersResponse,
+  writeMembersResponse
+)
 
 /** The whole-input readers, for hot paths that want an Either without a ParseError. */
 export const decodePeerRecord = readWhole(readPeerRecord)
