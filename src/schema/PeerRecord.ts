@@ -16,8 +16,9 @@
  * | `addrs` | varint count (1 to {@link MAX_RECORD_ADDRS}), each a varint length (≤ {@link MAX_ADDR_LENGTH}) + UTF-8 |
  * | `signature` | 64 bytes |
  *
- * Every address must be a multiaddr in its canonical string form, without `/p2p/<id>` (the record names the node)
- * and without `/p2p-circuit` (no relay transport here). Decoding checks all of that and the signature (strict
+ * Every address must be a multiaddr in its canonical string form, exactly `/<ip4|ip6|dns|dns4|dns6>/<host>/tcp/<port>`
+ * (TCP is the one transport here): no `/p2p/<id>` (the record names the node), no `/p2p-circuit` (no relays), no
+ * `/unix/` path (libp2p's TCP transport would dial a local socket), no port 0 and no unspecified IP address. Decoding checks all of that and the signature (strict
  * Ed25519); the future-timestamp bound needs the time, so it is {@link checkRecordTime}.
  */
 import { multiaddr } from "@multiformats/multiaddr"
@@ -49,22 +50,32 @@ const MAX_U64 = (1n << 64n) - 1n
 
 const utf8Strict = new TextDecoder("utf-8", { fatal: true })
 
+/** The first component of a record's address: an IP address or a DNS name. */
+const RECORD_HOSTS: ReadonlySet<string> = new Set(["ip4", "ip6", "dns", "dns4", "dns6"])
+
 /** Why an address cannot go in a record, or undefined when it can. */
 export const addrProblem = (addr: string): string | undefined => {
   if (utf8(addr).length > MAX_ADDR_LENGTH) return `address longer than ${MAX_ADDR_LENGTH} bytes`
   let canonical: string
-  let names: ReadonlyArray<string>
+  let parts: ReadonlyArray<{ readonly name: string; readonly value?: string | undefined }>
   try {
     const ma = multiaddr(addr)
     canonical = ma.toString()
-    names = ma.getComponents().map((c) => c.name)
+    parts = ma.getComponents()
   } catch {
     return "not a multiaddr"
   }
   if (canonical !== addr) return "not a canonical multiaddr"
+  const names = parts.map((c) => c.name)
   if (names.length === 0) return "empty multiaddr"
   if (names.includes("p2p-circuit")) return "relay address"
   if (names.includes("p2p")) return "address names a peer"
+  // Exactly a host and a TCP port: TCP is the one transport here, and libp2p's TCP transport would also dial a
+  // `/unix/` path, which would let a record point us at a local socket.
+  const [host, tcp] = parts
+  if (parts.length !== 2 || !RECORD_HOSTS.has(host!.name) || tcp!.name !== "tcp") return "not a host and a TCP port"
+  if (tcp!.value === "0") return "TCP port 0"
+  if (host!.value === "0.0.0.0" || host!.value === "::") return "unspecified IP address"
   return undefined
 }
 
