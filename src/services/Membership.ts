@@ -235,6 +235,11 @@ export const make = (
     /** Namespace hex → document; an entry exists while the document's membership runs. */
     const docs = new Map<string, Doc>()
     const running = yield* FiberMap.make<string, void, never>()
+    /**
+     * Joins and leaves one at a time: a join yields between finding no document and registering one, so two
+     * concurrent joins could each start one, the second's interrupting the first's with its bootstrap.
+     */
+    const lock = yield* Effect.makeSemaphore(1)
 
     // -- our own record: re-signed when the listen addresses change, always with a newer timestamp
 
@@ -470,7 +475,7 @@ export const make = (
         yield* FiberMap.run(running, key, runDoc(doc))
       }
       yield* apply(doc, { _tag: "Join", bootstrap })
-    }, annotate)
+    }, lock.withPermits(1), annotate)
 
     const leave = Effect.fn("Membership.leave")(function*(namespace: NamespaceId) {
       const key = toHex(namespace)
@@ -479,7 +484,7 @@ export const make = (
       docs.delete(key)
       yield* FiberMap.remove(running, key)
       yield* Scope.close(doc.scope, Exit.void)
-    }, annotate)
+    }, lock.withPermits(1), annotate)
 
     const members = (namespace: NamespaceId) =>
       Effect.sync((): MembersView => {
