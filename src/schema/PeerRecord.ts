@@ -27,7 +27,7 @@ import { concat, equals, utf8 } from "../internal/bytes.js"
 import * as Ed from "../internal/ed25519.js"
 import { PostcardError, type Reader, Writer } from "../internal/postcard.js"
 import { trusted } from "../internal/trusted.js"
-import { decodeWith, encodeWith, readWhole } from "./Entry.js"
+import { decodeWith, encodeWith } from "./Entry.js"
 import { NamespaceId, Signature } from "./Keys.js"
 import { NodeAddr, NodeId } from "./NodeAddr.js"
 
@@ -142,13 +142,6 @@ export const signPeerRecord = (
 export const makePeerRecord = (
   fields: { readonly nodeId: NodeId; readonly timestamp: bigint; readonly addrs: ReadonlyArray<string>; readonly signature: Uint8Array }
 ): PeerRecord => new PeerRecord({ ...fields, signature: Signature.make(fields.signature) })
-
-/** Whether the record's signature is its node's (strict Ed25519 verification). */
-export const verifyPeerRecord = (record: PeerRecord): boolean => {
-  const key = Ed.publicKeyObject(record.nodeId)
-  return key !== undefined &&
-    Ed.verify(key, signedBytes(record.nodeId, record.timestamp, record.addrs), record.signature)
-}
 
 export const writePeerRecord = (w: Writer, record: PeerRecord): void => {
   writeBody(w, record.nodeId, record.timestamp, record.addrs)
@@ -309,5 +302,3 @@ export const MembersResponseFromBytes = codec(
   writeMembersResponse
 )
 
-/** The whole-input readers, for hot paths that want an Either without a ParseError. */
-export const decodePeerRecord = readWhole(readPeerRecord)

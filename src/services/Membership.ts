@@ -40,7 +40,7 @@ import { toHex } from "../internal/bytes.js"
 import { encodeFrame, FrameDecoder } from "../internal/framing.js"
 import { MEMBERS_PROTOCOL } from "../schema/constants.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
-import { NodeAddr, type NodeId } from "../schema/NodeAddr.js"
+import { NodeAddr, type NodeId, nodeIdEquals } from "../schema/NodeAddr.js"
 import {
   checkRecordTime,
   MAX_EXCHANGE_MESSAGE_SIZE,
@@ -295,7 +295,7 @@ export const make = (
             ? apply(doc, { _tag: "ConnectFailed", peer: peerId, forget: true })
             : Effect.gen(function*() {
               const records = yield* timely(response.records, peerId)
-              const theirs = records.find((r) => r.nodeId.every((b, i) => b === peerId[i]))
+              const theirs = records.find((r) => nodeIdEquals(r.nodeId, peerId))
               if (theirs !== undefined) yield* book.remember(theirs.nodeAddr)
               yield* apply(doc, { _tag: "Records", from: peerId, records })
             })
