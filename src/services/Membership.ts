@@ -16,7 +16,9 @@
  * so a remote learns the members of a namespace only if it names it; otherwise it answers NotMember.
  *
  * A remote that sends malformed frames or records is counted, logged as a WARN line without a stack (at most one
- * line per kind per 10 s, src/services/Network/warnings.ts), and its stream aborted; an unreachable member is routine (logged at DEBUG, retried with backoff by the core).
+ * line per kind per 10 s, src/services/Network/warnings.ts), and its stream aborted; an unreachable member is
+ * routine (logged at DEBUG, retried with backoff by the core). A remote's records are learnt from one request per
+ * half shuffle interval and document, and only for documents we joined, before any signature is checked.
  */
 import {
   Clock,
@@ -274,6 +276,11 @@ export const make = (
         return ok
       })
 
+    const withinExchangeTimeout = Effect.timeoutFail({
+      duration: exchangeTimeout,
+      onTimeout: () => new Unreachable({ reason: `timed out after ${Duration.format(exchangeTimeout)}` })
+    })
+
     // -- the core's decisions
 
     const apply = (doc: Doc, event: View.Event): Effect.Effect<void> =>
@@ -341,10 +348,7 @@ export const make = (
         bump("exchanges")
         return response
       })).pipe(
-        Effect.timeoutFail({
-          duration: exchangeTimeout,
-          onTimeout: () => new Unreachable({ reason: `timed out after ${Duration.format(exchangeTimeout)}` })
-        }),
+        withinExchangeTimeout,
         Effect.withSpan("Membership.exchange")
       )
 
@@ -390,10 +394,7 @@ export const make = (
         const reply = View.sample(doc.view, yield* nextRandom, remote)
         yield* sendFrame(stream, encodeResponse(new Members({ records: yield* withOwn(reply) })))
       })).pipe(
-        Effect.timeoutFail({
-          duration: exchangeTimeout,
-          onTimeout: () => new Unreachable({ reason: `timed out after ${Duration.format(exchangeTimeout)}` })
-        }),
+        withinExchangeTimeout,
         Effect.tapError((error) =>
           error._tag === "Malformed"
             ? Effect.zipRight(
