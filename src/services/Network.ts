@@ -23,6 +23,7 @@ import { generateKeyPairFromSeed } from "@libp2p/crypto/keys"
 import { type GossipSub, gossipsub, StrictSign } from "@libp2p/gossipsub"
 import { type Identify, identify } from "@libp2p/identify"
 import type {
+  Address,
   Connection,
   Libp2p,
   PeerId,
@@ -107,6 +108,8 @@ export const DEFAULT_INBOUND_PER_HOST_PER_SECOND = 100
 export const DEFAULT_MAX_PENDING_INBOUND = 64
 /** Open connections at most, in and out (libp2p's default on Node.js); further inbound connections are refused. */
 export const DEFAULT_MAX_CONNECTIONS = 300
+/** Addresses the peer store keeps per peer (see `remember` in makeNode). */
+export const MAX_PEER_STORE_ADDRS = 32
 /** Largest value accepted for any of the connection limits. */
 const MAX_LIMIT = 65536
 
@@ -352,12 +355,23 @@ const makeNode = (
         )
         : abort(stream, Exit.isInterrupted(exit) ? "interrupted" : "failed")
 
+    /**
+     * Adds the addresses to the peer's entry in the peer store, which keeps at most MAX_PEER_STORE_ADDRS: the given
+     * ones first, then the ones it had. Addresses come from tickets and other peers' membership records, so a peer
+     * whose node id publishes new addresses again and again must not grow its entry without bound.
+     */
     const remember = (peerId: PeerId, addr: NodeAddr, protocol: string | undefined) =>
       addr.addrs.length === 0
         ? Effect.void
         : Effect.tryPromise({
-          try: (signal) =>
-            node.peerStore.merge(peerId, { multiaddrs: addr.addrs.map((a) => multiaddr(a)) }, { signal }),
+          try: async (signal) => {
+            const given = addr.addrs.slice(0, MAX_PEER_STORE_ADDRS).map((a) => multiaddr(a))
+            const peer = await node.peerStore.merge(peerId, { multiaddrs: given }, { signal })
+            if (peer.addresses.length <= MAX_PEER_STORE_ADDRS) return
+            const isGiven = (a: Address) => given.some((g) => a.multiaddr.equals(g))
+            const kept = [...peer.addresses.filter(isGiven), ...peer.addresses.filter((a) => !isGiven(a))]
+            await node.peerStore.patch(peerId, { addresses: kept.slice(0, MAX_PEER_STORE_ADDRS) }, { signal })
+          },
           catch: toDialError(addr.nodeId, protocol)
         })
 

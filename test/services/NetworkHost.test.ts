@@ -74,6 +74,23 @@ const recordingLogger = (lines: Array<LogLine>) =>
 const STACK = /\n\s+at .*:\d+/
 
 describe("Network host", () => {
+  it.scopedLive("the peer store keeps at most MAX_PEER_STORE_ADDRS addresses per peer, the newest given first", () =>
+    Effect.gen(function*() {
+      const a = yield* node()
+      const b = yield* node()
+      const real = yield* b.addr
+      yield* a.dial(real)
+      // A peer that keeps publishing new addresses (membership records, tickets): 10 × 8 of them.
+      let last: ReadonlyArray<string> = []
+      for (let round = 0; round < 10; round++) {
+        last = Array.from({ length: 8 }, (_, i) => `/ip4/127.0.0.1/tcp/${20_000 + round * 8 + i}`)
+        yield* a.dial(new NodeAddr({ nodeId: b.nodeId, addrs: last }))
+      }
+      const kept = yield* a.peerAddresses(b.nodeId)
+      assert.isAtMost(kept.length, Network.MAX_PEER_STORE_ADDRS)
+      for (const addr of last) assert.include(kept, addr)
+    }))
+
   it.scopedLive("finding 2: twenty nodes dialing one node in the same instant all connect", () =>
     Effect.gen(function*() {
       const hub = yield* node()
