@@ -136,7 +136,10 @@ class Swarm {
       const v = node.view
       assert.isAtMost(v.active.size, v.config.maxActive, "active bounded")
       assert.isAtMost(v.known.size, v.config.maxPassive, "records bounded")
-      assert.isAtMost(v.active.size + v.connecting.size, v.config.maxActive + v.config.maxBootstrap, "connects bounded")
+      // Ours: up to maxActive by fill and replacement, plus the bootstrap of the one join. Others' exchanges add to
+      // `connecting` only while active + connecting < maxActive.
+      assert.isAtMost(v.ours.size, v.config.maxActive + v.config.maxBootstrap, "ours bounded")
+      assert.isAtMost(v.connecting.size, 2 * v.config.maxActive + v.config.maxBootstrap, "connects bounded")
       assert.isAtMost(v.failures.size, v.config.maxPassive + v.config.maxBootstrap, "failures bounded")
       assert.isFalse(v.known.has(v.self), "no record of itself")
       for (const key of v.ours) assert.isTrue(v.active.has(key) || v.connecting.has(key), "ours are active or connecting")
