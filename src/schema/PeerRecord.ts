@@ -16,8 +16,9 @@
  * | `addrs` | varint count (1 to {@link MAX_RECORD_ADDRS}), each a varint length (≤ {@link MAX_ADDR_LENGTH}) + UTF-8 |
  * | `signature` | 64 bytes |
  *
- * Every address must be a multiaddr in its canonical string form, without `/p2p/<id>` (the record names the node)
- * and without `/p2p-circuit` (no relay transport here). Decoding checks all of that and the signature (strict
+ * Every address must be a multiaddr in its canonical string form, exactly `/<ip4|ip6|dns|dns4|dns6>/<host>/tcp/<port>`
+ * (TCP is the one transport here): no `/p2p/<id>` (the record names the node), no `/p2p-circuit` (no relays), no
+ * `/unix/` path (libp2p's TCP transport would dial a local socket), no port 0 and no unspecified IP address. Decoding checks all of that and the signature (strict
  * Ed25519); the future-timestamp bound needs the time, so it is {@link checkRecordTime}.
  */
 import { multiaddr } from "@multiformats/multiaddr"
@@ -26,7 +27,7 @@ import { concat, equals, utf8 } from "../internal/bytes.js"
 import * as Ed from "../internal/ed25519.js"
 import { PostcardError, type Reader, Writer } from "../internal/postcard.js"
 import { trusted } from "../internal/trusted.js"
-import { decodeWith, encodeWith, readWhole } from "./Entry.js"
+import { decodeWith, encodeWith } from "./Entry.js"
 import { NamespaceId, Signature } from "./Keys.js"
 import { NodeAddr, NodeId } from "./NodeAddr.js"
 
@@ -49,22 +50,32 @@ const MAX_U64 = (1n << 64n) - 1n
 
 const utf8Strict = new TextDecoder("utf-8", { fatal: true })
 
+/** The first component of a record's address: an IP address or a DNS name. */
+const RECORD_HOSTS: ReadonlySet<string> = new Set(["ip4", "ip6", "dns", "dns4", "dns6"])
+
 /** Why an address cannot go in a record, or undefined when it can. */
 export const addrProblem = (addr: string): string | undefined => {
   if (utf8(addr).length > MAX_ADDR_LENGTH) return `address longer than ${MAX_ADDR_LENGTH} bytes`
   let canonical: string
-  let names: ReadonlyArray<string>
+  let parts: ReadonlyArray<{ readonly name: string; readonly value?: string | undefined }>
   try {
     const ma = multiaddr(addr)
     canonical = ma.toString()
-    names = ma.getComponents().map((c) => c.name)
+    parts = ma.getComponents()
   } catch {
     return "not a multiaddr"
   }
   if (canonical !== addr) return "not a canonical multiaddr"
+  const names = parts.map((c) => c.name)
   if (names.length === 0) return "empty multiaddr"
   if (names.includes("p2p-circuit")) return "relay address"
   if (names.includes("p2p")) return "address names a peer"
+  // Exactly a host and a TCP port: TCP is the one transport here, and libp2p's TCP transport would also dial a
+  // `/unix/` path, which would let a record point us at a local socket.
+  const [host, tcp] = parts
+  if (parts.length !== 2 || !RECORD_HOSTS.has(host!.name) || tcp!.name !== "tcp") return "not a host and a TCP port"
+  if (tcp!.value === "0") return "TCP port 0"
+  if (host!.value === "0.0.0.0" || host!.value === "::") return "unspecified IP address"
   return undefined
 }
 
@@ -132,13 +143,6 @@ export const makePeerRecord = (
   fields: { readonly nodeId: NodeId; readonly timestamp: bigint; readonly addrs: ReadonlyArray<string>; readonly signature: Uint8Array }
 ): PeerRecord => new PeerRecord({ ...fields, signature: Signature.make(fields.signature) })
 
-/** Whether the record's signature is its node's (strict Ed25519 verification). */
-export const verifyPeerRecord = (record: PeerRecord): boolean => {
-  const key = Ed.publicKeyObject(record.nodeId)
-  return key !== undefined &&
-    Ed.verify(key, signedBytes(record.nodeId, record.timestamp, record.addrs), record.signature)
-}
-
 export const writePeerRecord = (w: Writer, record: PeerRecord): void => {
   writeBody(w, record.nodeId, record.timestamp, record.addrs)
   w.raw(fixed("signature", record.signature, 64))
@@ -174,22 +178,32 @@ export const readPeerRecord = (r: Reader): PeerRecord => {
   return trusted(PeerRecord.prototype, { nodeId, timestamp, addrs, signature })
 }
 
-/** PeerRecord ⇄ postcard bytes; malformed, oversized or badly signed input fails with a ParseError. */
-export const PeerRecordFromBytes = Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(PeerRecord), {
-  strict: true,
-  decode: (bytes, _, ast) =>
-    bytes.length > MAX_RECORD_SIZE
-      ? ParseResult.fail(new ParseResult.Type(ast, bytes, `record of ${bytes.length} bytes, max ${MAX_RECORD_SIZE}`))
-      : decodeWith(readPeerRecord)(bytes, ast),
-  encode: (record, _, ast) => {
-    try {
-      return ParseResult.succeed(encodeWith(writePeerRecord)(record))
-    } catch (e) {
-      if (e instanceof PostcardError) return ParseResult.fail(new ParseResult.Type(ast, record, e.message))
-      throw e
+/** A postcard codec for `to` that refuses input over `max` bytes before reading it. */
+const codec = <A, I>(
+  to: Schema.Schema<A, I>,
+  what: string,
+  max: number,
+  read: (r: Reader) => A,
+  write: (w: Writer, a: A) => void
+) =>
+  Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(to), {
+    strict: true,
+    decode: (bytes, _, ast) =>
+      bytes.length > max
+        ? ParseResult.fail(new ParseResult.Type(ast, bytes, `${what} of ${bytes.length} bytes, max ${max}`))
+        : decodeWith(read)(bytes, ast),
+    encode: (a, _, ast) => {
+      try {
+        return ParseResult.succeed(encodeWith(write)(a))
+      } catch (e) {
+        if (e instanceof PostcardError) return ParseResult.fail(new ParseResult.Type(ast, a, e.message))
+        throw e
+      }
     }
-  }
-})
+  })
+
+/** PeerRecord ⇄ postcard bytes; malformed, oversized or badly signed input fails with a ParseError. */
+export const PeerRecordFromBytes = codec(PeerRecord, "record", MAX_RECORD_SIZE, readPeerRecord, writePeerRecord)
 
 /** Why a well-signed record is still refused. */
 export type RecordTimeProblem = "TooFarInTheFuture"
@@ -240,6 +254,13 @@ export const writeMembersRequest = (w: Writer, m: MembersRequest): void => {
   writeRecords(w, m.records)
 }
 
+/**
+ * The namespace a MembersRequest names (its first 32 bytes), read without decoding the records or checking their
+ * signatures: a server looks it up, and spends verifications only on documents it joined. None when too short.
+ */
+export const membersRequestNamespace = (bytes: Uint8Array): Option.Option<NamespaceId> =>
+  bytes.length < 32 ? Option.none() : Option.some(NamespaceId.make(bytes.slice(0, 32), true))
+
 export const readMembersRequest = (r: Reader): MembersRequest =>
   trusted(MembersRequest.prototype, { namespace: NamespaceId.make(r.raw(32), true), records: readRecords(r) })
 
@@ -264,33 +285,20 @@ export const readMembersResponse = (r: Reader): MembersResponse => {
   }
 }
 
-const codec = <A, I>(
-  to: Schema.Schema<A, I>,
-  read: (r: Reader) => A,
-  write: (w: Writer, a: A) => void
-) =>
-  Schema.transformOrFail(Schema.Uint8ArrayFromSelf, Schema.typeSchema(to), {
-    strict: true,
-    decode: (bytes, _, ast) =>
-      bytes.length > MAX_EXCHANGE_MESSAGE_SIZE
-        ? ParseResult.fail(
-          new ParseResult.Type(ast, bytes, `message of ${bytes.length} bytes, max ${MAX_EXCHANGE_MESSAGE_SIZE}`)
-        )
-        : decodeWith(read)(bytes, ast),
-    encode: (a, _, ast) => {
-      try {
-        return ParseResult.succeed(encodeWith(write)(a))
-      } catch (e) {
-        if (e instanceof PostcardError) return ParseResult.fail(new ParseResult.Type(ast, a, e.message))
-        throw e
-      }
-    }
-  })
-
 /** MembersRequest ⇄ postcard bytes; malformed or oversized input, or any bad record, fails with a ParseError. */
-export const MembersRequestFromBytes = codec(MembersRequest, readMembersRequest, writeMembersRequest)
+export const MembersRequestFromBytes = codec(
+  MembersRequest,
+  "message",
+  MAX_EXCHANGE_MESSAGE_SIZE,
+  readMembersRequest,
+  writeMembersRequest
+)
 /** MembersResponse ⇄ postcard bytes; malformed or oversized input, or any bad record, fails with a ParseError. */
-export const MembersResponseFromBytes = codec(MembersResponse, readMembersResponse, writeMembersResponse)
+export const MembersResponseFromBytes = codec(
+  MembersResponse,
+  "message",
+  MAX_EXCHANGE_MESSAGE_SIZE,
+  readMembersResponse,
+  writeMembersResponse
+)
 
-/** The whole-input readers, for hot paths that want an Either without a ParseError. */
-export const decodePeerRecord = readWhole(readPeerRecord)

@@ -83,7 +83,8 @@ export const layerFile = (dataDir: string): Layer.Layer<AddressBook> =>
       }
       const persist = (book: ReadonlyMap<string, ReadonlyArray<string>>) =>
         Effect.tryPromise(async () => {
-          await fs.mkdir(dataDir, { recursive: true })
+          // 0700 like every path to the data directory (src/internal/files.ts), should the book create it.
+          await fs.mkdir(dataDir, { recursive: true, mode: 0o700 })
           const tmp = `${file}.${process.pid}.tmp`
           await fs.writeFile(tmp, JSON.stringify(Object.fromEntries(book)))
           await fs.rename(tmp, file)

@@ -43,6 +43,7 @@ import { decodeOp, type GossipEvent, NeighborDown, NeighborUp, type Op, OpFromBy
 import { makeStreamRepair } from "./Gossip/gossipsubAdapter.js"
 import * as Network from "./Network.js"
 import { GossipRouter } from "./Network/router.js"
+import { makeRemoteWarnings } from "./Network/warnings.js"
 
 export type { GossipEvent } from "../schema/Op.js"
 
@@ -197,10 +198,10 @@ export const make = (
     }
 
     const notices = yield* Queue.dropping<Skipped>(NOTICE_CAPACITY)
+    // Any publisher can send invalid messages at its own pace: rate-limited (stats.invalid counts them all).
+    const warn = makeRemoteWarnings()
     yield* Queue.take(notices).pipe(
-      Effect.flatMap(({ from, reason, topic }) =>
-        Effect.logWarning("gossip message skipped").pipe(Effect.annotateLogs({ topic, from, reason }))
-      ),
+      Effect.flatMap(({ from, reason, topic }) => warn("gossip message skipped", { topic, from, reason })),
       Effect.forever,
       annotate,
       Effect.forkScoped

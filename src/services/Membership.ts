@@ -15,8 +15,10 @@
  * MAX_EXCHANGE_MESSAGE_SIZE bytes, within `exchangeTimeout`. A node answers only for documents it has joined itself,
  * so a remote learns the members of a namespace only if it names it; otherwise it answers NotMember.
  *
- * A remote that sends malformed frames or records is counted, logged once per exchange as a WARN line without a
- * stack, and its stream aborted; an unreachable member is routine (logged at DEBUG, retried with backoff by the core).
+ * A remote that sends malformed frames or records is counted, logged as a WARN line without a stack (at most one
+ * line per kind per 10 s, src/services/Network/warnings.ts), and its stream aborted; an unreachable member is
+ * routine (logged at DEBUG, retried with backoff by the core). A remote's records are learnt from one request per
+ * half shuffle interval and document, and only for documents we joined, before any signature is checked.
  */
 import {
   Clock,
@@ -40,7 +42,7 @@ import { toHex } from "../internal/bytes.js"
 import { encodeFrame, FrameDecoder } from "../internal/framing.js"
 import { MEMBERS_PROTOCOL } from "../schema/constants.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
-import { NodeAddr, type NodeId } from "../schema/NodeAddr.js"
+import { NodeAddr, type NodeId, nodeIdEquals } from "../schema/NodeAddr.js"
 import {
   checkRecordTime,
   MAX_EXCHANGE_MESSAGE_SIZE,
@@ -48,6 +50,7 @@ import {
   Members,
   MembersRequest,
   MembersRequestFromBytes,
+  membersRequestNamespace,
   type MembersResponse,
   MembersResponseFromBytes,
   NotMember,
@@ -58,6 +61,7 @@ import * as AddressBook from "./AddressBook.js"
 import * as Gossip from "./Gossip.js"
 import * as View from "./Membership/View.js"
 import * as Network from "./Network.js"
+import { makeRemoteWarnings } from "./Network/warnings.js"
 
 /** How often a document exchanges records with one random neighbour (HyParView's shuffle). */
 export const DEFAULT_SHUFFLE_INTERVAL: Duration.Duration = Duration.seconds(30)
@@ -65,6 +69,8 @@ export const DEFAULT_SHUFFLE_INTERVAL: Duration.Duration = Duration.seconds(30)
 export const DEFAULT_EXCHANGE_TIMEOUT: Duration.Duration = Duration.seconds(10)
 /** Inbound exchange streams per connection at once. */
 const MAX_INBOUND_EXCHANGES = 4
+/** Remotes whose last learnt request a document remembers (for the rate limit); when full, new remotes wait. */
+const MAX_RATE_TRACKED = 1024
 
 export interface MembershipConfig {
   /** Neighbours a node connects to on its own; default 4. */
@@ -91,6 +97,11 @@ export interface MembershipStats {
   readonly malformed: number
   /** Well-signed records refused (timestamp too far in the future). */
   readonly rejectedRecords: number
+  /**
+   * Requests answered without learning their records (nor checking their signatures): the remote asked again within
+   * half a shuffle interval. An honest member asks one neighbour per interval.
+   */
+  readonly rateLimited: number
 }
 
 export interface MembersView {
@@ -120,7 +131,8 @@ const metrics = {
   served: Metric.counter("rangedocs_membership_served", { incremental: true }),
   connectFailures: Metric.counter("rangedocs_membership_connect_failures", { incremental: true }),
   malformed: Metric.counter("rangedocs_membership_malformed", { incremental: true }),
-  rejectedRecords: Metric.counter("rangedocs_membership_rejected_records", { incremental: true })
+  rejectedRecords: Metric.counter("rangedocs_membership_rejected_records", { incremental: true }),
+  rateLimited: Metric.counter("rangedocs_membership_rate_limited", { incremental: true })
 } as const
 type Counter = keyof typeof metrics
 
@@ -174,6 +186,8 @@ interface Doc {
   view: View.View
   readonly tasks: FiberSet.FiberSet<void, never>
   readonly scope: Scope.CloseableScope
+  /** Remote (hex) → when its last request's records were learnt (ms): at most one per `minRequestGap`. */
+  readonly learnt: Map<string, number>
 }
 
 const positive = (name: string, n: number) =>
@@ -200,7 +214,11 @@ export const make = (
       positive("shuffleInterval (ms)", Duration.toMillis(shuffleInterval)) ??
       positive("exchangeTimeout (ms)", Duration.toMillis(exchangeTimeout))
     if (problem !== undefined) return yield* Effect.dieMessage(`Membership: ${problem}`)
+    /** A remote's records are learnt from one request per this gap (per document); later ones are only answered. */
+    const minRequestGap = Duration.toMillis(shuffleInterval) / 2
     const annotate = Effect.annotateLogs({ service: "Membership", node: fmtShort(network.nodeId) })
+    /** Remote-caused WARN lines, at most one per kind per 10 s (the counters count every one). */
+    const warn = makeRemoteWarnings()
     const serviceScope = yield* Effect.scope
 
     const counts: Record<Counter, number> = {
@@ -208,7 +226,8 @@ export const make = (
       served: 0,
       connectFailures: 0,
       malformed: 0,
-      rejectedRecords: 0
+      rejectedRecords: 0,
+      rateLimited: 0
     }
     const bump = (counter: Counter, n = 1) => {
       counts[counter] += n
@@ -218,6 +237,11 @@ export const make = (
     /** Namespace hex → document; an entry exists while the document's membership runs. */
     const docs = new Map<string, Doc>()
     const running = yield* FiberMap.make<string, void, never>()
+    /**
+     * Joins and leaves one at a time: a join yields between finding no document and registering one, so two
+     * concurrent joins could each start one, the second's interrupting the first's with its bootstrap.
+     */
+    const lock = yield* Effect.makeSemaphore(1)
 
     // -- our own record: re-signed when the listen addresses change, always with a newer timestamp
 
@@ -247,12 +271,15 @@ export const make = (
         const rejected = records.length - ok.length
         if (rejected > 0) {
           bump("rejectedRecords", rejected)
-          yield* Effect.logWarning("member records from the future refused").pipe(
-            Effect.annotateLogs({ peer: fmtShort(from), rejected })
-          )
+          yield* warn("member records from the future refused", { peer: fmtShort(from), rejected })
         }
         return ok
       })
+
+    const withinExchangeTimeout = Effect.timeoutFail({
+      duration: exchangeTimeout,
+      onTimeout: () => new Unreachable({ reason: `timed out after ${Duration.format(exchangeTimeout)}` })
+    })
 
     // -- the core's decisions
 
@@ -275,7 +302,7 @@ export const make = (
             ? apply(doc, { _tag: "ConnectFailed", peer: peerId, forget: true })
             : Effect.gen(function*() {
               const records = yield* timely(response.records, peerId)
-              const theirs = records.find((r) => r.nodeId.every((b, i) => b === peerId[i]))
+              const theirs = records.find((r) => nodeIdEquals(r.nodeId, peerId))
               if (theirs !== undefined) yield* book.remember(theirs.nodeAddr)
               yield* apply(doc, { _tag: "Records", from: peerId, records })
             })
@@ -283,9 +310,7 @@ export const make = (
         Effect.catchAll((error) =>
           Effect.zipRight(
             error._tag === "Malformed"
-              ? Effect.logWarning("membership exchange refused").pipe(
-                Effect.annotateLogs({ peer: fmtShort(peerId), reason: error.reason })
-              )
+              ? warn("membership exchange refused", { peer: fmtShort(peerId), reason: error.reason })
               : Effect.zipRight(
                 Effect.sync(() => bump("connectFailures")),
                 Effect.logDebug("membership exchange failed").pipe(
@@ -323,38 +348,58 @@ export const make = (
         bump("exchanges")
         return response
       })).pipe(
-        Effect.timeoutFail({
-          duration: exchangeTimeout,
-          onTimeout: () => new Unreachable({ reason: `timed out after ${Duration.format(exchangeTimeout)}` })
-        }),
+        withinExchangeTimeout,
         Effect.withSpan("Membership.exchange")
       )
 
     // -- serving exchanges
 
+    /**
+     * Whether `remote`'s request may feed the document's view now: one per `minRequestGap`, so that a remote (or a
+     * swarm of fresh identities, each a connection) cannot replace the records we hold faster than members shuffle,
+     * nor make us verify 16 signatures per request at its pace.
+     */
+    const mayLearn = (doc: Doc, remote: NodeId, now: number): boolean => {
+      const key = View.keyOf(remote)
+      const last = doc.learnt.get(key)
+      if (last !== undefined && now - last < minRequestGap) return false
+      if (last === undefined && doc.learnt.size >= MAX_RATE_TRACKED) {
+        for (const [k, t] of doc.learnt) if (now - t >= minRequestGap) doc.learnt.delete(k)
+        if (doc.learnt.size >= MAX_RATE_TRACKED) return false
+      }
+      doc.learnt.delete(key)
+      doc.learnt.set(key, now)
+      return true
+    }
+
     const serve: Network.Handler<Unreachable | Malformed, never> = (stream, remote) =>
       Effect.scoped(Effect.gen(function*() {
         const pull = yield* Network.reader(stream)
         const frame = yield* readFrame(pull)
-        const request = yield* Either.mapLeft(decodeRequest(frame), (e) => new Malformed({ reason: parseReason(e) }))
-        const doc = docs.get(toHex(request.namespace))
+        // The namespace first: records are decoded (signatures checked) only for a document we joined.
+        const namespace = yield* Option.match(membersRequestNamespace(frame), {
+          onNone: () => Effect.fail(new Malformed({ reason: `request of ${frame.length} bytes` })),
+          onSome: Effect.succeed
+        })
+        const doc = docs.get(toHex(namespace))
+        if (doc === undefined) {
+          bump("served")
+          return yield* sendFrame(stream, encodeResponse(new NotMember()))
+        }
+        if (mayLearn(doc, remote, yield* Clock.currentTimeMillis)) {
+          const request = yield* Either.mapLeft(decodeRequest(frame), (e) => new Malformed({ reason: parseReason(e) }))
+          yield* apply(doc, { _tag: "Records", from: remote, records: yield* timely(request.records, remote) })
+        } else bump("rateLimited")
         bump("served")
-        if (doc === undefined) return yield* sendFrame(stream, encodeResponse(new NotMember()))
-        yield* apply(doc, { _tag: "Records", from: remote, records: yield* timely(request.records, remote) })
         const reply = View.sample(doc.view, yield* nextRandom, remote)
         yield* sendFrame(stream, encodeResponse(new Members({ records: yield* withOwn(reply) })))
       })).pipe(
-        Effect.timeoutFail({
-          duration: exchangeTimeout,
-          onTimeout: () => new Unreachable({ reason: `timed out after ${Duration.format(exchangeTimeout)}` })
-        }),
+        withinExchangeTimeout,
         Effect.tapError((error) =>
           error._tag === "Malformed"
             ? Effect.zipRight(
               Effect.sync(() => bump("malformed")),
-              Effect.logWarning("membership request refused").pipe(
-                Effect.annotateLogs({ peer: fmtShort(remote), reason: error.reason })
-              )
+              warn("membership request refused", { peer: fmtShort(remote), reason: error.reason })
             )
             : Effect.logDebug("membership request failed", error.reason)
         ),
@@ -426,12 +471,12 @@ export const make = (
         // The document's scope holds its connects and exchanges; leave (or the service's end) closes it.
         const scope = yield* Scope.fork(serviceScope, ExecutionStrategy.sequential)
         const tasks = yield* Scope.extend(FiberSet.make<void, never>(), scope)
-        doc = { namespace, view: View.empty(network.nodeId, viewConfig), tasks, scope }
+        doc = { namespace, view: View.empty(network.nodeId, viewConfig), tasks, scope, learnt: new Map() }
         docs.set(key, doc)
         yield* FiberMap.run(running, key, runDoc(doc))
       }
       yield* apply(doc, { _tag: "Join", bootstrap })
-    }, annotate)
+    }, lock.withPermits(1), annotate)
 
     const leave = Effect.fn("Membership.leave")(function*(namespace: NamespaceId) {
       const key = toHex(namespace)
@@ -440,7 +485,7 @@ export const make = (
       docs.delete(key)
       yield* FiberMap.remove(running, key)
       yield* Scope.close(doc.scope, Exit.void)
-    }, annotate)
+    }, lock.withPermits(1), annotate)
 
     const members = (namespace: NamespaceId) =>
       Effect.sync((): MembersView => {

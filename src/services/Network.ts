@@ -23,6 +23,7 @@ import { generateKeyPairFromSeed } from "@libp2p/crypto/keys"
 import { type GossipSub, gossipsub, StrictSign } from "@libp2p/gossipsub"
 import { type Identify, identify } from "@libp2p/identify"
 import type {
+  Address,
   Connection,
   Libp2p,
   PeerId,
@@ -61,6 +62,7 @@ import { DialError, NetworkError, StreamError } from "../schema/NetworkErrors.js
 import { NodeAddr, NodeId, nodeIdFromPeerId, peerIdFromNodeId } from "../schema/NodeAddr.js"
 import { boundPorts, preferredListen, readPorts, writePorts } from "./Network/ports.js"
 import { GossipRouter, type GossipRouterService } from "./Network/router.js"
+import { makeRemoteWarnings, type RemoteWarning } from "./Network/warnings.js"
 
 export type { Stream } from "@libp2p/interface"
 
@@ -106,6 +108,8 @@ export const DEFAULT_INBOUND_PER_HOST_PER_SECOND = 100
 export const DEFAULT_MAX_PENDING_INBOUND = 64
 /** Open connections at most, in and out (libp2p's default on Node.js); further inbound connections are refused. */
 export const DEFAULT_MAX_CONNECTIONS = 300
+/** Addresses the peer store keeps per peer (see `remember` in makeNode). */
+export const MAX_PEER_STORE_ADDRS = 32
 /** Largest value accepted for any of the connection limits. */
 const MAX_LIMIT = 65536
 
@@ -340,6 +344,7 @@ const makeNode = (
       yield* writePorts(persistence.dataDir, boundPorts(listen, node.getMultiaddrs()))
     }
     const serviceScope = yield* Effect.scope
+    const warn = makeRemoteWarnings()
 
     /** Closes our side gracefully after a successful use, resets it otherwise. */
     const release = (stream: P2PStream, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
@@ -350,12 +355,23 @@ const makeNode = (
         )
         : abort(stream, Exit.isInterrupted(exit) ? "interrupted" : "failed")
 
+    /**
+     * Adds the addresses to the peer's entry in the peer store, which keeps at most MAX_PEER_STORE_ADDRS: the given
+     * ones first, then the ones it had. Addresses come from tickets and other peers' membership records, so a peer
+     * whose node id publishes new addresses again and again must not grow its entry without bound.
+     */
     const remember = (peerId: PeerId, addr: NodeAddr, protocol: string | undefined) =>
       addr.addrs.length === 0
         ? Effect.void
         : Effect.tryPromise({
-          try: (signal) =>
-            node.peerStore.merge(peerId, { multiaddrs: addr.addrs.map((a) => multiaddr(a)) }, { signal }),
+          try: async (signal) => {
+            const given = addr.addrs.slice(0, MAX_PEER_STORE_ADDRS).map((a) => multiaddr(a))
+            const peer = await node.peerStore.merge(peerId, { multiaddrs: given }, { signal })
+            if (peer.addresses.length <= MAX_PEER_STORE_ADDRS) return
+            const isGiven = (a: Address) => given.some((g) => a.multiaddr.equals(g))
+            const kept = [...peer.addresses.filter(isGiven), ...peer.addresses.filter((a) => !isGiven(a))]
+            await node.peerStore.patch(peerId, { addresses: kept.slice(0, MAX_PEER_STORE_ADDRS) }, { signal })
+          },
           catch: toDialError(addr.nodeId, protocol)
         })
 
@@ -398,16 +414,14 @@ const makeNode = (
       Either.match(nodeIdFromPeerId(connection.remotePeer), {
         onLeft: (error) =>
           Effect.zipRight(
-            Effect.logWarning("stream from a non-Ed25519 peer rejected").pipe(
-              Effect.annotateLogs({ peer: error.peerId, keyType: error.keyType })
-            ),
+            warn("stream from a non-Ed25519 peer rejected", { peer: error.peerId, keyType: error.keyType }),
             abort(stream, error.message)
           ),
         onRight: (remote) =>
           Effect.suspend(() => handler(stream, remote)).pipe(
             Effect.onExit((exit) => release(stream, exit)),
             Effect.catchAllCause((cause) =>
-              Cause.isInterruptedOnly(cause) ? Effect.void : handlerFailed(cause)
+              Cause.isInterruptedOnly(cause) ? Effect.void : handlerFailed(warn, cause)
             ),
             Effect.annotateLogs({ remote: fmtShort(remote) })
           )
@@ -497,14 +511,15 @@ const makeNode = (
   }).pipe(Effect.annotateLogs({ service: "Network" }))
 
 /**
- * A handler failed: one WARN line naming the failure (a remote's bad stream is not our bug), the cause with its
- * stack at DEBUG. A defect is a bug of ours: logged at ERROR with the cause.
+ * A handler failed: one WARN line naming the failure (a remote's bad stream is not our bug; rate-limited, since a
+ * remote can fail a stream at its own pace), the cause with its stack at DEBUG. A defect is a bug of ours: logged
+ * at ERROR with the cause.
  */
-const handlerFailed = (cause: Cause.Cause<unknown>) =>
+const handlerFailed = (warn: RemoteWarning, cause: Cause.Cause<unknown>) =>
   Cause.isDie(cause)
     ? Effect.logError("stream handler died", cause)
     : Effect.zipRight(
-      Effect.logWarning("stream handler failed").pipe(Effect.annotateLogs({ reason: describe(Cause.squash(cause)) })),
+      warn("stream handler failed", { reason: describe(Cause.squash(cause)) }),
       Effect.logDebug("stream handler failed", cause)
     )
 

@@ -151,11 +151,21 @@ describe("PeerRecord", () => {
         "/ip4/127.0.0.1/tcp/1/p2p-circuit",
         `/ip4/127.0.0.1/tcp/1/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA`,
         "/ip4/127.000.0.1/tcp/1",
+        "/unix/var%2Frun%2Fdocker.sock",
+        "/ip4/127.0.0.1/tcp/0",
+        "/ip4/0.0.0.0/tcp/1",
+        "/ip6/::/tcp/1",
+        "/ip4/127.0.0.1/udp/1/quic-v1",
+        "/ip4/127.0.0.1/tcp/1/ws",
+        "/ip4/127.0.0.1",
         ""
       ]
     ) fails(rawRecord(X.nodeId, 1n, [utf8(bad)]), bad)
     fails(rawRecord(X.nodeId, 1n, [Uint8Array.of(0x2f, 0xff, 0xfe)]), "not UTF-8")
-    assert.deepStrictEqual(recordableAddrs(["/ip4/1.2.3.4/tcp/1/p2p-circuit", ADDR, ADDR, "junk"]), [ADDR])
+    assert.deepStrictEqual(recordableAddrs(["/ip4/1.2.3.4/tcp/1/p2p-circuit", ADDR, ADDR, "junk", "/unix/x"]), [ADDR])
+    for (const good of ["/ip6/::1/tcp/2", "/dns/example.com/tcp/3", "/dns6/example.com/tcp/4"]) {
+      assert.isTrue(Either.isRight(decode(rawRecord(X.nodeId, 1n, [utf8(good)]))), good)
+    }
   })
 
   it("bounds: node id, signature, trailing bytes, truncation, size", () => {

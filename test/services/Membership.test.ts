@@ -5,16 +5,19 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Context, Duration, Effect, ExecutionStrategy, Exit, Layer, Option, Redacted, Ref, Schema, Scope, Stream, TestClock } from "effect"
 import * as Ed from "../../src/internal/ed25519.js"
-import { encodeFrame } from "../../src/internal/framing.js"
+import { encodeFrame, FrameDecoder } from "../../src/internal/framing.js"
 import { MEMBERS_PROTOCOL } from "../../src/schema/constants.js"
 import { Hash, NamespaceSecret } from "../../src/schema/Keys.js"
 import { NodeId, nodeIdEquals } from "../../src/schema/NodeAddr.js"
 import { ContentReady, type GossipEvent } from "../../src/schema/Op.js"
 import {
+  makePeerRecord,
   MAX_EXCHANGE_MESSAGE_SIZE,
   MAX_RECORD_FUTURE_MICROS,
   MembersRequest,
   MembersRequestFromBytes,
+  MembersResponseFromBytes,
+  type PeerRecord,
   signPeerRecord
 } from "../../src/schema/PeerRecord.js"
 import * as AddressBook from "../../src/services/AddressBook.js"
@@ -68,6 +71,33 @@ const hasNeighbour = (node: Node, ns: NamespaceSecret, other: Node) =>
 
 const isActive = (node: Node, ns: NamespaceSecret, other: Node) =>
   Effect.map(node.membership.members(ns.id), (m) => m.active.some((a) => nodeIdEquals(a.nodeId, other.id)))
+
+/** A fresh node's record for a port that nobody listens on, signed now (real time) plus `aheadMicros`. */
+const freshRecord = (port: number, aheadMicros = 0n) =>
+  Effect.gen(function*() {
+    const seed = Ed.randomSeed()
+    const key = Ed.secretKeyObject(seed)
+    const timestamp = BigInt(Date.now()) * 1000n + aheadMicros
+    return Option.getOrThrow(
+      yield* signPeerRecord(NodeId.make(Ed.publicKeyOf(seed)), timestamp, [`/ip4/127.0.0.1/tcp/${port}`], (m) => Effect.sync(() => Ed.sign(key, m)))
+    )
+  })
+
+/** One raw exchange from `from` to `to`: the request's records as given, the decoded answer. */
+const rawExchange = (from: Network.NetworkService, to: Node, request: MembersRequest) =>
+  Effect.scoped(Effect.gen(function*() {
+    const stream = yield* from.openStream(yield* to.network.addr, MEMBERS_PROTOCOL)
+    yield* Network.send(stream, encodeFrame(Schema.encodeSync(MembersRequestFromBytes)(request), MAX_EXCHANGE_MESSAGE_SIZE))
+    yield* Network.closeWrite(stream)
+    const decoder = new FrameDecoder(MAX_EXCHANGE_MESSAGE_SIZE)
+    yield* Stream.runForEach(Network.receive(stream), (chunk) => Effect.sync(() => decoder.push(chunk)))
+    const frame = decoder.next()
+    assert.isDefined(frame)
+    return Schema.decodeSync(MembersResponseFromBytes)(frame!)
+  }))
+
+const knows = (node: Node, ns: NamespaceSecret, record: PeerRecord) =>
+  Effect.map(node.membership.members(ns.id), (m) => [...m.active, ...m.passive].some((x) => nodeIdEquals(x.nodeId, record.nodeId)))
 
 const hashOf = (n: number) => Hash.make(Uint8Array.from({ length: 32 }, (_, i) => (i < 4 ? (n >>> (8 * i)) & 0xff : i)))
 
@@ -139,7 +169,7 @@ describe("Membership", () => {
       yield* waitFor("B's shuffle exchange", Effect.map(served(), (n) => n === 2))
     }), { timeout: 30_000 })
 
-  it.scopedLive("a node answers only for documents it joined; malformed requests are refused and counted", () =>
+  it.scopedLive("a node answers only for documents it joined, before checking any signature; malformed requests are refused and counted", () =>
     Effect.gen(function*() {
       const joined = NamespaceSecret.generate()
       const other = NamespaceSecret.generate()
@@ -151,6 +181,15 @@ describe("Membership", () => {
       yield* waitFor("A served B", Effect.map(a.membership.stats, (s) => s.served === 1))
       yield* waitFor("B forgot A", Effect.map(b.membership.members(other.id), (m) => m.passive.length === 0 && m.active.length === 0))
       assert.deepStrictEqual(yield* a.membership.members(other.id), { active: [], passive: [] })
+      // Before any signature is checked: a badly signed record for `other` gets NotMember, not counted as malformed.
+      const good = yield* freshRecord(9)
+      const forged = makePeerRecord({ nodeId: good.nodeId, timestamp: good.timestamp, addrs: good.addrs, signature: new Uint8Array(64) })
+      const answer = yield* rawExchange(b.network, a, new MembersRequest({ namespace: other.id, records: [forged] }))
+      assert.strictEqual(answer._tag, "NotMember")
+      assert.strictEqual((yield* a.membership.stats).malformed, 0)
+      // For the joined document it is checked and refused.
+      yield* rawExchange(b.network, a, new MembersRequest({ namespace: joined.id, records: [forged] })).pipe(Effect.ignore)
+      yield* waitFor("A refused the forged record", Effect.map(a.membership.stats, (s) => s.malformed === 1))
 
       // Garbage in a frame: counted, the stream aborted, A still serves.
       yield* Effect.scoped(Effect.gen(function*() {
@@ -159,14 +198,14 @@ describe("Membership", () => {
         yield* Network.closeWrite(stream)
         yield* Stream.runDrain(Network.receive(stream)).pipe(Effect.ignore)
       }))
-      yield* waitFor("A counted the malformed request", Effect.map(a.membership.stats, (s) => s.malformed === 1))
+      yield* waitFor("A counted the malformed request", Effect.map(a.membership.stats, (s) => s.malformed === 2))
       // An oversized frame header.
       yield* Effect.scoped(Effect.gen(function*() {
         const stream = yield* b.network.openStream(yield* a.network.addr, MEMBERS_PROTOCOL)
         yield* Network.send(stream, Uint8Array.of(0xff, 0xff, 0xff, 0xff))
         yield* Stream.runDrain(Network.receive(stream)).pipe(Effect.ignore)
       }))
-      yield* waitFor("A counted the oversized frame", Effect.map(a.membership.stats, (s) => s.malformed === 2))
+      yield* waitFor("A counted the oversized frame", Effect.map(a.membership.stats, (s) => s.malformed === 3))
     }), { timeout: 30_000 })
 
   it.scopedLive("restart: peers learn a changed address through membership", () =>
@@ -222,22 +261,10 @@ describe("Membership", () => {
       const a = yield* startNode()
       const b = yield* startNode()
       yield* a.membership.join(ns.id, [])
-      const seed = Ed.randomSeed()
-      const key = Ed.secretKeyObject(seed)
-      const future = BigInt(Date.now()) * 1000n + MAX_RECORD_FUTURE_MICROS + 60_000_000n
-      const record = Option.getOrThrow(
-        yield* signPeerRecord(NodeId.make(Ed.publicKeyOf(seed)), future, ["/ip4/127.0.0.1/tcp/9"], (m) => Effect.sync(() => Ed.sign(key, m)))
-      )
-      yield* Effect.scoped(Effect.gen(function*() {
-        const stream = yield* b.network.openStream(yield* a.network.addr, MEMBERS_PROTOCOL)
-        const request = Schema.encodeSync(MembersRequestFromBytes)(new MembersRequest({ namespace: ns.id, records: [record] }))
-        yield* Network.send(stream, encodeFrame(request, MAX_EXCHANGE_MESSAGE_SIZE))
-        yield* Network.closeWrite(stream)
-        yield* Stream.runDrain(Network.receive(stream)).pipe(Effect.ignore)
-      }))
-      yield* waitFor("A counted the record", Effect.map(a.membership.stats, (s) => s.rejectedRecords === 1))
-      const view = yield* a.membership.members(ns.id)
-      assert.isFalse([...view.active, ...view.passive].some((x) => nodeIdEquals(x.nodeId, record.nodeId)))
+      const record = yield* freshRecord(9, MAX_RECORD_FUTURE_MICROS + 60_000_000n)
+      yield* rawExchange(b.network, a, new MembersRequest({ namespace: ns.id, records: [record] }))
+      assert.strictEqual((yield* a.membership.stats).rejectedRecords, 1)
+      assert.isFalse(yield* knows(a, ns, record))
     }), { timeout: 30_000 })
 
   it.scopedLive("leaving gossip's topic ends the document's membership; join starts it again", () =>
@@ -254,6 +281,26 @@ describe("Membership", () => {
       yield* waitFor("A has B again", isActive(a, ns, b))
       yield* a.membership.leave(ns.id)
       assert.deepStrictEqual(yield* a.membership.members(ns.id), { active: [], passive: [] })
+    }), { timeout: 30_000 })
+
+  it.scopedLive("eclipse: a remote's records are learnt from one request per half shuffle interval, later ones only answered", () =>
+    Effect.gen(function*() {
+      const ns = NamespaceSecret.generate()
+      const a = yield* startNode({ shuffleInterval: "60 seconds" })
+      const b = yield* startNode()
+      yield* a.membership.join(ns.id, [])
+      const first = yield* freshRecord(9)
+      const second = yield* freshRecord(10)
+      const answer1 = yield* rawExchange(b.network, a, new MembersRequest({ namespace: ns.id, records: [first] }))
+      assert.strictEqual(answer1._tag, "Members")
+      assert.isTrue(yield* knows(a, ns, first))
+      // At once again, with another fresh identity: answered, not learnt.
+      const answer2 = yield* rawExchange(b.network, a, new MembersRequest({ namespace: ns.id, records: [second] }))
+      assert.strictEqual(answer2._tag, "Members")
+      assert.isFalse(yield* knows(a, ns, second))
+      const stats = yield* a.membership.stats
+      assert.strictEqual(stats.rateLimited, 1)
+      assert.strictEqual(stats.served, 2)
     }), { timeout: 30_000 })
 
   it.effect("config is validated", () =>

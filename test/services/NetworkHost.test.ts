@@ -4,7 +4,7 @@
  * libp2p nodes on 127.0.0.1; every node, server and directory belongs to the test's scope.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, HashMap, Layer, Logger, LogLevel, Schedule, Scope } from "effect"
+import { Context, Effect, Exit, HashMap, Layer, Logger, LogLevel, Schedule, Scope, TestClock } from "effect"
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
@@ -14,6 +14,7 @@ import { NodeAddr, nodeIdEquals } from "../../src/schema/NodeAddr.js"
 import * as Gossip from "../../src/services/Gossip.js"
 import * as Network from "../../src/services/Network.js"
 import { LISTEN_PORTS_FILE } from "../../src/services/Network/ports.js"
+import { makeRemoteWarnings } from "../../src/services/Network/warnings.js"
 
 const startNode = <E>(layer: Layer.Layer<Network.Network, E>) =>
   Effect.map(Layer.build(layer), (ctx) => Context.get(ctx, Network.Network))
@@ -73,6 +74,23 @@ const recordingLogger = (lines: Array<LogLine>) =>
 const STACK = /\n\s+at .*:\d+/
 
 describe("Network host", () => {
+  it.scopedLive("the peer store keeps at most MAX_PEER_STORE_ADDRS addresses per peer, the newest given first", () =>
+    Effect.gen(function*() {
+      const a = yield* node()
+      const b = yield* node()
+      const real = yield* b.addr
+      yield* a.dial(real)
+      // A peer that keeps publishing new addresses (membership records, tickets): 10 × 8 of them.
+      let last: ReadonlyArray<string> = []
+      for (let round = 0; round < 10; round++) {
+        last = Array.from({ length: 8 }, (_, i) => `/ip4/127.0.0.1/tcp/${20_000 + round * 8 + i}`)
+        yield* a.dial(new NodeAddr({ nodeId: b.nodeId, addrs: last }))
+      }
+      const kept = yield* a.peerAddresses(b.nodeId)
+      assert.isAtMost(kept.length, Network.MAX_PEER_STORE_ADDRS)
+      for (const addr of last) assert.include(kept, addr)
+    }))
+
   it.scopedLive("finding 2: twenty nodes dialing one node in the same instant all connect", () =>
     Effect.gen(function*() {
       const hub = yield* node()
@@ -156,6 +174,21 @@ describe("Network host", () => {
       assert.isAbove(portOf((yield* n.addr).addrs[0]!), 0)
     }))
 
+  it.effect("remote warnings: one line per kind per interval; the next line counts the ones in between", () => {
+    const lines: Array<LogLine> = []
+    return Effect.gen(function*() {
+      const warn = makeRemoteWarnings("10 seconds")
+      for (let i = 0; i < 5; i++) yield* warn("stream handler failed", { reason: `r${i}` })
+      yield* warn("gossip message skipped")
+      yield* TestClock.adjust("9999 millis")
+      yield* warn("stream handler failed", { reason: "r5" })
+      assert.deepStrictEqual(lines.map((l) => l.text), ["stream handler failed reason=r0", "gossip message skipped"])
+      yield* TestClock.adjust("1 millis")
+      yield* warn("stream handler failed", { reason: "r6" })
+      assert.deepStrictEqual(lines.map((l) => `${l.level} ${l.text}`).slice(2), ["WARN stream handler failed reason=r6 suppressed=5"])
+    }).pipe(Effect.provide(recordingLogger(lines)))
+  })
+
   it.scopedLive("finding 3: a remote-caused failure logs one WARN line without a stack; the cause is at DEBUG", () => {
     const lines: Array<LogLine> = []
     return Effect.gen(function*() {
@@ -168,6 +201,11 @@ describe("Network host", () => {
       assert.include(warned()[0]!.text, "the remote sent garbage")
       assert.notMatch(warned()[0]!.text, STACK)
       assert.isTrue(lines.some((l) => l.level === "DEBUG" && l.text.startsWith("stream handler failed")))
+      // A remote failing stream after stream does not fill the log: still one WARN line, every cause at DEBUG.
+      yield* Effect.scoped(a.openStream(yield* b.addr, "/rangedocs-test/fails/1")).pipe(Effect.repeatN(2))
+      const debugged = () => lines.filter((l) => l.level === "DEBUG" && l.text.startsWith("stream handler failed"))
+      yield* eventually(Effect.sync(() => debugged().length === 4), "every failure is at DEBUG")
+      assert.strictEqual(warned().length, 1)
 
       // A bootstrap peer that is not there: one WARN line per failed dial, no stack.
       const gossip = Context.get(

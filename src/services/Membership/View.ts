@@ -11,7 +11,11 @@
  *   on), at most `maxPassive`, the newest record per node. When full, a record of a new node replaces a random record
  *   of a node that is neither active nor being connected; random rather than oldest so that a flood of fresh records
  *   from one remote cannot push out every record we had.
- * - Fill: while active + connecting < `targetDegree`, connect to random known members.
+ * - Ours: the members we chose to connect to (connecting or active). The degree counts only these, so that nodes
+ *   which connect to us on their own (any peer can connect and subscribe to the topic) cannot fill the view and stop
+ *   us from connecting and replacing (an eclipse): when the active view is full, a member we chose displaces one that
+ *   came on its own (it stays a gossip neighbour, just not one we track).
+ * - Fill: while we have fewer than `targetDegree` of ours, connect to random known members.
  * - Replace: when a neighbour goes down, connect to a random known member even at the target (HyParView's promotion
  *   from the passive view); this is what reconnects two halves that only a departed node joined, because the
  *   candidates exclude the members we already have.
@@ -100,6 +104,8 @@ export interface View {
   readonly known: ReadonlyMap<string, PeerRecord>
   /** Connects under way: hex → deadline (ms). */
   readonly connecting: ReadonlyMap<string, number>
+  /** The members we chose to connect to: keys of `connecting` or `active` (see the module doc). */
+  readonly ours: ReadonlySet<string>
   readonly failures: ReadonlyMap<string, Failure>
   readonly bootstrap: ReadonlyArray<NodeAddr>
 }
@@ -136,6 +142,7 @@ export const empty = (self: NodeId, config: ViewConfig = DEFAULT_VIEW_CONFIG): V
   active: new Map(),
   known: new Map(),
   connecting: new Map(),
+  ours: new Set(),
   failures: new Map(),
   bootstrap: []
 })
@@ -178,6 +185,7 @@ interface Draft {
   readonly active: Map<string, NodeId>
   readonly known: Map<string, PeerRecord>
   readonly connecting: Map<string, number>
+  readonly ours: Set<string>
   readonly failures: Map<string, Failure>
   bootstrap: ReadonlyArray<NodeAddr>
   readonly decisions: Array<Decision>
@@ -189,6 +197,7 @@ const draft = (view: View): Draft => ({
   active: new Map(view.active),
   known: new Map(view.known),
   connecting: new Map(view.connecting),
+  ours: new Set(view.ours),
   failures: new Map(view.failures),
   bootstrap: view.bootstrap,
   decisions: []
@@ -201,6 +210,7 @@ const freeze = (d: Draft): Step => ({
     active: d.active,
     known: d.known,
     connecting: d.connecting,
+    ours: d.ours,
     failures: d.failures,
     bootstrap: d.bootstrap
   },
@@ -209,22 +219,24 @@ const freeze = (d: Draft): Step => ({
 
 const connect = (d: Draft, addr: NodeAddr, now: number, random: Random) => {
   d.connecting.set(keyOf(addr.nodeId), now + d.config.connectTimeout)
+  d.ours.add(keyOf(addr.nodeId))
   d.decisions.push({ _tag: "Connect", addr, sample: sample(d, random, addr.nodeId) })
 }
 
-/** Connects to `n` random candidates, within `maxActive`. */
+/** Connects to `n` random candidates, keeping ours within `maxActive`. */
 const connectSome = (d: Draft, n: number, now: number, random: Random) => {
-  const room = d.config.maxActive - d.active.size - d.connecting.size
+  const room = d.config.maxActive - d.ours.size
   for (const record of pickRandom(candidates(d, now), Math.min(n, room), random)) {
     connect(d, record.nodeAddr, now, random)
   }
 }
 
 const fill = (d: Draft, now: number, random: Random) =>
-  connectSome(d, d.config.targetDegree - d.active.size - d.connecting.size, now, random)
+  connectSome(d, d.config.targetDegree - d.ours.size, now, random)
 
 const fail = (d: Draft, key: string, now: number) => {
   d.connecting.delete(key)
+  if (!d.active.has(key)) d.ours.delete(key)
   const count = (d.failures.get(key)?.count ?? 0) + 1
   if (count >= d.config.maxFailures || !d.known.has(key)) {
     d.failures.delete(key)
@@ -277,15 +289,22 @@ export const step = (view: View, event: Event, now: number, random: Random): Ste
       if (key === d.self || d.active.has(key)) break
       d.connecting.delete(key)
       d.failures.delete(key)
+      if (d.active.size >= d.config.maxActive && d.ours.has(key)) {
+        // One we chose displaces, from our tracking, one that came on its own.
+        const theirs = [...d.active.keys()].filter((k) => !d.ours.has(k))
+        if (theirs.length > 0) d.active.delete(theirs[random(theirs.length)]!)
+      }
       if (d.active.size < d.config.maxActive) d.active.set(key, event.peer)
+      else d.ours.delete(key)
       break
     }
     case "NeighborDown": {
       const key = keyOf(event.peer)
       if (!d.active.delete(key)) break
+      d.ours.delete(key)
       // Not at once again: it left the document or the connection broke; a retry after the backoff finds out which.
       if (d.known.has(key)) fail(d, key, now)
-      connectSome(d, Math.max(1, d.config.targetDegree - d.active.size - d.connecting.size), now, random)
+      connectSome(d, Math.max(1, d.config.targetDegree - d.ours.size), now, random)
       break
     }
     case "Records": {
@@ -304,6 +323,7 @@ export const step = (view: View, event: Event, now: number, random: Random): Ste
       if (event.forget) {
         // Gossip still decides whether it is a neighbour; we only stop vouching for its record.
         d.connecting.delete(key)
+        if (!d.active.has(key)) d.ours.delete(key)
         d.failures.delete(key)
         d.known.delete(key)
       } else if (!d.active.has(key)) fail(d, key, now)

@@ -136,9 +136,13 @@ class Swarm {
       const v = node.view
       assert.isAtMost(v.active.size, v.config.maxActive, "active bounded")
       assert.isAtMost(v.known.size, v.config.maxPassive, "records bounded")
-      assert.isAtMost(v.active.size + v.connecting.size, v.config.maxActive + v.config.maxBootstrap, "connects bounded")
+      // Ours: up to maxActive by fill and replacement, plus the bootstrap of the one join. Others' exchanges add to
+      // `connecting` only while active + connecting < maxActive.
+      assert.isAtMost(v.ours.size, v.config.maxActive + v.config.maxBootstrap, "ours bounded")
+      assert.isAtMost(v.connecting.size, 2 * v.config.maxActive + v.config.maxBootstrap, "connects bounded")
       assert.isAtMost(v.failures.size, v.config.maxPassive + v.config.maxBootstrap, "failures bounded")
       assert.isFalse(v.known.has(v.self), "no record of itself")
+      for (const key of v.ours) assert.isTrue(v.active.has(key) || v.connecting.has(key), "ours are active or connecting")
       for (const key of v.active.keys()) {
         assert.isTrue(this.links.has(this.linkKey(node.key, key)), "an active member is a linked node")
       }
@@ -217,13 +221,35 @@ describe("Membership view", () => {
     const me = nodeId(0)
     let v = View.empty(me, { ...config, targetDegree: 2 })
     const random = prng(3)
-    for (const n of [1, 2, 3]) v = View.step(v, { _tag: "NeighborUp", peer: nodeId(n) }, 0, random).view
-    const learnt = View.step(v, { _tag: "Records", from: nodeId(1), records: [1, 2, 3, 4].map((n) => recordOf(n, 1n)) }, 0, random)
-    assert.strictEqual(learnt.decisions.length, 0, "nothing to do at the target degree")
+    const connects = (step: View.Step) => step.decisions.flatMap((d) => d._tag === "Connect" ? [d.addr.nodeId[0]!] : [])
+    const learnt = View.step(v, { _tag: "Records", from: nodeId(9), records: [1, 2, 3].map((n) => recordOf(n, 1n)) }, 0, random)
+    const chosen = connects(learnt)
+    assert.strictEqual(chosen.length, 2, "connects up to the target degree")
     v = learnt.view
-    assert.strictEqual(v.active.size, 3)
-    const { decisions } = View.step(v, { _tag: "NeighborDown", peer: nodeId(1) }, 0, random)
-    assert.deepStrictEqual(decisions.map((d) => d._tag === "Connect" ? d.addr.nodeId[0] : -1), [4])
+    for (const n of chosen) v = View.step(v, { _tag: "NeighborUp", peer: nodeId(n) }, 0, random).view
+    assert.strictEqual(View.step(v, { _tag: "Tick" }, 0, random).decisions.filter((d) => d._tag === "Connect").length, 0, "nothing to do at the target degree")
+    const [spare] = [1, 2, 3].filter((n) => !chosen.includes(n))
+    assert.deepStrictEqual(connects(View.step(v, { _tag: "NeighborDown", peer: nodeId(chosen[0]!) }, 0, random)), [spare])
+  })
+
+  it("eclipse: neighbours that connected on their own cannot fill the view and stop us connecting or replacing", () => {
+    const random = prng(11)
+    let v = View.empty(nodeId(0), config)
+    // maxActive nodes connect to us and subscribe on their own.
+    for (let n = 100; n < 100 + config.maxActive; n++) v = View.step(v, { _tag: "NeighborUp", peer: nodeId(n) }, 0, random).view
+    assert.strictEqual(v.active.size, config.maxActive)
+    // We still connect to members we know, up to the target degree...
+    const s = View.step(v, { _tag: "Records", from: nodeId(9), records: [1, 2, 3, 4, 5].map((n) => recordOf(n, 1n)) }, 0, random)
+    const chosen = s.decisions.flatMap((d) => d._tag === "Connect" ? [d.addr.nodeId[0]!] : [])
+    assert.strictEqual(chosen.length, config.targetDegree)
+    v = s.view
+    // ...each of ours displaces one that came on its own from the view...
+    for (const n of chosen) v = View.step(v, { _tag: "NeighborUp", peer: nodeId(n) }, 0, random).view
+    assert.strictEqual(v.active.size, config.maxActive)
+    assert.isTrue(chosen.every((n) => v.active.has(View.keyOf(nodeId(n)))))
+    // ...and one of ours that leaves is replaced.
+    const down = View.step(v, { _tag: "NeighborDown", peer: nodeId(chosen[0]!) }, 0, random)
+    assert.strictEqual(down.decisions.filter((d) => d._tag === "Connect").length, 1)
   })
 
   it("the newest record per node wins; an older one is ignored", () => {
