@@ -72,7 +72,9 @@ const deleteCommand = Command.make("delete", { ...common, id: authorId }, (optio
       else yield* errLine(`deleted author ${toHex(id)}`)
     }))).pipe(Command.withDescription("delete an author (not the default one)"))
 
+export const authorSubcommands = [list, create, defaultCommand, exportCommand, importCommand, deleteCommand] as const
+
 export const authorCommand = Command.make("author").pipe(
   Command.withDescription("manage authors"),
-  Command.withSubcommands([list, create, defaultCommand, exportCommand, importCommand, deleteCommand])
+  Command.withSubcommands(authorSubcommands)
 )

@@ -11,8 +11,7 @@ import type { ApiError } from "../schema/DocsErrors.js"
 import type { Entry } from "../schema/Entry.js"
 import { type Author, AuthorFromHex, type AuthorId, AuthorIdFromHex, type NamespaceId, NamespaceIdFromHex } from "../schema/Keys.js"
 import { type DocTicket, parseTicket } from "../schema/Ticket.js"
-import * as Docs from "../services/Docs.js"
-import * as DocsRpc from "../services/DocsRpc.js"
+import type { DocsService } from "../services/Docs.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
@@ -195,25 +194,24 @@ export const nonNegative = (what: string, n: Option.Option<number>): Effect.Effe
 // ---------------------------------------------------------------------------------------------------------------
 // The running node
 
-/** The `Docs` API of the node running for the data directory (over RPC); NodeUnreachable when none runs. */
+/**
+ * The `Docs` API of the node running for the data directory (over RPC); a CliError when none runs. The RPC client is
+ * imported here, on demand: commands that do not talk to a node (`--version`, `--help`) never load it.
+ */
 export const withClient = <A, E>(
   options: Common,
-  f: (api: Docs.DocsService) => Effect.Effect<A, E, Scope.Scope>
-): Effect.Effect<A, E | DocsRpc.NodeUnreachable | CliError> =>
+  f: (api: DocsService) => Effect.Effect<A, E, Scope.Scope>
+): Effect.Effect<A, E | CliError> =>
   Effect.gen(function*() {
     const dir = yield* resolveDataDir(options)
-    return yield* Effect.scoped(Effect.flatMap(Docs.Docs, f)).pipe(
-      Effect.provide(DocsRpc.layerClientFromDataDir(dir))
-    )
+    const { connect } = yield* Effect.promise(() => import("./RpcClient.js"))
+    return yield* Effect.scoped(Effect.flatMap(connect(dir), f))
   })
 
-/** Opens the document for the rest of the scope (one handle, closed at the end). */
-export const openScoped = (
-  api: Docs.DocsService,
-  id: NamespaceId
-): Effect.Effect<Docs.Doc, ApiError, Scope.Scope> =>
-  Effect.acquireRelease(Docs.openDoc(api, id), (doc) => Effect.ignore(doc.close))
+/** Opens the document for the rest of the scope (one handle on the node, closed at the end). */
+export const openScoped = (api: DocsService, id: NamespaceId): Effect.Effect<NamespaceId, ApiError, Scope.Scope> =>
+  Effect.acquireRelease(Effect.as(api.open(id), id), () => Effect.ignore(api.close(id)))
 
 /** `--author`, else the node's default author. */
-export const authorOrDefault = (api: Docs.DocsService, author: Option.Option<string>) =>
+export const authorOrDefault = (api: DocsService, author: Option.Option<string>) =>
   Option.match(author, { onNone: () => api.authorGetDefault, onSome: parseAuthorId })

@@ -18,7 +18,7 @@ import type { AuthorId, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
 import { Query } from "../schema/Query.js"
 import { ticketToString } from "../schema/Ticket.js"
-import * as Docs from "../services/Docs.js"
+import type { DocsService } from "../services/Docs.js"
 import {
   authorOrDefault,
   CliError,
@@ -51,17 +51,13 @@ const authorOption = Options.text("author").pipe(
   Options.optional
 )
 
-/** Runs `f` with the document open (one handle, closed at the end). */
+/** Runs `f` with the document open (one handle, closed at the end). DOC is parsed before the node is contacted. */
 const withDoc = <A, E>(
   options: Common & { readonly doc: string },
-  f: (doc: Docs.Doc, api: Docs.DocsService) => Effect.Effect<A, E, Scope.Scope>
+  f: (doc: NamespaceId, api: DocsService) => Effect.Effect<A, E, Scope.Scope>
 ) =>
-  withClient(options, (api) =>
-    Effect.gen(function*() {
-      const id = yield* parseDocId(options.doc)
-      const doc = yield* openScoped(api, id)
-      return yield* f(doc, api)
-    }))
+  Effect.flatMap(parseDocId(options.doc), (id) =>
+    withClient(options, (api) => Effect.flatMap(openScoped(api, id), (doc) => f(doc, api))))
 
 /** Prints events until the stream ends (the document was dropped or closed, or the node stopped) or Ctrl-C. */
 const printEvents = (options: Common, events: Stream.Stream<LiveEvent, ApiError>) =>
@@ -71,7 +67,7 @@ const printEvents = (options: Common, events: Stream.Stream<LiveEvent, ApiError>
 
 /** The newest entry for `key` (or `author`'s entry). */
 const findEntry = (
-  api: Docs.DocsService,
+  api: DocsService,
   docId: NamespaceId,
   key: Uint8Array,
   author: Option.Option<AuthorId>,
@@ -109,8 +105,8 @@ const optionalAuthorId = (author: Option.Option<string>) =>
 const create = Command.make("create", common, (options) =>
   withClient(options, (api) =>
     Effect.gen(function*() {
-      const doc = yield* Effect.acquireRelease(Docs.createDoc(api), (d) => Effect.ignore(d.close))
-      yield* emit(options, { docId: toHex(doc.id) }, () => toHex(doc.id))
+      const doc = yield* Effect.acquireRelease(api.create, (id) => Effect.ignore(api.close(id)))
+      yield* emit(options, { docId: toHex(doc) }, () => toHex(doc))
     }))).pipe(Command.withDescription("create a document; prints its id"))
 
 const list = Command.make("list", common, (options) =>
@@ -122,9 +118,9 @@ const list = Command.make("list", common, (options) =>
   )
 
 const drop = Command.make("drop", { ...common, doc: docArg }, (options) =>
-  withClient(options, (api) =>
+  Effect.flatMap(parseDocId(options.doc), (id) =>
+    withClient(options, (api) =>
     Effect.gen(function*() {
-      const id = yield* parseDocId(options.doc)
       yield* api.drop(id).pipe(
         Effect.catchTag("ReplicaNotClosed", () =>
           Effect.fail(
@@ -135,7 +131,7 @@ const drop = Command.make("drop", { ...common, doc: docArg }, (options) =>
       )
       if (options.json) yield* emit(options, { dropped: toHex(id) }, () => [])
       else yield* errLine(`dropped ${toHex(id)}`)
-    }))).pipe(Command.withDescription("stop syncing a document and delete it from the node"))
+    })))).pipe(Command.withDescription("stop syncing a document and delete it from the node"))
 
 // -- set / get / keys / del
 
@@ -184,7 +180,7 @@ const set = Command.make(
       yield* withDoc(options, (doc, api) =>
         Effect.gen(function*() {
           const author = yield* authorOrDefault(api, options.author)
-          const entry = yield* api.set(doc.id, author, key, value)
+          const entry = yield* api.set(doc, author, key, value)
           yield* emit(options, entryJson(entry.entry), () => toHex(entry.contentHash))
         }))
     })
@@ -205,7 +201,7 @@ const get = Command.make(
       Effect.gen(function*() {
         const key = yield* parseKey(options.key)
         const author = yield* optionalAuthorId(options.author)
-        const entry = yield* findEntry(api, doc.id, key, author, options.includeEmpty)
+        const entry = yield* findEntry(api, doc, key, author, options.includeEmpty)
         if (Option.isNone(entry)) return yield* notFound(key)
         const e = entry.value
         if (options.meta) return yield* emit(options, entryJson(e), () => entryLines(e))
@@ -260,7 +256,7 @@ const keys = Command.make(
         if (Option.isSome(limit)) query = query.withLimit(limit.value)
         if (Option.isSome(offset)) query = query.withOffset(offset.value)
         if (options.includeEmpty) query = query.withIncludeEmpty()
-        yield* Stream.runForEach(api.get(doc.id, query), ({ entry }) =>
+        yield* Stream.runForEach(api.get(doc, query), ({ entry }) =>
           emit(options, entryJson(entry), () =>
             `${showKey(entry.id.key)}\t${short(entry.id.author)}\t${entry.record.len}`))
       }))
@@ -278,7 +274,7 @@ const del = Command.make(
     withDoc(options, (doc, api) =>
       Effect.gen(function*() {
         const author = yield* authorOrDefault(api, options.author)
-        const removed = yield* api.del(doc.id, author, utf8(options.prefix))
+        const removed = yield* api.del(doc, author, utf8(options.prefix))
         yield* emit(options, { removed }, () => String(removed))
       }))
 ).pipe(Command.withDescription("delete an author's entries by key prefix; prints how many were removed"))
@@ -295,9 +291,9 @@ const share = Command.make(
     )
   },
   (options) =>
-    withDoc(options, (doc) =>
+    withDoc(options, (doc, api) =>
       Effect.gen(function*() {
-        const ticket = yield* doc.share(options.mode, "Addresses")
+        const ticket = yield* api.share(doc, options.mode, "Addresses")
         const text = ticketToString(ticket)
         yield* emit(options, { ticket: text }, () => text)
       }))
@@ -315,24 +311,21 @@ const join = Command.make(
       const ticket = yield* parseTicketArg(options.ticket)
       yield* withClient(options, (api) =>
         Effect.gen(function*() {
-          const doc = yield* Effect.acquireRelease(
-            Docs.importNamespace(api, ticket.capability),
-            (d) => Effect.ignore(d.close)
-          )
-          const events = options.watch ? Option.some(yield* doc.subscribe()) : Option.none()
-          yield* doc.startSync(ticket.nodes)
-          yield* emit(options, { docId: toHex(doc.id) }, () => toHex(doc.id))
+          const doc = yield* Effect.acquireRelease(api.import(ticket.capability), (id) => Effect.ignore(api.close(id)))
+          const events = options.watch ? Option.some(yield* api.subscribe(doc)) : Option.none()
+          yield* api.startSync(doc, ticket.nodes)
+          yield* emit(options, { docId: toHex(doc) }, () => toHex(doc))
           if (Option.isSome(events)) yield* printEvents(options, events.value)
         }))
     })
 ).pipe(Command.withDescription("import a ticket's document and sync with its nodes; prints the document id"))
 
 const watch = Command.make("watch", { ...common, doc: docArg }, (options) =>
-  withDoc(options, (doc) =>
+  withDoc(options, (doc, api) =>
     Effect.gen(function*() {
-      const events = yield* doc.subscribe()
+      const events = yield* api.subscribe(doc)
       // On stderr in JSON mode too: it tells a script (or a test) that no later event will be missed.
-      yield* errLine(`watching ${toHex(doc.id)}; stop with Ctrl-C`)
+      yield* errLine(`watching ${toHex(doc)}; stop with Ctrl-C`)
       yield* printEvents(options, events)
     }))).pipe(Command.withDescription("print the document's live events, one per line, until Ctrl-C"))
 
@@ -371,7 +364,7 @@ const importFile = Command.make(
         if (!stat.isFile()) return yield* new CliError({ message: `not a file: ${file}` })
         const author = yield* authorOrDefault(api, options.author)
         const tty = process.stderr.isTTY === true && !options.json
-        const outcome = yield* doc.importFile(author, key, file, tty ? progressBar(stat.size) : undefined)
+        const outcome = yield* api.importFile(doc, author, key, file, tty ? progressBar(stat.size) : undefined)
         if (tty) yield* stderr("\n")
         yield* emit(
           options,
@@ -395,12 +388,12 @@ const exportFile = Command.make(
       Effect.gen(function*() {
         const key = yield* parseKey(options.key)
         const author = yield* optionalAuthorId(options.author)
-        const entry = yield* findEntry(api, doc.id, key, author, false)
+        const entry = yield* findEntry(api, doc, key, author, false)
         if (Option.isNone(entry)) return yield* notFound(key)
         const file = path.resolve(options.file)
         const tty = process.stderr.isTTY === true && !options.json
         if (tty) yield* stderr(`exporting ${showBytes(Number(entry.value.record.len))} to ${file}…`)
-        yield* doc.exportFile(entry.value, file)
+        yield* api.exportFile(entry.value.record.hash, file)
         if (tty) yield* stderr(" done\n")
         yield* emit(options, { path: file, ...entryJson(entry.value) }, () => file)
       }))
@@ -419,12 +412,12 @@ const showPolicy = (p: DownloadPolicy) => {
 }
 
 const policyGet = Command.make("get", { ...common, doc: docArg }, (options) =>
-  withClient(options, (api) =>
-    Effect.gen(function*() {
-      const id = yield* parseDocId(options.doc)
-      const policy = yield* api.getDownloadPolicy(id)
-      yield* emit(options, policyJson(policy), () => showPolicy(policy))
-    }))).pipe(Command.withDescription("print the document's download policy"))
+  Effect.flatMap(parseDocId(options.doc), (id) =>
+    withClient(options, (api) =>
+      Effect.gen(function*() {
+        const policy = yield* api.getDownloadPolicy(id)
+        yield* emit(options, policyJson(policy), () => showPolicy(policy))
+      })))).pipe(Command.withDescription("print the document's download policy"))
 
 const policySet = Command.make(
   "set",
@@ -440,9 +433,9 @@ const policySet = Command.make(
     )
   },
   (options) =>
+    Effect.flatMap(parseDocId(options.doc), (id) =>
     withClient(options, (api) =>
       Effect.gen(function*() {
-        const id = yield* parseDocId(options.doc)
         const filters: Array<FilterKind> = []
         for (const f of options.filters) {
           const parsed = parseFilter(f)
@@ -452,53 +445,57 @@ const policySet = Command.make(
         const policy = options.mode === "NothingExcept" ? new NothingExcept({ filters }) : new EverythingExcept({ filters })
         yield* api.setDownloadPolicy(id, policy)
         yield* emit(options, policyJson(policy), () => showPolicy(policy))
-      }))
+      })))
 ).pipe(Command.withDescription("set which content the node downloads for the document"))
+
+export const policySubcommands = [policyGet, policySet] as const
 
 const policy = Command.make("policy").pipe(
   Command.withDescription("the document's download policy"),
-  Command.withSubcommands([policyGet, policySet])
+  Command.withSubcommands(policySubcommands)
 )
 
 const peers = Command.make("peers", { ...common, doc: docArg }, (options) =>
-  withDoc(options, (doc) =>
+  withDoc(options, (doc, api) =>
     Effect.gen(function*() {
-      const peers = yield* doc.getSyncPeers
+      const peers = yield* api.getSyncPeers(doc)
       for (const p of Option.getOrElse(peers, () => [])) {
         yield* emit(options, { nodeId: toHex(p) }, () => toHex(p))
       }
     }))).pipe(Command.withDescription("the peers the document last synced with (newest first, at most 5)"))
 
 const status = Command.make("status", { ...common, doc: docArg }, (options) =>
-  withDoc(options, (doc) =>
+  withDoc(options, (doc, api) =>
     Effect.gen(function*() {
-      const s = yield* doc.status
+      const s = yield* api.status(doc)
       // Not counting the handle this command holds.
       const handles = Math.max(0, s.handles - 1)
-      yield* emit(options, { docId: toHex(doc.id), sync: s.sync, subscribers: s.subscribers, handles }, () => [
+      yield* emit(options, { docId: toHex(doc), sync: s.sync, subscribers: s.subscribers, handles }, () => [
         `sync:        ${s.sync ? "on" : "off"}`,
         `subscribers: ${s.subscribers}`,
         `handles:     ${handles}`
       ])
     }))).pipe(Command.withDescription("whether the document syncs, and its subscribers and open handles"))
 
+export const docSubcommands = [
+  create,
+  list,
+  drop,
+  set,
+  get,
+  keys,
+  del,
+  share,
+  join,
+  watch,
+  importFile,
+  exportFile,
+  policy,
+  peers,
+  status
+] as const
+
 export const docCommand = Command.make("doc").pipe(
   Command.withDescription("documents"),
-  Command.withSubcommands([
-    create,
-    list,
-    drop,
-    set,
-    get,
-    keys,
-    del,
-    share,
-    join,
-    watch,
-    importFile,
-    exportFile,
-    policy,
-    peers,
-    status
-  ])
+  Command.withSubcommands(docSubcommands)
 )
