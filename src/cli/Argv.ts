@@ -55,7 +55,7 @@ export const normalizeArgv = (args: ReadonlyArray<string>, tree: Tree): Normaliz
     const name = a.includes("=") ? a.slice(0, a.indexOf("=")) : a
     const takesValue = GLOBAL.get(name)
     if (walking && takesValue !== undefined) {
-      if (takesValue && !a.includes("=") && i + 1 < rest.length) {
+      if (takesValue && !name.includes("=") && !a.includes("=") && i + 1 < rest.length) {
         hoisted.push([a, rest[i + 1]!])
         i++
       } else hoisted.push([a])
@@ -72,8 +72,10 @@ export const normalizeArgv = (args: ReadonlyArray<string>, tree: Tree): Normaliz
     if (!a.startsWith("-")) walking = false
     kept.push(a)
   }
-  const given = new Set(kept.slice(leafEnd).map((a) => (a.includes("=") ? a.slice(0, a.indexOf("=")) : a)))
-  const moved = hoisted.filter(([a]) => !given.has(a!.includes("=") ? a!.slice(0, a!.indexOf("=")) : a!)).flat()
+  const optionName = (a: string) => (a.includes("=") ? a.slice(0, a.indexOf("=")) : a)
+  const given = new Set(kept.slice(leafEnd).map(optionName))
+  const last = new Map(hoisted.map((option) => [optionName(option[0]!), option]))
+  const moved = [...last.entries()].filter(([name]) => !given.has(name)).flatMap(([, option]) => option)
   const normalized = [...kept.slice(0, leafEnd), ...moved, ...kept.slice(leafEnd), ...args.slice(end)]
   return {
     args: normalized,

@@ -3,7 +3,7 @@ import type * as Command from "@effect/cli/Command"
 import { Effect, Either, Option, type Scope, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { toHex } from "../internal/bytes.js"
+import { equals, toHex } from "../internal/bytes.js"
 import type { ApiError } from "../schema/DocsErrors.js"
 import {
   type DownloadPolicy,
@@ -108,6 +108,9 @@ export const drop = (options: Options<typeof Spec.dropConfig>) =>
   Effect.flatMap(parseDocId(options.doc), (id) =>
     withClient(options, (api) =>
     Effect.gen(function*() {
+      // The node drops an unknown document without complaint; the user most likely mistyped DOC.
+      const known = yield* Stream.runHead(Stream.filter(api.list, (item) => equals(item.id, id)))
+      if (Option.isNone(known)) return yield* new CliError({ message: "unknown document (DOC): the node has no such document" })
       yield* api.drop(id).pipe(
         Effect.catchTag("ReplicaNotClosed", () =>
           Effect.fail(
