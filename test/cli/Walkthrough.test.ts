@@ -63,9 +63,13 @@ const bash = (command: string) => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-const waitFor = async (what: string, check: () => boolean, ms = 60_000) => {
+/** Waits until `check` holds; fails when it times out or `alive` (the process awaited) has ended. */
+const waitFor = async (what: string, check: () => boolean, ms = 60_000, alive?: ReturnType<typeof bash>) => {
   const deadline = Date.now() + ms
   while (!check()) {
+    if (alive !== undefined && alive.child.exitCode !== null) {
+      throw new Error(`${what}: it exited (${alive.child.exitCode}): ${alive.output().err}`)
+    }
     if (Date.now() > deadline) throw new Error(`timed out: ${what}`)
     await sleep(100)
   }
@@ -96,12 +100,12 @@ describe("README walkthrough", () => {
       if (/ start( |$)/.test(command)) {
         // Its own terminal. `npx rangedocs` execs the program, so the signal at the end reaches the node itself.
         const node = bash(command)
-        await waitFor(`${command} to run`, () => node.output().out.includes("running; stop with Ctrl-C"))
+        await waitFor(`${command} to run`, () => node.output().out.includes("running; stop with Ctrl-C"), 60_000, node)
         continue
       }
       if (/ watch( |$)/.test(command)) {
         watch = bash(command)
-        await waitFor(`${command} to watch`, () => watch!.output().err.includes("watching"))
+        await waitFor(`${command} to watch`, () => watch!.output().err.includes("watching"), 60_000, watch)
         continue
       }
       const assignment = /^([A-Z_][A-Z0-9_]*)=\$\((.*)\)$/.exec(command)
