@@ -89,6 +89,16 @@ const optionalAuthorId = (author: Option.Option<string>) =>
     onSome: (a) => Effect.map(parseAuthorId(a), Option.some)
   })
 
+/**
+ * Fails unless the node has the document. Drop and the download policy take any id without complaint (dropping
+ * nothing, or keeping a policy for a document to come); from the command line, an unknown DOC is most likely a typo.
+ */
+const mustKnow = (api: DocsService, id: NamespaceId) =>
+  Effect.flatMap(Stream.runHead(Stream.filter(api.list, (item) => equals(item.id, id))), (known) =>
+    Option.isNone(known)
+      ? Effect.fail(new CliError({ message: "unknown document (DOC): the node has no such document" }))
+      : Effect.void)
+
 // -- create / list / drop
 
 export const create = (options: Options<typeof Spec.createConfig>) =>
@@ -108,9 +118,7 @@ export const drop = (options: Options<typeof Spec.dropConfig>) =>
   Effect.flatMap(parseDocId(options.doc), (id) =>
     withClient(options, (api) =>
     Effect.gen(function*() {
-      // The node drops an unknown document without complaint; the user most likely mistyped DOC.
-      const known = yield* Stream.runHead(Stream.filter(api.list, (item) => equals(item.id, id)))
-      if (Option.isNone(known)) return yield* new CliError({ message: "unknown document (DOC): the node has no such document" })
+      yield* mustKnow(api, id)
       yield* api.drop(id).pipe(
         Effect.catchTag("ReplicaNotClosed", () =>
           Effect.fail(
@@ -307,6 +315,7 @@ export const policyGet = (options: Options<typeof Spec.policyGetConfig>) =>
   Effect.flatMap(parseDocId(options.doc), (id) =>
     withClient(options, (api) =>
       Effect.gen(function*() {
+        yield* mustKnow(api, id)
         const policy = yield* api.getDownloadPolicy(id)
         yield* emit(options, policyJson(policy), () => showPolicy(policy))
       })))
@@ -322,6 +331,7 @@ export const policySet = (options: Options<typeof Spec.policySetConfig>) =>
           filters.push(parsed.right)
         }
         const policy = options.mode === "NothingExcept" ? new NothingExcept({ filters }) : new EverythingExcept({ filters })
+        yield* mustKnow(api, id)
         yield* api.setDownloadPolicy(id, policy)
         yield* emit(options, policyJson(policy), () => showPolicy(policy))
       })))
