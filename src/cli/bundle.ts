@@ -19,6 +19,9 @@ export interface BundleOptions {
 /** Packages loaded from node_modules at run time: native addons, which a bundle cannot hold. */
 export const EXTERNAL = ["better-sqlite3", "@napi-rs/*"] as const
 
+/** Parsers of configuration file formats that @effect/cli imports and rangedocs never uses (`noConfigFiles.ts`). */
+const NO_CONFIG_FILES = ["yaml", "toml", "ini"]
+
 export const bundleCli = async (options: BundleOptions): Promise<string> => {
   const esbuild = await import("esbuild")
   fs.rmSync(options.outdir, { recursive: true, force: true })
@@ -33,10 +36,15 @@ export const bundleCli = async (options: BundleOptions): Promise<string> => {
     outdir: options.outdir,
     chunkNames: "chunks/[name]-[hash]",
     external: [...EXTERNAL],
+    alias: Object.fromEntries(NO_CONFIG_FILES.map((name) => [name, "./src/cli/noConfigFiles.ts"])),
     // Bundled CommonJS packages call require(), which an ES module lacks.
     banner: {
       js: "import { createRequire as __rangedocsRequire } from 'node:module'; const require = __rangedocsRequire(import.meta.url);"
     },
+    // Less to parse at every start (V8 compiles the whole module text; Node 20 keeps no compile cache for ES modules).
+    // Names stay, for readable errors.
+    minifyWhitespace: true,
+    minifySyntax: true,
     logLevel: "warning"
   })
   const main = path.join(options.outdir, "main.js")
