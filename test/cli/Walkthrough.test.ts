@@ -1,7 +1,7 @@
 /**
  * The README's walkthrough ("Two nodes from the command line"), run as written: every command line of its `sh` block
- * goes to bash unchanged, in a fresh directory, with `npx rangedocs` standing for the program `npm run build` makes
- * (built here into a directory of the test's own). So the README and the CLI cannot drift apart.
+ * goes to bash unchanged, in a fresh directory, with `rangedocs` the program `npm run build` makes (built here into a
+ * directory of the test's own). So the README and the CLI cannot drift apart.
  *
  * - `… start …` and `… watch …` run in the background (their own terminals in the README), until the end.
  * - `NAME=$(command)` runs the command and keeps its output for the lines after it, as the shell would.
@@ -41,9 +41,9 @@ const children = new Set<ChildProcess>()
 let main = ""
 const vars: Record<string, string> = {}
 
-/** bash with `npx rangedocs` running the built program; the walkthrough's variables in the environment. */
+/** bash with `rangedocs` running the built program; the walkthrough's variables in the environment. */
 const bash = (command: string) => {
-  const script = `npx() { if [ "$1" = rangedocs ]; then shift; exec node "$RANGEDOCS_MAIN" "$@"; else command npx "$@"; fi; }\n${command}\n`
+  const script = `rangedocs() { exec node "$RANGEDOCS_MAIN" "$@"; }\n${command}\n`
   const child = spawn("bash", ["-c", script], {
     cwd: WORK,
     env: { ...process.env, ...vars, RANGEDOCS_MAIN: main, RANGEDOCS_DATA_DIR: "" },
@@ -98,7 +98,7 @@ describe("README walkthrough", () => {
     let watch: ReturnType<typeof bash> | undefined
     for (const { command, comment } of lines) {
       if (/ start( |$)/.test(command)) {
-        // Its own terminal. `npx rangedocs` execs the program, so the signal at the end reaches the node itself.
+        // Its own terminal. `rangedocs` execs the program, so the signal at the end reaches the node itself.
         const node = bash(command)
         await waitFor(`${command} to run`, () => node.output().out.includes("running; stop with Ctrl-C"), 60_000, node)
         continue
