@@ -490,12 +490,18 @@ describe("rangedocs CLI", () => {
       ["--log-level", "error", ...A, "doc", "list"],
       [...A, "doc", "list", "--log-level=warning"]
     ]
-    for (const form of forms) assert.strictEqual((await ok(form)).trim(), listed, form.join(" "))
-    const json = ["--json", ...A, "doc", "policy", "get", doc]
-    assert.deepStrictEqual(JSON.parse(await ok(json)), JSON.parse(await ok(["doc", "policy", "get", doc, "--json", ...A])))
-    // Given twice, the one after the command wins.
-    assert.strictEqual((await ok(["--data-dir", tempDir("other"), "doc", "list", ...A])).trim(), listed)
-    assert.strictEqual((await ok([...A, "doc", "get", doc, "greeting"])), "hello wörld")
+    const outputs = await Promise.all(forms.map((form) => ok(form)))
+    forms.forEach((form, i) => assert.strictEqual(outputs[i]!.trim(), listed, form.join(" ")))
+    const [before, after, twice, get] = await Promise.all([
+      ok(["--json", ...A, "doc", "policy", "get", doc]),
+      ok(["doc", "policy", "get", doc, "--json", ...A]),
+      // Given twice, the one after the command wins.
+      ok(["--data-dir", tempDir("other"), "doc", "list", ...A]),
+      ok([...A, "doc", "get", doc, "greeting"])
+    ])
+    assert.deepStrictEqual(JSON.parse(before), JSON.parse(after))
+    assert.strictEqual(twice.trim(), listed)
+    assert.strictEqual(get, "hello wörld")
   }, 60_000)
 
   it("finding 2: a client command never loads libp2p or better-sqlite3 (src/main.ts through tsx, every module traced)", async () => {
