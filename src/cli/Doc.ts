@@ -19,7 +19,9 @@ const authorOption = Options.text("author").pipe(
 )
 
 export const createConfig = common
-const create = Command.make("create", createConfig, run((m) => m.create)).pipe(Command.withDescription("create a document; prints its id"))
+const create = Command.make("create", createConfig, run((m) => m.create)).pipe(
+  Command.withDescription("create a document; prints its id")
+)
 
 export const listConfig = common
 const list = Command.make("list", listConfig, run((m) => m.list)).pipe(
@@ -27,116 +29,140 @@ const list = Command.make("list", listConfig, run((m) => m.list)).pipe(
   )
 
 export const dropConfig = { ...common, doc: docArg }
-const drop = Command.make("drop", dropConfig, run((m) => m.drop)).pipe(Command.withDescription("stop syncing a document and delete it from the node"))
+const drop = Command.make("drop", dropConfig, run((m) => m.drop)).pipe(
+  Command.withDescription("stop syncing a document and delete it from the node")
+)
 
 export const setConfig = {
-    ...common,
-    doc: docArg,
-    key: keyArg,
-    value: Args.text({ name: "VALUE" }).pipe(
-      Args.withDescription("the value (UTF-8); without it and --file, stdin is read"),
-      Args.optional
-    ),
-    file: Options.file("file").pipe(Options.withPseudoName("PATH"), Options.withDescription("read the value from this file"), Options.optional),
-    author: authorOption
-  }
-const set = Command.make("set", setConfig, run((m) => m.set)).pipe(Command.withDescription("set KEY to VALUE (or --file, or stdin); prints the content hash"))
+  ...common,
+  doc: docArg,
+  key: keyArg,
+  value: Args.text({ name: "VALUE" }).pipe(
+    Args.withDescription("the value (UTF-8); without it and --file, stdin is read"),
+    Args.optional
+  ),
+  file: Options.file("file").pipe(Options.withPseudoName("PATH"), Options.withDescription("read the value from this file"), Options.optional),
+  author: authorOption
+}
+const set = Command.make("set", setConfig, run((m) => m.set)).pipe(
+  Command.withDescription("set KEY to VALUE (or --file, or stdin); prints the content hash")
+)
 
 export const getConfig = {
-    ...common,
-    doc: docArg,
-    key: keyArg,
-    author: authorOption,
-    includeEmpty: Options.boolean("include-empty").pipe(Options.withDescription("also find deletion markers")),
-    meta: Options.boolean("meta").pipe(Options.withDescription("print the entry instead of its content"))
-  }
-const get = Command.make("get", getConfig, run((m) => m.get)).pipe(Command.withDescription("print the content of KEY (the newest entry, or --author's) exactly; --meta: the entry"))
+  ...common,
+  doc: docArg,
+  key: keyArg,
+  author: authorOption,
+  includeEmpty: Options.boolean("include-empty").pipe(Options.withDescription("also find deletion markers")),
+  meta: Options.boolean("meta").pipe(Options.withDescription("print the entry instead of its content"))
+}
+const get = Command.make("get", getConfig, run((m) => m.get)).pipe(
+  Command.withDescription("print the content of KEY (the newest entry, or --author's) exactly; --meta: the entry")
+)
 
 export const keysConfig = {
-    ...common,
-    doc: docArg,
-    prefix: Options.text("prefix").pipe(
-      Options.withPseudoName("P"),
-      Options.withDescription("only keys starting with this"),
-      Options.optional
-    ),
-    author: Options.text("author").pipe(
-      Options.withPseudoName("ID"),
-      Options.withDescription("only this author's entries"),
-      Options.optional
-    ),
-    latest: Options.boolean("latest").pipe(Options.withDescription("only the newest entry per key")),
-    sort: Options.choice("sort", ["key", "author"]).pipe(
-      Options.withDescription("order by key then author, or by author then key"),
-      Options.withDefault("key" as const)
-    ),
-    desc: Options.boolean("desc").pipe(Options.withDescription("descending order")),
-    limit: Options.integer("limit").pipe(Options.withPseudoName("N"), Options.optional),
-    offset: Options.integer("offset").pipe(Options.withPseudoName("N"), Options.optional),
-    includeEmpty: Options.boolean("include-empty").pipe(Options.withDescription("also list deletion markers"))
-  }
-const keys = Command.make("keys", keysConfig, run((m) => m.keys)).pipe(Command.withDescription("list entries: key, author (short), length"))
+  ...common,
+  doc: docArg,
+  prefix: Options.text("prefix").pipe(
+    Options.withPseudoName("P"),
+    Options.withDescription("only keys starting with this"),
+    Options.optional
+  ),
+  author: Options.text("author").pipe(
+    Options.withPseudoName("ID"),
+    Options.withDescription("only this author's entries"),
+    Options.optional
+  ),
+  latest: Options.boolean("latest").pipe(Options.withDescription("only the newest entry per key")),
+  sort: Options.choice("sort", ["key", "author"]).pipe(
+    Options.withDescription("order by key then author, or by author then key"),
+    Options.withDefault("key" as const)
+  ),
+  desc: Options.boolean("desc").pipe(Options.withDescription("descending order")),
+  limit: Options.integer("limit").pipe(Options.withPseudoName("N"), Options.optional),
+  offset: Options.integer("offset").pipe(Options.withPseudoName("N"), Options.optional),
+  includeEmpty: Options.boolean("include-empty").pipe(Options.withDescription("also list deletion markers"))
+}
+const keys = Command.make("keys", keysConfig, run((m) => m.keys)).pipe(
+  Command.withDescription("list entries: key, author (short), length")
+)
 
 export const delConfig = {
-    ...common,
-    doc: docArg,
-    prefix: Args.text({ name: "PREFIX" }).pipe(Args.withDescription("delete the author's entries at and below this key")),
-    author: authorOption
-  }
-const del = Command.make("del", delConfig, run((m) => m.del)).pipe(Command.withDescription("delete an author's entries by key prefix; prints how many were removed"))
+  ...common,
+  doc: docArg,
+  prefix: Args.text({ name: "PREFIX" }).pipe(Args.withDescription("delete the author's entries at and below this key")),
+  author: authorOption
+}
+const del = Command.make("del", delConfig, run((m) => m.del)).pipe(
+  Command.withDescription("delete an author's entries by key prefix; prints how many were removed")
+)
 
 export const shareConfig = {
-    ...common,
-    doc: docArg,
-    mode: Args.choice([["read", "Read" as const], ["write", "Write" as const]], { name: "MODE" }).pipe(
-      Args.withDescription("read or write: which capability the ticket grants")
-    )
-  }
-const share = Command.make("share", shareConfig, run((m) => m.share)).pipe(Command.withDescription("print a ticket for the document (and start syncing it)"))
+  ...common,
+  doc: docArg,
+  mode: Args.choice([["read", "Read" as const], ["write", "Write" as const]], { name: "MODE" }).pipe(
+    Args.withDescription("read or write: which capability the ticket grants")
+  )
+}
+const share = Command.make("share", shareConfig, run((m) => m.share)).pipe(
+  Command.withDescription("print a ticket for the document (and start syncing it)")
+)
 
 export const joinConfig = {
-    ...common,
-    ticket: Args.text({ name: "TICKET" }).pipe(Args.withDescription("a ticket from `doc share`")),
-    watch: Options.boolean("watch").pipe(Options.withDescription("then print live events until Ctrl-C"))
-  }
-const join = Command.make("join", joinConfig, run((m) => m.join)).pipe(Command.withDescription("import a ticket's document and sync with its nodes; prints the document id"))
+  ...common,
+  ticket: Args.text({ name: "TICKET" }).pipe(Args.withDescription("a ticket from `doc share`")),
+  watch: Options.boolean("watch").pipe(Options.withDescription("then print live events until Ctrl-C"))
+}
+const join = Command.make("join", joinConfig, run((m) => m.join)).pipe(
+  Command.withDescription("import a ticket's document and sync with its nodes; prints the document id")
+)
 
 export const watchConfig = { ...common, doc: docArg }
-const watch = Command.make("watch", watchConfig, run((m) => m.watch)).pipe(Command.withDescription("print the document's live events, one per line, until Ctrl-C"))
+const watch = Command.make("watch", watchConfig, run((m) => m.watch)).pipe(
+  Command.withDescription("print the document's live events, one per line, until Ctrl-C")
+)
 
 export const importFileConfig = {
-    ...common,
-    doc: docArg,
-    key: keyArg,
-    file: Args.text({ name: "PATH" }).pipe(Args.withDescription("the file to import (read by the node)")),
-    author: authorOption
-  }
-const importFile = Command.make("import-file", importFileConfig, run((m) => m.importFile)).pipe(Command.withDescription("set KEY to the content of a file; prints hash and size"))
+  ...common,
+  doc: docArg,
+  key: keyArg,
+  file: Args.text({ name: "PATH" }).pipe(Args.withDescription("the file to import (read by the node)")),
+  author: authorOption
+}
+const importFile = Command.make("import-file", importFileConfig, run((m) => m.importFile)).pipe(
+  Command.withDescription("set KEY to the content of a file; prints hash and size")
+)
 
 export const exportFileConfig = {
-    ...common,
-    doc: docArg,
-    key: keyArg,
-    file: Args.text({ name: "PATH" }).pipe(Args.withDescription("where to write the content (written by the node)")),
-    author: authorOption
-  }
-const exportFile = Command.make("export-file", exportFileConfig, run((m) => m.exportFile)).pipe(Command.withDescription("write the content of KEY (the newest entry, or --author's) to a file"))
+  ...common,
+  doc: docArg,
+  key: keyArg,
+  file: Args.text({ name: "PATH" }).pipe(Args.withDescription("where to write the content (written by the node)")),
+  author: authorOption
+}
+const exportFile = Command.make("export-file", exportFileConfig, run((m) => m.exportFile)).pipe(
+  Command.withDescription("write the content of KEY (the newest entry, or --author's) to a file")
+)
 
 export const policyGetConfig = { ...common, doc: docArg }
-const policyGet = Command.make("get", policyGetConfig, run((m) => m.policyGet)).pipe(Command.withDescription("print the document's download policy"))
+const policyGet = Command.make("get", policyGetConfig, run((m) => m.policyGet)).pipe(
+  Command.withDescription("print the document's download policy")
+)
 
 export const policySetConfig = {
-    ...common,
-    doc: docArg,
-    mode: Args.choice([["nothing-except", "NothingExcept" as const], ["everything-except", "EverythingExcept" as const]], {
-      name: "MODE"
-    }),
-    filters: Args.text({ name: "FILTER" }).pipe(
-      Args.withDescription("prefix:utf8:<text>, prefix:hex:<hex>, exact:utf8:<text> or exact:hex:<hex>"),
-      Args.repeated
-    )
-  }
-const policySet = Command.make("set", policySetConfig, run((m) => m.policySet)).pipe(Command.withDescription("set which content the node downloads for the document"))
+  ...common,
+  doc: docArg,
+  mode: Args.choice([["nothing-except", "NothingExcept" as const], ["everything-except", "EverythingExcept" as const]], {
+    name: "MODE"
+  }),
+  filters: Args.text({ name: "FILTER" }).pipe(
+    Args.withDescription("prefix:utf8:<text>, prefix:hex:<hex>, exact:utf8:<text> or exact:hex:<hex>"),
+    Args.repeated
+  )
+}
+const policySet = Command.make("set", policySetConfig, run((m) => m.policySet)).pipe(
+  Command.withDescription("set which content the node downloads for the document")
+)
 
 export const policySubcommands = [policyGet, policySet] as const
 
@@ -146,10 +172,14 @@ const policy = Command.make("policy").pipe(
 )
 
 export const peersConfig = { ...common, doc: docArg }
-const peers = Command.make("peers", peersConfig, run((m) => m.peers)).pipe(Command.withDescription("the peers the document last synced with (newest first, at most 5)"))
+const peers = Command.make("peers", peersConfig, run((m) => m.peers)).pipe(
+  Command.withDescription("the peers the document last synced with (newest first, at most 5)")
+)
 
 export const statusConfig = { ...common, doc: docArg }
-const status = Command.make("status", statusConfig, run((m) => m.status)).pipe(Command.withDescription("whether the document syncs, and its subscribers and open handles"))
+const status = Command.make("status", statusConfig, run((m) => m.status)).pipe(
+  Command.withDescription("whether the document syncs, and its subscribers and open handles")
+)
 
 export const docSubcommands = [
   create,

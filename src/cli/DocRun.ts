@@ -117,19 +117,19 @@ export const list = (options: Options<typeof Spec.listConfig>) =>
 export const drop = (options: Options<typeof Spec.dropConfig>) =>
   Effect.flatMap(parseDocId(options.doc), (id) =>
     withClient(options, (api) =>
-    Effect.gen(function*() {
-      yield* mustKnow(api, id)
-      yield* api.drop(id).pipe(
-        Effect.catchTag("ReplicaNotClosed", () =>
-          Effect.fail(
-            new CliError({
-              message: `document ${toHex(id)} is still open elsewhere (a running \`doc watch\` or \`doc join --watch\`?); stop those first`
-            })
-          ))
-      )
-      if (options.json) yield* emit(options, { dropped: toHex(id) }, () => [])
-      else yield* errLine(`dropped ${toHex(id)}`)
-    })))
+      Effect.gen(function*() {
+        yield* mustKnow(api, id)
+        yield* api.drop(id).pipe(
+          Effect.catchTag("ReplicaNotClosed", () =>
+            Effect.fail(
+              new CliError({
+                message: `document ${toHex(id)} is still open elsewhere (a running \`doc watch\` or \`doc join --watch\`?); stop those first`
+              })
+            ))
+        )
+        if (options.json) yield* emit(options, { dropped: toHex(id) }, () => [])
+        else yield* errLine(`dropped ${toHex(id)}`)
+      })))
 
 // -- set / get / keys / del
 
