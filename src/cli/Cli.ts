@@ -126,6 +126,7 @@ export const runCli = (argv: ReadonlyArray<string>) =>
             path: normalized.path,
             name: NAME,
             color: useColor(process.stdout, process.env),
+            errorColor: useColor(process.stderr, process.env),
             args: given
           })
       )

@@ -54,13 +54,19 @@ export const cleanText = (text: string, context: TextContext): string => {
 const cleanArgs = (args: ReadonlyArray<unknown>, context: TextContext): ReadonlyArray<unknown> =>
   args.map((a) => (typeof a === "string" ? cleanText(a, context) : a))
 
-/** Runs `effect` with a `Console` whose `log` and `error` go through `cleanText`. */
-export const withCleanConsole = <A, E, R>(effect: Effect.Effect<A, E, R>, context: TextContext) =>
+/**
+ * Runs `effect` with a `Console` whose `log` (stdout) and `error` (stderr) go through `cleanText`, each coloured only
+ * when its own stream may be (`errorColor` for stderr).
+ */
+export const withCleanConsole = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  context: TextContext & { readonly errorColor: boolean }
+) =>
   Effect.flatMap(Effect.console, (base) => {
     const console: Console.Console = {
       ...base,
       log: (...args) => base.log(...cleanArgs(args, context)),
-      error: (...args) => base.error(...cleanArgs(args, context))
+      error: (...args) => base.error(...cleanArgs(args, { ...context, color: context.errorColor }))
     }
     return Effect.withConsole(effect, console)
   })
