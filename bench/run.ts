@@ -27,6 +27,7 @@ type Bench = (flags: ReadonlyMap<string, string>) => Effect.Effect<object, unkno
 // Loaded on demand, so a bench's memory figures do not include the modules of the others.
 const benches: Record<string, () => Promise<Bench>> = {
   blobs: async () => (await import("./blobs.js")).blobsBench,
+  cli: async () => (await import("./cli.js")).cliBench,
   insert: async () => (await import("./insert.js")).insertBench,
   live: async () => (await import("./live.js")).liveBench,
   reconcile: async () => (await import("./reconcile.js")).reconcileBench,

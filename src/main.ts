@@ -5,11 +5,18 @@
  * The shebang caps V8's young generation at 4 MiB semi-spaces (default: grows to 16 MiB), as do the `start`, `demo`
  * and `bench` scripts of package.json: the network stack allocates an ArrayBuffer per TCP read and per noise frame,
  * garbage only a scavenge frees, and the larger young generation cost memory without saving time (figures: README).
+ *
+ * Deep imports only: the `effect` barrel alone loads every module of the library (about half a second here), and a
+ * client command must start fast (`npm run bench -- cli`).
  */
 import "./internal/polyfill.js"
-import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Effect, Layer, Logger } from "effect"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import { exitCode, runCli } from "./cli/Cli.js"
 
 // Logs go to stderr: stdout carries only the commands' output (content bytes, ids, JSON lines).
@@ -22,7 +29,10 @@ process.stdout.on("error", (error: NodeJS.ErrnoException) => {
   process.kill(process.pid, "SIGTERM")
 })
 
-NodeRuntime.runMain(runCli(process.argv).pipe(Effect.provide(Layer.merge(NodeContext.layer, logger))), {
+// What @effect/cli needs (NodeContext would also load the command executor and its child_process machinery).
+const context = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer, logger)
+
+NodeRuntime.runMain(runCli(process.argv).pipe(Effect.provide(context)), {
   // runCli has printed one line for any failure already.
   disableErrorReporting: true,
   disablePrettyLogger: true,

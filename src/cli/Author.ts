@@ -1,28 +1,15 @@
-/** `rangedocs author …`: the node's authors (secret keys it signs entries with). */
-import { Args, Command, Options } from "@effect/cli"
-import { Chunk, Effect, Option, Stream } from "effect"
-import { equals, toHex } from "../internal/bytes.js"
-import { CliError, common, emit, errLine, parseAuthorId, parseAuthorSecret, withClient } from "./Common.js"
+/**
+ * `rangedocs author …`: the node's authors (secret keys it signs entries with). What the commands do is in
+ * `AuthorRun.ts`, imported when one of them runs.
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import { common, lazy } from "./Common.js"
+
+const run = lazy(() => import("./AuthorRun.js"))
 
 const authorId = Args.text({ name: "ID" }).pipe(Args.withDescription("an author id (64 hex characters)"))
-
-const list = Command.make("list", common, (options) =>
-  withClient(options, (api) =>
-    Effect.gen(function*() {
-      const def = yield* api.authorGetDefault
-      const authors = Chunk.toReadonlyArray(yield* Stream.runCollect(api.authorList))
-      for (const a of authors) {
-        const isDefault = equals(a, def)
-        yield* emit(options, { authorId: toHex(a), default: isDefault }, () => `${toHex(a)}${isDefault ? " (default)" : ""}`)
-      }
-    }))).pipe(Command.withDescription("list the authors whose secret keys the node holds"))
-
-const create = Command.make("create", common, (options) =>
-  withClient(options, (api) =>
-    Effect.gen(function*() {
-      const id = yield* api.authorCreate
-      yield* emit(options, { authorId: toHex(id) }, () => toHex(id))
-    }))).pipe(Command.withDescription("create a new author"))
 
 const setOption = Options.text("set").pipe(
   Options.withPseudoName("ID"),
@@ -30,49 +17,39 @@ const setOption = Options.text("set").pipe(
   Options.optional
 )
 
-const defaultCommand = Command.make("default", { ...common, set: setOption }, (options) =>
-  withClient(options, (api) =>
-    Effect.gen(function*() {
-      if (Option.isSome(options.set)) {
-        const id = yield* parseAuthorId(options.set.value)
-        yield* api.authorSetDefault(id)
-      }
-      const id = yield* api.authorGetDefault
-      yield* emit(options, { authorId: toHex(id) }, () => toHex(id))
-    }))).pipe(Command.withDescription("print the default author, or set it with --set ID"))
+export const listConfig = common
+const list = Command.make("list", listConfig, run((m) => m.list)).pipe(
+  Command.withDescription("list the authors whose secret keys the node holds")
+)
 
-const exportCommand = Command.make("export", { ...common, id: authorId }, (options) =>
-  withClient(options, (api) =>
-    Effect.gen(function*() {
-      const id = yield* parseAuthorId(options.id)
-      const author = yield* api.authorExport(id)
-      if (Option.isNone(author)) return yield* new CliError({ message: `author not found: ${toHex(id)}` })
-      const secret = author.value.toSecretHex()
-      yield* emit(options, { authorId: toHex(id), secret }, () => secret)
-    }))).pipe(Command.withDescription("print an author's secret key (hex); keep it private"))
+export const createConfig = common
+const create = Command.make("create", createConfig, run((m) => m.create)).pipe(
+  Command.withDescription("create a new author")
+)
 
-const importCommand = Command.make(
-  "import",
-  { ...common, secret: Args.text({ name: "SECRET" }).pipe(Args.withDescription("an author secret (64 hex characters)")) },
-  (options) =>
-    withClient(options, (api) =>
-      Effect.gen(function*() {
-        const author = yield* parseAuthorSecret(options.secret)
-        const id = yield* api.authorImport(author)
-        yield* emit(options, { authorId: toHex(id) }, () => toHex(id))
-      }))
-).pipe(Command.withDescription("import an author from its secret key"))
+export const defaultCommandConfig = { ...common, set: setOption }
+const defaultCommand = Command.make("default", defaultCommandConfig, run((m) => m.defaultCommand)).pipe(
+  Command.withDescription("print the default author, or set it with --set ID")
+)
 
-const deleteCommand = Command.make("delete", { ...common, id: authorId }, (options) =>
-  withClient(options, (api) =>
-    Effect.gen(function*() {
-      const id = yield* parseAuthorId(options.id)
-      yield* api.authorDelete(id)
-      if (options.json) yield* emit(options, { deleted: toHex(id) }, () => [])
-      else yield* errLine(`deleted author ${toHex(id)}`)
-    }))).pipe(Command.withDescription("delete an author (not the default one)"))
+export const exportCommandConfig = { ...common, id: authorId }
+const exportCommand = Command.make("export", exportCommandConfig, run((m) => m.exportCommand)).pipe(
+  Command.withDescription("print an author's secret key (hex); keep it private")
+)
+
+export const importCommandConfig = { ...common, secret: Args.text({ name: "SECRET" }).pipe(Args.withDescription("an author secret (64 hex characters)")) }
+const importCommand = Command.make("import", importCommandConfig, run((m) => m.importCommand)).pipe(
+  Command.withDescription("import an author from its secret key")
+)
+
+export const deleteCommandConfig = { ...common, id: authorId }
+const deleteCommand = Command.make("delete", deleteCommandConfig, run((m) => m.deleteCommand)).pipe(
+  Command.withDescription("delete an author (not the default one)")
+)
+
+export const authorSubcommands = [list, create, defaultCommand, exportCommand, importCommand, deleteCommand] as const
 
 export const authorCommand = Command.make("author").pipe(
   Command.withDescription("manage authors"),
-  Command.withSubcommands([list, create, defaultCommand, exportCommand, importCommand, deleteCommand])
+  Command.withSubcommands(authorSubcommands)
 )

@@ -2,14 +2,29 @@
  * The `rangedocs` command line (@effect/cli): `start` runs a node; `author`, `doc` and `stats` talk to the node
  * running for the data directory over RPC; `demo` runs two nodes in this process. Every expected failure ends as one
  * line on stderr and exit code 1 (`runCli`).
+ *
+ * A client command loads only what it needs: `start` and `demo` (libp2p, SQLite, the node layers) are imported only
+ * when the command line names them or asks for the full help, and the RPC client only when a command talks to a node
+ * (`Common.withClient`). The bundle built by `npm run build` (`src/cli/bundle.ts`) keeps these imports apart.
  */
-import { Command, ValidationError } from "@effect/cli"
-import { Cause, Effect, Exit, Option } from "effect"
-import { authorCommand } from "./Author.js"
-import { common, emit, errLine, oneLine, withClient } from "./Common.js"
-import { demoCommand } from "./Demo.js"
-import { docCommand } from "./Doc.js"
-import { startCommand } from "./Start.js"
+import * as Command from "@effect/cli/Command"
+import * as Descriptor from "@effect/cli/CommandDescriptor"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as HashSet from "effect/HashSet"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import { authorCommand, authorSubcommands } from "./Author.js"
+import { isLogLevelName, LOG_LEVELS, type LogLevelName, normalizeArgv, redactArgs, type Tree } from "./Argv.js"
+import { CliError, common, emit, errLine, oneLine, withClient } from "./Common.js"
+import { docCommand, docSubcommands, policySubcommands } from "./Doc.js"
+import { useColor, withCleanConsole } from "./Help.js"
+
+export const VERSION = "0.1.0"
+const NAME = "rangedocs"
 
 const stats = Command.make("stats", common, (options) =>
   withClient(options, (api) =>
@@ -20,34 +35,111 @@ const stats = Command.make("stats", common, (options) =>
       yield* emit(options, counters, () => names.map((n) => `${n.padEnd(width)}  ${counters[n]}`))
     }))).pipe(Command.withDescription("the node's counters (sync sessions, entries and bytes in and out, …)"))
 
-export const command = Command.make("rangedocs").pipe(
-  Command.withDescription("multi-dimensional key-value documents that sync peer to peer"),
-  Command.withSubcommands([startCommand, authorCommand, docCommand, stats, demoCommand])
+const DESCRIPTION = "multi-dimensional key-value documents that sync peer to peer. Global options, before or after " +
+  "the command: --data-dir DIR (the node's data directory), --json (machine output), --log-level LEVEL"
+
+const CONFIG = { name: NAME, version: VERSION }
+
+/** The commands that only talk to a running node. */
+const CLIENT_COMMANDS = ["author", "doc", "stats"]
+const clientCli = Command.run(
+  Command.make(NAME).pipe(Command.withDescription(DESCRIPTION), Command.withSubcommands([authorCommand, docCommand, stats])),
+  CONFIG
 )
 
-export const VERSION = "0.1.0"
+/** The full command line, with `start` and `demo` (which load the node). */
+const fullCli = Effect.promise(async () => {
+  const [{ startCommand }, { demoCommand }] = await Promise.all([import("./Start.js"), import("./Demo.js")])
+  return Command.run(
+    Command.make(NAME).pipe(
+      Command.withDescription(DESCRIPTION),
+      Command.withSubcommands([startCommand, authorCommand, docCommand, stats, demoCommand])
+    ),
+    CONFIG
+  )
+})
 
-const cli = Command.run(command, { name: "rangedocs", version: VERSION })
+const names = (commands: ReadonlyArray<{ readonly descriptor: Descriptor.Command<unknown> }>): Array<string> =>
+  commands.flatMap((c) => [...HashSet.values(Descriptor.getNames(c.descriptor))])
+const leaves = (commands: ReadonlyArray<{ readonly descriptor: Descriptor.Command<unknown> }>): Tree =>
+  new Map(names(commands).map((n) => [n, new Map()]))
+
+/** Every command name, nested as the commands are. */
+export const commandTree: Tree = new Map<string, Tree>([
+  ["start", new Map()],
+  ["author", leaves(authorSubcommands)],
+  ["doc", new Map([...leaves(docSubcommands), ["policy", leaves(policySubcommands)]])],
+  ["stats", new Map()],
+  ["demo", new Map()]
+])
 
 /** The exit code of a finished CLI run: 0, or 1 after a failure (interruption by a signal counts as success). */
 export const exitCode = (exit: Exit.Exit<unknown, unknown>): number =>
   Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause) ? 0 : 1
 
+const LEVELS: Record<LogLevelName, LogLevel.LogLevel> = {
+  all: LogLevel.All,
+  trace: LogLevel.Trace,
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warning: LogLevel.Warning,
+  error: LogLevel.Error,
+  fatal: LogLevel.Fatal,
+  none: LogLevel.None
+}
+
+/** `--log-level`, else `$RANGEDOCS_LOG_LEVEL`, else info. */
+const logLevel = (given: string | undefined): Effect.Effect<LogLevel.LogLevel, string> => {
+  const fromEnv = process.env["RANGEDOCS_LOG_LEVEL"]
+  const [name, source] = given !== undefined
+    ? [given, "--log-level"]
+    : fromEnv !== undefined && fromEnv !== ""
+    ? [fromEnv, "RANGEDOCS_LOG_LEVEL"]
+    : ["info", ""]
+  const lower = name.toLowerCase()
+  return isLogLevelName(lower)
+    ? Effect.succeed(LEVELS[lower])
+    : Effect.fail(`invalid ${source}: expected one of ${LOG_LEVELS.join(", ")}`)
+}
+
 /**
  * Runs the CLI on `argv` (`process.argv`). Failures print one line on stderr and fail (so the exit code is 1):
  * argument errors were already printed by @effect/cli; other errors show their message; defects show their message
- * prefixed "internal error". No stack traces or causes.
+ * prefixed "internal error". No stack traces or causes, and no argument that could be a secret.
  */
 export const runCli = (argv: ReadonlyArray<string>) =>
-  cli(argv).pipe(
-    Effect.catchAllCause((cause) => {
-      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-      const failure = Cause.failureOption(cause)
-      const report = Option.match(failure, {
-        onSome: (e) => ValidationError.isValidationError(e) ? Effect.void : errLine(`error: ${oneLine(e)}`),
-        onNone: () =>
-          errLine(`internal error: ${oneLine(Option.getOrElse(Option.map(Cause.dieOption(cause), (d) => d), () => "unknown"))}`)
+  Effect.suspend(() => {
+    const given = argv.slice(2)
+    const normalized = normalizeArgv(given, commandTree)
+    const report = (text: string) => errLine(redactArgs(text, given))
+    const first = normalized.path[0]
+    const client = first !== undefined
+      ? CLIENT_COMMANDS.includes(first)
+      : given.includes("--version") && !normalized.help
+    return Effect.gen(function*() {
+      const level = yield* logLevel(normalized.logLevel).pipe(Effect.mapError((message) => new CliError({ message })))
+      const cli = client ? clientCli : yield* fullCli
+      return yield* cli([...argv.slice(0, 2), ...normalized.args]).pipe(
+        Logger.withMinimumLogLevel(level),
+        (effect) =>
+          withCleanConsole(effect, {
+            path: normalized.path,
+            name: NAME,
+            color: useColor(process.stdout, process.env),
+            errorColor: useColor(process.stderr, process.env),
+            args: given
+          })
+      )
+    }).pipe(
+      Effect.catchAllCause((cause) => {
+        if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+        const failure = Cause.failureOption(cause)
+        const printed = Option.match(failure, {
+          onSome: (e) => ValidationError.isValidationError(e) ? Effect.void : report(`error: ${oneLine(e)}`),
+          onNone: () =>
+            report(`internal error: ${oneLine(Option.getOrElse(Option.map(Cause.dieOption(cause), (d) => d), () => "unknown"))}`)
+        })
+        return Effect.zipRight(printed, Effect.failCause(cause))
       })
-      return Effect.zipRight(report, Effect.failCause(cause))
-    })
-  )
+    )
+  })

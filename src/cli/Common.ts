@@ -3,16 +3,18 @@
  * directory, one-line errors, argument parsing, output to stdout/stderr, and the RPC client of the running node.
  */
 import { Options } from "@effect/cli"
-import { Config, Data, Effect, Either, Option, ParseResult, Schema, type Scope } from "effect"
+import * as Config from "effect/Config"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as os from "node:os"
 import * as path from "node:path"
 import { toHex } from "../internal/bytes.js"
 import type { ApiError } from "../schema/DocsErrors.js"
 import type { Entry } from "../schema/Entry.js"
-import { type Author, AuthorFromHex, type AuthorId, AuthorIdFromHex, type NamespaceId, NamespaceIdFromHex } from "../schema/Keys.js"
-import { type DocTicket, parseTicket } from "../schema/Ticket.js"
-import * as Docs from "../services/Docs.js"
-import * as DocsRpc from "../services/DocsRpc.js"
+import type { NamespaceId } from "../schema/Keys.js"
+import type { DocsService } from "../services/Docs.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
@@ -148,45 +150,6 @@ export const showTime = (micros: bigint): string => {
   return Number.isFinite(ms) && ms < 8.64e15 ? new Date(ms).toISOString() : micros.toString()
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Arguments
-
-const firstIssue = (error: ParseResult.ParseError): string => {
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-  return issues[0]?.message ?? "malformed"
-}
-
-/** Ids are quoted in errors, but not long inputs: a ticket (which can hold a secret) given in the wrong place. */
-const decodeArg = <A>(schema: Schema.Schema<A, string>, what: string, input: string, quoteShort: boolean) => {
-  const quote = quoteShort && input.length <= 80
-  return Either.match(Schema.decodeEither(schema)(input), {
-    onLeft: (e) =>
-      Effect.fail(new CliError({ message: `invalid ${what}${quote ? ` '${input}'` : ""}: ${firstIssue(e)}` })),
-    onRight: (a) => Effect.succeed(a)
-  })
-}
-
-export const parseDocId = (s: string): Effect.Effect<NamespaceId, CliError> =>
-  decodeArg(NamespaceIdFromHex, "document id", s, true)
-export const parseAuthorId = (s: string): Effect.Effect<AuthorId, CliError> =>
-  decodeArg(AuthorIdFromHex, "author id", s, true)
-/** The input is a secret: never quoted in the error. */
-export const parseAuthorSecret = (s: string): Effect.Effect<Author, CliError> =>
-  decodeArg(AuthorFromHex, "author secret", s.trim(), false)
-
-/** The input may be a Write ticket (a secret): never quoted in the error. */
-export const parseTicketArg = (s: string): Effect.Effect<DocTicket, CliError> =>
-  Either.match(parseTicket(s.trim()), {
-    onLeft: (e) => Effect.fail(new CliError({ message: e.message })),
-    onRight: Effect.succeed
-  })
-
-export const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
-
-/** A key given on the command line (UTF-8); refuses the empty key. */
-export const parseKey = (s: string): Effect.Effect<Uint8Array, CliError> =>
-  s === "" ? Effect.fail(new CliError({ message: "invalid key: must not be empty" })) : Effect.succeed(utf8(s))
-
 export const nonNegative = (what: string, n: Option.Option<number>): Effect.Effect<Option.Option<number>, CliError> =>
   Option.isSome(n) && (n.value < 0 || !Number.isInteger(n.value))
     ? Effect.fail(new CliError({ message: `invalid ${what}: expected a non-negative integer` }))
@@ -195,25 +158,28 @@ export const nonNegative = (what: string, n: Option.Option<number>): Effect.Effe
 // ---------------------------------------------------------------------------------------------------------------
 // The running node
 
-/** The `Docs` API of the node running for the data directory (over RPC); NodeUnreachable when none runs. */
+/**
+ * A command handler that lives in another module, imported when the command runs: parsing a command line, `--help`
+ * and `--version` load only the commands' definitions.
+ */
+export const lazy = <M>(load: () => Promise<M>) =>
+<O, E, R>(pick: (m: M) => (options: O) => Effect.Effect<void, E, R>) =>
+(options: O): Effect.Effect<void, E, R> => Effect.flatMap(Effect.promise(load), (m) => pick(m)(options))
+
+/**
+ * The `Docs` API of the node running for the data directory (over RPC); a CliError when none runs. The RPC client is
+ * imported here, on demand: commands that do not talk to a node (`--version`, `--help`) never load it.
+ */
 export const withClient = <A, E>(
   options: Common,
-  f: (api: Docs.DocsService) => Effect.Effect<A, E, Scope.Scope>
-): Effect.Effect<A, E | DocsRpc.NodeUnreachable | CliError> =>
+  f: (api: DocsService) => Effect.Effect<A, E, Scope.Scope>
+): Effect.Effect<A, E | CliError> =>
   Effect.gen(function*() {
     const dir = yield* resolveDataDir(options)
-    return yield* Effect.scoped(Effect.flatMap(Docs.Docs, f)).pipe(
-      Effect.provide(DocsRpc.layerClientFromDataDir(dir))
-    )
+    const { connect } = yield* Effect.promise(() => import("./RpcClient.js"))
+    return yield* Effect.scoped(Effect.flatMap(connect(dir), f))
   })
 
-/** Opens the document for the rest of the scope (one handle, closed at the end). */
-export const openScoped = (
-  api: Docs.DocsService,
-  id: NamespaceId
-): Effect.Effect<Docs.Doc, ApiError, Scope.Scope> =>
-  Effect.acquireRelease(Docs.openDoc(api, id), (doc) => Effect.ignore(doc.close))
-
-/** `--author`, else the node's default author. */
-export const authorOrDefault = (api: Docs.DocsService, author: Option.Option<string>) =>
-  Option.match(author, { onNone: () => api.authorGetDefault, onSome: parseAuthorId })
+/** Opens the document for the rest of the scope (one handle on the node, closed at the end). */
+export const openScoped = (api: DocsService, id: NamespaceId): Effect.Effect<NamespaceId, ApiError, Scope.Scope> =>
+  Effect.acquireRelease(Effect.as(api.open(id), id), () => Effect.ignore(api.close(id)))

@@ -1,20 +1,32 @@
 /**
  * The `rangedocs` CLI end to end, as a user runs it: two `rangedocs start` processes with their own data directories
- * on loopback, driven by client commands run as child processes (no shell). The sources are built once into one
- * bundle (esbuild, about 2 s) so that each command starts in about half a second instead of the several seconds that
- * `node --import tsx` needs; one test runs `src/main.ts` through tsx, as `npm start` does.
+ * on loopback, driven by client commands run as child processes (no shell). The program is the bundle that
+ * `npm run build` makes (`src/cli/bundle.ts`, about 2 s), built into a directory of the test's own; one test runs
+ * `src/main.ts` through tsx to see which modules a client command loads.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as Command from "@effect/cli/Command"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import ts from "typescript"
+import { NamespaceSecret } from "../../src/schema/Keys.js"
+import * as DocsRpc from "../../src/services/DocsRpc.js"
+import { mayBeSecret, normalizeArgv } from "../../src/cli/Argv.js"
+import { bundleCli } from "../../src/cli/bundle.js"
+import { commandTree } from "../../src/cli/Cli.js"
+import { cleanText } from "../../src/cli/Help.js"
+import * as CliRpc from "../../src/cli/RpcClient.js"
 
 const ROOT = path.resolve(import.meta.dirname, "..", "..")
 /** Inside the repository so that the built files resolve node_modules. */
 const BUILD = path.join(ROOT, "node_modules", ".cache", `rangedocs-cli-test-${process.pid}`)
-let MAIN = path.join(BUILD, "src", "main.js")
+let MAIN = path.join(BUILD, "main.js")
 const LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 
 const children = new Set<ChildProcess>()
@@ -26,44 +38,8 @@ const tempDir = (name: string) => {
   return dir
 }
 
-/** Fallback build: every source file through typescript's transpileModule (no type check). */
-const transpile = () => {
-  const walk = (dir: string): Array<string> =>
-    fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-      e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]
-    )
-  for (const file of walk(path.join(ROOT, "src")).filter((f) => f.endsWith(".ts"))) {
-    const out = ts.transpileModule(fs.readFileSync(file, "utf8"), {
-      fileName: file,
-      compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext }
-    })
-    const dest = path.join(BUILD, path.relative(ROOT, file)).replace(/\.ts$/, ".js")
-    fs.mkdirSync(path.dirname(dest), { recursive: true })
-    fs.writeFileSync(dest, out.outputText)
-  }
-}
-
-/**
- * One ESM bundle of src/main.ts with esbuild (installed with tsx), native packages left external: a command then
- * starts in about a third of the time that thousands of separate module files take. Falls back to `transpile`.
- */
 const build = async () => {
-  const esbuild = await import("esbuild").catch(() => undefined)
-  if (esbuild === undefined) return transpile()
-  const outfile = path.join(BUILD, "main.mjs")
-  await esbuild.build({
-    entryPoints: [path.join(ROOT, "src", "main.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    outfile,
-    external: ["better-sqlite3", "@napi-rs/*"],
-    // Some bundled CommonJS packages call require().
-    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-    logLevel: "error"
-  })
-  MAIN = outfile
+  MAIN = await bundleCli({ root: ROOT, outdir: BUILD })
 }
 
 interface Result {
@@ -76,8 +52,19 @@ const text = (r: Result) => r.stdout.toString("utf8")
 const lines = (r: Result) => text(r).split("\n").filter((l) => l !== "")
 
 /** Spawns the CLI; tracked so that afterAll can kill it. */
-const spawnCli = (args: ReadonlyArray<string>, options: { readonly tsx?: boolean; readonly env?: NodeJS.ProcessEnv } = {}) => {
-  const argv = options.tsx === true ? ["--import", "tsx", path.join(ROOT, "src", "main.ts"), ...args] : [MAIN, ...args]
+interface SpawnOptions {
+  readonly tsx?: boolean
+  readonly env?: NodeJS.ProcessEnv
+  /** Node options before the program (e.g. `--import` of a loader hook). */
+  readonly nodeArgs?: ReadonlyArray<string>
+}
+
+const spawnCli = (args: ReadonlyArray<string>, options: SpawnOptions = {}) => {
+  const argv = [
+    ...(options.nodeArgs ?? []),
+    ...(options.tsx === true ? ["--import", "tsx", path.join(ROOT, "src", "main.ts")] : [MAIN]),
+    ...args
+  ]
   const child = spawn(process.execPath, argv, {
     cwd: ROOT,
     env: { ...process.env, RANGEDOCS_DATA_DIR: "", ...options.env },
@@ -91,7 +78,7 @@ const spawnCli = (args: ReadonlyArray<string>, options: { readonly tsx?: boolean
 /** Runs a CLI command to its end (stdin: `input`, then closed). */
 const cli = (
   args: ReadonlyArray<string>,
-  options: { readonly input?: Uint8Array | string; readonly tsx?: boolean; readonly env?: NodeJS.ProcessEnv } = {}
+  options: SpawnOptions & { readonly input?: Uint8Array | string } = {}
 ): Promise<Result> =>
   new Promise((resolve, reject) => {
     const child = spawnCli(args, options)
@@ -370,18 +357,64 @@ describe("rangedocs CLI", () => {
   it("malformed id, ticket, author, filter and argument: one-line error, non-zero exit", async () => {
     const secret = "zz".repeat(32)
     const [, , , , , secretLine] = await Promise.all([
-      failsWithOneLine(["doc", "get", "abc", "k", ...A], /^error: invalid document id 'abc': .*not hex/),
-      failsWithOneLine(["doc", "keys", "ab".repeat(32), ...A], /^error: invalid document id '(ab)+': .*Ed25519/),
+      failsWithOneLine(["doc", "get", "abc", "k", ...A], /^error: invalid document id \(DOC\) 'abc': .*not hex/),
+      // 64 hex characters could be a namespace secret: named, not quoted.
+      failsWithOneLine(["doc", "keys", "ab".repeat(32), ...A], /^error: invalid document id \(DOC\): .*Ed25519/),
       failsWithOneLine(["doc", "join", "docnotaticket", ...B], /^error: invalid ticket: /),
       failsWithOneLine(["doc", "join", ticket.slice(0, -8), ...B], /^error: invalid ticket: /),
       failsWithOneLine(["author", "default", "--set", "xyz", ...A], /^error: invalid author id 'xyz'/),
       failsWithOneLine(["author", "import", secret, ...A], /^error: invalid author secret: /),
       failsWithOneLine(["doc", "policy", "set", doc, "nothing-except", "suffix:utf8:x", ...A], /^error: invalid filter/),
       failsWithOneLine(["doc", "set", doc, "", "v", ...A], /^error: invalid key: must not be empty$/),
+      failsWithOneLine(["--log-level", "loud", "doc", "list", ...A], /^error: invalid --log-level: expected one of all, /),
       cli(["doc", "share", doc, "admin", ...A]).then((r) => assert.notStrictEqual(r.code, 0))
     ])
     assert.notInclude(secretLine, secret)
   }, 60_000)
+
+  it("finding 15.7: a namespace secret or a write ticket pasted as DOC is echoed by no command", async () => {
+    const file = path.join(tempDir("secret"), "f.txt")
+    fs.writeFileSync(file, "x")
+    // A seed parses as a document id when it happens to be a valid point (about half of them): then the node's
+    // refusal must not show it either. Both kinds are covered.
+    const secrets: Array<string> = []
+    for (let i = 0; secrets.length < 2 || i < 8; i++) {
+      const s = NamespaceSecret.generate().toSecretHex()
+      const parses = await import("../../src/cli/Parse.js").then((m) => Effect.runPromiseExit(m.parseDocId(s)))
+      if (secrets.length === 0 && parses._tag === "Failure") secrets.push(s)
+      else if (secrets.length === 1 && parses._tag === "Success") secrets.push(s)
+      if (secrets.length === 2) break
+    }
+    assert.strictEqual(secrets.length, 2)
+    const writeTicket = (await ok(["doc", "share", doc, "write", ...A])).trim()
+    const commands = (d: string): ReadonlyArray<ReadonlyArray<string>> => [
+      ["doc", "drop", d],
+      ["doc", "set", d, "k", "v"],
+      ["doc", "get", d, "k"],
+      ["doc", "keys", d],
+      ["doc", "del", d, "k"],
+      ["doc", "share", d, "read"],
+      ["doc", "watch", d],
+      ["doc", "import-file", d, "k", file],
+      ["doc", "export-file", d, "k", file],
+      ["doc", "policy", "get", d],
+      ["doc", "policy", "set", d, "nothing-except"],
+      ["doc", "peers", d],
+      ["doc", "status", d],
+      [d, "doc", "list"],
+      ["doc", "list", d]
+    ]
+    for (const pasted of [...secrets, writeTicket]) {
+      const results = await Promise.all(commands(pasted).map((c) => cli([...c, ...A]).then((r) => [c, r] as const)))
+      for (const [c, r] of results) {
+        assert.notStrictEqual(r.code, 0, `rangedocs ${c.join(" ")} succeeded`)
+        for (const out of [text(r), r.stderr]) {
+          assert.notInclude(out.toLowerCase(), pasted.toLowerCase(), `rangedocs ${c[0]} ${c[1]} echoed the secret`)
+        }
+        assert.isAbove(r.stderr.length, 0)
+      }
+    }
+  }, 120_000)
 
   it("author create, default --set, export and import on the other node", async () => {
     const created = (await ok(["author", "create", ...A])).trim()
@@ -438,14 +471,71 @@ describe("rangedocs CLI", () => {
     assert.notInclude(await ok(["doc", "list", ...A]), scratch)
   }, 60_000)
 
-  it("client command with no node running (through tsx, as npm start runs): one line, non-zero exit", async () => {
+  it("client command with no node running: one line, non-zero exit", async () => {
     const empty = tempDir("none")
     await failsWithOneLine(
       ["doc", "list", "--data-dir", empty],
-      new RegExp(`^error: no rangedocs node is running for ${empty}; start one with: rangedocs start --data-dir ${empty}$`),
-      { tsx: true }
+      new RegExp(`^error: no rangedocs node is running for ${empty}; start one with: rangedocs start --data-dir ${empty}$`)
     )
   }, 60_000)
+
+  it("finding 1: the global options work before, between and after the subcommands", async () => {
+    const listed = (await ok(["doc", "list", ...A])).trim()
+    assert.include(listed, doc)
+    const forms: ReadonlyArray<ReadonlyArray<string>> = [
+      [...A, "doc", "list"],
+      ["doc", ...A, "list"],
+      ["doc", "list", ...A],
+      [`--data-dir=${dirA}`, "doc", "list"],
+      ["--log-level", "error", ...A, "doc", "list"],
+      [...A, "doc", "list", "--log-level=warning"]
+    ]
+    const outputs = await Promise.all(forms.map((form) => ok(form)))
+    forms.forEach((form, i) => assert.strictEqual(outputs[i]!.trim(), listed, form.join(" ")))
+    const [before, after, twice, get] = await Promise.all([
+      ok(["--json", ...A, "doc", "policy", "get", doc]),
+      ok(["doc", "policy", "get", doc, "--json", ...A]),
+      // Given twice, the one after the command wins.
+      ok(["--data-dir", tempDir("other"), "doc", "list", ...A]),
+      ok([...A, "doc", "get", doc, "greeting"])
+    ])
+    assert.deepStrictEqual(JSON.parse(before), JSON.parse(after))
+    assert.strictEqual(twice.trim(), listed)
+    assert.strictEqual(get, "hello wörld")
+  }, 60_000)
+
+  it("finding 2: a client command never loads libp2p or better-sqlite3 (src/main.ts through tsx, every module traced)", async () => {
+    const dir = tempDir("trace")
+    const trace = path.join(dir, "loaded.txt")
+    fs.writeFileSync(
+      path.join(dir, "hooks.mjs"),
+      `import { appendFileSync } from "node:fs"
+export async function resolve(specifier, context, next) {
+  const result = await next(specifier, context)
+  appendFileSync(${JSON.stringify(trace)}, result.url + "\\n")
+  return result
+}
+`
+    )
+    fs.writeFileSync(
+      path.join(dir, "register.mjs"),
+      `import { register } from "node:module"\nregister(${JSON.stringify(`file://${path.join(dir, "hooks.mjs")}`)})\n`
+    )
+    const traced = async (args: ReadonlyArray<string>) => {
+      fs.rmSync(trace, { force: true })
+      const r = await cli(args, { tsx: true, nodeArgs: ["--import", path.join(dir, "register.mjs")] })
+      assert.strictEqual(r.code, 0, r.stderr)
+      return fs.readFileSync(trace, "utf8").split("\n")
+    }
+    const heavy = (loaded: ReadonlyArray<string>) =>
+      loaded.filter((u) => /\/node_modules\/(libp2p|better-sqlite3|@libp2p\/(tcp|gossipsub|identify))\//.test(u))
+    const client = await traced(["doc", "list", ...A])
+    assert.isTrue(client.some((u) => u.includes("/src/cli/RpcClient.ts")), "the trace sees the client's modules")
+    assert.deepStrictEqual(heavy(client), [])
+    // The trace does see them where they are loaded.
+    const full = await traced(["start", "--help"])
+    assert.isAbove(heavy(full).length, 0)
+  }, 90_000)
 
   it("demo runs two nodes in one process and exits 0", async () => {
     const r = await cli(["demo"])
@@ -454,4 +544,93 @@ describe("rangedocs CLI", () => {
     assert.include(text(r), "A removed 2 entries")
     assert.include(text(r), "done")
   }, 60_000)
+})
+
+describe("rangedocs CLI, without a node", () => {
+  const ESC = "\u001b["
+
+  it("finding 5: --help piped to a file has no ANSI codes, names the whole command, no word twice; colour only on a terminal without NO_COLOR", async () => {
+    const [root, group, nested, start, colored] = await Promise.all([
+      cli(["--help"]),
+      cli(["doc", "--help"]),
+      cli(["doc", "policy", "get", "--help"]),
+      cli(["start", "--help"]),
+      cli(["doc", "--help"], { env: { NO_COLOR: "1" } })
+    ])
+    for (const r of [root, group, nested, start, colored]) {
+      assert.strictEqual(r.code, 0, r.stderr)
+      assert.notInclude(text(r), ESC)
+      assert.notMatch(text(r), /[ \t]+$/m)
+    }
+    assert.include(text(root), "$ rangedocs [--data-dir DIR] [--json] [--log-level LEVEL] <command>")
+    assert.include(text(root), "- doc policy get [--data-dir DIR] [--json] <DOC>")
+    assert.notInclude(text(root), "doc doc")
+    assert.include(text(group), "$ rangedocs doc <command>")
+    assert.include(text(nested), "$ rangedocs doc policy get [--data-dir DIR] [--json] <DOC>")
+    assert.include(text(start), "[--listen MULTIADDR]...")
+    assert.notMatch(text(start), /[^[]--listen MULTIADDR\.\.\./)
+  }, 60_000)
+
+  it("finding 5: help on a terminal keeps its colours unless NO_COLOR is set (cleanText)", () => {
+    const raw = `${ESC}1mUSAGE${ESC}0m\n\n$ get [--json] <DOC>\n  - doc doc policy get <DOC>   \n --listen MULTIADDR... `
+    const context = { path: ["doc", "policy", "get"], name: "rangedocs", args: [] }
+    const tty = cleanText(raw, { ...context, color: true })
+    assert.include(tty, `${ESC}1mUSAGE`)
+    assert.include(tty, "$ rangedocs doc policy get [--json] <DOC>")
+    assert.include(tty, "- doc policy get <DOC>")
+    assert.include(tty, "[--listen MULTIADDR]...")
+    assert.notInclude(cleanText(raw, { ...context, color: false }), ESC)
+  })
+
+  it("canary: @effect/cli still prints the quirks Help.ts rewrites (drop a rewrite when its quirk is gone)", () => {
+    const leaf = Command.make("get", {}, () => Effect.void)
+    const group = Command.make("policy").pipe(Command.withSubcommands([leaf]))
+    const doc = Command.make("doc").pipe(Command.withSubcommands([group]))
+    const root = Command.make("rangedocs").pipe(Command.withSubcommands([doc]))
+    let printed = ""
+    const console = {
+      log: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void (printed += args.join(" ")))
+    }
+    return Effect.runPromise(
+      Effect.flatMap(Effect.console, (base) =>
+        Command.run(root, { name: "rangedocs", version: "0" })(["node", "rangedocs", "--help"]).pipe(
+          Effect.withConsole({ ...base, ...console })
+        )).pipe(Effect.provide(NodeContext.layer))
+    ).then(() => {
+      assert.include(printed, "doc doc policy get")
+      assert.include(printed, ESC)
+    })
+  })
+
+  it("normalizeArgv moves global options behind the command path and leaves the rest as given", () => {
+    const n = normalizeArgv(["--json", "--data-dir", "d", "doc", "set", "DOC", "k", "--json", "--", "--data-dir"], commandTree)
+    assert.deepStrictEqual(n.path, ["doc", "set"])
+    assert.deepStrictEqual(n.args, ["doc", "set", "--data-dir", "d", "DOC", "k", "--json", "--", "--data-dir"])
+    const l = normalizeArgv(["--log-level=debug", "doc", "--log-level", "error", "list"], commandTree)
+    assert.deepStrictEqual([l.args, l.path, l.logLevel], [["doc", "list"], ["doc", "list"], "error"])
+    assert.isTrue(mayBeSecret(NamespaceSecret.generate().toSecretHex()))
+    assert.isFalse(mayBeSecret("notes/monday"))
+    assert.isFalse(mayBeSecret("/tmp/a/rather/long/path/to/some/file/that/exists.txt"))
+  })
+
+  it("the CLI's RPC client asks for what the node serves (src/cli/RpcClient.ts against services/DocsRpc.ts)", () => {
+    const shape = (group: { readonly requests: ReadonlyMap<string, { readonly payloadSchema: { readonly ast: object }; readonly successSchema: { readonly ast: object }; readonly errorSchema: { readonly ast: object } }> }) =>
+      [...group.requests].map(([tag, rpc]) => `${tag}: ${String(rpc.payloadSchema.ast)} -> ${String(rpc.successSchema.ast)} | ${String(rpc.errorSchema.ast)}`).sort()
+    assert.deepStrictEqual(shape(CliRpc.ServedRpcs), shape(DocsRpc.ServedRpcs))
+  })
+
+  it.effect("tests log quietly: the minimum log level comes from RANGEDOCS_LOG_LEVEL (default none)", () =>
+    Effect.gen(function*() {
+      const logged: Array<unknown> = []
+      const capture = Logger.make(({ message }) => void logged.push(message))
+      yield* Effect.logWarning("provoked on purpose").pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      const level = yield* FiberRef.get(FiberRef.currentMinimumLogLevel)
+      if ((process.env["RANGEDOCS_LOG_LEVEL"] ?? "none") === "none") assert.strictEqual(level, LogLevel.None)
+      if (LogLevel.greaterThan(level, LogLevel.Warning)) assert.deepStrictEqual(logged, [])
+      yield* Effect.logWarning("asked for").pipe(
+        Logger.withMinimumLogLevel(LogLevel.Debug),
+        Effect.provide(Logger.replace(Logger.defaultLogger, capture))
+      )
+      assert.strictEqual(logged.length, LogLevel.greaterThan(level, LogLevel.Warning) ? 1 : 2)
+    }))
 })

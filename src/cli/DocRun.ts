@@ -1,0 +1,360 @@
+/** What the `rangedocs doc …` commands do (their arguments and options: `Doc.ts`). */
+import type * as Command from "@effect/cli/Command"
+import { Effect, Either, Option, type Scope, Stream } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { equals, toHex } from "../internal/bytes.js"
+import type { ApiError } from "../schema/DocsErrors.js"
+import {
+  type DownloadPolicy,
+  EverythingExcept,
+  type FilterKind,
+  filterToString,
+  NothingExcept,
+  parseFilter
+} from "../schema/DownloadPolicy.js"
+import type { Entry } from "../schema/Entry.js"
+import type { AuthorId, NamespaceId } from "../schema/Keys.js"
+import type { LiveEvent } from "../schema/LiveEvent.js"
+import { Query } from "../schema/Query.js"
+import { ticketToString } from "../schema/Ticket.js"
+import type { DocsService } from "../services/Docs.js"
+import {
+  CliError,
+  type Common,
+  emit,
+  entryJson,
+  errLine,
+  nonNegative,
+  openScoped,
+  showKey,
+  showTime,
+  short,
+  stderr,
+  stdout,
+  withClient
+} from "./Common.js"
+import type * as Spec from "./Doc.js"
+import { authorOrDefault, parseAuthorId, parseDocId, parseKey, parseTicketArg, utf8 } from "./Parse.js"
+import { eventJson, showEvent } from "./Events.js"
+
+type Options<C extends Command.Command.Config> = Command.Command.ParseConfig<C>
+
+/** Runs `f` with the document open (one handle, closed at the end). DOC is parsed before the node is contacted. */
+const withDoc = <A, E>(
+  options: Common & { readonly doc: string },
+  f: (doc: NamespaceId, api: DocsService) => Effect.Effect<A, E, Scope.Scope>
+) =>
+  Effect.flatMap(parseDocId(options.doc), (id) =>
+    withClient(options, (api) => Effect.flatMap(openScoped(api, id), (doc) => f(doc, api))))
+
+/** Prints events until the stream ends (the document was dropped or closed, or the node stopped) or Ctrl-C. */
+const printEvents = (options: Common, events: Stream.Stream<LiveEvent, ApiError>) =>
+  Stream.runForEach(events, (e) => emit(options, eventJson(e), () => showEvent(e))).pipe(
+    Effect.zipRight(errLine("the event stream ended (the document was closed or dropped, or the node stopped)"))
+  )
+
+/** The newest entry for `key` (or `author`'s entry). */
+const findEntry = (
+  api: DocsService,
+  docId: NamespaceId,
+  key: Uint8Array,
+  author: Option.Option<AuthorId>,
+  includeEmpty: boolean
+): Effect.Effect<Option.Option<Entry>, ApiError> =>
+  Option.match(author, {
+    onSome: (a) => Effect.map(api.getExact(docId, key, a, includeEmpty), Option.map((e) => e.entry)),
+    onNone: () =>
+      Stream.runHead(
+        api.get(docId, Query.singleLatestPerKey().withKeyExact(key).withIncludeEmpty(includeEmpty)).pipe(
+          Stream.map((e) => e.entry)
+        )
+      )
+  })
+
+const entryLines = (e: Entry): ReadonlyArray<string> => [
+  `doc:       ${toHex(e.id.namespace)}`,
+  `author:    ${toHex(e.id.author)}`,
+  `key:       ${showKey(e.id.key)}`,
+  `hash:      ${toHex(e.record.hash)}`,
+  `len:       ${e.record.len}`,
+  `timestamp: ${e.record.timestamp} (${showTime(e.record.timestamp)})`
+]
+
+const notFound = (key: Uint8Array) => new CliError({ message: `entry not found: ${showKey(key)}` })
+
+const optionalAuthorId = (author: Option.Option<string>) =>
+  Option.match(author, {
+    onNone: () => Effect.succeed(Option.none<AuthorId>()),
+    onSome: (a) => Effect.map(parseAuthorId(a), Option.some)
+  })
+
+/**
+ * Fails unless the node has the document. Drop and the download policy take any id without complaint (dropping
+ * nothing, or keeping a policy for a document to come); from the command line, an unknown DOC is most likely a typo.
+ */
+const mustKnow = (api: DocsService, id: NamespaceId) =>
+  Effect.flatMap(Stream.runHead(Stream.filter(api.list, (item) => equals(item.id, id))), (known) =>
+    Option.isNone(known)
+      ? Effect.fail(new CliError({ message: "unknown document (DOC): the node has no such document" }))
+      : Effect.void)
+
+// -- create / list / drop
+
+export const create = (options: Options<typeof Spec.createConfig>) =>
+  withClient(options, (api) =>
+    Effect.gen(function*() {
+      const doc = yield* Effect.acquireRelease(api.create, (id) => Effect.ignore(api.close(id)))
+      yield* emit(options, { docId: toHex(doc) }, () => toHex(doc))
+    }))
+
+export const list = (options: Options<typeof Spec.listConfig>) =>
+  withClient(options, (api) =>
+    Stream.runForEach(api.list, (item) =>
+      emit(options, { docId: toHex(item.id), capability: item.capability }, () =>
+        `${toHex(item.id)}\t${item.capability}`)))
+
+export const drop = (options: Options<typeof Spec.dropConfig>) =>
+  Effect.flatMap(parseDocId(options.doc), (id) =>
+    withClient(options, (api) =>
+      Effect.gen(function*() {
+        yield* mustKnow(api, id)
+        yield* api.drop(id).pipe(
+          Effect.catchTag("ReplicaNotClosed", () =>
+            Effect.fail(
+              new CliError({
+                message: `document ${toHex(id)} is still open elsewhere (a running \`doc watch\` or \`doc join --watch\`?); stop those first`
+              })
+            ))
+        )
+        if (options.json) yield* emit(options, { dropped: toHex(id) }, () => [])
+        else yield* errLine(`dropped ${toHex(id)}`)
+      })))
+
+// -- set / get / keys / del
+
+const readStdin = Effect.async<Uint8Array, CliError>((resume) => {
+  const chunks: Array<Buffer> = []
+  const onData = (c: Buffer | string) => chunks.push(typeof c === "string" ? Buffer.from(c) : c)
+  const onEnd = () => resume(Effect.succeed(new Uint8Array(Buffer.concat(chunks))))
+  const onError = (e: Error) => resume(Effect.fail(new CliError({ message: `cannot read stdin: ${e.message}` })))
+  process.stdin.on("data", onData).once("end", onEnd).once("error", onError)
+  return Effect.sync(() => {
+    process.stdin.off("data", onData).off("end", onEnd).off("error", onError)
+    process.stdin.pause()
+  })
+})
+
+const readFileArg = (file: string) =>
+  Effect.tryPromise({
+    try: () => fs.promises.readFile(file),
+    catch: (e) => new CliError({ message: `cannot read ${file}: ${e instanceof Error && "code" in e ? String(e.code) : String(e)}` })
+  }).pipe(Effect.map((b) => new Uint8Array(b)))
+
+export const set = (options: Options<typeof Spec.setConfig>) =>
+  Effect.gen(function*() {
+      const key = yield* parseKey(options.key)
+      if (Option.isSome(options.value) && Option.isSome(options.file)) {
+        return yield* new CliError({ message: "give either VALUE or --file, not both" })
+      }
+      const value = Option.isSome(options.value)
+        ? utf8(options.value.value)
+        : Option.isSome(options.file)
+        ? yield* readFileArg(options.file.value)
+        : yield* readStdin
+      yield* withDoc(options, (doc, api) =>
+        Effect.gen(function*() {
+          const author = yield* authorOrDefault(api, options.author)
+          const entry = yield* api.set(doc, author, key, value)
+          yield* emit(options, entryJson(entry.entry), () => toHex(entry.contentHash))
+        }))
+    })
+
+export const get = (options: Options<typeof Spec.getConfig>) =>
+  withDoc(options, (doc, api) =>
+      Effect.gen(function*() {
+        const key = yield* parseKey(options.key)
+        const author = yield* optionalAuthorId(options.author)
+        const entry = yield* findEntry(api, doc, key, author, options.includeEmpty)
+        if (Option.isNone(entry)) return yield* notFound(key)
+        const e = entry.value
+        if (options.meta) return yield* emit(options, entryJson(e), () => entryLines(e))
+        const content = e.record.len === 0n ? new Uint8Array(0) : yield* api.readContent(e.record.hash).pipe(
+          Effect.catchTag("BlobNotFound", () =>
+            Effect.fail(new CliError({ message: `the content of ${showKey(key)} is not on this node yet` })))
+        )
+        if (options.json) {
+          return yield* emit(options, { ...entryJson(e), contentHex: toHex(content) }, () => [])
+        }
+        yield* stdout(content)
+      }))
+
+export const keys = (options: Options<typeof Spec.keysConfig>) =>
+  withDoc(options, (doc, api) =>
+      Effect.gen(function*() {
+        const limit = yield* nonNegative("--limit", options.limit)
+        const offset = yield* nonNegative("--offset", options.offset)
+        const author = yield* optionalAuthorId(options.author)
+        const direction = options.desc ? "Desc" as const : "Asc" as const
+        let query = options.latest
+          ? Query.singleLatestPerKey().sortDirection(direction)
+          : Query.all().sortBy(options.sort === "key" ? "KeyAuthor" : "AuthorKey", direction)
+        if (Option.isSome(options.prefix)) query = query.withKeyPrefix(utf8(options.prefix.value))
+        if (Option.isSome(author)) query = query.withAuthor(author.value)
+        if (Option.isSome(limit)) query = query.withLimit(limit.value)
+        if (Option.isSome(offset)) query = query.withOffset(offset.value)
+        if (options.includeEmpty) query = query.withIncludeEmpty()
+        yield* Stream.runForEach(api.get(doc, query), ({ entry }) =>
+          emit(options, entryJson(entry), () =>
+            `${showKey(entry.id.key)}\t${short(entry.id.author)}\t${entry.record.len}`))
+      }))
+
+export const del = (options: Options<typeof Spec.delConfig>) =>
+  withDoc(options, (doc, api) =>
+      Effect.gen(function*() {
+        const author = yield* authorOrDefault(api, options.author)
+        const removed = yield* api.del(doc, author, utf8(options.prefix))
+        yield* emit(options, { removed }, () => String(removed))
+      }))
+
+// -- share / join / watch
+
+export const share = (options: Options<typeof Spec.shareConfig>) =>
+  withDoc(options, (doc, api) =>
+      Effect.gen(function*() {
+        const ticket = yield* api.share(doc, options.mode, "Addresses")
+        const text = ticketToString(ticket)
+        yield* emit(options, { ticket: text }, () => text)
+      }))
+
+export const join = (options: Options<typeof Spec.joinConfig>) =>
+  Effect.gen(function*() {
+      const ticket = yield* parseTicketArg(options.ticket)
+      yield* withClient(options, (api) =>
+        Effect.gen(function*() {
+          const doc = yield* Effect.acquireRelease(api.import(ticket.capability), (id) => Effect.ignore(api.close(id)))
+          const events = options.watch ? Option.some(yield* api.subscribe(doc)) : Option.none()
+          yield* api.startSync(doc, ticket.nodes)
+          yield* emit(options, { docId: toHex(doc) }, () => toHex(doc))
+          if (Option.isSome(events)) yield* printEvents(options, events.value)
+        }))
+    })
+
+export const watch = (options: Options<typeof Spec.watchConfig>) =>
+  withDoc(options, (doc, api) =>
+    Effect.gen(function*() {
+      const events = yield* api.subscribe(doc)
+      // On stderr in JSON mode too: it tells a script (or a test) that no later event will be missed.
+      yield* errLine(`watching ${toHex(doc)}; stop with Ctrl-C`)
+      yield* printEvents(options, events)
+    }))
+
+// -- files
+
+const MiB = 1024 * 1024
+const showBytes = (n: number) => n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`
+
+const progressBar = (total: number) => (done: number) => {
+  const width = 30
+  const ratio = total > 0 ? Math.min(1, done / total) : 1
+  const filled = Math.round(ratio * width)
+  return stderr(
+    `\r[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${(ratio * 100).toFixed(0).padStart(3)}% ${showBytes(done)} / ${showBytes(total)}`
+  )
+}
+
+export const importFile = (options: Options<typeof Spec.importFileConfig>) =>
+  withDoc(options, (doc, api) =>
+      Effect.gen(function*() {
+        const key = yield* parseKey(options.key)
+        const file = path.resolve(options.file)
+        const stat = yield* Effect.try({
+          try: () => fs.statSync(file),
+          catch: () => new CliError({ message: `cannot read ${file}` })
+        })
+        if (!stat.isFile()) return yield* new CliError({ message: `not a file: ${file}` })
+        const author = yield* authorOrDefault(api, options.author)
+        const tty = process.stderr.isTTY === true && !options.json
+        const outcome = yield* api.importFile(doc, author, key, file, tty ? progressBar(stat.size) : undefined)
+        if (tty) yield* stderr("\n")
+        yield* emit(
+          options,
+          { key: options.key, hash: toHex(outcome.hash), size: outcome.size },
+          () => `${toHex(outcome.hash)}\t${outcome.size}`
+        )
+      }))
+
+export const exportFile = (options: Options<typeof Spec.exportFileConfig>) =>
+  withDoc(options, (doc, api) =>
+      Effect.gen(function*() {
+        const key = yield* parseKey(options.key)
+        const author = yield* optionalAuthorId(options.author)
+        const entry = yield* findEntry(api, doc, key, author, false)
+        if (Option.isNone(entry)) return yield* notFound(key)
+        const file = path.resolve(options.file)
+        const tty = process.stderr.isTTY === true && !options.json
+        if (tty) yield* stderr(`exporting ${showBytes(Number(entry.value.record.len))} to ${file}…`)
+        yield* api.exportFile(entry.value.record.hash, file)
+        if (tty) yield* stderr(" done\n")
+        yield* emit(options, { path: file, ...entryJson(entry.value) }, () => file)
+      }))
+
+// -- policy / peers / status
+
+const policyJson = (p: DownloadPolicy) => ({
+  policy: p._tag === "NothingExcept" ? "nothing-except" : "everything-except",
+  filters: p.filters.map(filterToString)
+})
+
+const showPolicy = (p: DownloadPolicy) => {
+  const j = policyJson(p)
+  return [j.policy, ...j.filters.map((f) => `  ${f}`)]
+}
+
+export const policyGet = (options: Options<typeof Spec.policyGetConfig>) =>
+  Effect.flatMap(parseDocId(options.doc), (id) =>
+    withClient(options, (api) =>
+      Effect.gen(function*() {
+        yield* mustKnow(api, id)
+        const policy = yield* api.getDownloadPolicy(id)
+        yield* emit(options, policyJson(policy), () => showPolicy(policy))
+      })))
+
+export const policySet = (options: Options<typeof Spec.policySetConfig>) =>
+  Effect.flatMap(parseDocId(options.doc), (id) =>
+    withClient(options, (api) =>
+      Effect.gen(function*() {
+        const filters: Array<FilterKind> = []
+        for (const f of options.filters) {
+          const parsed = parseFilter(f)
+          if (Either.isLeft(parsed)) return yield* new CliError({ message: `invalid filter '${f}': ${parsed.left}` })
+          filters.push(parsed.right)
+        }
+        const policy = options.mode === "NothingExcept" ? new NothingExcept({ filters }) : new EverythingExcept({ filters })
+        yield* mustKnow(api, id)
+        yield* api.setDownloadPolicy(id, policy)
+        yield* emit(options, policyJson(policy), () => showPolicy(policy))
+      })))
+
+export const peers = (options: Options<typeof Spec.peersConfig>) =>
+  withDoc(options, (doc, api) =>
+    Effect.gen(function*() {
+      const peers = yield* api.getSyncPeers(doc)
+      for (const p of Option.getOrElse(peers, () => [])) {
+        yield* emit(options, { nodeId: toHex(p) }, () => toHex(p))
+      }
+    }))
+
+export const status = (options: Options<typeof Spec.statusConfig>) =>
+  withDoc(options, (doc, api) =>
+    Effect.gen(function*() {
+      const s = yield* api.status(doc)
+      // Not counting the handle this command holds.
+      const handles = Math.max(0, s.handles - 1)
+      yield* emit(options, { docId: toHex(doc), sync: s.sync, subscribers: s.subscribers, handles }, () => [
+        `sync:        ${s.sync ? "on" : "off"}`,
+        `subscribers: ${s.subscribers}`,
+        `handles:     ${handles}`
+      ])
+    }))
+
