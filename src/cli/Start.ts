@@ -135,6 +135,8 @@ const run = (options: Common & {
     const rpc = Context.get(context, DocsRpc.RpcServerInfo)
     const info = yield* docs.nodeStatus
     const nodeId = toHex(info.nodeId)
+    const relative = path.relative(process.cwd(), dataDir)
+    const shownDir = relative !== "" && !relative.startsWith("..") && !path.isAbsolute(relative) ? `./${relative}` : dataDir
     yield* emit(
       options,
       {
@@ -151,7 +153,8 @@ const run = (options: Common & {
         `listening: ${info.addrs.length === 0 ? "(no addresses)" : info.addrs.join("\n           ")}`,
         `rpc:       ${rpc.url}`,
         `data dir:  ${dataDir}${options.memory ? " (documents in memory)" : ""}`,
-        "running; stop with Ctrl-C"
+        "running; stop with Ctrl-C",
+        `next, in another terminal: rangedocs --data-dir ${shownDir} doc create   (rangedocs --help lists every command)`
       ]
     )
     return yield* Effect.never.pipe(
