@@ -183,6 +183,15 @@ export interface ReplicaService {
     policy: DownloadPolicy.DownloadPolicy
   ) => Effect.Effect<void, StoreError | DocumentNotCreated>
   readonly getDownloadPolicy: (ns: NamespaceId) => Effect.Effect<DownloadPolicy.DownloadPolicy, StoreError>
+  /** The live set the engine resumes at start (finding 3); see `Store.setLive`. */
+  readonly setLive: Store.StoreService["setLive"]
+  readonly listLive: Store.StoreService["listLive"]
+  /** Wanted content kept in the store (finding 4); see `Store.addWanted`. */
+  readonly addWanted: Store.StoreService["addWanted"]
+  readonly removeWanted: Store.StoreService["removeWanted"]
+  readonly listWanted: Store.StoreService["listWanted"]
+  readonly countWanted: Store.StoreService["countWanted"]
+  readonly clearWanted: Store.StoreService["clearWanted"]
   readonly hasNewsForUs: (ns: NamespaceId, heads: AuthorHeads.AuthorHeads) => Effect.Effect<number, StoreError>
   readonly getLatestForEachAuthor: (
     ns: NamespaceId
@@ -915,7 +924,14 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       return r === undefined ? store.getDownloadPolicy(ns) : Effect.succeed(r.policy)
     },
     hasNewsForUs: store.hasNewsForUs,
-    getLatestForEachAuthor: store.getLatestForEachAuthor
+    getLatestForEachAuthor: store.getLatestForEachAuthor,
+    setLive: store.setLive,
+    listLive: store.listLive,
+    addWanted: store.addWanted,
+    removeWanted: store.removeWanted,
+    listWanted: store.listWanted,
+    countWanted: store.countWanted,
+    clearWanted: store.clearWanted
   })
 })
 
