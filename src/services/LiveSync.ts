@@ -855,7 +855,7 @@ export const make = (config: LiveSyncConfig = {}) =>
           // Pulls, not Streams: a Stream stage cost three times the Effect operations per event on the write path.
           const replicaEvents = yield* replica.subscribePull(ns)
           // Counted from the replica actor itself, right after each commit (registered after the pull: never ahead).
-          yield* replica.subscribeSink(ns, () => Effect.sync(() => doc.published++))
+          yield* replica.subscribeSink(ns, () => Effect.sync(() => doc.published++), { counted: false })
           yield* Effect.flatMap(replicaEvents, (events) => onReplicaEvents(doc, events)).pipe(
             Effect.forever,
             Effect.catchTag("NoSuchElementException", () => Effect.void),

@@ -510,6 +510,69 @@ describe("LiveSync", () => {
       yield* atB.until(is("NeighborDown"))
     }))
 
+  it.scopedLive("finding 3: a restarted node resumes its live documents with their stored peers, without startSync", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode()
+      const dirB = yield* tempDir
+      const author = yield* a.docs.authorGetDefault
+      const docA = yield* Docs.createDoc(a.docs)
+      yield* docA.setBytes(author, text("one"), text("first"))
+      const ticket = yield* docA.share("Write", "Addresses")
+      const first = yield* startStoppable(startPersistentNode(dirB))
+      yield* join(first.node, ticket)
+      yield* first.stop
+      yield* docA.setBytes(author, text("two"), text("written while B was down"))
+
+      const again = yield* startStoppable(startPersistentNode(dirB))
+      const live = Context.get(again.node.context, LiveSync.LiveSync)
+      yield* eventually(live.isLive(ticket.capability.id), 10_000, "resumed")
+      const docB = yield* Docs.openDoc(again.node.docs, ticket.capability.id)
+      expect((yield* docB.status).sync).toBe(true)
+      yield* eventually(Effect.map(keysOf(again.node, docB.id), (keys) => keys.join() === "one,two"), 15_000, "caught up")
+      const two = yield* exactEntry(docB, author, "two")
+      yield* eventually(hasContent(again.node, two))
+      // leave forgets the live mark: the next start does not resume it
+      yield* docB.leave
+      yield* again.stop
+      const third = yield* startStoppable(startPersistentNode(dirB))
+      yield* Effect.sleep("500 millis")
+      expect(yield* Context.get(third.node.context, LiveSync.LiveSync).isLive(ticket.capability.id)).toBe(false)
+      yield* third.stop
+    }))
+
+  it.scopedLive("finding 8: NeighborUp precedes SyncFinished on both sides, one session per join, PendingContentReady after the session's content", () =>
+    Effect.gen(function*() {
+      const noInline = { live: { inlineContentMax: 0 } }
+      const a = yield* startMemoryNode(noInline)
+      const b = yield* startMemoryNode(noInline)
+      const author = yield* a.docs.authorGetDefault
+      const docA = yield* Docs.createDoc(a.docs)
+      const keys = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"]
+      for (const key of keys) yield* docA.setBytes(author, text(key), text(`content of ${key}`))
+      const ticket = yield* docA.share("Write", "Addresses")
+      const seenA = yield* record(yield* docA.subscribe())
+      const [, events] = yield* Docs.importAndSubscribe(b.docs, ticket)
+      const seenB = yield* record(events)
+      yield* seenB.until(is("PendingContentReady"))
+      yield* syncsSettled([a, b], 1_000)
+      const order = (seen: ReadonlyArray<LiveEvent.LiveEvent>, peer: Uint8Array) => {
+        const up = seen.findIndex((e) => e._tag === "NeighborUp" && toHex(e.peer) === toHex(peer))
+        const finished = seen.flatMap((e, i) => e._tag === "SyncFinished" && toHex(e.event.peer) === toHex(peer) ? [i] : [])
+        return { up, finished }
+      }
+      for (const [name, seen, peer] of [["A", seenA.seen, b.network.nodeId], ["B", seenB.seen, a.network.nodeId]] as const) {
+        const { up, finished } = order(seen, peer)
+        expect(finished.length, `${name}: one session`).toBe(1)
+        expect(up, `${name}: NeighborUp seen`).toBeGreaterThanOrEqual(0)
+        expect(up, `${name}: NeighborUp before SyncFinished`).toBeLessThan(finished[0]!)
+      }
+      const ready = seenB.seen.findIndex(is("PendingContentReady"))
+      const contentReady = seenB.seen.flatMap((e, i) => e._tag === "ContentReady" ? [i] : [])
+      expect(contentReady.length).toBe(keys.length)
+      for (const i of contentReady) expect(i).toBeLessThan(ready)
+      expect(seenB.seen.filter(is("PendingContentReady")).length).toBe(1)
+    }))
+
   it.scopedLive("OpenState follows create, startSync, subscribe and leave (spec 06 §4.2)", () =>
     Effect.gen(function*() {
       const a = yield* startMemoryNode()
