@@ -542,12 +542,13 @@ describe("LiveSync", () => {
 
   it.scopedLive("finding 8: NeighborUp precedes SyncFinished on both sides, one session per join, PendingContentReady after the session's content", () =>
     Effect.gen(function*() {
+      // Persistent nodes: their blob store answers content status from disk, asynchronously.
       const noInline = { live: { inlineContentMax: 0 } }
-      const a = yield* startMemoryNode(noInline)
-      const b = yield* startMemoryNode(noInline)
+      const a = yield* startPersistentNode(yield* tempDir, noInline)
+      const b = yield* startPersistentNode(yield* tempDir, noInline)
       const author = yield* a.docs.authorGetDefault
       const docA = yield* Docs.createDoc(a.docs)
-      const keys = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"]
+      const keys = Array.from({ length: 40 }, (_, i) => `k${i}`)
       for (const key of keys) yield* docA.setBytes(author, text(key), text(`content of ${key}`))
       const ticket = yield* docA.share("Write", "Addresses")
       const seenA = yield* record(yield* docA.subscribe())
