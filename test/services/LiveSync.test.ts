@@ -15,6 +15,9 @@ import * as Docs from "../../src/services/Docs.js"
 import * as Op from "../../src/schema/Op.js"
 import * as Gossip from "../../src/services/Gossip.js"
 import * as LiveSync from "../../src/services/LiveSync.js"
+import * as Replica from "../../src/services/Replica.js"
+import * as Store from "../../src/services/Store.js"
+import { absentContentPuts, flood } from "../utils/hostile.js"
 import { eventually, record, startMemoryNode, startPersistentNode, startStoppable, type TestNode } from "../utils/nodes.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -573,6 +576,49 @@ describe("LiveSync", () => {
       for (const i of contentReady) expect(i).toBeLessThan(ready)
       expect(seenB.seen.filter(is("PendingContentReady")).length).toBe(1)
     }))
+
+  it.scopedLive("finding 4: a peer flooding valid Puts whose content it never serves — every entry stored, bounds held and counted, the node answers", () =>
+    Effect.gen(function*() {
+      const PUTS = 2000
+      const bounds = { maxInFlight: 4, maxWanted: 200, maxProviders: 2 }
+      const victim = yield* startMemoryNode({ live: { content: bounds, inlineContentMax: 0 } })
+      const hostile = yield* startMemoryNode()
+      const doc = yield* Docs.createDoc(victim.docs)
+      const ticket = yield* doc.share("Write", "Addresses")
+      yield* join(hostile, ticket)
+      // The gossip mesh is up both ways before the flood.
+      yield* eventually(Effect.map(Effect.all([neighborsOf(victim, doc.id), neighborsOf(hostile, doc.id)]), ([v, h]) => v.length >= 1 && h.length >= 1))
+      if (ticket.capability._tag !== "Write") return yield* Effect.dieMessage("write ticket expected")
+      const entries = absentContentPuts(ticket.capability.secret, PUTS)
+
+      // Sample the victim's bounds and its answer time while the flood runs.
+      let worstMs = 0
+      let samples = 0
+      const sampler = yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+        const t0 = Date.now()
+        const stats = yield* victim.docs.stats
+        yield* Stream.runDrain(victim.docs.list)
+        worstMs = Math.max(worstMs, Date.now() - t0)
+        samples++
+        expect(stats["downloads_in_flight"]).toBeLessThanOrEqual(bounds.maxInFlight)
+        expect(stats["wanted_in_memory"]).toBeLessThanOrEqual(bounds.maxWanted)
+        yield* Effect.sleep("50 millis")
+      })))
+      const sent = yield* flood(hostile, doc.id, entries)
+      expect(sent).toBe(PUTS)
+      const store = Context.get(victim.context, Store.Store)
+      const replica = Context.get(victim.context, Replica.Replica)
+      yield* eventually(Effect.map(store.count(doc.id), (n) => n === PUTS), 60_000, "every valid Put stored")
+      // Every wanted hash is remembered in the store, though at most maxWanted of them in memory.
+      yield* eventually(Effect.map(replica.countWanted(doc.id), (n) => n === PUTS), 20_000, "all wanted remembered")
+      yield* Fiber.interrupt(sampler)
+      const stats = yield* victim.docs.stats
+      expect(samples).toBeGreaterThan(0)
+      expect(worstMs).toBeLessThan(2000)
+      expect(stats["wanted_overflow"]).toBeGreaterThan(0)
+      expect(stats["downloads_in_flight"]).toBeLessThanOrEqual(bounds.maxInFlight)
+      expect(stats["wanted_in_memory"]).toBeLessThanOrEqual(bounds.maxWanted)
+    }), 120_000)
 
   it.scopedLive("OpenState follows create, startSync, subscribe and leave (spec 06 §4.2)", () =>
     Effect.gen(function*() {
