@@ -107,6 +107,9 @@ export const MAX_DOWNLOAD_RETRIES_PENDING = 256
 export const DEFAULT_SYNC_RETRY_DELAY: Duration.Duration = Duration.seconds(1)
 export const DEFAULT_SYNC_RETRY_MAX: Duration.Duration = Duration.minutes(2)
 
+/** Peers per document announced by a session before gossip knew them (see `Doc.gossipPending`). */
+const MAX_GOSSIP_PENDING = 256
+
 /** Waiting for a document's insert events to be handled before a session's completion is posted (finding 8). */
 const INTAKE_WAIT: Duration.Duration = Duration.seconds(10)
 
@@ -232,6 +235,11 @@ interface Doc {
   readonly handled: SubscriptionRef.SubscriptionRef<number>
   /** Where the next page of the stored wanted set starts. */
   cursor: Hash | undefined
+  /**
+   * Peers announced at the end of a session before gossip knew them, with `published` at that moment: a write in
+   * the gap may have missed them, so gossip's NeighborUp syncs again only if there was one.
+   */
+  readonly gossipPending: Map<string, number>
 }
 
 type Command =
@@ -800,6 +808,8 @@ export const make = (config: LiveSyncConfig = {}) =>
         // The peer is a member we just synced with: subscribers learn it before the session's end (finding 8), and
         // gossip's NeighborUp for it later is no news (no second sync).
         if (result === "Ok" && SyncState.neighborUp(states, nsHex, peerHex, now)) {
+          const known = (yield* gossip.neighbors(ns)).some((id) => toHex(id) === peerHex)
+          if (!known && doc.gossipPending.size < MAX_GOSSIP_PENDING) doc.gossipPending.set(peerHex, doc.published)
           yield* emit(nsHex, new LiveEvent.NeighborUp({ peer }))
         }
         const finished = now
@@ -850,7 +860,8 @@ export const make = (config: LiveSyncConfig = {}) =>
             retries: yield* FiberMap.make<string>(),
             published: 0,
             handled: yield* SubscriptionRef.make(0),
-            cursor: undefined
+            cursor: undefined,
+            gossipPending: new Map()
           }
           // Pulls, not Streams: a Stream stage cost three times the Effect operations per event on the write path.
           const replicaEvents = yield* replica.subscribePull(ns)
@@ -958,7 +969,14 @@ export const make = (config: LiveSyncConfig = {}) =>
           const doc = docs.get(nsHex)
           if (doc === undefined) return Effect.void
           return Effect.gen(function*() {
-            if (!SyncState.neighborUp(states, nsHex, toHex(command.peer), yield* Clock.currentTimeMillis)) return
+            const peerHex = toHex(command.peer)
+            const pending = doc.gossipPending.get(peerHex)
+            doc.gossipPending.delete(peerHex)
+            if (!SyncState.neighborUp(states, nsHex, peerHex, yield* Clock.currentTimeMillis)) {
+              // Announced by a session already; only writes since then may have missed the peer.
+              if (pending !== undefined && doc.published > pending) yield* syncWithPeer(doc, command.peer, "NewNeighbor")
+              return
+            }
             yield* emit(nsHex, new LiveEvent.NeighborUp({ peer: command.peer }))
             yield* syncWithPeer(doc, command.peer, "NewNeighbor")
           })
@@ -966,6 +984,7 @@ export const make = (config: LiveSyncConfig = {}) =>
         case "NeighborDown": {
           const nsHex = toHex(command.ns)
           const doc = docs.get(nsHex)
+          doc?.gossipPending.delete(toHex(command.peer))
           if (doc === undefined || !SyncState.neighborDown(states, nsHex, toHex(command.peer))) return Effect.void
           return emit(nsHex, new LiveEvent.NeighborDown({ peer: command.peer })).pipe(
             Effect.zipRight(shuttingDown ? Effect.void : scheduleRedial(doc, command.peer))
