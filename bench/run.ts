@@ -28,6 +28,7 @@ type Bench = (flags: ReadonlyMap<string, string>) => Effect.Effect<object, unkno
 const benches: Record<string, () => Promise<Bench>> = {
   blobs: async () => (await import("./blobs.js")).blobsBench,
   insert: async () => (await import("./insert.js")).insertBench,
+  flood: async () => (await import("./flood.js")).floodBench,
   live: async () => (await import("./live.js")).liveBench,
   reconcile: async () => (await import("./reconcile.js")).reconcileBench,
   sync: async () => (await import("./sync.js")).syncBench

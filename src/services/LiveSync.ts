@@ -236,10 +236,15 @@ interface Doc {
   /** Where the next page of the stored wanted set starts. */
   cursor: Hash | undefined
   /**
-   * Peers announced at the end of a session before gossip knew them, with `published` at that moment: a write in
-   * the gap may have missed them, so gossip's NeighborUp syncs again only if there was one.
+   * Peers that were no gossip neighbors when a session with them started, with `localWrites` at that moment: a write
+   * since then may have missed them (the session's snapshot is older, and gossip may not deliver to them before its
+   * own NeighborUp), so gossip's NeighborUp syncs again only if there was one.
    */
   readonly gossipPending: Map<string, number>
+  /** Local inserts the document's event fiber handled (published to gossip). */
+  localWrites: number
+  /** Peers gossip announced (its NeighborUp), until their NeighborDown. */
+  readonly gossipUp: Set<string>
 }
 
 type Command =
@@ -443,6 +448,13 @@ export const make = (config: LiveSyncConfig = {}) =>
     // -- sessions (spec 05 §6)
 
     /** Starts a session with `peer` if the core allows it; `done` learns whether it succeeded (a retry's attempt). */
+    const watchGossipGap = (doc: Doc, peerHex: string) => {
+      const state = SyncState.peer(states, toHex(doc.ns), peerHex)
+      if (state?.neighbor !== true && !doc.gossipPending.has(peerHex) && doc.gossipPending.size < MAX_GOSSIP_PENDING) {
+        doc.gossipPending.set(peerHex, doc.localWrites)
+      }
+    }
+
     const syncWithPeer = (
       doc: Doc,
       peer: NodeId,
@@ -460,6 +472,7 @@ export const make = (config: LiveSyncConfig = {}) =>
           return
         }
         const ns = doc.ns
+        watchGossipGap(doc, peerHex)
         const target = yield* addressBook.lookup(peer)
         yield* FiberMap.run(
           doc.sessions,
@@ -638,6 +651,7 @@ export const make = (config: LiveSyncConfig = {}) =>
         const ns = doc.ns
         for (const event of events) {
           if (event._tag === "LocalInsert") {
+            doc.localWrites++
             yield* count("doc_live_tick_replica_event")
             yield* count("new_entries_local")
             yield* count("new_entries_local_size", Number(event.entry.record.len))
@@ -808,8 +822,6 @@ export const make = (config: LiveSyncConfig = {}) =>
         // The peer is a member we just synced with: subscribers learn it before the session's end (finding 8), and
         // gossip's NeighborUp for it later is no news (no second sync).
         if (result === "Ok" && SyncState.neighborUp(states, nsHex, peerHex, now)) {
-          const known = (yield* gossip.neighbors(ns)).some((id) => toHex(id) === peerHex)
-          if (!known && doc.gossipPending.size < MAX_GOSSIP_PENDING) doc.gossipPending.set(peerHex, doc.published)
           yield* emit(nsHex, new LiveEvent.NeighborUp({ peer }))
         }
         const finished = now
@@ -822,6 +834,14 @@ export const make = (config: LiveSyncConfig = {}) =>
           SyncState.setMayEmitReady(states, nsHex, false)
           yield* emit(nsHex, new LiveEvent.PendingContentReady())
         }
+        let resync = f.resync
+        const base = doc.gossipPending.get(peerHex)
+        if (result === "Ok" && base !== undefined) {
+          // Writes during the session are not in its snapshot, and gossip may not have reached the peer yet.
+          if (doc.localWrites > base) resync = true
+          if (doc.gossipUp.has(peerHex)) doc.gossipPending.delete(peerHex)
+          else doc.gossipPending.set(peerHex, doc.localWrites)
+        }
         if (result === "Ok") yield* offerWanted(doc, peer)
         if (done !== undefined) yield* Deferred.succeed(done, result === "Ok")
         if (f.retry !== undefined && !shuttingDown && Exit.isFailure(exit)) {
@@ -833,7 +853,7 @@ export const make = (config: LiveSyncConfig = {}) =>
           yield* count("sync_retries")
           yield* scheduleRetry(doc, peer)
         }
-        if (f.resync) yield* syncWithPeer(doc, peer, "Resync")
+        if (resync) yield* syncWithPeer(doc, peer, "Resync")
       })
 
     const rememberAddresses = (peer: NodeId) =>
@@ -861,7 +881,9 @@ export const make = (config: LiveSyncConfig = {}) =>
             published: 0,
             handled: yield* SubscriptionRef.make(0),
             cursor: undefined,
-            gossipPending: new Map()
+            gossipPending: new Map(),
+            localWrites: 0,
+            gossipUp: new Set()
           }
           // Pulls, not Streams: a Stream stage cost three times the Effect operations per event on the write path.
           const replicaEvents = yield* replica.subscribePull(ns)
@@ -962,6 +984,8 @@ export const make = (config: LiveSyncConfig = {}) =>
             const outcome = shuttingDown
               ? "NotFound"
               : SyncState.acceptRequest(states, toHex(command.ns), toHex(command.peer), yield* Clock.currentTimeMillis)
+            const doc = docs.get(toHex(command.ns))
+            if (outcome === "Allow" && doc !== undefined) watchGossipGap(doc, toHex(command.peer))
             yield* Deferred.succeed(command.done, outcome)
           })
         case "NeighborUp": {
@@ -970,11 +994,13 @@ export const make = (config: LiveSyncConfig = {}) =>
           if (doc === undefined) return Effect.void
           return Effect.gen(function*() {
             const peerHex = toHex(command.peer)
+            if (doc.gossipUp.size < MAX_GOSSIP_PENDING) doc.gossipUp.add(peerHex)
             const pending = doc.gossipPending.get(peerHex)
-            doc.gossipPending.delete(peerHex)
             if (!SyncState.neighborUp(states, nsHex, peerHex, yield* Clock.currentTimeMillis)) {
-              // Announced by a session already; only writes since then may have missed the peer.
-              if (pending !== undefined && doc.published > pending) yield* syncWithPeer(doc, command.peer, "NewNeighbor")
+              // Announced by a session already; only writes since it started may have missed the peer.
+              if (pending !== undefined && doc.localWrites > pending) yield* syncWithPeer(doc, command.peer, "NewNeighbor")
+              // A running session's end decides (it may have missed writes made meanwhile).
+              if (SyncState.peer(states, nsHex, peerHex)?.sync._tag !== "Running") doc.gossipPending.delete(peerHex)
               return
             }
             yield* emit(nsHex, new LiveEvent.NeighborUp({ peer: command.peer }))
@@ -985,6 +1011,7 @@ export const make = (config: LiveSyncConfig = {}) =>
           const nsHex = toHex(command.ns)
           const doc = docs.get(nsHex)
           doc?.gossipPending.delete(toHex(command.peer))
+          doc?.gossipUp.delete(toHex(command.peer))
           if (doc === undefined || !SyncState.neighborDown(states, nsHex, toHex(command.peer))) return Effect.void
           return emit(nsHex, new LiveEvent.NeighborDown({ peer: command.peer })).pipe(
             Effect.zipRight(shuttingDown ? Effect.void : scheduleRedial(doc, command.peer))

@@ -1,0 +1,131 @@
+/**
+ * flood (finding 4): the node program (`rangedocs start`) in its own process, and a flooding peer in another
+ * (bench/flood-node.ts) that joins with a write ticket and gossips `--puts` validly signed Puts (default 10000) whose
+ * content it never serves. Measured: the node's peak RSS (VmHWM, /proc), the slowest `rangedocs doc list` CLI call
+ * made while the flood runs (`cliMs`, a whole CLI process: start, RPC call, exit), how many of the Puts the node
+ * stored (its `new_entries_remote` counter, by gossip or sync; waited for up to `--wait` s, default 120), and how long
+ * it takes to exit on SIGTERM once the flooding peer left. Targets: stored = puts, peakRssMb < 400, cliMs < 2000,
+ * sigtermMs < 10000.
+ */
+import { Effect } from "effect"
+import { type ChildProcess, fork, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { numberFlag, progress } from "./util.js"
+
+const MAIN = fileURLToPath(new URL("../src/main.js", import.meta.url))
+const FLOODER = fileURLToPath(new URL("./flood-node.js", import.meta.url))
+
+/** Runs the CLI to its end; its stdout and how long it took. */
+const cli = (args: ReadonlyArray<string>) =>
+  Effect.async<{ readonly stdout: string; readonly ms: number; readonly code: number | null }>((resume) => {
+    const t0 = performance.now()
+    const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c))
+    child.on("close", (code) => resume(Effect.succeed({ stdout, ms: performance.now() - t0, code })))
+  })
+
+const json = <A>(stdout: string): A => JSON.parse(stdout.trim().split("\n").pop() ?? "null") as A
+
+/** Peak and current resident set of `pid` in MB (VmHWM, VmRSS). */
+const rssOf = (pid: number) => {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
+    const kb = (name: string) => Number(/\d+/.exec(status.split("\n").find((l) => l.startsWith(name)) ?? "")?.[0] ?? NaN)
+    return { peak: kb("VmHWM:") / 1024, now: kb("VmRSS:") / 1024 }
+  } catch {
+    return { peak: NaN, now: NaN }
+  }
+}
+
+const exited = (child: ChildProcess) =>
+  Effect.async<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+    child.once("exit", () => resume(Effect.void))
+  })
+
+export const floodBench = (flags: ReadonlyMap<string, string>) =>
+  Effect.gen(function*() {
+    const puts = numberFlag(flags, "puts", 10_000)
+    const waitS = numberFlag(flags, "wait", 120)
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "rangedocs-flood-"))),
+      (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
+    )
+    const data = ["--data-dir", dir, "--json"]
+
+    const node = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, [...process.execArgv, MAIN, "start", ...data, "--listen", "/ip4/127.0.0.1/tcp/0"], {
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+      ),
+      (child) => Effect.sync(() => child.kill("SIGKILL"))
+    )
+    node.stderr!.resume()
+    yield* Effect.async<void>((resume) => {
+      let out = ""
+      node.stdout!.setEncoding("utf8").on("data", (c: string) => {
+        out += c
+        if (out.includes("\n")) resume(Effect.void)
+      })
+    })
+    progress(`node ${node.pid} started`)
+    const docId = json<{ docId: string }>((yield* cli(["doc", "create", ...data])).stdout).docId
+    const ticket = json<{ ticket: string }>((yield* cli(["doc", "share", ...data, docId, "write"])).stdout).ticket
+
+    let peakRss = 0
+    yield* Effect.forkScoped(Effect.forever(Effect.sync(() => {
+      peakRss = Math.max(peakRss, rssOf(node.pid!).peak)
+    }).pipe(Effect.zipRight(Effect.sleep("200 millis")))))
+
+    const flooder = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        fork(FLOODER, [], {
+          env: { ...process.env, RANGEDOCS_FLOOD_TICKET: ticket, RANGEDOCS_FLOOD_PUTS: String(puts) },
+          stdio: ["ignore", "ignore", "inherit", "ipc"]
+        })
+      ),
+      (child) => Effect.sync(() => child.kill("SIGKILL"))
+    )
+    const flooded = Effect.async<{ readonly flooded: number; readonly ms: number }>((resume) => {
+      flooder.once("message", (m) => resume(Effect.succeed(m as { flooded: number; ms: number })))
+    })
+    const floodFiber = yield* Effect.fork(flooded)
+
+    // CLI calls while the flood runs and until every Put is stored.
+    let cliMs = 0
+    let stored = 0
+    const deadline = performance.now() + waitS * 1000
+    while (performance.now() < deadline) {
+      const list = yield* cli(["doc", "list", ...data])
+      cliMs = Math.max(cliMs, list.ms)
+      const stats = json<Record<string, number>>((yield* cli(["stats", ...data])).stdout)
+      stored = stats["new_entries_remote"] ?? 0
+      progress(`stored ${stored}/${puts}, doc list ${Math.round(list.ms)} ms, rss ${Math.round(rssOf(node.pid!).now)} MB`)
+      if (stored >= puts) break
+      yield* Effect.sleep("1 second")
+    }
+    const report = yield* floodFiber.await
+    progress(`flooder: ${JSON.stringify(report)}`)
+
+    // The flooding peer leaves; the node must settle, then stop on SIGTERM.
+    flooder.kill("SIGTERM")
+    yield* Effect.sleep("5 seconds")
+    peakRss = Math.max(peakRss, rssOf(node.pid!).peak)
+    const t0 = performance.now()
+    node.kill("SIGTERM")
+    yield* exited(node).pipe(Effect.timeout("30 seconds"), Effect.ignore)
+    const sigtermMs = Math.round(performance.now() - t0)
+    return {
+      bench: "flood",
+      puts,
+      stored,
+      peakRssMb: Math.round(peakRss),
+      cliMs: Math.round(cliMs),
+      sigtermMs
+    }
+  }).pipe(Effect.scoped)
