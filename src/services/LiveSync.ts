@@ -610,7 +610,9 @@ export const make = (config: LiveSyncConfig = {}) =>
           }))
         yield* replica.addWanted(ns, batch)
         yield* post({ _tag: "ScanDone", ns })
-      }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("scanning wanted content failed", Cause.pretty(cause))))
+      }).pipe(Effect.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning(`scanning wanted content failed: ${describeCause(cause)}`)
+      ))
 
     const downloadFinished = (hash: Hash, exit: Exit.Exit<Blobs.Added, DownloadFailed>) =>
       Effect.gen(function*() {
@@ -1120,8 +1122,8 @@ export const make = (config: LiveSyncConfig = {}) =>
     )
 
     // Shutdown (spec 05 §13): no new work, subscribers' streams end, topics and replicas are left (still marked live:
-    // the node resumes them at its next start), running sessions and downloads are interrupted (the FiberSet and
-    // FiberMaps close before this finalizer runs: finalizers run in reverse).
+    // the node resumes them at its next start), running sessions and downloads are interrupted (the FiberMaps close
+    // before this finalizer runs: finalizers run in reverse; the documents' own with their scopes, in `leave`).
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         shuttingDown = true
