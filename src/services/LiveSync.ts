@@ -107,6 +107,9 @@ export const MAX_DOWNLOAD_RETRIES_PENDING = 256
 export const DEFAULT_SYNC_RETRY_DELAY: Duration.Duration = Duration.seconds(1)
 export const DEFAULT_SYNC_RETRY_MAX: Duration.Duration = Duration.minutes(2)
 
+/** Wanted hashes gathered before they are written to the store in one transaction. */
+const REMEMBER_BATCH = 1024
+
 /** Peers per document announced by a session before gossip knew them (see `Doc.gossipPending`). */
 const MAX_GOSSIP_PENDING = 256
 
@@ -520,19 +523,22 @@ export const make = (config: LiveSyncConfig = {}) =>
     const execute = (decisions: ReadonlyArray<ContentQueue.Decision>): Effect.Effect<void> =>
       Effect.gen(function*() {
         if (decisions.length === 0) return
-        const remember = new Map<string, Array<Hash>>()
         for (const d of decisions) {
           switch (d._tag) {
             case "Remember": {
-              let list = remember.get(d.ns)
-              if (list === undefined) {
-                list = []
-                remember.set(d.ns, list)
+              let hashes = remembering.get(d.ns)
+              if (hashes === undefined) {
+                hashes = new Map()
+                remembering.set(d.ns, hashes)
               }
-              list.push(d.hash)
+              if (!hashes.has(toHex(d.hash))) {
+                hashes.set(toHex(d.hash), d.hash)
+                rememberingSize++
+              }
               break
             }
             case "Forget":
+              for (const hashes of remembering.values()) if (hashes.delete(toHex(d.hash))) rememberingSize--
               yield* replica.removeWanted(d.hash).pipe(Effect.catchAll(logStoreFailure))
               break
             case "Download": {
@@ -560,11 +566,24 @@ export const make = (config: LiveSyncConfig = {}) =>
               break
           }
         }
-        for (const [nsHex, hashes] of remember) {
-          const doc = docs.get(nsHex)
-          if (doc !== undefined) yield* replica.addWanted(doc.ns, hashes).pipe(Effect.catchAll(logStoreFailure))
-        }
       })
+
+    /**
+     * Wanted hashes to remember in the store, written in batches (one transaction each) when enough gathered or the
+     * inbox is empty: a statement per hash blocked the event loop under a flood. Bounded by REMEMBER_BATCH.
+     */
+    const remembering = new Map<string, Map<string, Hash>>()
+    let rememberingSize = 0
+    const flushRemembered = Effect.gen(function*() {
+      if (rememberingSize === 0) return
+      const batch = [...remembering]
+      remembering.clear()
+      rememberingSize = 0
+      for (const [nsHex, hashes] of batch) {
+        const doc = docs.get(nsHex)
+        if (doc !== undefined) yield* replica.addWanted(doc.ns, [...hashes.values()]).pipe(Effect.catchAll(logStoreFailure))
+      }
+    })
 
     const logStoreFailure = (error: StoreError) => Effect.logWarning(`wanted content not stored: ${error.method}`)
 
@@ -950,6 +969,11 @@ export const make = (config: LiveSyncConfig = {}) =>
           SyncState.remove(states, nsHex)
           // membership: leave here (membership.leave(ns))
           yield* execute(ContentQueue.leave(content, nsHex))
+          const dropped = forget ? remembering.get(nsHex) : undefined
+          if (dropped !== undefined) {
+            rememberingSize -= dropped.size
+            remembering.delete(nsHex)
+          }
           yield* Scope.close(doc.scope, Exit.void)
           yield* gossip.leave(ns)
           yield* replica.setSync(ns, false).pipe(Effect.ignore)
@@ -1111,6 +1135,11 @@ export const make = (config: LiveSyncConfig = {}) =>
       Effect.forever(
         Effect.flatMap(takeOrInterrupt(inbox), (command) =>
           handle(command).pipe(
+            Effect.zipRight(Effect.suspend(() =>
+              rememberingSize >= REMEMBER_BATCH || Option.getOrElse(inbox.unsafeSize(), () => 0) === 0
+                ? flushRemembered
+                : Effect.void
+            )),
             Effect.zipRight(count("actor_tick_main")),
             Effect.zipRight(count("doc_live_tick_main")),
             Effect.zipRight(count(tickOf(command))),
@@ -1127,6 +1156,7 @@ export const make = (config: LiveSyncConfig = {}) =>
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         shuttingDown = true
+        yield* flushRemembered
         for (const nsHex of [...subscribers.keys()]) yield* dropSubscribers(nsHex)
         for (const doc of [...docs.values()]) yield* leave(doc.ns, true, false)
         yield* replica.flush.pipe(Effect.ignore)
