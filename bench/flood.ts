@@ -8,7 +8,7 @@
  * it takes to exit on SIGTERM once the flooding peer left. Targets: stored = puts, peakRssMb < 400, cliMs < 2000,
  * sigtermMs < 10000.
  */
-import { Effect, Stream } from "effect"
+import { Effect, Fiber, Stream } from "effect"
 import { type ChildProcess, fork, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -101,29 +101,39 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
 
     // CLI calls while the flood runs and until every Put is stored.
     /** One RPC call through a fresh client, as a CLI command makes it. */
-    const rpcList = Effect.gen(function*() {
-      const t0 = performance.now()
-      yield* Effect.scoped(Effect.flatMap(Docs.Docs, (api) => Stream.runDrain(api.list))).pipe(
-        Effect.provide(DocsRpc.layerClientFromDataDir(dir)),
-        Effect.orDie
-      )
-      return performance.now() - t0
-    })
+    const rpc = <A>(f: (api: Docs.DocsService) => Effect.Effect<A, unknown>) =>
+      Effect.gen(function*() {
+        const t0 = performance.now()
+        const value = yield* Effect.scoped(Effect.flatMap(Docs.Docs, f)).pipe(
+          Effect.provide(DocsRpc.layerClientFromDataDir(dir)),
+          Effect.orDie
+        )
+        return { value, ms: performance.now() - t0 }
+      })
+    // While the flood runs: a `doc list` through the RPC client every 250 ms, and whole CLI processes one after another.
     let cliMs = 0
+    let calls = 0
+    const rpcCalls = yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const { ms } = yield* rpc((api) => Stream.runDrain(api.list))
+      cliMs = Math.max(cliMs, ms)
+      calls++
+      yield* Effect.sleep("250 millis")
+    })))
     let cliProcessMs = 0
+    const cliCalls = yield* Effect.forkScoped(Effect.forever(Effect.map(cli(["doc", "list", ...data]), (r) => {
+      cliProcessMs = Math.max(cliProcessMs, r.ms)
+    })))
     let stored = 0
     const deadline = performance.now() + waitS * 1000
     while (performance.now() < deadline) {
-      const rpcMs = yield* rpcList
-      cliMs = Math.max(cliMs, rpcMs)
-      const list = yield* cli(["doc", "list", ...data])
-      cliProcessMs = Math.max(cliProcessMs, list.ms)
-      const stats = json<Record<string, number>>((yield* cli(["stats", ...data])).stdout)
+      const { value: stats } = yield* rpc((api) => api.stats)
       stored = stats["new_entries_remote"] ?? 0
-      progress(`stored ${stored}/${puts}, doc list ${Math.round(rpcMs)} ms (CLI process ${Math.round(list.ms)} ms), rss ${Math.round(rssOf(node.pid!).now)} MB`)
+      progress(`stored ${stored}/${puts}, slowest doc list ${Math.round(cliMs)} ms over ${calls} calls (CLI process ${Math.round(cliProcessMs)} ms), rss ${Math.round(rssOf(node.pid!).now)} MB`)
       if (stored >= puts) break
-      yield* Effect.sleep("500 millis")
+      yield* Effect.sleep("1 second")
     }
+    yield* Fiber.interrupt(rpcCalls)
+    yield* Fiber.interrupt(cliCalls)
     const report = yield* floodFiber.await
     progress(`flooder: ${JSON.stringify(report)}`)
 
