@@ -29,6 +29,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   blobs: async () => (await import("./blobs.js")).blobsBench,
   cli: async () => (await import("./cli.js")).cliBench,
   insert: async () => (await import("./insert.js")).insertBench,
+  flood: async () => (await import("./flood.js")).floodBench,
   live: async () => (await import("./live.js")).liveBench,
   reconcile: async () => (await import("./reconcile.js")).reconcileBench,
   sync: async () => (await import("./sync.js")).syncBench

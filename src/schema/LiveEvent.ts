@@ -7,8 +7,11 @@ import { ContentStatus, Entry } from "./Entry.js"
 import { Hash } from "./Keys.js"
 import { NodeId } from "./NodeAddr.js"
 
-/** Why a session was started (spec 05 §6); `Accept` when the remote started it. */
-export const SyncReason = Schema.Literal("DirectJoin", "NewNeighbor", "SyncReport", "Resync")
+/**
+ * Why a session was started (spec 05 §6); `Accept` when the remote started it. `Retry`: a session we started failed
+ * and is tried again after a backoff (not in the reference).
+ */
+export const SyncReason = Schema.Literal("DirectJoin", "NewNeighbor", "SyncReport", "Resync", "Retry")
 export type SyncReason = typeof SyncReason.Type
 
 export const Origin = Schema.Union(

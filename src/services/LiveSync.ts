@@ -2,20 +2,30 @@
  * The live engine (spec 05): keeps a gossip topic per live document, runs direct sync sessions with its peers,
  * downloads entry content through the blob downloader and publishes `LiveEvent`s to subscribers.
  *
- * One actor fiber owns all engine state and reads one inbox: API commands, accept decisions, gossip events, replica
- * insert events and the completions of sessions and downloads, in the order they occur (spec 05 §3.1 suggestion).
- * Everything that waits (sessions, downloads, gossip receive loops, event forwarding) runs in other fibers that only
- * post to the inbox, so a handler never waits on the inbox itself. A session's insert events are published by the
- * replica before its last insert returns, and every session ends with a network round trip (the close handshake), so
- * they reach the inbox before the session's completion does: `PendingContentReady` (§10.3) relies on that order.
+ * A pure core and a thin shell. The core (`LiveSync/SyncState.ts`: per-peer sync state and the tie-break;
+ * `LiveSync/ContentQueue.ts`: wanted content, providers, downloads) is plain data and functions that return
+ * decisions. This module is the shell: one actor fiber owns the core and reads one inbox (API commands, accept
+ * decisions, gossip events, replica insert events, completions of sessions and downloads, in the order they occur,
+ * spec 05 §3.1 suggestion) and executes the core's decisions. Keyed background work lives in `FiberMap`s: sessions,
+ * redials and sync retries per document (in the document's scope, so `leave` interrupts them), downloads and their
+ * timed retries per hash. Every timer is a `Schedule`, so `TestClock` drives it.
+ *
+ * Order (finding 8): a session's completion is posted only after the document's insert-event fiber handled every
+ * insert event the replica published before the session ended (a per-document count, see `Doc.published`), so every
+ * download a session caused is queued before its `SyncFinished`; and a successful session announces its peer
+ * (`NeighborUp`, once per neighborhood) before its `SyncFinished`, on both sides.
+ *
+ * Restart (finding 3): the live set is kept in the store; at start the engine resumes each live document with its
+ * stored peers. A failed session we started is retried with jittered exponential backoff until it succeeds or the
+ * document leaves, with one WARN line per step.
  *
  * Deviations from the reference, all listed as suggestions or quirks in spec 05:
  * - undecodable gossip is counted and skipped by the Gossip service; the topic keeps working (§8.2);
  * - `ContentReady` goes to every document that waited on the hash (§9.3);
  * - the empty hash is never downloaded;
- * - wanted content is not forgotten: hashes whose download failed or had no provider are kept per document and tried
- *   again with each peer that becomes a neighbor or finishes a sync with us, and after a restart the wanted set of a
- *   document is recomputed from its entries when it goes live;
+ * - wanted content is not forgotten: it is kept in the store (a bounded working set in memory) and offered, a page at
+ *   a time, to each peer that finishes a sync with us; after a restart the wanted set of a document is recomputed
+ *   from its entries when it goes live;
  * - a useful peer's addresses are kept in the AddressBook, so `startSync` can dial stored peers after a restart.
  */
 import {
@@ -27,14 +37,16 @@ import {
   Effect,
   Exit,
   ExecutionStrategy,
-  FiberSet,
+  FiberMap,
   Layer,
   Mailbox,
   Metric,
   Option,
+  Schedule,
   Schema,
   Scope,
-  Stream
+  Stream,
+  SubscriptionRef
 } from "effect"
 import { blake3 } from "../internal/blake3.js"
 import { equals as bytesEqual, fromHex, toHex } from "../internal/bytes.js"
@@ -45,7 +57,9 @@ import type { DownloadFailed } from "../schema/BlobErrors.js"
 import { type ContentStatus, EMPTY, type SignedEntry } from "../schema/Entry.js"
 import type { ReplicaNotFound, ReplicaNotOpen, StoreError } from "../schema/Errors.js"
 import type { RemoteInsert, ReplicaEvent } from "../schema/Events.js"
-import type { Hash, NamespaceId } from "../schema/Keys.js"
+import * as ContentQueue from "./LiveSync/ContentQueue.js"
+import * as SyncState from "./LiveSync/SyncState.js"
+import { type Hash, NamespaceId } from "../schema/Keys.js"
 import * as LiveEvent from "../schema/LiveEvent.js"
 import { NodeAddr, NodeId } from "../schema/NodeAddr.js"
 import * as Op from "../schema/Op.js"
@@ -56,6 +70,7 @@ import * as AddressBook from "./AddressBook.js"
 import * as Blobs from "./Blobs.js"
 import * as BlobTransfer from "./BlobTransfer.js"
 import * as Gossip from "./Gossip.js"
+import * as Membership from "./Membership.js"
 import * as Network from "./Network.js"
 import * as Ranger from "./Ranger.js"
 import * as Replica from "./Replica.js"
@@ -72,19 +87,35 @@ const INSERT_PIPELINE = 2
 
 /**
  * After a neighbor of a live document goes away (its connection dropped, e.g. libp2p's connection monitor aborts a
- * connection whose ping timed out under load), it is dialed again after this pause, doubling per attempt, until it is
- * a neighbor again or {@link REDIAL_ATTEMPTS} dials were made; the sync on NeighborUp then fetches what gossip lost.
+ * connection whose ping timed out under load), it is dialed again after this pause, doubling (jittered) per attempt,
+ * until it is a neighbor again or {@link REDIAL_ATTEMPTS} dials were made; the sync on NeighborUp then fetches what
+ * gossip lost.
  */
 export const REDIAL_DELAY: Duration.Duration = Duration.millis(500)
 export const REDIAL_ATTEMPTS = 5
 
-/** Wanted hashes of a document tried with one new candidate provider at a time. */
+/** Wanted hashes of a document offered to one new candidate provider at a time (a page of the store's wanted set). */
 export const RETRY_BATCH = 256
 
-/** Pause before a failed download is tried again with the providers known by then; doubles per attempt. */
+/** Pause before a failed download is tried again with the providers known by then; doubles (jittered) per attempt. */
 export const DEFAULT_DOWNLOAD_RETRY_DELAY: Duration.Duration = Duration.seconds(1)
 /** Timed retries of one failed download; after them only a new provider (sync, ContentReady, neighbor) retries it. */
 export const DEFAULT_DOWNLOAD_RETRIES = 6
+/** Hashes with timed download retries pending at once; others wait for a new provider. */
+export const MAX_DOWNLOAD_RETRIES_PENDING = 256
+
+/** A failed session we started is tried again after this pause, doubling (jittered) per failure up to the max. */
+export const DEFAULT_SYNC_RETRY_DELAY: Duration.Duration = Duration.seconds(1)
+export const DEFAULT_SYNC_RETRY_MAX: Duration.Duration = Duration.minutes(2)
+
+/** Wanted hashes gathered before they are written to the store in one transaction. */
+const REMEMBER_BATCH = 1024
+
+/** Peers per document announced by a session before gossip knew them (see `Doc.gossipPending`). */
+const MAX_GOSSIP_PENDING = 256
+
+/** Waiting for a document's insert events to be handled before a session's completion is posted (finding 8). */
+const INTAKE_WAIT: Duration.Duration = Duration.seconds(10)
 
 /**
  * Content of at most this many bytes travels inside the gossiped Put (Op variant 3), so receivers need no download
@@ -99,6 +130,16 @@ export interface LiveSyncConfig {
   readonly downloadRetries?: number
   /** Largest content gossiped inline with its entry; 0 turns it off. Default {@link DEFAULT_INLINE_CONTENT_MAX}. */
   readonly inlineContentMax?: number
+  /** First pause before a failed sync is retried. Default {@link DEFAULT_SYNC_RETRY_DELAY}. */
+  readonly syncRetryDelay?: Duration.DurationInput
+  /** Longest pause between sync retries. Default {@link DEFAULT_SYNC_RETRY_MAX}. */
+  readonly syncRetryMax?: Duration.DurationInput
+  /** Bounds of the content queue (downloads in flight, wanted hashes in memory, providers per hash). */
+  readonly content?: Partial<ContentQueue.Config>
+  /** Peer states kept per document. Default {@link SyncState.DEFAULT_MAX_PEERS}. */
+  readonly maxPeersPerDoc?: number
+  /** Resume the documents that were live when the node stopped (finding 3). Default true. */
+  readonly resume?: boolean
 }
 
 export interface LiveSyncService {
@@ -150,6 +191,7 @@ export const COUNTERS = [
   "gossip_inline_content_sent",
   "gossip_inline_content_received",
   "gossip_inline_content_rejected",
+  "sync_retries",
   "actor_tick_main",
   // The engine's loop ticks by source (spec 05 §14 names; our one inbox carries every source).
   "doc_live_tick_main",
@@ -157,13 +199,20 @@ export const COUNTERS = [
   "doc_live_tick_replica_event",
   "doc_live_tick_running_sync_connect",
   "doc_live_tick_running_sync_accept",
-  "doc_live_tick_pending_downloads",
-  "doc_gossip_tick_main",
-  "doc_gossip_tick_event",
-  "doc_gossip_tick_actor",
-  "doc_gossip_tick_pending_join"
+  "doc_live_tick_pending_downloads"
 ] as const
 export type CounterName = (typeof COUNTERS)[number]
+
+/** Read from the engine's core: what its bounds dropped, and how full they are now. */
+export const GAUGES = [
+  "live_peers_evicted",
+  "live_peers_refused",
+  "wanted_overflow",
+  "providers_dropped",
+  "downloads_in_flight",
+  "wanted_in_memory"
+] as const
+export type GaugeName = (typeof GAUGES)[number]
 
 const makeCounters = (node: string) => {
   const counters = {} as Record<CounterName, Metric.Metric.Counter<number>>
@@ -172,33 +221,35 @@ const makeCounters = (node: string) => {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Engine state (spec 05 §3, §6)
+// Shell state
 
 type Origin = LiveEvent.Origin
 
-type SyncState =
-  | { readonly _tag: "Idle" }
-  | { readonly _tag: "Running"; readonly start: number; readonly origin: Origin }
-
-interface PeerState {
-  state: SyncState
-  resyncRequested: boolean
-  /** A session with this peer succeeded since the document went live: it is worth asking for wanted content. */
-  synced: boolean
-}
-
 interface Doc {
   readonly ns: NamespaceId
-  readonly peers: Map<string, PeerState>
-  mayEmitReady: boolean
-  /** Owns the replica subscription, the gossip receive loop and the wanted-content scan of this document. */
+  /** Owns the replica subscriptions, the gossip receive loop, the wanted-content scan and the keyed work below. */
   readonly scope: Scope.CloseableScope
-}
-
-interface Wanted {
-  readonly hash: Hash
-  /** Documents that want it and have no download running for it. */
-  readonly docs: Set<string>
+  /** Running sessions we started, by peer. */
+  readonly sessions: FiberMap.FiberMap<string>
+  /** Redials of neighbors that went away, by peer. */
+  readonly redials: FiberMap.FiberMap<string>
+  /** Backoff loops of failed sessions we started, by peer. */
+  readonly retries: FiberMap.FiberMap<string>
+  /** Insert events the replica published to this document's engine subscription, and how many were handled. */
+  published: number
+  readonly handled: SubscriptionRef.SubscriptionRef<number>
+  /** Where the next page of the stored wanted set starts. */
+  cursor: Hash | undefined
+  /**
+   * Peers that were no gossip neighbors when a session with them started, with `localWrites` at that moment: a write
+   * since then may have missed them (the session's snapshot is older, and gossip may not deliver to them before its
+   * own NeighborUp), so gossip's NeighborUp syncs again only if there was one.
+   */
+  readonly gossipPending: Map<string, number>
+  /** Local inserts the document's event fiber handled (published to gossip). */
+  localWrites: number
+  /** Peers gossip announced (its NeighborUp), until their NeighborDown. */
+  readonly gossipUp: Set<string>
 }
 
 type Command =
@@ -211,12 +262,21 @@ type Command =
   | { readonly _tag: "SyncReport"; readonly ns: NamespaceId; readonly from: NodeId; readonly heads: Uint8Array }
   | { readonly _tag: "ContentReadyFrom"; readonly ns: NamespaceId; readonly node: NodeId; readonly hash: Hash }
   | { readonly _tag: "Replica"; readonly ns: NamespaceId; readonly event: RemoteInsert }
-  | { readonly _tag: "Connected"; readonly ns: NamespaceId; readonly peer: NodeId; readonly reason: LiveEvent.SyncReason; readonly exit: Exit.Exit<Sync.SyncFinished, ConnectError> }
+  | {
+    readonly _tag: "Connected"
+    readonly ns: NamespaceId
+    readonly peer: NodeId
+    readonly reason: LiveEvent.SyncReason
+    readonly session: number
+    readonly exit: Exit.Exit<Sync.SyncFinished, ConnectError>
+    readonly done: Deferred.Deferred<boolean> | undefined
+  }
   | { readonly _tag: "Accepted"; readonly exit: Exit.Exit<Sync.SyncFinished, AcceptError> }
   | { readonly _tag: "Downloaded"; readonly hash: Hash; readonly exit: Exit.Exit<Blobs.Added, DownloadFailed> }
-  | { readonly _tag: "WantedScan"; readonly ns: NamespaceId; readonly hashes: ReadonlyArray<Hash> }
-  | { readonly _tag: "RetryDownload"; readonly hash: Hash }
-  | { readonly _tag: "Redial"; readonly ns: NamespaceId; readonly peer: NodeId; readonly attempt: number }
+  | { readonly _tag: "Offer"; readonly ns: NamespaceId; readonly peer: NodeId; readonly hashes: ReadonlyArray<Hash> }
+  | { readonly _tag: "ScanDone"; readonly ns: NamespaceId }
+  | { readonly _tag: "RetryDownload"; readonly hash: Hash; readonly done: Deferred.Deferred<boolean> }
+  | { readonly _tag: "RetrySync"; readonly ns: NamespaceId; readonly peer: NodeId; readonly done: Deferred.Deferred<boolean> }
 
 const isEmptyHash = (hash: Uint8Array) => toHex(hash) === EMPTY_HEX
 
@@ -225,11 +285,48 @@ const inlineMatches = (entry: SignedEntry, content: Uint8Array): boolean =>
   BigInt(content.length) === entry.entry.record.len && bytesEqual(blake3(content), entry.entry.record.hash)
 const EMPTY_HEX = toHex(EMPTY)
 
+/**
+ * The document and peer of a failed accepted session that ran. Refused sessions (`SyncRejected`) and a peer cooling
+ * down after too many invalid entries (`PeerCoolingDown`) never took the pair's state; Sync logged them already.
+ */
+const acceptedSessionOf = (error: AcceptError): { readonly ns: NamespaceId; readonly peer: NodeId } | undefined => {
+  if (error._tag === "SyncRejected" || error._tag === "PeerCoolingDown" || error.namespace === undefined) return undefined
+  return { ns: error.namespace, peer: error.peer }
+}
+
+/**
+ * A session we started that never ran: the peer runs one with us already (`AlreadySyncing`, spec 05 §7: ignored), or
+ * the peer is cooling down after too many invalid entries (no session is started with it until the cool-down ends).
+ */
+const isAlreadySyncing = (exit: Exit.Exit<unknown, ConnectError>): boolean => {
+  if (Exit.isSuccess(exit)) return false
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isNone(failure)) return false
+  const error = failure.value
+  return (error._tag === "RemoteAbort" && error.reason === "AlreadySyncing") || error._tag === "PeerCoolingDown"
+}
+
+/** Runs `attempt` after each step of `schedule` (its delays slept on the Clock) until it returns true or the schedule ends. */
+const withBackoff = <Out, R>(schedule: Schedule.Schedule<Out, unknown, R>, attempt: Effect.Effect<boolean>) =>
+  Effect.gen(function*() {
+    const driver = yield* Schedule.driver(schedule)
+    while (true) {
+      const step = yield* Effect.option(driver.next(undefined))
+      if (Option.isNone(step)) return
+      if (yield* attempt) return
+    }
+  })
+
+/** Exponential from `base`, capped at `max`, each delay jittered (×0.8–1.2). */
+export const backoff = (base: Duration.DurationInput, max: Duration.DurationInput) =>
+  Schedule.exponential(base).pipe(Schedule.union(Schedule.spaced(max)), Schedule.jittered)
+
 export const make = (config: LiveSyncConfig = {}) =>
   Effect.gen(function*() {
     const replica = yield* Replica.Replica
     const network = yield* Network.Network
     const gossip = yield* Gossip.Gossip
+    const membership = yield* Membership.Membership
     const blobs = yield* Blobs.Blobs
     const transfer = yield* BlobTransfer.BlobTransfer
     const addressBook = yield* AddressBook.AddressBook
@@ -242,24 +339,29 @@ export const make = (config: LiveSyncConfig = {}) =>
     // Mailboxes, not Queues, on the write path: a Queue made every message survive V8's scavenges (internal/mailbox.ts).
     const inbox = yield* Mailbox.make<Command>()
     const post = (command: Command) => inbox.offer(command)
-    const tasks = yield* FiberSet.make<unknown, unknown>()
-    const fork = <A, E>(effect: Effect.Effect<A, E>) => FiberSet.run(tasks, effect)
+    const downloads = yield* FiberMap.make<string>()
+    const downloadRetries = yield* FiberMap.make<string>()
 
-    // -- state, touched by the actor fiber only
+    // -- the core, touched by the actor fiber only
+    const states = SyncState.make(meHex, config.maxPeersPerDoc ?? SyncState.DEFAULT_MAX_PEERS)
+    const content = ContentQueue.make<NodeId>({ ...ContentQueue.defaultConfig, ...config.content })
     const docs = new Map<string, Doc>()
     const subscribers = new Map<string, Set<Mailbox.Mailbox<LiveEvent.LiveEvent>>>()
-    /** Wanted content without a running download (spec 05 `missingHashes`, kept per document). */
-    const wanted = new Map<string, Wanted>()
-    /** Running downloads: hash → documents waiting on it (spec 05 `queuedHashes`). */
-    const queued = new Map<string, Set<string>>()
-    const queuedByDoc = new Map<string, Set<string>>()
-    /** Known providers per hash; read by the downloader on each attempt (spec 05 `hashProviders`). */
-    const providers = new Map<string, Map<string, NodeId>>()
-    /** Timed retries already scheduled per failed hash; cleared when its download succeeds. */
-    const retries = new Map<string, number>()
     const retryDelay = Duration.decode(config.downloadRetryDelay ?? DEFAULT_DOWNLOAD_RETRY_DELAY)
     const maxRetries = config.downloadRetries ?? DEFAULT_DOWNLOAD_RETRIES
     const inlineMax = config.inlineContentMax ?? DEFAULT_INLINE_CONTENT_MAX
+    const syncBackoff = backoff(
+      config.syncRetryDelay ?? DEFAULT_SYNC_RETRY_DELAY,
+      config.syncRetryMax ?? DEFAULT_SYNC_RETRY_MAX
+    )
+    const downloadBackoff = Schedule.exponential(retryDelay).pipe(
+      Schedule.jittered,
+      Schedule.intersect(Schedule.recurs(Math.max(0, maxRetries - 1)))
+    )
+    const redialBackoff = Schedule.exponential(REDIAL_DELAY).pipe(
+      Schedule.jittered,
+      Schedule.intersect(Schedule.recurs(REDIAL_ATTEMPTS - 1))
+    )
     let shuttingDown = false
 
     // -- sync (spec 04) with the engine's accept decision
@@ -268,8 +370,29 @@ export const make = (config: LiveSyncConfig = {}) =>
       accept: (ns, peer) =>
         Effect.flatMap(Deferred.make<Sync.AcceptOutcome>(), (done) =>
           Effect.zipRight(post({ _tag: "Accept", ns, peer, done }), Deferred.await(done))),
-      onAccepted: (exit) => post({ _tag: "Accepted", exit })
+      onAccepted: (exit) =>
+        Effect.zipRight(
+          Exit.isSuccess(exit) ? intakeDone(exit.value.namespace) : Effect.void,
+          post({ _tag: "Accepted", exit })
+        )
     })
+
+    /**
+     * Waits until the document's insert-event fiber handled every event the replica published so far (finding 8):
+     * the inserts of a session that just ended are published before its last insert returned.
+     */
+    const intakeDone = (ns: NamespaceId): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const doc = docs.get(toHex(ns))
+        if (doc === undefined) return Effect.void
+        const target = doc.published
+        return doc.handled.changes.pipe(
+          Stream.takeUntil((n) => n >= target),
+          Stream.runDrain,
+          Effect.timeoutOption(INTAKE_WAIT),
+          Effect.asVoid
+        )
+      })
 
     // -- events
 
@@ -330,170 +453,216 @@ export const make = (config: LiveSyncConfig = {}) =>
     )
     const broadcast = (ns: NamespaceId, op: Op.Op) => outbox.offer([ns, op] as const)
 
-    // -- per-peer state (spec 05 §6)
+    // -- sessions (spec 05 §6)
 
-    const peerState = (doc: Doc, peer: NodeId): PeerState => {
-      const key = toHex(peer)
-      let state = doc.peers.get(key)
-      if (state === undefined) {
-        state = { state: { _tag: "Idle" }, resyncRequested: false, synced: false }
-        doc.peers.set(key, state)
+    /** Starts a session with `peer` if the core allows it; `done` learns whether it succeeded (a retry's attempt). */
+    const watchGossipGap = (doc: Doc, peerHex: string) => {
+      const state = SyncState.peer(states, toHex(doc.ns), peerHex)
+      if (state?.neighbor !== true && !doc.gossipPending.has(peerHex) && doc.gossipPending.size < MAX_GOSSIP_PENDING) {
+        doc.gossipPending.set(peerHex, doc.localWrites)
       }
-      return state
     }
 
-    const startConnect = (doc: Doc, peer: NodeId, reason: LiveEvent.SyncReason, now: number): boolean => {
-      const state = peerState(doc, peer)
-      if (state.state._tag === "Running") {
-        if (reason === "SyncReport") state.resyncRequested = true
-        return false
-      }
-      state.state = { _tag: "Running", start: now, origin: { _tag: "Connect", reason } }
-      state.resyncRequested = false
-      return true
-    }
-
-    const syncWithPeer = (doc: Doc, peer: NodeId, reason: LiveEvent.SyncReason) =>
+    const syncWithPeer = (
+      doc: Doc,
+      peer: NodeId,
+      reason: LiveEvent.SyncReason,
+      done?: Deferred.Deferred<boolean>
+    ): Effect.Effect<void> =>
       Effect.gen(function*() {
-        if (shuttingDown) return
-        const now = yield* Clock.currentTimeMillis
-        if (!startConnect(doc, peer, reason, now)) return
+        const peerHex = toHex(peer)
+        const session = shuttingDown
+          ? undefined
+          : SyncState.startConnect(states, toHex(doc.ns), peerHex, reason, yield* Clock.currentTimeMillis)
+        if (session === undefined) {
+          // Already running (its end decides), not live, or no room: a retry tries again at its next step.
+          if (done !== undefined) yield* Deferred.succeed(done, !docs.has(toHex(doc.ns)))
+          return
+        }
         const ns = doc.ns
+        watchGossipGap(doc, peerHex)
         const target = yield* addressBook.lookup(peer)
-        yield* fork(
+        yield* FiberMap.run(
+          doc.sessions,
+          peerHex,
           Effect.exit(sync.syncWith(ns, target.addrs.length > 0 ? target : peer)).pipe(
-            Effect.flatMap((exit) => post({ _tag: "Connected", ns, peer, reason, exit }))
+            Effect.tap(() => intakeDone(ns)),
+            Effect.flatMap((exit) => post({ _tag: "Connected", ns, peer, reason, session, exit, done }))
           )
         )
       })
 
-    // -- content (spec 05 §9)
+    /** Retries the sessions with `peer` with backoff until one succeeds or the document leaves (in its scope). */
+    const scheduleRetry = (doc: Doc, peer: NodeId) =>
+      FiberMap.run(
+        doc.retries,
+        toHex(peer),
+        withBackoff(
+          syncBackoff,
+          Effect.flatMap(Deferred.make<boolean>(), (done) =>
+            Effect.zipRight(post({ _tag: "RetrySync", ns: doc.ns, peer, done }), Deferred.await(done)))
+        ),
+        { onlyIfMissing: true }
+      )
 
-    const wantedFor = (hash: Hash): Wanted => {
-      const key = toHex(hash)
-      let w = wanted.get(key)
-      if (w === undefined) {
-        w = { hash, docs: new Set() }
-        wanted.set(key, w)
-      }
-      return w
-    }
-
-    const addProvider = (hash: Hash, node: NodeId) => {
-      const key = toHex(hash)
-      let set = providers.get(key)
-      if (set === undefined) {
-        set = new Map()
-        providers.set(key, set)
-      }
-      set.set(toHex(node), node)
-    }
-
-    const queue = (hashHex: string, nsHex: string) => {
-      let docsOfHash = queued.get(hashHex)
-      if (docsOfHash === undefined) {
-        docsOfHash = new Set()
-        queued.set(hashHex, docsOfHash)
-      }
-      docsOfHash.add(nsHex)
-      let hashesOfDoc = queuedByDoc.get(nsHex)
-      if (hashesOfDoc === undefined) {
-        hashesOfDoc = new Set()
-        queuedByDoc.set(nsHex, hashesOfDoc)
-      }
-      hashesOfDoc.add(hashHex)
-    }
-
-    /** spec 05 §9.2, with wanted content kept per document. */
-    const startDownload = (nsHex: string, hash: Hash, node: NodeId | undefined, onlyIfWanted: boolean) =>
-      Effect.gen(function*() {
-        if (shuttingDown || isEmptyHash(hash)) return
-        const hashHex = toHex(hash)
-        const status = yield* blobs.status(hash).pipe(Effect.orElseSucceed(() => "Missing" as const))
-        if (status === "Complete") {
-          wanted.delete(hashHex)
-          retries.delete(hashHex)
-          return
-        }
-        if (node !== undefined) addProvider(hash, node)
-        if (queued.has(hashHex)) {
-          queue(hashHex, nsHex)
-          return
-        }
-        const w = wanted.get(hashHex)
-        if (onlyIfWanted && w === undefined) return
-        queue(hashHex, nsHex)
-        if (w !== undefined) {
-          for (const other of w.docs) queue(hashHex, other)
-          wanted.delete(hashHex)
-        }
-        const candidates = () => providers.get(hashHex)?.values() ?? []
-        yield* fork(
-          Effect.exit(transfer.download(hash, candidates)).pipe(
-            Effect.flatMap((exit) => post({ _tag: "Downloaded", hash, exit }))
-          )
+    /** Dials a neighbor that went away until it is one again (gossip's NeighborUp then syncs with it). */
+    const scheduleRedial = (doc: Doc, peer: NodeId) =>
+      FiberMap.run(
+        doc.redials,
+        toHex(peer),
+        withBackoff(
+          redialBackoff,
+          Effect.gen(function*() {
+            const current = yield* gossip.neighbors(doc.ns)
+            if (current.some((id) => toHex(id) === toHex(peer))) return true
+            yield* gossip.join(doc.ns, [yield* addressBook.lookup(peer)])
+            return false
+          })
         )
-      })
+      )
 
-    /** Offers `node` as a candidate provider for the content `ns` still wants (a few at a time). */
-    const retryWanted = (nsHex: string, node: NodeId) =>
+    // -- content (spec 05 §9), decisions of the content queue
+
+    const contentStatus = (hash: Hash) => blobs.status(hash).pipe(Effect.orElseSucceed(() => "Missing" as const))
+
+    const execute = (decisions: ReadonlyArray<ContentQueue.Decision>): Effect.Effect<void> =>
       Effect.gen(function*() {
-        let n = 0
-        for (const w of [...wanted.values()]) {
-          if (n >= RETRY_BATCH) break
-          if (!w.docs.has(nsHex)) continue
-          n++
-          yield* startDownload(nsHex, w.hash, node, true)
+        if (decisions.length === 0) return
+        for (const d of decisions) {
+          switch (d._tag) {
+            case "Remember": {
+              let hashes = remembering.get(d.ns)
+              if (hashes === undefined) {
+                hashes = new Map()
+                remembering.set(d.ns, hashes)
+              }
+              if (!hashes.has(toHex(d.hash))) {
+                hashes.set(toHex(d.hash), d.hash)
+                rememberingSize++
+              }
+              break
+            }
+            case "Forget":
+              for (const hashes of remembering.values()) if (hashes.delete(toHex(d.hash))) rememberingSize--
+              yield* replica.removeWanted(d.hash).pipe(Effect.catchAll(logStoreFailure))
+              break
+            case "Download": {
+              const hash = d.hash
+              yield* FiberMap.run(
+                downloads,
+                toHex(hash),
+                Effect.exit(transfer.download(hash, () => ContentQueue.providersOf(content, hash))).pipe(
+                  Effect.flatMap((exit) => post({ _tag: "Downloaded", hash, exit }))
+                )
+              )
+              break
+            }
+            case "Cancel":
+              yield* FiberMap.remove(downloads, toHex(d.hash))
+              break
+            case "ContentReady": {
+              yield* emit(d.ns, new LiveEvent.ContentReady({ hash: d.hash }, true))
+              const doc = docs.get(d.ns)
+              if (doc !== undefined) yield* broadcast(doc.ns, new Op.ContentReady({ hash: d.hash }, true))
+              break
+            }
+            case "Drained":
+              if (SyncState.takeMayEmitReady(states, d.ns)) yield* emit(d.ns, new LiveEvent.PendingContentReady())
+              break
+          }
         }
       })
+
+    /**
+     * Wanted hashes to remember in the store, written in batches (one transaction each) when enough gathered or the
+     * inbox is empty: a statement per hash blocked the event loop under a flood. Bounded by REMEMBER_BATCH.
+     */
+    const remembering = new Map<string, Map<string, Hash>>()
+    let rememberingSize = 0
+    const flushRemembered = Effect.gen(function*() {
+      if (rememberingSize === 0) return
+      const batch = [...remembering]
+      remembering.clear()
+      rememberingSize = 0
+      for (const [nsHex, hashes] of batch) {
+        const doc = docs.get(nsHex)
+        if (doc !== undefined) yield* replica.addWanted(doc.ns, [...hashes.values()]).pipe(Effect.catchAll(logStoreFailure))
+      }
+    })
+
+    const logStoreFailure = (error: StoreError) => Effect.logWarning(`wanted content not stored: ${error.method}`)
+
+    /**
+     * Offers `peer` (it just synced with us) as a provider for a page of the document's stored wanted set; the pages
+     * rotate, so a large set is offered in turn. Runs outside the actor (store and blob reads).
+     */
+    const offerWanted = (doc: Doc, peer: NodeId) =>
+      Effect.gen(function*() {
+        const page = yield* replica.listWanted(doc.ns, RETRY_BATCH, doc.cursor)
+        doc.cursor = page.length < RETRY_BATCH ? undefined : page[page.length - 1]
+        const missing: Array<Hash> = []
+        for (const hash of page) {
+          if ((yield* contentStatus(hash)) === "Complete") yield* replica.removeWanted(hash)
+          else missing.push(hash)
+        }
+        if (missing.length > 0) yield* post({ _tag: "Offer", ns: doc.ns, peer, hashes: missing })
+      }).pipe(
+        Effect.catchAll(logStoreFailure),
+        Effect.forkIn(doc.scope),
+        Effect.asVoid
+      )
+
+    /** After a restart the wanted content of a live document comes from its entries (download policy applied). */
+    const scanWanted = (ns: NamespaceId) =>
+      Effect.gen(function*() {
+        const policy = yield* replica.getDownloadPolicy(ns)
+        let batch: Array<Hash> = []
+        const seen = new Set<string>()
+        yield* Stream.runForEach(replica.getMany(ns, Query.all()), (entry) =>
+          Effect.gen(function*() {
+            const hash = entry.contentHash
+            const key = toHex(hash)
+            if (key === EMPTY_HEX || seen.has(key) || !DownloadPolicy.matches(policy, entry.key)) return
+            // Bounded: `seen` only deduplicates within a page of hashes.
+            if (seen.size >= RETRY_BATCH * 4) seen.clear()
+            seen.add(key)
+            if ((yield* contentStatus(hash)) !== "Complete") batch.push(hash)
+            if (batch.length >= RETRY_BATCH) {
+              yield* replica.addWanted(ns, batch)
+              batch = []
+            }
+          }))
+        yield* replica.addWanted(ns, batch)
+        yield* post({ _tag: "ScanDone", ns })
+      }).pipe(Effect.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning(`scanning wanted content failed: ${describeCause(cause)}`)
+      ))
 
     const downloadFinished = (hash: Hash, exit: Exit.Exit<Blobs.Added, DownloadFailed>) =>
       Effect.gen(function*() {
-        const hashHex = toHex(hash)
-        const waiting = queued.get(hashHex) ?? new Set<string>()
-        queued.delete(hashHex)
-        const emptied: Array<string> = []
-        for (const nsHex of waiting) {
-          const set = queuedByDoc.get(nsHex)
-          set?.delete(hashHex)
-          if (set !== undefined && set.size === 0) {
-            queuedByDoc.delete(nsHex)
-            emptied.push(nsHex)
-          }
-        }
         if (Exit.isSuccess(exit)) {
-          retries.delete(hashHex)
           yield* count("downloads_success")
           yield* count("download_bytes", exit.value.size)
-          for (const nsHex of waiting) {
-            yield* emit(nsHex, new LiveEvent.ContentReady({ hash }, true))
-            const doc = docs.get(nsHex)
-            if (doc !== undefined) yield* broadcast(doc.ns, new Op.ContentReady({ hash }, true))
-          }
+          yield* FiberMap.remove(downloadRetries, toHex(hash))
         } else if (!Exit.isInterrupted(exit)) {
           yield* count("downloads_failure")
           yield* Effect.logDebug("download failed", Cause.squash(exit.cause))
-          const w = wantedFor(hash)
-          for (const nsHex of waiting) if (docs.has(nsHex)) w.docs.add(nsHex)
-          if (w.docs.size === 0) wanted.delete(hashHex)
-          else {
-            // Providers may have been busy or briefly away: try again later, without waiting for a new provider.
-            const attempt = retries.get(hashHex) ?? 0
-            if (attempt < maxRetries && !shuttingDown) {
-              retries.set(hashHex, attempt + 1)
-              yield* fork(
-                Effect.sleep(Duration.times(retryDelay, 2 ** attempt)).pipe(
-                  Effect.zipRight(post({ _tag: "RetryDownload", hash }))
-                )
-              )
-            }
-          }
         }
-        for (const nsHex of emptied) {
-          const doc = docs.get(nsHex)
-          if (doc !== undefined && doc.mayEmitReady) {
-            doc.mayEmitReady = false
-            yield* emit(nsHex, new LiveEvent.PendingContentReady())
+        yield* execute(ContentQueue.downloaded(content, hash, Exit.isSuccess(exit)))
+        // Providers may have been busy or briefly away: try again later with the providers known by then.
+        if (Exit.isFailure(exit) && !Exit.isInterrupted(exit) && !shuttingDown) {
+          const size = yield* FiberMap.size(downloadRetries)
+          if (size < MAX_DOWNLOAD_RETRIES_PENDING) {
+            yield* FiberMap.run(
+              downloadRetries,
+              toHex(hash),
+              withBackoff(
+                downloadBackoff,
+                Effect.flatMap(Deferred.make<boolean>(), (done) =>
+                  Effect.zipRight(post({ _tag: "RetryDownload", hash, done }), Deferred.await(done)))
+              ),
+              { onlyIfMissing: true }
+            )
           }
         }
       })
@@ -503,10 +672,12 @@ export const make = (config: LiveSyncConfig = {}) =>
      * come: local inserts are broadcast at once, remote ones counted, and only an entry whose content the document
      * wants and lacks goes on to the actor (downloads). Posting every event to the actor cost a hop per write.
      */
-    const onReplicaEvents = (ns: NamespaceId, events: ReadonlyArray<ReplicaEvent>) =>
+    const onReplicaEvents = (doc: Doc, events: ReadonlyArray<ReplicaEvent>) =>
       Effect.gen(function*() {
+        const ns = doc.ns
         for (const event of events) {
           if (event._tag === "LocalInsert") {
+            doc.localWrites++
             yield* count("doc_live_tick_replica_event")
             yield* count("new_entries_local")
             yield* count("new_entries_local_size", Number(event.entry.record.len))
@@ -517,156 +688,24 @@ export const make = (config: LiveSyncConfig = {}) =>
           yield* count("new_entries_remote")
           yield* count("new_entries_remote_size", Number(event.entry.record.len))
           const hash = event.entry.contentHash
-          const status = !event.shouldDownload || isEmptyHash(hash)
-            ? "Complete"
-            : yield* blobs.status(hash).pipe(Effect.orElseSucceed(() => "Missing" as const))
+          const status = !event.shouldDownload || isEmptyHash(hash) ? "Complete" : yield* contentStatus(hash)
           if (status === "Complete") yield* count("doc_live_tick_replica_event")
           else yield* post({ _tag: "Replica", ns, event })
         }
+        yield* SubscriptionRef.update(doc.handled, (n) => n + events.length)
       })
 
     /** A remote entry whose content the document wants and did not have when it was inserted. */
     const onRemoteInsert = (ns: NamespaceId, event: RemoteInsert) =>
       Effect.gen(function*() {
         const nsHex = toHex(ns)
-        if (!docs.has(nsHex)) return
+        if (!docs.has(nsHex) || isEmptyHash(event.entry.contentHash)) return
+        const hash = event.entry.contentHash
+        if ((yield* contentStatus(hash)) === "Complete") return
         const from = NodeId.make(event.from)
-        if (event.remoteContentStatus === "Complete") return yield* startDownload(nsHex, event.entry.contentHash, from, false)
-        if (isEmptyHash(event.entry.contentHash)) return
-        const status = yield* blobs.status(event.entry.contentHash).pipe(Effect.orElseSucceed(() => "Missing" as const))
-        if (status !== "Complete") {
-          // The sender does not have it: remember it as wanted, and the sender as a later candidate.
-          const hashHex = toHex(event.entry.contentHash)
-          // A neighbor may have announced it (ContentReady) before the entry itself was inserted.
-          const announced = providers.get(hashHex)?.size ?? 0
-          addProvider(event.entry.contentHash, from)
-          if (queued.has(hashHex)) queue(hashHex, nsHex)
-          else {
-            wantedFor(event.entry.contentHash).docs.add(nsHex)
-            if (announced > 0) yield* startDownload(nsHex, event.entry.contentHash, undefined, true)
-          }
-        }
-      })
-
-    // -- session completion (spec 05 §7)
-
-    const syncFinished = (
-      ns: NamespaceId,
-      peer: NodeId,
-      origin: Origin,
-      exit: Exit.Exit<Sync.SyncFinished, ConnectError | AcceptError>
-    ) =>
-      Effect.gen(function*() {
-        const nsHex = toHex(ns)
-        const connect = origin._tag === "Connect"
-        if (Exit.isSuccess(exit)) {
-          const { outcome, traffic } = exit.value
-          yield* count(connect ? "sync_via_connect_success" : "sync_via_accept_success")
-          yield* count("sync_entries_sent", outcome.numSent)
-          yield* count("sync_entries_received", outcome.numRecv)
-          yield* count("sync_entries_invalid", outcome.numInvalid)
-          yield* count("sync_bytes_sent", traffic.bytesSent)
-          yield* count("sync_bytes_received", traffic.bytesReceived)
-          yield* replica.registerUsefulPeer(ns, peer).pipe(Effect.ignore)
-          yield* rememberAddresses(peer)
-          if (outcome.numRecv > 0 && docs.has(nsHex)) {
-            const heads = AuthorHeads.encode(outcome.headsReceived, gossip.maxMessageSize - SYNC_REPORT_OVERHEAD)
-            yield* broadcast(ns, new Op.SyncReport({ namespace: ns, heads }))
-          }
-        } else {
-          yield* count(connect ? "sync_via_connect_failure" : "sync_via_accept_failure")
-        }
-        const doc = docs.get(nsHex)
-        if (doc === undefined) return
-        const state = doc.peers.get(toHex(peer))
-        if (state === undefined || state.state._tag === "Idle") return
-        const started = state.state.start
-        const resync = state.resyncRequested
-        state.state = { _tag: "Idle" }
-        state.resyncRequested = false
-        const finished = yield* Clock.currentTimeMillis
-        const result = Exit.isSuccess(exit)
-          ? { _tag: "Ok" as const, details: new LiveEvent.SyncDetails({ entriesReceived: exit.value.outcome.numRecv, entriesSent: exit.value.outcome.numSent }) }
-          : { _tag: "Err" as const, error: describeCause(exit.cause) }
-        yield* emit(nsHex, new LiveEvent.SyncFinished({ event: new LiveEvent.SyncEvent({ peer, origin, started, finished, result }) }))
-        if (queuedByDoc.has(nsHex)) doc.mayEmitReady = true
-        else {
-          doc.mayEmitReady = false
-          yield* emit(nsHex, new LiveEvent.PendingContentReady())
-        }
-        if (Exit.isSuccess(exit)) {
-          state.synced = true
-          yield* retryWanted(nsHex, peer)
-        }
-        if (resync) yield* syncWithPeer(doc, peer, "Resync")
-      })
-
-    const scheduleRedial = (ns: NamespaceId, peer: NodeId, attempt: number) =>
-      attempt >= REDIAL_ATTEMPTS || shuttingDown
-        ? Effect.void
-        : fork(
-          Effect.sleep(Duration.times(REDIAL_DELAY, 2 ** attempt)).pipe(
-            Effect.zipRight(post({ _tag: "Redial", ns, peer, attempt }))
-          )
+        yield* execute(
+          ContentQueue.want(content, nsHex, hash, [toHex(from), from], event.remoteContentStatus === "Complete")
         )
-
-    const rememberAddresses = (peer: NodeId) =>
-      Effect.gen(function*() {
-        const addrs = yield* network.peerAddresses(peer)
-        yield* addressBook.remember(new NodeAddr({ nodeId: peer, addrs: addrs.filter(isDialable) }))
-      })
-
-    // -- commands
-
-    const acceptRequest = (ns: NamespaceId, peer: NodeId): Effect.Effect<Sync.AcceptOutcome> =>
-      Effect.gen(function*() {
-        const doc = docs.get(toHex(ns))
-        if (doc === undefined || shuttingDown) return "NotFound"
-        const state = peerState(doc, peer)
-        if (state.state._tag === "Running") {
-          if (state.state.origin._tag === "Accept") return "AlreadySyncing"
-          // Both dialed (spec 04 §7): the session started by the smaller node id survives.
-          if (toHex(me) < toHex(peer)) return "AlreadySyncing"
-        }
-        state.state = { _tag: "Running", start: yield* Clock.currentTimeMillis, origin: { _tag: "Accept" } }
-        state.resyncRequested = false
-        return "Allow"
-      })
-
-    const goLive = (ns: NamespaceId) =>
-      Effect.gen(function*() {
-        const nsHex = toHex(ns)
-        const existing = docs.get(nsHex)
-        if (existing !== undefined) return existing
-        yield* replica.open(ns, { sync: true })
-        const scope = yield* Scope.fork(serviceScope, ExecutionStrategy.sequential)
-        const doc: Doc = { ns, peers: new Map(), mayEmitReady: false, scope }
-        docs.set(nsHex, doc)
-        const setup = Effect.gen(function*() {
-          // Pulls, not Streams: a Stream stage cost three times the Effect operations per event on the write path.
-          const replicaEvents = yield* replica.subscribePull(ns)
-          yield* Effect.flatMap(replicaEvents, (events) => onReplicaEvents(ns, events)).pipe(
-            Effect.forever,
-            Effect.catchTag("NoSuchElementException", () => Effect.void),
-            Effect.forkScoped
-          )
-          yield* gossip.join(ns, [])
-          const topic = yield* gossip.eventsPull(ns)
-          const inserting = yield* Effect.makeSemaphore(INSERT_PIPELINE)
-          yield* Effect.flatMap(topic, (events) => onGossip(ns, events, inserting, scope)).pipe(
-            Effect.forever,
-            Effect.forkScoped
-          )
-          yield* Effect.forkScoped(scanWanted(ns))
-        })
-        const ok = yield* Effect.exit(Scope.extend(setup, scope))
-        if (Exit.isFailure(ok)) {
-          docs.delete(nsHex)
-          yield* Scope.close(scope, Exit.void)
-          yield* replica.close(ns)
-          return yield* Effect.die(Cause.squash(ok.cause))
-        }
-        return doc
       })
 
     /**
@@ -768,35 +807,155 @@ export const make = (config: LiveSyncConfig = {}) =>
         yield* count("gossip_inline_content_received", added)
       }).pipe(Effect.catchAllCause((cause) => Effect.logDebug("storing inline content failed", cause)))
 
-    /** After a restart the wanted content of a live document comes from its entries (download policy applied). */
-    const scanWanted = (ns: NamespaceId) =>
+    // -- session completion (spec 05 §7)
+
+    const syncFinished = (
+      ns: NamespaceId,
+      peer: NodeId,
+      session: number | "accept",
+      origin: Origin,
+      exit: Exit.Exit<Sync.SyncFinished, ConnectError | AcceptError>,
+      result: SyncState.Result,
+      done: Deferred.Deferred<boolean> | undefined
+    ) =>
       Effect.gen(function*() {
-        const policy = yield* replica.getDownloadPolicy(ns)
-        const hashes: Array<Hash> = []
-        const seen = new Set<string>()
-        yield* Stream.runForEach(replica.getMany(ns, Query.all()), (entry) =>
-          Effect.gen(function*() {
-            const hash = entry.contentHash
-            const key = toHex(hash)
-            if (key === EMPTY_HEX || seen.has(key) || !DownloadPolicy.matches(policy, entry.key)) return
-            seen.add(key)
-            const status = yield* blobs.status(hash).pipe(Effect.orElseSucceed(() => "Missing" as const))
-            if (status !== "Complete") hashes.push(hash)
-          }))
-        if (hashes.length > 0) yield* post({ _tag: "WantedScan", ns, hashes })
-      }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("scanning wanted content failed", cause)))
+        const nsHex = toHex(ns)
+        const peerHex = toHex(peer)
+        const connect = origin._tag === "Connect"
+        if (Exit.isSuccess(exit)) {
+          const { outcome, traffic } = exit.value
+          yield* count(connect ? "sync_via_connect_success" : "sync_via_accept_success")
+          yield* count("sync_entries_sent", outcome.numSent)
+          yield* count("sync_entries_received", outcome.numRecv)
+          yield* count("sync_entries_invalid", outcome.numInvalid)
+          yield* count("sync_bytes_sent", traffic.bytesSent)
+          yield* count("sync_bytes_received", traffic.bytesReceived)
+          yield* replica.registerUsefulPeer(ns, peer).pipe(Effect.ignore)
+          yield* rememberAddresses(peer)
+          if (outcome.numRecv > 0 && docs.has(nsHex)) {
+            const heads = AuthorHeads.encode(outcome.headsReceived, Op.maxHeadsLength(gossip.maxMessageSize))
+            yield* broadcast(ns, new Op.SyncReport({ namespace: ns, heads }))
+          }
+        } else if (result === "Failed") {
+          yield* count(connect ? "sync_via_connect_failure" : "sync_via_accept_failure")
+        }
+        const doc = docs.get(nsHex)
+        const now = yield* Clock.currentTimeMillis
+        const f = SyncState.finish(states, nsHex, peerHex, session, result, now)
+        if (doc === undefined || f === undefined) {
+          if (done !== undefined) yield* Deferred.succeed(done, result !== "Failed" || doc === undefined)
+          return
+        }
+        // The peer is a member we just synced with: subscribers learn it before the session's end (finding 8), and
+        // gossip's NeighborUp for it later is no news (no second sync).
+        if (result === "Ok" && SyncState.neighborUp(states, nsHex, peerHex, now)) {
+          yield* emit(nsHex, new LiveEvent.NeighborUp({ peer }))
+        }
+        const finished = now
+        const eventResult = Exit.isSuccess(exit)
+          ? { _tag: "Ok" as const, details: new LiveEvent.SyncDetails({ entriesReceived: exit.value.outcome.numRecv, entriesSent: exit.value.outcome.numSent }) }
+          : { _tag: "Err" as const, error: describeCause(exit.cause) }
+        yield* emit(nsHex, new LiveEvent.SyncFinished({ event: new LiveEvent.SyncEvent({ peer, origin, started: f.started, finished, result: eventResult }) }))
+        if (ContentQueue.isQueued(content, nsHex)) SyncState.setMayEmitReady(states, nsHex, true)
+        else {
+          SyncState.setMayEmitReady(states, nsHex, false)
+          yield* emit(nsHex, new LiveEvent.PendingContentReady())
+        }
+        let resync = f.resync
+        const base = doc.gossipPending.get(peerHex)
+        if (result === "Ok" && base !== undefined) {
+          // Writes during the session are not in its snapshot, and gossip may not have reached the peer yet.
+          if (doc.localWrites > base) resync = true
+          if (doc.gossipUp.has(peerHex)) doc.gossipPending.delete(peerHex)
+          else doc.gossipPending.set(peerHex, doc.localWrites)
+        }
+        if (result === "Ok") yield* offerWanted(doc, peer)
+        if (done !== undefined) yield* Deferred.succeed(done, result === "Ok")
+        if (f.retry !== undefined && !shuttingDown && Exit.isFailure(exit)) {
+          // One line per backoff step, no stack (the cause is at DEBUG).
+          yield* Effect.logWarning(
+            `sync with ${peerHex.slice(0, 16)} failed (${describeCause(exit.cause)}); retry ${f.retry}`
+          )
+          yield* Effect.logDebug("sync failure", exit.cause)
+          yield* count("sync_retries")
+          yield* scheduleRetry(doc, peer)
+        }
+        if (resync) yield* syncWithPeer(doc, peer, "Resync")
+      })
+
+    const rememberAddresses = (peer: NodeId) =>
+      Effect.gen(function*() {
+        const addrs = yield* network.peerAddresses(peer)
+        yield* addressBook.remember(new NodeAddr({ nodeId: peer, addrs: addrs.filter(isDialable) }))
+      })
+
+    // -- live set (spec 05 §5)
+
+    const goLive = (ns: NamespaceId) =>
+      Effect.gen(function*() {
+        const nsHex = toHex(ns)
+        const existing = docs.get(nsHex)
+        if (existing !== undefined) return existing
+        yield* replica.open(ns, { sync: true })
+        const scope = yield* Scope.fork(serviceScope, ExecutionStrategy.sequential)
+        const setup = Effect.gen(function*() {
+          const doc: Doc = {
+            ns,
+            scope,
+            sessions: yield* FiberMap.make<string>(),
+            redials: yield* FiberMap.make<string>(),
+            retries: yield* FiberMap.make<string>(),
+            published: 0,
+            handled: yield* SubscriptionRef.make(0),
+            cursor: undefined,
+            gossipPending: new Map(),
+            localWrites: 0,
+            gossipUp: new Set()
+          }
+          // Pulls, not Streams: a Stream stage cost three times the Effect operations per event on the write path.
+          const replicaEvents = yield* replica.subscribePull(ns)
+          // Counted from the replica actor itself, right after each commit (registered after the pull: never ahead).
+          yield* replica.subscribeSink(ns, () => Effect.sync(() => doc.published++), { counted: false })
+          yield* Effect.flatMap(replicaEvents, (events) => onReplicaEvents(doc, events)).pipe(
+            Effect.forever,
+            Effect.catchTag("NoSuchElementException", () => Effect.void),
+            Effect.forkScoped
+          )
+          // Membership joins the gossip topic and keeps the document's swarm connected (finding 1).
+          yield* membership.join(ns, [])
+          const topic = yield* gossip.eventsPull(ns)
+          const inserting = yield* Effect.makeSemaphore(INSERT_PIPELINE)
+          yield* Effect.flatMap(topic, (events) => onGossip(ns, events, inserting, scope)).pipe(
+            Effect.forever,
+            Effect.forkScoped
+          )
+          yield* Effect.forkScoped(scanWanted(ns))
+          return doc
+        })
+        const ok = yield* Effect.exit(Scope.extend(setup, scope))
+        if (Exit.isFailure(ok)) {
+          yield* Scope.close(scope, Exit.void)
+          yield* replica.close(ns)
+          return yield* Effect.die(Cause.squash(ok.cause))
+        }
+        docs.set(nsHex, ok.value)
+        SyncState.insert(states, nsHex)
+        return ok.value
+      })
 
     const joinPeers = (doc: Doc, peers: ReadonlyArray<NodeAddr>) =>
       Effect.gen(function*() {
         for (const peer of peers) if (peer.addrs.length > 0) yield* addressBook.remember(peer)
         const ids = dedupe(peers.map((p) => p.nodeId)).filter((id) => toHex(id) !== meHex)
-        yield* gossip.join(doc.ns, peers.filter((p) => toHex(p.nodeId) !== meHex))
+        yield* membership.join(doc.ns, peers.filter((p) => toHex(p.nodeId) !== meHex))
         for (const id of ids) yield* syncWithPeer(doc, id, "DirectJoin")
       })
 
     const startSync = (ns: NamespaceId, peers: ReadonlyArray<NodeAddr>) =>
       Effect.gen(function*() {
+        const wasLive = docs.has(toHex(ns))
         const doc = yield* goLive(ns)
+        if (!wasLive) yield* replica.setLive(ns, true)
         const stored = yield* replica.getSyncPeers(ns).pipe(
           Effect.map(Option.getOrElse(() => [] as ReadonlyArray<Uint8Array>)),
           Effect.orElseSucceed(() => [] as ReadonlyArray<Uint8Array>)
@@ -806,18 +965,28 @@ export const make = (config: LiveSyncConfig = {}) =>
         yield* joinPeers(doc, [...peers, ...storedAddrs])
       })
 
-    const leave = (ns: NamespaceId, kill: boolean) =>
+    /** `forget`: the user left (the live mark and the wanted set go); not at shutdown, where the node resumes them. */
+    const leave = (ns: NamespaceId, kill: boolean, forget: boolean) =>
       Effect.gen(function*() {
         const nsHex = toHex(ns)
         const doc = docs.get(nsHex)
         if (doc !== undefined) {
           docs.delete(nsHex)
-          for (const hashHex of queuedByDoc.get(nsHex) ?? []) queued.get(hashHex)?.delete(nsHex)
-          queuedByDoc.delete(nsHex)
-          for (const w of wanted.values()) w.docs.delete(nsHex)
+          SyncState.remove(states, nsHex)
+          yield* membership.leave(ns)
+          yield* execute(ContentQueue.leave(content, nsHex))
+          const dropped = forget ? remembering.get(nsHex) : undefined
+          if (dropped !== undefined) {
+            rememberingSize -= dropped.size
+            remembering.delete(nsHex)
+          }
           yield* Scope.close(doc.scope, Exit.void)
           yield* gossip.leave(ns)
           yield* replica.setSync(ns, false).pipe(Effect.ignore)
+          if (forget) {
+            yield* replica.setLive(ns, false).pipe(Effect.catchAll(logStoreFailure))
+            yield* replica.clearWanted(ns).pipe(Effect.catchAll(logStoreFailure))
+          }
           yield* replica.close(ns)
         }
         if (kill) yield* dropSubscribers(nsHex)
@@ -831,7 +1000,7 @@ export const make = (config: LiveSyncConfig = {}) =>
             Effect.asVoid
           )
         case "Leave":
-          return leave(command.ns, command.kill).pipe(Effect.zipRight(Deferred.succeed(command.done, undefined)))
+          return leave(command.ns, command.kill, true).pipe(Effect.zipRight(Deferred.succeed(command.done, undefined)))
         case "Subscribe":
           return Effect.sync(() => {
             const nsHex = toHex(command.ns)
@@ -843,28 +1012,42 @@ export const make = (config: LiveSyncConfig = {}) =>
             sinks.add(command.sink)
           })
         case "Accept":
-          return Effect.flatMap(acceptRequest(command.ns, command.peer), (o) => Deferred.succeed(command.done, o))
-        case "NeighborUp": {
-          const doc = docs.get(toHex(command.ns))
-          if (doc === undefined) return Effect.void
-          return emit(toHex(command.ns), new LiveEvent.NeighborUp({ peer: command.peer })).pipe(
-            Effect.zipRight(syncWithPeer(doc, command.peer, "NewNeighbor"))
-          )
-        }
-        case "NeighborDown":
-          return docs.has(toHex(command.ns))
-            ? emit(toHex(command.ns), new LiveEvent.NeighborDown({ peer: command.peer })).pipe(
-              Effect.zipRight(scheduleRedial(command.ns, command.peer, 0))
-            )
-            : Effect.void
-        case "Redial": {
-          if (!docs.has(toHex(command.ns)) || shuttingDown) return Effect.void
           return Effect.gen(function*() {
-            const current = yield* gossip.neighbors(command.ns)
-            if (current.some((id) => toHex(id) === toHex(command.peer))) return
-            yield* gossip.join(command.ns, [yield* addressBook.lookup(command.peer)])
-            yield* scheduleRedial(command.ns, command.peer, command.attempt + 1)
+            const outcome = shuttingDown
+              ? "NotFound"
+              : SyncState.acceptRequest(states, toHex(command.ns), toHex(command.peer), yield* Clock.currentTimeMillis)
+            const doc = docs.get(toHex(command.ns))
+            if (outcome === "Allow" && doc !== undefined) watchGossipGap(doc, toHex(command.peer))
+            yield* Deferred.succeed(command.done, outcome)
           })
+        case "NeighborUp": {
+          const nsHex = toHex(command.ns)
+          const doc = docs.get(nsHex)
+          if (doc === undefined) return Effect.void
+          return Effect.gen(function*() {
+            const peerHex = toHex(command.peer)
+            if (doc.gossipUp.size < MAX_GOSSIP_PENDING) doc.gossipUp.add(peerHex)
+            const pending = doc.gossipPending.get(peerHex)
+            if (!SyncState.neighborUp(states, nsHex, peerHex, yield* Clock.currentTimeMillis)) {
+              // Announced by a session already; only writes since it started may have missed the peer.
+              if (pending !== undefined && doc.localWrites > pending) yield* syncWithPeer(doc, command.peer, "NewNeighbor")
+              // A running session's end decides (it may have missed writes made meanwhile).
+              if (SyncState.peer(states, nsHex, peerHex)?.sync._tag !== "Running") doc.gossipPending.delete(peerHex)
+              return
+            }
+            yield* emit(nsHex, new LiveEvent.NeighborUp({ peer: command.peer }))
+            yield* syncWithPeer(doc, command.peer, "NewNeighbor")
+          })
+        }
+        case "NeighborDown": {
+          const nsHex = toHex(command.ns)
+          const doc = docs.get(nsHex)
+          doc?.gossipPending.delete(toHex(command.peer))
+          doc?.gossipUp.delete(toHex(command.peer))
+          if (doc === undefined || !SyncState.neighborDown(states, nsHex, toHex(command.peer))) return Effect.void
+          return emit(nsHex, new LiveEvent.NeighborDown({ peer: command.peer })).pipe(
+            Effect.zipRight(shuttingDown ? Effect.void : scheduleRedial(doc, command.peer))
+          )
         }
         case "SyncReport": {
           const doc = docs.get(toHex(command.ns))
@@ -876,59 +1059,80 @@ export const make = (config: LiveSyncConfig = {}) =>
             if (news > 0) yield* syncWithPeer(doc, command.from, "SyncReport")
           })
         }
-        case "ContentReadyFrom":
-          return docs.has(toHex(command.ns))
-            ? startDownload(toHex(command.ns), command.hash, command.node, true)
-            : Effect.void
+        case "ContentReadyFrom": {
+          const nsHex = toHex(command.ns)
+          if (!docs.has(nsHex) || isEmptyHash(command.hash)) return Effect.void
+          return Effect.gen(function*() {
+            if ((yield* contentStatus(command.hash)) === "Complete") {
+              return yield* execute(ContentQueue.complete(content, command.hash))
+            }
+            yield* execute(
+              ContentQueue.provide(content, nsHex, command.hash, [toHex(command.node), command.node], true)
+            )
+          })
+        }
         case "Replica":
           return onRemoteInsert(command.ns, command.event)
         case "Connected": {
-          const exit = command.exit
-          if (Exit.isFailure(exit)) {
-            const failure = Cause.failureOption(exit.cause)
-            if (Option.isSome(failure) && failure.value._tag === "RemoteAbort" && failure.value.reason === "AlreadySyncing") {
-              return Effect.void
-            }
-            // A peer cooling down after too many invalid entries: no session ran.
-            if (Option.isSome(failure) && failure.value._tag === "PeerCoolingDown") return Effect.void
-          }
-          return syncFinished(command.ns, command.peer, { _tag: "Connect", reason: command.reason }, exit)
+          const { exit } = command
+          const result: SyncState.Result = Exit.isSuccess(exit) ? "Ok" : isAlreadySyncing(exit) ? "Aborted" : "Failed"
+          return syncFinished(
+            command.ns,
+            command.peer,
+            command.session,
+            { _tag: "Connect", reason: command.reason },
+            exit,
+            result,
+            command.done
+          )
         }
         case "Accepted": {
           const exit = command.exit
-          if (Exit.isSuccess(exit)) return syncFinished(exit.value.namespace, exit.value.peer, { _tag: "Accept" }, exit)
+          if (Exit.isSuccess(exit)) {
+            return syncFinished(exit.value.namespace, exit.value.peer, "accept", { _tag: "Accept" }, exit, "Ok", undefined)
+          }
           const failure = Cause.failureOption(exit.cause)
-          if (Option.isNone(failure)) return Effect.logWarning("sync acceptor died", exit.cause)
-          const error = failure.value
-          // Refused sessions never ran (the pair's state was not taken for them); Sync logged the failure already.
-          if (error._tag === "SyncRejected" || error._tag === "PeerCoolingDown") return Effect.void
-          if (error.namespace === undefined) return Effect.void
-          return syncFinished(error.namespace, error.peer, { _tag: "Accept" }, exit)
+          if (Option.isNone(failure)) return Effect.logWarning("sync acceptor died").pipe(Effect.zipRight(Effect.logDebug(exit.cause)))
+          // Refused sessions never ran (the pair's state was not taken for them).
+          const of = acceptedSessionOf(failure.value)
+          if (of === undefined) return Effect.logDebug("sync acceptor failed", failure.value)
+          return syncFinished(of.ns, of.peer, "accept", { _tag: "Accept" }, exit, "Failed", undefined)
         }
         case "Downloaded":
           return downloadFinished(command.hash, command.exit)
-        case "WantedScan": {
+        case "Offer": {
           const nsHex = toHex(command.ns)
-          const doc = docs.get(nsHex)
+          if (!docs.has(nsHex)) return Effect.void
+          const peerHex = toHex(command.peer)
+          const decisions: Array<ContentQueue.Decision> = []
+          for (const hash of command.hashes) {
+            for (const d of ContentQueue.provide(content, nsHex, hash, [peerHex, command.peer], false)) {
+              if (d._tag !== "Remember") decisions.push(d) // already in the store
+            }
+          }
+          return execute(decisions)
+        }
+        case "ScanDone": {
+          const doc = docs.get(toHex(command.ns))
           if (doc === undefined) return Effect.void
-          return Effect.gen(function*() {
-            for (const hash of command.hashes) {
-              const hashHex = toHex(hash)
-              if (queued.has(hashHex)) queue(hashHex, nsHex)
-              else wantedFor(hash).docs.add(nsHex)
-            }
-            // Peers that synced before the scan finished will not offer themselves again: ask them now.
-            for (const [key, state] of doc.peers) {
-              const peer = fromHex(key)
-              if (state.synced && peer !== undefined) yield* retryWanted(nsHex, NodeId.make(peer))
-            }
-          })
+          // Peers that synced before the scan finished will not offer themselves again: ask them now.
+          return Effect.forEach(
+            SyncState.syncedPeers(states, toHex(command.ns)).slice(0, 8),
+            (peerHex) => {
+              const peer = fromHex(peerHex)
+              return peer === undefined ? Effect.void : offerWanted(doc, NodeId.make(peer))
+            },
+            { discard: true }
+          )
         }
         case "RetryDownload": {
-          const w = wanted.get(toHex(command.hash))
-          if (w === undefined) return Effect.void
-          const nsHex = [...w.docs].find((d) => docs.has(d))
-          return nsHex === undefined ? Effect.void : startDownload(nsHex, w.hash, undefined, true)
+          const r = ContentQueue.retry(content, command.hash)
+          return execute(r.decisions).pipe(Effect.zipRight(Deferred.succeed(command.done, !r.held)))
+        }
+        case "RetrySync": {
+          const doc = docs.get(toHex(command.ns))
+          if (doc === undefined) return Deferred.succeed(command.done, true)
+          return syncWithPeer(doc, command.peer, "Retry", command.done)
         }
       }
     }
@@ -937,6 +1141,11 @@ export const make = (config: LiveSyncConfig = {}) =>
       Effect.forever(
         Effect.flatMap(takeOrInterrupt(inbox), (command) =>
           handle(command).pipe(
+            Effect.zipRight(Effect.suspend(() =>
+              rememberingSize >= REMEMBER_BATCH || Option.getOrElse(inbox.unsafeSize(), () => 0) === 0
+                ? flushRemembered
+                : Effect.void
+            )),
             Effect.zipRight(count("actor_tick_main")),
             Effect.zipRight(count("doc_live_tick_main")),
             Effect.zipRight(count(tickOf(command))),
@@ -947,19 +1156,35 @@ export const make = (config: LiveSyncConfig = {}) =>
       ).pipe(Effect.annotateLogs({ service: "LiveSync" }))
     )
 
-    // Shutdown (spec 05 §13): no new work, subscribers' streams end, topics and replicas are left, running sessions
-    // and downloads are interrupted (the FiberSet closes before this finalizer runs: finalizers run in reverse).
+    // Shutdown (spec 05 §13): no new work, subscribers' streams end, topics and replicas are left (still marked live:
+    // the node resumes them at its next start), running sessions and downloads are interrupted (the FiberMaps close
+    // before this finalizer runs: finalizers run in reverse; the documents' own with their scopes, in `leave`).
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         shuttingDown = true
+        yield* flushRemembered
         for (const nsHex of [...subscribers.keys()]) yield* dropSubscribers(nsHex)
-        for (const doc of [...docs.values()]) yield* leave(doc.ns, true)
+        for (const doc of [...docs.values()]) yield* leave(doc.ns, true, false)
         yield* replica.flush.pipe(Effect.ignore)
       })
     )
 
     const ask = <A, E>(make: (done: Deferred.Deferred<A, E>) => Command) =>
       Effect.flatMap(Deferred.make<A, E>(), (done) => Effect.zipRight(post(make(done)), Deferred.await(done)))
+
+    // Restart (finding 3): the documents that were live resume with their stored peers.
+    if (config.resume ?? true) {
+      yield* replica.listLive.pipe(
+        Effect.orElseSucceed((): ReadonlyArray<NamespaceId> => []),
+        Effect.flatMap((live) =>
+          Effect.forEach(live, (ns) =>
+            ask<void, ReplicaNotFound | StoreError>((done) => ({ _tag: "StartSync", ns, peers: [], done })).pipe(
+              Effect.catchAll((error) => Effect.logWarning(`resuming a live document failed: ${error._tag}`))
+            ), { discard: true })
+        ),
+        Effect.forkScoped
+      )
+    }
 
     const subscribe = (ns: NamespaceId) =>
       Effect.gen(function*() {
@@ -982,8 +1207,7 @@ export const make = (config: LiveSyncConfig = {}) =>
       if (event._tag === "LocalInsert") {
         return Effect.succeed(trusted(LiveEvent.InsertLocal.prototype, { entry: event.entry.entry, _tag: "InsertLocal" }))
       }
-      return blobs.status(event.entry.contentHash).pipe(
-        Effect.orElseSucceed(() => "Missing" as const),
+      return contentStatus(event.entry.contentHash).pipe(
         Effect.map((contentStatus) =>
           trusted(LiveEvent.InsertRemote.prototype, {
             from: NodeId.make(event.from, true),
@@ -995,10 +1219,20 @@ export const make = (config: LiveSyncConfig = {}) =>
       )
     }
 
+    /** Bounds of the core, read from it (what was dropped is counted, never silent). */
+    const coreGauges = Effect.sync((): Record<GaugeName, number> => ({
+      live_peers_evicted: states.evicted,
+      live_peers_refused: states.refused,
+      wanted_overflow: content.overflow,
+      providers_dropped: content.providersDropped,
+      downloads_in_flight: content.inFlight.size,
+      wanted_in_memory: content.wanted.size
+    }))
+
     const metrics = Effect.gen(function*() {
       const out: Record<string, number> = {}
       for (const name of COUNTERS) out[name] = (yield* Metric.value(counters[name])).count
-      return out
+      return { ...out, ...(yield* coreGauges) }
     })
 
     return LiveSync.of({
@@ -1022,18 +1256,10 @@ const tickOf = (command: Command): CounterName => {
     case "Downloaded":
     case "RetryDownload":
       return "doc_live_tick_pending_downloads"
-    case "NeighborUp":
-    case "NeighborDown":
-    case "SyncReport":
-    case "ContentReadyFrom":
-      return "doc_gossip_tick_event"
     default:
       return "doc_live_tick_actor"
   }
 }
-
-/** Bytes of a SyncReport besides its heads: variant, namespace, length prefix. */
-const SYNC_REPORT_OVERHEAD = 1 + 32 + 5
 
 const dedupe = (ids: ReadonlyArray<NodeId>): Array<NodeId> => {
   const seen = new Map<string, NodeId>()
@@ -1065,6 +1291,7 @@ export const layer = (
   | Blobs.Blobs
   | BlobTransfer.BlobTransfer
   | AddressBook.AddressBook
+  | Membership.Membership
   | Sync.Sync
 > => Layer.scoped(LiveSync, make(config))
 

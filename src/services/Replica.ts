@@ -112,10 +112,13 @@ export interface ReplicaService {
    * between the commit and the sink (the live engine feeds its subscribers' queues this way). The sink runs in the
    * actor, so it must be quick and must never wait for the actor (reads are fine, writes deadlock); a slow sink slows
    * every write, as a full subscriber stream does. A failing sink is logged and skipped. Registered at once, removed when the scope closes; counts as a subscriber.
+   * With `counted: false` it is a probe: it does not count as a subscriber and sees events only while someone else
+   * subscribes (the live engine counts what was published to its own subscription this way).
    */
   readonly subscribeSink: (
     ns: NamespaceId,
-    sink: (event: ReplicaEvent) => Effect.Effect<void>
+    sink: (event: ReplicaEvent) => Effect.Effect<void>,
+    options?: { readonly counted?: boolean }
   ) => Effect.Effect<void, ReplicaNotOpen, Scope.Scope>
   readonly insertLocal: (
     ns: NamespaceId,
@@ -183,6 +186,15 @@ export interface ReplicaService {
     policy: DownloadPolicy.DownloadPolicy
   ) => Effect.Effect<void, StoreError | DocumentNotCreated>
   readonly getDownloadPolicy: (ns: NamespaceId) => Effect.Effect<DownloadPolicy.DownloadPolicy, StoreError>
+  /** The live set the engine resumes at start (finding 3); see `Store.setLive`. */
+  readonly setLive: Store.StoreService["setLive"]
+  readonly listLive: Store.StoreService["listLive"]
+  /** Wanted content kept in the store (finding 4); see `Store.addWanted`. */
+  readonly addWanted: Store.StoreService["addWanted"]
+  readonly removeWanted: Store.StoreService["removeWanted"]
+  readonly listWanted: Store.StoreService["listWanted"]
+  readonly countWanted: Store.StoreService["countWanted"]
+  readonly clearWanted: Store.StoreService["clearWanted"]
   readonly hasNewsForUs: (ns: NamespaceId, heads: AuthorHeads.AuthorHeads) => Effect.Effect<number, StoreError>
   readonly getLatestForEachAuthor: (
     ns: NamespaceId
@@ -210,6 +222,8 @@ interface OpenReplica {
    */
   readonly events: Set<Mailbox.Mailbox<ReplicaEvent | typeof END>>
   readonly sinks: Set<(event: ReplicaEvent) => Effect.Effect<void>>
+  /** Sinks that do not count as subscribers (`subscribeSink(…, { counted: false })`). */
+  readonly probes: Set<(event: ReplicaEvent) => Effect.Effect<void>>
 }
 
 /** Stream subscribers plus sinks. */
@@ -569,6 +583,7 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
         handles: 1,
         sync: options?.sync ?? false,
         sinks: new Set(),
+        probes: new Set(),
         events: new Set()
       })
     })
@@ -620,8 +635,9 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       const streamed = r.events.size === 0
         ? Effect.void
         : Effect.forEach(r.events, (mailbox) => mailbox.offer(built), { discard: true })
-      if (r.sinks.size === 0) return streamed
-      return Effect.zipRight(streamed, Effect.forEach(r.sinks, (sink) => sink(built), { discard: true }))
+      const sunk = r.sinks.size === 0 ? streamed : Effect.zipRight(streamed, Effect.forEach(r.sinks, (sink) => sink(built), { discard: true }))
+      if (r.probes.size === 0) return sunk
+      return Effect.zipRight(sunk, Effect.forEach(r.probes, (probe) => probe(built), { discard: true }))
     })
 
   /**
@@ -860,14 +876,15 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       )
     })
 
-  const subscribeSink: ReplicaService["subscribeSink"] = (ns, sink) =>
+  const subscribeSink: ReplicaService["subscribeSink"] = (ns, sink, options) =>
     Effect.gen(function*() {
       const r = yield* getOpen(ns)
       // Its own entry (the same sink may be registered twice); a defect in it must not stop the actor.
       const entry = (event: ReplicaEvent) =>
         Effect.catchAllCause(sink(event), (cause) => Effect.logError("replica event sink failed", cause))
-      r.sinks.add(entry)
-      yield* Effect.addFinalizer(() => Effect.sync(() => r.sinks.delete(entry)))
+      const set = options?.counted === false ? r.probes : r.sinks
+      set.add(entry)
+      yield* Effect.addFinalizer(() => Effect.sync(() => set.delete(entry)))
     })
 
   const requireOpen = <A, E>(ns: NamespaceId, effect: Effect.Effect<A, E>) => Effect.zipRight(getOpen(ns), effect)
@@ -915,7 +932,14 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
       return r === undefined ? store.getDownloadPolicy(ns) : Effect.succeed(r.policy)
     },
     hasNewsForUs: store.hasNewsForUs,
-    getLatestForEachAuthor: store.getLatestForEachAuthor
+    getLatestForEachAuthor: store.getLatestForEachAuthor,
+    setLive: store.setLive,
+    listLive: store.listLive,
+    addWanted: store.addWanted,
+    removeWanted: store.removeWanted,
+    listWanted: store.listWanted,
+    countWanted: store.countWanted,
+    clearWanted: store.clearWanted
   })
 })
 

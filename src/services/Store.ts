@@ -108,6 +108,18 @@ export interface StoreService {
     policy: DownloadPolicy.DownloadPolicy
   ) => Effect.Effect<void, StoreError | DocumentNotCreated>
   readonly getDownloadPolicy: (ns: NamespaceId) => Effect.Effect<DownloadPolicy.DownloadPolicy, StoreError>
+  /** Marks a document live (the engine resumes it at start, finding 3) or not; `removeReplica` unmarks it. */
+  readonly setLive: (ns: NamespaceId, live: boolean) => Effect.Effect<void, StoreError>
+  readonly listLive: Effect.Effect<ReadonlyArray<NamespaceId>, StoreError>
+  /** Content a document wants and could not get yet (finding 4: remembered here, not in memory). */
+  readonly addWanted: (ns: NamespaceId, hashes: ReadonlyArray<Hash>) => Effect.Effect<void, StoreError>
+  /** Forgets `hash` for every document (its content is complete). */
+  readonly removeWanted: (hash: Hash) => Effect.Effect<void, StoreError>
+  /** Up to `limit` wanted hashes of `ns` after `after` (hash order), for paging through a large wanted set. */
+  readonly listWanted: (ns: NamespaceId, limit: number, after?: Hash) => Effect.Effect<ReadonlyArray<Hash>, StoreError>
+  readonly countWanted: (ns: NamespaceId) => Effect.Effect<number, StoreError>
+  /** Forgets the wanted set of `ns` (the document left). */
+  readonly clearWanted: (ns: NamespaceId) => Effect.Effect<void, StoreError>
 }
 
 export class Store extends Context.Tag("docs/Store")<Store, StoreService>() {}
@@ -137,6 +149,12 @@ const migrations = Migrator.fromRecord({
     yield* sql`CREATE TABLE sync_peers (ns BLOB NOT NULL, peer BLOB NOT NULL, stamp INTEGER NOT NULL,
       PRIMARY KEY (ns, peer)) WITHOUT ROWID`
     yield* sql`CREATE TABLE download_policy (ns BLOB PRIMARY KEY, policy BLOB NOT NULL) WITHOUT ROWID`
+  }),
+  "0002_live": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE live_docs (ns BLOB PRIMARY KEY) WITHOUT ROWID`
+    yield* sql`CREATE TABLE wanted (ns BLOB NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (ns, hash)) WITHOUT ROWID`
+    yield* sql`CREATE INDEX wanted_by_hash ON wanted (hash)`
   })
 })
 
@@ -412,7 +430,7 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
       open.has(latin1(ns))
         ? Effect.fail(new ReplicaNotClosed({ namespace: ns }))
         : inTransaction(Effect.gen(function*() {
-          for (const table of ["records", "latest", "sync_peers", "download_policy"]) {
+          for (const table of ["records", "latest", "sync_peers", "download_policy", "live_docs", "wanted"]) {
             yield* exec(`DELETE FROM ${table} WHERE ns = ?`, [ns])
           }
           yield* exec(`DELETE FROM namespaces WHERE id = ?`, [ns])
@@ -814,7 +832,58 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
       )
     )
 
+  const setLive = (ns: NamespaceId, live: boolean) =>
+    exec(
+      live ? `INSERT INTO live_docs (ns) VALUES (?) ON CONFLICT (ns) DO NOTHING` : `DELETE FROM live_docs WHERE ns = ?`,
+      [ns]
+    ).pipe(Effect.asVoid, Effect.mapError(fail("setLive")))
+
+  const listLive = exec<{ ns: Uint8Array }>(
+    `SELECT l.ns AS ns FROM live_docs l JOIN namespaces n ON n.id = l.ns ORDER BY l.ns`,
+    []
+  ).pipe(
+    Effect.map((rows) => rows.map((r) => NamespaceId.make(new Uint8Array(r.ns)))),
+    Effect.mapError(fail("listLive"))
+  )
+
+  const addWanted = (ns: NamespaceId, hashes: ReadonlyArray<Hash>) =>
+    hashes.length === 0 ? Effect.void : inTransaction(Effect.forEach(hashes, (hash) =>
+      exec(`INSERT INTO wanted (ns, hash) VALUES (?, ?) ON CONFLICT (ns, hash) DO NOTHING`, [ns, hash]), {
+      discard: true
+    })).pipe(Effect.mapError(fail("addWanted")))
+
+  const removeWanted = (hash: Hash) =>
+    exec(`DELETE FROM wanted WHERE hash = ?`, [hash]).pipe(Effect.asVoid, Effect.mapError(fail("removeWanted")))
+
+  const listWanted = (ns: NamespaceId, limit: number, after?: Hash) =>
+    (after === undefined
+      ? exec<{ hash: Uint8Array }>(`SELECT hash FROM wanted WHERE ns = ? ORDER BY hash LIMIT ?`, [ns, limit])
+      : exec<{ hash: Uint8Array }>(`SELECT hash FROM wanted WHERE ns = ? AND hash > ? ORDER BY hash LIMIT ?`, [
+        ns,
+        after,
+        limit
+      ])).pipe(
+        Effect.map((rows) => rows.map((r) => Hash.make(new Uint8Array(r.hash)))),
+        Effect.mapError(fail("listWanted"))
+      )
+
+  const countWanted = (ns: NamespaceId) =>
+    exec<{ n: number }>(`SELECT count(*) AS n FROM wanted WHERE ns = ?`, [ns]).pipe(
+      Effect.map((rows) => Number(rows[0]?.n ?? 0)),
+      Effect.mapError(fail("countWanted"))
+    )
+
+  const clearWanted = (ns: NamespaceId) =>
+    exec(`DELETE FROM wanted WHERE ns = ?`, [ns]).pipe(Effect.asVoid, Effect.mapError(fail("clearWanted")))
+
   return Store.of({
+    setLive,
+    listLive,
+    addWanted,
+    removeWanted,
+    listWanted,
+    countWanted,
+    clearWanted,
     withTransaction,
     importAuthor,
     getAuthor,

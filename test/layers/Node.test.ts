@@ -18,10 +18,6 @@ const SPEC_COUNTERS = [
   "sync_via_connect_success",
   "sync_via_connect_failure",
   "actor_tick_main",
-  "doc_gossip_tick_main",
-  "doc_gossip_tick_event",
-  "doc_gossip_tick_actor",
-  "doc_gossip_tick_pending_join",
   "doc_live_tick_main",
   "doc_live_tick_actor",
   "doc_live_tick_replica_event",
@@ -60,7 +56,6 @@ describe("Node layers", () => {
       )
       const after = yield* a.docs.stats
       assert.isAtLeast(after["doc_live_tick_replica_event"]!, 1)
-      assert.strictEqual(after["doc_live_tick_main"], after["actor_tick_main"])
     }))
 
   it.scopedLive("a persistent node keeps its identity, default author, documents and entries across a restart", () =>

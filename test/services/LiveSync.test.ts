@@ -15,6 +15,9 @@ import * as Op from "../../src/schema/Op.js"
 import * as Gossip from "../../src/services/Gossip.js"
 import * as LiveSync from "../../src/services/LiveSync.js"
 import { GossipRouter } from "../../src/services/Network/router.js"
+import * as Replica from "../../src/services/Replica.js"
+import * as Store from "../../src/services/Store.js"
+import { absentContentPuts, flood } from "../utils/hostile.js"
 import { eventually, record, startMemoryNode, startPersistentNode, startStoppable, type TestNode } from "../utils/nodes.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -509,6 +512,113 @@ describe("LiveSync", () => {
       expect(quietSeen.map((e) => e._tag)).toEqual(["InsertLocal"])
       yield* atB.until(is("NeighborDown"))
     }))
+
+  it.scopedLive("finding 3: a restarted node resumes its live documents with their stored peers, without startSync", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode()
+      const dirB = yield* tempDir
+      const author = yield* a.docs.authorGetDefault
+      const docA = yield* Docs.createDoc(a.docs)
+      yield* docA.setBytes(author, text("one"), text("first"))
+      const ticket = yield* docA.share("Write", "Addresses")
+      const first = yield* startStoppable(startPersistentNode(dirB))
+      yield* join(first.node, ticket)
+      yield* first.stop
+      yield* docA.setBytes(author, text("two"), text("written while B was down"))
+
+      const again = yield* startStoppable(startPersistentNode(dirB))
+      const live = Context.get(again.node.context, LiveSync.LiveSync)
+      yield* eventually(live.isLive(ticket.capability.id), 10_000, "resumed")
+      const docB = yield* Docs.openDoc(again.node.docs, ticket.capability.id)
+      expect((yield* docB.status).sync).toBe(true)
+      yield* eventually(Effect.map(keysOf(again.node, docB.id), (keys) => keys.join() === "one,two"), 15_000, "caught up")
+      const two = yield* exactEntry(docB, author, "two")
+      yield* eventually(hasContent(again.node, two))
+      // leave forgets the live mark: the next start does not resume it
+      yield* docB.leave
+      yield* again.stop
+      const third = yield* startStoppable(startPersistentNode(dirB))
+      yield* Effect.sleep("500 millis")
+      expect(yield* Context.get(third.node.context, LiveSync.LiveSync).isLive(ticket.capability.id)).toBe(false)
+      yield* third.stop
+    }))
+
+  it.scopedLive("finding 8: NeighborUp precedes SyncFinished on both sides, one session per join, PendingContentReady after the session's content", () =>
+    Effect.gen(function*() {
+      // Persistent nodes: their blob store answers content status from disk, asynchronously.
+      const noInline = { live: { inlineContentMax: 0 } }
+      const a = yield* startPersistentNode(yield* tempDir, noInline)
+      const b = yield* startPersistentNode(yield* tempDir, noInline)
+      const author = yield* a.docs.authorGetDefault
+      const docA = yield* Docs.createDoc(a.docs)
+      const keys = Array.from({ length: 40 }, (_, i) => `k${i}`)
+      for (const key of keys) yield* docA.setBytes(author, text(key), text(`content of ${key}`))
+      const ticket = yield* docA.share("Write", "Addresses")
+      const seenA = yield* record(yield* docA.subscribe())
+      const [, events] = yield* Docs.importAndSubscribe(b.docs, ticket)
+      const seenB = yield* record(events)
+      yield* seenB.until(is("PendingContentReady"))
+      yield* syncsSettled([a, b], 1_000)
+      const order = (seen: ReadonlyArray<LiveEvent.LiveEvent>, peer: Uint8Array) => {
+        const up = seen.findIndex((e) => e._tag === "NeighborUp" && toHex(e.peer) === toHex(peer))
+        const finished = seen.flatMap((e, i) => e._tag === "SyncFinished" && toHex(e.event.peer) === toHex(peer) ? [i] : [])
+        return { up, finished }
+      }
+      for (const [name, seen, peer] of [["A", seenA.seen, b.network.nodeId], ["B", seenB.seen, a.network.nodeId]] as const) {
+        const { up, finished } = order(seen, peer)
+        expect(finished.length, `${name}: one session`).toBe(1)
+        expect(up, `${name}: NeighborUp seen`).toBeGreaterThanOrEqual(0)
+        expect(up, `${name}: NeighborUp before SyncFinished`).toBeLessThan(finished[0]!)
+      }
+      const ready = seenB.seen.findIndex(is("PendingContentReady"))
+      const contentReady = seenB.seen.flatMap((e, i) => e._tag === "ContentReady" ? [i] : [])
+      expect(contentReady.length).toBe(keys.length)
+      for (const i of contentReady) expect(i).toBeLessThan(ready)
+      expect(seenB.seen.filter(is("PendingContentReady")).length).toBe(1)
+    }))
+
+  it.scopedLive("finding 4: a peer flooding valid Puts whose content it never serves — every entry stored, bounds held and counted, the node answers", () =>
+    Effect.gen(function*() {
+      const PUTS = 2000
+      const bounds = { maxInFlight: 4, maxWanted: 200, maxProviders: 2 }
+      const victim = yield* startMemoryNode({ live: { content: bounds, inlineContentMax: 0 } })
+      const hostile = yield* startMemoryNode()
+      const doc = yield* Docs.createDoc(victim.docs)
+      const ticket = yield* doc.share("Write", "Addresses")
+      yield* join(hostile, ticket)
+      // The gossip mesh is up both ways before the flood.
+      yield* eventually(Effect.map(Effect.all([neighborsOf(victim, doc.id), neighborsOf(hostile, doc.id)]), ([v, h]) => v.length >= 1 && h.length >= 1))
+      if (ticket.capability._tag !== "Write") return yield* Effect.dieMessage("write ticket expected")
+      const entries = absentContentPuts(ticket.capability.secret, PUTS)
+
+      // Sample the victim's bounds and its answer time while the flood runs.
+      let worstMs = 0
+      let samples = 0
+      const sampler = yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+        const t0 = Date.now()
+        const stats = yield* victim.docs.stats
+        yield* Stream.runDrain(victim.docs.list)
+        worstMs = Math.max(worstMs, Date.now() - t0)
+        samples++
+        expect(stats["downloads_in_flight"]).toBeLessThanOrEqual(bounds.maxInFlight)
+        expect(stats["wanted_in_memory"]).toBeLessThanOrEqual(bounds.maxWanted)
+        yield* Effect.sleep("50 millis")
+      })))
+      const sent = yield* flood(hostile, doc.id, entries)
+      expect(sent).toBe(PUTS)
+      const store = Context.get(victim.context, Store.Store)
+      const replica = Context.get(victim.context, Replica.Replica)
+      yield* eventually(Effect.map(store.count(doc.id), (n) => n === PUTS), 60_000, "every valid Put stored")
+      // Every wanted hash is remembered in the store, though at most maxWanted of them in memory.
+      yield* eventually(Effect.map(replica.countWanted(doc.id), (n) => n === PUTS), 20_000, "all wanted remembered")
+      yield* Fiber.interrupt(sampler)
+      const stats = yield* victim.docs.stats
+      expect(samples).toBeGreaterThan(0)
+      expect(worstMs).toBeLessThan(2000)
+      expect(stats["wanted_overflow"]).toBeGreaterThan(0)
+      expect(stats["downloads_in_flight"]).toBeLessThanOrEqual(bounds.maxInFlight)
+      expect(stats["wanted_in_memory"]).toBeLessThanOrEqual(bounds.maxWanted)
+    }), 120_000)
 
   it.scopedLive("OpenState follows create, startSync, subscribe and leave (spec 06 §4.2)", () =>
     Effect.gen(function*() {

@@ -14,7 +14,7 @@ import * as AuthorHeads from "../../src/schema/AuthorHeads.js"
 import * as Capability from "../../src/schema/Capability.js"
 import * as DownloadPolicy from "../../src/schema/DownloadPolicy.js"
 import { EMPTY, entryFingerprint, type SignedEntry, signedEntryEquals } from "../../src/schema/Entry.js"
-import { Author, type AuthorId, type NamespaceId, NamespaceSecret } from "../../src/schema/Keys.js"
+import { Author, type AuthorId, Hash, type NamespaceId, NamespaceSecret } from "../../src/schema/Keys.js"
 import { Query } from "../../src/schema/Query.js"
 import * as Store from "../../src/services/Store.js"
 import { entryAt, modelPut, tombstoneAt } from "../utils/entries.js"
@@ -991,6 +991,45 @@ for (const [storeName, makeLayer] of STORES) {
         assert.strictEqual(policyText(yield* store.getDownloadPolicy(nsB.id)), "EverythingExcept()", "per namespace")
       }))
     })
+
+    describe("live set and wanted content (findings 3, 4)", () => {
+      test("setLive / listLive; removeReplica forgets the mark", Effect.gen(function*() {
+        const { store, writeNs } = yield* harness
+        yield* writeNs(nsA)
+        yield* writeNs(nsB)
+        assert.deepStrictEqual(yield* store.listLive, [])
+        yield* store.setLive(nsA.id, true)
+        yield* store.setLive(nsA.id, true)
+        yield* store.setLive(nsB.id, true)
+        assert.deepStrictEqual((yield* store.listLive).map(toHex), [toHex(nsA.id), toHex(nsB.id)].sort())
+        yield* store.setLive(nsB.id, false)
+        assert.deepStrictEqual((yield* store.listLive).map(toHex), [toHex(nsA.id)])
+        yield* store.removeReplica(nsA.id)
+        assert.deepStrictEqual(yield* store.listLive, [])
+      }))
+
+      test("wanted hashes: add (idempotent), page, count, remove by hash across documents, clear", Effect.gen(function*() {
+        const { store, writeNs } = yield* harness
+        yield* writeNs(nsA)
+        yield* writeNs(nsB)
+        const hashes = Array.from({ length: 10 }, (_, i) => Hash.make(blake3(utf8(`h${i}`)))).sort(compare)
+        yield* store.addWanted(nsA.id, hashes)
+        yield* store.addWanted(nsA.id, hashes.slice(0, 3))
+        yield* store.addWanted(nsB.id, hashes.slice(0, 2))
+        assert.strictEqual(yield* store.countWanted(nsA.id), 10)
+        const first = yield* store.listWanted(nsA.id, 4)
+        const rest = yield* store.listWanted(nsA.id, 100, first[first.length - 1])
+        assert.deepStrictEqual([...first, ...rest].map(toHex), hashes.map(toHex))
+        yield* store.removeWanted(hashes[0]!)
+        assert.strictEqual(yield* store.countWanted(nsA.id), 9)
+        assert.deepStrictEqual((yield* store.listWanted(nsB.id, 10)).map(toHex), [toHex(hashes[1]!)])
+        yield* store.clearWanted(nsA.id)
+        assert.strictEqual(yield* store.countWanted(nsA.id), 0)
+        assert.strictEqual(yield* store.countWanted(nsB.id), 1)
+        yield* store.removeReplica(nsB.id)
+        assert.strictEqual(yield* store.countWanted(nsB.id), 0)
+      }))
+    })
   })
 }
 
@@ -1024,6 +1063,7 @@ describe("Store (file) reopen", () => {
         yield* TestClock.setTime(1_700_000_000_000)
         for (const n of [1, 2, 3]) yield* store.registerUsefulPeer(nsA.id, seeded(100 + n))
         yield* store.setDownloadPolicy(nsA.id, policy)
+        yield* store.setLive(nsA.id, true)
         yield* store.openReplica(nsA.id)
       }).pipe(Effect.provide(Store.layerFile(path)))
 
@@ -1049,6 +1089,7 @@ describe("Store (file) reopen", () => {
         const peers = yield* store.getSyncPeers(nsA.id)
         assert.deepStrictEqual(Option.map(peers, (ps) => ps.map((p) => p[0])), Option.some([103, 102, 101]))
         assert.strictEqual(policyText(yield* store.getDownloadPolicy(nsA.id)), policyText(policy))
+        assert.deepStrictEqual((yield* store.listLive).map(toHex), [toHex(nsA.id)], "the live set survives")
         // Stored entries still block, stamps keep increasing across sessions, open marks are not persisted.
         assert.strictEqual(yield* put(entryAt(nsA, a1, "hello/x", 4n)), "NotInserted")
         assert.strictEqual(yield* put(entryAt(nsA, a3, "z", 1n)), "NotInserted", "blocked by a3's empty key")

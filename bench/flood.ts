@@ -1,0 +1,162 @@
+/**
+ * flood (finding 4): the node program (`rangedocs start`) in its own process, and a flooding peer in another
+ * (bench/flood-node.ts) that joins with a write ticket and gossips `--puts` validly signed Puts (default 10000) whose
+ * content it never serves. Measured: the node's peak RSS (VmHWM, /proc), the slowest `doc list` made through the RPC
+ * client while the flood runs (`cliMs`: connect with the data directory's address and token, list, close; the whole
+ * `rangedocs doc list` process, whose start dominates on a loaded machine, is reported as `cliProcessMs`), how many of the Puts the node
+ * stored (its `new_entries_remote` counter, by gossip or sync; waited for up to `--wait` s, default 120), and how long
+ * it takes to exit on SIGTERM once the flooding peer left. Targets: stored = puts, peakRssMb < 400, cliMs < 2000,
+ * sigtermMs < 10000.
+ */
+import { Effect, Fiber, Stream } from "effect"
+import { type ChildProcess, fork, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Docs from "../src/services/Docs.js"
+import * as DocsRpc from "../src/services/DocsRpc.js"
+import { numberFlag, progress } from "./util.js"
+
+const MAIN = fileURLToPath(new URL("../src/main.js", import.meta.url))
+const FLOODER = fileURLToPath(new URL("./flood-node.js", import.meta.url))
+
+/** Runs the CLI to its end; its stdout and how long it took. */
+const cli = (args: ReadonlyArray<string>) =>
+  Effect.async<{ readonly stdout: string; readonly ms: number; readonly code: number | null }>((resume) => {
+    const t0 = performance.now()
+    const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c))
+    child.on("close", (code) => resume(Effect.succeed({ stdout, ms: performance.now() - t0, code })))
+  })
+
+const json = <A>(stdout: string): A => JSON.parse(stdout.trim().split("\n").pop() ?? "null") as A
+
+/** Peak and current resident set of `pid` in MB (VmHWM, VmRSS). */
+const rssOf = (pid: number) => {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
+    const kb = (name: string) => Number(/\d+/.exec(status.split("\n").find((l) => l.startsWith(name)) ?? "")?.[0] ?? NaN)
+    return { peak: kb("VmHWM:") / 1024, now: kb("VmRSS:") / 1024 }
+  } catch {
+    return { peak: NaN, now: NaN }
+  }
+}
+
+const exited = (child: ChildProcess) =>
+  Effect.async<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+    child.once("exit", () => resume(Effect.void))
+  })
+
+export const floodBench = (flags: ReadonlyMap<string, string>) =>
+  Effect.gen(function*() {
+    const puts = numberFlag(flags, "puts", 10_000)
+    const waitS = numberFlag(flags, "wait", 120)
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "rangedocs-flood-"))),
+      (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
+    )
+    const data = ["--data-dir", dir, "--json"]
+
+    const node = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, [...process.execArgv, MAIN, "start", ...data, "--listen", "/ip4/127.0.0.1/tcp/0"], {
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+      ),
+      (child) => Effect.sync(() => child.kill("SIGKILL"))
+    )
+    node.stderr!.resume()
+    yield* Effect.async<void>((resume) => {
+      let out = ""
+      node.stdout!.setEncoding("utf8").on("data", (c: string) => {
+        out += c
+        if (out.includes("\n")) resume(Effect.void)
+      })
+    })
+    progress(`node ${node.pid} started`)
+    const docId = json<{ docId: string }>((yield* cli(["doc", "create", ...data])).stdout).docId
+    const ticket = json<{ ticket: string }>((yield* cli(["doc", "share", ...data, docId, "write"])).stdout).ticket
+
+    let peakRss = 0
+    yield* Effect.forkScoped(Effect.forever(Effect.sync(() => {
+      peakRss = Math.max(peakRss, rssOf(node.pid!).peak)
+    }).pipe(Effect.zipRight(Effect.sleep("200 millis")))))
+
+    const flooder = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        fork(FLOODER, [], {
+          env: { ...process.env, RANGEDOCS_FLOOD_TICKET: ticket, RANGEDOCS_FLOOD_PUTS: String(puts) },
+          stdio: ["ignore", "ignore", "inherit", "ipc"]
+        })
+      ),
+      (child) => Effect.sync(() => child.kill("SIGKILL"))
+    )
+    const flooded = Effect.async<{ readonly flooded: number; readonly ms: number }>((resume) => {
+      flooder.once("message", (m) => resume(Effect.succeed(m as { flooded: number; ms: number })))
+    })
+    const floodFiber = yield* Effect.fork(flooded)
+
+    // CLI calls while the flood runs and until every Put is stored.
+    /** One RPC call through a fresh client, as a CLI command makes it. */
+    const rpc = <A>(f: (api: Docs.DocsService) => Effect.Effect<A, unknown>) =>
+      Effect.gen(function*() {
+        const t0 = performance.now()
+        // A call the node does not answer (the client gives up) counts with the time it took.
+        const value = yield* Effect.scoped(Effect.flatMap(Docs.Docs, f)).pipe(
+          Effect.provide(DocsRpc.layerClientFromDataDir(dir)),
+          Effect.option
+        )
+        return { value, ms: performance.now() - t0 }
+      })
+    // While the flood runs: a `doc list` through the RPC client every 250 ms, and whole CLI processes one after another.
+    let cliMs = 0
+    let calls = 0
+    let failedCalls = 0
+    const rpcCalls = yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const { ms, value } = yield* rpc((api) => Stream.runDrain(api.list))
+      cliMs = Math.max(cliMs, ms)
+      calls++
+      if (value._tag === "None") failedCalls++
+      yield* Effect.sleep("250 millis")
+    })))
+    let cliProcessMs = 0
+    const cliCalls = yield* Effect.forkScoped(Effect.forever(Effect.map(cli(["doc", "list", ...data]), (r) => {
+      cliProcessMs = Math.max(cliProcessMs, r.ms)
+    })))
+    let stored = 0
+    const deadline = performance.now() + waitS * 1000
+    while (performance.now() < deadline) {
+      const { value: stats } = yield* rpc((api) => api.stats)
+      if (stats._tag === "Some") stored = stats.value["new_entries_remote"] ?? 0
+      progress(`stored ${stored}/${puts}, slowest doc list ${Math.round(cliMs)} ms over ${calls} calls, ${failedCalls} unanswered (CLI process ${Math.round(cliProcessMs)} ms), rss ${Math.round(rssOf(node.pid!).now)} MB`)
+      if (stored >= puts) break
+      yield* Effect.sleep("1 second")
+    }
+    yield* Fiber.interrupt(rpcCalls)
+    yield* Fiber.interrupt(cliCalls)
+    const report = yield* floodFiber.await
+    progress(`flooder: ${JSON.stringify(report)}`)
+
+    // The flooding peer leaves; the node must settle, then stop on SIGTERM.
+    flooder.kill("SIGTERM")
+    yield* Effect.sleep("5 seconds")
+    peakRss = Math.max(peakRss, rssOf(node.pid!).peak)
+    const t0 = performance.now()
+    node.kill("SIGTERM")
+    yield* exited(node).pipe(Effect.timeout("30 seconds"), Effect.ignore)
+    const sigtermMs = Math.round(performance.now() - t0)
+    return {
+      bench: "flood",
+      puts,
+      stored,
+      peakRssMb: Math.round(peakRss),
+      cliMs: Math.round(cliMs),
+      sigtermMs,
+      cliProcessMs: Math.round(cliProcessMs),
+      rpcCalls: calls,
+      rpcUnanswered: failedCalls
+    }
+  }).pipe(Effect.scoped)

@@ -1,0 +1,116 @@
+/**
+ * The live engine's timers on the TestClock (finding 2): a failed session we started is retried with jittered
+ * exponential backoff until it succeeds or the document leaves, with one WARN line per step and no stack. Real nodes
+ * on 127.0.0.1; only the engine's sleeps follow the TestClock, so the test waits for network work in real time.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Clock, Effect, Logger, TestClock } from "effect"
+import * as Docs from "../../../src/services/Docs.js"
+import { record, startMemoryNode, type TestNode } from "../../utils/nodes.js"
+
+/** Real time (the TestClock does not move by itself). */
+const realWait = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+
+const until = <E>(check: Effect.Effect<boolean, E>, what: string, ms = 15_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + ms
+    while (!(yield* check)) {
+      if (Date.now() > deadline) return yield* Effect.dieMessage(`${what} not met within ${ms} ms`)
+      yield* realWait(25)
+    }
+  })
+
+const stat = (node: TestNode, name: string) => Effect.map(node.docs.stats, (s) => s[name] ?? 0)
+
+interface Line {
+  readonly level: string
+  readonly message: string
+  readonly cause: boolean
+}
+
+const capturing = (lines: Array<Line>) =>
+  Logger.add(Logger.make(({ cause, logLevel, message }) => {
+    lines.push({
+      level: logLevel.label,
+      message: Array.isArray(message) ? message.map(String).join(" ") : String(message),
+      cause: !Cause.isEmpty(cause)
+    })
+  }))
+
+const live = { live: { syncRetryDelay: "1 second", syncRetryMax: "1 minute" } } as const
+
+describe("LiveSync retries (TestClock)", () => {
+  it.scoped("finding 2: a failed sync is retried with jittered exponential backoff until it succeeds; one WARN line per step, no stack", () => {
+    const lines: Array<Line> = []
+    return Effect.gen(function*() {
+      const a = yield* startMemoryNode(live)
+      const b = yield* startMemoryNode(live)
+      const docA = yield* Docs.createDoc(a.docs)
+      const failures = stat(a, "sync_via_connect_failure")
+      const events = yield* record(yield* docA.subscribe())
+      const finished = () => events.seen.flatMap((e) => e._tag === "SyncFinished" ? [e.event] : [])
+      // B does not have the document: A's sessions with it end in NotFound.
+      yield* docA.startSync([yield* b.network.addr])
+      yield* until(Effect.sync(() => finished().length === 1), "first failure")
+
+      // Step k waits 2^(k-1) s × [0.8, 1.2] from the failure before it.
+      const advanceTo = (t: number) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => t > now ? TestClock.adjust(t - now) : Effect.void)
+      for (const k of [1, 2, 3]) {
+        const step = 1000 * 2 ** (k - 1)
+        const last = finished()[k - 1]!
+        assert.strictEqual(last.result._tag, "Err")
+        yield* advanceTo(last.finished + 0.8 * step - 5)
+        yield* realWait(300)
+        assert.strictEqual(finished().length, k, `no retry before 0.8 × ${step} ms`)
+        yield* advanceTo(last.finished + 1.2 * step + 5)
+        yield* until(Effect.sync(() => finished().length === k + 1), `retry ${k}`)
+        const next = finished()[k]!
+        assert.strictEqual(next.origin._tag === "Connect" && next.origin.reason, "Retry")
+        assert.isAtLeast(next.started - last.finished, 0.8 * step)
+        assert.isAtMost(next.started - last.finished, 1.2 * step + 5)
+      }
+      assert.strictEqual(yield* failures, 4)
+
+      // B takes the document: the next retry succeeds and ends the retries.
+      const ticket = yield* docA.share("Write", "Addresses")
+      const docB = yield* Docs.importNamespace(b.docs, ticket.capability)
+      yield* docB.startSync([])
+      yield* TestClock.adjust("10 seconds")
+      yield* until(Effect.map(stat(a, "sync_via_connect_success"), (n) => n >= 1), "a retry succeeded")
+      const retries = yield* stat(a, "sync_retries")
+      const attempts = (yield* stat(a, "sync_via_connect_success")) + (yield* failures)
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust("2 minutes")
+        yield* realWait(200)
+      }
+      assert.strictEqual(yield* stat(a, "sync_retries"), retries, "no retry after the success")
+      assert.strictEqual((yield* stat(a, "sync_via_connect_success")) + (yield* failures), attempts, "no session after it")
+
+      const warned = lines.filter((l) => l.level === "WARN" && l.message.startsWith("sync with "))
+      assert.strictEqual(warned.length, 4, "one line per failure")
+      for (const line of warned) {
+        assert.isFalse(line.cause, "no cause (no stack) at WARN")
+        assert.notInclude(line.message, "\n")
+      }
+    }).pipe(Effect.provide(capturing(lines)))
+  }, 60_000)
+
+  it.scoped("finding 2: leaving the document ends its retries", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode(live)
+      const b = yield* startMemoryNode(live)
+      const docA = yield* Docs.createDoc(a.docs)
+      const failures = stat(a, "sync_via_connect_failure")
+      yield* docA.startSync([yield* b.network.addr])
+      yield* until(Effect.map(failures, (n) => n === 1), "first failure")
+      yield* TestClock.adjust("1300 millis")
+      yield* until(Effect.map(failures, (n) => n === 2), "a retry")
+      yield* docA.leave
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust("2 minutes")
+        yield* realWait(200)
+      }
+      assert.strictEqual(yield* failures, 2)
+    }), 60_000)
+})
