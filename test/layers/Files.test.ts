@@ -59,7 +59,7 @@ describe("data directory modes", () => {
     Effect.gen(function*() {
       const dataDir = path.join(yield* tempDir, "fresh")
       const warnings: Array<string> = []
-      yield* startWithToken(dataDir).pipe(Effect.provide(recordingWarnings(warnings)))
+      yield* startWithToken(dataDir).pipe(Effect.provide(recordingWarnings(warnings)), Logger.withMinimumLogLevel(LogLevel.Debug))
       assert.strictEqual(yield* modeOf(dataDir), 0o700)
       for (const file of secretFiles(dataDir)) {
         assert.strictEqual((yield* modeOf(file)).toString(8), "600", file)
@@ -78,7 +78,7 @@ describe("data directory modes", () => {
         yield* Effect.promise(() => fs.chmod(file, 0o644))
       }
       const warnings: Array<string> = []
-      yield* startWithToken(dataDir).pipe(Effect.provide(recordingWarnings(warnings)))
+      yield* startWithToken(dataDir).pipe(Effect.provide(recordingWarnings(warnings)), Logger.withMinimumLogLevel(LogLevel.Debug))
       assert.strictEqual((yield* modeOf(dataDir)).toString(8), "700")
       for (const file of secretFiles(dataDir)) {
         assert.strictEqual((yield* modeOf(file)).toString(8), "600", file)

@@ -4,7 +4,7 @@
  * on 127.0.0.1; only the engine's sleeps follow the TestClock, so the test waits for network work in real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Clock, Effect, Logger, TestClock } from "effect"
+import { Cause, Clock, Effect, Logger, LogLevel, TestClock } from "effect"
 import * as Docs from "../../../src/services/Docs.js"
 import { record, startMemoryNode, type TestNode } from "../../utils/nodes.js"
 
@@ -93,7 +93,7 @@ describe("LiveSync retries (TestClock)", () => {
         assert.isFalse(line.cause, "no cause (no stack) at WARN")
         assert.notInclude(line.message, "\n")
       }
-    }).pipe(Effect.provide(capturing(lines)))
+    }).pipe(Effect.provide(capturing(lines)), Logger.withMinimumLogLevel(LogLevel.Debug))
   }, 60_000)
 
   it.scoped("finding 2: leaving the document ends its retries", () =>
