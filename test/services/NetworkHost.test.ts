@@ -61,14 +61,18 @@ interface LogLine {
 }
 
 /** A logger recording every line (level, message and annotations as text) into `lines`, for the whole test. */
+/** Records every log line, at every level (the suite logs nothing by default). */
 const recordingLogger = (lines: Array<LogLine>) =>
-  Logger.replace(
-    Logger.defaultLogger,
-    Logger.make(({ annotations, logLevel, message }) => {
-      const parts = (Array.isArray(message) ? message : [message]).map(String)
-      for (const [key, value] of HashMap.toEntries(annotations)) parts.push(`${key}=${String(value)}`)
-      lines.push({ level: logLevel.label, text: parts.join(" ") })
-    })
+  Layer.merge(
+    Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ annotations, logLevel, message }) => {
+        const parts = (Array.isArray(message) ? message : [message]).map(String)
+        for (const [key, value] of HashMap.toEntries(annotations)) parts.push(`${key}=${String(value)}`)
+        lines.push({ level: logLevel.label, text: parts.join(" ") })
+      })
+    ),
+    Logger.minimumLogLevel(LogLevel.Debug)
   )
 
 const STACK = /\n\s+at .*:\d+/
