@@ -64,7 +64,8 @@ export type InvalidCounts = { readonly [R in InvalidReason]: number }
  * clock lags; an empty/length mismatch or a long key a reference peer accepts): counting them would let that third
  * party make us cut and cool down the honest peer, so they are only dropped and counted.
  */
-const isForged = (reason: InvalidReason): boolean => reason === "BadSignature" || reason === "InvalidNamespace"
+const FORGED: ReadonlyArray<InvalidReason> = ["BadSignature", "InvalidNamespace"]
+const isForged = (reason: InvalidReason): boolean => FORGED.includes(reason)
 
 const noInvalid = (): { -readonly [R in InvalidReason]: number } => ({
   InvalidNamespace: 0,
@@ -150,10 +151,8 @@ export const make = (config: RangerConfig) =>
         if (!state.sync) return yield* new SyncNotEnabled({ namespace: ns })
         let numRecv = 0
         let numSent = 0
-        let numInvalid = 0
         const invalid = noInvalid()
         // Values whose invalidity proves the peer misbehaved (isForged): only they count against the bound.
-        let numForged = 0
         let firstForged = ""
         let messages = 0
         const heads = new AuthorHeads.Builder()
@@ -167,12 +166,12 @@ export const make = (config: RangerConfig) =>
               if (r._tag !== "Left") continue
               const tag = r.left._tag
               if (isInvalid(tag)) {
-                numInvalid++
-                if (isForged(tag) && numForged++ === 0) firstForged = tag
+                if (isForged(tag) && firstForged === "") firstForged = tag
                 invalid[tag]++
                 invalidByReason[tag].unsafeUpdate(1, [])
               } else if (isLocalFailure(r.left)) return Effect.fail(r.left)
             }
+            const numForged = FORGED.reduce((n, r) => n + invalid[r], 0)
             const tooMany = numForged > config.maxInvalid ||
               (numRecv >= config.minValuesForFraction && numForged > config.maxInvalidFraction * numRecv)
             return tooMany
@@ -227,7 +226,7 @@ export const make = (config: RangerConfig) =>
           outcome: Effect.sync((): SyncOutcome => ({
             numRecv,
             numSent,
-            numInvalid,
+            numInvalid: INVALID_REASONS.reduce((sum, r) => sum + invalid[r], 0),
             invalid: { ...invalid },
             headsReceived: heads.build()
           }))
