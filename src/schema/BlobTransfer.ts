@@ -8,9 +8,11 @@
  * `Complete` it writes the raw content bytes `[min(offset, size), size)`, unframed, and half-closes its side.
  */
 import { ParseResult, Schema } from "effect"
+import { toHex } from "../internal/bytes.js"
 import { PostcardError, type Reader, type Writer } from "../internal/postcard.js"
 import { decodeWith, encodeWith } from "./Entry.js"
 import { Hash } from "./Keys.js"
+import { NodeId } from "./NodeAddr.js"
 
 /** libp2p protocol id of one blob transfer. */
 export const BLOB_PROTOCOL = "/rangedocs/blobs/1"
@@ -98,25 +100,26 @@ export const BlobRequestFromBytes = codec(Schema.typeSchema(BlobRequest), readBl
 export const BlobResponseFromBytes = codec(Schema.typeSchema(BlobResponse), readBlobResponse, writeBlobResponse)
 
 // ---------------------------------------------------------------------------------------------------------------
-// Failures of one transfer. `hash` and `provider` are lowercase hex.
+// Failures of one transfer. `hash` (a Hash) and `provider` (a NodeId) are the ids themselves, like BlobErrors.ts and
+// SyncErrors.ts (they cross the RPC boundary as bytes); messages show them as lowercase hex.
+
+const Where = { hash: Hash, provider: NodeId }
 
 /** The provider answered NotFound: it holds no complete copy. */
 export class ProviderNotFound extends Schema.TaggedError<ProviderNotFound>()("ProviderNotFound", {
-  hash: Schema.String,
-  provider: Schema.String
+  ...Where
 }) {
   override get message() {
-    return `provider ${this.provider} does not have blob ${this.hash}`
+    return `provider ${toHex(this.provider)} does not have blob ${toHex(this.hash)}`
   }
 }
 
 /** The provider answered Busy: it is at its transfer limit. */
 export class ProviderBusy extends Schema.TaggedError<ProviderBusy>()("ProviderBusy", {
-  hash: Schema.String,
-  provider: Schema.String
+  ...Where
 }) {
   override get message() {
-    return `provider ${this.provider} is busy`
+    return `provider ${toHex(this.provider)} is busy`
   }
 }
 
@@ -132,26 +135,24 @@ export const Misbehaviour = Schema.Literal("Malformed", "TooLarge", "Oversized",
 export type Misbehaviour = typeof Misbehaviour.Type
 
 export class ProviderMisbehaved extends Schema.TaggedError<ProviderMisbehaved>()("ProviderMisbehaved", {
-  hash: Schema.String,
-  provider: Schema.String,
+  ...Where,
   kind: Misbehaviour,
   /** Where this transfer started: above 0 when it resumed bytes received earlier (maybe from someone else). */
   offset: Schema.Number,
   reason: Schema.String
 }) {
   override get message() {
-    return `provider ${this.provider} sent a bad transfer of blob ${this.hash} (${this.kind}): ${this.reason}`
+    return `provider ${toHex(this.provider)} sent a bad transfer of blob ${toHex(this.hash)} (${this.kind}): ${this.reason}`
   }
 }
 
 /** Connecting, or the stream, failed or went quiet past the inactivity timeout; the bytes received so far are kept. */
 export class TransferFailed extends Schema.TaggedError<TransferFailed>()("TransferFailed", {
-  hash: Schema.String,
-  provider: Schema.String,
+  ...Where,
   reason: Schema.String
 }) {
   override get message() {
-    return `transfer of blob ${this.hash} from ${this.provider} failed: ${this.reason}`
+    return `transfer of blob ${toHex(this.hash)} from ${toHex(this.provider)} failed: ${this.reason}`
   }
 }
 

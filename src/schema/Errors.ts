@@ -146,10 +146,10 @@ export class RunawaySession extends Schema.TaggedError<RunawaySession>()("Runawa
 }
 
 /**
- * A peer sent too many entries that failed validation in one session (bad signature, other namespace, future
- * timestamp, bad empty entry, key too long): past the bound of constants.ts (`MAX_INVALID_PER_SESSION`, or
- * `MAX_INVALID_FRACTION` of the values received). Below it invalid values are dropped and counted and the session
- * goes on (spec 02 §5). `count` is the session's invalid values so far, `first` the tag of the first one.
+ * A peer sent too many forged entries in one session (bad signature, other namespace): past the bound of
+ * constants.ts (`MAX_INVALID_PER_SESSION`, or `MAX_INVALID_FRACTION` of the values received). Below it invalid values
+ * are dropped and counted and the session goes on (spec 02 §5); the other invalid values (future timestamp, bad empty
+ * entry, key too long) never count here. `count` is the session's forged values so far, `first` the tag of the first.
  */
 export class InvalidEntriesFromPeer extends Schema.TaggedError<InvalidEntriesFromPeer>()("InvalidEntriesFromPeer", {
   ...Ns,

@@ -87,9 +87,10 @@ export class SyncLimitExceeded extends Schema.TaggedError<SyncLimitExceeded>()("
 }
 
 /**
- * The peer sent more invalid values in one session than the bound allows (constants.ts `MAX_INVALID_PER_SESSION`,
- * `MAX_INVALID_FRACTION`): the session ended and the peer is cooled down. Below the bound invalid values are only
- * dropped and counted (SyncOutcome.numInvalid).
+ * The peer sent more forged values (bad signature, other namespace) in one session than the bound allows
+ * (constants.ts `MAX_INVALID_PER_SESSION`, `MAX_INVALID_FRACTION`): the session ended and the peer is cooled down.
+ * `invalid` counts the forged values. Below the bound, and for every other reason, invalid values are only dropped
+ * and counted (SyncOutcome.numInvalid, SyncOutcome.invalid).
  */
 export class TooManyInvalidEntries extends Schema.TaggedError<TooManyInvalidEntries>()("TooManyInvalidEntries", {
   ...Where,

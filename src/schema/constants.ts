@@ -65,10 +65,13 @@ export const MAX_PARTS = 1 << 18
 export const MAX_VALUES = 1 << 19
 
 /**
- * Invalid values (bad signature, foreign namespace, timestamp > 10 min ahead, empty/len mismatch, key too long) one
- * session tolerates before it ends with `TooManyInvalidEntries` (spec 02 §5: invalid values are dropped, counted and
- * the session goes on): more than 1,000 in all, or more than half of the values received once at least 100 arrived.
- * Two honest peers disagree on a handful at most (clock skew, a peer running an older validation rule).
+ * Forged values (bad signature, foreign namespace) one session tolerates before it ends with `TooManyInvalidEntries`
+ * (spec 02 §5: invalid values are dropped, counted and the session goes on): more than 1,000 in all, or more than half
+ * of the values received once at least 100 arrived. An honest peer verifies both before it stores a value, so it never
+ * sends one. The other invalid values (timestamp > 10 min ahead, empty/len mismatch, key too long) are dropped and
+ * counted but never count here: a third party can plant them on an honest peer (a timestamp at the edge of that
+ * peer's horizon, which ours may not reach when our clock lags; a mismatch or a long key a reference peer accepts),
+ * and must not be able to make us cut and cool down that peer.
  */
 export const MAX_INVALID_PER_SESSION = 1000
 export const MAX_INVALID_FRACTION = 0.5

@@ -398,16 +398,15 @@ export const make = (config: BlobTransferConfig = {}) =>
       onProgress: ((bytes: number) => Effect.Effect<void>) | undefined
     ): Effect.Effect<Blobs.Added, TransferError | BlobError | Restart> =>
       Effect.scoped(Effect.gen(function*() {
-        const hashHex = toHex(hash)
-        const providerHex = toHex(provider instanceof NodeAddr ? provider.nodeId : provider)
-        const failed = (reason: string) => new TransferFailed({ hash: hashHex, provider: providerHex, reason })
+        const where = { hash, provider: provider instanceof NodeAddr ? provider.nodeId : provider }
+        const failed = (reason: string) => new TransferFailed({ ...where, reason })
         // The partial data must survive a concurrent gc while it grows (a temporary tag for the transfer).
         yield* blobs.protect(hash)
         const held = yield* blobs.info(hash)
         const resumeSize = Option.isSome(held) && held.value.status === "Incomplete" ? held.value.size : undefined
         const offset = resumeSize !== undefined && Option.isSome(held) ? held.value.have : 0
         const misbehaved = (kind: Misbehaviour, reason: string) =>
-          new ProviderMisbehaved({ hash: hashHex, provider: providerHex, kind, offset, reason })
+          new ProviderMisbehaved({ ...where, kind, offset, reason })
 
         const stream = yield* network.openStream(provider, BLOB_PROTOCOL).pipe(
           Effect.mapError((error) => failed(error.reason))
@@ -424,8 +423,8 @@ export const make = (config: BlobTransferConfig = {}) =>
           decodeResponse(header),
           (e) => misbehaved("Malformed", `malformed response: ${parseReason(e)}`)
         )
-        if (response._tag === "NotFound") return yield* new ProviderNotFound({ hash: hashHex, provider: providerHex })
-        if (response._tag === "Busy") return yield* new ProviderBusy({ hash: hashHex, provider: providerHex })
+        if (response._tag === "NotFound") return yield* new ProviderNotFound(where)
+        if (response._tag === "Busy") return yield* new ProviderBusy(where)
         const size = response.size
         if (size > maxBlobSize) {
           return yield* misbehaved("TooLarge", `announced ${size} bytes, the maximum is ${maxBlobSize}`)

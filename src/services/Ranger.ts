@@ -5,9 +5,10 @@
  * (spec 02 §6) and is capped in messages.
  *
  * Invalid values (spec 02 §5) are dropped and counted, per reason, and the session goes on: one bad entry on one side
- * must not keep two honest peers from converging on everything else. Past a bound (`maxInvalid` in all, or more than
- * `maxInvalidFraction` of the values received once `minValuesForFraction` arrived) the session ends with
- * InvalidEntriesFromPeer; Sync then cools the peer down.
+ * must not keep two honest peers from converging on everything else. Past a bound of forged values (bad signature,
+ * other namespace: `maxInvalid` in all, or more than `maxInvalidFraction` of the values received once
+ * `minValuesForFraction` arrived) the session ends with InvalidEntriesFromPeer; Sync then cools the peer down. Values
+ * a third party can plant on an honest peer (isForged) never count against the bound.
  */
 import { Context, Effect, type Either, Layer, Metric } from "effect"
 import { equals } from "../internal/bytes.js"
@@ -46,8 +47,25 @@ export interface SyncOutcome {
 }
 
 /** Why a received value was dropped (the tags of the validation failures, spec 01 §8 and the key length bound). */
-export type InvalidReason = "InvalidNamespace" | "BadSignature" | "TooFarInTheFuture" | "InvalidEmptyEntry" | "KeyTooLong"
+export const INVALID_REASONS = [
+  "InvalidNamespace",
+  "BadSignature",
+  "TooFarInTheFuture",
+  "InvalidEmptyEntry",
+  "KeyTooLong"
+] as const
+export type InvalidReason = typeof INVALID_REASONS[number]
 export type InvalidCounts = { readonly [R in InvalidReason]: number }
+
+/**
+ * The reasons that prove the sender itself misbehaved, the only ones counted against the invalid bound: an honest
+ * peer verifies signatures and namespaces before it stores a value, so it never holds such a value. The others can
+ * reach an honest peer from a third party (a timestamp just under its own 10-minute horizon, ahead of ours when our
+ * clock lags; an empty/length mismatch or a long key a reference peer accepts): counting them would let that third
+ * party make us cut and cool down the honest peer, so they are only dropped and counted.
+ */
+const FORGED: ReadonlyArray<InvalidReason> = ["BadSignature", "InvalidNamespace"]
+const isForged = (reason: InvalidReason): boolean => FORGED.includes(reason)
 
 const noInvalid = (): { -readonly [R in InvalidReason]: number } => ({
   InvalidNamespace: 0,
@@ -62,7 +80,7 @@ export interface RangerConfig extends Reconcile.Config {
   readonly maxMessages: number
   /** Values remembered per session so none is sent twice (`Reconcile.SentValues`); 0 turns the memory off. */
   readonly sentMemory: number
-  /** A session ends with InvalidEntriesFromPeer past this many invalid values. */
+  /** A session ends with InvalidEntriesFromPeer past this many forged values (bad signature, other namespace). */
   readonly maxInvalid: number
   /** … or when more than this fraction of the values received is invalid, once `minValuesForFraction` arrived. */
   readonly maxInvalidFraction: number
@@ -88,18 +106,18 @@ const NEWEST_AUTHORS = 16
 
 /** Invalid values dropped by sync sessions, by reason (Effect's metric registry; per session: SyncOutcome.invalid). */
 const invalidValues = Metric.counter("rangedocs_sync_invalid_entries", { incremental: true })
+const byReason = (reason: InvalidReason) => Metric.tagged(invalidValues, "reason", reason)
 const invalidByReason = {
-  InvalidNamespace: Metric.tagged(invalidValues, "reason", "InvalidNamespace"),
-  BadSignature: Metric.tagged(invalidValues, "reason", "BadSignature"),
-  TooFarInTheFuture: Metric.tagged(invalidValues, "reason", "TooFarInTheFuture"),
-  InvalidEmptyEntry: Metric.tagged(invalidValues, "reason", "InvalidEmptyEntry"),
-  KeyTooLong: Metric.tagged(invalidValues, "reason", "KeyTooLong")
+  InvalidNamespace: byReason("InvalidNamespace"),
+  BadSignature: byReason("BadSignature"),
+  TooFarInTheFuture: byReason("TooFarInTheFuture"),
+  InvalidEmptyEntry: byReason("InvalidEmptyEntry"),
+  KeyTooLong: byReason("KeyTooLong")
 } satisfies { readonly [R in InvalidReason]: Metric.Metric.Counter<number> }
 
 /** Insert failures that mean the peer sent something invalid (NewerEntryExists is an ordinary outcome). */
-const isInvalid = (tag: string): tag is InvalidReason =>
-  tag === "InvalidNamespace" || tag === "BadSignature" || tag === "TooFarInTheFuture" || tag === "InvalidEmptyEntry" ||
-  tag === "KeyTooLong"
+const REASONS: ReadonlySet<string> = new Set(INVALID_REASONS)
+const isInvalid = (tag: string): tag is InvalidReason => REASONS.has(tag)
 
 /** Insert failures of our side (the store, the replica closing): they end the session (spec 02 §5). */
 type LocalFailure = StoreError | ReplicaNotOpen | SyncNotEnabled
@@ -133,9 +151,9 @@ export const make = (config: RangerConfig) =>
         if (!state.sync) return yield* new SyncNotEnabled({ namespace: ns })
         let numRecv = 0
         let numSent = 0
-        let numInvalid = 0
         const invalid = noInvalid()
-        let firstInvalid = ""
+        // Values whose invalidity proves the peer misbehaved (isForged): only they count against the bound.
+        let firstForged = ""
         let messages = 0
         const heads = new AuthorHeads.Builder()
         const sentValues = new Reconcile.SentValues(config.sentMemory)
@@ -148,15 +166,16 @@ export const make = (config: RangerConfig) =>
               if (r._tag !== "Left") continue
               const tag = r.left._tag
               if (isInvalid(tag)) {
-                if (numInvalid++ === 0) firstInvalid = tag
+                if (isForged(tag) && firstForged === "") firstForged = tag
                 invalid[tag]++
                 invalidByReason[tag].unsafeUpdate(1, [])
               } else if (isLocalFailure(r.left)) return Effect.fail(r.left)
             }
-            const tooMany = numInvalid > config.maxInvalid ||
-              (numRecv >= config.minValuesForFraction && numInvalid > config.maxInvalidFraction * numRecv)
+            const numForged = FORGED.reduce((n, r) => n + invalid[r], 0)
+            const tooMany = numForged > config.maxInvalid ||
+              (numRecv >= config.minValuesForFraction && numForged > config.maxInvalidFraction * numRecv)
             return tooMany
-              ? Effect.fail(new InvalidEntriesFromPeer({ namespace: ns, count: numInvalid, first: firstInvalid }))
+              ? Effect.fail(new InvalidEntriesFromPeer({ namespace: ns, count: numForged, first: firstForged }))
               : Effect.void
           })
 
@@ -207,7 +226,7 @@ export const make = (config: RangerConfig) =>
           outcome: Effect.sync((): SyncOutcome => ({
             numRecv,
             numSent,
-            numInvalid,
+            numInvalid: INVALID_REASONS.reduce((sum, r) => sum + invalid[r], 0),
             invalid: { ...invalid },
             headsReceived: heads.build()
           }))

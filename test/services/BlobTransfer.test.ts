@@ -23,7 +23,8 @@ import {
   Busy,
   Complete,
   MAX_BLOB_HEADER,
-  NotFound
+  NotFound,
+  TransferError
 } from "../../src/schema/BlobTransfer.js"
 import { EMPTY } from "../../src/schema/Entry.js"
 import { Hash } from "../../src/schema/Keys.js"
@@ -330,8 +331,15 @@ describe("BlobTransfer", () => {
       const a = yield* peer({ maxTransfers: 0 })
       const b = yield* peer()
       const { hash } = yield* addRandom(a, 100)
-      const error = yield* Effect.flip(transfer(b).fetch(hash, yield* addrOf(a)))
+      const addr = yield* addrOf(a)
+      const error = yield* Effect.flip(transfer(b).fetch(hash, addr))
       assert.strictEqual(error._tag, "ProviderBusy")
+      // Typed ids (issue 15): the Hash and the provider's NodeId themselves, through the error schema and back.
+      if (error._tag !== "ProviderBusy") return assert.fail(error._tag)
+      assert.isTrue(equals(error.hash, hash) && equals(error.provider, addr.nodeId))
+      const back = Schema.decodeUnknownSync(TransferError)(Schema.encodeSync(TransferError)(error))
+      assert.isTrue(back._tag === "ProviderBusy" && equals(back.hash, hash) && equals(back.provider, addr.nodeId))
+      assert.include(error.message, toHex(addr.nodeId))
     }))
 
   it.scopedLive("concurrent downloads of one hash run once and all get the blob", () =>

@@ -5,7 +5,7 @@ import { compare, concat, toHex } from "../../src/internal/bytes.js"
 import * as Reconcile from "../../src/internal/reconcile.js"
 import * as AuthorHeads from "../../src/schema/AuthorHeads.js"
 import * as Capability from "../../src/schema/Capability.js"
-import { entryFingerprint, makeSignedEntry, type SignedEntry } from "../../src/schema/Entry.js"
+import { entryFingerprint, makeSignedEntry, MAX_KEY_LENGTH, type SignedEntry } from "../../src/schema/Entry.js"
 import { Author, NamespaceSecret } from "../../src/schema/Keys.js"
 import { Message, Range, RangeFingerprint, RangeItem } from "../../src/schema/Message.js"
 import { Query } from "../../src/schema/Query.js"
@@ -223,6 +223,23 @@ describe("Ranger", () => {
         assert.strictEqual(error.count, 4)
         assert.strictEqual(error.first, "BadSignature")
       }
+    }))
+
+  it.scoped("finding 5: values a third party can plant on an honest peer (too far in the future, key too long) are dropped and counted, never cut the session", () =>
+    Effect.gen(function*() {
+      const a = yield* peer({ ...Ranger.defaultConfig, maxInvalid: 3, maxInvalidFraction: 0.5, minValuesForFraction: 4 })
+      yield* withEntries(a, [])
+      const session = yield* inPeer(a, Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, idB)))
+      // Validly signed, so an honest peer (or a reference peer) may hold them; we refuse them on our own rules.
+      const future = Array.from({ length: 6 }, (_, i) => entryAt(ns, authors[0]!, `future/${i}`, 1n << 60n))
+      const long = Array.from({ length: 2 }, (_, i) => entryAt(ns, authors[1]!, new Uint8Array(MAX_KEY_LENGTH + 1).fill(i), 1n))
+      assert.isUndefined(yield* session.process(itemOf([...future, ...long])))
+      const outcome = yield* session.outcome
+      assert.strictEqual(outcome.numInvalid, 8)
+      assert.strictEqual(outcome.invalid.TooFarInTheFuture, 6)
+      assert.strictEqual(outcome.invalid.KeyTooLong, 2)
+      // One forged value is still judged as before: within the bound.
+      assert.isUndefined(yield* session.process(itemOf([forge("f0")])))
     }))
 
   it.scoped("finding 5: the invalid fraction: more than half of at least minValuesForFraction values ends the session", () =>
