@@ -31,7 +31,14 @@ export const CATALOGUE: Readonly<Record<string, CounterInfo>> = {
   sync_entries_received: c("sync", "entries received in sync sessions"),
   sync_bytes_sent: c("sync", "bytes sent in sync sessions", "bytes"),
   sync_bytes_received: c("sync", "bytes received in sync sessions", "bytes"),
-  sync_invalid_entries: c("sync", "invalid entries dropped during sync sessions"),
+  sync_entries_invalid: c("sync", "invalid entries dropped during sync sessions"),
+  sync_retries: c("sync", "failed sync sessions started again after a backoff"),
+  live_peers_evicted: c("limits", "idle peer states dropped to make room"),
+  live_peers_refused: c("limits", "peers refused because every peer state was in a session"),
+  wanted_overflow: c("limits", "wanted hashes kept in the store only (the in-memory working set was full)"),
+  providers_dropped: c("limits", "content providers forgotten (the list per hash was full)"),
+  downloads_in_flight: c("content", "downloads running now"),
+  wanted_in_memory: c("content", "wanted hashes in the in-memory working set now"),
   downloads_success: c("content", "content downloads that completed"),
   downloads_failure: c("content", "content downloads that failed"),
   download_bytes: c("content", "content bytes downloaded", "bytes"),
@@ -50,7 +57,7 @@ export const CATALOGUE: Readonly<Record<string, CounterInfo>> = {
 }
 
 /** Groups in the order `stats` prints them. */
-export const GROUPS = ["entries", "sync", "gossip", "content", "engine", "other"] as const
+export const GROUPS = ["entries", "sync", "gossip", "content", "limits", "engine", "other"] as const
 
 const infoOf = (name: string): CounterInfo =>
   Object.hasOwn(CATALOGUE, name) ? CATALOGUE[name]! : c("other", name.replaceAll("_", " "))
