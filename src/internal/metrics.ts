@@ -12,10 +12,13 @@ export interface CounterInfo {
   readonly unit: Unit
   /** Engine internals (loop ticks): shown by `stats --all` only. */
   readonly internal?: boolean
+  /** A level that goes up and down (how full something is now), not a count since the start. */
+  readonly gauge?: boolean
 }
 
 const c = (group: string, help: string, unit: Unit = "count", internal = false): CounterInfo =>
   internal ? { group, help, unit, internal } : { group, help, unit }
+const gauge = (group: string, help: string): CounterInfo => ({ group, help, unit: "count", gauge: true })
 
 /** What each known counter means. Counters missing here are reported in the group "other". */
 export const CATALOGUE: Readonly<Record<string, CounterInfo>> = {
@@ -37,8 +40,8 @@ export const CATALOGUE: Readonly<Record<string, CounterInfo>> = {
   live_peers_refused: c("limits", "peers refused because every peer state was in a session"),
   wanted_overflow: c("limits", "wanted hashes kept in the store only (the in-memory working set was full)"),
   providers_dropped: c("limits", "content providers forgotten (the list per hash was full)"),
-  downloads_in_flight: c("content", "downloads running now"),
-  wanted_in_memory: c("content", "wanted hashes in the in-memory working set now"),
+  downloads_in_flight: gauge("content", "downloads running now"),
+  wanted_in_memory: gauge("content", "wanted hashes in the in-memory working set now"),
   downloads_success: c("content", "content downloads that completed"),
   downloads_failure: c("content", "content downloads that failed"),
   download_bytes: c("content", "content bytes downloaded", "bytes"),
@@ -102,7 +105,7 @@ export const report = (
     const info = infoOf(name)
     if (!all && (info.internal === true || value === 0)) continue
     const perSecond = uptimeSeconds > 0 ? value / uptimeSeconds : 0
-    const rate = value > 0 && uptimeSeconds > 0
+    const rate = value > 0 && uptimeSeconds > 0 && info.gauge !== true
       ? `${info.unit === "bytes" ? formatValue(perSecond, "bytes") : perSecond.toFixed(perSecond < 10 ? 2 : 0)}/s`
       : undefined
     lines.push({
@@ -149,12 +152,13 @@ export const formatDuration = (seconds: number): string => {
 
 const PREFIX = "rangedocs_"
 const escapeHelp = (s: string) => s.replaceAll("\\", "\\\\").replaceAll("\n", "\\n")
-/** A metric name Prometheus accepts: `[a-zA-Z_:][a-zA-Z0-9_:]*`. */
-const metricName = (name: string) => `${PREFIX}${name.replace(/[^a-zA-Z0-9_]/g, "_")}_total`
+/** A metric name Prometheus accepts: `[a-zA-Z_:][a-zA-Z0-9_:]*`; counters end in `_total`. */
+const metricName = (name: string, gauge: boolean) =>
+  `${PREFIX}${name.replace(/[^a-zA-Z0-9_]/g, "_")}${gauge ? "" : "_total"}`
 
 /**
- * The Prometheus text exposition format: every counter as `rangedocs_<name>_total` with HELP and TYPE lines, plus
- * `rangedocs_uptime_seconds` as a gauge.
+ * The Prometheus text exposition format: every counter as `rangedocs_<name>_total` and every gauge as
+ * `rangedocs_<name>`, with HELP and TYPE lines, plus `rangedocs_uptime_seconds`.
  */
 export const prometheusText = (counters: Readonly<Record<string, number>>, uptimeSeconds: number): string => {
   const out: Array<string> = [
@@ -165,11 +169,13 @@ export const prometheusText = (counters: Readonly<Record<string, number>>, uptim
   const seen = new Set<string>()
   for (const name of Object.keys(counters).sort()) {
     const value = counters[name]!
-    const metric = metricName(name)
+    const info = infoOf(name)
+    const isGauge = info.gauge === true
+    const metric = metricName(name, isGauge)
     // Two names that sanitize alike would make one metric twice: the exposition format allows it once.
     if (!Number.isFinite(value) || seen.has(metric)) continue
     seen.add(metric)
-    out.push(`# HELP ${metric} ${escapeHelp(infoOf(name).help)}`, `# TYPE ${metric} counter`, `${metric} ${value}`)
+    out.push(`# HELP ${metric} ${escapeHelp(info.help)}`, `# TYPE ${metric} ${isGauge ? "gauge" : "counter"}`, `${metric} ${value}`)
   }
   return out.join("\n") + "\n"
 }

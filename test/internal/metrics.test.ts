@@ -39,6 +39,8 @@ describe("metrics", () => {
     assert.include(text, "# TYPE rangedocs_new_entries_local_total counter\nrangedocs_new_entries_local_total 5\n")
     assert.include(text, "rangedocs_weird_name_x_total 1")
     assert.include(text, "rangedocs_uptime_seconds 42")
+    assert.include(prometheusText({ downloads_in_flight: 3 }, 1), "# TYPE rangedocs_downloads_in_flight gauge\nrangedocs_downloads_in_flight 3\n")
+    assert.isUndefined(report({ downloads_in_flight: 3 }, 10)[0]!.rate, "a gauge has no rate")
     assert.isTrue(text.endsWith("\n"))
   })
 
