@@ -84,6 +84,15 @@ const OUTBOX_CAPACITY = 1024
 const PUBLISH_CONCURRENCY = 4
 /** Batches of gossiped entries being inserted at once per document (the replica pipelines two batches). */
 const INSERT_PIPELINE = 2
+/** Largest batch of gossiped entries inserted at once (one verification round, one transaction). */
+const INSERT_BATCH_MAX = 256
+
+/**
+ * Gossiped Puts of one document taken in and not yet inserted, at most. Puts beyond it are dropped and counted
+ * (`gossip_put_dropped`); the nodes that relayed them are synced with once the intake drains (reason `SyncReport`),
+ * so every valid Put is still stored, by the sync, which verifies in large batches on the worker pool.
+ */
+export const DEFAULT_GOSSIP_INTAKE = 1024
 
 /**
  * After a neighbor of a live document goes away (its connection dropped, e.g. libp2p's connection monitor aborts a
@@ -140,6 +149,8 @@ export interface LiveSyncConfig {
   readonly maxPeersPerDoc?: number
   /** Resume the documents that were live when the node stopped (finding 3). Default true. */
   readonly resume?: boolean
+  /** Gossiped Puts per document taken in and not yet inserted. Default {@link DEFAULT_GOSSIP_INTAKE}. */
+  readonly gossipIntake?: number
 }
 
 export interface LiveSyncService {
@@ -192,6 +203,10 @@ export const COUNTERS = [
   "gossip_inline_content_received",
   "gossip_inline_content_rejected",
   "sync_retries",
+  // Gossiped Puts dropped by the bounded intake, and gossip events Gossip dropped for the engine; both resync.
+  "gossip_put_dropped",
+  "gossip_events_lagged",
+  "gossip_lag_resyncs",
   "actor_tick_main",
   // The engine's loop ticks by source (spec 05 §14 names; our one inbox carries every source).
   "doc_live_tick_main",
@@ -252,6 +267,18 @@ interface Doc {
   readonly gossipUp: Set<string>
 }
 
+/** A document's gossip intake: Puts taken in and not yet inserted (bounded), and whose dropped gossip to fetch by sync. */
+interface Intake {
+  readonly max: number
+  pending: number
+  /** Nodes whose gossip was dropped since the last resync was asked for, at most {@link Gossip.MAX_LAGGED_PEERS}. */
+  readonly lagging: Map<string, NodeId>
+}
+
+const noteLagging = (intake: Intake, peer: NodeId) => {
+  if (intake.lagging.size < Gossip.MAX_LAGGED_PEERS) intake.lagging.set(toHex(peer), peer)
+}
+
 type Command =
   | { readonly _tag: "StartSync"; readonly ns: NamespaceId; readonly peers: ReadonlyArray<NodeAddr>; readonly done: Deferred.Deferred<void, ReplicaNotFound | StoreError> }
   | { readonly _tag: "Leave"; readonly ns: NamespaceId; readonly kill: boolean; readonly done: Deferred.Deferred<void> }
@@ -260,6 +287,7 @@ type Command =
   | { readonly _tag: "NeighborUp"; readonly ns: NamespaceId; readonly peer: NodeId }
   | { readonly _tag: "NeighborDown"; readonly ns: NamespaceId; readonly peer: NodeId }
   | { readonly _tag: "SyncReport"; readonly ns: NamespaceId; readonly from: NodeId; readonly heads: Uint8Array }
+  | { readonly _tag: "Lagged"; readonly ns: NamespaceId; readonly peers: ReadonlyArray<NodeId> }
   | { readonly _tag: "ContentReadyFrom"; readonly ns: NamespaceId; readonly node: NodeId; readonly hash: Hash }
   | { readonly _tag: "Replica"; readonly ns: NamespaceId; readonly event: RemoteInsert }
   | {
@@ -350,6 +378,7 @@ export const make = (config: LiveSyncConfig = {}) =>
     const retryDelay = Duration.decode(config.downloadRetryDelay ?? DEFAULT_DOWNLOAD_RETRY_DELAY)
     const maxRetries = config.downloadRetries ?? DEFAULT_DOWNLOAD_RETRIES
     const inlineMax = config.inlineContentMax ?? DEFAULT_INLINE_CONTENT_MAX
+    const gossipIntake = config.gossipIntake ?? DEFAULT_GOSSIP_INTAKE
     const syncBackoff = backoff(
       config.syncRetryDelay ?? DEFAULT_SYNC_RETRY_DELAY,
       config.syncRetryMax ?? DEFAULT_SYNC_RETRY_MAX
@@ -708,20 +737,40 @@ export const make = (config: LiveSyncConfig = {}) =>
         )
       })
 
+    /** Once the intake drained, the nodes whose gossip was dropped are synced with (through the actor and the core). */
+    const resyncLagging = (ns: NamespaceId, intake: Intake): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (intake.pending > 0 || intake.lagging.size === 0) return Effect.void
+        const peers = [...intake.lagging.values()]
+        intake.lagging.clear()
+        return post({ _tag: "Lagged", ns, peers })
+      })
+
+    /** What Gossip dropped for this document's receive loop since the last take: counted, its nodes resynced. */
+    const onLagged = (intake: Intake, lagged: Gossip.Lagged | undefined): Effect.Effect<void> => {
+      if (lagged === undefined) return Effect.void
+      for (const peer of lagged.peers) noteLagging(intake, peer)
+      return count("gossip_events_lagged", lagged.count)
+    }
+
     /**
      * Gossip events of one topic (spec 05 §8.2), as they arrived since the last call; runs in the topic's receive
      * loop, not in the actor. Other events are posted in order at once. Consecutive Puts relayed by the same node are
-     * inserted as one batch (one verification round on the crypto pool, one transaction), and up to
-     * {@link INSERT_PIPELINE} batches are in flight: a loop that awaited each insert would cap a document's gossip
-     * intake at one store round trip per entry. Insert order does not matter (the newest entry wins either way).
+     * inserted as one batch (one verification round on the crypto pool, one transaction; at most
+     * {@link INSERT_BATCH_MAX} entries), and up to {@link INSERT_PIPELINE} batches are in flight: a loop that awaited
+     * each insert would cap a document's gossip intake at one store round trip per entry. Insert order does not
+     * matter (the newest entry wins either way). The intake is bounded: Puts beyond `intake.max` not yet inserted are
+     * dropped and counted, and their relaying node is synced with once the intake drained.
      */
     const onGossip = (
       ns: NamespaceId,
       events: ReadonlyArray<Gossip.GossipEvent>,
       inserting: Effect.Semaphore,
-      scope: Scope.Scope
+      scope: Scope.Scope,
+      intake: Intake
     ): Effect.Effect<void> =>
       Effect.gen(function*() {
+        let dropped = 0
         let batch: Array<readonly [SignedEntry, ContentStatus]> = []
         /** Verified inline content of the batch's entries: key → content. */
         let contents: Array<readonly [Uint8Array, Uint8Array]> = []
@@ -741,7 +790,10 @@ export const make = (config: LiveSyncConfig = {}) =>
                 // The temporary tags of the inline content end once the entries protect it.
                 Effect.scoped,
                 Effect.ignore,
-                Effect.ensuring(inserting.release(1)),
+                Effect.ensuring(Effect.suspend(() => {
+                  intake.pending -= entries.length
+                  return Effect.zipRight(inserting.release(1), resyncLagging(ns, intake))
+                })),
                 Effect.forkIn(scope)
               )
             ),
@@ -760,7 +812,17 @@ export const make = (config: LiveSyncConfig = {}) =>
               const op = event.op
               switch (op._tag) {
                 case "Put": {
-                  if (batchFrom !== undefined && toHex(batchFrom) !== toHex(event.deliveredFrom)) yield* flush
+                  if (intake.pending >= intake.max) {
+                    dropped++
+                    noteLagging(intake, event.deliveredFrom)
+                    if (!event.direct) noteLagging(intake, event.from)
+                    break
+                  }
+                  intake.pending++
+                  if (
+                    batchFrom !== undefined &&
+                    (batch.length >= INSERT_BATCH_MAX || toHex(batchFrom) !== toHex(event.deliveredFrom))
+                  ) yield* flush
                   batchFrom = event.deliveredFrom
                   // Content is there to fetch only if the message came straight from its publisher.
                   let status: ContentStatus = event.direct ? "Complete" : "Missing"
@@ -788,6 +850,8 @@ export const make = (config: LiveSyncConfig = {}) =>
           }
         }
         yield* flush
+        if (dropped > 0) yield* count("gossip_put_dropped", dropped)
+        yield* resyncLagging(ns, intake)
       })
 
     /**
@@ -923,12 +987,17 @@ export const make = (config: LiveSyncConfig = {}) =>
           )
           // Membership joins the gossip topic and keeps the document's swarm connected (finding 1).
           yield* membership.join(ns, [])
-          const topic = yield* gossip.eventsPull(ns)
+          const topic = yield* gossip.intake(ns)
           const inserting = yield* Effect.makeSemaphore(INSERT_PIPELINE)
-          yield* Effect.flatMap(topic, (events) => onGossip(ns, events, inserting, scope)).pipe(
-            Effect.forever,
-            Effect.forkScoped
-          )
+          const intake: Intake = { max: Math.max(1, gossipIntake), pending: 0, lagging: new Map() }
+          yield* Effect.flatMap(topic.take, (events) =>
+            Effect.zipRight(
+              Effect.flatMap(topic.lagged, (lagged) => onLagged(intake, lagged)),
+              onGossip(ns, events, inserting, scope, intake)
+            )).pipe(
+              Effect.forever,
+              Effect.forkScoped
+            )
           yield* Effect.forkScoped(scanWanted(ns))
           return doc
         })
@@ -1058,6 +1127,13 @@ export const make = (config: LiveSyncConfig = {}) =>
             const news = yield* replica.hasNewsForUs(command.ns, heads.value).pipe(Effect.orElseSucceed(() => 0))
             if (news > 0) yield* syncWithPeer(doc, command.from, "SyncReport")
           })
+        }
+        case "Lagged": {
+          // Gossip from these nodes was dropped (our intake or Gossip's queue was full): sync fetches it.
+          const doc = docs.get(toHex(command.ns))
+          if (doc === undefined) return Effect.void
+          return Effect.forEach(command.peers, (peer) =>
+            toHex(peer) === meHex ? Effect.void : Effect.zipRight(count("gossip_lag_resyncs"), syncWithPeer(doc, peer, "SyncReport")), { discard: true })
         }
         case "ContentReadyFrom": {
           const nsHex = toHex(command.ns)
