@@ -206,7 +206,7 @@ export const COUNTERS = [
   // Gossiped Puts dropped by the bounded intake, and gossip events Gossip dropped for the engine; both resync.
   "gossip_put_dropped",
   "gossip_events_lagged",
-  "gossip_lag_resyncs",
+  "gossip_lag_resyncs", // syncs asked for by the above (one per node and drain; one runs per pair)
   "actor_tick_main",
   // The engine's loop ticks by source (spec 05 §14 names; our one inbox carries every source).
   "doc_live_tick_main",
@@ -267,10 +267,23 @@ interface Doc {
   readonly gossipUp: Set<string>
 }
 
+/** Gossiped Puts relayed by one node, inserted together. */
+interface IntakeBatch {
+  readonly from: NodeId
+  readonly entries: Array<readonly [SignedEntry, ContentStatus]>
+  /** Verified inline content of the batch's entries: key → content. */
+  readonly contents: Array<readonly [Uint8Array, Uint8Array]>
+}
+
 /** A document's gossip intake: Puts taken in and not yet inserted (bounded), and whose dropped gossip to fetch by sync. */
 interface Intake {
   readonly max: number
+  /** Puts in `batches` or being inserted. */
   pending: number
+  /** Waiting for the inserter, oldest first. */
+  readonly batches: Array<IntakeBatch>
+  /** Open while `batches` is not empty. */
+  readonly ready: Effect.Latch
   /** Nodes whose gossip was dropped since the last resync was asked for, at most {@link Gossip.MAX_LAGGED_PEERS}. */
   readonly lagging: Map<string, NodeId>
 }
@@ -754,52 +767,53 @@ export const make = (config: LiveSyncConfig = {}) =>
     }
 
     /**
+     * The inserter of a document's gossip intake: whenever one of {@link INSERT_PIPELINE} slots is free, the oldest
+     * batch goes to the replica (one verification round, one transaction). While both slots are busy the batches grow
+     * (up to {@link INSERT_BATCH_MAX}), so a flood is verified in large rounds on the crypto workers rather than entry
+     * by entry on the node's thread; a lone write still goes at once.
+     */
+    const runInserter = (ns: NamespaceId, intake: Intake, inserting: Effect.Semaphore, scope: Scope.Scope) =>
+      Effect.gen(function*() {
+        while (true) {
+          yield* intake.ready.await
+          const batch = intake.batches.shift()
+          if (batch === undefined) {
+            intake.ready.unsafeClose()
+            continue
+          }
+          if (intake.batches.length === 0) intake.ready.unsafeClose()
+          yield* inserting.take(1)
+          yield* count("gossip_put_received", batch.entries.length).pipe(
+            Effect.zipRight(addInline(ns, batch.contents)),
+            Effect.zipRight(replica.insertRemoteMany(ns, batch.entries, batch.from)),
+            // The temporary tags of the inline content end once the entries protect it.
+            Effect.scoped,
+            Effect.ignore,
+            Effect.ensuring(Effect.suspend(() => {
+              intake.pending -= batch.entries.length
+              return Effect.zipRight(inserting.release(1), resyncLagging(ns, intake))
+            })),
+            Effect.forkIn(scope)
+          )
+          // Other fibers (the RPC server's among them) run between batches.
+          yield* Effect.yieldNow()
+        }
+      })
+
+    /**
      * Gossip events of one topic (spec 05 §8.2), as they arrived since the last call; runs in the topic's receive
-     * loop, not in the actor. Other events are posted in order at once. Consecutive Puts relayed by the same node are
-     * inserted as one batch (one verification round on the crypto pool, one transaction; at most
-     * {@link INSERT_BATCH_MAX} entries), and up to {@link INSERT_PIPELINE} batches are in flight: a loop that awaited
-     * each insert would cap a document's gossip intake at one store round trip per entry. Insert order does not
-     * matter (the newest entry wins either way). The intake is bounded: Puts beyond `intake.max` not yet inserted are
-     * dropped and counted, and their relaying node is synced with once the intake drained.
+     * loop, not in the actor, and never waits for inserts. Other events are posted in order at once. Puts go to the
+     * document's intake (consecutive ones relayed by the same node in one batch, see {@link runInserter}); insert order
+     * does not matter (the newest entry wins either way). The intake is bounded: Puts beyond `intake.max` taken in and
+     * not yet inserted are dropped and counted, and their relaying node is synced with once the intake drained.
      */
     const onGossip = (
       ns: NamespaceId,
       events: ReadonlyArray<Gossip.GossipEvent>,
-      inserting: Effect.Semaphore,
-      scope: Scope.Scope,
       intake: Intake
     ): Effect.Effect<void> =>
       Effect.gen(function*() {
         let dropped = 0
-        let batch: Array<readonly [SignedEntry, ContentStatus]> = []
-        /** Verified inline content of the batch's entries: key → content. */
-        let contents: Array<readonly [Uint8Array, Uint8Array]> = []
-        let batchFrom: NodeId | undefined
-        const flush = Effect.suspend(() => {
-          if (batch.length === 0 || batchFrom === undefined) return Effect.void
-          const entries = batch
-          const inline = contents
-          const from = batchFrom
-          batch = []
-          contents = []
-          return inserting.take(1).pipe(
-            Effect.zipRight(
-              count("gossip_put_received", entries.length).pipe(
-                Effect.zipRight(addInline(ns, inline)),
-                Effect.zipRight(replica.insertRemoteMany(ns, entries, from)),
-                // The temporary tags of the inline content end once the entries protect it.
-                Effect.scoped,
-                Effect.ignore,
-                Effect.ensuring(Effect.suspend(() => {
-                  intake.pending -= entries.length
-                  return Effect.zipRight(inserting.release(1), resyncLagging(ns, intake))
-                })),
-                Effect.forkIn(scope)
-              )
-            ),
-            Effect.asVoid
-          )
-        })
         for (const event of events) {
           switch (event._tag) {
             case "NeighborUp":
@@ -819,20 +833,23 @@ export const make = (config: LiveSyncConfig = {}) =>
                     break
                   }
                   intake.pending++
+                  let batch = intake.batches[intake.batches.length - 1]
                   if (
-                    batchFrom !== undefined &&
-                    (batch.length >= INSERT_BATCH_MAX || toHex(batchFrom) !== toHex(event.deliveredFrom))
-                  ) yield* flush
-                  batchFrom = event.deliveredFrom
+                    batch === undefined || batch.entries.length >= INSERT_BATCH_MAX ||
+                    toHex(batch.from) !== toHex(event.deliveredFrom)
+                  ) {
+                    batch = { from: event.deliveredFrom, entries: [], contents: [] }
+                    intake.batches.push(batch)
+                  }
                   // Content is there to fetch only if the message came straight from its publisher.
                   let status: ContentStatus = event.direct ? "Complete" : "Missing"
                   if (op.content !== undefined) {
                     if (inlineMatches(op.entry, op.content)) {
-                      contents.push([op.entry.entry.id.key, op.content])
+                      batch.contents.push([op.entry.entry.id.key, op.content])
                       status = "Complete"
                     } else yield* count("gossip_inline_content_rejected")
                   }
-                  batch.push([op.entry, status])
+                  batch.entries.push([op.entry, status])
                   break
                 }
                 // Both are meant for direct neighbors only (spec 05 §8.1); gossipsub relays them further, and a
@@ -849,7 +866,7 @@ export const make = (config: LiveSyncConfig = {}) =>
             }
           }
         }
-        yield* flush
+        if (intake.batches.length > 0) intake.ready.unsafeOpen()
         if (dropped > 0) yield* count("gossip_put_dropped", dropped)
         yield* resyncLagging(ns, intake)
       })
@@ -989,11 +1006,18 @@ export const make = (config: LiveSyncConfig = {}) =>
           yield* membership.join(ns, [])
           const topic = yield* gossip.intake(ns)
           const inserting = yield* Effect.makeSemaphore(INSERT_PIPELINE)
-          const intake: Intake = { max: Math.max(1, gossipIntake), pending: 0, lagging: new Map() }
+          const intake: Intake = {
+            max: Math.max(1, gossipIntake),
+            pending: 0,
+            batches: [],
+            ready: yield* Effect.makeLatch(false),
+            lagging: new Map()
+          }
+          yield* Effect.forkScoped(runInserter(ns, intake, inserting, scope))
           yield* Effect.flatMap(topic.take, (events) =>
             Effect.zipRight(
               Effect.flatMap(topic.lagged, (lagged) => onLagged(intake, lagged)),
-              onGossip(ns, events, inserting, scope, intake)
+              onGossip(ns, events, intake)
             )).pipe(
               Effect.forever,
               Effect.forkScoped
