@@ -84,6 +84,9 @@ const OUTBOX_CAPACITY = 1024
 const PUBLISH_CONCURRENCY = 4
 /** Batches of gossiped entries being inserted at once per document (the replica pipelines two batches). */
 const INSERT_PIPELINE = 2
+/** A pause of zero on the Clock: a turn of the event loop (its timers phase), so pending I/O runs first. */
+const macrotaskYield = Effect.sleep(Duration.zero)
+
 /** Largest batch of gossiped entries inserted at once (one verification round, one transaction). */
 const INSERT_BATCH_MAX = 256
 
@@ -93,6 +96,13 @@ const INSERT_BATCH_MAX = 256
  * so every valid Put is still stored, by the sync, which verifies in large batches on the worker pool.
  */
 export const DEFAULT_GOSSIP_INTAKE = 1024
+
+/**
+ * Commands in the engine's inbox from which gossiped ContentReady and SyncReport Ops are dropped (counted in
+ * `gossip_ops_dropped`, their publisher resynced once the intake drains) instead of posted: the receive loop never
+ * waits for the actor, so without it a peer gossiping such Ops faster than the actor handles them grew the inbox.
+ */
+export const INBOX_GOSSIP_MAX = 4096
 
 /**
  * After a neighbor of a live document goes away (its connection dropped, e.g. libp2p's connection monitor aborts a
@@ -206,6 +216,7 @@ export const COUNTERS = [
   // Gossiped Puts dropped by the bounded intake, and gossip events Gossip dropped for the engine; both resync.
   "gossip_put_dropped",
   "gossip_events_lagged",
+  "gossip_ops_dropped",
   "gossip_lag_resyncs", // syncs asked for by the above (one per node and drain; one runs per pair)
   "actor_tick_main",
   // The engine's loop ticks by source (spec 05 §14 names; our one inbox carries every source).
@@ -380,6 +391,7 @@ export const make = (config: LiveSyncConfig = {}) =>
     // Mailboxes, not Queues, on the write path: a Queue made every message survive V8's scavenges (internal/mailbox.ts).
     const inbox = yield* Mailbox.make<Command>()
     const post = (command: Command) => inbox.offer(command)
+    const inboxFull = () => Option.getOrElse(inbox.unsafeSize(), () => 0) >= INBOX_GOSSIP_MAX
     const downloads = yield* FiberMap.make<string>()
     const downloadRetries = yield* FiberMap.make<string>()
 
@@ -795,8 +807,9 @@ export const make = (config: LiveSyncConfig = {}) =>
             })),
             Effect.forkIn(scope)
           )
-          // Other fibers (the RPC server's among them) run between batches.
-          yield* Effect.yieldNow()
+          // With a backlog, I/O (the RPC server's sockets among it) gets a turn between batches: Effect's scheduler
+          // runs fibers in microtasks, and yields to the event loop only after 2048 rounds of them.
+          yield* intake.batches.length > 0 ? macrotaskYield : Effect.yieldNow()
         }
       })
 
@@ -814,6 +827,7 @@ export const make = (config: LiveSyncConfig = {}) =>
     ): Effect.Effect<void> =>
       Effect.gen(function*() {
         let dropped = 0
+        let opsDropped = 0
         for (const event of events) {
           switch (event._tag) {
             case "NeighborUp":
@@ -855,12 +869,18 @@ export const make = (config: LiveSyncConfig = {}) =>
                 // Both are meant for direct neighbors only (spec 05 §8.1); gossipsub relays them further, and a
                 // relayed one names a node we may have no connection or address for.
                 case "ContentReady":
-                  if (event.direct) yield* post({ _tag: "ContentReadyFrom", ns, node: event.from, hash: op.hash })
+                  if (!event.direct) break
+                  if (inboxFull()) {
+                    opsDropped++
+                    noteLagging(intake, event.from)
+                  } else yield* post({ _tag: "ContentReadyFrom", ns, node: event.from, hash: op.hash })
                   break
                 case "SyncReport":
-                  if (event.direct && toHex(op.namespace) === toHex(ns)) {
-                    yield* post({ _tag: "SyncReport", ns, from: event.from, heads: op.heads })
-                  }
+                  if (!event.direct || toHex(op.namespace) !== toHex(ns)) break
+                  if (inboxFull()) {
+                    opsDropped++
+                    noteLagging(intake, event.from)
+                  } else yield* post({ _tag: "SyncReport", ns, from: event.from, heads: op.heads })
                   break
               }
             }
@@ -868,6 +888,7 @@ export const make = (config: LiveSyncConfig = {}) =>
         }
         if (intake.batches.length > 0) intake.ready.unsafeOpen()
         if (dropped > 0) yield* count("gossip_put_dropped", dropped)
+        if (opsDropped > 0) yield* count("gossip_ops_dropped", opsDropped)
         yield* resyncLagging(ns, intake)
       })
 
@@ -1018,6 +1039,9 @@ export const make = (config: LiveSyncConfig = {}) =>
             Effect.zipRight(
               Effect.flatMap(topic.lagged, (lagged) => onLagged(intake, lagged)),
               onGossip(ns, events, intake)
+            ).pipe(
+              // Busy: the event loop's I/O gets a turn before the next take (which then finds more events at once).
+              Effect.zipRight(Effect.suspend(() => intake.pending >= INSERT_BATCH_MAX ? macrotaskYield : Effect.void))
             )).pipe(
               Effect.forever,
               Effect.forkScoped
