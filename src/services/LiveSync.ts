@@ -15,6 +15,17 @@
  * download a session caused is queued before its `SyncFinished`; and a successful session announces its peer
  * (`NeighborUp`, once per neighborhood) before its `SyncFinished`, on both sides.
  *
+ * Flood (finding 4): every queue filled from the network is bounded and what it drops is counted. A document's gossip
+ * intake holds at most `gossipIntake` Puts not yet inserted (drained in batches by an inserter, so a flood is verified
+ * in large rounds on the crypto workers); Puts beyond it are dropped (`gossip_put_dropped`), as are events Gossip's
+ * own queue could not hold (`gossip_events_lagged`) and ContentReady/SyncReport Ops while the inbox is full
+ * (`gossip_ops_dropped`). The nodes they came from are synced with (reason `SyncReport`, through the core: one
+ * session per pair, a running one re-runs) once the intake drains, so every valid Put is still stored. A busy intake
+ * yields to the event loop between takes and batches, so the node keeps answering. The inbox's other commands are
+ * bounded by their sources: API calls wait for their answer, completions by the sessions and downloads running, and
+ * `Replica` commands (one per remote insert whose content is wanted and missing) by the inserts themselves; a bound
+ * that made their poster wait would deadlock (the actor waits on the replica, whose events wait on the poster).
+ *
  * Restart (finding 3): the live set is kept in the store; at start the engine resumes each live document with its
  * stored peers. A failed session we started is retried with jittered exponential backoff until it succeeds or the
  * document leaves, with one WARN line per step.
