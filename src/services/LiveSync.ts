@@ -172,6 +172,8 @@ export interface LiveSyncConfig {
   readonly resume?: boolean
   /** Gossiped Puts per document taken in and not yet inserted. Default {@link DEFAULT_GOSSIP_INTAKE}. */
   readonly gossipIntake?: number
+  /** Inbox size from which gossiped ContentReady and SyncReport Ops are dropped. Default {@link INBOX_GOSSIP_MAX}. */
+  readonly inboxGossipMax?: number
 }
 
 export interface LiveSyncService {
@@ -402,7 +404,8 @@ export const make = (config: LiveSyncConfig = {}) =>
     // Mailboxes, not Queues, on the write path: a Queue made every message survive V8's scavenges (internal/mailbox.ts).
     const inbox = yield* Mailbox.make<Command>()
     const post = (command: Command) => inbox.offer(command)
-    const inboxFull = () => Option.getOrElse(inbox.unsafeSize(), () => 0) >= INBOX_GOSSIP_MAX
+    const inboxGossipMax = config.inboxGossipMax ?? INBOX_GOSSIP_MAX
+    const inboxFull = () => Option.getOrElse(inbox.unsafeSize(), () => 0) >= inboxGossipMax
     const downloads = yield* FiberMap.make<string>()
     const downloadRetries = yield* FiberMap.make<string>()
 
