@@ -127,10 +127,18 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
       cliProcessMs = Math.max(cliProcessMs, r.ms)
     })))
     let stored = 0
+    /** How the Puts came: gossip taken in, dropped by the bounded intake (or by Gossip's queue), and by sync. */
+    let intake: Record<string, number> = {}
     const deadline = performance.now() + waitS * 1000
     while (performance.now() < deadline) {
       const { value: stats } = yield* rpc((api) => api.stats)
-      if (stats._tag === "Some") stored = stats.value["new_entries_remote"] ?? 0
+      if (stats._tag === "Some") {
+        stored = stats.value["new_entries_remote"] ?? 0
+        intake = Object.fromEntries(
+          ["gossip_put_received", "gossip_put_dropped", "gossip_events_lagged", "gossip_ops_dropped", "sync_entries_received"]
+            .map((name) => [name, stats.value[name] ?? 0])
+        )
+      }
       progress(`stored ${stored}/${puts}, slowest doc list ${Math.round(cliMs)} ms over ${calls} calls, ${failedCalls} unanswered (CLI process ${Math.round(cliProcessMs)} ms), rss ${Math.round(rssOf(node.pid!).now)} MB`)
       if (stored >= puts) break
       yield* Effect.sleep("1 second")
@@ -157,6 +165,7 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
       sigtermMs,
       cliProcessMs: Math.round(cliProcessMs),
       rpcCalls: calls,
-      rpcUnanswered: failedCalls
+      rpcUnanswered: failedCalls,
+      ...intake
     }
   }).pipe(Effect.scoped)

@@ -12,8 +12,9 @@
  *
  * Every subscriber of `events` has its own bounded queue. gossipsub dispatches from its RPC handler and must never
  * wait for us, so when a subscriber falls behind, new events for it are dropped (counted in `stats.dropped`), not
- * queued without bound and not back-pressured into the network. A consumer that drops gossip loses at most
- * latency: the live engine catches up through the sync that sync reports and neighbor events trigger (spec 05 §8.3).
+ * queued without bound and not back-pressured into the network. A subscriber through `intake` learns what it lost
+ * (`Lagged`: how many events, from which nodes); the live engine syncs with those nodes, so dropped gossip costs
+ * latency, never entries (spec 05 §8.3).
  * Undecodable messages, oversize ones and ones whose publisher or relay is not an Ed25519 node are logged, counted
  * (`stats.invalid`) and skipped; the topic keeps working (unlike the reference, spec 05 §8.2).
  */
@@ -88,6 +89,27 @@ export interface GossipStats {
   readonly streamsRepaired: number
 }
 
+/**
+ * What a subscriber lost since it last asked: the events dropped because its queue was full, and the nodes those
+ * events came from (the relaying neighbor and the publisher of each dropped message, the peer of each dropped neighbor
+ * change), at most {@link MAX_LAGGED_PEERS} of them. A consumer catches up by syncing with them.
+ */
+export interface Lagged {
+  readonly count: number
+  readonly peers: ReadonlyArray<NodeId>
+}
+
+/** Nodes a subscriber's {@link Lagged} names at most; drops from further nodes are still counted. */
+export const MAX_LAGGED_PEERS = 64
+
+/** A subscriber's pull of the topic's events, and what it lost (see {@link GossipService.intake}). */
+export interface GossipIntake {
+  /** Waits for the events that arrived since the last call (at least one); interrupted once the topic's stream ends. */
+  readonly take: Effect.Effect<ReadonlyArray<GossipEvent>>
+  /** What was dropped for this subscriber since the last call (and resets it); undefined when nothing was. */
+  readonly lagged: Effect.Effect<Lagged | undefined>
+}
+
 /** What became of a broadcast; never an error (spec 05 §8.1: broadcast failures are ignored). */
 export type BroadcastOutcome =
   | { readonly _tag: "Published"; readonly recipients: number }
@@ -115,6 +137,11 @@ export interface GossipService {
   readonly eventsPull: (
     namespace: NamespaceId
   ) => Effect.Effect<Effect.Effect<ReadonlyArray<GossipEvent>>, never, Scope.Scope>
+  /**
+   * `eventsPull` that also reports what its queue dropped (the live engine resyncs with the nodes named), so a
+   * subscriber that falls behind never loses gossip silently.
+   */
+  readonly intake: (namespace: NamespaceId) => Effect.Effect<GossipIntake, never, Scope.Scope>
   /**
    * Publishes `op` to the topic's swarm. Skipped when not joined or above `maxMessageSize` (a Put with inline content
    * above it is published without its content); no peers is fine.
@@ -149,7 +176,31 @@ interface TopicState {
   /** PeerId string → node id. */
   readonly neighbors: Map<string, NodeId>
   /** Mailboxes rather than Queues: a Queue made every event survive V8's scavenges (internal/mailbox.ts). */
-  readonly subscribers: Set<Mailbox.Mailbox<GossipEvent>>
+  readonly subscribers: Set<Subscriber>
+}
+
+interface Subscriber {
+  readonly mailbox: Mailbox.Mailbox<GossipEvent>
+  /** Events dropped since the subscriber last asked, and the nodes they came from (hex → id, bounded). */
+  dropped: number
+  readonly droppedFrom: Map<string, NodeId>
+}
+
+const noteDrop = (subscriber: Subscriber, event: GossipEvent) => {
+  subscriber.dropped++
+  const note = (id: NodeId) => {
+    if (subscriber.droppedFrom.size < MAX_LAGGED_PEERS) subscriber.droppedFrom.set(toHex(id), id)
+  }
+  switch (event._tag) {
+    case "Received":
+      note(event.deliveredFrom)
+      if (!event.direct) note(event.from)
+      break
+    case "NeighborUp":
+    case "NeighborDown":
+      note(event.peer)
+      break
+  }
 }
 
 /** Why a message was skipped; logged by the notice fiber, away from gossipsub's dispatch. */
@@ -219,8 +270,11 @@ export const make = (
     }
 
     const emit = (state: TopicState, event: GossipEvent) => {
-      for (const mailbox of state.subscribers) {
-        if (!mailbox.unsafeOffer(event)) bump("dropped")
+      for (const subscriber of state.subscribers) {
+        if (!subscriber.mailbox.unsafeOffer(event)) {
+          bump("dropped")
+          noteDrop(subscriber, event)
+        }
       }
     }
 
@@ -293,7 +347,7 @@ export const make = (
         }
         const subscribers = [...state.subscribers]
         state.subscribers.clear()
-        yield* Effect.forEach(subscribers, (mailbox) => mailbox.shutdown, { discard: true })
+        yield* Effect.forEach(subscribers, (subscriber) => subscriber.mailbox.shutdown, { discard: true })
       })
 
     // Finalizers run in reverse: listeners go first, then every topic is left.
@@ -354,33 +408,51 @@ export const make = (
 
     const subscribeMailbox = Effect.fnUntraced(function*(namespace: NamespaceId) {
       const mailbox = yield* Mailbox.make<GossipEvent>({ capacity: subscriberCapacity, strategy: "dropping" })
+      const subscriber: Subscriber = { mailbox, dropped: 0, droppedFrom: new Map() }
       yield* Effect.acquireRelease(
         Effect.sync(() => {
           const state = stateOf(namespace)
-          state.subscribers.add(mailbox)
-          for (const peer of state.neighbors.values()) mailbox.unsafeOffer(new NeighborUp({ peer }, true))
+          state.subscribers.add(subscriber)
+          for (const peer of state.neighbors.values()) {
+            const event = new NeighborUp({ peer }, true)
+            if (!mailbox.unsafeOffer(event)) noteDrop(subscriber, event)
+          }
           return state
         }),
         (state) =>
           Effect.gen(function*() {
-            state.subscribers.delete(mailbox)
+            state.subscribers.delete(subscriber)
             if (!state.joined && state.subscribers.size === 0 && topics.get(state.topic) === state) {
               topics.delete(state.topic)
             }
             yield* mailbox.shutdown
           })
       )
-      return mailbox
+      return subscriber
     })
 
     const events = Effect.fn("Gossip.events")(function*(namespace: NamespaceId) {
-      return Mailbox.toStream(yield* subscribeMailbox(namespace))
+      return Mailbox.toStream((yield* subscribeMailbox(namespace)).mailbox)
     })
 
+    // Done once shut down (leave, scope, service): the waiting fiber is interrupted.
+    const pullOf = (subscriber: Subscriber) =>
+      Effect.catchTag(takeAvailable(subscriber.mailbox), "NoSuchElementException", () => Effect.interrupt)
+
     const eventsPull = Effect.fn("Gossip.eventsPull")(function*(namespace: NamespaceId) {
-      const mailbox = yield* subscribeMailbox(namespace)
-      // Done once shut down (leave, scope, service): the waiting fiber is interrupted.
-      return Effect.catchTag(takeAvailable(mailbox), "NoSuchElementException", () => Effect.interrupt)
+      return pullOf(yield* subscribeMailbox(namespace))
+    })
+
+    const intake = Effect.fn("Gossip.intake")(function*(namespace: NamespaceId) {
+      const subscriber = yield* subscribeMailbox(namespace)
+      const lagged = Effect.sync((): Lagged | undefined => {
+        if (subscriber.dropped === 0) return undefined
+        const report: Lagged = { count: subscriber.dropped, peers: [...subscriber.droppedFrom.values()] }
+        subscriber.dropped = 0
+        subscriber.droppedFrom.clear()
+        return report
+      })
+      return { take: pullOf(subscriber), lagged }
     })
 
     // Once per gossiped write: untraced, a span per call costs more than the rest of this function (STYLE: hot paths).
@@ -429,7 +501,7 @@ export const make = (
 
     const stats = Effect.sync((): GossipStats => ({ ...counts }))
 
-    return Gossip.of({ maxMessageSize, join, events, eventsPull, broadcast, leave, neighbors, stats })
+    return Gossip.of({ maxMessageSize, join, events, eventsPull, intake, broadcast, leave, neighbors, stats })
   })
 
 /** Gossip on the node's gossipsub router; stops (listeners removed, topics left, streams ended) with its scope. */

@@ -15,6 +15,17 @@
  * download a session caused is queued before its `SyncFinished`; and a successful session announces its peer
  * (`NeighborUp`, once per neighborhood) before its `SyncFinished`, on both sides.
  *
+ * Flood (finding 4): every queue filled from the network is bounded and what it drops is counted. A document's gossip
+ * intake holds at most `gossipIntake` Puts not yet inserted (drained in batches by an inserter, so a flood is verified
+ * in large rounds on the crypto workers); Puts beyond it are dropped (`gossip_put_dropped`), as are events Gossip's
+ * own queue could not hold (`gossip_events_lagged`) and ContentReady/SyncReport Ops while the inbox is full
+ * (`gossip_ops_dropped`). The nodes they came from are synced with (reason `SyncReport`, through the core: one
+ * session per pair, a running one re-runs) once the intake drains, so every valid Put is still stored. A busy intake
+ * yields to the event loop between takes and batches, so the node keeps answering. The inbox's other commands are
+ * bounded by their sources: API calls wait for their answer, completions by the sessions and downloads running, and
+ * `Replica` commands (one per remote insert whose content is wanted and missing) by the inserts themselves; a bound
+ * that made their poster wait would deadlock (the actor waits on the replica, whose events wait on the poster).
+ *
  * Restart (finding 3): the live set is kept in the store; at start the engine resumes each live document with its
  * stored peers. A failed session we started is retried with jittered exponential backoff until it succeeds or the
  * document leaves, with one WARN line per step.
@@ -84,6 +95,25 @@ const OUTBOX_CAPACITY = 1024
 const PUBLISH_CONCURRENCY = 4
 /** Batches of gossiped entries being inserted at once per document (the replica pipelines two batches). */
 const INSERT_PIPELINE = 2
+/** A pause of zero on the Clock: a turn of the event loop (its timers phase), so pending I/O runs first. */
+const macrotaskYield = Effect.sleep(Duration.zero)
+
+/** Largest batch of gossiped entries inserted at once (one verification round, one transaction). */
+const INSERT_BATCH_MAX = 256
+
+/**
+ * Gossiped Puts of one document taken in and not yet inserted, at most. Puts beyond it are dropped and counted
+ * (`gossip_put_dropped`); the nodes that relayed them are synced with once the intake drains (reason `SyncReport`),
+ * so every valid Put is still stored, by the sync, which verifies in large batches on the worker pool.
+ */
+export const DEFAULT_GOSSIP_INTAKE = 1024
+
+/**
+ * Commands in the engine's inbox from which gossiped ContentReady and SyncReport Ops are dropped (counted in
+ * `gossip_ops_dropped`, their publisher resynced once the intake drains) instead of posted: the receive loop never
+ * waits for the actor, so without it a peer gossiping such Ops faster than the actor handles them grew the inbox.
+ */
+export const INBOX_GOSSIP_MAX = 4096
 
 /**
  * After a neighbor of a live document goes away (its connection dropped, e.g. libp2p's connection monitor aborts a
@@ -140,6 +170,10 @@ export interface LiveSyncConfig {
   readonly maxPeersPerDoc?: number
   /** Resume the documents that were live when the node stopped (finding 3). Default true. */
   readonly resume?: boolean
+  /** Gossiped Puts per document taken in and not yet inserted. Default {@link DEFAULT_GOSSIP_INTAKE}. */
+  readonly gossipIntake?: number
+  /** Inbox size from which gossiped ContentReady and SyncReport Ops are dropped. Default {@link INBOX_GOSSIP_MAX}. */
+  readonly inboxGossipMax?: number
 }
 
 export interface LiveSyncService {
@@ -192,6 +226,11 @@ export const COUNTERS = [
   "gossip_inline_content_received",
   "gossip_inline_content_rejected",
   "sync_retries",
+  // Gossiped Puts dropped by the bounded intake, and gossip events Gossip dropped for the engine; both resync.
+  "gossip_put_dropped",
+  "gossip_events_lagged",
+  "gossip_ops_dropped",
+  "gossip_lag_resyncs", // syncs asked for by the above (one per node and drain; one runs per pair)
   "actor_tick_main",
   // The engine's loop ticks by source (spec 05 §14 names; our one inbox carries every source).
   "doc_live_tick_main",
@@ -252,6 +291,31 @@ interface Doc {
   readonly gossipUp: Set<string>
 }
 
+/** Gossiped Puts relayed by one node, inserted together. */
+interface IntakeBatch {
+  readonly from: NodeId
+  readonly entries: Array<readonly [SignedEntry, ContentStatus]>
+  /** Verified inline content of the batch's entries: key → content. */
+  readonly contents: Array<readonly [Uint8Array, Uint8Array]>
+}
+
+/** A document's gossip intake: Puts taken in and not yet inserted (bounded), and whose dropped gossip to fetch by sync. */
+interface Intake {
+  readonly max: number
+  /** Puts in `batches` or being inserted. */
+  pending: number
+  /** Waiting for the inserter, oldest first. */
+  readonly batches: Array<IntakeBatch>
+  /** Open while `batches` is not empty. */
+  readonly ready: Effect.Latch
+  /** Nodes whose gossip was dropped since the last resync was asked for, at most {@link Gossip.MAX_LAGGED_PEERS}. */
+  readonly lagging: Map<string, NodeId>
+}
+
+const noteLagging = (intake: Intake, peer: NodeId) => {
+  if (intake.lagging.size < Gossip.MAX_LAGGED_PEERS) intake.lagging.set(toHex(peer), peer)
+}
+
 type Command =
   | { readonly _tag: "StartSync"; readonly ns: NamespaceId; readonly peers: ReadonlyArray<NodeAddr>; readonly done: Deferred.Deferred<void, ReplicaNotFound | StoreError> }
   | { readonly _tag: "Leave"; readonly ns: NamespaceId; readonly kill: boolean; readonly done: Deferred.Deferred<void> }
@@ -260,6 +324,7 @@ type Command =
   | { readonly _tag: "NeighborUp"; readonly ns: NamespaceId; readonly peer: NodeId }
   | { readonly _tag: "NeighborDown"; readonly ns: NamespaceId; readonly peer: NodeId }
   | { readonly _tag: "SyncReport"; readonly ns: NamespaceId; readonly from: NodeId; readonly heads: Uint8Array }
+  | { readonly _tag: "Lagged"; readonly ns: NamespaceId; readonly peers: ReadonlyArray<NodeId> }
   | { readonly _tag: "ContentReadyFrom"; readonly ns: NamespaceId; readonly node: NodeId; readonly hash: Hash }
   | { readonly _tag: "Replica"; readonly ns: NamespaceId; readonly event: RemoteInsert }
   | {
@@ -339,6 +404,8 @@ export const make = (config: LiveSyncConfig = {}) =>
     // Mailboxes, not Queues, on the write path: a Queue made every message survive V8's scavenges (internal/mailbox.ts).
     const inbox = yield* Mailbox.make<Command>()
     const post = (command: Command) => inbox.offer(command)
+    const inboxGossipMax = config.inboxGossipMax ?? INBOX_GOSSIP_MAX
+    const inboxFull = () => Option.getOrElse(inbox.unsafeSize(), () => 0) >= inboxGossipMax
     const downloads = yield* FiberMap.make<string>()
     const downloadRetries = yield* FiberMap.make<string>()
 
@@ -350,6 +417,7 @@ export const make = (config: LiveSyncConfig = {}) =>
     const retryDelay = Duration.decode(config.downloadRetryDelay ?? DEFAULT_DOWNLOAD_RETRY_DELAY)
     const maxRetries = config.downloadRetries ?? DEFAULT_DOWNLOAD_RETRIES
     const inlineMax = config.inlineContentMax ?? DEFAULT_INLINE_CONTENT_MAX
+    const gossipIntake = config.gossipIntake ?? DEFAULT_GOSSIP_INTAKE
     const syncBackoff = backoff(
       config.syncRetryDelay ?? DEFAULT_SYNC_RETRY_DELAY,
       config.syncRetryMax ?? DEFAULT_SYNC_RETRY_MAX
@@ -708,46 +776,72 @@ export const make = (config: LiveSyncConfig = {}) =>
         )
       })
 
+    /** Once the intake drained, the nodes whose gossip was dropped are synced with (through the actor and the core). */
+    const resyncLagging = (ns: NamespaceId, intake: Intake): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (intake.pending > 0 || intake.lagging.size === 0) return Effect.void
+        const peers = [...intake.lagging.values()]
+        intake.lagging.clear()
+        return post({ _tag: "Lagged", ns, peers })
+      })
+
+    /** What Gossip dropped for this document's receive loop since the last take: counted, its nodes resynced. */
+    const onLagged = (intake: Intake, lagged: Gossip.Lagged | undefined): Effect.Effect<void> => {
+      if (lagged === undefined) return Effect.void
+      for (const peer of lagged.peers) noteLagging(intake, peer)
+      return count("gossip_events_lagged", lagged.count)
+    }
+
+    /**
+     * The inserter of a document's gossip intake: whenever one of {@link INSERT_PIPELINE} slots is free, the oldest
+     * batch goes to the replica (one verification round, one transaction). While both slots are busy the batches grow
+     * (up to {@link INSERT_BATCH_MAX}), so a flood is verified in large rounds on the crypto workers rather than entry
+     * by entry on the node's thread; a lone write still goes at once.
+     */
+    const runInserter = (ns: NamespaceId, intake: Intake, inserting: Effect.Semaphore, scope: Scope.Scope) =>
+      Effect.gen(function*() {
+        while (true) {
+          yield* intake.ready.await
+          const batch = intake.batches.shift()
+          if (batch === undefined) {
+            intake.ready.unsafeClose()
+            continue
+          }
+          if (intake.batches.length === 0) intake.ready.unsafeClose()
+          yield* inserting.take(1)
+          yield* count("gossip_put_received", batch.entries.length).pipe(
+            Effect.zipRight(addInline(ns, batch.contents)),
+            Effect.zipRight(replica.insertRemoteMany(ns, batch.entries, batch.from)),
+            // The temporary tags of the inline content end once the entries protect it.
+            Effect.scoped,
+            Effect.ignore,
+            Effect.ensuring(Effect.suspend(() => {
+              intake.pending -= batch.entries.length
+              return Effect.zipRight(inserting.release(1), resyncLagging(ns, intake))
+            })),
+            Effect.forkIn(scope)
+          )
+          // With a backlog, I/O (the RPC server's sockets among it) gets a turn between batches: Effect's scheduler
+          // runs fibers in microtasks, and yields to the event loop only after 2048 rounds of them.
+          yield* intake.batches.length > 0 ? macrotaskYield : Effect.yieldNow()
+        }
+      })
+
     /**
      * Gossip events of one topic (spec 05 §8.2), as they arrived since the last call; runs in the topic's receive
-     * loop, not in the actor. Other events are posted in order at once. Consecutive Puts relayed by the same node are
-     * inserted as one batch (one verification round on the crypto pool, one transaction), and up to
-     * {@link INSERT_PIPELINE} batches are in flight: a loop that awaited each insert would cap a document's gossip
-     * intake at one store round trip per entry. Insert order does not matter (the newest entry wins either way).
+     * loop, not in the actor, and never waits for inserts. Other events are posted in order at once. Puts go to the
+     * document's intake (consecutive ones relayed by the same node in one batch, see {@link runInserter}); insert order
+     * does not matter (the newest entry wins either way). The intake is bounded: Puts beyond `intake.max` taken in and
+     * not yet inserted are dropped and counted, and their relaying node is synced with once the intake drained.
      */
     const onGossip = (
       ns: NamespaceId,
       events: ReadonlyArray<Gossip.GossipEvent>,
-      inserting: Effect.Semaphore,
-      scope: Scope.Scope
+      intake: Intake
     ): Effect.Effect<void> =>
       Effect.gen(function*() {
-        let batch: Array<readonly [SignedEntry, ContentStatus]> = []
-        /** Verified inline content of the batch's entries: key → content. */
-        let contents: Array<readonly [Uint8Array, Uint8Array]> = []
-        let batchFrom: NodeId | undefined
-        const flush = Effect.suspend(() => {
-          if (batch.length === 0 || batchFrom === undefined) return Effect.void
-          const entries = batch
-          const inline = contents
-          const from = batchFrom
-          batch = []
-          contents = []
-          return inserting.take(1).pipe(
-            Effect.zipRight(
-              count("gossip_put_received", entries.length).pipe(
-                Effect.zipRight(addInline(ns, inline)),
-                Effect.zipRight(replica.insertRemoteMany(ns, entries, from)),
-                // The temporary tags of the inline content end once the entries protect it.
-                Effect.scoped,
-                Effect.ignore,
-                Effect.ensuring(inserting.release(1)),
-                Effect.forkIn(scope)
-              )
-            ),
-            Effect.asVoid
-          )
-        })
+        let dropped = 0
+        let opsDropped = 0
         for (const event of events) {
           switch (event._tag) {
             case "NeighborUp":
@@ -760,34 +854,56 @@ export const make = (config: LiveSyncConfig = {}) =>
               const op = event.op
               switch (op._tag) {
                 case "Put": {
-                  if (batchFrom !== undefined && toHex(batchFrom) !== toHex(event.deliveredFrom)) yield* flush
-                  batchFrom = event.deliveredFrom
+                  if (intake.pending >= intake.max) {
+                    dropped++
+                    noteLagging(intake, event.deliveredFrom)
+                    if (!event.direct) noteLagging(intake, event.from)
+                    break
+                  }
+                  intake.pending++
+                  let batch = intake.batches[intake.batches.length - 1]
+                  if (
+                    batch === undefined || batch.entries.length >= INSERT_BATCH_MAX ||
+                    toHex(batch.from) !== toHex(event.deliveredFrom)
+                  ) {
+                    batch = { from: event.deliveredFrom, entries: [], contents: [] }
+                    intake.batches.push(batch)
+                  }
                   // Content is there to fetch only if the message came straight from its publisher.
                   let status: ContentStatus = event.direct ? "Complete" : "Missing"
                   if (op.content !== undefined) {
                     if (inlineMatches(op.entry, op.content)) {
-                      contents.push([op.entry.entry.id.key, op.content])
+                      batch.contents.push([op.entry.entry.id.key, op.content])
                       status = "Complete"
                     } else yield* count("gossip_inline_content_rejected")
                   }
-                  batch.push([op.entry, status])
+                  batch.entries.push([op.entry, status])
                   break
                 }
                 // Both are meant for direct neighbors only (spec 05 §8.1); gossipsub relays them further, and a
                 // relayed one names a node we may have no connection or address for.
                 case "ContentReady":
-                  if (event.direct) yield* post({ _tag: "ContentReadyFrom", ns, node: event.from, hash: op.hash })
+                  if (!event.direct) break
+                  if (inboxFull()) {
+                    opsDropped++
+                    noteLagging(intake, event.from)
+                  } else yield* post({ _tag: "ContentReadyFrom", ns, node: event.from, hash: op.hash })
                   break
                 case "SyncReport":
-                  if (event.direct && toHex(op.namespace) === toHex(ns)) {
-                    yield* post({ _tag: "SyncReport", ns, from: event.from, heads: op.heads })
-                  }
+                  if (!event.direct || toHex(op.namespace) !== toHex(ns)) break
+                  if (inboxFull()) {
+                    opsDropped++
+                    noteLagging(intake, event.from)
+                  } else yield* post({ _tag: "SyncReport", ns, from: event.from, heads: op.heads })
                   break
               }
             }
           }
         }
-        yield* flush
+        if (intake.batches.length > 0) intake.ready.unsafeOpen()
+        if (dropped > 0) yield* count("gossip_put_dropped", dropped)
+        if (opsDropped > 0) yield* count("gossip_ops_dropped", opsDropped)
+        yield* resyncLagging(ns, intake)
       })
 
     /**
@@ -923,12 +1039,27 @@ export const make = (config: LiveSyncConfig = {}) =>
           )
           // Membership joins the gossip topic and keeps the document's swarm connected (finding 1).
           yield* membership.join(ns, [])
-          const topic = yield* gossip.eventsPull(ns)
+          const topic = yield* gossip.intake(ns)
           const inserting = yield* Effect.makeSemaphore(INSERT_PIPELINE)
-          yield* Effect.flatMap(topic, (events) => onGossip(ns, events, inserting, scope)).pipe(
-            Effect.forever,
-            Effect.forkScoped
-          )
+          const intake: Intake = {
+            max: Math.max(1, gossipIntake),
+            pending: 0,
+            batches: [],
+            ready: yield* Effect.makeLatch(false),
+            lagging: new Map()
+          }
+          yield* Effect.forkScoped(runInserter(ns, intake, inserting, scope))
+          yield* Effect.flatMap(topic.take, (events) =>
+            Effect.zipRight(
+              Effect.flatMap(topic.lagged, (lagged) => onLagged(intake, lagged)),
+              onGossip(ns, events, intake)
+            ).pipe(
+              // Busy: the event loop's I/O gets a turn before the next take (which then finds more events at once).
+              Effect.zipRight(Effect.suspend(() => intake.pending >= INSERT_BATCH_MAX ? macrotaskYield : Effect.void))
+            )).pipe(
+              Effect.forever,
+              Effect.forkScoped
+            )
           yield* Effect.forkScoped(scanWanted(ns))
           return doc
         })
@@ -1058,6 +1189,13 @@ export const make = (config: LiveSyncConfig = {}) =>
             const news = yield* replica.hasNewsForUs(command.ns, heads.value).pipe(Effect.orElseSucceed(() => 0))
             if (news > 0) yield* syncWithPeer(doc, command.from, "SyncReport")
           })
+        }
+        case "Lagged": {
+          // Gossip from these nodes was dropped (our intake or Gossip's queue was full): sync fetches it.
+          const doc = docs.get(toHex(command.ns))
+          if (doc === undefined) return Effect.void
+          return Effect.forEach(command.peers, (peer) =>
+            toHex(peer) === meHex ? Effect.void : Effect.zipRight(count("gossip_lag_resyncs"), syncWithPeer(doc, peer, "SyncReport")), { discard: true })
         }
         case "ContentReadyFrom": {
           const nsHex = toHex(command.ns)

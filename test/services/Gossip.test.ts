@@ -424,6 +424,30 @@ describe("Gossip", () => {
       ])
     }))
 
+  it.scopedLive("finding 4: an intake subscriber that falls behind learns what it lost (Lagged: count and nodes), once", () =>
+    Effect.gen(function*() {
+      const ns = NamespaceSecret.generate()
+      const a = yield* startPeer()
+      const b = yield* startPeer({ subscriberCapacity: 8 })
+      const reader = yield* record(b, ns)
+      const stalled = yield* b.gossip.intake(ns.id) // not read until the end
+      yield* a.gossip.join(ns.id)
+      yield* b.gossip.join(ns.id, [yield* a.network.addr])
+      yield* reader.neighborUp(a)
+      assert.isUndefined(yield* stalled.lagged)
+      for (let i = 0; i < 20; i++) {
+        yield* a.gossip.broadcast(ns.id, new ContentReady({ hash: hashOf(i) }))
+        yield* reader.received(`message ${i}`, isContentReady(i))
+      }
+      // NeighborUp and 7 messages held; 13 dropped, all delivered by (and published by) a.
+      const lagged = yield* stalled.lagged
+      assert.strictEqual(lagged?.count, 13)
+      assert.deepStrictEqual(lagged?.peers.map(toHex), [toHex(a.network.nodeId)])
+      assert.isUndefined(yield* stalled.lagged) // reported once
+      const held = yield* stalled.take
+      assert.deepStrictEqual(held.map((e) => e._tag), ["NeighborUp", ...Array.from({ length: 7 }, () => "Received")])
+    }))
+
   it.scopedLive("stopping the service ends streams, leaves topics and removes its listeners", () =>
     Effect.gen(function*() {
       const ns = NamespaceSecret.generate()

@@ -577,11 +577,13 @@ describe("LiveSync", () => {
       expect(seenB.seen.filter(is("PendingContentReady")).length).toBe(1)
     }))
 
-  it.scopedLive("finding 4: a peer flooding valid Puts whose content it never serves — every entry stored, bounds held and counted, the node answers", () =>
+  it.scopedLive("finding 4: a peer flooding valid Puts whose content it never serves — every entry stored, bounds held and counted, gossip dropped by the bounded intake caught up by sync, the node answers", () =>
     Effect.gen(function*() {
       const PUTS = 2000
       const bounds = { maxInFlight: 4, maxWanted: 200, maxProviders: 2 }
-      const victim = yield* startMemoryNode({ live: { content: bounds, inlineContentMax: 0 } })
+      // The smallest gossip intake, so that the flood overruns it: what it drops must come by sync.
+      const GOSSIP_INTAKE = 1
+      const victim = yield* startMemoryNode({ live: { content: bounds, inlineContentMax: 0, gossipIntake: GOSSIP_INTAKE } })
       const hostile = yield* startMemoryNode()
       const doc = yield* Docs.createDoc(victim.docs)
       const ticket = yield* doc.share("Write", "Addresses")
@@ -604,7 +606,7 @@ describe("LiveSync", () => {
         expect(stats["wanted_in_memory"]).toBeLessThanOrEqual(bounds.maxWanted)
         yield* Effect.sleep("50 millis")
       })))
-      const sent = yield* flood(hostile, doc.id, entries)
+      const sent = yield* flood(hostile, doc.id, entries, 64)
       expect(sent).toBe(PUTS)
       const store = Context.get(victim.context, Store.Store)
       const replica = Context.get(victim.context, Replica.Replica)
@@ -618,6 +620,17 @@ describe("LiveSync", () => {
       expect(stats["wanted_overflow"]).toBeGreaterThan(0)
       expect(stats["downloads_in_flight"]).toBeLessThanOrEqual(bounds.maxInFlight)
       expect(stats["wanted_in_memory"]).toBeLessThanOrEqual(bounds.maxWanted)
+      // The intake dropped gossip (counted), and what it dropped came by the syncs it asked for.
+      expect(stats["gossip_put_dropped"]).toBeGreaterThan(0)
+      expect(stats["gossip_lag_resyncs"]).toBeGreaterThan(0)
+      expect(stats["gossip_put_received"]! + stats["gossip_put_dropped"]!).toBe(PUTS)
+      expect(stats["new_entries_remote"]).toBe(PUTS)
+      // The entries gossip dropped came by a session we started with the flooder.
+      yield* eventually(
+        Effect.map(victim.docs.stats, (s) => s["sync_via_connect_success"]! > 0 && s["sync_entries_received"]! > 0),
+        20_000,
+        "a catch-up sync received entries"
+      )
     }), 120_000)
 
   it.scopedLive("OpenState follows create, startSync, subscribe and leave (spec 06 §4.2)", () =>
