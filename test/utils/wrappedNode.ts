@@ -21,6 +21,7 @@ export interface Wrappers {
   readonly blobs?: (blobs: Blobs.BlobsService) => Blobs.BlobsService
   readonly gossip?: (gossip: Gossip.GossipService) => Gossip.GossipService
   readonly live?: LiveSync.LiveSyncConfig
+  readonly transfer?: BlobTransfer.BlobTransferConfig
 }
 
 const TRANSFER_DEFAULTS: BlobTransfer.BlobTransferConfig = {
@@ -44,7 +45,7 @@ export const wrappedMemoryNode = (wrappers: Wrappers) => {
     )
   )
   const membership = Membership.layer().pipe(Layer.provide(AddressBook.layerMemory), Layer.provideMerge(gossip))
-  const transfer = BlobTransfer.layer(TRANSFER_DEFAULTS).pipe(Layer.provideMerge(membership))
+  const transfer = BlobTransfer.layer({ ...TRANSFER_DEFAULTS, ...wrappers.transfer }).pipe(Layer.provideMerge(membership))
   const live = LiveSync.layer(wrappers.live).pipe(
     Layer.provide(Sync.layer()),
     Layer.provide(LiveSync.rangerLayer()),
