@@ -2,8 +2,9 @@
  * The live engine's other timers on the TestClock: the timed retries of a failed download (jittered exponential
  * backoff, `LiveSyncConfig.downloadRetryDelay` / `downloadRetries`) and the redials of a neighbour that went away
  * (`REDIAL_DELAY`, `REDIAL_ATTEMPTS`). Real nodes on 127.0.0.1; only the engines' sleeps follow the TestClock, so the
- * tests wait for network work in real time and move the clock only while nothing is in flight. Each attempt is timed
- * where it lands: the provider's answer to a download (`onServe`), the gossip join of a redial.
+ * tests wait for network work in real time and move the clock only while nothing is in flight, in small increments
+ * around each expected attempt. Attempts are seen where they start, in memory: the joiner's blob store protecting
+ * the blob a transfer fetches, the gossip join of a redial.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Option, TestClock } from "effect"
@@ -42,38 +43,59 @@ const farAhead = Effect.gen(function*() {
 
 const stat = (node: TestNode, name: string) => Effect.orDie(Effect.map(node.docs.stats, (s) => s[name] ?? 0))
 
+/** The clock moves in increments of this fraction of a step between 0.8 and 1.2 of it. */
+const INCREMENT = 0.04
+
+/** When attempt k happened: in `(lo, hi]` (TestClock ms); the clock moves in increments, so it is known to one. */
+interface Window {
+  readonly lo: number
+  readonly hi: number
+}
+
 /**
- * Checks the attempts (TestClock ms, appended as they happen) against `steps` nominal delays from `t0`, each
- * within ×[0.8, 1.2]: none before its lower bound, each by its upper bound. `settled(k)` is true once attempt k's
- * outcome was handled (the clock moves on only then). Returns the measured delays.
+ * Checks `steps` attempts against their nominal delays, each ×[0.8, 1.2] from the attempt before it (from `t0` for
+ * the first): none before its lower bound; then the clock moves by {@link INCREMENT} of the step at a time, with a
+ * pause in real time, until `attempts()` (a count of attempts, read where they start) grows. `settled(k)` is true
+ * once attempt k's outcome was handled; the clock moves on only then. Returns each attempt's delay window.
  */
 const checkSteps = (
-  attempts: () => ReadonlyArray<number>,
+  attempts: () => number,
   t0: number,
   steps: ReadonlyArray<number>,
   settled: (k: number) => Effect.Effect<boolean>
 ) =>
   Effect.gen(function*() {
-    const delays: Array<number> = []
+    const delays: Array<Window> = []
+    let prev: Window = { lo: t0, hi: t0 }
     for (let k = 1; k <= steps.length; k++) {
       const step = steps[k - 1]!
-      const prev = k === 1 ? t0 : attempts()[k - 2]!
-      yield* advanceTo(prev + 0.8 * step - 5)
+      const inc = INCREMENT * step
+      yield* advanceTo(prev.lo + 0.8 * step - 5)
       yield* realWait(300)
-      assert.strictEqual(attempts().length, k - 1, `attempt ${k} not before 0.8 × ${step} ms`)
-      yield* advanceTo(prev + 1.2 * step + 5)
-      yield* until(Effect.sync(() => attempts().length >= k), `attempt ${k}`)
+      assert.strictEqual(attempts(), k - 1, `attempt ${k} not before 0.8 × ${step} ms`)
+      let now = yield* Clock.currentTimeMillis
+      while (attempts() < k) {
+        assert.isAtMost(now, prev.hi + 1.2 * step + inc, `attempt ${k} by 1.2 × ${step} ms`)
+        yield* TestClock.adjust(inc)
+        now += inc
+        yield* realWait(60)
+      }
       yield* until(settled(k), `attempt ${k} handled`)
-      const delay = attempts()[k - 1]! - prev
-      assert.isAtLeast(delay, 0.8 * step, `attempt ${k}: at least 0.8 × ${step} ms`)
-      assert.isAtMost(delay, 1.2 * step + 5, `attempt ${k}: at most 1.2 × ${step} ms`)
+      const at: Window = { lo: now - inc, hi: now }
+      const delay = { lo: at.lo - prev.hi, hi: at.hi - prev.lo }
+      assert.isAtLeast(delay.hi, 0.8 * step, `attempt ${k}: at least 0.8 × ${step} ms`)
+      assert.isAtMost(delay.lo, 1.2 * step, `attempt ${k}: at most 1.2 × ${step} ms`)
       delays.push(delay)
+      prev = at
     }
     return delays
   })
 
-const jittered = (delays: ReadonlyArray<number>, steps: ReadonlyArray<number>) =>
-  delays.some((d, i) => Math.abs(d - steps[i]!) > 1)
+/** Some delay was surely not its nominal step (jitter), as far as the increments tell. */
+const jittered = (delays: ReadonlyArray<Window>, steps: ReadonlyArray<number>) =>
+  delays.some((d, i) => steps[i]! <= d.lo || steps[i]! > d.hi)
+
+const show = (delays: ReadonlyArray<Window>) => delays.map((d) => `${d.lo}..${d.hi}`).join(", ")
 
 // -- downloads
 
@@ -105,16 +127,27 @@ const provider = Effect.gen(function*() {
 const RETRY_DELAY = 1000
 const RETRIES = 4
 
-/** The joiner: one round per download (no downloader backoff in between), `RETRIES` timed retries from 1 s. */
-const downloader = startWrappedMemoryNode({
-  live: { downloadRetryDelay: `${RETRY_DELAY} millis`, downloadRetries: RETRIES },
-  transfer: { maxRounds: 1 }
+/**
+ * The joiner: one round per download (no downloader backoff in between), `RETRIES` timed retries from 1 s. Its blob
+ * store counts the transfers it starts (each protects the blob it fetches first, in memory, before any I/O).
+ */
+const downloader = Effect.gen(function*() {
+  const fetches = { started: 0 }
+  const node = yield* startWrappedMemoryNode({
+    blobs: (blobs: Blobs.BlobsService): Blobs.BlobsService => ({
+      ...blobs,
+      protect: (hash) => Effect.zipRight(Effect.sync(() => void fetches.started++), blobs.protect(hash))
+    }),
+    live: { downloadRetryDelay: `${RETRY_DELAY} millis`, downloadRetries: RETRIES },
+    transfer: { maxRounds: 1 }
+  })
+  return { node, fetches }
 })
 
 /** A writes one entry, B joins and fails its first download of the content (A does not serve it yet). */
 const failedDownload = Effect.gen(function*() {
   const a = yield* provider
-  const b = yield* downloader
+  const { node: b, fetches } = yield* downloader
   const author = yield* a.node.docs.authorGetDefault
   const docA = yield* Docs.createDoc(a.node.docs)
   yield* docA.setBytes(author, text("key"), text("content that takes the download path"))
@@ -124,24 +157,26 @@ const failedDownload = Effect.gen(function*() {
   yield* until(Effect.map(stat(b, "downloads_failure"), (n) => n === 1), "first download failed")
   assert.strictEqual(a.serves.length, 1)
   assert.strictEqual(a.serves[0]!.response, "NotFound")
-  return { a, b, docB, seenB, t0: a.serves[0]!.at }
+  assert.strictEqual(fetches.started, 1)
+  return { a, b, docB, seenB, fetches, t0: yield* Clock.currentTimeMillis }
 })
 
 describe("LiveSync timers (TestClock)", () => {
   it.scoped("download retry: a failed download is retried after 1, 2, 4, 8 s (each ×0.8–1.2), downloadRetries times, then no more", () =>
     Effect.gen(function*() {
-      const { a, b, t0 } = yield* failedDownload
+      const { a, b, fetches, t0 } = yield* failedDownload
       const steps = Array.from({ length: RETRIES }, (_, i) => RETRY_DELAY * 2 ** i)
       const delays = yield* checkSteps(
-        () => a.serves.map((s) => s.at).slice(1),
+        () => fetches.started - 1,
         t0,
         steps,
         (k) => Effect.map(stat(b, "downloads_failure"), (n) => n === k + 1)
       )
-      assert.isTrue(jittered(delays, steps), `jittered: ${delays.join(", ")}`)
+      assert.isTrue(jittered(delays, steps), `jittered: ${show(delays)}`)
       // Only a new provider retries it now.
       yield* farAhead
-      assert.strictEqual(a.serves.length, 1 + RETRIES, "no attempt after the last retry")
+      assert.strictEqual(fetches.started, 1 + RETRIES, "no attempt after the last retry")
+      assert.strictEqual(a.serves.length, 1 + RETRIES)
       assert.strictEqual(yield* stat(b, "downloads_failure"), 1 + RETRIES)
     }), 60_000)
 
@@ -151,7 +186,7 @@ describe("LiveSync timers (TestClock)", () => {
       yield* advanceTo(t0 + 1.2 * RETRY_DELAY + 5)
       yield* until(Effect.map(stat(b, "downloads_failure"), (n) => n === 2), "first retry failed")
       a.serving.on = true
-      yield* advanceTo(a.serves[1]!.at + 2.4 * RETRY_DELAY + 5)
+      yield* advanceTo((yield* Clock.currentTimeMillis) + 2.4 * RETRY_DELAY + 5)
       yield* until(Effect.map(stat(b, "downloads_success"), (n) => n === 1), "second retry got the content")
       yield* until(Effect.sync(() => seenB.seen.some((e) => e._tag === "ContentReady")), "ContentReady")
       yield* farAhead
@@ -217,9 +252,9 @@ describe("LiveSync redials (TestClock)", () => {
       const { joins, peerB, t0 } = yield* neighbourGone
       const base = 500
       const steps = Array.from({ length: LiveSync.REDIAL_ATTEMPTS }, (_, i) => base * 2 ** i)
-      const delays = yield* checkSteps(() => joins.map((j) => j.at), t0, steps, () => Effect.succeed(true))
+      const delays = yield* checkSteps(() => joins.length, t0, steps, () => Effect.succeed(true))
       for (const join of joins) assert.deepStrictEqual(join.peers, [peerB])
-      assert.isTrue(jittered(delays, steps), `jittered: ${delays.join(", ")}`)
+      assert.isTrue(jittered(delays, steps), `jittered: ${show(delays)}`)
       yield* farAhead
       assert.strictEqual(joins.length, LiveSync.REDIAL_ATTEMPTS, "no redial after the last")
     }), 60_000)
