@@ -7,7 +7,7 @@
  * the blob a transfer fetches, the gossip join of a redial.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Option, TestClock } from "effect"
+import { Clock, Effect, Option, Redacted, TestClock } from "effect"
 import { toHex } from "../../../src/internal/bytes.js"
 import type * as Blobs from "../../../src/services/Blobs.js"
 import * as Docs from "../../../src/services/Docs.js"
@@ -228,7 +228,9 @@ const recordingJoins = () => {
 const neighbourGone = Effect.gen(function*() {
   const recorder = recordingJoins()
   const a = yield* startWrappedMemoryNode({ gossip: recorder.wrap })
-  const b = yield* startStoppable(startMemoryNode())
+  // B's identity is fixed, so that it can come back as the same node.
+  const identity = Redacted.make(crypto.getRandomValues(new Uint8Array(32)))
+  const b = yield* startStoppable(startMemoryNode({ identity }))
   const docA = yield* Docs.createDoc(a.docs)
   const seenA = yield* record(yield* docA.subscribe())
   const ticket = yield* docA.share("Write", "Addresses")
@@ -243,7 +245,17 @@ const neighbourGone = Effect.gen(function*() {
   // The redial's first sleep is registered before the clock moves.
   yield* realWait(200)
   assert.strictEqual(recorder.joins.length, 0, "no redial before its time")
-  return { a, docA, peerB, joins: recorder.joins, t0 }
+  /** B starts again with the same identity and rejoins the document (it dials A itself). */
+  const comeBack = Effect.gen(function*() {
+    const again = yield* startMemoryNode({ identity })
+    const doc = yield* Docs.importNamespace(again.docs, ticket.capability)
+    yield* doc.startSync(ticket.nodes)
+    yield* until(
+      Effect.sync(() => seenA.seen.filter((e) => e._tag === "NeighborUp" && toHex(e.peer) === peerB).length === 2),
+      "B a neighbour again"
+    )
+  })
+  return { a, docA, peerB, joins: recorder.joins, t0, comeBack }
 })
 
 describe("LiveSync redials (TestClock)", () => {
@@ -257,6 +269,16 @@ describe("LiveSync redials (TestClock)", () => {
       assert.isTrue(jittered(delays, steps), `jittered: ${show(delays)}`)
       yield* farAhead
       assert.strictEqual(joins.length, LiveSync.REDIAL_ATTEMPTS, "no redial after the last")
+    }), 60_000)
+
+  it.scoped("redial: a neighbour that is back ends the redials (at the next step, without a dial)", () =>
+    Effect.gen(function*() {
+      const { comeBack, joins, t0 } = yield* neighbourGone
+      yield* advanceTo(t0 + 1.2 * 500 + 5)
+      yield* until(Effect.sync(() => joins.length === 1), "first redial")
+      yield* comeBack
+      yield* farAhead
+      assert.strictEqual(joins.length, 1)
     }), 60_000)
 
   it.scoped("redial: leaving the document ends its redials", () =>
