@@ -7,11 +7,11 @@
  * the blob a transfer fetches, the gossip join of a redial.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Option, Redacted, TestClock } from "effect"
+import { Clock, Context, Effect, Option, Redacted, TestClock } from "effect"
 import { toHex } from "../../../src/internal/bytes.js"
 import type * as Blobs from "../../../src/services/Blobs.js"
 import * as Docs from "../../../src/services/Docs.js"
-import type * as Gossip from "../../../src/services/Gossip.js"
+import * as Gossip from "../../../src/services/Gossip.js"
 import * as LiveSync from "../../../src/services/LiveSync.js"
 import { record, startMemoryNode, startStoppable, type TestNode } from "../../utils/nodes.js"
 import { startWrappedMemoryNode } from "../../utils/wrappedNode.js"
@@ -239,6 +239,9 @@ const neighbourGone = Effect.gen(function*() {
   const seen = (tag: "NeighborUp" | "NeighborDown") =>
     Effect.sync(() => seenA.seen.some((e) => e._tag === tag && toHex(e.peer) === peerB))
   yield* until(seen("NeighborUp"), "B a neighbour")
+  // The engine announces B after their session; gossip must know it too, or it reports no NeighborDown.
+  const gossipA = Context.get(a.context, Gossip.Gossip)
+  yield* until(Effect.map(gossipA.neighbors(docA.id), (ids) => ids.some((id) => toHex(id) === peerB)), "B a gossip neighbour")
   yield* b.stop
   yield* until(seen("NeighborDown"), "B gone")
   const t0 = yield* Clock.currentTimeMillis
