@@ -408,6 +408,11 @@ export const make = (config: LiveSyncConfig = {}) =>
     const inboxFull = () => Option.getOrElse(inbox.unsafeSize(), () => 0) >= inboxGossipMax
     const downloads = yield* FiberMap.make<string>()
     const downloadRetries = yield* FiberMap.make<string>()
+    /**
+     * A timed retry waits for the outcome of the download it started, so that its loop (and its count of attempts)
+     * lives until its last attempt ended: a failure while the loop runs starts no second loop.
+     */
+    const retryWaiters = new Map<string, Deferred.Deferred<boolean>>()
 
     // -- the core, touched by the actor fiber only
     const states = SyncState.make(meHex, config.maxPeersPerDoc ?? SyncState.DEFAULT_MAX_PEERS)
@@ -424,11 +429,11 @@ export const make = (config: LiveSyncConfig = {}) =>
     )
     const downloadBackoff = Schedule.exponential(retryDelay).pipe(
       Schedule.jittered,
-      Schedule.intersect(Schedule.recurs(Math.max(0, maxRetries - 1)))
+      Schedule.intersect(Schedule.recurs(Math.max(0, maxRetries)))
     )
     const redialBackoff = Schedule.exponential(REDIAL_DELAY).pipe(
       Schedule.jittered,
-      Schedule.intersect(Schedule.recurs(REDIAL_ATTEMPTS - 1))
+      Schedule.intersect(Schedule.recurs(REDIAL_ATTEMPTS))
     )
     let shuttingDown = false
 
@@ -625,9 +630,13 @@ export const make = (config: LiveSyncConfig = {}) =>
               )
               break
             }
-            case "Cancel":
-              yield* FiberMap.remove(downloads, toHex(d.hash))
+            case "Cancel": {
+              const key = toHex(d.hash)
+              yield* FiberMap.remove(downloads, key)
+              retryWaiters.delete(key)
+              yield* FiberMap.remove(downloadRetries, key)
               break
+            }
             case "ContentReady": {
               yield* emit(d.ns, new LiveEvent.ContentReady({ hash: d.hash }, true))
               const doc = docs.get(d.ns)
@@ -732,6 +741,11 @@ export const make = (config: LiveSyncConfig = {}) =>
               { onlyIfMissing: true }
             )
           }
+        }
+        const waiter = retryWaiters.get(toHex(hash))
+        if (waiter !== undefined) {
+          retryWaiters.delete(toHex(hash))
+          yield* Deferred.succeed(waiter, !Exit.isFailure(exit) || Exit.isInterrupted(exit))
         }
       })
 
@@ -1264,8 +1278,11 @@ export const make = (config: LiveSyncConfig = {}) =>
           )
         }
         case "RetryDownload": {
+          const key = toHex(command.hash)
           const r = ContentQueue.retry(content, command.hash)
-          return execute(r.decisions).pipe(Effect.zipRight(Deferred.succeed(command.done, !r.held)))
+          const started = r.decisions.some((d) => d._tag === "Download" && toHex(d.hash) === key)
+          if (started) retryWaiters.set(key, command.done)
+          return execute(r.decisions).pipe(Effect.zipRight(started ? Effect.void : Deferred.succeed(command.done, !r.held)))
         }
         case "RetrySync": {
           const doc = docs.get(toHex(command.ns))
