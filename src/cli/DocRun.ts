@@ -18,7 +18,7 @@ import type { AuthorId, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
 import { Query } from "../schema/Query.js"
 import { ticketToString } from "../schema/Ticket.js"
-import type { DocsService } from "../services/Docs.js"
+import type { DocsService } from "../services/DocsApi.js"
 import {
   CliError,
   type Common,
