@@ -15,7 +15,7 @@ import { type ApiError, DefaultAuthorDelete, ReadAccessOnly } from "../schema/Do
 import type { AuthorId, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
 import type { NodeId } from "../schema/NodeAddr.js"
-import { DocListItem, NodeInfo } from "../schema/Rpc.js"
+import { DocListItem, NodeInfo, SetOutcome } from "../schema/Rpc.js"
 import { type AddrInfoOptions, DocTicket, filterAddrs, type ShareMode } from "../schema/Ticket.js"
 import { Docs, type DocsService, RpcAddress } from "./DocsApi.js"
 
@@ -35,6 +35,13 @@ export const make = Effect.gen(function*() {
       // The outcome carries the stored entry: no read back (the reference reads it again).
       const outcome = yield* replica.insertLocal(docId, authorId, key, added.hash, BigInt(added.size))
       return outcome.entry
+    }))
+
+  const setStream = <E>(docId: NamespaceId, authorId: AuthorId, key: Uint8Array, data: Stream.Stream<Uint8Array, E>) =>
+    Effect.scoped(Effect.gen(function*() {
+      const added = yield* blobs.addStream(data)
+      const outcome = yield* replica.insertLocal(docId, authorId, key, added.hash, BigInt(added.size))
+      return new SetOutcome({ entry: outcome.entry, removed: outcome.removed })
     }))
 
   const share = (docId: NamespaceId, mode: ShareMode, addrOptions: AddrInfoOptions) =>
@@ -100,6 +107,7 @@ export const make = Effect.gen(function*() {
     import: (capability) =>
       Effect.tap(replica.importNamespace(capability), (docId) => replica.open(docId)),
     set,
+    setStream,
     setHash: (docId, authorId, key, hash, size) => Effect.asVoid(replica.insertLocal(docId, authorId, key, hash, size)),
     get: replica.getMany,
     getExact: (docId, key, authorId, includeEmpty) => replica.getExact(docId, authorId, key, includeEmpty),

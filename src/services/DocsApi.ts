@@ -16,7 +16,7 @@ import type { Author, AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
 import type { NodeAddr, NodeId } from "../schema/NodeAddr.js"
 import { Query } from "../schema/Query.js"
-import type { DocListItem, NodeInfo, Stats } from "../schema/Rpc.js"
+import type { DocListItem, NodeInfo, SetOutcome, Stats } from "../schema/Rpc.js"
 import type { AddrInfoOptions, DocTicket, ShareMode } from "../schema/Ticket.js"
 
 /** The outcome of importing a file as an entry's content. */
@@ -41,6 +41,16 @@ export interface DocsService {
     key: Uint8Array,
     value: Uint8Array
   ) => Effect.Effect<SignedEntry, ApiError>
+  /**
+   * Sets `key` to the content of `data`, streamed in bounded memory (over RPC: an upload in chunks); returns the stored
+   * entry and how many of the author's entries the write removed (the prefix rule).
+   */
+  readonly setStream: <E>(
+    docId: NamespaceId,
+    authorId: AuthorId,
+    key: Uint8Array,
+    data: Stream.Stream<Uint8Array, E>
+  ) => Effect.Effect<SetOutcome, ApiError | E>
   readonly setHash: (
     docId: NamespaceId,
     authorId: AuthorId,

@@ -14,7 +14,21 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { RpcSerialization, RpcServer } from "@effect/rpc"
-import { Clock, Context, Effect, Exit, Layer, Mailbox, Option, Redacted, Scope, Stream } from "effect"
+import {
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberMap,
+  Layer,
+  Mailbox,
+  Option,
+  Redacted,
+  Scope,
+  Stream
+} from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as http from "node:http"
@@ -23,7 +37,8 @@ import { secretFile } from "../internal/files.js"
 import * as Metrics from "../internal/metrics.js"
 import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
-import type { ImportFileProgress } from "../schema/Rpc.js"
+import type { AuthorId, NamespaceId } from "../schema/Keys.js"
+import type { ImportFileProgress, SetOutcome } from "../schema/Rpc.js"
 import * as Docs from "./Docs.js"
 import { isErrno, RPC_FILE, RPC_PATH, ServedRpcs, Subscribed, TOKEN_FILE } from "./DocsRpcClient.js"
 
@@ -84,10 +99,94 @@ const progressStream = <E>(run: (onProgress: (bytes: number) => Effect.Effect<vo
     return Mailbox.toStream(mailbox)
   }))
 
+/** An upload session expires after this long without a chunk (its partial blob is discarded). */
+export const UPLOAD_IDLE = Duration.seconds(60)
+/** At most this many uploads at once; more fail (each holds up to UPLOAD_BUFFER chunks in memory). */
+export const MAX_UPLOADS = 8
+/** Chunks waiting to be hashed per upload; when full, `UploadChunk` waits (backpressure on the client). */
+export const UPLOAD_BUFFER = 4
+
+interface Upload {
+  readonly chunks: Mailbox.Mailbox<Uint8Array, DocsError>
+  readonly result: Deferred.Deferred<SetOutcome, ApiError>
+}
+
+/**
+ * The node's upload sessions (BeginUpload → UploadChunk* → CommitUpload): each feeds a bounded mailbox that
+ * `Docs.setStream` hashes incrementally into the blob store, so a value of any size costs bounded memory. A session
+ * idle for UPLOAD_IDLE, or aborted, fails its stream (the partial blob is discarded) and is forgotten.
+ */
+const makeUploads = (docs: Docs.DocsService) =>
+  Effect.gen(function*() {
+    const sessions = new Map<string, Upload>()
+    const running = yield* FiberMap.make<string>()
+    const timers = yield* FiberMap.make<string>()
+    const unknown = (id: string) => new DocsError({ message: `no upload ${id} in progress (finished, aborted or expired)` })
+    const lookup = (id: string) =>
+      Effect.suspend(() => {
+        const upload = sessions.get(id)
+        return upload === undefined ? Effect.fail(unknown(id)) : Effect.succeed(upload)
+      })
+    const drop = (id: string, reason: string) =>
+      Effect.suspend(() => {
+        const upload = sessions.get(id)
+        if (upload === undefined) return Effect.void
+        sessions.delete(id)
+        return Effect.asVoid(upload.chunks.fail(new DocsError({ message: reason })))
+      })
+    const touch = (id: string) =>
+      FiberMap.run(
+        timers,
+        id,
+        Effect.zipRight(Effect.sleep(UPLOAD_IDLE), drop(id, `upload ${id} expired: no chunk for ${Duration.format(UPLOAD_IDLE)}`))
+      )
+    const begin = (docId: NamespaceId, authorId: AuthorId, key: Uint8Array) =>
+      Effect.gen(function*() {
+        if (sessions.size >= MAX_UPLOADS) {
+          return yield* new DocsError({ message: `too many uploads in progress (at most ${MAX_UPLOADS})` })
+        }
+        const id = crypto.randomBytes(16).toString("hex")
+        const chunks = yield* Mailbox.make<Uint8Array, DocsError>({ capacity: UPLOAD_BUFFER })
+        const result = yield* Deferred.make<SetOutcome, ApiError>()
+        sessions.set(id, { chunks, result })
+        yield* FiberMap.run(
+          running,
+          id,
+          docs.setStream(docId, authorId, key, Mailbox.toStream(chunks)).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) => Deferred.done(result, exit)),
+            // A failed session refuses further chunks at once instead of leaving a sender waiting on a full mailbox.
+            Effect.ensuring(chunks.shutdown)
+          )
+        )
+        yield* touch(id)
+        return id
+      })
+    const chunk = (id: string, bytes: Uint8Array) =>
+      Effect.gen(function*() {
+        const upload = yield* lookup(id)
+        yield* touch(id)
+        if (yield* upload.chunks.offer(bytes)) return
+        // The session ended early: report why (its failure), else that it is gone.
+        yield* Effect.zipRight(Deferred.await(upload.result), Effect.fail(unknown(id)))
+      })
+    const commit = (id: string) =>
+      Effect.gen(function*() {
+        const upload = yield* lookup(id)
+        sessions.delete(id)
+        yield* FiberMap.remove(timers, id)
+        yield* upload.chunks.end
+        return yield* Deferred.await(upload.result)
+      })
+    const abort = (id: string) => Effect.zipRight(drop(id, `upload ${id} aborted`), FiberMap.remove(timers, id))
+    return { begin, chunk, commit, abort, size: Effect.sync(() => sessions.size) } as const
+  })
+
 /** The handlers of every request, each forwarding to `Docs`. */
 export const handlers = (rpcAddress: Option.Option<string>) =>
   ServedRpcs.toLayer(Effect.gen(function*() {
     const docs = yield* Docs.Docs
+    const uploads = yield* makeUploads(docs)
     return {
       Open: ({ docId }) => docs.open(docId),
       Close: ({ docId }) => docs.close(docId),
@@ -126,6 +225,10 @@ export const handlers = (rpcAddress: Option.Option<string>) =>
         progressStream((onProgress) => docs.importFile(docId, authorId, key, path, onProgress)),
       ExportFile: ({ hash, path }) => docs.exportFile(hash, path),
       ReadContent: ({ hash }) => docs.readContent(hash),
+      BeginUpload: ({ authorId, docId, key }) => uploads.begin(docId, authorId, key),
+      UploadChunk: ({ bytes, uploadId }) => uploads.chunk(uploadId, bytes),
+      CommitUpload: ({ uploadId }) => uploads.commit(uploadId),
+      AbortUpload: ({ uploadId }) => uploads.abort(uploadId),
       NodeStatus: () =>
         Effect.map(docs.nodeStatus, (info) => ({ ...info, rpcAddress })),
       Stats: () => docs.stats

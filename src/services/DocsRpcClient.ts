@@ -32,7 +32,7 @@ import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { U64 } from "../schema/Entry.js"
 import { NamespaceId } from "../schema/Keys.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
-import { DocsRpcs } from "../schema/Rpc.js"
+import { DocsRpcs, UPLOAD_CHUNK_MAX } from "../schema/Rpc.js"
 import { Docs, type DocsService, type ImportFileOutcome } from "./DocsApi.js"
 
 export const RPC_PATH = "/rpc"
@@ -93,6 +93,33 @@ const clientError = (error: ApiError | RpcClientError): ApiError => {
   return new DocsError({ message: `RPC: ${error.message}` })
 }
 
+/** `data` regrouped into chunks of exactly `size` bytes (the last one shorter): few, full RPC calls. */
+export const rechunk = <E>(data: Stream.Stream<Uint8Array, E>, size: number): Stream.Stream<Uint8Array, E> =>
+  Stream.suspend(() => {
+    let buffer = new Uint8Array(size)
+    let filled = 0
+    const take = (piece: Uint8Array): Array<Uint8Array> => {
+      const full: Array<Uint8Array> = []
+      let offset = 0
+      while (offset < piece.length) {
+        const n = Math.min(size - filled, piece.length - offset)
+        buffer.set(piece.subarray(offset, offset + n), filled)
+        filled += n
+        offset += n
+        if (filled === size) {
+          full.push(buffer)
+          buffer = new Uint8Array(size)
+          filled = 0
+        }
+      }
+      return full
+    }
+    return Stream.concat(
+      Stream.mapConcat(data, take),
+      Stream.suspend(() => filled > 0 ? Stream.make(buffer.subarray(0, filled)) : Stream.empty)
+    )
+  })
+
 const SUBSCRIBE_BUFFER = 64
 const notSubscribed = Exit.fail(new DocsError({ message: "RPC: the subscription ended before it started" }))
 
@@ -112,6 +139,15 @@ export const makeClient = Effect.gen(function*() {
     drop: (docId) => call(client.Drop({ docId })),
     import: (capability) => call(client.Import({ capability })),
     set: (docId, authorId, key, value) => call(client.Set({ docId, authorId, key, value })),
+    setStream: (docId, authorId, key, data) =>
+      Effect.gen(function*() {
+        const uploadId = yield* call(client.BeginUpload({ docId, authorId, key }))
+        yield* rechunk(data, UPLOAD_CHUNK_MAX).pipe(
+          Stream.runForEach((bytes) => call(client.UploadChunk({ uploadId, bytes }))),
+          Effect.onError(() => Effect.ignore(client.AbortUpload({ uploadId })))
+        )
+        return yield* call(client.CommitUpload({ uploadId }))
+      }),
     setHash: (docId, authorId, key, hash, size) => call(client.SetHash({ docId, authorId, key, hash, size: U64.make(size) })),
     get: (docId, query) => stream(client.Get({ docId, query })),
     getExact: (docId, key, authorId, includeEmpty) => call(client.GetExact({ docId, key, authorId, includeEmpty })),
