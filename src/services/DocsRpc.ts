@@ -116,7 +116,7 @@ interface Upload {
  * `Docs.setStream` hashes incrementally into the blob store, so a value of any size costs bounded memory. A session
  * idle for UPLOAD_IDLE, or aborted, fails its stream (the partial blob is discarded) and is forgotten.
  */
-const makeUploads = (docs: Docs.DocsService) =>
+export const makeUploads = (docs: Pick<Docs.DocsService, "setStream">) =>
   Effect.gen(function*() {
     const sessions = new Map<string, Upload>()
     const running = yield* FiberMap.make<string>()
