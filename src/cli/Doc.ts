@@ -181,6 +181,11 @@ const status = Command.make("status", statusConfig, run((m) => m.status)).pipe(
   Command.withDescription("whether the document syncs, and its subscribers and open handles")
 )
 
+export const leaveConfig = { ...common, doc: docArg }
+const leave = Command.make("leave", leaveConfig, run((m) => m.leave)).pipe(
+  Command.withDescription("stop syncing the document (its entries and subscribers stay; share or join starts again)")
+)
+
 export const docSubcommands = [
   create,
   list,
@@ -196,7 +201,8 @@ export const docSubcommands = [
   exportFile,
   policy,
   peers,
-  status
+  status,
+  leave
 ] as const
 
 export const docCommand = Command.make("doc").pipe(

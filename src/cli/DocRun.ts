@@ -399,3 +399,11 @@ export const status = (options: Options<typeof Spec.statusConfig>) =>
       ])
     }))
 
+
+export const leave = (options: Options<typeof Spec.leaveConfig>) =>
+  withDoc(options, (doc, api) =>
+    Effect.gen(function*() {
+      yield* api.leave(doc)
+      if (options.json) yield* emit(options, { left: toHex(doc) }, () => [])
+      else yield* errLine(`left ${toHex(doc)}: no longer syncing`)
+    }))

@@ -103,3 +103,21 @@ describe("rangedocs doc set, big values", () => {
     assert.strictEqual(json.replaced, 1, "the older entry at the key itself")
   }, 120_000)
 })
+
+describe("rangedocs doc leave", () => {
+  it("`doc leave` stops the document's live sync; share starts it again", async () => {
+    const dir = h.tempDir("leave")
+    const A = ["--data-dir", dir]
+    await h.startNode(dir)
+    const doc = (await h.ok(["doc", "create", ...A])).trim()
+    const syncing = async () => (JSON.parse(await h.ok(["doc", "status", doc, "--json", ...A])) as { readonly sync: boolean }).sync
+    await h.ok(["doc", "share", doc, "read", ...A])
+    assert.isTrue(await syncing())
+    const left = await h.cli(["doc", "leave", doc, ...A])
+    assert.strictEqual(left.code, 0, left.stderr)
+    assert.include(left.stderr, "no longer syncing")
+    assert.isFalse(await syncing())
+    await h.ok(["doc", "share", doc, "read", ...A])
+    assert.isTrue(await syncing())
+  }, 120_000)
+})
