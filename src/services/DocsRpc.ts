@@ -138,7 +138,10 @@ export const makeUploads = (docs: Pick<Docs.DocsService, "setStream">) =>
       FiberMap.run(
         timers,
         id,
-        Effect.zipRight(Effect.sleep(UPLOAD_IDLE), drop(id, `upload ${id} expired: no chunk for ${Duration.format(UPLOAD_IDLE)}`))
+        Effect.sleep(UPLOAD_IDLE).pipe(
+          Effect.zipRight(drop(id, `upload ${id} expired: no chunk for ${Duration.format(UPLOAD_IDLE)}`)),
+          Effect.zipRight(Effect.logWarning(`an upload expired after ${Duration.format(UPLOAD_IDLE)} without a chunk`))
+        )
       )
     const begin = (docId: NamespaceId, authorId: AuthorId, key: Uint8Array) =>
       Effect.gen(function*() {
