@@ -186,6 +186,18 @@ const leave = Command.make("leave", leaveConfig, run((m) => m.leave)).pipe(
   Command.withDescription("stop syncing the document (its entries and subscribers stay; share or join starts again)")
 )
 
+export const syncConfig = {
+  ...common,
+  doc: docArg,
+  addrs: Args.text({ name: "ADDR" }).pipe(
+    Args.withDescription("a peer's multiaddr ending in /p2p/<peer id> (as `start` prints them)"),
+    Args.repeated
+  )
+}
+const sync = Command.make("sync", syncConfig, run((m) => m.sync)).pipe(
+  Command.withDescription("start live sync of the document, with these peers too")
+)
+
 export const docSubcommands = [
   create,
   list,
@@ -202,7 +214,8 @@ export const docSubcommands = [
   policy,
   peers,
   status,
-  leave
+  leave,
+  sync
 ] as const
 
 export const docCommand = Command.make("doc").pipe(

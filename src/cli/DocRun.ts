@@ -1,6 +1,7 @@
 /** What the `rangedocs doc …` commands do (their arguments and options: `Doc.ts`). */
 import type * as Command from "@effect/cli/Command"
-import { Effect, Either, Option, type Scope, Stream } from "effect"
+import { Effect, Either, Option, Schema, type Scope, Stream } from "effect"
+import { peerIdFromString } from "@libp2p/peer-id"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { equals, toHex } from "../internal/bytes.js"
@@ -16,6 +17,7 @@ import {
 import type { Entry } from "../schema/Entry.js"
 import type { AuthorId, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
+import { MultiaddrString, NodeAddr, nodeIdFromPeerId } from "../schema/NodeAddr.js"
 import { Query } from "../schema/Query.js"
 import { ticketToString } from "../schema/Ticket.js"
 import type { DocsService } from "../services/DocsApi.js"
@@ -407,3 +409,27 @@ export const leave = (options: Options<typeof Spec.leaveConfig>) =>
       if (options.json) yield* emit(options, { left: toHex(doc) }, () => [])
       else yield* errLine(`left ${toHex(doc)}: no longer syncing`)
     }))
+
+/** `…/p2p/<peer id>` → the peer's node id and the transport address before the suffix. */
+const parsePeerAddr = (text: string): Effect.Effect<NodeAddr, CliError> =>
+  Effect.gen(function*() {
+    const bad = new CliError({ message: `not a peer address (a multiaddr ending in /p2p/<peer id>): ${text}` })
+    const at = text.lastIndexOf("/p2p/")
+    if (at < 0) return yield* bad
+    const peer = yield* Effect.try({ try: () => peerIdFromString(text.slice(at + 5)), catch: () => bad })
+    const nodeId = yield* Either.mapLeft(nodeIdFromPeerId(peer), () => bad)
+    const transport = text.slice(0, at)
+    if (transport !== "" && !Schema.is(MultiaddrString)(transport)) return yield* bad
+    return new NodeAddr({ nodeId, addrs: transport === "" ? [] : [transport] })
+  })
+
+export const sync = (options: Options<typeof Spec.syncConfig>) =>
+  Effect.gen(function*() {
+    const peers = yield* Effect.forEach(options.addrs, parsePeerAddr)
+    yield* withDoc(options, (doc, api) =>
+      Effect.gen(function*() {
+        yield* api.startSync(doc, peers)
+        if (options.json) yield* emit(options, { syncing: toHex(doc), peers: peers.length }, () => [])
+        else yield* errLine(`syncing ${toHex(doc)}${peers.length === 0 ? "" : ` (with ${peers.length} given peers too)`}`)
+      }))
+  })

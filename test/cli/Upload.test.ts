@@ -6,7 +6,7 @@ import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { makeHarness } from "./harness.js"
+import { eventually, makeHarness } from "./harness.js"
 
 const h = makeHarness("upload")
 
@@ -120,4 +120,36 @@ describe("rangedocs doc leave", () => {
     await h.ok(["doc", "share", doc, "read", ...A])
     assert.isTrue(await syncing())
   }, 120_000)
+})
+
+describe("rangedocs doc sync", () => {
+  it("`doc sync DOC ADDR` syncs a document B left with the peer given by its /p2p/ address (A still syncs: a node accepts sync only for documents it syncs)", async () => {
+    const dirA = h.tempDir("sync-a")
+    const dirB = h.tempDir("sync-b")
+    const A = ["--data-dir", dirA]
+    const B = ["--data-dir", dirB]
+    const nodeA = await h.startNode(dirA)
+    await h.startNode(dirB)
+    const doc = (await h.ok(["doc", "create", ...A])).trim()
+    await h.ok(["doc", "set", doc, "first", "1", ...A])
+    const ticket = (await h.ok(["doc", "share", doc, "read", ...A])).trim()
+    assert.strictEqual((await h.ok(["doc", "join", ticket, ...B])).trim(), doc)
+    const getB = async (key: string) => {
+      const r = await h.cli(["doc", "get", doc, key, ...B])
+      return r.code === 0 ? r.stdout.toString("utf8") : undefined
+    }
+    assert.strictEqual(await eventually(() => getB("first"), "B syncs the first entry"), "1")
+    await h.ok(["doc", "leave", doc, ...B])
+    await h.ok(["doc", "set", doc, "second", "2", ...A])
+    assert.isUndefined(await getB("second"))
+
+    const bad = await h.cli(["doc", "sync", doc, "/ip4/127.0.0.1/tcp/1", ...B])
+    assert.notStrictEqual(bad.code, 0)
+    assert.include(bad.stderr, "not a peer address")
+
+    const addr = `${nodeA.info.addrs[0]!}/p2p/${nodeA.info.peerId}`
+    const r = await h.cli(["doc", "sync", doc, addr, ...B])
+    assert.strictEqual(r.code, 0, r.stderr)
+    assert.strictEqual(await eventually(() => getB("second"), "B syncs the write it missed", 20_000), "2")
+  }, 180_000)
 })

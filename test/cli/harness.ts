@@ -20,6 +20,7 @@ export interface Result {
 
 export interface StartInfo {
   readonly nodeId: string
+  readonly peerId: string
   readonly addrs: ReadonlyArray<string>
   readonly rpc: string
 }
