@@ -74,7 +74,9 @@ export class DocListItem extends Schema.Class<DocListItem>("DocListItem")({
 export class NodeInfo extends Schema.Class<NodeInfo>("NodeInfo")({
   nodeId: NodeId,
   addrs: Schema.Array(MultiaddrString),
-  rpcAddress: Schema.Option(Schema.String)
+  rpcAddress: Schema.Option(Schema.String),
+  /** Milliseconds since the node's API started (absent from nodes before it was added). */
+  uptimeMs: Schema.optional(Schema.Number)
 }) {}
 
 /** Items of `ImportFile`: bytes read so far, then the stored entry's content hash, size and key. */

@@ -4,7 +4,7 @@
  * re-exported here; the RPC client implements the same interface (`DocsRpcClient.layerClient`), so a program can
  * switch between them by changing one layer, and `Doc` works over both.
  */
-import { Effect, Layer, Option, Stream } from "effect"
+import { Clock, Effect, Layer, Option, Stream } from "effect"
 import * as Blobs from "./Blobs.js"
 import * as DefaultAuthor from "./DefaultAuthor.js"
 import * as LiveSync from "./LiveSync.js"
@@ -89,9 +89,11 @@ export const make = Effect.gen(function*() {
       return { hash: added.hash, size: added.size, key }
     }))
 
+  const startedAt = yield* Clock.currentTimeMillis
   const nodeStatus = Effect.gen(function*() {
     const addr = yield* network.addr
-    return new NodeInfo({ nodeId: addr.nodeId, addrs: addr.addrs, rpcAddress: yield* RpcAddress })
+    const uptimeMs = (yield* Clock.currentTimeMillis) - startedAt
+    return new NodeInfo({ nodeId: addr.nodeId, addrs: addr.addrs, rpcAddress: yield* RpcAddress, uptimeMs })
   })
 
   const service: DocsService = {

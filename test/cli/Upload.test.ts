@@ -153,3 +153,36 @@ describe("rangedocs doc sync", () => {
     assert.strictEqual(await eventually(() => getB("second"), "B syncs the write it missed", 20_000), "2")
   }, 180_000)
 })
+
+describe("rangedocs node info", () => {
+  it("`node info` prints node id, dialable /p2p/ addresses, RPC URL, version, uptime, documents open and live", async () => {
+    const dir = h.tempDir("info")
+    const A = ["--data-dir", dir]
+    const node = await h.startNode(dir)
+    const docs = [(await h.ok(["doc", "create", ...A])).trim(), (await h.ok(["doc", "create", ...A])).trim()]
+    await h.ok(["doc", "share", docs[0]!, "read", ...A])
+    const info = JSON.parse(await h.ok(["node", "info", "--json", ...A])) as {
+      readonly nodeId: string
+      readonly peerId: string
+      readonly addrs: ReadonlyArray<string>
+      readonly rpc: string
+      readonly version: string
+      readonly uptimeSeconds: number
+      readonly documents: number
+      readonly open: number
+      readonly live: number
+    }
+    assert.strictEqual(info.nodeId, node.info.nodeId)
+    assert.strictEqual(info.peerId, node.info.peerId)
+    assert.deepStrictEqual(info.addrs, node.info.addrs.map((a) => `${a}/p2p/${node.info.peerId}`))
+    assert.strictEqual(info.rpc, node.info.rpc)
+    assert.match(info.version, /^\d+\.\d+\.\d+/)
+    assert.isAtLeast(info.uptimeSeconds, 0)
+    assert.strictEqual(info.documents, 2)
+    assert.strictEqual(info.live, 1)
+    assert.isAtLeast(info.open, 1)
+    const human = await h.ok(["node", "info", ...A])
+    assert.include(human, `/p2p/${node.info.peerId}`)
+    assert.include(human, "documents: 2")
+  }, 120_000)
+})
