@@ -17,6 +17,9 @@ import * as HashSet from "effect/HashSet"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import { toHex } from "../internal/bytes.js"
+import { peerIdFromNodeId } from "../schema/NodeAddr.js"
 import { authorCommand, authorSubcommands } from "./Author.js"
 import { isLogLevelName, LOG_LEVELS, type LogLevelName, normalizeArgv, redactArgs, type Tree } from "./Argv.js"
 import { CliError, common, emit, errLine, oneLine, withClient } from "./Common.js"
@@ -35,15 +38,58 @@ const stats = Command.make("stats", common, (options) =>
       yield* emit(options, counters, () => names.map((n) => `${n.padEnd(width)}  ${counters[n]}`))
     }))).pipe(Command.withDescription("the node's counters (sync sessions, entries and bytes in and out, …)"))
 
+const nodeInfo = Command.make("info", common, (options) =>
+  withClient(options, (api) =>
+    Effect.gen(function*() {
+      const info = yield* api.nodeStatus
+      const peerId = peerIdFromNodeId(info.nodeId).toString()
+      const addrs = info.addrs.map((a) => `${a}/p2p/${peerId}`)
+      // Open documents answer `status`; the others fail with ReplicaNotOpen.
+      const docs = yield* Stream.runCollect(api.list)
+      const states = yield* Effect.forEach(docs, (d) => Effect.option(api.status(d.id)), { concurrency: 4 })
+      const open = states.filter(Option.isSome)
+      const live = open.filter((s) => s.value.sync).length
+      const rpc = Option.getOrElse(info.rpcAddress, () => "")
+      const uptime = info.uptimeMs === undefined ? undefined : Math.round(info.uptimeMs / 1000)
+      yield* emit(
+        options,
+        {
+          nodeId: toHex(info.nodeId),
+          peerId,
+          addrs,
+          rpc,
+          version: VERSION,
+          ...(uptime === undefined ? {} : { uptimeSeconds: uptime }),
+          documents: docs.length,
+          open: open.length,
+          live
+        },
+        () => [
+          `node id:   ${toHex(info.nodeId)}`,
+          `peer id:   ${peerId}`,
+          `addresses: ${addrs.length === 0 ? "(none)" : addrs.join("\n           ")}`,
+          `rpc:       ${rpc}`,
+          `version:   ${VERSION}`,
+          ...(uptime === undefined ? [] : [`uptime:    ${uptime} s`]),
+          `documents: ${docs.length} (${open.length} open, ${live} live)`
+        ]
+      )
+    }))).pipe(Command.withDescription("the node's id, dialable addresses (…/p2p/<peer id>), RPC URL, version, uptime and documents"))
+
+const nodeCommand = Command.make("node").pipe(
+  Command.withDescription("the running node"),
+  Command.withSubcommands([nodeInfo])
+)
+
 const DESCRIPTION = "multi-dimensional key-value documents that sync peer to peer. Global options, before or after " +
   "the command: --data-dir DIR (the node's data directory), --json (machine output), --log-level LEVEL"
 
 const CONFIG = { name: NAME, version: VERSION }
 
 /** The commands that only talk to a running node. */
-const CLIENT_COMMANDS = ["author", "doc", "stats"]
+const CLIENT_COMMANDS = ["author", "doc", "node", "stats"]
 const clientCli = Command.run(
-  Command.make(NAME).pipe(Command.withDescription(DESCRIPTION), Command.withSubcommands([authorCommand, docCommand, stats])),
+  Command.make(NAME).pipe(Command.withDescription(DESCRIPTION), Command.withSubcommands([authorCommand, docCommand, nodeCommand, stats])),
   CONFIG
 )
 
@@ -53,7 +99,7 @@ const fullCli = Effect.promise(async () => {
   return Command.run(
     Command.make(NAME).pipe(
       Command.withDescription(DESCRIPTION),
-      Command.withSubcommands([startCommand, authorCommand, docCommand, stats, demoCommand])
+      Command.withSubcommands([startCommand, authorCommand, docCommand, nodeCommand, stats, demoCommand])
     ),
     CONFIG
   )
@@ -69,6 +115,7 @@ export const commandTree: Tree = new Map<string, Tree>([
   ["start", new Map()],
   ["author", leaves(authorSubcommands)],
   ["doc", new Map([...leaves(docSubcommands), ["policy", leaves(policySubcommands)]])],
+  ["node", new Map([["info", new Map()]])],
   ["stats", new Map()],
   ["demo", new Map()]
 ])

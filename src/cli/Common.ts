@@ -14,7 +14,7 @@ import { toHex } from "../internal/bytes.js"
 import type { ApiError } from "../schema/DocsErrors.js"
 import type { Entry } from "../schema/Entry.js"
 import type { NamespaceId } from "../schema/Keys.js"
-import type { DocsService } from "../services/Docs.js"
+import type { DocsService } from "../services/DocsApi.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
@@ -176,8 +176,9 @@ export const withClient = <A, E>(
 ): Effect.Effect<A, E | CliError> =>
   Effect.gen(function*() {
     const dir = yield* resolveDataDir(options)
-    const { connect } = yield* Effect.promise(() => import("./RpcClient.js"))
-    return yield* Effect.scoped(Effect.flatMap(connect(dir), f))
+    const { connect } = yield* Effect.promise(() => import("../services/DocsRpcClient.js"))
+    const api = Effect.mapError(connect(dir), (e) => new CliError({ message: e.reason }))
+    return yield* Effect.scoped(Effect.flatMap(api, f))
   })
 
 /** Opens the document for the rest of the scope (one handle on the node, closed at the end). */

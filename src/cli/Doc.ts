@@ -181,6 +181,23 @@ const status = Command.make("status", statusConfig, run((m) => m.status)).pipe(
   Command.withDescription("whether the document syncs, and its subscribers and open handles")
 )
 
+export const leaveConfig = { ...common, doc: docArg }
+const leave = Command.make("leave", leaveConfig, run((m) => m.leave)).pipe(
+  Command.withDescription("stop syncing the document (its entries and subscribers stay; share or join starts again)")
+)
+
+export const syncConfig = {
+  ...common,
+  doc: docArg,
+  addrs: Args.text({ name: "ADDR" }).pipe(
+    Args.withDescription("a peer's multiaddr ending in /p2p/<peer id> (as `start` prints them)"),
+    Args.repeated
+  )
+}
+const sync = Command.make("sync", syncConfig, run((m) => m.sync)).pipe(
+  Command.withDescription("start live sync of the document, with these peers too")
+)
+
 export const docSubcommands = [
   create,
   list,
@@ -196,7 +213,9 @@ export const docSubcommands = [
   exportFile,
   policy,
   peers,
-  status
+  status,
+  leave,
+  sync
 ] as const
 
 export const docCommand = Command.make("doc").pipe(

@@ -1,6 +1,7 @@
 /** What the `rangedocs doc …` commands do (their arguments and options: `Doc.ts`). */
 import type * as Command from "@effect/cli/Command"
-import { Effect, Either, Option, type Scope, Stream } from "effect"
+import { Effect, Either, Option, Schema, type Scope, Stream } from "effect"
+import { peerIdFromString } from "@libp2p/peer-id"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { equals, toHex } from "../internal/bytes.js"
@@ -16,9 +17,10 @@ import {
 import type { Entry } from "../schema/Entry.js"
 import type { AuthorId, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
+import { MultiaddrString, NodeAddr, nodeIdFromPeerId } from "../schema/NodeAddr.js"
 import { Query } from "../schema/Query.js"
 import { ticketToString } from "../schema/Ticket.js"
-import type { DocsService } from "../services/Docs.js"
+import type { DocsService } from "../services/DocsApi.js"
 import {
   CliError,
   type Common,
@@ -133,23 +135,41 @@ export const drop = (options: Options<typeof Spec.dropConfig>) =>
 
 // -- set / get / keys / del
 
-const readStdin = Effect.async<Uint8Array, CliError>((resume) => {
-  const chunks: Array<Buffer> = []
-  const onData = (c: Buffer | string) => chunks.push(typeof c === "string" ? Buffer.from(c) : c)
-  const onEnd = () => resume(Effect.succeed(new Uint8Array(Buffer.concat(chunks))))
-  const onError = (e: Error) => resume(Effect.fail(new CliError({ message: `cannot read stdin: ${e.message}` })))
-  process.stdin.on("data", onData).once("end", onEnd).once("error", onError)
-  return Effect.sync(() => {
-    process.stdin.off("data", onData).off("end", onEnd).off("error", onError)
-    process.stdin.pause()
-  })
-})
+/** A readable (stdin, a file) as a stream of chunks: read as the upload sends them, never held whole. */
+const readable = (open: () => NodeJS.ReadableStream, what: string): Stream.Stream<Uint8Array, CliError> =>
+  Stream.fromAsyncIterable(
+    { [Symbol.asyncIterator]: () => open()[Symbol.asyncIterator]() },
+    (e) => new CliError({ message: `cannot read ${what}: ${e instanceof Error && "code" in e ? String(e.code) : String(e)}` })
+  ).pipe(Stream.map((c) => typeof c === "string" ? utf8(c) : new Uint8Array(c.buffer, c.byteOffset, c.byteLength)))
 
-const readFileArg = (file: string) =>
-  Effect.tryPromise({
-    try: () => fs.promises.readFile(file),
-    catch: (e) => new CliError({ message: `cannot read ${file}: ${e instanceof Error && "code" in e ? String(e.code) : String(e)}` })
-  }).pipe(Effect.map((b) => new Uint8Array(b)))
+/** The size of what stdin reads when it is a regular file (`< file`), for a progress bar with a total. */
+const stdinSize = (): number | undefined => {
+  try {
+    const stat = fs.fstatSync(0)
+    return stat.isFile() ? stat.size : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Shows the bytes sent so far on stderr, at most once per MiB. */
+const withProgress = (total: number | undefined) => (data: Stream.Stream<Uint8Array, CliError>) =>
+  Stream.suspend(() => {
+    let sent = 0
+    let shown = -1
+    const show = total === undefined
+      ? (done: number) => stderr(`\r${showBytes(done)} sent`)
+      : progressBar(total)
+    return Stream.tap(data, (c) => {
+      sent += c.length
+      const mib = Math.floor(sent / MiB)
+      if (mib === shown) return Effect.void
+      shown = mib
+      return show(sent)
+    })
+  })
+
+const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`
 
 export const set = (options: Options<typeof Spec.setConfig>) =>
   Effect.gen(function*() {
@@ -157,16 +177,39 @@ export const set = (options: Options<typeof Spec.setConfig>) =>
       if (Option.isSome(options.value) && Option.isSome(options.file)) {
         return yield* new CliError({ message: "give either VALUE or --file, not both" })
       }
-      const value = Option.isSome(options.value)
-        ? utf8(options.value.value)
-        : Option.isSome(options.file)
-        ? yield* readFileArg(options.file.value)
-        : yield* readStdin
+      const tty = process.stderr.isTTY === true && !options.json
+      let total: number | undefined
+      let value: Stream.Stream<Uint8Array, CliError>
+      if (Option.isSome(options.value)) {
+        value = Stream.make(utf8(options.value.value))
+      } else if (Option.isSome(options.file)) {
+        const file = options.file.value
+        const stat = yield* Effect.try({
+          try: () => fs.statSync(file),
+          catch: (e) => new CliError({ message: `cannot read ${file}: ${e instanceof Error && "code" in e ? String(e.code) : String(e)}` })
+        })
+        if (!stat.isFile()) return yield* new CliError({ message: `not a file: ${file}` })
+        total = stat.size
+        value = readable(() => fs.createReadStream(file, { highWaterMark: MiB }), file)
+      } else {
+        total = stdinSize()
+        value = readable(() => process.stdin, "stdin")
+      }
+      if (tty && Option.isNone(options.value)) value = withProgress(total)(value)
       yield* withDoc(options, (doc, api) =>
         Effect.gen(function*() {
           const author = yield* authorOrDefault(api, options.author)
-          const entry = yield* api.set(doc, author, key, value)
-          yield* emit(options, entryJson(entry.entry), () => toHex(entry.contentHash))
+          const outcome = yield* api.setStream(doc, author, key, value)
+          if (tty && Option.isNone(options.value)) yield* stderr("\n")
+          // The prefix rule: the write removed the author's older entries at the key and below it.
+          if (outcome.removed > 0 && !options.json) {
+            yield* errLine(`replaced ${plural(outcome.removed, "entry", "entries")} at or below ${JSON.stringify(showKey(key))}`)
+          }
+          yield* emit(
+            options,
+            { ...entryJson(outcome.entry.entry), replaced: outcome.removed },
+            () => toHex(outcome.entry.contentHash)
+          )
         }))
     })
 
@@ -358,3 +401,35 @@ export const status = (options: Options<typeof Spec.statusConfig>) =>
       ])
     }))
 
+
+export const leave = (options: Options<typeof Spec.leaveConfig>) =>
+  withDoc(options, (doc, api) =>
+    Effect.gen(function*() {
+      yield* api.leave(doc)
+      if (options.json) yield* emit(options, { left: toHex(doc) }, () => [])
+      else yield* errLine(`left ${toHex(doc)}: no longer syncing`)
+    }))
+
+/** `…/p2p/<peer id>` → the peer's node id and the transport address before the suffix. */
+const parsePeerAddr = (text: string): Effect.Effect<NodeAddr, CliError> =>
+  Effect.gen(function*() {
+    const bad = new CliError({ message: `not a peer address (a multiaddr ending in /p2p/<peer id>): ${text}` })
+    const at = text.lastIndexOf("/p2p/")
+    if (at < 0) return yield* bad
+    const peer = yield* Effect.try({ try: () => peerIdFromString(text.slice(at + 5)), catch: () => bad })
+    const nodeId = yield* Either.mapLeft(nodeIdFromPeerId(peer), () => bad)
+    const transport = text.slice(0, at)
+    if (transport !== "" && !Schema.is(MultiaddrString)(transport)) return yield* bad
+    return new NodeAddr({ nodeId, addrs: transport === "" ? [] : [transport] })
+  })
+
+export const sync = (options: Options<typeof Spec.syncConfig>) =>
+  Effect.gen(function*() {
+    const peers = yield* Effect.forEach(options.addrs, parsePeerAddr)
+    yield* withDoc(options, (doc, api) =>
+      Effect.gen(function*() {
+        yield* api.startSync(doc, peers)
+        if (options.json) yield* emit(options, { syncing: toHex(doc), peers: peers.length }, () => [])
+        else yield* errLine(`syncing ${toHex(doc)}${peers.length === 0 ? "" : ` (with ${peers.length} given peers too)`}`)
+      }))
+  })

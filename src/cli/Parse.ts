@@ -10,7 +10,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { type Author, AuthorFromHex, type AuthorId, AuthorIdFromHex, type NamespaceId, NamespaceIdFromHex } from "../schema/Keys.js"
 import { type DocTicket, parseTicket } from "../schema/Ticket.js"
-import type { DocsService } from "../services/Docs.js"
+import type { DocsService } from "../services/DocsApi.js"
 import { mayBeSecret, redactArgs } from "./Argv.js"
 import { CliError } from "./Common.js"
 

@@ -74,7 +74,9 @@ export class DocListItem extends Schema.Class<DocListItem>("DocListItem")({
 export class NodeInfo extends Schema.Class<NodeInfo>("NodeInfo")({
   nodeId: NodeId,
   addrs: Schema.Array(MultiaddrString),
-  rpcAddress: Schema.Option(Schema.String)
+  rpcAddress: Schema.Option(Schema.String),
+  /** Milliseconds since the node's API started (absent from nodes before it was added). */
+  uptimeMs: Schema.optional(Schema.Number)
 }) {}
 
 /** Items of `ImportFile`: bytes read so far, then the stored entry's content hash, size and key. */
@@ -83,6 +85,23 @@ export const ImportFileProgress = Schema.Union(
   Schema.TaggedStruct("Done", { hash: Hash, size: Schema.Number, key: Schema.Uint8ArrayFromSelf })
 )
 export type ImportFileProgress = typeof ImportFileProgress.Type
+
+/** The largest chunk of an upload (`UploadChunk`): a value of any size travels as many of these, never whole. */
+export const UPLOAD_CHUNK_MAX = 1024 * 1024
+
+/** One chunk of an upload: at most UPLOAD_CHUNK_MAX bytes. */
+export const UploadChunkBytes = Schema.Uint8ArrayFromSelf.pipe(
+  Schema.filter((b) => b.length <= UPLOAD_CHUNK_MAX || `a chunk holds at most ${UPLOAD_CHUNK_MAX} bytes`)
+)
+
+/** An upload session's id (16 random bytes, hex). */
+export const UploadId = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{32}$/))
+
+/** A write's outcome: the stored entry and how many of the author's entries it removed (at the key or below it). */
+export class SetOutcome extends Schema.Class<SetOutcome>("SetOutcome")({
+  entry: SignedEntry,
+  removed: Schema.Number
+}) {}
 
 /** Metric counters by name (spec 05 §14 plus sync traffic). */
 export const Stats = Schema.Record({ key: Schema.String, value: Schema.Number })
@@ -173,6 +192,25 @@ export class DocsRpcs extends RpcGroup.make(
   Rpc.make("ExportFile", { payload: { hash: Hash, path: Schema.String }, error: ApiError }),
   /** The bytes of the complete blob `hash`. */
   Rpc.make("ReadContent", { payload: { hash: Hash }, success: Schema.Uint8ArrayFromSelf, error: ApiError }),
+  /**
+   * Upload a value in chunks (issue 16, finding 3): `BeginUpload` opens a session on the node that hashes incrementally
+   * into the blob store; `UploadChunk`s (each at most UPLOAD_CHUNK_MAX bytes, in order) feed it; `CommitUpload` sets
+   * `(authorId, key)` to the content and returns the outcome; `AbortUpload` drops it. An idle session expires.
+   */
+  Rpc.make("BeginUpload", {
+    payload: { ...DocId, authorId: AuthorId, key: Schema.Uint8ArrayFromSelf },
+    success: UploadId,
+    error: ApiError
+  }),
+  Rpc.make("UploadChunk", {
+    payload: {
+      uploadId: UploadId,
+      bytes: UploadChunkBytes
+    },
+    error: ApiError
+  }),
+  Rpc.make("CommitUpload", { payload: { uploadId: UploadId }, success: SetOutcome, error: ApiError }),
+  Rpc.make("AbortUpload", { payload: { uploadId: UploadId }, error: ApiError }),
   /** Our node id, listen addresses and RPC address. */
   Rpc.make("NodeStatus", { success: NodeInfo, error: ApiError }),
   /** The node's metric counters. */

@@ -1,116 +1,25 @@
 /**
- * The public API (spec 06 §3–§5): every request of the RPC group as one method, and the `Doc` handle over it. The
- * embedded node implements `DocsService` here (`layer`); the RPC client implements the same interface remotely
- * (`DocsRpc.layerClient`), so a program can switch between them by changing one layer, and `Doc` works over both.
- *
- * Errors are the API's tagged errors (`ApiError`, spec 06 §7): replica, blob and sync errors pass through as they are.
+ * The embedded Docs API (spec 06 §3–§5): `DocsService` over the node's replica, live engine, blobs and default author.
+ * The API's types, the `Docs` tag, the `Doc` handle and its helpers live in `DocsApi.ts` (no node imports) and are
+ * re-exported here; the RPC client implements the same interface (`DocsRpcClient.layerClient`), so a program can
+ * switch between them by changing one layer, and `Doc` works over both.
  */
-import { Context, Effect, Layer, Option, type Scope, Stream } from "effect"
+import { Clock, Effect, Layer, Option, Stream } from "effect"
 import * as Blobs from "./Blobs.js"
 import * as DefaultAuthor from "./DefaultAuthor.js"
 import * as LiveSync from "./LiveSync.js"
 import * as Network from "./Network.js"
 import * as Replica from "./Replica.js"
 import * as Capability from "../schema/Capability.js"
-import {
-  type ApiError,
-  DefaultAuthorDelete,
-  DocClosed,
-  ReadAccessOnly
-} from "../schema/DocsErrors.js"
-import type { DownloadPolicy } from "../schema/DownloadPolicy.js"
-import type { Entry, SignedEntry } from "../schema/Entry.js"
-import type { OpenState } from "../schema/Events.js"
-import type { Author, AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
+import { type ApiError, DefaultAuthorDelete, ReadAccessOnly } from "../schema/DocsErrors.js"
+import type { AuthorId, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
-import type { NodeAddr, NodeId } from "../schema/NodeAddr.js"
-import { Query } from "../schema/Query.js"
-import { DocListItem, NodeInfo, type Stats } from "../schema/Rpc.js"
+import type { NodeId } from "../schema/NodeAddr.js"
+import { DocListItem, NodeInfo, SetOutcome } from "../schema/Rpc.js"
 import { type AddrInfoOptions, DocTicket, filterAddrs, type ShareMode } from "../schema/Ticket.js"
+import { Docs, type DocsService, RpcAddress } from "./DocsApi.js"
 
-/** The outcome of importing a file as an entry's content. */
-export interface ImportFileOutcome {
-  readonly hash: Hash
-  readonly size: number
-  readonly key: Uint8Array
-}
-
-export interface DocsService {
-  // -- documents
-  readonly create: Effect.Effect<NamespaceId, ApiError>
-  readonly open: (docId: NamespaceId) => Effect.Effect<void, ApiError>
-  readonly close: (docId: NamespaceId) => Effect.Effect<void, ApiError>
-  readonly status: (docId: NamespaceId) => Effect.Effect<OpenState, ApiError>
-  readonly list: Stream.Stream<DocListItem, ApiError>
-  readonly drop: (docId: NamespaceId) => Effect.Effect<void, ApiError>
-  readonly import: (capability: Capability.Capability) => Effect.Effect<NamespaceId, ApiError>
-  readonly set: (
-    docId: NamespaceId,
-    authorId: AuthorId,
-    key: Uint8Array,
-    value: Uint8Array
-  ) => Effect.Effect<SignedEntry, ApiError>
-  readonly setHash: (
-    docId: NamespaceId,
-    authorId: AuthorId,
-    key: Uint8Array,
-    hash: Hash,
-    size: bigint
-  ) => Effect.Effect<void, ApiError>
-  readonly get: (docId: NamespaceId, query: Query) => Stream.Stream<SignedEntry, ApiError>
-  readonly getExact: (
-    docId: NamespaceId,
-    key: Uint8Array,
-    authorId: AuthorId,
-    includeEmpty: boolean
-  ) => Effect.Effect<Option.Option<SignedEntry>, ApiError>
-  readonly del: (docId: NamespaceId, authorId: AuthorId, prefix: Uint8Array) => Effect.Effect<number, ApiError>
-  readonly startSync: (docId: NamespaceId, peers: ReadonlyArray<NodeAddr>) => Effect.Effect<void, ApiError>
-  readonly leave: (docId: NamespaceId) => Effect.Effect<void, ApiError>
-  readonly share: (
-    docId: NamespaceId,
-    mode: ShareMode,
-    addrOptions: AddrInfoOptions
-  ) => Effect.Effect<DocTicket, ApiError>
-  /** Subscribed when this returns (no later event is missed); unsubscribes when the scope closes. */
-  readonly subscribe: (
-    docId: NamespaceId
-  ) => Effect.Effect<Stream.Stream<LiveEvent, ApiError>, ApiError, Scope.Scope>
-  readonly getDownloadPolicy: (docId: NamespaceId) => Effect.Effect<DownloadPolicy, ApiError>
-  readonly setDownloadPolicy: (docId: NamespaceId, policy: DownloadPolicy) => Effect.Effect<void, ApiError>
-  readonly getSyncPeers: (docId: NamespaceId) => Effect.Effect<Option.Option<ReadonlyArray<NodeId>>, ApiError>
-  // -- authors
-  readonly authorList: Stream.Stream<AuthorId, ApiError>
-  readonly authorCreate: Effect.Effect<AuthorId, ApiError>
-  readonly authorGetDefault: Effect.Effect<AuthorId, ApiError>
-  readonly authorSetDefault: (authorId: AuthorId) => Effect.Effect<void, ApiError>
-  readonly authorImport: (author: Author) => Effect.Effect<AuthorId, ApiError>
-  readonly authorExport: (authorId: AuthorId) => Effect.Effect<Option.Option<Author>, ApiError>
-  readonly authorDelete: (authorId: AuthorId) => Effect.Effect<void, ApiError>
-  // -- files on the node's machine (spec 06 §5)
-  /** Adds the file's content as a blob and sets `key` to it; `onProgress` sees the bytes read so far. */
-  readonly importFile: (
-    docId: NamespaceId,
-    authorId: AuthorId,
-    key: Uint8Array,
-    path: string,
-    onProgress?: (bytes: number) => Effect.Effect<void>
-  ) => Effect.Effect<ImportFileOutcome, ApiError>
-  /** Writes a blob to `path` (parent directories created). */
-  readonly exportFile: (hash: Hash, path: string) => Effect.Effect<void, ApiError>
-  /** The content of a blob (complete only). */
-  readonly readContent: (hash: Hash) => Effect.Effect<Uint8Array, ApiError>
-  // -- node
-  readonly nodeStatus: Effect.Effect<NodeInfo, ApiError>
-  readonly stats: Effect.Effect<Stats, ApiError>
-}
-
-export class Docs extends Context.Tag("docs/Docs")<Docs, DocsService>() {}
-
-/** Where the RPC server listens, when the node runs one (NodeStatus reports it). */
-export class RpcAddress extends Context.Reference<RpcAddress>()("docs/RpcAddress", {
-  defaultValue: () => Option.none<string>()
-}) {}
+export * from "./DocsApi.js"
 
 export const make = Effect.gen(function*() {
   const replica = yield* Replica.Replica
@@ -126,6 +35,13 @@ export const make = Effect.gen(function*() {
       // The outcome carries the stored entry: no read back (the reference reads it again).
       const outcome = yield* replica.insertLocal(docId, authorId, key, added.hash, BigInt(added.size))
       return outcome.entry
+    }))
+
+  const setStream = <E>(docId: NamespaceId, authorId: AuthorId, key: Uint8Array, data: Stream.Stream<Uint8Array, E>) =>
+    Effect.scoped(Effect.gen(function*() {
+      const added = yield* blobs.addStream(data)
+      const outcome = yield* replica.insertLocal(docId, authorId, key, added.hash, BigInt(added.size))
+      return new SetOutcome({ entry: outcome.entry, removed: outcome.removed })
     }))
 
   const share = (docId: NamespaceId, mode: ShareMode, addrOptions: AddrInfoOptions) =>
@@ -173,9 +89,11 @@ export const make = Effect.gen(function*() {
       return { hash: added.hash, size: added.size, key }
     }))
 
+  const startedAt = yield* Clock.currentTimeMillis
   const nodeStatus = Effect.gen(function*() {
     const addr = yield* network.addr
-    return new NodeInfo({ nodeId: addr.nodeId, addrs: addr.addrs, rpcAddress: yield* RpcAddress })
+    const uptimeMs = (yield* Clock.currentTimeMillis) - startedAt
+    return new NodeInfo({ nodeId: addr.nodeId, addrs: addr.addrs, rpcAddress: yield* RpcAddress, uptimeMs })
   })
 
   const service: DocsService = {
@@ -191,6 +109,7 @@ export const make = Effect.gen(function*() {
     import: (capability) =>
       Effect.tap(replica.importNamespace(capability), (docId) => replica.open(docId)),
     set,
+    setStream,
     setHash: (docId, authorId, key, hash, size) => Effect.asVoid(replica.insertLocal(docId, authorId, key, hash, size)),
     get: replica.getMany,
     getExact: (docId, key, authorId, includeEmpty) => replica.getExact(docId, authorId, key, includeEmpty),
@@ -225,129 +144,3 @@ export const layer: Layer.Layer<
   never,
   Replica.Replica | LiveSync.LiveSync | Blobs.Blobs | DefaultAuthor.DefaultAuthor | Network.Network
 > = Layer.effect(Docs, make)
-
-// ---------------------------------------------------------------------------------------------------------------
-// Doc handle (spec 06 §4.2)
-
-/**
- * A handle on one open document, over any `DocsService` (embedded or RPC). Each handle counts one replica handle on
- * the node; `close` marks the handle closed first, then releases it. Other methods of a closed handle fail with
- * DocClosed without contacting the node; other handles of the same document are unaffected.
- */
-export class Doc {
-  #closed = false
-  constructor(readonly api: DocsService, readonly id: NamespaceId) {}
-
-  get isClosed(): boolean {
-    return this.#closed
-  }
-
-  private guard<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | DocClosed, R> {
-    return Effect.suspend((): Effect.Effect<A, E | DocClosed, R> =>
-      this.#closed ? Effect.fail(new DocClosed({ namespace: this.id })) : effect
-    )
-  }
-
-  private guardStream<A, E>(stream: Stream.Stream<A, E>): Stream.Stream<A, E | DocClosed> {
-    return Stream.unwrap(Effect.sync((): Stream.Stream<A, E | DocClosed> =>
-      this.#closed ? Stream.fail(new DocClosed({ namespace: this.id })) : stream
-    ))
-  }
-
-  readonly close: Effect.Effect<void, ApiError> = Effect.suspend(() => {
-    if (this.#closed) return Effect.void
-    this.#closed = true
-    return this.api.close(this.id)
-  })
-
-  /** Stores `value` as a blob and sets `key` to it; returns the content hash. */
-  setBytes(author: AuthorId, key: Uint8Array, value: Uint8Array): Effect.Effect<Hash, ApiError> {
-    return this.guard(Effect.map(this.api.set(this.id, author, key, value), (e) => e.contentHash))
-  }
-  setHash(author: AuthorId, key: Uint8Array, hash: Hash, size: bigint): Effect.Effect<void, ApiError> {
-    return this.guard(this.api.setHash(this.id, author, key, hash, size))
-  }
-  /** Deletes the author's entries at and below `prefix`; returns how many were removed. */
-  del(author: AuthorId, prefix: Uint8Array): Effect.Effect<number, ApiError> {
-    return this.guard(this.api.del(this.id, author, prefix))
-  }
-  getExact(author: AuthorId, key: Uint8Array, includeEmpty = false): Effect.Effect<Option.Option<Entry>, ApiError> {
-    return this.guard(
-      Effect.map(this.api.getExact(this.id, key, author, includeEmpty), Option.map((e) => e.entry))
-    )
-  }
-  getMany(query: Query = Query.all()): Stream.Stream<Entry, ApiError> {
-    return this.guardStream(Stream.map(this.api.get(this.id, query), (e) => e.entry))
-  }
-  getOne(query: Query = Query.all()): Effect.Effect<Option.Option<Entry>, ApiError> {
-    return Stream.runHead(this.getMany(new Query({ ...query, limit: 1 })))
-  }
-  /** A ticket for this document (our addresses per `addrOptions`); also starts live sync. */
-  share(mode: ShareMode, addrOptions: AddrInfoOptions = "Addresses"): Effect.Effect<DocTicket, ApiError> {
-    return this.guard(this.api.share(this.id, mode, addrOptions))
-  }
-  startSync(peers: ReadonlyArray<NodeAddr>): Effect.Effect<void, ApiError> {
-    return this.guard(this.api.startSync(this.id, peers))
-  }
-  readonly leave: Effect.Effect<void, ApiError> = Effect.suspend(() => this.guard(this.api.leave(this.id)))
-  subscribe(): Effect.Effect<Stream.Stream<LiveEvent, ApiError>, ApiError, Scope.Scope> {
-    return this.guard(this.api.subscribe(this.id))
-  }
-  readonly status: Effect.Effect<OpenState, ApiError> = Effect.suspend(() => this.guard(this.api.status(this.id)))
-  setDownloadPolicy(policy: DownloadPolicy): Effect.Effect<void, ApiError> {
-    return this.guard(this.api.setDownloadPolicy(this.id, policy))
-  }
-  readonly getDownloadPolicy: Effect.Effect<DownloadPolicy, ApiError> = Effect.suspend(() =>
-    this.guard(this.api.getDownloadPolicy(this.id))
-  )
-  readonly getSyncPeers: Effect.Effect<Option.Option<ReadonlyArray<NodeId>>, ApiError> = Effect.suspend(() =>
-    this.guard(this.api.getSyncPeers(this.id))
-  )
-  importFile(
-    author: AuthorId,
-    key: Uint8Array,
-    path: string,
-    onProgress?: (bytes: number) => Effect.Effect<void>
-  ): Effect.Effect<ImportFileOutcome, ApiError> {
-    return this.guard(this.api.importFile(this.id, author, key, path, onProgress))
-  }
-  /** Writes the content of `entry` to `path`, creating parent directories. */
-  exportFile(entry: Entry, path: string): Effect.Effect<void, ApiError> {
-    return this.guard(this.api.exportFile(entry.record.hash, path))
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Client-side helpers of spec 06 §4.1, over any DocsService
-
-/** A new document, open with one handle. */
-export const createDoc = (api: DocsService): Effect.Effect<Doc, ApiError> =>
-  Effect.map(api.create, (id) => new Doc(api, id))
-
-/** Opens an existing document (+1 handle); unknown → ReplicaNotFound. */
-export const openDoc = (api: DocsService, id: NamespaceId): Effect.Effect<Doc, ApiError> =>
-  Effect.as(api.open(id), new Doc(api, id))
-
-/** Imports a capability and opens the document; does not start sync. */
-export const importNamespace = (api: DocsService, capability: Capability.Capability): Effect.Effect<Doc, ApiError> =>
-  Effect.map(api.import(capability), (id) => new Doc(api, id))
-
-/** Imports the ticket's capability, then syncs with its nodes. */
-export const importTicket = (api: DocsService, ticket: DocTicket): Effect.Effect<Doc, ApiError> =>
-  Effect.tap(importNamespace(api, ticket.capability), (doc) => doc.startSync(ticket.nodes))
-
-/** Imports, subscribes, then starts sync: no early event is missed. The subscription ends with the scope. */
-export const importAndSubscribe = (
-  api: DocsService,
-  ticket: DocTicket
-): Effect.Effect<readonly [Doc, Stream.Stream<LiveEvent, ApiError>], ApiError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const doc = yield* importNamespace(api, ticket.capability)
-    const events = yield* doc.subscribe()
-    yield* doc.startSync(ticket.nodes)
-    return [doc, events] as const
-  })
-
-/** The content of an entry (empty for an empty entry); BlobNotFound while it has not arrived. */
-export const readContent = (api: DocsService, entry: Entry): Effect.Effect<Uint8Array, ApiError> =>
-  api.readContent(entry.record.hash)

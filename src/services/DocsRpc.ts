@@ -1,25 +1,34 @@
 /**
  * The Docs API over @effect/rpc (spec 06 §3): the server's handlers forward every request to `Docs`, so the embedded
- * API and RPC share one code path; the client implements `DocsService` again on top of an `RpcClient`, so `Doc`
- * handles and programs work unchanged against a remote node.
+ * API and RPC share one code path. The client half (`makeClient`, `layerClient`, …) lives in `DocsRpcClient.ts`,
+ * which loads no node, and is re-exported here.
  *
  * Transport: streaming HTTP with msgpack, on loopback by default. Every request must carry the node's access token
  * (`authorization: Bearer <token>`); the token is a random secret kept in `<dataDir>/rpc-token` (mode 0600), and
  * the server's URL is written to `<dataDir>/rpc.json` while it runs, so a client on the same machine needs only the
  * data directory.
  */
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApp from "@effect/platform/HttpApp"
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientError from "@effect/platform/HttpClientError"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Rpc, RpcClient, RpcSerialization, RpcServer } from "@effect/rpc"
-import type { RpcClientError } from "@effect/rpc/RpcClientError"
-import { Clock, Context, Deferred, Effect, Exit, Layer, Mailbox, Option, Redacted, Schema, Scope, Stream } from "effect"
+import { RpcSerialization, RpcServer } from "@effect/rpc"
+import {
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberMap,
+  Layer,
+  Mailbox,
+  Option,
+  Redacted,
+  Scope,
+  Stream
+} from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as http from "node:http"
@@ -27,35 +36,23 @@ import * as path from "node:path"
 import { secretFile } from "../internal/files.js"
 import * as Metrics from "../internal/metrics.js"
 import { ApiError, DocsError } from "../schema/DocsErrors.js"
-import { U64 } from "../schema/Entry.js"
-import { NamespaceId } from "../schema/Keys.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
-import { DocsRpcs, type ImportFileProgress } from "../schema/Rpc.js"
+import type { AuthorId, NamespaceId } from "../schema/Keys.js"
+import type { ImportFileProgress, SetOutcome } from "../schema/Rpc.js"
 import * as Docs from "./Docs.js"
+import { isErrno, RPC_FILE, RPC_PATH, ServedRpcs, Subscribed, TOKEN_FILE } from "./DocsRpcClient.js"
 
-export const RPC_PATH = "/rpc"
+export * from "./DocsRpcClient.js"
+
 /**
  * The node's counters in Prometheus' text format, behind the same token (Prometheus sends it with
  * `authorization: { credentials_file: <dataDir>/rpc-token }`).
  */
 export const METRICS_PATH = "/metrics"
-export const RPC_FILE = "rpc.json"
-export const TOKEN_FILE = "rpc-token"
 export const DEFAULT_RPC_HOST = "127.0.0.1"
-
-/** A client could not reach a node: none runs for the data directory, or it refused our token. */
-export class NodeUnreachable extends Schema.TaggedError<NodeUnreachable>()("NodeUnreachable", {
-  reason: Schema.String
-}) {
-  override get message() {
-    return this.reason
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Token and address files
-
-const isErrno = (cause: unknown, code: string) => cause instanceof Error && "code" in cause && cause.code === code
 
 /** The node's access token from `<dataDir>/rpc-token`, created (random, mode 0600) when missing, tightened to 0600. */
 export const loadOrCreateToken = (dataDir: string): Effect.Effect<Redacted.Redacted<string>, DocsError> =>
@@ -85,28 +82,6 @@ const loadOrCreateTokenFile = (dataDir: string): Effect.Effect<Redacted.Redacted
   })
 
 // ---------------------------------------------------------------------------------------------------------------
-// The served group
-
-/** The first item of `SubscribeAcked`: the node has subscribed, so no later event is missed. */
-export class Subscribed extends Schema.TaggedClass<Subscribed>()("Subscribed", {}) {}
-
-/**
- * What the node serves: `DocsRpcs` plus `SubscribeAcked`, a `Subscribe` whose first item confirms the subscription.
- * Over HTTP nothing else tells a client when the server has subscribed, and `DocsService.subscribe` promises that no
- * event after it returns is missed (importAndSubscribe relies on it). Clients built on `DocsRpcs` alone still work.
- */
-export class ServedRpcs extends DocsRpcs.add(
-  Rpc.make("SubscribeAcked", {
-    payload: { docId: NamespaceId },
-    success: Schema.Union(Subscribed, LiveEvent),
-    error: ApiError,
-    stream: true
-  })
-) {}
-
-const RpcFile = Schema.parseJson(Schema.Struct({ url: Schema.String, pid: Schema.Number }))
-
-// ---------------------------------------------------------------------------------------------------------------
 // Server
 
 const progressStream = <E>(run: (onProgress: (bytes: number) => Effect.Effect<void>) => Effect.Effect<Docs.ImportFileOutcome, E>) =>
@@ -124,10 +99,97 @@ const progressStream = <E>(run: (onProgress: (bytes: number) => Effect.Effect<vo
     return Mailbox.toStream(mailbox)
   }))
 
+/** An upload session expires after this long without a chunk (its partial blob is discarded). */
+export const UPLOAD_IDLE = Duration.seconds(60)
+/** At most this many uploads at once; more fail (each holds up to UPLOAD_BUFFER chunks in memory). */
+export const MAX_UPLOADS = 8
+/** Chunks waiting to be hashed per upload; when full, `UploadChunk` waits (backpressure on the client). */
+export const UPLOAD_BUFFER = 4
+
+interface Upload {
+  readonly chunks: Mailbox.Mailbox<Uint8Array, DocsError>
+  readonly result: Deferred.Deferred<SetOutcome, ApiError>
+}
+
+/**
+ * The node's upload sessions (BeginUpload → UploadChunk* → CommitUpload): each feeds a bounded mailbox that
+ * `Docs.setStream` hashes incrementally into the blob store, so a value of any size costs bounded memory. A session
+ * idle for UPLOAD_IDLE, or aborted, fails its stream (the partial blob is discarded) and is forgotten.
+ */
+export const makeUploads = (docs: Pick<Docs.DocsService, "setStream">) =>
+  Effect.gen(function*() {
+    const sessions = new Map<string, Upload>()
+    const running = yield* FiberMap.make<string>()
+    const timers = yield* FiberMap.make<string>()
+    const unknown = (id: string) => new DocsError({ message: `no upload ${id} in progress (finished, aborted or expired)` })
+    const lookup = (id: string) =>
+      Effect.suspend(() => {
+        const upload = sessions.get(id)
+        return upload === undefined ? Effect.fail(unknown(id)) : Effect.succeed(upload)
+      })
+    const drop = (id: string, reason: string) =>
+      Effect.suspend(() => {
+        const upload = sessions.get(id)
+        if (upload === undefined) return Effect.void
+        sessions.delete(id)
+        return Effect.asVoid(upload.chunks.fail(new DocsError({ message: reason })))
+      })
+    const touch = (id: string) =>
+      FiberMap.run(
+        timers,
+        id,
+        Effect.sleep(UPLOAD_IDLE).pipe(
+          Effect.zipRight(drop(id, `upload ${id} expired: no chunk for ${Duration.format(UPLOAD_IDLE)}`)),
+          Effect.zipRight(Effect.logWarning(`an upload expired after ${Duration.format(UPLOAD_IDLE)} without a chunk`))
+        )
+      )
+    const begin = (docId: NamespaceId, authorId: AuthorId, key: Uint8Array) =>
+      Effect.gen(function*() {
+        if (sessions.size >= MAX_UPLOADS) {
+          return yield* new DocsError({ message: `too many uploads in progress (at most ${MAX_UPLOADS})` })
+        }
+        const id = crypto.randomBytes(16).toString("hex")
+        const chunks = yield* Mailbox.make<Uint8Array, DocsError>({ capacity: UPLOAD_BUFFER })
+        const result = yield* Deferred.make<SetOutcome, ApiError>()
+        sessions.set(id, { chunks, result })
+        yield* FiberMap.run(
+          running,
+          id,
+          docs.setStream(docId, authorId, key, Mailbox.toStream(chunks)).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) => Deferred.done(result, exit)),
+            // A failed session refuses further chunks at once instead of leaving a sender waiting on a full mailbox.
+            Effect.ensuring(chunks.shutdown)
+          )
+        )
+        yield* touch(id)
+        return id
+      })
+    const chunk = (id: string, bytes: Uint8Array) =>
+      Effect.gen(function*() {
+        const upload = yield* lookup(id)
+        yield* touch(id)
+        if (yield* upload.chunks.offer(bytes)) return
+        // The session ended early: report why (its failure), else that it is gone.
+        yield* Effect.zipRight(Deferred.await(upload.result), Effect.fail(unknown(id)))
+      })
+    const commit = (id: string) =>
+      Effect.gen(function*() {
+        const upload = yield* lookup(id)
+        sessions.delete(id)
+        yield* FiberMap.remove(timers, id)
+        yield* upload.chunks.end
+        return yield* Deferred.await(upload.result)
+      })
+    const abort = (id: string) => Effect.zipRight(drop(id, `upload ${id} aborted`), FiberMap.remove(timers, id))
+    return { begin, chunk, commit, abort, size: Effect.sync(() => sessions.size) } as const
+  })
+
 /** The handlers of every request, each forwarding to `Docs`. */
 export const handlers = (rpcAddress: Option.Option<string>) =>
   ServedRpcs.toLayer(Effect.gen(function*() {
     const docs = yield* Docs.Docs
+    const uploads = yield* makeUploads(docs)
     return {
       Open: ({ docId }) => docs.open(docId),
       Close: ({ docId }) => docs.close(docId),
@@ -166,6 +228,10 @@ export const handlers = (rpcAddress: Option.Option<string>) =>
         progressStream((onProgress) => docs.importFile(docId, authorId, key, path, onProgress)),
       ExportFile: ({ hash, path }) => docs.exportFile(hash, path),
       ReadContent: ({ hash }) => docs.readContent(hash),
+      BeginUpload: ({ authorId, docId, key }) => uploads.begin(docId, authorId, key),
+      UploadChunk: ({ bytes, uploadId }) => uploads.chunk(uploadId, bytes),
+      CommitUpload: ({ uploadId }) => uploads.commit(uploadId),
+      AbortUpload: ({ uploadId }) => uploads.abort(uploadId),
       NodeStatus: () =>
         Effect.map(docs.nodeStatus, (info) => ({ ...info, rpcAddress })),
       Stats: () => docs.stats
@@ -257,155 +323,3 @@ export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerI
       return { url, token }
     })
   )
-
-// ---------------------------------------------------------------------------------------------------------------
-// Client
-
-const clientError = (error: ApiError | RpcClientError): ApiError => {
-  if (error._tag !== "RpcClientError") return error
-  const cause = error.cause
-  if (HttpClientError.isHttpClientError(cause)) {
-    if (cause._tag === "ResponseError" && cause.response.status === 401) {
-      return new DocsError({ message: "RPC: the node refused the access token (401 Unauthorized)" })
-    }
-    if (cause._tag === "ResponseError" && cause.reason === "StatusCode") {
-      return new DocsError({ message: `RPC: the node answered ${cause.response.status} to ${cause.methodAndUrl}` })
-    }
-    if (cause._tag === "RequestError" && cause.reason === "Transport") {
-      return new DocsError({ message: `RPC: cannot reach the node at ${cause.request.url}` })
-    }
-  }
-  return new DocsError({ message: `RPC: ${error.message}` })
-}
-
-const SUBSCRIBE_BUFFER = 64
-const notSubscribed = Exit.fail(new DocsError({ message: "RPC: the subscription ended before it started" }))
-
-/** `DocsService` over an RPC client. */
-export const makeClient = Effect.gen(function*() {
-  const client = yield* RpcClient.make(ServedRpcs)
-  const call = <A>(effect: Effect.Effect<A, ApiError | RpcClientError>): Effect.Effect<A, ApiError> =>
-    Effect.mapError(effect, clientError)
-  const stream = <A>(s: Stream.Stream<A, ApiError | RpcClientError>): Stream.Stream<A, ApiError> =>
-    Stream.mapError(s, clientError)
-  const service: Docs.DocsService = {
-    create: call(client.Create()),
-    open: (docId) => call(client.Open({ docId })),
-    close: (docId) => call(client.Close({ docId })),
-    status: (docId) => call(client.Status({ docId })),
-    list: stream(client.List()),
-    drop: (docId) => call(client.Drop({ docId })),
-    import: (capability) => call(client.Import({ capability })),
-    set: (docId, authorId, key, value) => call(client.Set({ docId, authorId, key, value })),
-    setHash: (docId, authorId, key, hash, size) => call(client.SetHash({ docId, authorId, key, hash, size: U64.make(size) })),
-    get: (docId, query) => stream(client.Get({ docId, query })),
-    getExact: (docId, key, authorId, includeEmpty) => call(client.GetExact({ docId, key, authorId, includeEmpty })),
-    del: (docId, authorId, prefix) => call(client.Del({ docId, authorId, prefix })),
-    startSync: (docId, peers) => call(client.StartSync({ docId, peers })),
-    leave: (docId) => call(client.Leave({ docId })),
-    share: (docId, mode, addrOptions) => call(client.Share({ docId, mode, addrOptions })),
-    // Returns once the node confirms the subscription (or fails with its setup error, e.g. ReplicaNotOpen, as the
-    // embedded API does). The response is read in the background for the caller's scope; events wait in a bounded
-    // buffer, and when it is full the node's sender waits (spec 06 §3: 64 items client-side in the reference).
-    subscribe: (docId) =>
-      Effect.gen(function*() {
-        const ready = yield* Deferred.make<void, ApiError>()
-        const mailbox = yield* Mailbox.make<LiveEvent, ApiError>({ capacity: SUBSCRIBE_BUFFER })
-        yield* stream(client.SubscribeAcked({ docId })).pipe(
-          Stream.runForEach((item) =>
-            item._tag === "Subscribed" ? Deferred.succeed(ready, undefined) : mailbox.offer(item)
-          ),
-          Effect.onExit((exit) =>
-            Effect.zipRight(
-              Deferred.done(ready, Exit.isSuccess(exit) ? notSubscribed : exit),
-              mailbox.done(exit)
-            )
-          ),
-          Effect.forkScoped
-        )
-        yield* Deferred.await(ready)
-        return Mailbox.toStream(mailbox)
-      }),
-    getDownloadPolicy: (docId) => call(client.GetDownloadPolicy({ docId })),
-    setDownloadPolicy: (docId, policy) => call(client.SetDownloadPolicy({ docId, policy })),
-    getSyncPeers: (docId) => call(client.GetSyncPeers({ docId })),
-    authorList: stream(client.AuthorList()),
-    authorCreate: call(client.AuthorCreate()),
-    authorGetDefault: call(client.AuthorGetDefault()),
-    authorSetDefault: (authorId) => call(client.AuthorSetDefault({ authorId })),
-    authorImport: (author) => call(client.AuthorImport({ author })),
-    authorExport: (authorId) => call(client.AuthorExport({ authorId })),
-    authorDelete: (authorId) => call(client.AuthorDelete({ authorId })),
-    importFile: (docId, authorId, key, path, onProgress) =>
-      client.ImportFile({ docId, authorId, key, path }).pipe(
-        Stream.mapError(clientError),
-        Stream.runFoldEffect(Option.none<Docs.ImportFileOutcome>(), (acc, item) =>
-          item._tag === "Progress"
-            ? Effect.as(onProgress === undefined ? Effect.void : onProgress(item.bytes), acc)
-            : Effect.succeed(Option.some({ hash: item.hash, size: item.size, key: item.key }))),
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(new DocsError({ message: "import ended without a result" })),
-          onSome: Effect.succeed
-        }))
-      ),
-    exportFile: (hash, path) => call(client.ExportFile({ hash, path })),
-    readContent: (hash) => call(client.ReadContent({ hash })),
-    nodeStatus: call(client.NodeStatus()),
-    stats: call(client.Stats())
-  }
-  return Docs.Docs.of(service)
-})
-
-export interface Connection {
-  readonly url: string
-  readonly token: Redacted.Redacted<string>
-}
-
-/**
- * The RPC transport to a node (HTTP, msgpack, the token as bearer), for `RpcClient.make(DocsRpcs)` when a program
- * wants the raw RPC client rather than `DocsService`.
- */
-export const layerProtocol = (options: Connection): Layer.Layer<RpcClient.Protocol> =>
-  Layer.scoped(
-    RpcClient.Protocol,
-    Effect.flatMap(HttpClient.HttpClient, (client) =>
-      RpcClient.makeProtocolHttp(client.pipe(
-        HttpClient.mapRequest(HttpClientRequest.prependUrl(options.url)),
-        HttpClient.mapRequest(HttpClientRequest.bearerToken(Redacted.value(options.token))),
-        // Without it, a refusal's body would be read as msgpack and the call would wait forever.
-        HttpClient.filterStatusOk
-      )))
-  ).pipe(Layer.provide([RpcSerialization.layerMsgPack, FetchHttpClient.layer]))
-
-/** `Docs` served by a remote node at `url`, authenticating with `token`. */
-export const layerClient = (options: Connection): Layer.Layer<Docs.Docs> =>
-  Layer.scoped(Docs.Docs, makeClient).pipe(Layer.provide(layerProtocol(options)))
-
-/** URL and token of the node running for `dataDir`; NodeUnreachable when none runs there. */
-export const readConnection = (dataDir: string): Effect.Effect<Connection, NodeUnreachable> =>
-  Effect.gen(function*() {
-    const notRunning = new NodeUnreachable({
-      reason: `no rangedocs node is running for ${dataDir}; start one with: rangedocs start --data-dir ${dataDir}`
-    })
-    const text = yield* Effect.tryPromise(() => fs.readFile(path.join(dataDir, RPC_FILE), "utf8")).pipe(
-      Effect.mapError(() => notRunning)
-    )
-    const info = yield* Schema.decodeUnknown(RpcFile)(text).pipe(Effect.mapError(() => notRunning))
-    // Signal 0 only checks the process exists; EPERM means it does, under another user.
-    const alive = yield* Effect.sync(() => {
-      try {
-        return process.kill(info.pid, 0)
-      } catch (cause) {
-        return isErrno(cause, "EPERM")
-      }
-    })
-    if (!alive) return yield* notRunning
-    const token = yield* Effect.tryPromise(() => fs.readFile(path.join(dataDir, TOKEN_FILE), "utf8")).pipe(
-      Effect.mapError(() => new NodeUnreachable({ reason: `cannot read the RPC token in ${dataDir}` }))
-    )
-    return { url: info.url, token: Redacted.make(token.trim()) }
-  })
-
-/** `Docs` of the node running for `dataDir` (reads its `rpc.json` and `rpc-token`). */
-export const layerClientFromDataDir = (dataDir: string): Layer.Layer<Docs.Docs, NodeUnreachable> =>
-  Layer.unwrapEffect(Effect.map(readConnection(dataDir), layerClient))

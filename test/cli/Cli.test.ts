@@ -16,12 +16,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { NamespaceSecret } from "../../src/schema/Keys.js"
-import * as DocsRpc from "../../src/services/DocsRpc.js"
 import { mayBeSecret, normalizeArgv } from "../../src/cli/Argv.js"
 import { bundleCli } from "../../src/cli/bundle.js"
 import { commandTree } from "../../src/cli/Cli.js"
 import { cleanText } from "../../src/cli/Help.js"
-import * as CliRpc from "../../src/cli/RpcClient.js"
 
 const ROOT = path.resolve(import.meta.dirname, "..", "..")
 /** Inside the repository so that the built files resolve node_modules. */
@@ -530,7 +528,7 @@ export async function resolve(specifier, context, next) {
     const heavy = (loaded: ReadonlyArray<string>) =>
       loaded.filter((u) => /\/node_modules\/(libp2p|better-sqlite3|@libp2p\/(tcp|gossipsub|identify))\//.test(u))
     const client = await traced(["doc", "list", ...A])
-    assert.isTrue(client.some((u) => u.includes("/src/cli/RpcClient.ts")), "the trace sees the client's modules")
+    assert.isTrue(client.some((u) => u.includes("/src/services/DocsRpcClient.ts")), "the trace sees the client's modules")
     assert.deepStrictEqual(heavy(client), [])
     // The trace does see them where they are loaded.
     const full = await traced(["start", "--help"])
@@ -611,12 +609,6 @@ describe("rangedocs CLI, without a node", () => {
     assert.isTrue(mayBeSecret(NamespaceSecret.generate().toSecretHex()))
     assert.isFalse(mayBeSecret("notes/monday"))
     assert.isFalse(mayBeSecret("/tmp/a/rather/long/path/to/some/file/that/exists.txt"))
-  })
-
-  it("the CLI's RPC client asks for what the node serves (src/cli/RpcClient.ts against services/DocsRpc.ts)", () => {
-    const shape = (group: { readonly requests: ReadonlyMap<string, { readonly payloadSchema: { readonly ast: object }; readonly successSchema: { readonly ast: object }; readonly errorSchema: { readonly ast: object } }> }) =>
-      [...group.requests].map(([tag, rpc]) => `${tag}: ${String(rpc.payloadSchema.ast)} -> ${String(rpc.successSchema.ast)} | ${String(rpc.errorSchema.ast)}`).sort()
-    assert.deepStrictEqual(shape(CliRpc.ServedRpcs), shape(DocsRpc.ServedRpcs))
   })
 
   it.effect("tests log quietly: the minimum log level comes from RANGEDOCS_LOG_LEVEL (default none)", () =>

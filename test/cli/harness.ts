@@ -20,6 +20,7 @@ export interface Result {
 
 export interface StartInfo {
   readonly nodeId: string
+  readonly peerId: string
   readonly addrs: ReadonlyArray<string>
   readonly rpc: string
 }
@@ -83,6 +84,20 @@ export const makeHarness = (name: string) => {
       child.stdin!.end("")
     })
 
+  /** Runs a command with `input` piped to its stdin (streamed, as a shell pipe does). */
+  const cliPiped = (args: ReadonlyArray<string>, input: NodeJS.ReadableStream): Promise<Result> =>
+    new Promise((resolve, reject) => {
+      const child = spawnCli(args)
+      const out: Array<Buffer> = []
+      let err = ""
+      child.stdout!.on("data", (c: Buffer) => out.push(c))
+      child.stderr!.setEncoding("utf8").on("data", (c: string) => (err += c))
+      child.stdin!.on("error", () => {})
+      child.on("error", reject)
+      child.on("close", (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }))
+      input.pipe(child.stdin!)
+    })
+
   const ok = async (args: ReadonlyArray<string>): Promise<string> => {
     const r = await cli(args)
     assert.strictEqual(r.code, 0, `rangedocs ${args.join(" ")} failed: ${r.stderr}`)
@@ -130,7 +145,7 @@ export const makeHarness = (name: string) => {
     for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
   }
 
-  return { bundle, tempDir, cli, ok, stop, startNode, cleanup }
+  return { bundle, tempDir, cli, cliPiped, ok, stop, startNode, cleanup }
 }
 
 /** Retries `f` until it returns a value (every 100 ms, up to `ms`). */

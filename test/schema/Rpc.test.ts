@@ -16,7 +16,16 @@ import * as LiveEvent from "../../src/schema/LiveEvent.js"
 import * as NetworkErrors from "../../src/schema/NetworkErrors.js"
 import { NodeAddr, NodeId } from "../../src/schema/NodeAddr.js"
 import { Query } from "../../src/schema/Query.js"
-import { AuthorFromRpc, DocListItem, DocsRpcs, NodeInfo } from "../../src/schema/Rpc.js"
+import {
+  AuthorFromRpc,
+  DocListItem,
+  DocsRpcs,
+  NodeInfo,
+  SetOutcome,
+  UPLOAD_CHUNK_MAX,
+  UploadChunkBytes,
+  UploadId
+} from "../../src/schema/Rpc.js"
 import * as SyncErrors from "../../src/schema/SyncErrors.js"
 import { DocTicket } from "../../src/schema/Ticket.js"
 import { entryAt, tombstoneAt } from "../utils/entries.js"
@@ -61,6 +70,7 @@ const authorId = author.id
 const nodeId = NodeId.make(Author.fromSeed(seed(3)).id)
 const MAX_U64 = U64.make((1n << 64n) - 1n)
 const entry = entryAt(ns, author, "a/b", MAX_U64)
+const uploadId = "0123456789abcdef0123456789abcdef"
 const tombstone = tombstoneAt(ns, author, "a", 1_700_000_000_000_000n)
 const node = new NodeAddr({ nodeId, addrs: ["/ip4/127.0.0.1/tcp/4001", "/ip6/::1/tcp/4001"] })
 const hash = Hash.make(seed(4))
@@ -152,6 +162,10 @@ const samples: Record<string, Sample> = {
   },
   ExportFile: { payloads: [{ hash, path: "/tmp/out/x.bin" }], successes: [undefined] },
   ReadContent: { payloads: [{ hash }], successes: [utf8("value"), new Uint8Array()] },
+  BeginUpload: { payloads: [{ docId, authorId, key: utf8("big") }], successes: [uploadId] },
+  UploadChunk: { payloads: [{ uploadId, bytes: new Uint8Array(UPLOAD_CHUNK_MAX) }], successes: [undefined] },
+  CommitUpload: { payloads: [{ uploadId }], successes: [new SetOutcome({ entry, removed: 3 })] },
+  AbortUpload: { payloads: [{ uploadId }], successes: [undefined] },
   NodeStatus: {
     payloads: [undefined],
     successes: [
@@ -224,10 +238,17 @@ const schemasOf = (tag: string) => {
 }
 
 describe("DocsRpcs", () => {
-  it("has the 26 requests of spec 06 §3 plus the node's five; List, Get, Subscribe, AuthorList, ImportFile stream", () => {
+  it("an upload chunk is bounded (UPLOAD_CHUNK_MAX bytes)", () => {
+    const decode = Schema.decodeUnknownEither(Schema.Struct({ uploadId: UploadId, bytes: UploadChunkBytes }))
+    assert.isTrue(Either.isRight(decode({ uploadId, bytes: new Uint8Array(UPLOAD_CHUNK_MAX) })))
+    assert.isTrue(Either.isLeft(decode({ uploadId, bytes: new Uint8Array(UPLOAD_CHUNK_MAX + 1) })))
+    assert.isTrue(Either.isLeft(decode({ uploadId: "../x", bytes: new Uint8Array(1) })))
+  })
+
+  it("has the 26 requests of spec 06 §3 plus the node's nine; List, Get, Subscribe, AuthorList, ImportFile stream", () => {
     const tags = [...DocsRpcs.requests.keys()]
     assert.deepStrictEqual(tags, Object.keys(samples))
-    assert.strictEqual(tags.length, 31)
+    assert.strictEqual(tags.length, 35)
     assert.deepStrictEqual(tags.slice(0, 26), [
       "Open", "Close", "Status", "List", "Create", "Drop", "Import", "Set", "SetHash", "Get", "GetExact", "Del",
       "StartSync", "Leave", "Share", "Subscribe", "GetDownloadPolicy", "SetDownloadPolicy", "GetSyncPeers",
@@ -361,6 +382,10 @@ const stubHandlers = DocsRpcs.toLayer({
   ImportFile: ({ key }) =>
     Stream.make({ _tag: "Progress", bytes: 3 } as const, { _tag: "Done", hash, size: 3, key } as const),
   ExportFile: () => Effect.fail(new BlobErrors.BlobNotFound({ hash })),
+  BeginUpload: () => Effect.succeed(uploadId),
+  UploadChunk: () => Effect.void,
+  CommitUpload: () => Effect.succeed(new SetOutcome({ entry, removed: 0 })),
+  AbortUpload: () => Effect.void,
   ReadContent: () => Effect.succeed(utf8("value")),
   NodeStatus: () => Effect.succeed(new NodeInfo({ nodeId, addrs: node.addrs, rpcAddress: Option.none() })),
   Stats: () => Effect.succeed({ "sync.sessions": 1 })

@@ -3,7 +3,23 @@ import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { RpcClient, RpcSerialization } from "@effect/rpc"
-import { Chunk, Context, Effect, Either, Exit, Fiber, Layer, Option, Redacted, Scope, Stream } from "effect"
+import {
+  Chunk,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Redacted,
+  Ref,
+  Scope,
+  Stream,
+  TestClock
+} from "effect"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -16,9 +32,10 @@ import { OpenState } from "../../src/schema/Events.js"
 import { Author, Hash, NamespaceSecret } from "../../src/schema/Keys.js"
 import * as LiveEvent from "../../src/schema/LiveEvent.js"
 import { Query } from "../../src/schema/Query.js"
-import { DocsRpcs } from "../../src/schema/Rpc.js"
+import { DocsRpcs, SetOutcome } from "../../src/schema/Rpc.js"
 import * as Docs from "../../src/services/Docs.js"
 import * as DocsRpc from "../../src/services/DocsRpc.js"
+import { entryAt } from "../utils/entries.js"
 import { eventually, record, startMemoryNode, startPersistentNode, type TestNode } from "../utils/nodes.js"
 
 const str = (b: Uint8Array) => new TextDecoder().decode(b)
@@ -576,5 +593,68 @@ describe("Doc handle, embedded and over RPC", () => {
       assert.include(unreachable.message, "cannot reach the node")
       assertError(yield* failure(doc.status), "DocClosed", "document is closed")
       assertError(yield* failure(doc.setBytes(yield* node.docs.authorGetDefault, utf8("k"), utf8("v"))), "DocClosed")
+    }))
+})
+
+describe("DocsRpc upload sessions (issue 16, finding 3)", () => {
+  const ns = NamespaceSecret.generate()
+  const author = Author.generate()
+  const stored = entryAt(ns, author, "big", 1n)
+
+  /** Upload sessions over a `setStream` that counts the bytes it is fed and records how its stream ended. */
+  const sessions = Effect.gen(function*() {
+    const fed = yield* Ref.make(0)
+    const ended = yield* Deferred.make<string>()
+    const uploads = yield* DocsRpc.makeUploads({
+      setStream: (_docId, _authorId, _key, data) =>
+        Stream.runForEach(data, (c) => Ref.update(fed, (n) => n + c.length)).pipe(
+          Effect.tapBoth({
+            onFailure: (e) => Deferred.succeed(ended, `failed: ${String(e)}`),
+            onSuccess: () => Deferred.succeed(ended, "ended")
+          }),
+          Effect.zipRight(Effect.map(Ref.get(fed), (removed) => new SetOutcome({ entry: stored, removed })))
+        )
+    })
+    return { uploads, fed, ended }
+  })
+
+  it.scoped("chunks reach the stream in order; commit returns the write's outcome", () =>
+    Effect.gen(function*() {
+      const { ended, fed, uploads } = yield* sessions
+      const id = yield* uploads.begin(ns.id, author.id, utf8("big"))
+      for (let i = 0; i < 10; i++) yield* uploads.chunk(id, new Uint8Array(1000))
+      const outcome = yield* uploads.commit(id)
+      assert.strictEqual(outcome.removed, 10_000)
+      assert.strictEqual(yield* Ref.get(fed), 10_000)
+      assert.strictEqual(yield* Deferred.await(ended), "ended")
+      assert.strictEqual(yield* uploads.size, 0)
+      assertError(yield* failure(uploads.chunk(id, new Uint8Array(1))), "DocsError")
+    }))
+
+  it.scoped("an upload idle for UPLOAD_IDLE expires: its stream fails (the partial blob is discarded), it is forgotten", () =>
+    Effect.gen(function*() {
+      const { ended, uploads } = yield* sessions
+      const id = yield* uploads.begin(ns.id, author.id, utf8("big"))
+      yield* uploads.chunk(id, new Uint8Array(10))
+      yield* TestClock.adjust(Duration.subtract(DocsRpc.UPLOAD_IDLE, Duration.seconds(1)))
+      // A chunk restarts the idle timer.
+      yield* uploads.chunk(id, new Uint8Array(10))
+      yield* TestClock.adjust(Duration.subtract(DocsRpc.UPLOAD_IDLE, Duration.seconds(1)))
+      assert.strictEqual(yield* uploads.size, 1)
+      yield* TestClock.adjust(Duration.seconds(2))
+      assert.include(yield* Deferred.await(ended), "expired")
+      assert.strictEqual(yield* uploads.size, 0)
+      assert.include((yield* failure(uploads.commit(id))).message, "no upload")
+    }))
+
+  it.scoped("at most MAX_UPLOADS at once; abort frees one", () =>
+    Effect.gen(function*() {
+      const { ended, uploads } = yield* sessions
+      const ids: Array<string> = []
+      for (let i = 0; i < DocsRpc.MAX_UPLOADS; i++) ids.push(yield* uploads.begin(ns.id, author.id, utf8(`k${i}`)))
+      assert.include((yield* failure(uploads.begin(ns.id, author.id, utf8("one more")))).message, "too many uploads")
+      yield* uploads.abort(ids[0]!)
+      assert.include(yield* Deferred.await(ended), "aborted")
+      yield* uploads.begin(ns.id, author.id, utf8("one more"))
     }))
 })

@@ -1,10 +1,11 @@
 /**
- * The CLI's client of a running node: `DocsService` over @effect/rpc, loaded only by client commands (`withClient`
- * imports it on demand). It reaches no node layer: `services/DocsRpc.ts` imports `services/Docs.ts`, whose embedded
- * implementation pulls libp2p, SQLite and the live engine into every process that imports it, which cost a client
- * command about half a second before it sent its first byte. Until the client half of `DocsRpc.ts` moves into a
- * module of its own under `services/` (then this file goes), this is the same client: the same group, transport,
- * token and error mapping; `test/cli/Cli.test.ts` checks that the groups agree.
+ * The client half of the Docs RPC API (spec 06 §3): `DocsService` implemented on top of an `RpcClient`, so `Doc`
+ * handles and programs work unchanged against a remote node. It imports only `DocsApi` and the schemas, never the
+ * node (libp2p, SQLite), so the CLI's client commands load quickly; `DocsRpc.ts` (the server) re-exports it.
+ *
+ * Transport: streaming HTTP with msgpack. Every request carries the node's access token
+ * (`authorization: Bearer <token>`) from `<dataDir>/rpc-token`; the server's URL is in `<dataDir>/rpc.json` while it
+ * runs, so a client on the same machine needs only the data directory.
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
@@ -17,6 +18,8 @@ import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Context from "effect/Context"
+import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -25,33 +28,53 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { type ApiError, ApiError as ApiErrorSchema, DocsError } from "../schema/DocsErrors.js"
+import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { U64 } from "../schema/Entry.js"
 import { NamespaceId } from "../schema/Keys.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
-import { DocsRpcs } from "../schema/Rpc.js"
-import type { DocsService, ImportFileOutcome } from "../services/Docs.js"
-import { CliError } from "./Common.js"
+import { DocsRpcs, UPLOAD_CHUNK_MAX } from "../schema/Rpc.js"
+import { Docs, type DocsService, type ImportFileOutcome } from "./DocsApi.js"
 
-const RPC_FILE = "rpc.json"
-const TOKEN_FILE = "rpc-token"
+export const RPC_PATH = "/rpc"
+export const RPC_FILE = "rpc.json"
+export const TOKEN_FILE = "rpc-token"
 
-/** As `DocsRpc.Subscribed`: the first item of `SubscribeAcked`. */
+/** A client could not reach a node: none runs for the data directory, or it refused our token. */
+export class NodeUnreachable extends Schema.TaggedError<NodeUnreachable>()("NodeUnreachable", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return this.reason
+  }
+}
+
+export const isErrno = (cause: unknown, code: string) =>
+  cause instanceof Error && "code" in cause && cause.code === code
+
+// ---------------------------------------------------------------------------------------------------------------
+// The served group
+
+/** The first item of `SubscribeAcked`: the node has subscribed, so no later event is missed. */
 export class Subscribed extends Schema.TaggedClass<Subscribed>()("Subscribed", {}) {}
 
-/** As `DocsRpc.ServedRpcs`: what the node serves. */
+/**
+ * What the node serves: `DocsRpcs` plus `SubscribeAcked`, a `Subscribe` whose first item confirms the subscription.
+ * Over HTTP nothing else tells a client when the server has subscribed, and `DocsService.subscribe` promises that no
+ * event after it returns is missed (importAndSubscribe relies on it). Clients built on `DocsRpcs` alone still work.
+ */
 export class ServedRpcs extends DocsRpcs.add(
   Rpc.make("SubscribeAcked", {
     payload: { docId: NamespaceId },
     success: Schema.Union(Subscribed, LiveEvent),
-    error: ApiErrorSchema,
+    error: ApiError,
     stream: true
   })
 ) {}
 
 const RpcFile = Schema.parseJson(Schema.Struct({ url: Schema.String, pid: Schema.Number }))
 
-const isErrno = (cause: unknown, code: string) => cause instanceof Error && "code" in cause && cause.code === code
+// ---------------------------------------------------------------------------------------------------------------
+// Client
 
 const clientError = (error: ApiError | RpcClientError): ApiError => {
   if (error._tag !== "RpcClientError") return error
@@ -70,10 +93,38 @@ const clientError = (error: ApiError | RpcClientError): ApiError => {
   return new DocsError({ message: `RPC: ${error.message}` })
 }
 
+/** `data` regrouped into chunks of exactly `size` bytes (the last one shorter): few, full RPC calls. */
+export const rechunk = <E>(data: Stream.Stream<Uint8Array, E>, size: number): Stream.Stream<Uint8Array, E> =>
+  Stream.suspend(() => {
+    let buffer = new Uint8Array(size)
+    let filled = 0
+    const take = (piece: Uint8Array): Array<Uint8Array> => {
+      const full: Array<Uint8Array> = []
+      let offset = 0
+      while (offset < piece.length) {
+        const n = Math.min(size - filled, piece.length - offset)
+        buffer.set(piece.subarray(offset, offset + n), filled)
+        filled += n
+        offset += n
+        if (filled === size) {
+          full.push(buffer)
+          buffer = new Uint8Array(size)
+          filled = 0
+        }
+      }
+      return full
+    }
+    return Stream.concat(
+      Stream.mapConcat(data, take),
+      Stream.suspend(() => filled > 0 ? Stream.make(buffer.subarray(0, filled)) : Stream.empty)
+    )
+  })
+
 const SUBSCRIBE_BUFFER = 64
 const notSubscribed = Exit.fail(new DocsError({ message: "RPC: the subscription ended before it started" }))
 
-const makeService = Effect.gen(function*() {
+/** `DocsService` over an RPC client. */
+export const makeClient = Effect.gen(function*() {
   const client = yield* RpcClient.make(ServedRpcs)
   const call = <A>(effect: Effect.Effect<A, ApiError | RpcClientError>): Effect.Effect<A, ApiError> =>
     Effect.mapError(effect, clientError)
@@ -88,6 +139,15 @@ const makeService = Effect.gen(function*() {
     drop: (docId) => call(client.Drop({ docId })),
     import: (capability) => call(client.Import({ capability })),
     set: (docId, authorId, key, value) => call(client.Set({ docId, authorId, key, value })),
+    setStream: (docId, authorId, key, data) =>
+      Effect.gen(function*() {
+        const uploadId = yield* call(client.BeginUpload({ docId, authorId, key }))
+        yield* rechunk(data, UPLOAD_CHUNK_MAX).pipe(
+          Stream.runForEach((bytes) => call(client.UploadChunk({ uploadId, bytes }))),
+          Effect.onError(() => Effect.ignore(client.AbortUpload({ uploadId })))
+        )
+        return yield* call(client.CommitUpload({ uploadId }))
+      }),
     setHash: (docId, authorId, key, hash, size) => call(client.SetHash({ docId, authorId, key, hash, size: U64.make(size) })),
     get: (docId, query) => stream(client.Get({ docId, query })),
     getExact: (docId, key, authorId, includeEmpty) => call(client.GetExact({ docId, key, authorId, includeEmpty })),
@@ -95,6 +155,9 @@ const makeService = Effect.gen(function*() {
     startSync: (docId, peers) => call(client.StartSync({ docId, peers })),
     leave: (docId) => call(client.Leave({ docId })),
     share: (docId, mode, addrOptions) => call(client.Share({ docId, mode, addrOptions })),
+    // Returns once the node confirms the subscription (or fails with its setup error, e.g. ReplicaNotOpen, as the
+    // embedded API does). The response is read in the background for the caller's scope; events wait in a bounded
+    // buffer, and when it is full the node's sender waits (spec 06 §3: 64 items client-side in the reference).
     subscribe: (docId) =>
       Effect.gen(function*() {
         const ready = yield* Deferred.make<void, ApiError>()
@@ -141,19 +204,39 @@ const makeService = Effect.gen(function*() {
     nodeStatus: call(client.NodeStatus()),
     stats: call(client.Stats())
   }
-  return service
+  return Docs.of(service)
 })
 
-interface Connection {
+export interface Connection {
   readonly url: string
   readonly token: Redacted.Redacted<string>
 }
 
-/** URL and token of the node running for `dataDir`; a CliError when none runs there. */
-const readConnection = (dataDir: string): Effect.Effect<Connection, CliError> =>
+/**
+ * The RPC transport to a node (HTTP, msgpack, the token as bearer), for `RpcClient.make(DocsRpcs)` when a program
+ * wants the raw RPC client rather than `DocsService`.
+ */
+export const layerProtocol = (options: Connection): Layer.Layer<RpcClient.Protocol> =>
+  Layer.scoped(
+    RpcClient.Protocol,
+    Effect.flatMap(HttpClient.HttpClient, (client) =>
+      RpcClient.makeProtocolHttp(client.pipe(
+        HttpClient.mapRequest(HttpClientRequest.prependUrl(options.url)),
+        HttpClient.mapRequest(HttpClientRequest.bearerToken(Redacted.value(options.token))),
+        // Without it, a refusal's body would be read as msgpack and the call would wait forever.
+        HttpClient.filterStatusOk
+      )))
+  ).pipe(Layer.provide([RpcSerialization.layerMsgPack, FetchHttpClient.layer]))
+
+/** `Docs` served by a remote node at `url`, authenticating with `token`. */
+export const layerClient = (options: Connection): Layer.Layer<Docs> =>
+  Layer.scoped(Docs, makeClient).pipe(Layer.provide(layerProtocol(options)))
+
+/** URL and token of the node running for `dataDir`; NodeUnreachable when none runs there. */
+export const readConnection = (dataDir: string): Effect.Effect<Connection, NodeUnreachable> =>
   Effect.gen(function*() {
-    const notRunning = new CliError({
-      message: `no rangedocs node is running for ${dataDir}; start one with: rangedocs start --data-dir ${dataDir}`
+    const notRunning = new NodeUnreachable({
+      reason: `no rangedocs node is running for ${dataDir}; start one with: rangedocs start --data-dir ${dataDir}`
     })
     const text = yield* Effect.tryPromise(() => fs.readFile(path.join(dataDir, RPC_FILE), "utf8")).pipe(
       Effect.mapError(() => notRunning)
@@ -169,21 +252,16 @@ const readConnection = (dataDir: string): Effect.Effect<Connection, CliError> =>
     })
     if (!alive) return yield* notRunning
     const token = yield* Effect.tryPromise(() => fs.readFile(path.join(dataDir, TOKEN_FILE), "utf8")).pipe(
-      Effect.mapError(() => new CliError({ message: `cannot read the RPC token in ${dataDir}` }))
+      Effect.mapError(() => new NodeUnreachable({ reason: `cannot read the RPC token in ${dataDir}` }))
     )
     return { url: info.url, token: Redacted.make(token.trim()) }
   })
 
-/** The `DocsService` of the node running for `dataDir`, for the scope (HTTP, msgpack, the token as bearer). */
-export const connect = (dataDir: string): Effect.Effect<DocsService, CliError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const { token, url } = yield* readConnection(dataDir)
-    const http = (yield* HttpClient.HttpClient).pipe(
-      HttpClient.mapRequest(HttpClientRequest.prependUrl(url)),
-      HttpClient.mapRequest(HttpClientRequest.bearerToken(Redacted.value(token))),
-      // Without it, a refusal's body would be read as msgpack and the call would wait forever.
-      HttpClient.filterStatusOk
-    )
-    const protocol = yield* RpcClient.makeProtocolHttp(http)
-    return yield* Effect.provideService(makeService, RpcClient.Protocol, protocol)
-  }).pipe(Effect.provide([RpcSerialization.layerMsgPack, FetchHttpClient.layer]))
+/** `Docs` of the node running for `dataDir` (reads its `rpc.json` and `rpc-token`). */
+export const layerClientFromDataDir = (dataDir: string): Layer.Layer<Docs, NodeUnreachable> =>
+  Layer.unwrapEffect(Effect.map(readConnection(dataDir), layerClient))
+
+/** The `DocsService` of the node running for `dataDir`, for the scope (what the CLI's client commands use). */
+export const connect = (dataDir: string): Effect.Effect<DocsService, NodeUnreachable, Scope.Scope> =>
+  Effect.flatMap(readConnection(dataDir), (connection) =>
+    Effect.map(Layer.build(layerClient(connection)), (context) => Context.get(context, Docs)))
