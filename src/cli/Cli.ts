@@ -9,6 +9,7 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as Descriptor from "@effect/cli/CommandDescriptor"
+import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -22,6 +23,7 @@ import { toHex } from "../internal/bytes.js"
 import { peerIdFromNodeId } from "../schema/NodeAddr.js"
 import { authorCommand, authorSubcommands } from "./Author.js"
 import { isLogLevelName, LOG_LEVELS, type LogLevelName, normalizeArgv, redactArgs, type Tree } from "./Argv.js"
+import * as Metrics from "../internal/metrics.js"
 import { CliError, common, emit, errLine, oneLine, withClient } from "./Common.js"
 import { docCommand, docSubcommands, policySubcommands } from "./Doc.js"
 import { useColor, withCleanConsole } from "./Help.js"
@@ -29,14 +31,20 @@ import { useColor, withCleanConsole } from "./Help.js"
 export const VERSION = "0.1.0"
 const NAME = "rangedocs"
 
-const stats = Command.make("stats", common, (options) =>
+const all = Options.boolean("all").pipe(
+  Options.withDescription("also the engine's internal counters and those still at zero")
+)
+
+const stats = Command.make("stats", { ...common, all }, (options) =>
   withClient(options, (api) =>
     Effect.gen(function*() {
       const counters = yield* api.stats
-      const names = Object.keys(counters).sort()
-      const width = Math.max(0, ...names.map((n) => n.length))
-      yield* emit(options, counters, () => names.map((n) => `${n.padEnd(width)}  ${counters[n]}`))
-    }))).pipe(Command.withDescription("the node's counters (sync sessions, entries and bytes in and out, …)"))
+      const uptime = ((yield* api.nodeStatus).uptimeMs ?? 0) / 1000
+      // --json: every counter by name, as the node reports them (the same figures /metrics serves).
+      yield* emit(options, counters, () => Metrics.reportText(Metrics.report(counters, uptime, options.all), uptime))
+    }))).pipe(
+    Command.withDescription("the node's figures, grouped, with units and average rates (--all: internals too)")
+  )
 
 const nodeInfo = Command.make("info", common, (options) =>
   withClient(options, (api) =>

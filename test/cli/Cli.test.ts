@@ -350,6 +350,13 @@ describe("rangedocs CLI", () => {
     assert.deepInclude(peers, { nodeId: nodeA.info.nodeId })
     const stats = JSON.parse(statsOut) as Record<string, number>
     assert.isAbove(stats["sync_entries_received"] ?? 0, 0)
+    // For people: grouped, with units and rates; the engine's internals only with --all.
+    const [readable, everything] = await Promise.all([ok(["stats", ...B]), ok(["stats", "--all", ...B])])
+    assert.match(readable, /^uptime \d/)
+    assert.match(readable, /^sync$/m)
+    assert.match(readable, /entries received in sync sessions +\d+( {2}\(.*\/s\))?$/m)
+    assert.notInclude(readable, "loop iterations")
+    assert.include(everything, "live engine loop iterations")
   }, 60_000)
 
   it("malformed id, ticket, author, filter and argument: one-line error, non-zero exit", async () => {
