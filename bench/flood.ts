@@ -33,6 +33,9 @@ const cli = (args: ReadonlyArray<string>) =>
 
 const json = <A>(stdout: string): A => JSON.parse(stdout.trim().split("\n").pop() ?? "null") as A
 
+/** A reading that failed (NaN: the status file could not be read) does not erase the peak seen so far. */
+const maxFinite = (a: number, b: number) => (Number.isFinite(b) ? Math.max(a, b) : a)
+
 /** Peak and current resident set of `pid` in MB (VmHWM, VmRSS). */
 const rssOf = (pid: number) => {
   try {
@@ -82,7 +85,7 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
 
     let peakRss = 0
     yield* Effect.forkScoped(Effect.forever(Effect.sync(() => {
-      peakRss = Math.max(peakRss, rssOf(node.pid!).peak)
+      peakRss = maxFinite(peakRss, rssOf(node.pid!).peak)
     }).pipe(Effect.zipRight(Effect.sleep("200 millis")))))
 
     const flooder = yield* Effect.acquireRelease(
@@ -151,7 +154,7 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
     // The flooding peer leaves; the node must settle, then stop on SIGTERM.
     flooder.kill("SIGTERM")
     yield* Effect.sleep("5 seconds")
-    peakRss = Math.max(peakRss, rssOf(node.pid!).peak)
+    peakRss = maxFinite(peakRss, rssOf(node.pid!).peak)
     const t0 = performance.now()
     node.kill("SIGTERM")
     yield* exited(node).pipe(Effect.timeout("30 seconds"), Effect.ignore)
