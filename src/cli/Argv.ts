@@ -5,6 +5,8 @@
  * `--log-level` is taken out wherever it stands (the CLI applies it itself, to every command and the node it runs).
  */
 
+import * as LogLevel from "effect/LogLevel"
+
 /** The command names, nested: a leaf command maps to an empty tree. */
 export type Tree = ReadonlyMap<string, Tree>
 
@@ -12,6 +14,18 @@ export const LOG_LEVELS = ["all", "trace", "debug", "info", "warning", "error", 
 export type LogLevelName = (typeof LOG_LEVELS)[number]
 
 export const isLogLevelName = (s: string): s is LogLevelName => (LOG_LEVELS as ReadonlyArray<string>).includes(s)
+
+/** Effect's log level of a `--log-level` / `$RANGEDOCS_LOG_LEVEL` name (the node program and the tests share it). */
+export const LOG_LEVEL_OF: Readonly<Record<LogLevelName, LogLevel.LogLevel>> = {
+  all: LogLevel.All,
+  trace: LogLevel.Trace,
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warning: LogLevel.Warning,
+  error: LogLevel.Error,
+  fatal: LogLevel.Fatal,
+  none: LogLevel.None
+}
 
 /** Global options and whether they take a value. */
 const GLOBAL: ReadonlyMap<string, boolean> = new Map([["--data-dir", true], ["--json", false]])

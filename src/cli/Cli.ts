@@ -22,7 +22,7 @@ import * as Stream from "effect/Stream"
 import { toHex } from "../internal/bytes.js"
 import { peerIdFromNodeId } from "../schema/NodeAddr.js"
 import { authorCommand, authorSubcommands } from "./Author.js"
-import { isLogLevelName, LOG_LEVELS, type LogLevelName, normalizeArgv, redactArgs, type Tree } from "./Argv.js"
+import { isLogLevelName, LOG_LEVEL_OF, LOG_LEVELS, normalizeArgv, redactArgs, type Tree } from "./Argv.js"
 import * as Metrics from "../internal/metrics.js"
 import { CliError, common, emit, errLine, oneLine, withClient } from "./Common.js"
 import { docCommand, docSubcommands, policySubcommands } from "./Doc.js"
@@ -132,16 +132,6 @@ export const commandTree: Tree = new Map<string, Tree>([
 export const exitCode = (exit: Exit.Exit<unknown, unknown>): number =>
   Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause) ? 0 : 1
 
-const LEVELS: Record<LogLevelName, LogLevel.LogLevel> = {
-  all: LogLevel.All,
-  trace: LogLevel.Trace,
-  debug: LogLevel.Debug,
-  info: LogLevel.Info,
-  warning: LogLevel.Warning,
-  error: LogLevel.Error,
-  fatal: LogLevel.Fatal,
-  none: LogLevel.None
-}
 
 /** `--log-level`, else `$RANGEDOCS_LOG_LEVEL`, else info. */
 const logLevel = (given: string | undefined): Effect.Effect<LogLevel.LogLevel, string> => {
@@ -153,7 +143,7 @@ const logLevel = (given: string | undefined): Effect.Effect<LogLevel.LogLevel, s
     : ["info", ""]
   const lower = name.toLowerCase()
   return isLogLevelName(lower)
-    ? Effect.succeed(LEVELS[lower])
+    ? Effect.succeed(LOG_LEVEL_OF[lower])
     : Effect.fail(`invalid ${source}: expected one of ${LOG_LEVELS.join(", ")}`)
 }
 

@@ -9,22 +9,12 @@
  * through the environment, which the node program honours.
  */
 import * as FiberRef from "effect/FiberRef"
-import * as LogLevel from "effect/LogLevel"
+import { isLogLevelName, LOG_LEVEL_OF, LOG_LEVELS } from "../../src/cli/Argv.js"
 
-const LEVELS: Record<string, LogLevel.LogLevel> = {
-  all: LogLevel.All,
-  trace: LogLevel.Trace,
-  debug: LogLevel.Debug,
-  info: LogLevel.Info,
-  warning: LogLevel.Warning,
-  error: LogLevel.Error,
-  fatal: LogLevel.Fatal,
-  none: LogLevel.None
-}
 
 const name = (process.env["RANGEDOCS_LOG_LEVEL"] ?? "").toLowerCase() || "none"
-const level = LEVELS[name]
-if (level === undefined) throw new Error(`RANGEDOCS_LOG_LEVEL: expected one of ${Object.keys(LEVELS).join(", ")}`)
+if (!isLogLevelName(name)) throw new Error(`RANGEDOCS_LOG_LEVEL: expected one of ${LOG_LEVELS.join(", ")}`)
+const level = LOG_LEVEL_OF[name]
 
 process.env["RANGEDOCS_LOG_LEVEL"] = name
 Object.defineProperty(FiberRef.currentMinimumLogLevel, "initial", { value: level, configurable: true, writable: true })
