@@ -143,6 +143,14 @@ export interface GossipService {
    */
   readonly intake: (namespace: NamespaceId) => Effect.Effect<GossipIntake, never, Scope.Scope>
   /**
+   * `eventsPull` of the topic's NeighborUp/NeighborDown only (never `Received`), for membership: a subscriber that
+   * does not want the messages is not handed each one, and a flood of messages cannot crowd neighbour changes out of
+   * its queue.
+   */
+  readonly neighborEvents: (
+    namespace: NamespaceId
+  ) => Effect.Effect<Effect.Effect<ReadonlyArray<GossipEvent>>, never, Scope.Scope>
+  /**
    * Publishes `op` to the topic's swarm. Skipped when not joined or above `maxMessageSize` (a Put with inline content
    * above it is published without its content); no peers is fine.
    */
@@ -181,6 +189,8 @@ interface TopicState {
 
 interface Subscriber {
   readonly mailbox: Mailbox.Mailbox<GossipEvent>
+  /** Takes NeighborUp/NeighborDown only. */
+  readonly neighborsOnly: boolean
   /** Events dropped since the subscriber last asked, and the nodes they came from (hex → id, bounded). */
   dropped: number
   readonly droppedFrom: Map<string, NodeId>
@@ -271,6 +281,7 @@ export const make = (
 
     const emit = (state: TopicState, event: GossipEvent) => {
       for (const subscriber of state.subscribers) {
+        if (subscriber.neighborsOnly && event._tag === "Received") continue
         if (!subscriber.mailbox.unsafeOffer(event)) {
           bump("dropped")
           noteDrop(subscriber, event)
@@ -406,9 +417,9 @@ export const make = (
       yield* Effect.forEach(bootstrap, (peer) => FiberSet.run(dials, dialBootstrap(peer)), { discard: true })
     }, annotate)
 
-    const subscribeMailbox = Effect.fnUntraced(function*(namespace: NamespaceId) {
+    const subscribeMailbox = Effect.fnUntraced(function*(namespace: NamespaceId, neighborsOnly = false) {
       const mailbox = yield* Mailbox.make<GossipEvent>({ capacity: subscriberCapacity, strategy: "dropping" })
-      const subscriber: Subscriber = { mailbox, dropped: 0, droppedFrom: new Map() }
+      const subscriber: Subscriber = { mailbox, neighborsOnly, dropped: 0, droppedFrom: new Map() }
       yield* Effect.acquireRelease(
         Effect.sync(() => {
           const state = stateOf(namespace)
@@ -441,6 +452,10 @@ export const make = (
 
     const eventsPull = Effect.fn("Gossip.eventsPull")(function*(namespace: NamespaceId) {
       return pullOf(yield* subscribeMailbox(namespace))
+    })
+
+    const neighborEvents = Effect.fn("Gossip.neighborEvents")(function*(namespace: NamespaceId) {
+      return pullOf(yield* subscribeMailbox(namespace, true))
     })
 
     const intake = Effect.fn("Gossip.intake")(function*(namespace: NamespaceId) {
@@ -501,7 +516,7 @@ export const make = (
 
     const stats = Effect.sync((): GossipStats => ({ ...counts }))
 
-    return Gossip.of({ maxMessageSize, join, events, eventsPull, intake, broadcast, leave, neighbors, stats })
+    return Gossip.of({ maxMessageSize, join, events, eventsPull, intake, neighborEvents, broadcast, leave, neighbors, stats })
   })
 
 /** Gossip on the node's gossipsub router; stops (listeners removed, topics left, streams ended) with its scope. */

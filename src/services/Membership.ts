@@ -414,7 +414,7 @@ export const make = (
 
     /**
      * The view's neighbours brought in line with gossip's: the event subscription drops events when it falls behind
-     * (it also carries every gossip message), so a missed NeighborUp/Down is made up here.
+     * (a full queue drops events), so a missed NeighborUp/Down is made up here.
      */
     const reconcile = (doc: Doc) =>
       Effect.gen(function*() {
@@ -447,7 +447,7 @@ export const make = (
             Scope.close(doc.scope, Exit.void)
           )
         )
-        const pull = yield* gossip.eventsPull(doc.namespace)
+        const pull = yield* gossip.neighborEvents(doc.namespace)
         yield* Effect.forkScoped(shuffles(doc))
         yield* pull.pipe(
           Effect.flatMap((events) =>

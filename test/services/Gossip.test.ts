@@ -132,6 +132,8 @@ describe("Gossip", () => {
       const b = yield* startPeer()
       const atA = yield* record(a, ns)
       const atB = yield* record(b, ns)
+      // Membership's feed: neighbour changes only, never the messages.
+      const neighborFeed = yield* b.gossip.neighborEvents(ns.id)
       yield* a.gossip.join(ns.id)
       yield* b.gossip.join(ns.id, [yield* a.network.addr])
       yield* atA.neighborUp(b)
@@ -157,6 +159,8 @@ describe("Gossip", () => {
       assertFrom(report, a, a, true)
       assert.isTrue(report.op._tag === "SyncReport" && equals(report.op.heads, heads))
       assert.isTrue(report.op._tag === "SyncReport" && equals(report.op.namespace, ns.id))
+      const fed = yield* neighborFeed
+      assert.deepStrictEqual(fed.map((e) => e._tag), ["NeighborUp"], "neighborEvents carries no Received")
 
       // Our own messages are not delivered back; neighbor events are reported once.
       assert.strictEqual(receivedOps(yield* atA.events).length, 1)

@@ -14,6 +14,7 @@ import { toHex } from "../../../src/internal/bytes.js"
 import type * as LiveEvent from "../../../src/schema/LiveEvent.js"
 import type * as Blobs from "../../../src/services/Blobs.js"
 import * as Docs from "../../../src/services/Docs.js"
+import type { GossipEvent } from "../../../src/schema/Op.js"
 import type * as Gossip from "../../../src/services/Gossip.js"
 import { eventually, record, type TestNode } from "../../utils/nodes.js"
 import { startWrappedMemoryNode } from "../../utils/wrappedNode.js"
@@ -41,17 +42,21 @@ const slowStatus = (ms: number) => (blobs: Blobs.BlobsService): Blobs.BlobsServi
   }
 }
 
-/** Gossip's NeighborUp events reach the subscribers `ms` late; `delivered` counts the late deliveries. */
+/**
+ * Gossip's NeighborUp events reach the subscribers `ms` late — the live engine (`intake`) and membership
+ * (`neighborEvents`); `delivered` counts the late deliveries to the engine.
+ */
 const lateNeighbors = (ms: number) => {
   const late = { delivered: 0 }
+  const delayed = (pull: Effect.Effect<ReadonlyArray<GossipEvent>>, count: boolean) =>
+    Effect.tap(pull, (events) =>
+      events.some((e) => e._tag === "NeighborUp")
+        ? Effect.zipRight(Effect.sleep(ms), Effect.sync(() => void (count && late.delivered++)))
+        : Effect.void)
   const wrap = (gossip: Gossip.GossipService): Gossip.GossipService => ({
     ...gossip,
-    eventsPull: (ns) =>
-      Effect.map(gossip.eventsPull(ns), (pull) =>
-        Effect.tap(pull, (events) =>
-          events.some((e) => e._tag === "NeighborUp")
-            ? Effect.zipRight(Effect.sleep(ms), Effect.sync(() => void late.delivered++))
-            : Effect.void))
+    intake: (ns) => Effect.map(gossip.intake(ns), (intake) => ({ ...intake, take: delayed(intake.take, true) })),
+    neighborEvents: (ns) => Effect.map(gossip.neighborEvents(ns), (pull) => delayed(pull, false))
   })
   return { late, wrap }
 }
