@@ -71,14 +71,14 @@ const checkSteps = (
       const step = steps[k - 1]!
       const inc = INCREMENT * step
       yield* advanceTo(prev.lo + 0.8 * step - 5)
-      yield* realWait(300)
+      yield* realWait(150)
       assert.strictEqual(attempts(), k - 1, `attempt ${k} not before 0.8 × ${step} ms`)
       let now = yield* Clock.currentTimeMillis
       while (attempts() < k) {
         assert.isAtMost(now, prev.hi + 1.2 * step + inc, `attempt ${k} by 1.2 × ${step} ms`)
         yield* TestClock.adjust(inc)
         now += inc
-        yield* realWait(60)
+        yield* realWait(25)
       }
       yield* until(settled(k), `attempt ${k} handled`)
       const at: Window = { lo: now - inc, hi: now }
