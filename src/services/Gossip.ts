@@ -99,6 +99,9 @@ export interface Lagged {
   readonly peers: ReadonlyArray<NodeId>
 }
 
+/** Members announced by sessions that gossip watches per topic at most (see `adoptNeighbor`); further ones are not. */
+export const MAX_ADOPTED = 256
+
 /** Nodes a subscriber's {@link Lagged} names at most; drops from further nodes are still counted. */
 export const MAX_LAGGED_PEERS = 64
 
@@ -159,6 +162,13 @@ export interface GossipService {
   readonly leave: (namespace: NamespaceId) => Effect.Effect<void>
   /** The topic's current neighbors (none when not joined). */
   readonly neighbors: (namespace: NamespaceId) => Effect.Effect<ReadonlyArray<NodeId>>
+  /**
+   * A member the live engine synced with and announced before gossip saw it subscribe: until it does, gossip watches
+   * its connection and reports its NeighborDown (to `events`/`intake` subscribers, not to `neighborEvents`) when the
+   * last one closes — at once when there is none. Without this a member that never joins the topic would never be
+   * reported gone. When it subscribes, its NeighborUp comes as usual. At most {@link MAX_ADOPTED} per topic.
+   */
+  readonly adoptNeighbor: (namespace: NamespaceId, peer: NodeId) => Effect.Effect<void>
   readonly stats: Effect.Effect<GossipStats>
 }
 
@@ -183,6 +193,8 @@ interface TopicState {
   joined: boolean
   /** PeerId string → node id. */
   readonly neighbors: Map<string, NodeId>
+  /** Members the engine announced that have not subscribed (yet): PeerId string → node id (`adoptNeighbor`). */
+  readonly adopted: Map<string, NodeId>
   /** Mailboxes rather than Queues: a Queue made every event survive V8's scavenges (internal/mailbox.ts). */
   readonly subscribers: Set<Subscriber>
 }
@@ -273,7 +285,7 @@ export const make = (
       const topic = topicOf(namespace)
       let state = topics.get(topic)
       if (state === undefined) {
-        state = { namespace, topic, joined: false, neighbors: new Map(), subscribers: new Set() }
+        state = { namespace, topic, joined: false, neighbors: new Map(), adopted: new Map(), subscribers: new Set() }
         topics.set(topic, state)
       }
       return state
@@ -291,6 +303,7 @@ export const make = (
 
     const neighborUp = (state: TopicState, peerId: PeerId) => {
       const key = peerId.toString()
+      state.adopted.delete(key)
       if (state.neighbors.has(key)) return
       // Only Ed25519 nodes can be neighbors (spec 05 §15); others are ignored.
       const id = nodeIdFromPeerId(peerId)
@@ -299,8 +312,25 @@ export const make = (
       emit(state, new NeighborUp({ peer: id.right }, true))
     }
 
+    /** An adopted member is gone: only the engine's subscribers hear of it (membership never heard it come). */
+    const adoptedDown = (state: TopicState, id: NodeId) => {
+      const event = new NeighborDown({ peer: id }, true)
+      for (const subscriber of state.subscribers) {
+        if (subscriber.neighborsOnly) continue
+        if (!subscriber.mailbox.unsafeOffer(event)) {
+          bump("dropped")
+          noteDrop(subscriber, event)
+        }
+      }
+    }
+
     const neighborDown = (state: TopicState, peerId: PeerId) => {
       const key = peerId.toString()
+      const adopted = state.adopted.get(key)
+      if (adopted !== undefined) {
+        state.adopted.delete(key)
+        return adoptedDown(state, adopted)
+      }
       const id = state.neighbors.get(key)
       if (id === undefined) return
       state.neighbors.delete(key)
@@ -514,9 +544,34 @@ export const make = (
     const neighbors = (namespace: NamespaceId) =>
       Effect.sync((): ReadonlyArray<NodeId> => [...(topics.get(topicOf(namespace))?.neighbors.values() ?? [])])
 
+    const adoptNeighbor = (namespace: NamespaceId, peer: NodeId) =>
+      Effect.sync(() => {
+        const state = topics.get(topicOf(namespace))
+        if (state === undefined || !state.joined) return
+        for (const id of state.neighbors.values()) if (nodeIdEquals(id, peer)) return
+        const connection = router.connections().find((c) => {
+          const id = nodeIdFromPeerId(c.remotePeer)
+          return Either.isRight(id) && nodeIdEquals(id.right, peer)
+        })
+        if (connection === undefined) return adoptedDown(state, peer)
+        if (state.adopted.size < MAX_ADOPTED) state.adopted.set(connection.remotePeer.toString(), peer)
+      })
+
     const stats = Effect.sync((): GossipStats => ({ ...counts }))
 
-    return Gossip.of({ maxMessageSize, join, events, eventsPull, intake, neighborEvents, broadcast, leave, neighbors, stats })
+    return Gossip.of({
+      maxMessageSize,
+      join,
+      events,
+      eventsPull,
+      intake,
+      neighborEvents,
+      broadcast,
+      leave,
+      neighbors,
+      adoptNeighbor,
+      stats
+    })
   })
 
 /** Gossip on the node's gossipsub router; stops (listeners removed, topics left, streams ended) with its scope. */

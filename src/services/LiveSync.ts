@@ -980,6 +980,8 @@ export const make = (config: LiveSyncConfig = {}) =>
         // gossip's NeighborUp for it later is no news (no second sync).
         if (result === "Ok" && SyncState.neighborUp(states, nsHex, peerHex, now)) {
           yield* emit(nsHex, new LiveEvent.NeighborUp({ peer }))
+          // Gossip reports its NeighborDown even if it never joins the topic (then it is redialled like any other).
+          yield* gossip.adoptNeighbor(ns, peer)
         }
         const finished = now
         const eventResult = Exit.isSuccess(exit)

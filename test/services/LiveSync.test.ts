@@ -19,6 +19,7 @@ import * as Replica from "../../src/services/Replica.js"
 import * as Store from "../../src/services/Store.js"
 import { absentContentPuts, flood } from "../utils/hostile.js"
 import { eventually, record, startMemoryNode, startPersistentNode, startStoppable, type TestNode } from "../utils/nodes.js"
+import { startWrappedMemoryNode } from "../utils/wrappedNode.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
 const str = (b: Uint8Array) => new TextDecoder().decode(b)
@@ -575,6 +576,26 @@ describe("LiveSync", () => {
       expect(contentReady.length).toBe(keys.length)
       for (const i of contentReady) expect(i).toBeLessThan(ready)
       expect(seenB.seen.filter(is("PendingContentReady")).length).toBe(1)
+    }))
+
+  it.scopedLive("a member announced by its session but never seen by gossip is reported gone (NeighborDown) when it disconnects", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode()
+      // B syncs but never joins the document's gossip topic.
+      const noTopic = (gossip: Gossip.GossipService): Gossip.GossipService => ({ ...gossip, join: () => Effect.void })
+      const b = yield* startStoppable(startWrappedMemoryNode({ gossip: noTopic }))
+      const docA = yield* Docs.createDoc(a.docs)
+      const seenA = yield* record(yield* docA.subscribe())
+      const ticket = yield* docA.share("Write", "Addresses")
+      yield* join(b.node, ticket)
+      const peerB = toHex(b.node.network.nodeId)
+      const about = (tag: "NeighborUp" | "NeighborDown") =>
+      (e: LiveEvent.LiveEvent): e is LiveEvent.NeighborUp | LiveEvent.NeighborDown =>
+        (e._tag === "NeighborUp" || e._tag === "NeighborDown") && e._tag === tag && toHex(e.peer) === peerB
+      yield* seenA.until(about("NeighborUp"))
+      expect((yield* Context.get(a.context, Gossip.Gossip).neighbors(docA.id)).length, "not a gossip neighbour").toBe(0)
+      yield* b.stop
+      yield* seenA.until(about("NeighborDown"))
     }))
 
   it.scopedLive("finding 4: a peer flooding valid Puts whose content it never serves — every entry stored, bounds held and counted, gossip dropped by the bounded intake caught up by sync, the node answers", () =>
