@@ -17,6 +17,7 @@ import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Scheduler from "effect/Scheduler"
 import { exitCode, runCli } from "./cli/Cli.js"
 
 // Logs go to stderr: stdout carries only the commands' output (content bytes, ids, JSON lines).
@@ -32,7 +33,7 @@ process.stdout.on("error", (error: NodeJS.ErrnoException) => {
 // What @effect/cli needs (NodeContext would also load the command executor and its child_process machinery).
 const context = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer, logger)
 
-NodeRuntime.runMain(runCli(process.argv).pipe(Effect.provide(context)), {
+NodeRuntime.runMain(runCli(process.argv).pipe(Effect.provide(context), Effect.withScheduler(new Scheduler.MixedScheduler(64))), {
   // runCli has printed one line for any failure already.
   disableErrorReporting: true,
   disablePrettyLogger: true,

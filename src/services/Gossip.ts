@@ -41,7 +41,7 @@ import { trusted } from "../internal/trusted.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
 import { NodeAddr, type NodeId, nodeIdEquals, nodeIdFromPeerId } from "../schema/NodeAddr.js"
 import { decodeOp, type GossipEvent, NeighborDown, NeighborUp, type Op, OpFromBytes, Put, Received } from "../schema/Op.js"
-import { makeStreamRepair } from "./Gossip/gossipsubAdapter.js"
+import { makePacer, makeStreamRepair } from "./Gossip/gossipsubAdapter.js"
 import * as Network from "./Network.js"
 import { GossipRouter } from "./Network/router.js"
 import { makeRemoteWarnings } from "./Network/warnings.js"
@@ -280,6 +280,8 @@ export const make = (
       Effect.forkScoped
     )
     const dials = yield* FiberSet.make<void, never>()
+    // Lets the event loop turn while gossipsub works through a backlog (./Gossip/gossipsubAdapter.ts).
+    const pacer = makePacer()
 
     const stateOf = (namespace: NamespaceId): TopicState => {
       const topic = topicOf(namespace)
@@ -382,6 +384,7 @@ export const make = (
         topics.delete(state.topic)
         if (state.joined) {
           state.joined = false
+          pubsub.topicValidators.delete(state.topic)
           yield* Effect.try(() => pubsub.unsubscribe(state.topic)).pipe(
             Effect.catchAll((cause) => Effect.logDebug("gossipsub unsubscribe failed", describe(cause)))
           )
@@ -437,6 +440,7 @@ export const make = (
       const state = stateOf(namespace)
       if (!state.joined) {
         yield* Effect.sync(() => {
+          pubsub.topicValidators.set(state.topic, pacer)
           pubsub.subscribe(state.topic)
           state.joined = true
           // Peers whose subscription arrived before ours are neighbors at once (spec 05 §15).

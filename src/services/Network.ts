@@ -231,6 +231,10 @@ const makeGossipsub = (config: GossipsubConfig) =>
     allowPublishToZeroTopicPeers: true,
     ignoreDuplicatePublishError: true,
     fallbackToFloodsub: false,
+    // One RPC, and one message of it, at a time: with the topic validator that paces them (Gossip/gossipsubAdapter.ts)
+    // a peer's backlog cannot hold the event loop.
+    awaitRpcHandler: true,
+    awaitRpcMessageHandler: true,
     heartbeatInterval: Duration.toMillis(Duration.decode(config.heartbeatInterval ?? DEFAULT_GOSSIP_HEARTBEAT)),
     // A copy relayed by another mesh peer is dropped before its signature is checked again: without a fast id every
     // copy is verified (an ed25519 verification and a re-encoding) before the seen-cache lookup. Under StrictSign the

@@ -6,7 +6,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Schedule } from "effect"
 import { nodeIdEquals, peerIdFromNodeId } from "../../src/schema/NodeAddr.js"
-import { makeStreamRepair, outboundStream, repairSupported } from "../../src/services/Gossip/gossipsubAdapter.js"
+import {
+  makePacer,
+  makeStreamRepair,
+  MESSAGES_PER_TURN,
+  outboundStream,
+  repairSupported
+} from "../../src/services/Gossip/gossipsubAdapter.js"
 import * as Network from "../../src/services/Network.js"
 import { GossipRouter } from "../../src/services/Network/router.js"
 
@@ -86,5 +92,44 @@ describe("gossipsub adapter canaries", () => {
       )
       yield* publish
       yield* eventually(Effect.sync(() => delivered() >= 1), "a message arrives")
+    }), 30_000)
+
+  /**
+   * A publishes a burst; B counts, at each turn of its event loop, the messages delivered since the last turn. The
+   * burst arrives faster than B verifies it, so B has a backlog.
+   */
+  const burst = (paced: boolean) =>
+    Effect.gen(function*() {
+      const { a, b, delivered } = yield* pair
+      if (paced) b.router.pubsub.topicValidators.set(TOPIC, makePacer())
+      const BURST = 2000
+      let most = 0
+      let seen = 0
+      let ticking = true
+      const tick = () => {
+        most = Math.max(most, delivered() - seen)
+        seen = delivered()
+        if (ticking) setImmediate(tick)
+      }
+      setImmediate(tick)
+      yield* Effect.addFinalizer(() => Effect.sync(() => void (ticking = false)))
+      yield* Effect.promise(() =>
+        Promise.all(Array.from({ length: BURST }, (_, i) => a.router.pubsub.publish(TOPIC, new Uint8Array(64).fill(i % 256))))
+      )
+      yield* eventually(Effect.sync(() => delivered() === BURST), "the burst arrives")
+      ticking = false
+      return most
+    })
+
+  it.scopedLive("canary: gossipsub works through a backlog of messages without a turn of the event loop", () =>
+    Effect.gen(function*() {
+      const most = yield* burst(false)
+      assert.isAbove(most, 8 * MESSAGES_PER_TURN, "gossipsub let the event loop turn within a backlog: the quirk is gone")
+    }), 30_000)
+
+  it.scopedLive("the pacer lets the event loop turn every MESSAGES_PER_TURN messages of a backlog", () =>
+    Effect.gen(function*() {
+      const most = yield* burst(true)
+      assert.isAtMost(most, MESSAGES_PER_TURN)
     }), 30_000)
 })

@@ -10,7 +10,7 @@
  * restarted node never got its neighbor's gossip. Upstream: `GossipSub.onPeerConnected` / `createOutboundStream`
  * (src/gossipsub.ts) only run on connect; an outbound stream's close just deletes it from `streamsOutbound`.
  */
-import type { GossipSub } from "@libp2p/gossipsub"
+import { type GossipSub, type TopicValidatorFn, TopicValidatorResult } from "@libp2p/gossipsub"
 import type { Connection, PeerId } from "@libp2p/interface"
 import type { GossipRouterService } from "../Network/router.js"
 
@@ -84,4 +84,28 @@ export const outboundStream = (
   if (!(internals.streamsOutbound instanceof Map)) return undefined
   const value: unknown = internals.streamsOutbound.get(peer.toString())
   return value as { readonly rawStream: { readonly status?: string; readonly abort: (error: Error) => void } } | undefined
+}
+
+/**
+ * Unpaced intake. gossipsub reads each peer's stream in a `for await` loop and, by default, starts handling an RPC
+ * without waiting for it (`awaitRpcHandler: false`), so a backlog of buffered RPCs — a peer flooding a topic — is
+ * decoded and every message's signature verified in one run of the microtask queue: the event loop, and with it the
+ * RPC server and every timer, stalls for as long as the backlog lasts (seen: one 2.8 s block under the flood bench,
+ * `npm run bench -- flood`). Upstream: `GossipSub.pipePeerReadStream` / `handleReceivedRpc` (src/gossipsub.ts) never
+ * yield to the event loop. The pacing: Network makes gossipsub await each RPC and each message
+ * (`awaitRpcHandler`, `awaitRpcMessageHandler`), and this topic validator, set on every joined topic, accepts every
+ * message and lets one turn of the event loop pass after each {@link MESSAGES_PER_TURN} of them (about 2 ms of
+ * signature checks). Backpressure then reaches the sender through the stream's flow control instead of a backlog.
+ */
+export const MESSAGES_PER_TURN = 16
+
+/** The validator (one per node: the count spans its topics and peers). */
+export const makePacer = (): TopicValidatorFn => {
+  let handled = 0
+  const accept = (resolve: (result: TopicValidatorResult) => void) => resolve(TopicValidatorResult.Accept)
+  return () => {
+    if (++handled < MESSAGES_PER_TURN) return TopicValidatorResult.Accept
+    handled = 0
+    return new Promise<TopicValidatorResult>((resolve) => setImmediate(accept, resolve))
+  }
 }
