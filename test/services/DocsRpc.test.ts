@@ -138,12 +138,17 @@ describe("DocsRpc", () => {
       assert.isTrue(listed.some((d) => equals(d.id, docId) && d.capability === "write"), "List streams the new doc")
 
       // Set / ReadContent / SetHash / GetExact / Get / Del
-      const entry = yield* client.set(docId, author, utf8("a/1"), utf8("one"))
+      const entry = (yield* client.set(docId, author, utf8("a/1"), utf8("one"))).entry
       assert.strictEqual(str(entry.key), "a/1")
       assert.strictEqual(entry.contentLen, 3n)
       assert.strictEqual(str(yield* client.readContent(entry.contentHash)), "one")
       yield* client.setHash(docId, author, utf8("a/2"), entry.contentHash, 3n)
       yield* client.set(docId, author, utf8("b"), utf8("bee"))
+      // The prefix rule: a write at "a" removes the author's older "a/…" entries; both calls say how many.
+      yield* client.setHash(docId, author, utf8("x/1"), entry.contentHash, 3n)
+      assert.strictEqual((yield* client.setHash(docId, author, utf8("x"), entry.contentHash, 3n)).removed, 1)
+      assert.strictEqual((yield* client.set(docId, author, utf8("x"), utf8("again"))).removed, 1)
+      yield* client.del(docId, author, utf8("x"))
       const exact = yield* client.getExact(docId, utf8("a/2"), author, false)
       assert.isTrue(Option.isSome(exact) && equals(exact.value.contentHash, entry.contentHash))
       assert.deepStrictEqual((yield* collect(client.get(docId, Query.all()))).map((e) => str(e.key)), ["a/1", "a/2", "b"])
