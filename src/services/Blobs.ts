@@ -15,7 +15,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Blake3Hasher } from "@napi-rs/blake-hash"
-import { Cause, Chunk, Context, Duration, Effect, Layer, Option, Schedule, Scope, Stream } from "effect"
+import { Cause, Chunk, Context, Duration, Effect, Layer, Option, Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs/promises"
 import { dirname, join } from "node:path"
@@ -799,7 +799,7 @@ export const scheduleGc = (blobs: BlobsService, config: BlobsConfig | undefined)
     Effect.catchAll((e) => Effect.logWarning(`blob gc: ${e.message}`)),
     Effect.annotateLogs({ service: "Blobs" })
   )
-  return Effect.asVoid(Effect.forkScoped(Effect.schedule(Effect.delay(run, interval), Schedule.spaced(interval))))
+  return Effect.asVoid(Effect.forkScoped(Effect.forever(Effect.delay(run, interval))))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
