@@ -8,7 +8,16 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import { type Author, AuthorFromHex, type AuthorId, AuthorIdFromHex, type NamespaceId, NamespaceIdFromHex } from "../schema/Keys.js"
+import {
+  type Author,
+  AuthorFromHex,
+  type AuthorId,
+  AuthorIdFromHex,
+  type Hash,
+  HashFromHex,
+  type NamespaceId,
+  NamespaceIdFromHex
+} from "../schema/Keys.js"
 import { type DocTicket, parseTicket } from "../schema/Ticket.js"
 import type { DocsService } from "../services/DocsApi.js"
 import { mayBeSecret, redactArgs } from "./Argv.js"
@@ -35,6 +44,8 @@ export const parseDocId = (s: string): Effect.Effect<NamespaceId, CliError> =>
   decodeArg(NamespaceIdFromHex, "document id (DOC)", s.trim(), true)
 export const parseAuthorId = (s: string): Effect.Effect<AuthorId, CliError> =>
   decodeArg(AuthorIdFromHex, "author id", s, true)
+export const parseHash = (s: string): Effect.Effect<Hash, CliError> =>
+  decodeArg(HashFromHex, "content hash (HASH)", s.trim(), true)
 /** The input is a secret: never quoted in the error. */
 export const parseAuthorSecret = (s: string): Effect.Effect<Author, CliError> =>
   decodeArg(AuthorFromHex, "author secret", s.trim(), false)

@@ -103,8 +103,8 @@ export class SetOutcome extends Schema.Class<SetOutcome>("SetOutcome")({
   removed: Schema.Number
 }) {}
 
-/** Items of `ExportFile`: the bytes written so far. */
-export const ExportFileProgress = Schema.TaggedStruct("Progress", { bytes: Schema.Number })
+/** Items of `ExportFile`: the bytes written so far, of `size`. */
+export const ExportFileProgress = Schema.TaggedStruct("Progress", { bytes: Schema.Number, size: Schema.Number })
 export type ExportFileProgress = typeof ExportFileProgress.Type
 
 /** One blob of `BlobList`: its size, the bytes present (== size when Complete) and its status. */

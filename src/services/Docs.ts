@@ -137,7 +137,11 @@ export const make = Effect.gen(function*() {
     authorExport: replica.exportAuthor,
     authorDelete,
     importFile,
-    exportFile: (hash, path, onProgress) => blobs.exportFile(hash, path, onProgress === undefined ? {} : { onProgress }),
+    exportFile: (hash, path, onProgress) =>
+      onProgress === undefined ? blobs.exportFile(hash, path) : Effect.gen(function*() {
+        const size = Option.match(yield* blobs.info(hash), { onNone: () => 0, onSome: (b) => b.size })
+        yield* blobs.exportFile(hash, path, { onProgress: (bytes) => onProgress(bytes, size) })
+      }),
     readContent: blobs.read,
     blobList: Stream.map(blobs.list, (b) => new BlobListItem(b)),
     blobRead: blobs.readStream,

@@ -98,11 +98,11 @@ export interface DocsService {
     path: string,
     onProgress?: (bytes: number) => Effect.Effect<void>
   ) => Effect.Effect<ImportFileOutcome, ApiError>
-  /** Writes a blob to `path` (parent directories created); `onProgress` sees the bytes written so far. */
+  /** Writes a blob to `path` (parent directories created); `onProgress` sees the bytes written so far, of `size`. */
   readonly exportFile: (
     hash: Hash,
     path: string,
-    onProgress?: (bytes: number) => Effect.Effect<void>
+    onProgress?: (bytes: number, size: number) => Effect.Effect<void>
   ) => Effect.Effect<void, ApiError>
   /** The content of a blob (complete only). */
   readonly readContent: (hash: Hash) => Effect.Effect<Uint8Array, ApiError>

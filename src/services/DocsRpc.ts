@@ -38,7 +38,7 @@ import * as Metrics from "../internal/metrics.js"
 import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
 import type { AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
-import type { ImportFileProgress, SetOutcome } from "../schema/Rpc.js"
+import type { ExportFileProgress, ImportFileProgress, SetOutcome } from "../schema/Rpc.js"
 import * as Docs from "./Docs.js"
 import { isErrno, RPC_FILE, RPC_PATH, ServedRpcs, Subscribed, TOKEN_FILE } from "./DocsRpcClient.js"
 
@@ -88,17 +88,14 @@ const loadOrCreateTokenFile = (dataDir: string): Effect.Effect<Redacted.Redacted
  * Runs `run` in the background and streams its progress (a sliding window of 16: a slow reader sees the latest
  * figures, never a growing backlog), then what `last` makes of its result.
  */
-const progressStream = <A, I, E>(
-  run: (onProgress: (bytes: number) => Effect.Effect<void>) => Effect.Effect<A, E>,
+const progressStream = <A, I, P, E>(
+  run: (onProgress: (progress: P) => Effect.Effect<void>) => Effect.Effect<A, E>,
   last: (a: A) => ReadonlyArray<I>
 ) =>
   Stream.unwrapScoped(Effect.gen(function*() {
-    const mailbox = yield* Mailbox.make<I | { readonly _tag: "Progress"; readonly bytes: number }, E>({
-      capacity: 16,
-      strategy: "sliding"
-    })
+    const mailbox = yield* Mailbox.make<I | P, E>({ capacity: 16, strategy: "sliding" })
     yield* Effect.forkScoped(
-      run((bytes) => Effect.asVoid(mailbox.offer({ _tag: "Progress", bytes }))).pipe(
+      run((progress) => Effect.asVoid(mailbox.offer(progress))).pipe(
         Effect.flatMap((a) => mailbox.offerAll(last(a))),
         Effect.exit,
         Effect.flatMap((exit) => mailbox.done(Exit.asVoid(exit)))
@@ -243,10 +240,16 @@ export const handlers = (rpcAddress: Option.Option<string>) =>
       AuthorDelete: ({ authorId }) => docs.authorDelete(authorId),
       ImportFile: ({ authorId, docId, key, path }) =>
         progressStream(
-          (onProgress) => docs.importFile(docId, authorId, key, path, onProgress),
+          (onProgress: (p: ImportFileProgress) => Effect.Effect<void>) =>
+            docs.importFile(docId, authorId, key, path, (bytes) => onProgress({ _tag: "Progress", bytes })),
           (done): ReadonlyArray<ImportFileProgress> => [{ _tag: "Done", hash: done.hash, size: done.size, key: done.key }]
         ),
-      ExportFile: ({ hash, path }) => progressStream((onProgress) => docs.exportFile(hash, path, onProgress), () => []),
+      ExportFile: ({ hash, path }) =>
+        progressStream(
+          (onProgress: (p: ExportFileProgress) => Effect.Effect<void>) =>
+            docs.exportFile(hash, path, (bytes, size) => onProgress({ _tag: "Progress", bytes, size })),
+          () => []
+        ),
       ReadContent: ({ hash }) => docs.readContent(hash),
       BlobList: () => docs.blobList,
       BlobRead: ({ hash, length, offset }) => readPiece(docs, hash, offset, length),

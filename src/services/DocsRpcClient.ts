@@ -203,7 +203,7 @@ export const makeClient = Effect.gen(function*() {
     exportFile: (hash, path, onProgress) =>
       client.ExportFile({ hash, path }).pipe(
         Stream.mapError(clientError),
-        Stream.runForEach((item) => onProgress === undefined ? Effect.void : onProgress(item.bytes))
+        Stream.runForEach((item) => onProgress === undefined ? Effect.void : onProgress(item.bytes, item.size))
       ),
     readContent: (hash) => call(client.ReadContent({ hash })),
     blobList: stream(client.BlobList()),

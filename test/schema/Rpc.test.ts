@@ -169,7 +169,7 @@ const samples: Record<string, Sample> = {
     payloads: [{ docId, authorId, key: utf8("f"), path: "/tmp/some file.bin" }],
     successes: [{ _tag: "Progress", bytes: 65536 }, { _tag: "Done", hash, size: 70000, key: utf8("f") }]
   },
-  ExportFile: { payloads: [{ hash, path: "/tmp/out/x.bin" }], successes: [{ _tag: "Progress", bytes: 1048576 }] },
+  ExportFile: { payloads: [{ hash, path: "/tmp/out/x.bin" }], successes: [{ _tag: "Progress", bytes: 1048576, size: 3145728 }] },
   ReadContent: { payloads: [{ hash }], successes: [utf8("value"), new Uint8Array()] },
   BlobList: {
     payloads: [undefined],
