@@ -100,10 +100,13 @@ export interface BlobsService {
     offset: number,
     length: number
   ) => Effect.Effect<Uint8Array, BlobNotFound | BlobRangeError | BlobError>
-  /** The content from `offset` (default 0) in chunks of at most `chunkSize` bytes (default 64 KiB). */
+  /**
+   * The content from `offset` (default 0), at most `length` bytes of it (default: to the end), in chunks of at most
+   * `chunkSize` bytes (default 64 KiB).
+   */
   readonly readStream: (
     hash: Hash,
-    options?: { readonly offset?: number; readonly chunkSize?: number }
+    options?: { readonly offset?: number; readonly length?: number; readonly chunkSize?: number }
   ) => Stream.Stream<Uint8Array, BlobNotFound | BlobRangeError | BlobError>
   /**
    * Reads a Complete blob into the caller's buffers, for bulk readers that reuse them (the transfer provider); the
@@ -558,7 +561,9 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
       const offset = options?.offset ?? 0
       const chunkSize = Math.max(1, Math.floor(options?.chunkSize ?? defaultChunkSize))
       yield* checkRange(hash, offset, 0, size)
-      return offset === size ? Stream.empty : backend.chunks(hex, offset, size, chunkSize)
+      const length = options?.length
+      const end = length === undefined ? size : Math.min(size, offset + Math.max(0, Math.floor(length)))
+      return offset >= end ? Stream.empty : backend.chunks(hex, offset, end, chunkSize)
     }))
 
   const openReader: BlobsService["openReader"] = (hash) =>

@@ -110,12 +110,13 @@ export interface DocsService {
   /** Every blob the node stores, complete or partial, in hash order. */
   readonly blobList: Stream.Stream<BlobListItem, ApiError>
   /**
-   * The content of a complete blob from `offset` (default 0), in pieces of at most `chunkSize` bytes (default 64 KiB
-   * embedded, 1 MiB over RPC), read as the stream is pulled: bounded memory at any size.
+   * The content of a complete blob from `offset` (default 0), `length` bytes of it (default: to the end), in pieces of
+   * at most `chunkSize` bytes (default 64 KiB embedded, 1 MiB over RPC), read as the stream is pulled: bounded memory
+   * at any size.
    */
   readonly blobRead: (
     hash: Hash,
-    options?: { readonly offset?: number; readonly chunkSize?: number }
+    options?: { readonly offset?: number; readonly length?: number; readonly chunkSize?: number }
   ) => Stream.Stream<Uint8Array, ApiError>
   /**
    * Deletes the blobs nothing needs: protected are the content of every document's entries (spec 05 §12), downloads

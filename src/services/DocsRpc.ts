@@ -195,7 +195,7 @@ const readPiece = (docs: Docs.DocsService, hash: Hash, offset: number, length: n
   length === 0
     ? Effect.succeed(new Uint8Array(0))
     : Effect.map(
-      Stream.runHead(docs.blobRead(hash, { offset, chunkSize: length })),
+      Stream.runHead(docs.blobRead(hash, { offset, length, chunkSize: length })),
       Option.getOrElse(() => new Uint8Array(0))
     )
 

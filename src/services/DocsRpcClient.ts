@@ -209,16 +209,20 @@ export const makeClient = Effect.gen(function*() {
     blobList: stream(client.BlobList()),
     // One request per piece, the next sent when the stream is pulled: the node holds one piece at a time.
     blobRead: (hash, options) => {
-      const length = Math.max(1, Math.min(BLOB_READ_MAX, Math.floor(options?.chunkSize ?? BLOB_READ_MAX)))
-      return Stream.paginateChunkEffect(options?.offset ?? 0, (offset) =>
-        Effect.map(
+      const piece = Math.max(1, Math.min(BLOB_READ_MAX, Math.floor(options?.chunkSize ?? BLOB_READ_MAX)))
+      const start = options?.offset ?? 0
+      const end = options?.length === undefined ? Infinity : start + Math.max(0, Math.floor(options.length))
+      return Stream.paginateChunkEffect(start, (offset) => {
+        const length = Math.min(piece, end - offset)
+        return Effect.map(
           call(client.BlobRead({ hash, offset, length })),
           (bytes) =>
             [
               bytes.length === 0 ? Chunk.empty<Uint8Array>() : Chunk.of(bytes),
-              bytes.length < length ? Option.none<number>() : Option.some(offset + bytes.length)
+              bytes.length < length || offset + bytes.length >= end ? Option.none<number>() : Option.some(offset + bytes.length)
             ] as const
-        ))
+        )
+      })
     },
     blobGc: call(client.BlobGc()),
     nodeStatus: call(client.NodeStatus()),

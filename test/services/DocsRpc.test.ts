@@ -144,6 +144,9 @@ describe("DocsRpc", () => {
       assert.isTrue(equals(concatBytes(pieces), big))
       const tail = yield* collect(client.blobRead(kept.entry.contentHash, { offset: big.length - 5, chunkSize: 2 }))
       assert.isTrue(equals(concatBytes(tail), big.subarray(big.length - 5)))
+      const middle = yield* collect(client.blobRead(kept.entry.contentHash, { offset: 10, length: BLOB_READ_MAX + 1 }))
+      assert.deepStrictEqual(middle.map((p) => p.length), [BLOB_READ_MAX, 1])
+      assert.isTrue(equals(concatBytes(middle), big.subarray(10, 10 + BLOB_READ_MAX + 1)))
       assertError(yield* failure(Stream.runDrain(client.blobRead(Hash.make(new Uint8Array(32).fill(7))))), "BlobNotFound")
 
       const dir = yield* tempDir
