@@ -3,11 +3,12 @@
  * tiny HTTP server on 127.0.0.1:0 that records what is POSTed (OTLP/JSON).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Option, Stream } from "effect"
+import { Context, Effect, Layer, Option, Stream } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { memoryNode } from "../../src/layers/Node.js"
 import * as Docs from "../../src/services/Docs.js"
+import * as DocsRpc from "../../src/services/DocsRpc.js"
 import * as Telemetry from "../../src/services/Telemetry.js"
 
 interface Received {
@@ -78,5 +79,26 @@ describe("Telemetry", () => {
       }).pipe(Effect.provide(node))
       const traces = received.filter((r) => r.path === "/v1/traces").map((r) => r.body).join("\n")
       assert.include(traces, "rangedocs-test", "the resource names the service")
+    }), 60_000)
+
+  it.scopedLive("composed as `start` builds it (RPC server over the node, the exporter below): requests' spans arrive", () =>
+    Effect.gen(function*() {
+      const { received, url } = yield* collector
+      const telemetry = Telemetry.layer({ endpoint: url, exportInterval: "200 millis" })
+      const context = yield* Layer.build(
+        DocsRpc.layerServer().pipe(Layer.provideMerge(memoryNode()), Layer.provide(telemetry))
+      )
+      // The client runs in this fiber, which has no exporter: what arrives comes from the node's own fibers.
+      const client = Context.get(
+        yield* Layer.build(DocsRpc.layerClient(Context.get(context, DocsRpc.RpcServerInfo))),
+        Docs.Docs
+      )
+      const doc = yield* client.create
+      const author = yield* client.authorGetDefault
+      yield* client.setStream(doc, author, new TextEncoder().encode("k"), Stream.make(new TextEncoder().encode("v")))
+      yield* waitFor(
+        () => received.some((r) => r.path === "/v1/traces" && r.body.includes("Blobs.addStream")),
+        "a span of the node's RPC handling at /v1/traces"
+      )
     }), 60_000)
 })
