@@ -144,10 +144,10 @@ export const makeHarness = (name: string) => {
     ...args
   ]
 
-  /** Spawns any program, tracked so that `cleanup` kills it. */
-  const spawnTracked = (command: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}) => {
+  /** Spawns any program (in `cwd`, default the repository), tracked so that `cleanup` stops it. */
+  const spawnTracked = (command: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}, cwd = ROOT) => {
     const child = spawn(command, args, {
-      cwd: ROOT,
+      cwd,
       env: { ...process.env, RANGEDOCS_DATA_DIR: "", ...env },
       stdio: ["pipe", "pipe", "pipe"]
     })
@@ -250,6 +250,7 @@ export const makeHarness = (name: string) => {
     bundle,
     main: () => main,
     tempDir,
+    spawnTracked,
     spawnCli,
     cli,
     cliPiped,
