@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { PassThrough } from "node:stream"
 import { safeRelativePath } from "../../src/cli/DocRun.js"
-import { HEX64, lines, makeHarness, type RunningNode, stderrContains, text } from "./harness.js"
+import { eventually, HEX64, lines, makeHarness, text } from "./harness.js"
 
 const h = makeHarness("blob")
 const MiB = 1024 * 1024
@@ -18,14 +18,13 @@ const utf8 = (s: string) => new TextEncoder().encode(s)
 
 let dir = ""
 let A: ReadonlyArray<string> = []
-let node: RunningNode | undefined
 let doc = ""
 
 beforeAll(async () => {
   await h.bundle()
   dir = h.tempDir("node")
   A = ["--data-dir", dir]
-  node = await h.startNode(dir)
+  await h.startNode(dir)
   doc = (await h.ok(["doc", "create", ...A])).trim()
 }, 90_000)
 afterAll(() => h.cleanup(), 60_000)
@@ -79,8 +78,13 @@ describe("rangedocs blob", () => {
     const tail = crypto.randomBytes(MiB)
     const upload = h.cliPiped(["doc", "set", doc, "gc/uploading", "--json", ...A], input)
     input.write(head)
-    // The node has the first chunk once its upload session reports activity; a short wait is enough here.
-    await new Promise((r) => setTimeout(r, 500))
+    // The command has read (nearly) all of the head, so its upload session holds chunks, before gc runs.
+    await eventually(
+      async () => (input.writableLength === 0 && input.readableLength === 0 ? true : undefined),
+      "the upload to start",
+      30_000
+    )
+    await new Promise((r) => setTimeout(r, 300))
 
     const report = JSON.parse(await h.ok(["blob", "gc", "--json", ...A])) as { deleted: number; kept: number }
     assert.isAtLeast(report.deleted, 1)
@@ -185,6 +189,3 @@ describe("progress", () => {
     assert.match(text(blobTty), /\[#{30}\] 100% 4\.0 MiB \/ 4\.0 MiB/)
   })
 })
-
-void stderrContains
-void node
