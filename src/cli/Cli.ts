@@ -1,5 +1,5 @@
 /**
- * The `rangedocs` command line (@effect/cli): `start` runs a node; `author`, `doc` and `stats` talk to the node
+ * The `rangedocs` command line (@effect/cli): `start` runs a node; `author`, `doc`, `blob`, `node` and `stats` talk to the node
  * running for the data directory over RPC; `demo` runs two nodes in this process. Every expected failure ends as one
  * line on stderr and exit code 1 (`runCli`).
  *
@@ -22,6 +22,7 @@ import * as Stream from "effect/Stream"
 import { toHex } from "../internal/bytes.js"
 import { peerIdFromNodeId } from "../schema/NodeAddr.js"
 import { authorCommand, authorSubcommands } from "./Author.js"
+import { blobCommand, blobSubcommands } from "./Blob.js"
 import { isLogLevelName, LOG_LEVEL_OF, LOG_LEVELS, normalizeArgv, redactArgs, type Tree } from "./Argv.js"
 import * as Metrics from "../internal/metrics.js"
 import { CliError, common, emit, errLine, oneLine, withClient } from "./Common.js"
@@ -95,9 +96,9 @@ const DESCRIPTION = "multi-dimensional key-value documents that sync peer to pee
 const CONFIG = { name: NAME, version: VERSION }
 
 /** The commands that only talk to a running node. */
-const CLIENT_COMMANDS = ["author", "doc", "node", "stats"]
+const CLIENT_COMMANDS = ["author", "blob", "doc", "node", "stats"]
 const clientCli = Command.run(
-  Command.make(NAME).pipe(Command.withDescription(DESCRIPTION), Command.withSubcommands([authorCommand, docCommand, nodeCommand, stats])),
+  Command.make(NAME).pipe(Command.withDescription(DESCRIPTION), Command.withSubcommands([authorCommand, docCommand, blobCommand, nodeCommand, stats])),
   CONFIG
 )
 
@@ -107,7 +108,7 @@ const fullCli = Effect.promise(async () => {
   return Command.run(
     Command.make(NAME).pipe(
       Command.withDescription(DESCRIPTION),
-      Command.withSubcommands([startCommand, authorCommand, docCommand, nodeCommand, stats, demoCommand])
+      Command.withSubcommands([startCommand, authorCommand, docCommand, blobCommand, nodeCommand, stats, demoCommand])
     ),
     CONFIG
   )
@@ -123,6 +124,7 @@ export const commandTree: Tree = new Map<string, Tree>([
   ["start", new Map()],
   ["author", leaves(authorSubcommands)],
   ["doc", new Map([...leaves(docSubcommands), ["policy", leaves(policySubcommands)]])],
+  ["blob", leaves(blobSubcommands)],
   ["node", new Map([["info", new Map()]])],
   ["stats", new Map()],
   ["demo", new Map()]

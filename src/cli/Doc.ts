@@ -144,6 +144,33 @@ const exportFile = Command.make("export-file", exportFileConfig, run((m) => m.ex
   Command.withDescription("write the content of KEY (the newest entry, or --author's) to a file")
 )
 
+export const importDirConfig = {
+  ...common,
+  doc: docArg,
+  dir: Args.directory({ name: "DIR", exists: "yes" }).pipe(Args.withDescription("the directory to import (read here)")),
+  prefix: Options.text("prefix").pipe(
+    Options.withPseudoName("P"),
+    Options.withDescription("put before each file's relative path (e.g. photos/); default none"),
+    Options.withDefault("")
+  ),
+  author: authorOption
+}
+const importDir = Command.make("import", importDirConfig, run((m) => m.importDir)).pipe(
+  Command.withDescription("set P + relative path to the content of every file under DIR (streamed); prints key, hash, size")
+)
+
+export const exportDirConfig = {
+  ...common,
+  doc: docArg,
+  prefix: Args.text({ name: "PREFIX" }).pipe(Args.withDescription("export the keys starting with this (\"\" for all)")),
+  dir: Args.text({ name: "DIR" }).pipe(Args.withDescription("where to write the files (created if missing)"))
+}
+const exportDir = Command.make("export", exportDirConfig, run((m) => m.exportDir)).pipe(
+  Command.withDescription(
+    "write each newest entry under PREFIX to DIR/<key without PREFIX>; keys that are no safe relative path are skipped"
+  )
+)
+
 export const policyGetConfig = { ...common, doc: docArg }
 const policyGet = Command.make("get", policyGetConfig, run((m) => m.policyGet)).pipe(
   Command.withDescription("print the document's download policy")
@@ -211,6 +238,8 @@ export const docSubcommands = [
   watch,
   importFile,
   exportFile,
+  importDir,
+  exportDir,
   policy,
   peers,
   status,

@@ -28,17 +28,20 @@ import {
   entryJson,
   errLine,
   nonNegative,
+  oneLine,
   openScoped,
   showKey,
   showTime,
   short,
   stderr,
   stdout,
+  utf8OrUndefined,
   withClient
 } from "./Common.js"
 import type * as Spec from "./Doc.js"
 import { authorOrDefault, parseAuthorId, parseDocId, parseKey, parseTicketArg, utf8 } from "./Parse.js"
 import { eventJson, showEvent } from "./Events.js"
+import { MiB, progressBar, progressDone, showBytes, showProgress } from "./Progress.js"
 
 type Options<C extends Command.Command.Config> = Command.Command.ParseConfig<C>
 
@@ -177,7 +180,7 @@ export const set = (options: Options<typeof Spec.setConfig>) =>
       if (Option.isSome(options.value) && Option.isSome(options.file)) {
         return yield* new CliError({ message: "give either VALUE or --file, not both" })
       }
-      const tty = process.stderr.isTTY === true && !options.json
+      const tty = showProgress(options)
       let total: number | undefined
       let value: Stream.Stream<Uint8Array, CliError>
       if (Option.isSome(options.value)) {
@@ -294,18 +297,6 @@ export const watch = (options: Options<typeof Spec.watchConfig>) =>
 
 // -- files
 
-const MiB = 1024 * 1024
-const showBytes = (n: number) => n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`
-
-const progressBar = (total: number) => (done: number) => {
-  const width = 30
-  const ratio = total > 0 ? Math.min(1, done / total) : 1
-  const filled = Math.round(ratio * width)
-  return stderr(
-    `\r[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${(ratio * 100).toFixed(0).padStart(3)}% ${showBytes(done)} / ${showBytes(total)}`
-  )
-}
-
 export const importFile = (options: Options<typeof Spec.importFileConfig>) =>
   withDoc(options, (doc, api) =>
       Effect.gen(function*() {
@@ -317,9 +308,9 @@ export const importFile = (options: Options<typeof Spec.importFileConfig>) =>
         })
         if (!stat.isFile()) return yield* new CliError({ message: `not a file: ${file}` })
         const author = yield* authorOrDefault(api, options.author)
-        const tty = process.stderr.isTTY === true && !options.json
+        const tty = showProgress(options)
         const outcome = yield* api.importFile(doc, author, key, file, tty ? progressBar(stat.size) : undefined)
-        if (tty) yield* stderr("\n")
+        if (tty) yield* progressDone
         yield* emit(
           options,
           { key: options.key, hash: toHex(outcome.hash), size: outcome.size },
@@ -335,10 +326,10 @@ export const exportFile = (options: Options<typeof Spec.exportFileConfig>) =>
         const entry = yield* findEntry(api, doc, key, author, false)
         if (Option.isNone(entry)) return yield* notFound(key)
         const file = path.resolve(options.file)
-        const tty = process.stderr.isTTY === true && !options.json
-        if (tty) yield* stderr(`exporting ${showBytes(Number(entry.value.record.len))} to ${file}…`)
-        yield* api.exportFile(entry.value.record.hash, file)
-        if (tty) yield* stderr(" done\n")
+        const tty = showProgress(options)
+        const size = Number(entry.value.record.len)
+        yield* api.exportFile(entry.value.record.hash, file, tty ? progressBar(size) : undefined)
+        if (tty) yield* Effect.zipRight(progressBar(size)(size), progressDone)
         yield* emit(options, { path: file, ...entryJson(entry.value) }, () => file)
       }))
 
@@ -433,3 +424,180 @@ export const sync = (options: Options<typeof Spec.syncConfig>) =>
         else yield* errLine(`syncing ${toHex(doc)}${peers.length === 0 ? "" : ` (with ${peers.length} given peers too)`}`)
       }))
   })
+
+// -- directories
+
+interface FileToImport {
+  readonly rel: string
+  readonly abs: string
+  readonly size: number
+}
+
+const fsReason = (e: unknown) => e instanceof Error && "code" in e ? String(e.code) : String(e)
+
+/** Regular files under `root` (sorted, relative paths with `/`), and what is skipped (links, devices, empty files). */
+const walk = (root: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      const files: Array<FileToImport> = []
+      const skipped: Array<{ readonly rel: string; readonly reason: string }> = []
+      const visit = async (dir: string, relDir: string): Promise<void> => {
+        const entries = await fs.promises.readdir(dir, { withFileTypes: true })
+        entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+        for (const d of entries) {
+          const rel = relDir === "" ? d.name : `${relDir}/${d.name}`
+          const abs = path.join(dir, d.name)
+          if (d.isDirectory()) await visit(abs, rel)
+          else if (!d.isFile()) skipped.push({ rel, reason: d.isSymbolicLink() ? "a symbolic link" : "not a regular file" })
+          else {
+            const size = (await fs.promises.stat(abs)).size
+            // An empty value is a deletion marker: there is no empty content.
+            if (size === 0) skipped.push({ rel, reason: "empty (an entry cannot hold empty content)" })
+            else files.push({ rel, abs, size })
+          }
+        }
+      }
+      await visit(root, "")
+      return { files, skipped }
+    },
+    catch: (e) => new CliError({ message: `cannot read ${root}: ${fsReason(e)}` })
+  })
+
+export const importDir = (options: Options<typeof Spec.importDirConfig>) =>
+  Effect.gen(function*() {
+    const root = path.resolve(options.dir)
+    const { files, skipped } = yield* walk(root)
+    for (const s of skipped) yield* errLine(`skipped ${s.rel}: ${s.reason}`)
+    const tty = showProgress(options)
+    const total = files.reduce((n, f) => n + f.size, 0)
+    yield* withDoc(options, (doc, api) =>
+      Effect.gen(function*() {
+        const author = yield* authorOrDefault(api, options.author)
+        let done = 0
+        let failed = 0
+        for (const [i, file] of files.entries()) {
+          const key = `${options.prefix}${file.rel}`
+          const before = done
+          let data = readable(() => fs.createReadStream(file.abs, { highWaterMark: MiB }), file.rel)
+          if (tty) {
+            const bar = progressBar(total, `${i + 1}/${files.length} ${file.rel}`)
+            data = Stream.tap(data, (c) => {
+              done += c.length
+              return bar(done)
+            })
+          }
+          const outcome = yield* Effect.either(api.setStream(doc, author, utf8(key), data))
+          done = before + file.size
+          if (outcome._tag === "Left") {
+            failed++
+            if (tty) yield* progressDone
+            yield* errLine(`failed ${file.rel}: ${oneLine(outcome.left)}`)
+            continue
+          }
+          const o = outcome.right
+          yield* emit(
+            options,
+            { key, path: file.rel, hash: toHex(o.entry.contentHash), size: file.size, replaced: o.removed },
+            () => `${key}\t${toHex(o.entry.contentHash)}\t${file.size}`
+          ).pipe(Effect.zipLeft(tty ? progressBar(total, `${i + 1}/${files.length}`)(done) : Effect.void))
+        }
+        if (tty && files.length > 0) yield* progressDone
+        const summary = `imported ${files.length - failed} of ${files.length} files (${showBytes(total)})` +
+          (skipped.length > 0 ? `, skipped ${skipped.length}` : "")
+        if (!options.json) yield* errLine(summary)
+        if (failed > 0) return yield* new CliError({ message: `${failed} of ${files.length} files failed` })
+      }))
+  })
+
+/**
+ * `key` without `prefix` as the path segments of a file, or why it is not one: keys come from any writer of the
+ * document, so only plain relative paths pass (UTF-8 without control characters or NUL, no leading `/`, no `\`,
+ * no empty, `.` or `..` segment).
+ */
+export const safeRelativePath = (key: Uint8Array, prefix: Uint8Array): Either.Either<ReadonlyArray<string>, string> => {
+  const text = utf8OrUndefined(key.subarray(prefix.length))
+  if (text === undefined) return Either.left("not UTF-8 text, or holds control characters")
+  if (text === "") return Either.left("the key is the prefix itself (no file name)")
+  if (text.startsWith("/")) return Either.left("an absolute path")
+  if (text.includes("\\")) return Either.left("holds a backslash")
+  const segments = text.split("/")
+  if (segments.some((s) => s === "" || s === "." || s === "..")) return Either.left("an empty, . or .. path segment")
+  return Either.right(segments)
+}
+
+const isInside = (dir: string, target: string) => target.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep)
+
+/** Writes `data` to `file` through a temporary sibling; refuses a parent that leads out of `root` (a link). */
+const writeFile = (root: string, file: string, data: Stream.Stream<Uint8Array, ApiError>) =>
+  Effect.gen(function*() {
+    const parent = path.dirname(file)
+    yield* Effect.tryPromise({
+      try: async () => {
+        await fs.promises.mkdir(parent, { recursive: true })
+        const [realRoot, realParent] = await Promise.all([fs.promises.realpath(root), fs.promises.realpath(parent)])
+        if (realParent !== realRoot && !isInside(realRoot, realParent)) throw new Error("leads out of the directory")
+      },
+      catch: (e) => fsReason(e)
+    })
+    const tmp = `${file}.${process.pid}.rangedocs-tmp`
+    const handle = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => fs.promises.open(tmp, "w"), catch: fsReason }),
+      (fh) => Effect.promise(() => fh.close().catch(() => undefined))
+    )
+    yield* Stream.runForEach(
+      Stream.mapError(data, (e) => e._tag === "BlobNotFound" ? "its content is not on this node yet" : oneLine(e)),
+      (bytes) => Effect.tryPromise({ try: () => handle.write(bytes), catch: fsReason })
+    ).pipe(
+      Effect.zipRight(Effect.tryPromise({ try: () => fs.promises.rename(tmp, file), catch: fsReason })),
+      Effect.onError(() => Effect.promise(() => fs.promises.rm(tmp, { force: true })))
+    )
+  }).pipe(Effect.scoped)
+
+export const exportDir = (options: Options<typeof Spec.exportDirConfig>) =>
+  withDoc(options, (doc, api) =>
+    Effect.gen(function*() {
+      const root = path.resolve(options.dir)
+      yield* Effect.tryPromise({
+        try: () => fs.promises.mkdir(root, { recursive: true }),
+        catch: (e) => new CliError({ message: `cannot create ${root}: ${fsReason(e)}` })
+      })
+      const prefix = utf8(options.prefix)
+      const tty = showProgress(options)
+      let exported = 0
+      let skipped = 0
+      let bytes = 0
+      const skip = (key: Uint8Array, reason: string) =>
+        Effect.suspend(() => {
+          skipped++
+          return options.json
+            ? emit(options, { skipped: showKey(key), keyHex: toHex(key), reason }, () => [])
+            : errLine(`skipped ${JSON.stringify(showKey(key))}: ${reason}`)
+        })
+      yield* Stream.runForEach(api.get(doc, Query.singleLatestPerKey().withKeyPrefix(prefix)), ({ entry }) =>
+        Effect.gen(function*() {
+          const segments = safeRelativePath(entry.id.key, prefix)
+          if (Either.isLeft(segments)) return yield* skip(entry.id.key, segments.left)
+          const file = path.join(root, ...segments.right)
+          if (!isInside(root, file)) return yield* skip(entry.id.key, "outside the directory")
+          const size = Number(entry.record.len)
+          const rel = segments.right.join("/")
+          let done = 0
+          const data = tty
+            ? Stream.tap(api.blobRead(entry.record.hash), (c) => {
+              done += c.length
+              return progressBar(size, rel)(done)
+            })
+            : api.blobRead(entry.record.hash)
+          const written = yield* Effect.either(writeFile(root, file, data))
+          if (tty) yield* progressDone
+          if (Either.isLeft(written)) return yield* skip(entry.id.key, written.left)
+          exported++
+          bytes += size
+          yield* emit(options, { key: showKey(entry.id.key), path: file, size }, () => file)
+        }))
+      if (!options.json) {
+        yield* errLine(
+          `exported ${exported} files (${showBytes(bytes)}) to ${root}${skipped > 0 ? `; skipped ${skipped}` : ""}`
+        )
+      }
+    }))

@@ -103,6 +103,27 @@ export class SetOutcome extends Schema.Class<SetOutcome>("SetOutcome")({
   removed: Schema.Number
 }) {}
 
+/** Items of `ExportFile`: the bytes written so far, of `size`. */
+export const ExportFileProgress = Schema.TaggedStruct("Progress", { bytes: Schema.Number, size: Schema.Number })
+export type ExportFileProgress = typeof ExportFileProgress.Type
+
+/** One blob of `BlobList`: its size, the bytes present (== size when Complete) and its status. */
+export class BlobListItem extends Schema.Class<BlobListItem>("BlobListItem")({
+  hash: Hash,
+  size: Schema.Number,
+  have: Schema.Number,
+  status: Schema.Literal("Complete", "Incomplete", "Missing")
+}) {}
+
+/** The largest piece `BlobRead` returns: a blob of any size is read as many of these. */
+export const BLOB_READ_MAX = 1024 * 1024
+
+/** What a blob garbage collection did. */
+export class GcReport extends Schema.Class<GcReport>("GcReport")({
+  deleted: Schema.Number,
+  kept: Schema.Number
+}) {}
+
 /** Metric counters by name (spec 05 §14 plus sync traffic). */
 export const Stats = Schema.Record({ key: Schema.String, value: Schema.Number })
 export type Stats = typeof Stats.Type
@@ -124,15 +145,19 @@ export class DocsRpcs extends RpcGroup.make(
   Rpc.make("Drop", { payload: DocId, error: ApiError }),
   /** Import (or upgrade Read→Write) a capability and open it (+1 handle); does not start sync. */
   Rpc.make("Import", { payload: { capability: CapabilityFromRpc }, success: NamespaceId, error: ApiError }),
-  /** Store `value` as a blob and insert `(authorId, key)` → its hash; returns the stored signed entry. */
+  /**
+   * Store `value` as a blob and insert `(authorId, key)` → its hash; returns the stored signed entry and how many of
+   * the author's entries the write removed (the prefix rule).
+   */
   Rpc.make("Set", {
     payload: { ...DocId, authorId: AuthorId, key: Schema.Uint8ArrayFromSelf, value: Schema.Uint8ArrayFromSelf },
-    success: SignedEntry,
+    success: SetOutcome,
     error: ApiError
   }),
-  /** Insert `(authorId, key)` → `hash` of `size` bytes without touching the blob store. */
+  /** Insert `(authorId, key)` → `hash` of `size` bytes without touching the blob store; the outcome as for Set. */
   Rpc.make("SetHash", {
     payload: { ...DocId, authorId: AuthorId, key: Schema.Uint8ArrayFromSelf, hash: Hash, size: U64 },
+    success: SetOutcome,
     error: ApiError
   }),
   /** The entries matching `query` (get many). */
@@ -188,10 +213,33 @@ export class DocsRpcs extends RpcGroup.make(
     error: ApiError,
     stream: true
   }),
-  /** Write the blob `hash` to `path` on the node's file system, creating parent directories. */
-  Rpc.make("ExportFile", { payload: { hash: Hash, path: Schema.String }, error: ApiError }),
+  /** Write the blob `hash` to `path` on the node's file system, creating parent directories; the bytes written so far. */
+  Rpc.make("ExportFile", {
+    payload: { hash: Hash, path: Schema.String },
+    success: ExportFileProgress,
+    error: ApiError,
+    stream: true
+  }),
   /** The bytes of the complete blob `hash`. */
   Rpc.make("ReadContent", { payload: { hash: Hash }, success: Schema.Uint8ArrayFromSelf, error: ApiError }),
+  /** Every blob the node stores, complete or partial, in hash order. */
+  Rpc.make("BlobList", { success: BlobListItem, error: ApiError, stream: true }),
+  /**
+   * `length` (≤ BLOB_READ_MAX) bytes of the complete blob `hash` from `offset`, fewer at its end (none at it; past it:
+   * BlobRangeError). A blob is read in pieces, one request each: over HTTP a streamed response is not paced by its
+   * reader, so the node would buffer a whole blob for a slow one.
+   */
+  Rpc.make("BlobRead", {
+    payload: {
+      hash: Hash,
+      offset: Schema.NonNegativeInt,
+      length: Schema.NonNegativeInt.pipe(Schema.lessThanOrEqualTo(BLOB_READ_MAX))
+    },
+    success: Schema.Uint8ArrayFromSelf,
+    error: ApiError
+  }),
+  /** Deletes every blob no document references (spec 05 §12) and nothing in use (downloads, uploads, adds). */
+  Rpc.make("BlobGc", { success: GcReport, error: ApiError }),
   /**
    * Upload a value in chunks (issue 16, finding 3): `BeginUpload` opens a session on the node that hashes incrementally
    * into the blob store; `UploadChunk`s (each at most UPLOAD_CHUNK_MAX bytes, in order) feed it; `CommitUpload` sets

@@ -25,7 +25,8 @@
  *
  * Downloader: one run per hash (later callers join it, their provider sources and progress callbacks are added),
  * rounds over the providers with exponential backoff between rounds, providers that lied are skipped for the rest
- * of the run, and at most `maxDownloads` runs transfer at once. A run whose every caller was interrupted is
+ * of the run, and at most `maxDownloads` runs transfer at once. A round in which every provider answered NotFound
+ * ends the run at once (DownloadFailed): waiting for the next round would only hold a download slot. A run whose every caller was interrupted is
  * interrupted too.
  */
 import { Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, Schema, Scope } from "effect"
@@ -564,6 +565,7 @@ export const make = (config: BlobTransferConfig = {}) =>
             }
           }
           if (candidates.size === 0) reasons.push("no providers")
+          let notFound = 0
           for (const [key, provider] of candidates) {
             for (let retry = 0; retry < 2; retry++) {
               attempts++
@@ -574,12 +576,18 @@ export const make = (config: BlobTransferConfig = {}) =>
               yield* Effect.logDebug("blob fetch failed").pipe(
                 Effect.annotateLogs({ provider: key.slice(0, 10), error: error.message })
               )
+              if (error._tag === "ProviderNotFound") notFound++
               if (error._tag !== "ProviderMisbehaved") break
               // A commit failure after a resume cannot name the liar: the same provider once more, from scratch.
               if (error.kind === "Corrupt" && error.offset > 0 && retry === 0) continue
               if (error.kind !== "Truncated") banned.add(key)
               break
             }
+          }
+          // Every provider said it does not have the blob: an answer, not a failure to wait out. The run ends now and
+          // frees its download slot; the caller asks again when a provider announces the content.
+          if (candidates.size > 0 && notFound === candidates.size) {
+            return yield* fail(`no provider has it: ${reasons.join("; ")}`)
           }
           return Option.none()
         })

@@ -15,7 +15,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Blake3Hasher } from "@napi-rs/blake-hash"
-import { Cause, Chunk, Context, Effect, Layer, Option, Scope, Stream } from "effect"
+import { Cause, Chunk, Context, Duration, Effect, Layer, Option, Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs/promises"
 import { dirname, join } from "node:path"
@@ -100,10 +100,13 @@ export interface BlobsService {
     offset: number,
     length: number
   ) => Effect.Effect<Uint8Array, BlobNotFound | BlobRangeError | BlobError>
-  /** The content from `offset` (default 0) in chunks of at most `chunkSize` bytes (default 64 KiB). */
+  /**
+   * The content from `offset` (default 0), at most `length` bytes of it (default: to the end), in chunks of at most
+   * `chunkSize` bytes (default 64 KiB).
+   */
   readonly readStream: (
     hash: Hash,
-    options?: { readonly offset?: number; readonly chunkSize?: number }
+    options?: { readonly offset?: number; readonly length?: number; readonly chunkSize?: number }
   ) => Stream.Stream<Uint8Array, BlobNotFound | BlobRangeError | BlobError>
   /**
    * Reads a Complete blob into the caller's buffers, for bulk readers that reuse them (the transfer provider); the
@@ -119,8 +122,11 @@ export interface BlobsService {
   readonly delete: (hash: Hash) => Effect.Effect<void, BlobError>
   /** Every stored blob, complete and partial, in hash order. */
   readonly list: Stream.Stream<BlobInfo, BlobError>
-  /** Writes the content of a Complete blob to `path`, creating parent directories. */
-  readonly exportFile: (hash: Hash, path: string) => Effect.Effect<void, BlobNotFound | BlobError>
+  /**
+   * Writes the content of a Complete blob to `path` (via a temporary sibling and a rename), creating parent
+   * directories; `onProgress` sees the bytes written so far.
+   */
+  readonly exportFile: (hash: Hash, path: string, options?: AddOptions) => Effect.Effect<void, BlobNotFound | BlobError>
   /** A temporary tag: `hash` survives `gc` until the caller's scope closes (it need not be stored yet). */
   readonly protect: (hash: Hash) => Effect.Effect<void, never, Scope.Scope>
   /** Opens (or resumes) the partial blob of `hash` with announced `size`; fails BlobTooLarge above the maximum. */
@@ -130,6 +136,16 @@ export interface BlobsService {
    * is read to its end before anything is deleted; if it fails, the run is aborted and nothing is deleted.
    */
   readonly gc: <E>(protectedHashes: Stream.Stream<Hash, E>) => Effect.Effect<GcReport, GcAborted | BlobError>
+  /**
+   * Registers a protector for the rest of the scope: every hash it yields survives `collect` (the documents' references,
+   * spec 05 §12; the reference's GC-protect callback). It is read anew at each run.
+   */
+  readonly addGcProtector: <E>(hashes: Stream.Stream<Hash, E>) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * `gc` protected by every registered protector (and the temporary tags). Without any protector it deletes nothing
+   * and fails GcAborted: a store nobody references is not emptied by mistake. Runs one at a time.
+   */
+  readonly collect: Effect.Effect<GcReport, GcAborted | BlobError>
 }
 
 export class Blobs extends Context.Tag("docs/Blobs")<Blobs, BlobsService>() {}
@@ -145,6 +161,11 @@ export interface BlobsConfig {
   readonly maxBlobSize?: number
   /** Default chunk size of `readStream`; default 64 KiB. */
   readonly chunkSize?: number
+  /**
+   * Runs `collect` this long after the store opens and after each run (spec 06 §1.3: GC with the docs' protector);
+   * 0 or absent: never on its own.
+   */
+  readonly gcInterval?: Duration.DurationInput
 }
 
 export const DEFAULT_CHUNK_SIZE = 64 * 1024
@@ -414,10 +435,18 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
   const withLock = makeKeyedLock()
   const sessions = new Map<string, Session>()
   const tags = new Map<string, number>()
+  /**
+   * While a gc runs: every hash tagged since it started. A blob whose tag came and went during the run (an add whose
+   * entry was stored after the protected set was read, then untagged) is kept: the protector may have missed it.
+   */
+  let taggedDuringGc: Set<string> | undefined
 
   const tagIn = (scope: Scope.Scope, hex: string) =>
     Effect.uninterruptible(
-      Effect.sync(() => tags.set(hex, (tags.get(hex) ?? 0) + 1)).pipe(
+      Effect.sync(() => {
+        tags.set(hex, (tags.get(hex) ?? 0) + 1)
+        taggedDuringGc?.add(hex)
+      }).pipe(
         Effect.zipRight(Scope.addFinalizer(scope, Effect.sync(() => {
           const n = (tags.get(hex) ?? 1) - 1
           if (n === 0) tags.delete(hex)
@@ -532,7 +561,9 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
       const offset = options?.offset ?? 0
       const chunkSize = Math.max(1, Math.floor(options?.chunkSize ?? defaultChunkSize))
       yield* checkRange(hash, offset, 0, size)
-      return offset === size ? Stream.empty : backend.chunks(hex, offset, size, chunkSize)
+      const length = options?.length
+      const end = length === undefined ? size : Math.min(size, offset + Math.max(0, Math.floor(length)))
+      return offset >= end ? Stream.empty : backend.chunks(hex, offset, end, chunkSize)
     }))
 
   const openReader: BlobsService["openReader"] = (hash) =>
@@ -570,11 +601,32 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
     if (!isEmptyHash(hash)) yield* remove(toHex(hash))
   })
 
-  const exportFile = Effect.fn("Blobs.exportFile")(function*(hash: Hash, path: string) {
+  const exportFile = Effect.fn("Blobs.exportFile")(function*(hash: Hash, path: string, options?: AddOptions) {
     const hex = toHex(hash)
     const size = yield* requireComplete(hash, hex)
+    const onProgress = options?.onProgress
     yield* writeAtomically(path, (tmp) =>
-      size === 0 ? tryFs("exportFile", () => fs.writeFile(tmp, new Uint8Array(0))) : backend.exportTo(hex, tmp))
+      size === 0
+        ? tryFs("exportFile", () => fs.writeFile(tmp, new Uint8Array(0)))
+        : onProgress === undefined
+        ? backend.exportTo(hex, tmp)
+        : Effect.scoped(Effect.gen(function*() {
+          // With progress: the content in IO_CHUNK pieces, each written before the next is read (bounded memory).
+          const fh = yield* Effect.acquireRelease(
+            tryFs("exportFile", () => fs.open(tmp, "wx", 0o600)),
+            (fh) => quietly(() => fh.close())
+          )
+          let written = 0
+          yield* Stream.runForEach(backend.chunks(hex, 0, size, IO_CHUNK), (chunk) =>
+            Effect.zipRight(
+              tryFs("exportFile", () => writeAll(fh, chunk, written)),
+              Effect.suspend(() => {
+                written += chunk.length
+                return onProgress(written)
+              })
+            ))
+          yield* tryFs("exportFile", () => fh.sync())
+        })))
   })
 
   const superseded = (op: string, hex: string) =>
@@ -665,8 +717,14 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
     }))
   })
 
+  const gcLock = Effect.unsafeMakeSemaphore(1)
   const gc = <E>(protectedHashes: Stream.Stream<Hash, E>): Effect.Effect<GcReport, GcAborted | BlobError> =>
     Effect.gen(function*() {
+      const recent = new Set<string>()
+      yield* Effect.acquireRelease(
+        Effect.sync(() => (taggedDuringGc = recent)),
+        () => Effect.sync(() => (taggedDuringGc = undefined))
+      )
       const live = new Set<string>()
       yield* Stream.runForEach(protectedHashes, (h) => Effect.sync(() => live.add(toHex(h)))).pipe(
         Effect.catchAllCause((cause) =>
@@ -679,13 +737,13 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
       let kept = 0
       yield* Stream.runForEach(backend.list, (blob) => {
         const hex = toHex(blob.hash)
-        if (live.has(hex) || tags.has(hex)) {
+        if (live.has(hex) || tags.has(hex) || recent.has(hex)) {
           kept++
           return Effect.void
         }
         // Rechecked under the lock: an add tags its hash before it takes the lock to store the blob.
         return withLock(hex)(Effect.suspend(() => {
-          if (tags.has(hex)) {
+          if (tags.has(hex) || recent.has(hex)) {
             kept++
             return Effect.void
           }
@@ -694,7 +752,23 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
         }))
       })
       return { deleted, kept }
-    }).pipe(Effect.withSpan("Blobs.gc"))
+    }).pipe(Effect.scoped, gcLock.withPermits(1), Effect.withSpan("Blobs.gc"))
+
+  const protectors = new Set<Stream.Stream<Hash, unknown>>()
+  const addGcProtector: BlobsService["addGcProtector"] = (hashes) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const protector: Stream.Stream<Hash, unknown> = hashes
+        protectors.add(protector)
+        return protector
+      }),
+      (protector) => Effect.sync(() => protectors.delete(protector))
+    ).pipe(Effect.asVoid)
+  const collect: BlobsService["collect"] = Effect.suspend(() =>
+    protectors.size === 0
+      ? Effect.fail(new GcAborted({ reason: "nothing protects the blobs (no documents attached to the store)" }))
+      : gc(Stream.concatAll(Chunk.fromIterable(protectors)))
+  )
 
   return {
     addBytes,
@@ -712,8 +786,25 @@ const makeCore = (backend: Backend, config: BlobsConfig | undefined): BlobsServi
     exportFile,
     protect,
     openPartial,
-    gc
+    gc,
+    addGcProtector,
+    collect
   }
+}
+
+/**
+ * `collect` every `gcInterval` (none when it is 0 or absent), for the scope. A run that fails (no protector yet, a
+ * protector's read failed) is one WARN line without stack, then the next run comes.
+ */
+export const scheduleGc = (blobs: BlobsService, config: BlobsConfig | undefined): Effect.Effect<void, never, Scope.Scope> => {
+  const interval = Duration.decode(config?.gcInterval ?? 0)
+  if (!Duration.greaterThan(interval, Duration.zero)) return Effect.void
+  const run = blobs.collect.pipe(
+    Effect.tap((r) => Effect.logDebug(`blob gc: ${r.deleted} deleted, ${r.kept} kept`)),
+    Effect.catchAll((e) => Effect.logWarning(`blob gc: ${e.message}`)),
+    Effect.annotateLogs({ service: "Blobs" })
+  )
+  return Effect.asVoid(Effect.forkScoped(Effect.forever(Effect.delay(run, interval))))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -823,7 +914,8 @@ const memoryBackend = (): Backend => {
 export const makeMemory = (config?: BlobsConfig): Effect.Effect<BlobsService> =>
   Effect.sync(() => makeCore(memoryBackend(), config))
 
-export const layerMemory = (config?: BlobsConfig): Layer.Layer<Blobs> => Layer.effect(Blobs, makeMemory(config))
+export const layerMemory = (config?: BlobsConfig): Layer.Layer<Blobs> =>
+  Layer.scoped(Blobs, Effect.tap(makeMemory(config), (blobs) => scheduleGc(blobs, config)))
 
 // ---------------------------------------------------------------------------------------------------------------
 // On disk
@@ -1185,4 +1277,4 @@ export const make = (
 
 /** The store in `<dataDir>/blobs` with its index in the node's SQLite database (the `blobs` table). */
 export const layer = (dataDir: string, config?: BlobsConfig): Layer.Layer<Blobs, BlobStoreError, SqlClient.SqlClient> =>
-  Layer.scoped(Blobs, make(dataDir, config))
+  Layer.scoped(Blobs, Effect.tap(make(dataDir, config), (blobs) => scheduleGc(blobs, config)))

@@ -15,7 +15,7 @@ import { type ApiError, DefaultAuthorDelete, ReadAccessOnly } from "../schema/Do
 import type { AuthorId, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
 import type { NodeId } from "../schema/NodeAddr.js"
-import { DocListItem, NodeInfo, SetOutcome } from "../schema/Rpc.js"
+import { BlobListItem, DocListItem, GcReport, NodeInfo, SetOutcome } from "../schema/Rpc.js"
 import { type AddrInfoOptions, DocTicket, filterAddrs, type ShareMode } from "../schema/Ticket.js"
 import { Docs, type DocsService, RpcAddress } from "./DocsApi.js"
 
@@ -34,7 +34,7 @@ export const make = Effect.gen(function*() {
       const added = yield* blobs.addBytes(value)
       // The outcome carries the stored entry: no read back (the reference reads it again).
       const outcome = yield* replica.insertLocal(docId, authorId, key, added.hash, BigInt(added.size))
-      return outcome.entry
+      return new SetOutcome({ entry: outcome.entry, removed: outcome.removed })
     }))
 
   const setStream = <E>(docId: NamespaceId, authorId: AuthorId, key: Uint8Array, data: Stream.Stream<Uint8Array, E>) =>
@@ -89,6 +89,9 @@ export const make = Effect.gen(function*() {
       return { hash: added.hash, size: added.size, key }
     }))
 
+  // Blob GC keeps every entry's content (spec 05 §12), read anew at each run (Blobs' gcInterval schedules runs).
+  yield* blobs.addGcProtector(replica.contentHashes)
+
   const startedAt = yield* Clock.currentTimeMillis
   const nodeStatus = Effect.gen(function*() {
     const addr = yield* network.addr
@@ -110,7 +113,11 @@ export const make = Effect.gen(function*() {
       Effect.tap(replica.importNamespace(capability), (docId) => replica.open(docId)),
     set,
     setStream,
-    setHash: (docId, authorId, key, hash, size) => Effect.asVoid(replica.insertLocal(docId, authorId, key, hash, size)),
+    setHash: (docId, authorId, key, hash, size) =>
+      Effect.map(
+        replica.insertLocal(docId, authorId, key, hash, size),
+        (outcome) => new SetOutcome({ entry: outcome.entry, removed: outcome.removed })
+      ),
     get: replica.getMany,
     getExact: (docId, key, authorId, includeEmpty) => replica.getExact(docId, authorId, key, includeEmpty),
     del: (docId, authorId, prefix) => Effect.map(replica.deletePrefix(docId, authorId, prefix), (o) => o.removed),
@@ -130,17 +137,27 @@ export const make = Effect.gen(function*() {
     authorExport: replica.exportAuthor,
     authorDelete,
     importFile,
-    exportFile: blobs.exportFile,
+    exportFile: (hash, path, onProgress) =>
+      onProgress === undefined ? blobs.exportFile(hash, path) : Effect.gen(function*() {
+        const size = Option.match(yield* blobs.info(hash), { onNone: () => 0, onSome: (b) => b.size })
+        yield* blobs.exportFile(hash, path, { onProgress: (bytes) => onProgress(bytes, size) })
+      }),
     readContent: blobs.read,
+    blobList: Stream.map(blobs.list, (b) => new BlobListItem(b)),
+    blobRead: blobs.readStream,
+    blobGc: Effect.map(blobs.collect, (r) => new GcReport(r)),
     nodeStatus,
     stats: live.metrics
   }
   return Docs.of(service)
 })
 
-/** The embedded API over the node's replica, live engine, blobs and default author. */
+/**
+ * The embedded API over the node's replica, live engine, blobs and default author; while it is up, the documents'
+ * entries protect their content from blob GC.
+ */
 export const layer: Layer.Layer<
   Docs,
   never,
   Replica.Replica | LiveSync.LiveSync | Blobs.Blobs | DefaultAuthor.DefaultAuthor | Network.Network
-> = Layer.effect(Docs, make)
+> = Layer.scoped(Docs, make)

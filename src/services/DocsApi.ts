@@ -16,7 +16,7 @@ import type { Author, AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
 import type { NodeAddr, NodeId } from "../schema/NodeAddr.js"
 import { Query } from "../schema/Query.js"
-import type { DocListItem, NodeInfo, SetOutcome, Stats } from "../schema/Rpc.js"
+import type { BlobListItem, DocListItem, GcReport, NodeInfo, SetOutcome, Stats } from "../schema/Rpc.js"
 import type { AddrInfoOptions, DocTicket, ShareMode } from "../schema/Ticket.js"
 
 /** The outcome of importing a file as an entry's content. */
@@ -35,12 +35,13 @@ export interface DocsService {
   readonly list: Stream.Stream<DocListItem, ApiError>
   readonly drop: (docId: NamespaceId) => Effect.Effect<void, ApiError>
   readonly import: (capability: Capability.Capability) => Effect.Effect<NamespaceId, ApiError>
+  /** Stores `value` and sets `key` to it; the stored entry and how many of the author's entries the write removed. */
   readonly set: (
     docId: NamespaceId,
     authorId: AuthorId,
     key: Uint8Array,
     value: Uint8Array
-  ) => Effect.Effect<SignedEntry, ApiError>
+  ) => Effect.Effect<SetOutcome, ApiError>
   /**
    * Sets `key` to the content of `data`, streamed in bounded memory (over RPC: an upload in chunks); returns the stored
    * entry and how many of the author's entries the write removed (the prefix rule).
@@ -57,7 +58,7 @@ export interface DocsService {
     key: Uint8Array,
     hash: Hash,
     size: bigint
-  ) => Effect.Effect<void, ApiError>
+  ) => Effect.Effect<SetOutcome, ApiError>
   readonly get: (docId: NamespaceId, query: Query) => Stream.Stream<SignedEntry, ApiError>
   readonly getExact: (
     docId: NamespaceId,
@@ -97,10 +98,31 @@ export interface DocsService {
     path: string,
     onProgress?: (bytes: number) => Effect.Effect<void>
   ) => Effect.Effect<ImportFileOutcome, ApiError>
-  /** Writes a blob to `path` (parent directories created). */
-  readonly exportFile: (hash: Hash, path: string) => Effect.Effect<void, ApiError>
+  /** Writes a blob to `path` (parent directories created); `onProgress` sees the bytes written so far, of `size`. */
+  readonly exportFile: (
+    hash: Hash,
+    path: string,
+    onProgress?: (bytes: number, size: number) => Effect.Effect<void>
+  ) => Effect.Effect<void, ApiError>
   /** The content of a blob (complete only). */
   readonly readContent: (hash: Hash) => Effect.Effect<Uint8Array, ApiError>
+  // -- blobs
+  /** Every blob the node stores, complete or partial, in hash order. */
+  readonly blobList: Stream.Stream<BlobListItem, ApiError>
+  /**
+   * The content of a complete blob from `offset` (default 0), `length` bytes of it (default: to the end), in pieces of
+   * at most `chunkSize` bytes (default 64 KiB embedded, 1 MiB over RPC), read as the stream is pulled: bounded memory
+   * at any size.
+   */
+  readonly blobRead: (
+    hash: Hash,
+    options?: { readonly offset?: number; readonly length?: number; readonly chunkSize?: number }
+  ) => Stream.Stream<Uint8Array, ApiError>
+  /**
+   * Deletes the blobs nothing needs: protected are the content of every document's entries (spec 05 §12), downloads
+   * and uploads in progress, and adds whose entry is not stored yet.
+   */
+  readonly blobGc: Effect.Effect<GcReport, ApiError>
   // -- node
   readonly nodeStatus: Effect.Effect<NodeInfo, ApiError>
   readonly stats: Effect.Effect<Stats, ApiError>
@@ -149,9 +171,10 @@ export class Doc {
 
   /** Stores `value` as a blob and sets `key` to it; returns the content hash. */
   setBytes(author: AuthorId, key: Uint8Array, value: Uint8Array): Effect.Effect<Hash, ApiError> {
-    return this.guard(Effect.map(this.api.set(this.id, author, key, value), (e) => e.contentHash))
+    return this.guard(Effect.map(this.api.set(this.id, author, key, value), (o) => o.entry.contentHash))
   }
-  setHash(author: AuthorId, key: Uint8Array, hash: Hash, size: bigint): Effect.Effect<void, ApiError> {
+  /** Sets `key` to existing content; the stored entry and how many of the author's entries it removed. */
+  setHash(author: AuthorId, key: Uint8Array, hash: Hash, size: bigint): Effect.Effect<SetOutcome, ApiError> {
     return this.guard(this.api.setHash(this.id, author, key, hash, size))
   }
   /** Deletes the author's entries at and below `prefix`; returns how many were removed. */

@@ -37,8 +37,8 @@ import { secretFile } from "../internal/files.js"
 import * as Metrics from "../internal/metrics.js"
 import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
-import type { AuthorId, NamespaceId } from "../schema/Keys.js"
-import type { ImportFileProgress, SetOutcome } from "../schema/Rpc.js"
+import type { AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
+import type { ExportFileProgress, ImportFileProgress, SetOutcome } from "../schema/Rpc.js"
 import * as Docs from "./Docs.js"
 import { isErrno, RPC_FILE, RPC_PATH, ServedRpcs, Subscribed, TOKEN_FILE } from "./DocsRpcClient.js"
 
@@ -84,14 +84,19 @@ const loadOrCreateTokenFile = (dataDir: string): Effect.Effect<Redacted.Redacted
 // ---------------------------------------------------------------------------------------------------------------
 // Server
 
-const progressStream = <E>(run: (onProgress: (bytes: number) => Effect.Effect<void>) => Effect.Effect<Docs.ImportFileOutcome, E>) =>
+/**
+ * Runs `run` in the background and streams its progress (a sliding window of 16: a slow reader sees the latest
+ * figures, never a growing backlog), then what `last` makes of its result.
+ */
+const progressStream = <A, I, P, E>(
+  run: (onProgress: (progress: P) => Effect.Effect<void>) => Effect.Effect<A, E>,
+  last: (a: A) => ReadonlyArray<I>
+) =>
   Stream.unwrapScoped(Effect.gen(function*() {
-    const mailbox = yield* Mailbox.make<ImportFileProgress, E>({ capacity: 16, strategy: "sliding" })
+    const mailbox = yield* Mailbox.make<I | P, E>({ capacity: 16, strategy: "sliding" })
     yield* Effect.forkScoped(
-      run((bytes) => Effect.asVoid(mailbox.offer({ _tag: "Progress", bytes }))).pipe(
-        Effect.flatMap((done) =>
-          mailbox.offer({ _tag: "Done", hash: done.hash, size: done.size, key: done.key })
-        ),
+      run((progress) => Effect.asVoid(mailbox.offer(progress))).pipe(
+        Effect.flatMap((a) => mailbox.offerAll(last(a))),
         Effect.exit,
         Effect.flatMap((exit) => mailbox.done(Exit.asVoid(exit)))
       )
@@ -185,6 +190,15 @@ export const makeUploads = (docs: Pick<Docs.DocsService, "setStream">) =>
     return { begin, chunk, commit, abort, size: Effect.sync(() => sessions.size) } as const
   })
 
+/** At most `length` bytes of a blob from `offset` (fewer at its end, none at it). */
+const readPiece = (docs: Docs.DocsService, hash: Hash, offset: number, length: number) =>
+  length === 0
+    ? Effect.succeed(new Uint8Array(0))
+    : Effect.map(
+      Stream.runHead(docs.blobRead(hash, { offset, length, chunkSize: length })),
+      Option.getOrElse(() => new Uint8Array(0))
+    )
+
 /** The handlers of every request, each forwarding to `Docs`. */
 export const handlers = (rpcAddress: Option.Option<string>) =>
   ServedRpcs.toLayer(Effect.gen(function*() {
@@ -225,9 +239,21 @@ export const handlers = (rpcAddress: Option.Option<string>) =>
       AuthorExport: ({ authorId }) => docs.authorExport(authorId),
       AuthorDelete: ({ authorId }) => docs.authorDelete(authorId),
       ImportFile: ({ authorId, docId, key, path }) =>
-        progressStream((onProgress) => docs.importFile(docId, authorId, key, path, onProgress)),
-      ExportFile: ({ hash, path }) => docs.exportFile(hash, path),
+        progressStream(
+          (onProgress: (p: ImportFileProgress) => Effect.Effect<void>) =>
+            docs.importFile(docId, authorId, key, path, (bytes) => onProgress({ _tag: "Progress", bytes })),
+          (done): ReadonlyArray<ImportFileProgress> => [{ _tag: "Done", hash: done.hash, size: done.size, key: done.key }]
+        ),
+      ExportFile: ({ hash, path }) =>
+        progressStream(
+          (onProgress: (p: ExportFileProgress) => Effect.Effect<void>) =>
+            docs.exportFile(hash, path, (bytes, size) => onProgress({ _tag: "Progress", bytes, size })),
+          () => []
+        ),
       ReadContent: ({ hash }) => docs.readContent(hash),
+      BlobList: () => docs.blobList,
+      BlobRead: ({ hash, length, offset }) => readPiece(docs, hash, offset, length),
+      BlobGc: () => docs.blobGc,
       BeginUpload: ({ authorId, docId, key }) => uploads.begin(docId, authorId, key),
       UploadChunk: ({ bytes, uploadId }) => uploads.chunk(uploadId, bytes),
       CommitUpload: ({ uploadId }) => uploads.commit(uploadId),

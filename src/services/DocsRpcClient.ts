@@ -15,6 +15,7 @@ import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -32,7 +33,7 @@ import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { U64 } from "../schema/Entry.js"
 import { NamespaceId } from "../schema/Keys.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
-import { DocsRpcs, UPLOAD_CHUNK_MAX } from "../schema/Rpc.js"
+import { BLOB_READ_MAX, DocsRpcs, UPLOAD_CHUNK_MAX } from "../schema/Rpc.js"
 import { Docs, type DocsService, type ImportFileOutcome } from "./DocsApi.js"
 
 export const RPC_PATH = "/rpc"
@@ -199,8 +200,31 @@ export const makeClient = Effect.gen(function*() {
           onSome: Effect.succeed
         }))
       ),
-    exportFile: (hash, path) => call(client.ExportFile({ hash, path })),
+    exportFile: (hash, path, onProgress) =>
+      client.ExportFile({ hash, path }).pipe(
+        Stream.mapError(clientError),
+        Stream.runForEach((item) => onProgress === undefined ? Effect.void : onProgress(item.bytes, item.size))
+      ),
     readContent: (hash) => call(client.ReadContent({ hash })),
+    blobList: stream(client.BlobList()),
+    // One request per piece, the next sent when the stream is pulled: the node holds one piece at a time.
+    blobRead: (hash, options) => {
+      const piece = Math.max(1, Math.min(BLOB_READ_MAX, Math.floor(options?.chunkSize ?? BLOB_READ_MAX)))
+      const start = options?.offset ?? 0
+      const end = options?.length === undefined ? Infinity : start + Math.max(0, Math.floor(options.length))
+      return Stream.paginateChunkEffect(start, (offset) => {
+        const length = Math.min(piece, end - offset)
+        return Effect.map(
+          call(client.BlobRead({ hash, offset, length })),
+          (bytes) =>
+            [
+              bytes.length === 0 ? Chunk.empty<Uint8Array>() : Chunk.of(bytes),
+              bytes.length < length || offset + bytes.length >= end ? Option.none<number>() : Option.some(offset + bytes.length)
+            ] as const
+        )
+      })
+    },
+    blobGc: call(client.BlobGc()),
     nodeStatus: call(client.NodeStatus()),
     stats: call(client.Stats())
   }

@@ -11,209 +11,31 @@ import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { NamespaceSecret } from "../../src/schema/Keys.js"
 import { mayBeSecret, normalizeArgv } from "../../src/cli/Argv.js"
-import { bundleCli } from "../../src/cli/bundle.js"
 import { commandTree } from "../../src/cli/Cli.js"
 import { cleanText } from "../../src/cli/Help.js"
+import {
+  eventually,
+  HEX64,
+  lines,
+  LOOPBACK,
+  makeHarness,
+  readUntil,
+  ROOT,
+  type RunningNode,
+  stderrContains,
+  stop,
+  text
+} from "./harness.js"
 
-const ROOT = path.resolve(import.meta.dirname, "..", "..")
-/** Inside the repository so that the built files resolve node_modules. */
-const BUILD = path.join(ROOT, "node_modules", ".cache", `rangedocs-cli-test-${process.pid}`)
-let MAIN = path.join(BUILD, "main.js")
-const LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+const h = makeHarness("cli")
+const { cli, failsWithOneLine, ok, spawnCli, startNode, tempDir } = h
 
-const children = new Set<ChildProcess>()
-const tempDirs: Array<string> = []
-
-const tempDir = (name: string) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `rangedocs-cli-${name}-`))
-  tempDirs.push(dir)
-  return dir
-}
-
-const build = async () => {
-  MAIN = await bundleCli({ root: ROOT, outdir: BUILD })
-}
-
-interface Result {
-  readonly code: number | null
-  readonly stdout: Buffer
-  readonly stderr: string
-}
-
-const text = (r: Result) => r.stdout.toString("utf8")
-const lines = (r: Result) => text(r).split("\n").filter((l) => l !== "")
-
-/** Spawns the CLI; tracked so that afterAll can kill it. */
-interface SpawnOptions {
-  readonly tsx?: boolean
-  readonly env?: NodeJS.ProcessEnv
-  /** Node options before the program (e.g. `--import` of a loader hook). */
-  readonly nodeArgs?: ReadonlyArray<string>
-}
-
-const spawnCli = (args: ReadonlyArray<string>, options: SpawnOptions = {}) => {
-  const argv = [
-    ...(options.nodeArgs ?? []),
-    ...(options.tsx === true ? ["--import", "tsx", path.join(ROOT, "src", "main.ts")] : [MAIN]),
-    ...args
-  ]
-  const child = spawn(process.execPath, argv, {
-    cwd: ROOT,
-    env: { ...process.env, RANGEDOCS_DATA_DIR: "", ...options.env },
-    stdio: ["pipe", "pipe", "pipe"]
-  })
-  children.add(child)
-  child.once("exit", () => children.delete(child))
-  return child
-}
-
-/** Runs a CLI command to its end (stdin: `input`, then closed). */
-const cli = (
-  args: ReadonlyArray<string>,
-  options: SpawnOptions & { readonly input?: Uint8Array | string } = {}
-): Promise<Result> =>
-  new Promise((resolve, reject) => {
-    const child = spawnCli(args, options)
-    const out: Array<Buffer> = []
-    let err = ""
-    child.stdout!.on("data", (c: Buffer) => out.push(c))
-    child.stderr!.setEncoding("utf8").on("data", (c: string) => (err += c))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }))
-    child.stdin!.end(options.input ?? "")
-  })
-
-/** Runs a command that must succeed; returns its stdout as text. */
-const ok = async (args: ReadonlyArray<string>, input?: Uint8Array | string): Promise<string> => {
-  const r = await cli(args, input === undefined ? {} : { input })
-  assert.strictEqual(r.code, 0, `rangedocs ${args.join(" ")} failed: ${r.stderr}`)
-  return text(r)
-}
-
-/** A command that must fail with exactly one line on stderr (no stack trace, no cause dump). */
-const failsWithOneLine = async (args: ReadonlyArray<string>, pattern: RegExp, options: { readonly tsx?: boolean } = {}) => {
-  const r = await cli(args, options)
-  assert.notStrictEqual(r.code, 0, `expected failure: ${args.join(" ")}`)
-  const errLines = r.stderr.trim().split("\n")
-  assert.strictEqual(errLines.length, 1, `expected one line on stderr, got:\n${r.stderr}`)
-  assert.match(errLines[0]!, pattern)
-  assert.notMatch(r.stderr, /\bat .*:\d+:\d+/)
-  assert.strictEqual(r.stdout.length, 0)
-  return errLines[0]!
-}
-
-/** Waits for `child` to exit; SIGKILL after `ms`. */
-const exitOf = (child: ChildProcess, ms = 20_000): Promise<number | null> =>
-  new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode)
-    const timer = setTimeout(() => child.kill("SIGKILL"), ms)
-    child.once("exit", (code) => {
-      clearTimeout(timer)
-      resolve(code)
-    })
-  })
-
-/** SIGTERM, then SIGKILL if it does not exit in time; resolves to the exit code. */
-const stop = (child: ChildProcess, signal: NodeJS.Signals = "SIGTERM") => {
-  const exited = exitOf(child)
-  child.kill(signal)
-  return exited
-}
-
-/** Reads `child`'s stdout line by line until `match` returns a value. */
-const readUntil = <A>(child: ChildProcess, match: (line: string) => A | undefined, ms = 30_000): Promise<A> =>
-  new Promise((resolve, reject) => {
-    let buffer = ""
-    const timer = setTimeout(() => {
-      cleanup()
-      reject(new Error(`timed out; output so far:\n${buffer}`))
-    }, ms)
-    const onData = (chunk: Buffer) => {
-      buffer += chunk.toString("utf8")
-      for (const l of buffer.split("\n").slice(0, -1)) {
-        const found = match(l)
-        if (found !== undefined) {
-          cleanup()
-          return resolve(found)
-        }
-      }
-    }
-    const onExit = () => {
-      cleanup()
-      reject(new Error(`exited before the expected output; output:\n${buffer}`))
-    }
-    const cleanup = () => {
-      clearTimeout(timer)
-      child.stdout!.off("data", onData)
-      child.off("exit", onExit)
-    }
-    child.stdout!.on("data", onData)
-    child.once("exit", onExit)
-  })
-
-/** Waits until stderr contains `needle`. */
-const stderrContains = (child: ChildProcess, needle: string, ms = 30_000): Promise<void> =>
-  new Promise((resolve, reject) => {
-    let buffer = ""
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for "${needle}" on stderr:\n${buffer}`)), ms)
-    child.stderr!.on("data", (chunk: Buffer) => {
-      buffer += chunk.toString("utf8")
-      if (buffer.includes(needle)) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-  })
-
-interface StartInfo {
-  readonly nodeId: string
-  readonly peerId: string
-  readonly addrs: ReadonlyArray<string>
-  readonly rpc: string
-  readonly dataDir: string
-}
-
-interface RunningNode {
-  readonly child: ChildProcess
-  readonly info: StartInfo
-}
-
-/** `rangedocs start` on `dataDir`, listening on `listen` (none given: the program's default). */
-const startNode = async (dataDir: string, listen: ReadonlyArray<string> = [LOOPBACK]): Promise<RunningNode> => {
-  const child = spawnCli(["start", "--data-dir", dataDir, ...listen.flatMap((a) => ["--listen", a]), "--json"])
-  let stderr = ""
-  child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c))
-  const info = await readUntil(child, (l) => (l.startsWith("{") ? (JSON.parse(l) as StartInfo) : undefined), 60_000)
-    .catch((e: Error) => Promise.reject(new Error(`${e.message}\nstderr: ${stderr}`)))
-  return { child, info }
-}
-
-/** Retries `f` until it returns a value (every 250 ms, up to `ms`). */
-const eventually = async <A>(f: () => Promise<A | undefined>, what: string, ms = 30_000): Promise<A> => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const a = await f()
-    if (a !== undefined) return a
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`)
-    await new Promise((r) => setTimeout(r, 250))
-  }
-}
-
-const HEX64 = /^[0-9a-f]{64}$/
-
-beforeAll(() => build(), 60_000)
-
-afterAll(async () => {
-  await Promise.all([...children].map((c) => stop(c)))
-  fs.rmSync(BUILD, { recursive: true, force: true })
-  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
-}, 60_000)
+beforeAll(() => h.bundle(), 60_000)
+afterAll(() => h.cleanup(), 60_000)
 
 describe("rangedocs CLI", () => {
   const dirA = tempDir("a")

@@ -6,11 +6,20 @@ import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { eventually, makeHarness } from "./harness.js"
+import { eventually, makeHarness, type RunningNode } from "./harness.js"
 
 const h = makeHarness("upload")
 
-beforeAll(() => h.bundle(), 60_000)
+// Two nodes for the whole file (node starts are the slow part of CLI tests): A for every test, B to sync with A.
+let dirA = ""
+let dirB = ""
+let nodeA: RunningNode
+beforeAll(async () => {
+  await h.bundle()
+  dirA = h.tempDir("a")
+  dirB = h.tempDir("b")
+  ;[nodeA] = await Promise.all([h.startNode(dirA), h.startNode(dirB)])
+}, 120_000)
 afterAll(() => h.cleanup(), 60_000)
 
 const MiB = 1024 * 1024
@@ -29,9 +38,8 @@ const peakRss = (pid: number): number | undefined => {
 
 describe("rangedocs doc set, big values", () => {
   it("finding 3: 100 MiB piped to `doc set` is stored exactly, in bounded node memory, not far behind import-file", async () => {
-    const dir = h.tempDir("node")
-    const A = ["--data-dir", dir]
-    const node = await h.startNode(dir)
+    const A = ["--data-dir", dirA]
+    const node = nodeA
     const doc = (await h.ok(["doc", "create", ...A])).trim()
 
     const file = path.join(h.tempDir("value"), "big.bin")
@@ -82,9 +90,7 @@ describe("rangedocs doc set, big values", () => {
   }, 300_000)
 
   it("finding 6: `doc set` says how many older entries of the author a write removed (prefix rule), also in --json", async () => {
-    const dir = h.tempDir("prefix")
-    const A = ["--data-dir", dir]
-    await h.startNode(dir)
+    const A = ["--data-dir", dirA]
     const doc = (await h.ok(["doc", "create", ...A])).trim()
     for (const key of ["ab", "ac", "ad/x"]) await h.ok(["doc", "set", doc, key, key, ...A])
 
@@ -106,9 +112,7 @@ describe("rangedocs doc set, big values", () => {
 
 describe("rangedocs doc leave", () => {
   it("`doc leave` stops the document's live sync; share starts it again", async () => {
-    const dir = h.tempDir("leave")
-    const A = ["--data-dir", dir]
-    await h.startNode(dir)
+    const A = ["--data-dir", dirA]
     const doc = (await h.ok(["doc", "create", ...A])).trim()
     const syncing = async () => (JSON.parse(await h.ok(["doc", "status", doc, "--json", ...A])) as { readonly sync: boolean }).sync
     await h.ok(["doc", "share", doc, "read", ...A])
@@ -124,12 +128,8 @@ describe("rangedocs doc leave", () => {
 
 describe("rangedocs doc sync", () => {
   it("`doc sync DOC ADDR` syncs a document B left with the peer given by its /p2p/ address (A still syncs: a node accepts sync only for documents it syncs)", async () => {
-    const dirA = h.tempDir("sync-a")
-    const dirB = h.tempDir("sync-b")
     const A = ["--data-dir", dirA]
     const B = ["--data-dir", dirB]
-    const nodeA = await h.startNode(dirA)
-    await h.startNode(dirB)
     const doc = (await h.ok(["doc", "create", ...A])).trim()
     await h.ok(["doc", "set", doc, "first", "1", ...A])
     const ticket = (await h.ok(["doc", "share", doc, "read", ...A])).trim()
@@ -156,9 +156,10 @@ describe("rangedocs doc sync", () => {
 
 describe("rangedocs node info", () => {
   it("`node info` prints node id, dialable /p2p/ addresses, RPC URL, version, uptime, documents open and live", async () => {
-    const dir = h.tempDir("info")
-    const A = ["--data-dir", dir]
-    const node = await h.startNode(dir)
+    const A = ["--data-dir", dirA]
+    const node = nodeA
+    // The node is shared with the other tests: counts are relative to what it had.
+    const before = JSON.parse(await h.ok(["node", "info", "--json", ...A])) as { readonly documents: number; readonly live: number }
     const docs = [(await h.ok(["doc", "create", ...A])).trim(), (await h.ok(["doc", "create", ...A])).trim()]
     await h.ok(["doc", "share", docs[0]!, "read", ...A])
     const info = JSON.parse(await h.ok(["node", "info", "--json", ...A])) as {
@@ -178,11 +179,11 @@ describe("rangedocs node info", () => {
     assert.strictEqual(info.rpc, node.info.rpc)
     assert.match(info.version, /^\d+\.\d+\.\d+/)
     assert.isAtLeast(info.uptimeSeconds, 0)
-    assert.strictEqual(info.documents, 2)
-    assert.strictEqual(info.live, 1)
+    assert.strictEqual(info.documents, before.documents + 2)
+    assert.strictEqual(info.live, before.live + 1)
     assert.isAtLeast(info.open, 1)
     const human = await h.ok(["node", "info", ...A])
     assert.include(human, `/p2p/${node.info.peerId}`)
-    assert.include(human, "documents: 2")
+    assert.include(human, `documents: ${before.documents + 2}`)
   }, 120_000)
 })

@@ -9,15 +9,12 @@
  * - `# appears in the watch`: the key the command sets must show up in the watch's output.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
-import { bundleCli } from "../../src/cli/bundle.js"
+import { makeHarness, ROOT } from "./harness.js"
 
-const ROOT = path.resolve(import.meta.dirname, "..", "..")
-const BUILD = path.join(ROOT, "node_modules", ".cache", `rangedocs-walkthrough-test-${process.pid}`)
-const WORK = fs.mkdtempSync(path.join(os.tmpdir(), "rangedocs-walkthrough-"))
+const h = makeHarness("walkthrough")
+const WORK = h.tempDir("work")
 
 /** The walkthrough's lines: the first `sh` block under its heading. */
 export const walkthrough = (readme: string): ReadonlyArray<string> => {
@@ -37,20 +34,13 @@ const split = (line: string): Line => {
   return at === -1 ? { command: line, comment: "" } : { command: line.slice(0, at).trim(), comment: line.slice(at).trim() }
 }
 
-const children = new Set<ChildProcess>()
-let main = ""
 const vars: Record<string, string> = {}
 
 /** bash with `rangedocs` running the built program; the walkthrough's variables in the environment. */
 const bash = (command: string) => {
   const script = `rangedocs() { exec node "$RANGEDOCS_MAIN" "$@"; }\n${command}\n`
-  const child = spawn("bash", ["-c", script], {
-    cwd: WORK,
-    env: { ...process.env, ...vars, RANGEDOCS_MAIN: main, RANGEDOCS_DATA_DIR: "" },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  children.add(child)
-  child.once("exit", () => children.delete(child))
+  const child = h.spawnTracked("bash", ["-c", script], { ...vars, RANGEDOCS_MAIN: h.main() }, WORK)
+  child.stdin!.end()
   let out = ""
   let err = ""
   child.stdout!.setEncoding("utf8").on("data", (c: string) => (out += c))
@@ -75,21 +65,8 @@ const waitFor = async (what: string, check: () => boolean, ms = 60_000, alive?: 
   }
 }
 
-beforeAll(async () => {
-  main = await bundleCli({ root: ROOT, outdir: BUILD })
-}, 60_000)
-
-afterAll(async () => {
-  await Promise.all([...children].map((c) =>
-    new Promise<void>((resolve) => {
-      c.once("close", () => resolve())
-      c.kill("SIGTERM")
-      setTimeout(() => c.kill("SIGKILL"), 15_000).unref()
-    })
-  ))
-  fs.rmSync(BUILD, { recursive: true, force: true })
-  fs.rmSync(WORK, { recursive: true, force: true })
-}, 60_000)
+beforeAll(() => h.bundle(), 60_000)
+afterAll(() => h.cleanup(), 60_000)
 
 describe("README walkthrough", () => {
   it("finding 1: the walkthrough's commands run as written and print what it says", async () => {

@@ -1,16 +1,19 @@
 /**
- * Running the `rangedocs` CLI as child processes (no shell) for end-to-end tests: the sources are bundled once with
- * esbuild (about 2 s) so that a command starts in about half a second. Every child and temp directory is tracked
- * and removed by `cleanup`. (The same approach as test/cli/Cli.test.ts, shared for the other CLI test files.)
+ * Running the `rangedocs` CLI as child processes (no shell) for end-to-end tests. The program is the bundle that
+ * `npm run build` makes (`src/cli/bundle.ts`, about 2 s), built once per test file into a directory of its own inside
+ * the repository (so the bundle resolves node_modules); a command can also run `src/main.ts` through tsx. Every child
+ * and temp directory is tracked and removed by `cleanup`.
  */
 import { assert } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { bundleCli } from "../../src/cli/bundle.js"
 
 export const ROOT = path.resolve(import.meta.dirname, "..", "..")
 export const LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+export const HEX64 = /^[0-9a-f]{64}$/
 
 export interface Result {
   readonly code: number | null
@@ -18,11 +21,15 @@ export interface Result {
   readonly stderr: string
 }
 
+export const text = (r: Result) => r.stdout.toString("utf8")
+export const lines = (r: Result) => text(r).split("\n").filter((l) => l !== "")
+
 export interface StartInfo {
   readonly nodeId: string
   readonly peerId: string
   readonly addrs: ReadonlyArray<string>
   readonly rpc: string
+  readonly dataDir: string
 }
 
 export interface RunningNode {
@@ -32,121 +39,76 @@ export interface RunningNode {
   readonly stderr: () => string
 }
 
-export const makeHarness = (name: string) => {
-  const build = path.join(ROOT, "node_modules", ".cache", `rangedocs-${name}-test-${process.pid}`)
-  const main = path.join(build, "main.mjs")
-  const children = new Set<ChildProcess>()
-  const tempDirs: Array<string> = []
-
-  const bundle = async () => {
-    const esbuild = await import("esbuild")
-    await esbuild.build({
-      entryPoints: [path.join(ROOT, "src", "main.ts")],
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      outfile: main,
-      external: ["better-sqlite3", "@napi-rs/*"],
-      banner: {
-        js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);"
-      },
-      logLevel: "error"
-    })
-  }
-
-  const tempDir = (what: string) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `rangedocs-${name}-${what}-`))
-    tempDirs.push(dir)
-    return dir
-  }
-
-  const spawnCli = (args: ReadonlyArray<string>) => {
-    const child = spawn(process.execPath, [main, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, RANGEDOCS_DATA_DIR: "" },
-      stdio: ["pipe", "pipe", "pipe"]
-    })
-    children.add(child)
-    child.once("exit", () => children.delete(child))
-    return child
-  }
-
-  const cli = (args: ReadonlyArray<string>): Promise<Result> =>
-    new Promise((resolve, reject) => {
-      const child = spawnCli(args)
-      const out: Array<Buffer> = []
-      let err = ""
-      child.stdout!.on("data", (c: Buffer) => out.push(c))
-      child.stderr!.setEncoding("utf8").on("data", (c: string) => (err += c))
-      child.on("error", reject)
-      child.on("close", (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }))
-      child.stdin!.end("")
-    })
-
-  /** Runs a command with `input` piped to its stdin (streamed, as a shell pipe does). */
-  const cliPiped = (args: ReadonlyArray<string>, input: NodeJS.ReadableStream): Promise<Result> =>
-    new Promise((resolve, reject) => {
-      const child = spawnCli(args)
-      const out: Array<Buffer> = []
-      let err = ""
-      child.stdout!.on("data", (c: Buffer) => out.push(c))
-      child.stderr!.setEncoding("utf8").on("data", (c: string) => (err += c))
-      child.stdin!.on("error", () => {})
-      child.on("error", reject)
-      child.on("close", (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }))
-      input.pipe(child.stdin!)
-    })
-
-  const ok = async (args: ReadonlyArray<string>): Promise<string> => {
-    const r = await cli(args)
-    assert.strictEqual(r.code, 0, `rangedocs ${args.join(" ")} failed: ${r.stderr}`)
-    return r.stdout.toString("utf8")
-  }
-
-  /** SIGTERM, then SIGKILL after 20 s; resolves to the exit code. */
-  const stop = (child: ChildProcess): Promise<number | null> =>
-    new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode)
-      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000)
-      child.once("exit", (code) => {
-        clearTimeout(timer)
-        resolve(code)
-      })
-      child.kill("SIGTERM")
-    })
-
-  /** `rangedocs start --json` on `dataDir`; resolves once it printed its start line. */
-  const startNode = (dataDir: string, listen: ReadonlyArray<string> = [LOOPBACK]): Promise<RunningNode> =>
-    new Promise((resolve, reject) => {
-      const child = spawnCli(["start", "--data-dir", dataDir, ...listen.flatMap((a) => ["--listen", a]), "--json"])
-      let stderr = ""
-      let stdout = ""
-      child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c))
-      const timer = setTimeout(() => reject(new Error(`start timed out\nstderr: ${stderr}`)), 60_000)
-      const onData = (chunk: Buffer) => {
-        stdout += chunk.toString("utf8")
-        const line = stdout.split("\n").find((l) => l.startsWith("{"))
-        if (line === undefined) return
-        clearTimeout(timer)
-        child.stdout!.off("data", onData)
-        resolve({ child, info: JSON.parse(line) as StartInfo, stderr: () => stderr })
-      }
-      child.stdout!.on("data", onData)
-      child.once("exit", (code) => {
-        clearTimeout(timer)
-        reject(new Error(`start exited with ${code}\nstderr: ${stderr}`))
-      })
-    })
-
-  const cleanup = async () => {
-    await Promise.all([...children].map(stop))
-    fs.rmSync(build, { recursive: true, force: true })
-    for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
-  }
-
-  return { bundle, tempDir, cli, cliPiped, ok, stop, startNode, cleanup }
+export interface SpawnOptions {
+  /** Runs `src/main.ts` through tsx instead of the bundle. */
+  readonly tsx?: boolean
+  readonly env?: NodeJS.ProcessEnv
+  /** Node options before the program (e.g. `--import` of a loader hook). */
+  readonly nodeArgs?: ReadonlyArray<string>
 }
+
+/** Waits for `child` to exit; SIGKILL after `ms`. Resolves to the exit code. */
+export const exitOf = (child: ChildProcess, ms = 20_000): Promise<number | null> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode)
+    const timer = setTimeout(() => child.kill("SIGKILL"), ms)
+    child.once("exit", (code) => {
+      clearTimeout(timer)
+      resolve(code)
+    })
+  })
+
+/** `signal` (SIGTERM), then SIGKILL if it does not exit within 20 s; resolves to the exit code. */
+export const stop = (child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> => {
+  const exited = exitOf(child)
+  if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+  return exited
+}
+
+/** Reads `child`'s stdout line by line until `match` returns a value. */
+export const readUntil = <A>(child: ChildProcess, match: (line: string) => A | undefined, ms = 30_000): Promise<A> =>
+  new Promise((resolve, reject) => {
+    let buffer = ""
+    const timer = setTimeout(() => {
+      cleanup()
+      reject(new Error(`timed out; output so far:\n${buffer}`))
+    }, ms)
+    const onData = (chunk: Buffer) => {
+      buffer += chunk.toString("utf8")
+      for (const l of buffer.split("\n").slice(0, -1)) {
+        const found = match(l)
+        if (found !== undefined) {
+          cleanup()
+          return resolve(found)
+        }
+      }
+    }
+    const onExit = () => {
+      cleanup()
+      reject(new Error(`exited before the expected output; output:\n${buffer}`))
+    }
+    const cleanup = () => {
+      clearTimeout(timer)
+      child.stdout!.off("data", onData)
+      child.off("exit", onExit)
+    }
+    child.stdout!.on("data", onData)
+    child.once("exit", onExit)
+  })
+
+/** Waits until `child`'s stderr contains `needle`. */
+export const stderrContains = (child: ChildProcess, needle: string, ms = 30_000): Promise<void> =>
+  new Promise((resolve, reject) => {
+    let buffer = ""
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for "${needle}" on stderr:\n${buffer}`)), ms)
+    child.stderr!.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString("utf8")
+      if (buffer.includes(needle)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  })
 
 /** Retries `f` until it returns a value (every 100 ms, up to `ms`). */
 export const eventually = async <A>(f: () => Promise<A | undefined>, what: string, ms = 30_000): Promise<A> => {
@@ -156,5 +118,147 @@ export const eventually = async <A>(f: () => Promise<A | undefined>, what: strin
     if (a !== undefined) return a
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`)
     await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+export const makeHarness = (name: string) => {
+  const build = path.join(ROOT, "node_modules", ".cache", `rangedocs-${name}-test-${process.pid}`)
+  let main = path.join(build, "main.js")
+  const children = new Set<ChildProcess>()
+  const tempDirs: Array<string> = []
+
+  const bundle = async () => {
+    main = await bundleCli({ root: ROOT, outdir: build })
+  }
+
+  const tempDir = (what: string) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `rangedocs-${name}-${what}-`))
+    tempDirs.push(dir)
+    return dir
+  }
+
+  /** The command line that runs the program (for `script` and the like). */
+  const argv = (args: ReadonlyArray<string>, options: SpawnOptions = {}): Array<string> => [
+    ...(options.nodeArgs ?? []),
+    ...(options.tsx === true ? ["--import", "tsx", path.join(ROOT, "src", "main.ts")] : [main]),
+    ...args
+  ]
+
+  /** Spawns any program (in `cwd`, default the repository), tracked so that `cleanup` stops it. */
+  const spawnTracked = (command: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}, cwd = ROOT) => {
+    const child = spawn(command, args, {
+      cwd,
+      env: { ...process.env, RANGEDOCS_DATA_DIR: "", ...env },
+      stdio: ["pipe", "pipe", "pipe"]
+    })
+    children.add(child)
+    child.once("exit", () => children.delete(child))
+    return child
+  }
+
+  const spawnCli = (args: ReadonlyArray<string>, options: SpawnOptions = {}) =>
+    spawnTracked(process.execPath, argv(args, options), options.env)
+
+  const collect = (child: ChildProcess): Promise<Result> =>
+    new Promise((resolve, reject) => {
+      const out: Array<Buffer> = []
+      let err = ""
+      child.stdout!.on("data", (c: Buffer) => out.push(c))
+      child.stderr!.setEncoding("utf8").on("data", (c: string) => (err += c))
+      child.on("error", reject)
+      child.on("close", (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }))
+    })
+
+  /** Runs a command to its end (stdin: `input`, then closed). */
+  const cli = (
+    args: ReadonlyArray<string>,
+    options: SpawnOptions & { readonly input?: Uint8Array | string } = {}
+  ): Promise<Result> => {
+    const child = spawnCli(args, options)
+    const result = collect(child)
+    child.stdin!.end(options.input ?? "")
+    return result
+  }
+
+  /** Runs a command with `input` piped to its stdin (streamed, as a shell pipe does). */
+  const cliPiped = (args: ReadonlyArray<string>, input: NodeJS.ReadableStream): Promise<Result> => {
+    const child = spawnCli(args)
+    const result = collect(child)
+    child.stdin!.on("error", () => {})
+    input.pipe(child.stdin!)
+    return result
+  }
+
+  /**
+   * Runs a command on a terminal (a pseudo-terminal from util-linux `script`): stdout and stderr both arrive, mixed,
+   * as `stdout`. Undefined where `script` is missing.
+   */
+  const cliOnTerminal = (args: ReadonlyArray<string>): Promise<Result> | undefined => {
+    if (!fs.existsSync("/usr/bin/script")) return undefined
+    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
+    const command = [process.execPath, ...argv(args)].map(quote).join(" ")
+    const child = spawnTracked("/usr/bin/script", ["-qefc", command, "/dev/null"])
+    const result = collect(child)
+    child.stdin!.end()
+    return result
+  }
+
+  /** Runs a command that must succeed; returns its stdout as text. */
+  const ok = async (args: ReadonlyArray<string>, input?: Uint8Array | string): Promise<string> => {
+    const r = await cli(args, input === undefined ? {} : { input })
+    assert.strictEqual(r.code, 0, `rangedocs ${args.join(" ")} failed: ${r.stderr}`)
+    return text(r)
+  }
+
+  /** A command that must fail with exactly one line on stderr (no stack trace, no cause dump); returns that line. */
+  const failsWithOneLine = async (args: ReadonlyArray<string>, pattern: RegExp, options: SpawnOptions = {}) => {
+    const r = await cli(args, options)
+    assert.notStrictEqual(r.code, 0, `expected failure: ${args.join(" ")}`)
+    const errLines = r.stderr.trim().split("\n")
+    assert.strictEqual(errLines.length, 1, `expected one line on stderr, got:\n${r.stderr}`)
+    assert.match(errLines[0]!, pattern)
+    assert.notMatch(r.stderr, /\bat .*:\d+:\d+/)
+    assert.strictEqual(r.stdout.length, 0)
+    return errLines[0]!
+  }
+
+  /** `rangedocs start --json` on `dataDir`, listening on `listen` (none given: the program's default). */
+  const startNode = async (
+    dataDir: string,
+    listen: ReadonlyArray<string> = [LOOPBACK],
+    extra: ReadonlyArray<string> = [],
+    options: SpawnOptions = {}
+  ): Promise<RunningNode> => {
+    const child = spawnCli(
+      ["start", "--data-dir", dataDir, ...listen.flatMap((a) => ["--listen", a]), ...extra, "--json"],
+      options
+    )
+    let stderr = ""
+    child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c))
+    const info = await readUntil(child, (l) => (l.startsWith("{") ? (JSON.parse(l) as StartInfo) : undefined), 60_000)
+      .catch((e: Error) => Promise.reject(new Error(`${e.message}\nstderr: ${stderr}`)))
+    return { child, info, stderr: () => stderr }
+  }
+
+  const cleanup = async () => {
+    await Promise.all([...children].map((c) => stop(c)))
+    fs.rmSync(build, { recursive: true, force: true })
+    for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
+  }
+
+  return {
+    bundle,
+    main: () => main,
+    tempDir,
+    spawnTracked,
+    spawnCli,
+    cli,
+    cliPiped,
+    cliOnTerminal,
+    ok,
+    failsWithOneLine,
+    startNode,
+    stop,
+    cleanup
   }
 }

@@ -18,8 +18,11 @@ import { NodeAddr, NodeId } from "../../src/schema/NodeAddr.js"
 import { Query } from "../../src/schema/Query.js"
 import {
   AuthorFromRpc,
+  BLOB_READ_MAX,
+  BlobListItem,
   DocListItem,
   DocsRpcs,
+  GcReport,
   NodeInfo,
   SetOutcome,
   UPLOAD_CHUNK_MAX,
@@ -121,8 +124,14 @@ const samples: Record<string, Sample> = {
     payloads: [{ capability: new Write({ secret: ns }) }, { capability: new Read({ id: docId }) }],
     successes: [docId]
   },
-  Set: { payloads: [{ docId, authorId, key: utf8("a/b"), value: utf8("value") }], successes: [entry, tombstone] },
-  SetHash: { payloads: [{ docId, authorId, key: utf8("k"), hash, size: MAX_U64 }], successes: [undefined] },
+  Set: {
+    payloads: [{ docId, authorId, key: utf8("a/b"), value: utf8("value") }],
+    successes: [new SetOutcome({ entry, removed: 0 }), new SetOutcome({ entry: tombstone, removed: 2 })]
+  },
+  SetHash: {
+    payloads: [{ docId, authorId, key: utf8("k"), hash, size: MAX_U64 }],
+    successes: [new SetOutcome({ entry, removed: 1 })]
+  },
   Get: {
     payloads: [
       { docId, query: Query.all() },
@@ -160,8 +169,20 @@ const samples: Record<string, Sample> = {
     payloads: [{ docId, authorId, key: utf8("f"), path: "/tmp/some file.bin" }],
     successes: [{ _tag: "Progress", bytes: 65536 }, { _tag: "Done", hash, size: 70000, key: utf8("f") }]
   },
-  ExportFile: { payloads: [{ hash, path: "/tmp/out/x.bin" }], successes: [undefined] },
+  ExportFile: { payloads: [{ hash, path: "/tmp/out/x.bin" }], successes: [{ _tag: "Progress", bytes: 1048576, size: 3145728 }] },
   ReadContent: { payloads: [{ hash }], successes: [utf8("value"), new Uint8Array()] },
+  BlobList: {
+    payloads: [undefined],
+    successes: [
+      new BlobListItem({ hash, size: 10, have: 10, status: "Complete" }),
+      new BlobListItem({ hash, size: 10, have: 4, status: "Incomplete" })
+    ]
+  },
+  BlobRead: {
+    payloads: [{ hash, offset: 0, length: BLOB_READ_MAX }, { hash, offset: 5, length: 0 }],
+    successes: [utf8("value"), new Uint8Array()]
+  },
+  BlobGc: { payloads: [undefined], successes: [new GcReport({ deleted: 0, kept: 3 })] },
   BeginUpload: { payloads: [{ docId, authorId, key: utf8("big") }], successes: [uploadId] },
   UploadChunk: { payloads: [{ uploadId, bytes: new Uint8Array(UPLOAD_CHUNK_MAX) }], successes: [undefined] },
   CommitUpload: { payloads: [{ uploadId }], successes: [new SetOutcome({ entry, removed: 3 })] },
@@ -245,16 +266,18 @@ describe("DocsRpcs", () => {
     assert.isTrue(Either.isLeft(decode({ uploadId: "../x", bytes: new Uint8Array(1) })))
   })
 
-  it("has the 26 requests of spec 06 §3 plus the node's nine; List, Get, Subscribe, AuthorList, ImportFile stream", () => {
+  it("has the 26 requests of spec 06 §3 plus the node's twelve; List, Get, Subscribe, AuthorList, ImportFile, ExportFile, BlobList stream", () => {
     const tags = [...DocsRpcs.requests.keys()]
     assert.deepStrictEqual(tags, Object.keys(samples))
-    assert.strictEqual(tags.length, 35)
+    assert.strictEqual(tags.length, 38)
     assert.deepStrictEqual(tags.slice(0, 26), [
       "Open", "Close", "Status", "List", "Create", "Drop", "Import", "Set", "SetHash", "Get", "GetExact", "Del",
       "StartSync", "Leave", "Share", "Subscribe", "GetDownloadPolicy", "SetDownloadPolicy", "GetSyncPeers",
       "AuthorList", "AuthorCreate", "AuthorGetDefault", "AuthorSetDefault", "AuthorImport", "AuthorExport", "AuthorDelete"
     ])
-    assert.deepStrictEqual(tags.filter((t) => schemasOf(t).stream), ["List", "Get", "Subscribe", "AuthorList", "ImportFile"])
+    assert.deepStrictEqual(tags.filter((t) => schemasOf(t).stream), [
+      "List", "Get", "Subscribe", "AuthorList", "ImportFile", "ExportFile", "BlobList"
+    ])
   })
 
   describe("every request survives msgpack: payload, success, error", () => {
@@ -278,9 +301,10 @@ describe("DocsRpcs", () => {
   })
 
   it("decoded values are the domain classes, with bigints and bytes intact", () => {
-    const got = roundTrip(schemasOf("Set").success, entry)
-    assert.instanceOf(got, SignedEntry)
-    const e = got as SignedEntry
+    const got = roundTrip(schemasOf("Set").success, new SetOutcome({ entry, removed: 2 }))
+    assert.instanceOf(got, SetOutcome)
+    assert.instanceOf((got as SetOutcome).entry, SignedEntry)
+    const e = (got as SetOutcome).entry
     assert.strictEqual(e.timestamp, MAX_U64)
     assert.strictEqual(typeof e.contentLen, "bigint")
     assert.strictEqual(toHex(e.key), toHex(utf8("a/b")))
@@ -360,7 +384,7 @@ const stubHandlers = DocsRpcs.toLayer({
   Create: () => Effect.succeed(docId),
   Drop: () => Effect.fail(new Errors.ReplicaNotClosed({ namespace: docId })),
   Import: ({ capability }) => Effect.succeed(capability.id),
-  Set: () => Effect.succeed(entry),
+  Set: () => Effect.succeed(new SetOutcome({ entry, removed: 1 })),
   SetHash: () => Effect.fail(new Errors.NewerEntryExists({ namespace: docId, author: authorId, key: utf8("k"), timestamp: MAX_U64 })),
   Get: () => Stream.make(entry, tombstone),
   GetExact: () => Effect.succeed(Option.some(entry)),
@@ -381,12 +405,15 @@ const stubHandlers = DocsRpcs.toLayer({
   AuthorDelete: () => Effect.fail(new DocsErrors.DefaultAuthorDelete({ author: authorId })),
   ImportFile: ({ key }) =>
     Stream.make({ _tag: "Progress", bytes: 3 } as const, { _tag: "Done", hash, size: 3, key } as const),
-  ExportFile: () => Effect.fail(new BlobErrors.BlobNotFound({ hash })),
+  ExportFile: () => Stream.fail(new BlobErrors.BlobNotFound({ hash })),
   BeginUpload: () => Effect.succeed(uploadId),
   UploadChunk: () => Effect.void,
   CommitUpload: () => Effect.succeed(new SetOutcome({ entry, removed: 0 })),
   AbortUpload: () => Effect.void,
   ReadContent: () => Effect.succeed(utf8("value")),
+  BlobList: () => Stream.empty,
+  BlobRead: () => Effect.succeed(utf8("value")),
+  BlobGc: () => Effect.succeed(new GcReport({ deleted: 1, kept: 2 })),
   NodeStatus: () => Effect.succeed(new NodeInfo({ nodeId, addrs: node.addrs, rpcAddress: Option.none() })),
   Stats: () => Effect.succeed({ "sync.sessions": 1 })
 })
@@ -411,7 +438,9 @@ describe("DocsRpcs through a msgpack HTTP server and client", () => {
   it.live("values, streams and typed errors arrive as the domain types", () =>
     Effect.gen(function*() {
       const client = yield* inProcessClient
-      const set = yield* client.Set({ docId, authorId, key: utf8("a/b"), value: utf8("value") })
+      const outcome = yield* client.Set({ docId, authorId, key: utf8("a/b"), value: utf8("value") })
+      assert.strictEqual(outcome.removed, 1)
+      const set = outcome.entry
       assert.instanceOf(set, SignedEntry)
       assert.strictEqual(set.timestamp, MAX_U64)
       assert.strictEqual(toHex(set.signature.namespace), toHex(entry.signature.namespace))
@@ -446,6 +475,6 @@ describe("DocsRpcs through a msgpack HTTP server and client", () => {
       const progress = Chunk.toArray(yield* Stream.runCollect(client.ImportFile({ docId, authorId, key: utf8("f"), path: "/x" })))
       assert.deepStrictEqual(progress.map((p) => p._tag), ["Progress", "Done"])
       assert.strictEqual(toHex(yield* client.ReadContent({ hash })), toHex(utf8("value")))
-      assert.strictEqual((yield* Effect.flip(client.ExportFile({ hash, path: "/x" })))._tag, "BlobNotFound")
+      assert.strictEqual((yield* Effect.flip(Stream.runDrain(client.ExportFile({ hash, path: "/x" }))))._tag, "BlobNotFound")
     }).pipe(Effect.scoped))
 })

@@ -309,7 +309,7 @@ describe("BlobTransfer", () => {
       }
     }))
 
-  it.scopedLive("every provider answers NotFound: DownloadFailed after every round", () =>
+  it.scopedLive("every provider answers NotFound: DownloadFailed after the first round, no retry round", () =>
     Effect.gen(function*() {
       const a = yield* observedPeer()
       const b = yield* observedPeer()
@@ -318,12 +318,40 @@ describe("BlobTransfer", () => {
       const addrs = [yield* addrOf(a.ctx), yield* addrOf(b.ctx)]
       const error = yield* Effect.flip(transfer(c).download(hash, () => addrs))
       assert.strictEqual(error._tag, "DownloadFailed")
-      assert.strictEqual(error.attempts, 4) // 2 providers × 2 rounds
+      assert.strictEqual(error.attempts, 2) // 2 providers × 1 round
       assert.include(error.reason, "does not have blob")
       for (const p of [a, b]) {
-        assert.deepStrictEqual((yield* Ref.get(p.served)).map((e) => e.response), ["NotFound", "NotFound"])
+        assert.deepStrictEqual((yield* Ref.get(p.served)).map((e) => e.response), ["NotFound"])
       }
       assert.strictEqual(yield* blobsOf(c).status(hash), "Missing")
+    }))
+
+  it.scopedLive("issue 15 left: a provider that lacks the content ends the download at once (NotFound) and frees its slot", () =>
+    Effect.gen(function*() {
+      // One download slot; rounds, backoff and read timeout far longer than the test may take.
+      const config = { readTimeout: "20 seconds", maxDownloads: 1, maxRounds: 4, backoff: "10 seconds" } as const
+      const lacking = yield* observedPeer(config)
+      const having = yield* peer(config)
+      const c = yield* peer(config)
+      const { content, hash } = yield* addRandom(having, 200_000)
+      const missing = Hash.make(blake3(new Uint8Array([9, 9, 9])))
+      const lackingAddr = yield* addrOf(lacking.ctx)
+      const havingAddr = yield* addrOf(having)
+
+      const started = Date.now()
+      const failed = yield* Effect.fork(Effect.flip(transfer(c).download(missing, () => [lackingAddr])))
+      const got = yield* Effect.fork(transfer(c).download(hash, () => [havingAddr]))
+      const error = yield* Fiber.join(failed)
+      const failedAfter = Date.now() - started
+      yield* Fiber.join(got)
+      const gotAfter = Date.now() - started
+      assert.strictEqual(error._tag, "DownloadFailed")
+      assert.strictEqual(error.attempts, 1)
+      assert.include(error.reason, "does not have blob")
+      assert.deepStrictEqual((yield* Ref.get(lacking.served)).map((e) => e.response), ["NotFound"])
+      assert.isBelow(failedAfter, 5_000, "the NotFound attempt ended long before the read timeout")
+      assert.isBelow(gotAfter, 5_000, "the slot it held was free for the next download at once")
+      yield* holds(c, hash, content)
     }))
 
   it.scopedLive("a provider over its transfer cap answers Busy", () =>

@@ -5,7 +5,7 @@
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 // effect's bundled fast-check (3.x): it.effect.prop runs the property with that copy, not the project's fast-check 4.
-import { Chunk, Effect, Either, Exit, FastCheck as fc, Layer, Option, Schema, Scope, Stream, type TestServices } from "effect"
+import { Chunk, Effect, Either, Exit, FastCheck as fc, Layer, Option, Schema, Scope, Stream, TestClock, type TestServices } from "effect"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync, closeSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -44,6 +44,18 @@ const hashOf = (bytes: Uint8Array) => Hash.make(blake3(bytes))
 const collect = <A, E, R>(s: Stream.Stream<A, E, R>) => Effect.map(Stream.runCollect(s), Chunk.toArray)
 const tagOf = <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.map(Effect.either(effect), Either.match({ onLeft: (e) => e._tag, onRight: () => "ok" }))
+
+/** Lets forked work that waits on real I/O (the disk store) finish: a few real milliseconds. */
+const settle = Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 50)))
+/** Polls `check` (real time, up to 5 s). */
+const until = (check: Effect.Effect<boolean, unknown>): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 100; i++) {
+      if (yield* Effect.orDie(check)) return
+      yield* settle
+    }
+    assert.fail("timed out")
+  })
 
 const addAll = (blobs: Blobs.BlobsService, contents: ReadonlyArray<Uint8Array>) =>
   Effect.scoped(Effect.forEach(contents, (c) => blobs.addBytes(c)))
@@ -378,6 +390,61 @@ for (const [name, makeLayer] of IMPLS) {
       yield* Scope.close(held, Exit.void)
       assert.deepStrictEqual(yield* blobs.gc(Stream.make(referenced!.hash)), { deleted: 2, kept: 1 })
       assert.isFalse(yield* blobs.has(tagged.hash))
+    }))
+
+    test("collect keeps what the registered protectors yield; without a protector it deletes nothing", Effect.gen(function*() {
+      const blobs = yield* Blobs.Blobs
+      const [referenced, unreferenced] = yield* addAll(blobs, [utf8("referenced"), utf8("unreferenced")])
+      assert.strictEqual((yield* Effect.flip(blobs.collect))._tag, "GcAborted")
+      assert.strictEqual((yield* collect(blobs.list)).length, 2)
+      const docs = yield* Scope.make()
+      yield* blobs.addGcProtector(Stream.make(referenced!.hash)).pipe(Scope.extend(docs))
+      yield* blobs.addGcProtector(Stream.empty).pipe(Scope.extend(docs))
+      assert.deepStrictEqual(yield* blobs.collect, { deleted: 1, kept: 1 })
+      assert.isTrue(yield* blobs.has(referenced!.hash))
+      assert.isFalse(yield* blobs.has(unreferenced!.hash))
+      // A protector ends with its scope.
+      yield* Scope.close(docs, Exit.void)
+      assert.strictEqual((yield* Effect.flip(blobs.collect))._tag, "GcAborted")
+      assert.isTrue(yield* blobs.has(referenced!.hash))
+    }))
+
+    test("a blob tagged while gc reads the protected set is kept, though its tag is gone when gc deletes", Effect.gen(function*() {
+      const blobs = yield* Blobs.Blobs
+      const racing = utf8("added and referenced while the protector was read")
+      // The add (tag, store, untag) happens after the protector passed the place its entry lands in.
+      const protector = Stream.execute(Effect.scoped(blobs.addBytes(racing)))
+      assert.deepStrictEqual(yield* blobs.gc(protector), { deleted: 0, kept: 1 })
+      assert.isTrue(yield* blobs.has(hashOf(racing)))
+      // The next run, with the add long done, deletes it (nothing protects it now).
+      assert.deepStrictEqual(yield* blobs.gc(Stream.empty), { deleted: 1, kept: 0 })
+    }))
+
+    test("gcInterval: collect runs after each interval on the clock", Effect.gen(function*() {
+      const blobs = yield* Blobs.Blobs
+      yield* blobs.addGcProtector(Stream.empty)
+      const first = yield* Effect.scoped(blobs.addBytes(utf8("first")))
+      yield* settle // the scheduler's fiber starts and sleeps on the clock
+      yield* TestClock.adjust("9999 millis")
+      yield* settle
+      assert.isTrue(yield* blobs.has(first.hash), "no run before the interval")
+      yield* TestClock.adjust("1 millis")
+      yield* until(Effect.map(blobs.has(first.hash), (has) => !has))
+      const second = yield* Effect.scoped(blobs.addBytes(utf8("second")))
+      yield* TestClock.adjust("9 seconds")
+      yield* settle
+      assert.isTrue(yield* blobs.has(second.hash))
+      yield* TestClock.adjust("1 seconds")
+      yield* until(Effect.map(blobs.has(second.hash), (has) => !has))
+    }), { gcInterval: "10 seconds" })
+
+    test("no gcInterval: nothing runs on its own", Effect.gen(function*() {
+      const blobs = yield* Blobs.Blobs
+      yield* blobs.addGcProtector(Stream.empty)
+      const added = yield* Effect.scoped(blobs.addBytes(utf8("kept")))
+      yield* TestClock.adjust("1 days")
+      yield* settle
+      assert.isTrue(yield* blobs.has(added.hash))
     }))
 
     test("concurrent writers of one partial are serialised", Effect.gen(function*() {

@@ -24,7 +24,8 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { equals, utf8 } from "../../src/internal/bytes.js"
+import { randomBytes } from "node:crypto"
+import { concatAll as concatBytes, equals, utf8 } from "../../src/internal/bytes.js"
 import { Read } from "../../src/schema/Capability.js"
 import { type ApiError, DocsError } from "../../src/schema/DocsErrors.js"
 import { EverythingExcept, NothingExcept, Prefix } from "../../src/schema/DownloadPolicy.js"
@@ -32,7 +33,8 @@ import { OpenState } from "../../src/schema/Events.js"
 import { Author, Hash, NamespaceSecret } from "../../src/schema/Keys.js"
 import * as LiveEvent from "../../src/schema/LiveEvent.js"
 import { Query } from "../../src/schema/Query.js"
-import { DocsRpcs, SetOutcome } from "../../src/schema/Rpc.js"
+import { BLOB_READ_MAX, DocsRpcs, SetOutcome } from "../../src/schema/Rpc.js"
+import * as Blobs from "../../src/services/Blobs.js"
 import * as Docs from "../../src/services/Docs.js"
 import * as DocsRpc from "../../src/services/DocsRpc.js"
 import { entryAt } from "../utils/entries.js"
@@ -123,6 +125,44 @@ describe("DocsRpc", () => {
       assert.isTrue(hasId(after, created) && hasId(after, first))
     }))
 
+  it.scopedLive("blobs over RPC: list, a read in pieces of at most BLOB_READ_MAX, export with progress, gc by the documents' references", () =>
+    Effect.gen(function*() {
+      const { client, node } = yield* served
+      const author = yield* client.authorGetDefault
+      const docId = yield* client.create
+      const big = new Uint8Array(randomBytes(2 * BLOB_READ_MAX + 123))
+      const kept = yield* client.setStream(docId, author, utf8("big"), Stream.make(big))
+      const old = (yield* client.set(docId, author, utf8("k"), utf8("old value"))).entry.contentHash
+      yield* client.set(docId, author, utf8("k"), utf8("new value"))
+
+      const listed = yield* collect(client.blobList)
+      const item = listed.find((b) => equals(b.hash, kept.entry.contentHash))
+      assert.deepStrictEqual(item && [item.size, item.have, item.status], [big.length, big.length, "Complete"])
+
+      const pieces = yield* collect(client.blobRead(kept.entry.contentHash))
+      assert.deepStrictEqual(pieces.map((p) => p.length), [BLOB_READ_MAX, BLOB_READ_MAX, 123])
+      assert.isTrue(equals(concatBytes(pieces), big))
+      const tail = yield* collect(client.blobRead(kept.entry.contentHash, { offset: big.length - 5, chunkSize: 2 }))
+      assert.isTrue(equals(concatBytes(tail), big.subarray(big.length - 5)))
+      const middle = yield* collect(client.blobRead(kept.entry.contentHash, { offset: 10, length: BLOB_READ_MAX + 1 }))
+      assert.deepStrictEqual(middle.map((p) => p.length), [BLOB_READ_MAX, 1])
+      assert.isTrue(equals(concatBytes(middle), big.subarray(10, 10 + BLOB_READ_MAX + 1)))
+      assertError(yield* failure(Stream.runDrain(client.blobRead(Hash.make(new Uint8Array(32).fill(7))))), "BlobNotFound")
+
+      const dir = yield* tempDir
+      const seen: Array<readonly [number, number]> = []
+      yield* client.exportFile(kept.entry.contentHash, `${dir}/out.bin`, (bytes, size) =>
+        Effect.sync(() => void seen.push([bytes, size])))
+      assert.deepStrictEqual(seen.at(-1), [big.length, big.length])
+
+      const report = yield* client.blobGc
+      assert.strictEqual(report.deleted, 1)
+      assert.isFalse(yield* Context.get(node.context, Blobs.Blobs).has(old), "the replaced content is deleted")
+      assert.isTrue(yield* Context.get(node.context, Blobs.Blobs).has(kept.entry.contentHash))
+      const current = Option.getOrThrow(yield* client.getExact(docId, utf8("k"), author, false))
+      assert.strictEqual(str(yield* client.readContent(current.contentHash)), "new value")
+    }))
+
   it.scopedLive("documents, entries and their errors over RPC", () =>
     Effect.gen(function*() {
       const { client, node } = yield* served
@@ -138,12 +178,17 @@ describe("DocsRpc", () => {
       assert.isTrue(listed.some((d) => equals(d.id, docId) && d.capability === "write"), "List streams the new doc")
 
       // Set / ReadContent / SetHash / GetExact / Get / Del
-      const entry = yield* client.set(docId, author, utf8("a/1"), utf8("one"))
+      const entry = (yield* client.set(docId, author, utf8("a/1"), utf8("one"))).entry
       assert.strictEqual(str(entry.key), "a/1")
       assert.strictEqual(entry.contentLen, 3n)
       assert.strictEqual(str(yield* client.readContent(entry.contentHash)), "one")
       yield* client.setHash(docId, author, utf8("a/2"), entry.contentHash, 3n)
       yield* client.set(docId, author, utf8("b"), utf8("bee"))
+      // The prefix rule: a write at "a" removes the author's older "a/…" entries; both calls say how many.
+      yield* client.setHash(docId, author, utf8("x/1"), entry.contentHash, 3n)
+      assert.strictEqual((yield* client.setHash(docId, author, utf8("x"), entry.contentHash, 3n)).removed, 1)
+      assert.strictEqual((yield* client.set(docId, author, utf8("x"), utf8("again"))).removed, 1)
+      yield* client.del(docId, author, utf8("x"))
       const exact = yield* client.getExact(docId, utf8("a/2"), author, false)
       assert.isTrue(Option.isSome(exact) && equals(exact.value.contentHash, entry.contentHash))
       assert.deepStrictEqual((yield* collect(client.get(docId, Query.all()))).map((e) => str(e.key)), ["a/1", "a/2", "b"])
