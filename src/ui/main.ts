@@ -92,7 +92,6 @@ const state = {
   query: { prefix: "", author: "", latest: false, sortBy: "KeyAuthor", direction: "Asc", offset: 0 } as EntriesQuery,
   rows: [] as ReadonlyArray<SignedEntry>,
   hasNext: false,
-  entriesDirty: false,
   authors: [] as ReadonlyArray<AuthorId>,
   defaultAuthor: Option.none<AuthorId>(),
   events: [] as Array<LoggedEvent>,
@@ -489,6 +488,7 @@ const takeToken = (): string | undefined => {
 const program = (token: string) =>
   Effect.gen(function*() {
     const commands = yield* Queue.unbounded<Command>()
+    const entriesDirty = yield* Queue.sliding<void>(1)
     offer = (command) => void Queue.unsafeOffer(commands, command)
     const client = yield* RpcClient.make(PageRpcs)
     const info = yield* client.NodeStatus()
@@ -536,7 +536,7 @@ const program = (token: string) =>
         switch (event._tag) {
           case "InsertLocal":
           case "InsertRemote":
-            if (Option.isSome(state.docId) && toHex(state.docId.value) === docId) state.entriesDirty = true
+            if (Option.isSome(state.docId) && toHex(state.docId.value) === docId) yield* Queue.offer(entriesDirty, undefined)
             if (event._tag === "InsertRemote" && event.contentStatus !== "Complete") {
               state.transfers.unshift({ hash: toHex(event.entry.record.hash), docId, size: event.entry.record.len, since: at })
               if (state.transfers.length > MAX_LOG) state.transfers.length = MAX_LOG
@@ -603,10 +603,10 @@ const program = (token: string) =>
       yield* refresh("transfers")
     })
 
+    // A write to the open document reloads its page at once; writes during a reload make one more (sliding, 1).
     const refreshEntries = Effect.gen(function*() {
-      if (!state.entriesDirty) return
-      state.entriesDirty = false
-      yield* loadEntries
+      yield* Queue.take(entriesDirty)
+      yield* Effect.ignore(loadEntries)
       yield* refresh("entries")
     })
 
@@ -726,7 +726,7 @@ const program = (token: string) =>
     render()
     yield* Effect.forkScoped(Effect.repeat(Effect.ignore(pollStats), Schedule.spaced("1 second")))
     yield* Effect.forkScoped(Effect.repeat(Effect.ignore(pollStatus), Schedule.spaced("2 seconds")))
-    yield* Effect.forkScoped(Effect.repeat(Effect.ignore(refreshEntries), Schedule.spaced("200 millis")))
+    yield* Effect.forkScoped(Effect.forever(refreshEntries))
     return yield* Effect.forever(Effect.flatMap(Queue.take(commands), handle))
   }).pipe(
     Effect.scoped,
