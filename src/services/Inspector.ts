@@ -17,7 +17,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { InspectorRpcs } from "../schema/InspectorRpc.js"
-import * as Docs from "./Docs.js"
+import * as Docs from "./DocsApi.js"
 import { RPC_PATH } from "./DocsRpcClient.js"
 
 export const CONTENT_SECURITY_POLICY = "default-src 'self'; script-src 'self'; style-src 'self'; " +
