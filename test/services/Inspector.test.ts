@@ -140,7 +140,8 @@ describe("Inspector", () => {
       const client = yield* RpcClient.make(DocsRpcs.merge(InspectorRpcs)).pipe(Effect.provide(context))
       const first = yield* Deferred.make<void>()
       const watching = yield* Effect.fork(Stream.runForEach(client.Watch({ docId }), () => Deferred.succeed(first, undefined)))
-      const handles = node.docs.status(docId).pipe(Effect.map((s) => s.handles), Effect.option)
+      // Suspended: \`status(docId)\` reads the replica's state when it is called, not when it runs.
+      const handles = Effect.suspend(() => node.docs.status(docId)).pipe(Effect.map((s) => s.handles), Effect.option)
       // The first event proves the node subscribed (writes until one arrives: the request may take a moment).
       const author = yield* node.docs.authorGetDefault
       yield* node.docs.set(docId, author, new TextEncoder().encode("k"), new TextEncoder().encode("v")).pipe(
