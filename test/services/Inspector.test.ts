@@ -1,4 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Command from "@effect/cli/Command"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { RpcClient } from "@effect/rpc"
 import { Context, Deferred, Effect, Fiber, Layer, Option, Redacted, Stream } from "effect"
 import * as fs from "node:fs"
@@ -9,6 +11,7 @@ import { InspectorRpcs } from "../../src/schema/InspectorRpc.js"
 import { DocsRpcs } from "../../src/schema/Rpc.js"
 import * as DocsRpc from "../../src/services/DocsRpc.js"
 import * as Inspector from "../../src/services/Inspector.js"
+import { opener, uiCommand } from "../../src/cli/Ui.js"
 import { eventually, startMemoryNode, type TestNode } from "../utils/nodes.js"
 
 /** A directory with a stand-in of the built inspector, removed with the scope. */
@@ -154,5 +157,35 @@ describe("Inspector", () => {
       assert.deepStrictEqual(yield* handles, Option.some(1), "open while watched")
       yield* Fiber.interrupt(watching)
       yield* eventually(Effect.map(handles, Option.isNone), 5000, "the document closed")
+    }))
+
+  it.scopedLive("rangedocs ui prints http://127.0.0.1:PORT/#token=… for the data directory's node; --open picks the platform's opener", () =>
+    Effect.gen(function*() {
+      const node = yield* startMemoryNode()
+      const dataDir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "rangedocs-ui-cli-"))),
+        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      )
+      const server = yield* serve(node, { dataDir })
+      const cli = Command.run(Command.make("rangedocs").pipe(Command.withSubcommands([uiCommand])), { name: "rangedocs", version: "0" })
+      const printed: Array<string> = []
+      const write = process.stdout.write.bind(process.stdout)
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          process.stdout.write = (chunk: string | Uint8Array, ...rest: Array<unknown>) => {
+            printed.push(String(chunk))
+            const done = rest.find((r) => typeof r === "function")
+            if (typeof done === "function") done()
+            return true
+          }
+        }),
+        () => Effect.sync(() => void (process.stdout.write = write))
+      )
+      yield* cli(["node", "rangedocs", "ui", "--data-dir", dataDir]).pipe(Effect.provide(NodeContext.layer))
+      const port = portOf(server.url)
+      assert.deepStrictEqual(printed, [`http://127.0.0.1:${port}/#token=${Redacted.value(server.token)}\n`])
+      assert.deepStrictEqual(opener("linux", "u"), ["xdg-open", ["u"]])
+      assert.deepStrictEqual(opener("darwin", "u"), ["open", ["u"]])
+      assert.deepStrictEqual(opener("win32", "u"), ["cmd", ["/c", "start", "", "u"]])
     }))
 })
