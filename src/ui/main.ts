@@ -428,9 +428,15 @@ const render = () => {
   const app = root()
   if (app === null) return
   const nav = doc().getElementById("nav")
-  nav?.replaceChildren(...VIEWS.map(([view, label]) =>
-    button(label, send({ _tag: "Show", view }), view === state.view ? { "aria-current": "page", "data-view": view } : { "data-view": view })
-  ))
+  // Built once and then only marked: a rebuilt nav would take the keyboard focus away from the button just used.
+  if (nav !== null && nav.querySelector("button") === null) {
+    nav.replaceChildren(...VIEWS.map(([view, label]) => button(label, send({ _tag: "Show", view }), { "data-view": view })))
+  }
+  for (const [view] of VIEWS) {
+    const b = nav?.querySelector(`button[data-view="${view}"]`)
+    if (view === state.view) b?.setAttribute("aria-current", "page")
+    else b?.removeAttribute("aria-current")
+  }
   const node = doc().getElementById("node")
   if (node !== null) node.textContent = Option.match(state.node, { onNone: () => "", onSome: (n) => `node ${short(n.nodeId)}` })
   const view = state.view === "documents"
