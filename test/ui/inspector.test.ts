@@ -32,12 +32,12 @@ const ROWS = Number(process.env["RANGEDOCS_UI_ROWS"] || 2_000)
 const findChromium = (): Either.Either<string, string> => {
   if (fs.existsSync(CHROMIUM)) return Either.right(CHROMIUM)
   if (process.getuid?.() !== 0) return Either.left(`no ${CHROMIUM} and not root to apt-get install chromium`)
+  const apt = (args: ReadonlyArray<string>) =>
+    execFileSync("apt-get", args, { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" }, timeout: 300_000 })
   try {
-    execFileSync("apt-get", ["install", "-y", "--no-install-recommends", "chromium"], {
-      stdio: "ignore",
-      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
-      timeout: 300_000
-    })
+    // A fresh CI image has no package lists yet.
+    apt(["update"])
+    apt(["install", "-y", "--no-install-recommends", "chromium"])
   } catch (cause) {
     return Either.left(`apt-get install chromium failed: ${String(cause).split("\n")[0]}`)
   }
