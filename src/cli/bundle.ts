@@ -52,7 +52,61 @@ export const bundleCli = async (options: BundleOptions): Promise<string> => {
   return main
 }
 
+/**
+ * The node's inspector (issue 18) for the browser: `src/ui/main.ts` as one minified ES module with its page and style,
+ * written to `outdir` (`dist/ui/`, served by the RPC server). The shared schemas call two node-only modules, swapped
+ * here for the page's own (`src/ui/shims/`: @noble for ed25519 point checks and BLAKE3), and `Buffer`, given to the
+ * project's own modules (not to packages) for the few calls they make. Any other node: import fails the build, so nothing of the node leaks into the page.
+ */
+export const bundleUi = async (options: BundleOptions): Promise<{ readonly outdir: string; readonly bytes: number }> => {
+  const esbuild = await import("esbuild")
+  fs.rmSync(options.outdir, { recursive: true, force: true })
+  const shims = path.join(options.root, "src", "ui", "shims")
+  const swapped: Record<string, string> = {
+    "ed25519.js": path.join(shims, "ed25519.ts"),
+    "blake3.js": path.join(shims, "blake3.ts")
+  }
+  const result = await esbuild.build({
+    entryPoints: { app: path.join(options.root, "src", "ui", "main.ts") },
+    absWorkingDir: options.root,
+    bundle: true,
+    platform: "browser",
+    format: "esm",
+    target: ["chrome120", "firefox120", "safari17"],
+    outdir: options.outdir,
+    plugins: [{
+      name: "rangedocs-browser-shims",
+      setup: (build) => {
+        build.onResolve({ filter: /\/internal\/(ed25519|blake3)\.js$/ }, (args) => {
+          const file = swapped[path.basename(args.path)]
+          return file === undefined ? undefined : { path: file }
+        })
+        // `Buffer` for the project's own modules only: given to a package (msgpackr), it would take the page for Node.
+        const bufferShim = JSON.stringify(path.join(shims, "buffer.ts"))
+        build.onLoad({ filter: /[\\/]src[\\/](internal|schema)[\\/][^\\/]+\.ts$/ }, async (args) => {
+          const source = await fs.promises.readFile(args.path, "utf8")
+          if (!/\bBuffer\./.test(source)) return undefined
+          return { contents: `import { Buffer } from ${bufferShim}\n${source}`, loader: "ts" }
+        })
+        build.onResolve({ filter: /^node:/ }, (args) => ({
+          errors: [{ text: `${args.path} imported by ${args.importer}: the inspector runs in a browser` }]
+        }))
+      }
+    }],
+    minify: true,
+    legalComments: "none",
+    metafile: true,
+    logLevel: "warning"
+  })
+  for (const file of ["index.html", "app.css"]) {
+    fs.copyFileSync(path.join(options.root, "src", "ui", file), path.join(options.outdir, file))
+  }
+  const bytes = Object.values(result.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0)
+  return { outdir: options.outdir, bytes }
+}
+
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const root = process.cwd()
   await bundleCli({ root, outdir: path.join(root, "dist", "cli") })
+  await bundleUi({ root, outdir: path.join(root, "dist", "ui") })
 }

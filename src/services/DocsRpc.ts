@@ -40,6 +40,8 @@ import { LiveEvent } from "../schema/LiveEvent.js"
 import type { AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
 import type { ExportFileProgress, ImportFileProgress, SetOutcome } from "../schema/Rpc.js"
 import * as Docs from "./Docs.js"
+import * as Inspector from "./Inspector.js"
+import { InspectorRpcs } from "../schema/InspectorRpc.js"
 import { isErrno, RPC_FILE, RPC_PATH, ServedRpcs, Subscribed, TOKEN_FILE } from "./DocsRpcClient.js"
 
 export * from "./DocsRpcClient.js"
@@ -279,6 +281,8 @@ export interface ServerOptions {
   readonly token?: Redacted.Redacted<string>
   /** Writes `rpc.json` (URL and pid) there while serving, and keeps the token there. */
   readonly dataDir?: string
+  /** The built inspector's files (issue 18); default: the package's `dist/ui/` when it exists. */
+  readonly uiDir?: string
 }
 
 export interface ServerInfo {
@@ -310,10 +314,10 @@ export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerI
         ? `http://${address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname}:${address.port}${RPC_PATH}`
         : `unix:${address.path}`
       const docs = yield* Docs.Docs
-      const handlerContext = yield* Layer.build(handlers(Option.some(url))).pipe(
-        Effect.provideService(Docs.Docs, docs)
-      )
-      const rpcApp = yield* RpcServer.toHttpApp(ServedRpcs).pipe(
+      const handlerContext = yield* Layer.build(
+        Layer.merge(handlers(Option.some(url)), Inspector.inspectorHandlers)
+      ).pipe(Effect.provideService(Docs.Docs, docs))
+      const rpcApp = yield* RpcServer.toHttpApp(ServedRpcs.merge(InspectorRpcs)).pipe(
         Effect.provide(Layer.mergeAll(Layer.succeedContext(handlerContext), RpcSerialization.layerMsgPack))
       )
       const startedAt = yield* Clock.currentTimeMillis
@@ -324,8 +328,14 @@ export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerI
           contentType: "text/plain; version=0.0.4; charset=utf-8"
         })
       }).pipe(Effect.catchAll(() => Effect.succeed(HttpServerResponse.text("metrics unavailable", { status: 500 }))))
+      const uiDir = options.uiDir === undefined ? Inspector.findUiDir() : Option.some(options.uiDir)
+      const hosts = address._tag === "TcpAddress" ? Inspector.allowedHosts(host, address.port) : undefined
       const guarded = Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
+        // DNS rebinding: a page of another site that resolves its name to 127.0.0.1 reaches no route.
+        if (!Inspector.hostAllowed(request.headers["host"], hosts)) return Inspector.misdirected()
+        const uiFile = request.method === "GET" ? Inspector.uiFileOf(request.url) : undefined
+        if (uiFile !== undefined) return yield* Inspector.serveUiFile(uiDir, uiFile)
         const route = request.url === RPC_PATH || request.url.startsWith(`${RPC_PATH}?`)
           ? "rpc"
           : request.url === METRICS_PATH && request.method === "GET"

@@ -1,0 +1,266 @@
+/**
+ * The inspector in a real browser (issue 18): Debian's Chromium driven by playwright-core (no browser download), one
+ * browser and one node for the file. Without Chromium (and no root to install it) the file skips with one line.
+ * Every view is written as a screenshot into `test-artifacts/ui/`.
+ */
+import { Context, Effect, Either, Exit, Layer, Redacted, Scope, Stream, Chunk } from "effect"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { type Browser, chromium, type Page } from "playwright-core"
+import { afterAll, assert, beforeAll, describe, it } from "vitest"
+import { bundleUi } from "../../src/cli/bundle.js"
+import { toHex } from "../../src/internal/bytes.js"
+import type { AuthorId, NamespaceId } from "../../src/schema/Keys.js"
+import { parseTicket } from "../../src/schema/Ticket.js"
+import type { DocsService } from "../../src/services/DocsApi.js"
+import * as Docs from "../../src/services/Docs.js"
+import * as DocsRpc from "../../src/services/DocsRpc.js"
+import { inspectorUrl } from "../../src/services/Inspector.js"
+import { startMemoryNode, type TestNode } from "../utils/nodes.js"
+
+const CHROMIUM = "/usr/bin/chromium"
+const ARTIFACTS = path.resolve("test-artifacts", "ui")
+/**
+ * Entries of the big document: 2k by default, so the file stays within its time budget (filling dominates it);
+ * RANGEDOCS_UI_ROWS=100000 runs the issue's 100k (filling takes minutes on a loaded 2-core machine).
+ */
+const ROWS = Number(process.env["RANGEDOCS_UI_ROWS"] || 2_000)
+
+/** The Chromium to drive: Debian's, installed here when missing and we are root; else undefined and why. */
+const findChromium = (): Either.Either<string, string> => {
+  if (fs.existsSync(CHROMIUM)) return Either.right(CHROMIUM)
+  if (process.getuid?.() !== 0) return Either.left(`no ${CHROMIUM} and not root to apt-get install chromium`)
+  const apt = (args: ReadonlyArray<string>) =>
+    execFileSync("apt-get", args, { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" }, timeout: 300_000 })
+  try {
+    // A fresh CI image has no package lists yet.
+    apt(["update"])
+    apt(["install", "-y", "--no-install-recommends", "chromium"])
+  } catch (cause) {
+    return Either.left(`apt-get install chromium failed: ${String(cause).split("\n")[0]}`)
+  }
+  return fs.existsSync(CHROMIUM) ? Either.right(CHROMIUM) : Either.left(`apt-get installed no ${CHROMIUM}`)
+}
+
+const browserPath = findChromium()
+if (Either.isLeft(browserPath)) console.warn(`inspector browser tests skipped: ${browserPath.left}`)
+
+const text = (s: string) => new TextEncoder().encode(s)
+/** A 1×1 PNG. */
+const PNG = Uint8Array.from(Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+  "base64"
+))
+
+interface World {
+  readonly node: TestNode
+  readonly server: DocsRpc.ServerInfo
+  /** The node through the RPC client, as the CLI reaches it. */
+  readonly client: DocsService
+  readonly author: AuthorId
+  readonly doc: NamespaceId
+  readonly big: NamespaceId
+  readonly fillMs: number
+}
+
+const setup = Effect.gen(function*() {
+  const uiDir = yield* Effect.acquireRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "rangedocs-ui-test-"))),
+    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+  )
+  yield* Effect.promise(() => bundleUi({ root: process.cwd(), outdir: uiDir }))
+  const node = yield* startMemoryNode()
+  const server = yield* Layer.build(DocsRpc.layerServer({ uiDir }).pipe(Layer.provide(Layer.succeedContext(node.context)))).pipe(
+    Effect.orDie,
+    Effect.map((ctx) => Context.get(ctx, DocsRpc.RpcServerInfo))
+  )
+  const client = Context.get(yield* Layer.build(DocsRpc.layerClient(server)), Docs.Docs)
+  const author = yield* node.docs.authorGetDefault
+  const doc = yield* node.docs.create
+  yield* node.docs.set(doc, author, text("hello"), text("world"))
+  yield* node.docs.set(doc, author, text("logo.png"), PNG)
+  yield* node.docs.set(doc, author, text("raw"), Uint8Array.from([0, 1, 2, 0xff, 0xfe]))
+  // A document of ROWS entries, written through the embedded API (content hashes only: paging reads no content).
+  const big = yield* node.docs.create
+  const started = Date.now()
+  const hash = (yield* node.docs.set(big, author, text("seed"), text("x"))).entry.record.hash
+  yield* Effect.forEach(
+    Array.from({ length: ROWS - 1 }, (_, i) => i),
+    (i) => node.docs.setHash(big, author, text(`row-${String(i).padStart(6, "0")}`), hash, 1n),
+    { concurrency: 512, discard: true }
+  )
+  return { node, server, client, author, doc, big, fillMs: Date.now() - started } satisfies World
+})
+
+describe.skipIf(Either.isLeft(browserPath))("inspector in Chromium", () => {
+  const scope = Effect.runSync(Scope.make())
+  let world: World
+  let browser: Browser
+  let page: Page
+  const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(effect)
+  const shot = (name: string) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true })
+  const url = () => inspectorUrl(world.server.url, Redacted.value(world.server.token))
+  const origin = () => new URL(world.server.url).origin
+
+  beforeAll(async () => {
+    fs.mkdirSync(ARTIFACTS, { recursive: true })
+    world = await Effect.runPromise(Scope.extend(setup, scope))
+    browser = await chromium.launch({ executablePath: Either.getOrThrow(browserPath), args: ["--no-sandbox"] })
+    page = await browser.newPage({ viewport: { width: 1100, height: 800 } })
+    page.setDefaultTimeout(10_000)
+    page.on("pageerror", (error) => console.error(`page error: ${error.message}`))
+    page.on("console", (message) => {
+      if (message.type() === "error") console.error(`page console: ${message.text()}`)
+    })
+  }, 180_000)
+
+  afterAll(async () => {
+    await browser?.close()
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  })
+
+  it("the URL opens on the node's documents; the token leaves the address bar for sessionStorage", async () => {
+    await page.goto(url())
+    await page.waitForSelector(`tr[data-doc="${toHex(world.doc)}"]`)
+    await page.waitForSelector(`tr[data-doc="${toHex(world.big)}"]`)
+    assert.notInclude(page.url(), "token")
+    assert.strictEqual(await page.evaluate("sessionStorage.getItem('rangedocs-token')"), Redacted.value(world.server.token))
+    await shot("documents")
+  })
+
+  it("opening a document lists its entries; content previews as text, image and hex", async () => {
+    await page.click(`button[aria-label="open document ${toHex(world.doc)}"]`)
+    await page.waitForSelector('tr[data-key="hello"]')
+    await page.click('tr[data-key="hello"] >> text=preview')
+    await page.waitForSelector('#preview[data-kind="text"] >> text=world')
+    await page.click('tr[data-key="logo.png"] >> text=preview')
+    await page.waitForSelector('#preview[data-kind="image"] img')
+    await page.click('tr[data-key="raw"] >> text=preview')
+    await page.waitForSelector('#preview[data-kind="hex"] >> text=00 01 02 ff fe')
+    await shot("entries")
+  })
+
+  it("a write made through the RPC client appears in the open page within 2 s, without a reload", async () => {
+    await run(world.client.set(world.doc, world.author, text("live-write"), text("from the CLI's client")))
+    const written = Date.now()
+    await page.waitForSelector('tr[data-key="live-write"]', { timeout: 2000 })
+    console.log(`write → row on the page: ${Date.now() - written} ms`)
+  })
+
+  it("set and delete from the page", async () => {
+    await page.fill('input[name="set-key"]', "from-page")
+    await page.fill('textarea[name="set-value"]', "typed in the browser")
+    await page.click('form[aria-label="set"] button[type="submit"]')
+    await page.waitForSelector('tr[data-key="from-page"]')
+    const stored = await run(world.node.docs.getExact(world.doc, text("from-page"), world.author, false))
+    assert.isTrue(stored._tag === "Some")
+    await page.click('tr[data-key="from-page"] >> text=delete')
+    await page.waitForSelector('tr[data-key="from-page"]', { state: "detached" })
+  })
+
+  it("creating and sharing a document from the page", async () => {
+    await page.click('nav button[data-view="documents"]')
+    await page.waitForSelector("#create-doc")
+    const before = await page.$$eval("tr[data-doc]", (rows) => rows.map((r) => r.getAttribute("data-doc")))
+    await page.click("#create-doc")
+    // (waitForFunction with a string would need 'unsafe-eval', which the page's CSP forbids.)
+    await page.locator("tr[data-doc]").nth(before.length).waitFor()
+    const after = await page.$$eval("tr[data-doc]", (rows) => rows.map((r) => r.getAttribute("data-doc")))
+    const created = after.find((id) => !before.includes(id))
+    assert.isString(created)
+    const listed = await run(Stream.runCollect(world.client.list).pipe(Effect.map(Chunk.toArray)))
+    assert.isTrue(listed.some((d) => toHex(d.id) === created), "the node holds the new document")
+    await page.click(`tr[data-doc="${created}"] >> text=share write`)
+    const ticket = await page.waitForSelector("#share-ticket").then((el) => el.inputValue())
+    const parsed = parseTicket(ticket)
+    assert.isTrue(Either.isRight(parsed), "the page shows a valid ticket")
+    if (Either.isRight(parsed)) {
+      assert.strictEqual(toHex(parsed.right.capability.id), created)
+      assert.strictEqual(parsed.right.capability._tag, "Write")
+    }
+    await shot("share")
+  })
+
+  it("authors, peers and sync, transfers, events and metrics views", async () => {
+    for (const view of ["authors", "peers", "transfers", "events"]) {
+      await page.click(`nav button[data-view="${view}"]`)
+      await page.waitForSelector(`section[aria-label="${view}"]`)
+      await shot(view)
+    }
+    assert.isAbove(await page.locator('tr[data-event="InsertLocal"]').count(), 0, "live events were listed")
+    await page.click('nav button[data-view="metrics"]')
+    await page.waitForSelector('figure[data-chart="entries/s"] polyline', { state: "attached" })
+    await page.waitForTimeout(2200)
+    await shot("metrics")
+  })
+
+  it(`a document of ${ROWS} entries pages to its middle with one fetch of one page`, async () => {
+    console.log(`filled ${ROWS} entries through the embedded API in ${world.fillMs} ms`)
+    await page.click('nav button[data-view="documents"]')
+    await page.click(`button[aria-label="open document ${toHex(world.big)}"]`)
+    await page.waitForSelector('tr[data-key="row-000000"]')
+    const count = () =>
+      page.evaluate("({ entries: Number(document.body.dataset.entriesFetched), calls: Number(document.body.dataset.getCalls) })")
+        .then((v) => {
+          assert.isTrue(typeof v === "object" && v !== null && "entries" in v && "calls" in v)
+          return { entries: Number(Reflect.get(Object(v), "entries")), calls: Number(Reflect.get(Object(v), "calls")) }
+        })
+    const before = await count()
+    const started = Date.now()
+    await page.fill('input[name="offset"]', String(ROWS / 2 + 1))
+    await page.press('input[name="offset"]', "Enter")
+    // Keys sort row-000000 … row-(ROWS-2), seed: row ROWS/2 + 1 is row-(ROWS/2).
+    await page.waitForSelector(`tr[data-key="row-${String(ROWS / 2).padStart(6, "0")}"]`)
+    const elapsed = Date.now() - started
+    const after = await count()
+    assert.strictEqual(after.calls - before.calls, 1, "one Get")
+    assert.strictEqual(after.entries - before.entries, 51, "one page (and one row to know there is a next)")
+    await page.click("text=next")
+    await page.waitForSelector(`tr[data-key="row-${String(ROWS / 2 + 50).padStart(6, "0")}"]`)
+    console.log(`page at row ${ROWS / 2 + 1}: ${elapsed} ms`)
+    await shot("entries-100k")
+  })
+
+  it("by keyboard, on a narrow window: no sideways scrolling of the page, views reached with Tab and Enter", async () => {
+    await page.setViewportSize({ width: 380, height: 800 })
+    await page.focus('nav button[data-view="documents"]')
+    await page.keyboard.press("Enter")
+    await page.waitForSelector('section[aria-label="documents"]')
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Enter")
+    await page.waitForSelector('section[aria-label="entries"]')
+    const width = await page.evaluate("document.documentElement.scrollWidth")
+    assert.isAtMost(Number(width), 380, "the page fits the window (wide tables scroll in their own box)")
+    await shot("narrow")
+    await page.setViewportSize({ width: 1100, height: 800 })
+  })
+
+  it("without the token the page shows \"not authorised\" and nothing of the node; every RPC call is refused (401)", async () => {
+    const context = await browser.newContext()
+    const stranger = await context.newPage()
+    const statuses: Array<number> = []
+    stranger.on("response", (r) => {
+      if (r.url().endsWith("/rpc")) statuses.push(r.status())
+    })
+    await stranger.goto(`${origin()}/`)
+    await stranger.waitForSelector("#not-authorised >> text=not authorised")
+    assert.strictEqual(await stranger.locator("tr[data-doc]").count(), 0)
+    assert.deepStrictEqual(statuses, [], "no call without a token")
+    await stranger.goto("about:blank")
+    await stranger.goto(`${origin()}/#token=${"0".repeat(64)}`)
+    await stranger.waitForSelector("#not-authorised >> text=not authorised")
+    assert.strictEqual(await stranger.locator("tr[data-doc]").count(), 0)
+    assert.notInclude(await stranger.content(), toHex(world.doc))
+    assert.isAbove(statuses.length, 0)
+    assert.isTrue(statuses.every((s) => s === 401), `every call refused: ${statuses.join(",")}`)
+    const direct = await stranger.evaluate(async () =>
+      (await fetch("/rpc", { method: "POST", headers: { authorization: "Bearer wrong" }, body: "x" })).status)
+    assert.strictEqual(direct, 401)
+    assert.isNull(await stranger.evaluate("sessionStorage.getItem('rangedocs-token')"), "a refused token is forgotten")
+    page = stranger
+    await shot("not-authorised")
+    await context.close()
+  })
+})
