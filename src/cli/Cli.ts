@@ -28,6 +28,7 @@ import * as Metrics from "../internal/metrics.js"
 import { CliError, common, emit, errLine, oneLine, withClient } from "./Common.js"
 import { docCommand, docSubcommands, policySubcommands } from "./Doc.js"
 import { useColor, withCleanConsole } from "./Help.js"
+import { uiCommand } from "./Ui.js"
 
 export const VERSION = "0.1.0"
 const NAME = "rangedocs"
@@ -96,9 +97,9 @@ const DESCRIPTION = "multi-dimensional key-value documents that sync peer to pee
 const CONFIG = { name: NAME, version: VERSION }
 
 /** The commands that only talk to a running node. */
-const CLIENT_COMMANDS = ["author", "blob", "doc", "node", "stats"]
+const CLIENT_COMMANDS = ["author", "blob", "doc", "node", "stats", "ui"]
 const clientCli = Command.run(
-  Command.make(NAME).pipe(Command.withDescription(DESCRIPTION), Command.withSubcommands([authorCommand, docCommand, blobCommand, nodeCommand, stats])),
+  Command.make(NAME).pipe(Command.withDescription(DESCRIPTION), Command.withSubcommands([authorCommand, docCommand, blobCommand, nodeCommand, stats, uiCommand])),
   CONFIG
 )
 
@@ -108,7 +109,7 @@ const fullCli = Effect.promise(async () => {
   return Command.run(
     Command.make(NAME).pipe(
       Command.withDescription(DESCRIPTION),
-      Command.withSubcommands([startCommand, authorCommand, docCommand, blobCommand, nodeCommand, stats, demoCommand])
+      Command.withSubcommands([startCommand, authorCommand, docCommand, blobCommand, nodeCommand, stats, uiCommand, demoCommand])
     ),
     CONFIG
   )
@@ -127,6 +128,7 @@ export const commandTree: Tree = new Map<string, Tree>([
   ["blob", leaves(blobSubcommands)],
   ["node", new Map([["info", new Map()]])],
   ["stats", new Map()],
+  ["ui", new Map()],
   ["demo", new Map()]
 ])
 
