@@ -80,6 +80,7 @@ import {
 } from "./Network/reach.js"
 import { makeRelaySupervisor, type RelayState } from "./Network/relays.js"
 import { makeRemoteWarnings, type RemoteWarning } from "./Network/warnings.js"
+import { ensureWebSocket } from "./Network/websocket.js"
 
 export type { Stream } from "@libp2p/interface"
 export type { AddrMode, ConnectionKind, RelayServiceConfig, RelayState }
@@ -353,6 +354,7 @@ const makeNode = (
 
     const listen = config.listen ?? DEFAULT_LISTEN
     const relays = config.relays ?? []
+    ensureWebSocket()
     for (const relay of relays) {
       const parsed = relayPeerOf(relay)
       if ("problem" in parsed) return yield* new NetworkError({ method: "start", cause: `relays: ${parsed.problem}` })
@@ -483,7 +485,7 @@ const makeNode = (
     const lookup = (peerId: PeerId) =>
       Effect.gen(function*() {
         if (node.getConnections(peerId).length > 0 || (yield* knownAddresses(peerId)) > 0) return
-        const viaRelays = (yield* supervisor.circuitAddrs).map((a) => multiaddr(a))
+        const viaRelays = relays.map((r) => multiaddr(`${r}/p2p-circuit`))
         if (viaRelays.length > 0) {
           yield* Effect.promise(() => node.peerStore.merge(peerId, { multiaddrs: viaRelays }).then(() => undefined, () => undefined))
         }
