@@ -100,6 +100,10 @@ const program = Effect.gen(function*() {
         const peer = Schema.decodeUnknownSync(NodeIdFromHex)(field(command, "peer"))
         return Effect.map(network.connectionKind(peer), Option.getOrElse(() => "none"))
       }
+      case "peerAddrs": {
+        const peer = Schema.decodeUnknownSync(NodeIdFromHex)(field(command, "peer"))
+        return network.peerAddresses(peer)
+      }
       default:
         return Effect.fail(`unknown command ${command.cmd}`)
     }

@@ -12,8 +12,8 @@
 #   PREFIX-lan1   203.0.113.3       its neighbour on home 1's LAN (multicast on, for mDNS)
 #   PREFIX-home2  203.0.113.18      a host in home 2
 #
-# Each gateway forwards what its LAN sends out and the answers to it, nothing else: nobody outside reaches a home
-# host first. Interfaces are created inside their namespaces (never in the caller's), so names cannot clash.
+# Each gateway forwards what its LAN sends out, the answers to it, and traffic within the LAN (bridged frames pass
+# the forward hook where br_netfilter is loaded), nothing else: nobody outside reaches a home host first. Interfaces are created inside their namespaces (never in the caller's), so names cannot clash.
 # Run a command in one: ip netns exec PREFIX-home1 CMD. Needs root, iproute2 and nftables (installed when missing).
 set -u
 PREFIX=${2:-rdlab}
@@ -48,7 +48,8 @@ up() {
     ip -n "$gw" link add wan type veth peer name "gw$i" netns "$pub" || return 1
     ip -n "$pub" link set "gw$i" master br0 && ip -n "$pub" link set "gw$i" up
     ip -n "$gw" addr add "198.51.100.$((i + 1))/24" dev wan && ip -n "$gw" link set wan up
-    ip -n "$gw" link add lan type bridge && ip -n "$gw" link set lan up
+    # No IGMP snooping: nothing on the LAN answers IGMP queries, and snooping would then drop mDNS.
+    ip -n "$gw" link add lan type bridge mcast_snooping 0 && ip -n "$gw" link set lan up
     ip -n "$gw" addr add "203.0.113.$(((i - 1) * 16 + 1))/28" dev lan
     ip netns exec "$gw" sysctl -qw net.ipv4.ip_forward=1
     local masq="masquerade persistent"
@@ -65,6 +66,7 @@ table ip filter {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
     iifname "lan" oifname "wan" accept
+    iifname "lan" oifname "lan" accept
   }
 }
 NFT
