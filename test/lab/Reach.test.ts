@@ -6,6 +6,9 @@
  * and network namespaces; elsewhere the tests skip with one line saying why.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { fromHex } from "../../src/internal/bytes.js"
+import { publicKeyOf } from "../../src/internal/ed25519.js"
+import { NodeId, peerIdFromNodeId } from "../../src/schema/NodeAddr.js"
 import { type Agent, down, labPrefix, skipReason, startAgent, until, up } from "./lab.js"
 
 const reason = skipReason()
@@ -61,27 +64,36 @@ let relayAddrs: ReadonlyArray<string> = []
 let home1: Agent
 let home2: Agent
 let lan1: Agent
+/** Asks relay3 (one slot) for a reservation, as home1 does: one of them is refused. */
+let late: Agent
 
 describe.skipIf(reason !== undefined)("issue 17 in a NAT lab", () => {
   beforeAll(async () => {
+    const t0 = Date.now()
     up(prefix)
-    const relaysStarting = RELAY_SEEDS.map((identity, i) =>
-      track(startAgent(ns("pub"), `relay${i + 1}`, {
-        identity,
-        listen: [`/ip4/198.51.100.1/tcp/${4001 + i}`],
-        relayService: i === 2 ? { maxReservations: 1 } : true
-      }))
+    // The relays' identities are fixed, so their peer ids are known and every node starts at once.
+    relayAddrs = RELAY_SEEDS.map((seed, i) =>
+      `/ip4/198.51.100.1/tcp/${4001 + i}/p2p/${peerIdFromNodeId(NodeId.make(publicKeyOf(fromHex(seed)!))).toString()}`
     )
-    // The homes need the relays' peer ids; the relays' identities are fixed, so only their start is awaited here
-    // and the homes start right after them, in parallel.
-    relays = await Promise.all(relaysStarting)
-    relayAddrs = relays.map((r, i) => `/ip4/198.51.100.1/tcp/${4001 + i}/p2p/${r.peerId}`)
-    ;[home1, home2, lan1] = await Promise.all([
-      track(startAgent(ns("home1"), "home1", { listen: ["/ip4/0.0.0.0/tcp/0"], relays: relayAddrs })),
-      track(startAgent(ns("home2"), "home2", { listen: ["/ip4/0.0.0.0/tcp/0"], relays: relayAddrs.slice(0, 2) })),
-      track(startAgent(ns("lan1"), "lan1", { listen: ["/ip4/0.0.0.0/tcp/0"] }))
+    const home = (name: string, relayList: ReadonlyArray<string>) =>
+      track(startAgent(ns(name === "late" ? "home2" : name), name, { listen: ["/ip4/0.0.0.0/tcp/0"], relays: relayList }))
+    const started = await Promise.all([
+      ...RELAY_SEEDS.map((identity, i) =>
+        track(startAgent(ns("pub"), `relay${i + 1}`, {
+          identity,
+          listen: [`/ip4/198.51.100.1/tcp/${4001 + i}`],
+          relayService: i === 2 ? { maxReservations: 1 } : true
+        }))
+      ),
+      home("home1", relayAddrs),
+      home("home2", relayAddrs.slice(0, 2)),
+      home("lan1", []),
+      home("late", [relayAddrs[2]!])
     ])
-  }, 90_000)
+    relays = started.slice(0, 3)
+    ;[home1, home2, lan1, late] = [started[3]!, started[4]!, started[5]!, started[6]!]
+    console.log(`NAT lab: up with seven nodes in ${Date.now() - t0} ms`)
+  }, 150_000)
 
   afterAll(() => {
     for (const a of agents) a.kill()
@@ -133,28 +145,39 @@ describe.skipIf(reason !== undefined)("issue 17 in a NAT lab", () => {
   }, 60_000)
 
   it("finding 4: a relay at its reservation limit refuses clearly; when a relay goes away the homes keep syncing through another", async () => {
-    // home1 holds relay3's one slot; a second node asking for one is refused, and says why.
-    await until("home1 holds relay3's only slot", async () =>
-      (await info(home1)).relays.find((r) => r.relay === relayAddrs[2])?.status === "reserved" ? true : undefined)
-    const late = await track(startAgent(ns("home2"), "late", { listen: ["/ip4/0.0.0.0/tcp/0"], relays: [relayAddrs[2]!] }))
-    const refused = await until("the late node is refused", async () => {
-      const r = (await info(late)).relays[0]
-      return r?.status === "refused" ? r : undefined
+    // relay3 has one slot, and home1 and the late node both want it: one holds it, the other is refused and says why.
+    const t = Date.now()
+    const [holder, refused] = await until("relay3 grants its one slot and refuses the other node", async () => {
+      const states = await Promise.all([home1, late].map(async (a) => {
+        const state = (await info(a)).relays.find((r) => r.relay === relayAddrs[2])
+        return { a, state }
+      }))
+      const held = states.find((x) => x.state?.status === "reserved")
+      const other = states.find((x) => x.state?.status === "refused")
+      return held !== undefined && other !== undefined ? [held, other] as const : undefined
     })
-    assert.include(refused.reason, "RESERVATION_REFUSED (the relay is at its reservation limit)")
-    assert.include(late.log(), "relay refused a reservation")
+    assert.include(refused.state?.reason, "RESERVATION_REFUSED (the relay is at its reservation limit)")
+    assert.include(refused.a.log(), "relay refused a reservation")
+    console.log(`NAT lab: relay3 (one slot) went to ${holder.a.name} and refused ${refused.a.name} (${Date.now() - t} ms)`)
 
     const doc = await str(home1.call("create"))
     await home1.call("set", { doc, key: "before", value: "relay1 up" })
     const ticket = await str(home1.call("share", { doc, addr: "relay" }))
     await str(home2.call("join", { ticket }))
     await hasEntry(home2, doc, "before", "relay1 up")
+    const t0 = Date.now()
     relays[0]!.kill()
     await until("home1 no longer announces relay1", async () =>
       circuits(await info(home1)).some((c) => c.startsWith(relayAddrs[0]!)) ? undefined : true)
+    const t1 = Date.now()
     await home1.call("set", { doc, key: "after", value: "relay1 gone" })
     await hasEntry(home2, doc, "after", "relay1 gone")
+    const t2 = Date.now()
     await home2.call("set", { doc, key: "reply", value: "through relay2" })
     await hasEntry(home1, doc, "reply", "through relay2")
+    console.log(
+      `NAT lab: relay1 gone → home1 stopped announcing it in ${t1 - t0} ms; the next write reached home2 in ` +
+        `${t2 - t1} ms, the reply came back in ${Date.now() - t2} ms (${await str(home2.call("kind", { peer: home1.nodeId }))})`
+    )
   }, 60_000)
 })

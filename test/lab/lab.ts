@@ -50,7 +50,7 @@ export interface Agent {
 }
 
 /** Starts a lab node in namespace `ns`; resolves once it is ready. */
-export const startAgent = (ns: string, name: string, options: AgentOptions, startMs = 30_000): Promise<Agent> =>
+export const startAgent = (ns: string, name: string, options: AgentOptions, startMs = 120_000): Promise<Agent> =>
   new Promise((resolve, reject) => {
     const child: ChildProcess = spawn(
       "ip",
