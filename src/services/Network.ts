@@ -2,6 +2,15 @@
  * The node's libp2p host: one libp2p node (TCP, noise, yamux, identify, ping, gossipsub) per layer, started when the
  * layer is built and stopped when its scope closes. Node ids are raw 32-byte Ed25519 keys (spec 04 §12, §13).
  *
+ * Reach (issue 17): WebSockets next to TCP (listen on a `/ws` address); the circuit relay v2 transport (dials
+ * `/p2p-circuit` addresses, accepts relayed connections); DCUtR (hole punching over a relayed connection); with
+ * `relayService` a relay for others; with `relays` reservations kept on those relays by a supervisor
+ * (Network/relays.ts) and announced in {@link NetworkService.addr}; mDNS and AutoNAT v2 when listening beyond
+ * loopback. Relayed connections are limited (the relay's data and duration limits): our protocols, gossipsub
+ * included, run on them. Dial by node id: the peer store is the one lookup (tickets, the address book and membership
+ * records add to it, so do mDNS and identify); a node it knows no address of is tried through our relays, and on a
+ * LAN the dial waits for mDNS (within the dial timeout).
+ *
  * Streams are libp2p v3 `Stream`s, handed over as they are; the sync protocol frames its own bytes (spec 04 §3).
  * Read them with {@link receive} and write with {@link send}, which work around two flaws of libp2p 3.3
  * (@libp2p/utils 7.4.1) in the raw API:
