@@ -6,7 +6,7 @@
  * through real NATs.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Duration, Effect, Exit, Layer, Option, Redacted, Schedule, Scope, Stream } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Option, Redacted, Schedule, Scope, Stream, TestClock } from "effect"
 import { NodeAddr, peerIdFromNodeId } from "../../src/schema/NodeAddr.js"
 import * as Network from "../../src/services/Network.js"
 import { parseHopAnswer, RESERVE_REQUEST } from "../../src/services/Network/reach.js"
@@ -150,6 +150,40 @@ describe("Network reach", () => {
       // r1 comes back (same identity and port): the supervisor redials it and holds a reservation there again.
       yield* node({ relayService: true, identity: seed, listen: [r1Addr.replace(/\/p2p\/.*$/, "")] })
       yield* eventually(Effect.map(circuitsOf(a), (c) => c.length === 2), "a holds a reservation on r1 again")
+    }), 40_000)
+
+  it.scoped("the relay supervisor's timer (TestClock): a relay that came back is redialled at the next check, not before", () =>
+    Effect.gen(function*() {
+      /** Real time passes (libp2p runs on it) while the test clock stands still. */
+      const realSleep = (ms: number) => Effect.promise(() => new Promise((r) => setTimeout(r, ms)))
+      const realEventually = (check: Effect.Effect<boolean>, what: string) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < 200; i++) {
+            if (yield* check) return
+            yield* realSleep(50)
+          }
+          assert.fail(`not reached within 10 s of real time: ${what}`)
+        })
+      const seed = Redacted.make(crypto.getRandomValues(new Uint8Array(32)))
+      const r1 = yield* stoppable({ relayService: true, identity: seed })
+      const r1Addr = yield* relayAddr(r1.network)
+      const a = yield* node({ relays: [r1Addr], listen: [], relayCheckInterval: "10 minutes" })
+      const reserved = Effect.map(a.relays, (s) => s[0]?.status === "reserved")
+      // The first check runs at start.
+      yield* realEventually(reserved, "a holds a reservation after the first check")
+      yield* r1.stop
+      yield* node({ relayService: true, identity: seed, listen: [r1Addr.replace(/\/p2p\/.*$/, "")] })
+      yield* serveEcho(a)
+      const b = yield* node()
+      const viaRelay = new NodeAddr({ nodeId: a.nodeId, addrs: [`${r1Addr}/p2p-circuit`] })
+      const reach = Effect.map(Effect.either(echo(b, viaRelay, 1024)), (r) => r._tag === "Right")
+      // 9 minutes: no check yet, so the relay that came back holds no reservation for a: b cannot reach a.
+      yield* TestClock.adjust("9 minutes")
+      yield* realSleep(1500)
+      assert.isFalse(yield* reach, "a reachable before the check")
+      // The 10-minute check finds the connection gone, redials the relay and reserves again: b reaches a.
+      yield* TestClock.adjust("1 minute")
+      yield* realEventually(reach, "b reaches a through the relay after the check")
     }), 40_000)
 
   it.scopedLive("relays: a malformed relay address fails the start with its reason", () =>
