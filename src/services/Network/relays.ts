@@ -53,7 +53,7 @@ const describe = (cause: unknown): string =>
 
 export interface RelaySupervisor {
   readonly states: Effect.Effect<ReadonlyArray<RelayState>>
-  /** `<relay>/p2p-circuit` for every relay we hold a reservation on. */
+  /** `<relay>/p2p-circuit` for every relay we hold a reservation on (over a connection still open). */
   readonly circuitAddrs: Effect.Effect<ReadonlyArray<string>>
   /** Checks every relay once (the supervisor does it every interval; tests call it). */
   readonly checkAll: Effect.Effect<void>
@@ -196,10 +196,21 @@ export const makeRelaySupervisor = (
       discard: true
     })
 
-    const states = Effect.map(Ref.get(held), (map) => [...map.values()].map((h) => h.state))
+    const peerOf = new Map(entries.map(({ peer, relay }) => [relay, peer]))
+    /** A reservation lives as long as its connection: one on a closed connection is not announced. */
+    const live = (h: Held) => {
+      const peer = peerOf.get(h.state.relay)
+      return h.state.status === "reserved" && peer !== undefined &&
+        node.getConnections(peer).some((c) => c.id === h.connection && c.status === "open")
+    }
+    // A reservation whose connection closed is being redialled: the next check reconnects and reserves again.
+    const states = Effect.map(Ref.get(held), (map) =>
+      [...map.values()].map((h): RelayState =>
+        h.state.status === "reserved" && !live(h) ? { relay: h.state.relay, status: "connecting" } : h.state
+      ))
     const circuitAddrs = Effect.map(
       Ref.get(held),
-      (map) => [...map.values()].filter((h) => h.state.status === "reserved").map((h) => `${h.state.relay}/p2p-circuit`)
+      (map) => [...map.values()].filter(live).map((h) => `${h.state.relay}/p2p-circuit`)
     )
     const run = entries.length === 0 ? Effect.void : Effect.zipRight(
       tag,
