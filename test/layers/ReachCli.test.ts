@@ -51,7 +51,7 @@ const info = async (dataDir: string): Promise<{ readonly addrs: ReadonlyArray<st
 describe("reach through the CLI (loopback)", () => {
   beforeAll(() => h.bundle(), 60_000)
   afterAll(async () => {
-    await Promise.all(children.map(h.stop))
+    await Promise.all(children.map((c) => h.stop(c)))
     await h.cleanup()
   })
 
