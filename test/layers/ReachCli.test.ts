@@ -6,6 +6,7 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { Either } from "effect"
 import { NodeAddr } from "../../src/schema/NodeAddr.js"
@@ -14,8 +15,12 @@ import { eventually, makeHarness, ROOT } from "../cli/harness.js"
 
 const NAME = "reach"
 const h = makeHarness(NAME)
-/** The harness's bundle (see makeHarness): `start` is spawned here with the reach flags. */
-const MAIN = path.join(ROOT, "node_modules", ".cache", `rangedocs-${NAME}-test-${process.pid}`, "main.mjs")
+/**
+ * The harness's bundle (see makeHarness; main.mjs or main.js as the harness names it): `start` is spawned here with
+ * the reach flags, which the harness's startNode does not take.
+ */
+const BUILD = path.join(ROOT, "node_modules", ".cache", `rangedocs-${NAME}-test-${process.pid}`)
+const main = () => ["main.mjs", "main.js"].map((f) => path.join(BUILD, f)).find((f) => fs.existsSync(f)) ?? "main.js"
 
 interface Started {
   readonly child: ChildProcess
@@ -28,7 +33,7 @@ const children: Array<ChildProcess> = []
 /** `rangedocs --data-dir DIR start ARGS --json`; resolves with its start line. */
 const start = (dataDir: string, args: ReadonlyArray<string>): Promise<Started> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, "--data-dir", dataDir, "start", ...args, "--json"], {
+    const child = spawn(process.execPath, [main(), "--data-dir", dataDir, "start", ...args, "--json"], {
       cwd: ROOT,
       env: { ...process.env, RANGEDOCS_DATA_DIR: "", RANGEDOCS_LOG_LEVEL: "info" },
       stdio: ["pipe", "pipe", "pipe"]
