@@ -3,8 +3,13 @@
  * entries; the second is empty, or with `--diff d` holds all but a `d` fraction of them plus `d` of its own. The second
  * syncs with the first. Ceiling: node:crypto verifying two signatures per entry on all cores (the Crypto worker pool),
  * nothing else, measured in the same run by the child process that writes the stores.
+ *
+ * `--via relay` (issue 17): the same sync once directly and once through a circuit relay v2 running in a child
+ * process on loopback (`--relay-child`); the first node listens nowhere and is reached through its reservation on
+ * the relay only. Prints the relayed run's figures, `directEntriesPerSec` from the direct run of the same
+ * invocation, and `relayRatio` (relayed / direct).
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option, Schedule } from "effect"
 import * as childProcess from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -14,6 +19,7 @@ import * as Capability from "../src/schema/Capability.js"
 import { Entry, EntryRecord, RecordIdentifier, type SignedEntry, U64 } from "../src/schema/Entry.js"
 import { Author, Hash, NamespaceSecret, secretSeed } from "../src/schema/Keys.js"
 import * as Crypto from "../src/services/Crypto.js"
+import { type NodeAddr, peerIdFromNodeId } from "../src/schema/NodeAddr.js"
 import * as Network from "../src/services/Network.js"
 import * as Ranger from "../src/services/Ranger.js"
 import * as Replica from "../src/services/Replica.js"
@@ -83,8 +89,47 @@ const batchSigner = (signer: Crypto.CryptoService, ns: NamespaceSecret, authors:
     })))
 }
 
+/** The relay of `--via relay`: a relay service on loopback; prints its address, runs until stdin closes. */
+const relayChild = Effect.gen(function*() {
+  const ctx = yield* Layer.build(Network.layer({ relayService: true }))
+  const network = Context.get(ctx, Network.Network)
+  const addr = yield* network.addr
+  const peer = peerIdFromNodeId(network.nodeId).toString()
+  process.stdout.write(JSON.stringify({ relay: `${addr.addrs[0]}/p2p/${peer}` }) + "\n")
+  yield* Effect.async<void>((resume) => {
+    process.stdin.on("end", () => resume(Effect.void))
+    process.stdin.on("close", () => resume(Effect.void))
+    process.stdin.resume()
+  })
+  return { bench: "sync-relay" }
+}).pipe(Effect.scoped)
+
+/** Starts the relay child; its address. Killed when the scope closes. */
+const startRelay = Effect.acquireRelease(
+  Effect.async<{ readonly child: childProcess.ChildProcess; readonly addr: string }, Error>((resume) => {
+    const child = childProcess.spawn(process.execPath, [...process.execArgv, process.argv[1]!, "sync", "--relay-child"], {
+      stdio: ["pipe", "pipe", "inherit"]
+    })
+    let out = ""
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString()
+      const line = out.split("\n").find((l) => l.includes("\"relay\""))
+      if (line !== undefined) {
+        const parsed: unknown = JSON.parse(line)
+        if (typeof parsed === "object" && parsed !== null && "relay" in parsed && typeof parsed.relay === "string") {
+          resume(Effect.succeed({ child, addr: parsed.relay }))
+        }
+      }
+    })
+    child.on("exit", (code) => resume(Effect.fail(new Error(`relay exited (${code})`))))
+  }),
+  ({ child }) => Effect.sync(() => child.kill("SIGKILL"))
+)
+
 export const syncBench = (flags: ReadonlyMap<string, string>) =>
-  flags.has("fill-child") ? fillStores(flags) : Effect.gen(function*() {
+  flags.has("fill-child") ? fillStores(flags) : flags.has("relay-child") ? relayChild : Effect.gen(function*() {
+    const via = flags.get("via") ?? "direct"
+    if (via !== "direct" && via !== "relay") return yield* Effect.dieMessage(`--via must be direct or relay, got ${via}`)
     const entries = numberFlag(flags, "entries", 100_000)
     const diff = numberFlag(flags, "diff", 0)
     const dir = tempDir("rangedocs-bench-sync-")
@@ -107,6 +152,9 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
       "--authors", authors.map((a) => hex(secretSeed(a))).join(",")
     ], { stdio: ["ignore", "pipe", "inherit"] })
     if (filled.status !== 0) return yield* Effect.dieMessage(`writing the stores failed (exit ${filled.status})`)
+    // The relayed run syncs a copy of B as it was before the direct run.
+    const fileC = path.join(dir, "c.sqlite")
+    if (via === "relay" && fs.existsSync(fileB)) fs.copyFileSync(fileB, fileC)
     const { peakRssMb: fillRss, verifyCeilingPerSec } = JSON.parse(filled.stdout.toString().trim().split("\n").pop()!) as {
       peakRssMb: number
       verifyCeilingPerSec: number
@@ -115,7 +163,7 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
     const crypto = yield* Layer.build(Crypto.layer())
 
 
-    const node = (file: string) =>
+    const node = (file: string, network: Network.NetworkConfig = {}) =>
       Layer.build(
         Sync.layerServing().pipe(
           Layer.provideMerge(Ranger.layer({
@@ -124,28 +172,58 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
             ...(flags.get("bulk") === undefined ? {} : { bulkValueBytes: Number(flags.get("bulk")) })
           })),
           Layer.provideMerge(Replica.layer),
-          Layer.provideMerge(Layer.merge(Store.layerFile(file), Network.layer())),
+          Layer.provideMerge(Layer.merge(Store.layerFile(file), Network.layer(network))),
           Layer.provide(Layer.succeedContext(crypto))
         )
       )
-    const a = yield* node(fileA)
-    const b = yield* node(fileB)
-    for (const ctx of [a, b]) {
-      const replica = Context.get(ctx, Replica.Replica)
-      yield* replica.importNamespace(new Capability.Write({ secret: ns }))
-      yield* replica.open(ns.id, { sync: true })
-    }
-    const addrA = yield* Context.get(a, Network.Network).addr
-    progress(`  nodes started; peak RSS so far ${peakRssMb()} MB`)
 
-    const start = performance.now()
-    const rssBefore = peakRssMb()
-    const finished = yield* memorySampled(flags, profiled(flags, Context.get(b, Sync.Sync).syncWith(ns.id, addrA)))
-    const ms = performance.now() - start
-    const received = finished.outcome.numRecv
-    const entriesPerSec = received / (ms / 1000)
-    progress(`  peak RSS before the session ${rssBefore} MB, after ${peakRssMb()} MB`)
-    progress(`  synced: ${received} entries received in ${Math.round(ms)} ms`)
+    /** One session: B (`fileOfB`) syncs with A, reached at the address `reach` gives. */
+    const run = (
+      label: string,
+      fileOfB: string,
+      networkOfA: Network.NetworkConfig,
+      reach: (a: Network.NetworkService) => Effect.Effect<NodeAddr>
+    ) =>
+      Effect.scoped(Effect.gen(function*() {
+        const a = yield* node(fileA, networkOfA)
+        const b = yield* node(fileOfB)
+        for (const ctx of [a, b]) {
+          const replica = Context.get(ctx, Replica.Replica)
+          yield* replica.importNamespace(new Capability.Write({ secret: ns }))
+          yield* replica.open(ns.id, { sync: true })
+        }
+        const addrA = yield* reach(Context.get(a, Network.Network))
+        progress(`  ${label}: nodes started (A at ${addrA.addrs.join(" ")}); peak RSS so far ${peakRssMb()} MB`)
+        const start = performance.now()
+        const rssBefore = peakRssMb()
+        const finished = yield* memorySampled(flags, profiled(flags, Context.get(b, Sync.Sync).syncWith(ns.id, addrA)))
+        const ms = performance.now() - start
+        const kind = yield* Context.get(b, Network.Network).connectionKind(addrA.nodeId)
+        const received = finished.outcome.numRecv
+        progress(`  ${label}: peak RSS before the session ${rssBefore} MB, after ${peakRssMb()} MB`)
+        progress(`  ${label}: ${received} entries received in ${Math.round(ms)} ms (${Option.getOrElse(kind, () => "-")})`)
+        return { finished, ms, received, entriesPerSec: received / (ms / 1000), kind }
+      }))
+
+    const direct = yield* run("direct", fileB, {}, (a) => a.addr)
+    let result = direct
+    let relayed: { readonly relayRatio: number; readonly directEntriesPerSec: number; readonly connection: string } | undefined
+    if (via === "relay") {
+      const relay = yield* startRelay
+      progress(`  relay child at ${relay.addr}`)
+      result = yield* run("relayed", fileC, { relays: [relay.addr], listen: [] }, (a) =>
+        a.shareAddr("relay").pipe(
+          Effect.filterOrFail((addr) => addr.addrs.length > 0),
+          Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("20 seconds"))),
+          Effect.orDieWith(() => new Error("no reservation on the relay within 20 s"))
+        ))
+      relayed = {
+        directEntriesPerSec: Math.round(direct.entriesPerSec),
+        relayRatio: Number((result.entriesPerSec / direct.entriesPerSec).toFixed(3)),
+        connection: Option.getOrElse(result.kind, () => "closed")
+      }
+    }
+    const { finished, ms, entriesPerSec } = result
     fs.rmSync(dir, { recursive: true, force: true })
     return {
       bench: "sync",
@@ -160,6 +238,7 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
       // Peak RSS of this process: both nodes and the session. The stores were written, and the ceiling measured, by a
       // child process (its own peak is printed on stderr).
       peakRssMb: peakRssMb(),
-      peakRssIncludes: "both nodes, session; not store generation nor the ceiling (child process)"
+      peakRssIncludes: "both nodes, session; not store generation nor the ceiling (child process)",
+      ...(relayed === undefined ? {} : { via, ...relayed })
     }
   }).pipe(Effect.scoped)

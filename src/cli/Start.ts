@@ -4,7 +4,7 @@
  * holds the running node's pid.
  */
 import { Command, Options } from "@effect/cli"
-import { Context, Effect, Layer, Option, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Option, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { toHex } from "../internal/bytes.js"
@@ -13,7 +13,13 @@ import { memoryNode, persistentNode } from "../layers/Node.js"
 import { peerIdFromNodeId } from "../schema/NodeAddr.js"
 import * as Docs from "../services/Docs.js"
 import * as DocsRpc from "../services/DocsRpc.js"
-import { DEFAULT_LISTEN } from "../services/Network.js"
+import {
+  DEFAULT_LISTEN,
+  DEFAULT_RELAY_DATA_LIMIT,
+  DEFAULT_RELAY_DURATION_LIMIT,
+  DEFAULT_RELAY_MAX_RESERVATIONS,
+  type RelayServiceConfig
+} from "../services/Network.js"
 import { CliError, type Common, common, emit, errLine, nonNegative, resolveDataDir } from "./Common.js"
 
 export const LOCK_FILE = "node.lock"
@@ -93,6 +99,41 @@ const listen = Options.text("listen").pipe(
   ),
   Options.repeated
 )
+const relay = Options.text("relay").pipe(
+  Options.withPseudoName("MULTIADDR"),
+  Options.withDescription(
+    "a relay to be reachable through from behind a NAT, ending in /p2p/<peer id> (repeatable): the node keeps a " +
+      "reservation on each and announces their /p2p-circuit addresses"
+  ),
+  Options.repeated
+)
+const relayService = Options.boolean("relay-service").pipe(
+  Options.withDescription("relay connections for other nodes (circuit relay v2); listen beyond loopback to be useful")
+)
+const relayMaxReservations = Options.integer("relay-max-reservations").pipe(
+  Options.withPseudoName("N"),
+  Options.withDescription(`with --relay-service: reservations held at once (default ${DEFAULT_RELAY_MAX_RESERVATIONS})`),
+  Options.optional
+)
+const relayDataLimit = Options.integer("relay-data-limit-mib").pipe(
+  Options.withPseudoName("MIB"),
+  Options.withDescription(
+    `with --relay-service: MiB one relayed connection may carry (default ${DEFAULT_RELAY_DATA_LIMIT / 1048576n})`
+  ),
+  Options.optional
+)
+const relayDurationLimit = Options.integer("relay-duration-limit").pipe(
+  Options.withPseudoName("SECONDS"),
+  Options.withDescription(
+    `with --relay-service: seconds one relayed connection may stay open (default ${
+      Duration.toSeconds(DEFAULT_RELAY_DURATION_LIMIT)
+    })`
+  ),
+  Options.optional
+)
+const noMdns = Options.boolean("no-mdns").pipe(
+  Options.withDescription("do not look for nodes on the LAN by mDNS (on by default when listening beyond loopback)")
+)
 const rpcPort = Options.integer("rpc-port").pipe(
   Options.withPseudoName("PORT"),
   Options.withDescription("the RPC port on 127.0.0.1 (default: a free port chosen at start)"),
@@ -104,6 +145,12 @@ const memory = Options.boolean("memory").pipe(
 
 const run = (options: Common & {
   readonly listen: ReadonlyArray<string>
+  readonly relay: ReadonlyArray<string>
+  readonly relayService: boolean
+  readonly relayMaxReservations: Option.Option<number>
+  readonly relayDataLimit: Option.Option<number>
+  readonly relayDurationLimit: Option.Option<number>
+  readonly noMdns: boolean
   readonly rpcPort: Option.Option<number>
   readonly memory: boolean
 }) =>
@@ -116,7 +163,23 @@ const run = (options: Common & {
     // 0700, tightened when looser: the directory holds the node's secrets (issue 15, finding 7).
     yield* privateDir(dataDir).pipe(Effect.mapError((error) => new CliError({ message: error.message })))
     yield* lockDataDir(dataDir)
-    const nodeOptions = { listen: options.listen.length === 0 ? DEFAULT_LISTEN : options.listen }
+    const maxReservations = yield* nonNegative("--relay-max-reservations", options.relayMaxReservations)
+    const dataLimit = yield* nonNegative("--relay-data-limit-mib", options.relayDataLimit)
+    const durationLimit = yield* nonNegative("--relay-duration-limit", options.relayDurationLimit)
+    const limits: RelayServiceConfig = {
+      ...(Option.isSome(maxReservations) ? { maxReservations: maxReservations.value } : {}),
+      ...(Option.isSome(dataLimit) ? { dataLimit: BigInt(dataLimit.value) * 1048576n } : {}),
+      ...(Option.isSome(durationLimit) ? { durationLimit: Duration.seconds(durationLimit.value) } : {})
+    }
+    if (!options.relayService && Object.keys(limits).length > 0) {
+      return yield* new CliError({ message: "--relay-max-reservations and the relay limits need --relay-service" })
+    }
+    const nodeOptions = {
+      listen: options.listen.length === 0 ? DEFAULT_LISTEN : options.listen,
+      ...(options.relay.length === 0 ? {} : { relays: options.relay }),
+      ...(options.relayService ? { relayService: limits } : {}),
+      ...(options.noMdns ? { network: { mdns: false } } : {})
+    }
     const node = options.memory ? memoryNode(nodeOptions) : persistentNode(dataDir, nodeOptions)
     const server = DocsRpc.layerServer({ dataDir, ...(Option.isSome(port) ? { port: port.value } : {}) })
     const context = yield* Layer.build(server.pipe(Layer.provideMerge(node))).pipe(
@@ -164,6 +227,6 @@ const run = (options: Common & {
 
 export const startCommand = Command.make(
   "start",
-  { ...common, listen, rpcPort, memory },
+  { ...common, listen, relay, relayService, relayMaxReservations, relayDataLimit, relayDurationLimit, noMdns, rpcPort, memory },
   run
 ).pipe(Command.withDescription("run a node for the data directory until SIGINT/SIGTERM"))

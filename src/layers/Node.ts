@@ -33,6 +33,13 @@ export interface NodeOptions {
    * tests; default a fresh one per start. A persistent node's identity is its `<dataDir>/node-key` file.
    */
   readonly identity?: Redacted.Redacted<Uint8Array>
+  /**
+   * Relays to hold reservations on (multiaddrs ending in `/p2p/<peer id>`): the node is then reachable through
+   * them from behind a NAT, and announces `<relay>/p2p-circuit` addresses (see `Network.NetworkConfig.relays`).
+   */
+  readonly relays?: ReadonlyArray<string>
+  /** Serve as a relay for other nodes (`true`: limits that carry a whole sync; see `Network.RelayServiceConfig`). */
+  readonly relayService?: boolean | Network.RelayServiceConfig
   /** Nodes dialed when the node starts (a failed dial is logged). */
   readonly bootstrap?: ReadonlyArray<NodeAddr>
   readonly network?: Omit<Network.NetworkConfig, "listen" | "identity">
@@ -80,6 +87,14 @@ const TRANSFER_DEFAULTS: BlobTransfer.BlobTransferConfig = {
   maxTransfersPerPeer: Math.max(BlobTransfer.DEFAULT_MAX_TRANSFERS_PER_PEER, BlobTransfer.DEFAULT_MAX_DOWNLOADS)
 }
 
+/** The network options of a node: `options.network` with the top-level reach options. */
+const networkConfig = (options: NodeOptions): Omit<Network.NetworkConfig, "identity"> => ({
+  ...options.network,
+  ...(options.listen === undefined ? {} : { listen: options.listen }),
+  ...(options.relays === undefined ? {} : { relays: options.relays }),
+  ...(options.relayService === undefined ? {} : { relayService: options.relayService })
+})
+
 const build = <E1, E2>(
   storage: Layer.Layer<Replica.Replica | Store.Store | Blobs.Blobs, E1>,
   network: Layer.Layer<Network.Network | GossipRouter, NetworkError>,
@@ -111,8 +126,7 @@ export const memoryNode = (options: NodeOptions = {}): Layer.Layer<NodeServices,
   build(
     MemoryStorage(options.blobs),
     Network.layer({
-      ...options.network,
-      ...(options.listen === undefined ? {} : { listen: options.listen }),
+      ...networkConfig(options),
       ...(options.identity === undefined ? {} : { identity: options.identity })
     }),
     DefaultAuthor.layerMemory,
@@ -134,10 +148,7 @@ export const persistentNode = (dataDir: string, options: NodeOptions = {}): Laye
     yield* privateDir(dataDir).pipe(Effect.mapError((error) => new DocsError({ message: error.message })))
     return build(
       PersistentStorage(dataDir, options.blobs),
-      Network.layerPersistent(dataDir, {
-        ...options.network,
-        ...(options.listen === undefined ? {} : { listen: options.listen })
-      }),
+      Network.layerPersistent(dataDir, networkConfig(options)),
       DefaultAuthor.layerFile(dataDir),
       AddressBook.layerFile(dataDir),
       options

@@ -16,10 +16,11 @@
  * | `addrs` | varint count (1 to {@link MAX_RECORD_ADDRS}), each a varint length (≤ {@link MAX_ADDR_LENGTH}) + UTF-8 |
  * | `signature` | 64 bytes |
  *
- * Every address must be a multiaddr in its canonical string form, exactly `/<ip4|ip6|dns|dns4|dns6>/<host>/tcp/<port>`
- * (TCP is the one transport here): no `/p2p/<id>` (the record names the node), no `/p2p-circuit` (no relays), no
- * `/unix/` path (libp2p's TCP transport would dial a local socket), no port 0 and no unspecified IP address. Decoding checks all of that and the signature (strict
- * Ed25519); the future-timestamp bound needs the time, so it is {@link checkRecordTime}.
+ * Every address must be a multiaddr in its canonical string form, exactly `/<ip4|ip6|dns|dns4|dns6>/<host>/tcp/<port>`,
+ * optionally followed by `/ws` or `/wss` (WebSockets), and optionally by `/p2p/<relay's peer id>/p2p-circuit` (the node
+ * is reached through that relay, issue 17): no other `/p2p/<id>` (the record names the node), no `/unix/` path
+ * (libp2p's TCP transport would dial a local socket), no port 0 and no unspecified IP address. Decoding checks all of
+ * that and the signature (strict Ed25519); the future-timestamp bound needs the time, so it is {@link checkRecordTime}.
  */
 import { multiaddr } from "@multiformats/multiaddr"
 import { Effect, Either, Option, ParseResult, Schema } from "effect"
@@ -68,20 +69,40 @@ export const addrProblem = (addr: string): string | undefined => {
   if (canonical !== addr) return "not a canonical multiaddr"
   const names = parts.map((c) => c.name)
   if (names.length === 0) return "empty multiaddr"
-  if (names.includes("p2p-circuit")) return "relay address"
-  if (names.includes("p2p")) return "address names a peer"
-  // Exactly a host and a TCP port: TCP is the one transport here, and libp2p's TCP transport would also dial a
-  // `/unix/` path, which would let a record point us at a local socket.
-  const [host, tcp] = parts
-  if (parts.length !== 2 || !RECORD_HOSTS.has(host!.name) || tcp!.name !== "tcp") return "not a host and a TCP port"
+  // `<host>/tcp/<port>[/ws|/wss][/p2p/<relay>/p2p-circuit]`: libp2p's TCP transport would also dial a `/unix/` path,
+  // which would let a record point us at a local socket, so nothing else is accepted.
+  let rest = parts
+  if (names[names.length - 1] === "p2p-circuit") {
+    if (names.length < 4 || names[names.length - 2] !== "p2p") return "relay address without the relay's peer id"
+    rest = parts.slice(0, -2)
+  }
+  const restNames = rest.map((c) => c.name)
+  if (restNames.includes("p2p-circuit")) return "relay address through a relay"
+  if (restNames.includes("p2p")) return "address names a peer"
+  if (rest.length === 3) {
+    if (rest[2]!.name !== "ws" && rest[2]!.name !== "wss") return "not a host and a TCP port"
+    rest = rest.slice(0, 2)
+  }
+  const [host, tcp] = rest
+  if (rest.length !== 2 || !RECORD_HOSTS.has(host!.name) || tcp!.name !== "tcp") return "not a host and a TCP port"
   if (tcp!.value === "0") return "TCP port 0"
   if (host!.value === "0.0.0.0" || host!.value === "::") return "unspecified IP address"
   return undefined
 }
 
-/** The addresses of `addrs` that may go in a record, at most {@link MAX_RECORD_ADDRS}, duplicates removed. */
-export const recordableAddrs = (addrs: ReadonlyArray<string>): ReadonlyArray<string> =>
-  [...new Set(addrs)].filter((a) => addrProblem(a) === undefined).slice(0, MAX_RECORD_ADDRS)
+/** Relay addresses a record keeps room for, however many direct addresses the node has. */
+export const RECORD_RELAY_ADDRS = 4
+
+/**
+ * The addresses of `addrs` that may go in a record, at most {@link MAX_RECORD_ADDRS}, duplicates removed: up to
+ * {@link RECORD_RELAY_ADDRS} relay addresses, and direct addresses before them filling the rest, in the given order.
+ */
+export const recordableAddrs = (addrs: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const ok = [...new Set(addrs)].filter((a) => addrProblem(a) === undefined)
+  const relayed = ok.filter((a) => a.endsWith("/p2p-circuit")).slice(0, RECORD_RELAY_ADDRS)
+  const direct = ok.filter((a) => !a.endsWith("/p2p-circuit")).slice(0, MAX_RECORD_ADDRS - relayed.length)
+  return [...direct, ...relayed]
+}
 
 const RecordAddr = Schema.String.pipe(Schema.filter((a) => {
   const problem = addrProblem(a)

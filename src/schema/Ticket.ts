@@ -35,6 +35,33 @@ export class DocTicket extends Schema.Class<DocTicket>("DocTicket")({
 export const AddrInfoOptions = Schema.Literal("Id", "Relay", "Addresses", "RelayAndAddresses")
 export type AddrInfoOptions = typeof AddrInfoOptions.Type
 
+/**
+ * The CLI's names of {@link AddrInfoOptions} (`doc share --addr`, issue 17): `direct` → Addresses, `relay` → Relay,
+ * `both` → RelayAndAddresses, `none` → Id (the node id alone; joiners find the node by mDNS, the address book,
+ * membership or their relays).
+ */
+export const ADDR_MODES = ["direct", "relay", "both", "none"] as const
+export type AddrMode = typeof ADDR_MODES[number]
+
+export const addrInfoOptionsOf = (mode: AddrMode): AddrInfoOptions => {
+  switch (mode) {
+    case "direct":
+      return "Addresses"
+    case "relay":
+      return "Relay"
+    case "both":
+      return "RelayAndAddresses"
+    case "none":
+      return "Id"
+  }
+}
+
+/**
+ * What a ticket carries when the sharer names no mode: every address, direct and relayed, so that the ticket works
+ * wherever one of them does (a node without relays has no relayed ones, so this is its direct addresses).
+ */
+export const DEFAULT_ADDR_INFO_OPTIONS: AddrInfoOptions = "RelayAndAddresses"
+
 /** Share a Read or a Write capability. */
 export const ShareMode = Schema.Literal("Read", "Write")
 export type ShareMode = typeof ShareMode.Type

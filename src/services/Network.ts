@@ -2,6 +2,15 @@
  * The node's libp2p host: one libp2p node (TCP, noise, yamux, identify, ping, gossipsub) per layer, started when the
  * layer is built and stopped when its scope closes. Node ids are raw 32-byte Ed25519 keys (spec 04 §12, §13).
  *
+ * Reach (issue 17): WebSockets next to TCP (listen on a `/ws` address); the circuit relay v2 transport (dials
+ * `/p2p-circuit` addresses, accepts relayed connections); DCUtR (hole punching over a relayed connection); with
+ * `relayService` a relay for others; with `relays` reservations kept on those relays by a supervisor
+ * (Network/relays.ts) and announced in {@link NetworkService.addr}; mDNS and AutoNAT v2 when listening beyond
+ * loopback. Relayed connections are limited (the relay's data and duration limits): our protocols, gossipsub
+ * included, run on them. Dial by node id: the peer store is the one lookup (tickets, the address book and membership
+ * records add to it, so do mDNS and identify); a node it knows no address of is tried through our relays, and on a
+ * LAN the dial waits for mDNS (within the dial timeout).
+ *
  * Streams are libp2p v3 `Stream`s, handed over as they are; the sync protocol frames its own bytes (spec 04 §3).
  * Read them with {@link receive} and write with {@link send}, which work around two flaws of libp2p 3.3
  * (@libp2p/utils 7.4.1) in the raw API:
@@ -19,8 +28,11 @@
 import "../internal/polyfill.js"
 import { noise } from "@chainsafe/libp2p-noise"
 import { yamux } from "@chainsafe/libp2p-yamux"
+import { autoNATv2 } from "@libp2p/autonat-v2"
+import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay-v2"
 import { generateKeyPairFromSeed } from "@libp2p/crypto/keys"
 import { type GossipSub, gossipsub, StrictSign } from "@libp2p/gossipsub"
+import { dcutr } from "@libp2p/dcutr"
 import { type Identify, identify } from "@libp2p/identify"
 import type {
   Address,
@@ -32,8 +44,10 @@ import type {
   StreamHandlerOptions,
   StreamMessageEvent
 } from "@libp2p/interface"
+import { mdns } from "@libp2p/mdns"
 import { type Ping, ping } from "@libp2p/ping"
 import { tcp } from "@libp2p/tcp"
+import { webSockets } from "@libp2p/websockets"
 import { CODE_P2P, multiaddr } from "@multiformats/multiaddr"
 import { createLibp2p } from "libp2p"
 import {
@@ -62,9 +76,28 @@ import { DialError, NetworkError, StreamError } from "../schema/NetworkErrors.js
 import { NodeAddr, NodeId, nodeIdFromPeerId, peerIdFromNodeId } from "../schema/NodeAddr.js"
 import { boundPorts, preferredListen, readPorts, writePorts } from "./Network/ports.js"
 import { GossipRouter, type GossipRouterService } from "./Network/router.js"
+import {
+  type AddrMode,
+  addrsForMode,
+  type ConnectionKind,
+  DEFAULT_RELAY_CHECK_INTERVAL,
+  isRelayed,
+  listensBeyondLoopback,
+  relayPeerOf,
+  type RelayServiceConfig,
+  relayServerInit
+} from "./Network/reach.js"
+import { makeRelaySupervisor, type RelayState } from "./Network/relays.js"
 import { makeRemoteWarnings, type RemoteWarning } from "./Network/warnings.js"
+import { ensureWebSocket } from "./Network/websocket.js"
 
 export type { Stream } from "@libp2p/interface"
+export type { AddrMode, ConnectionKind, RelayServiceConfig, RelayState }
+export {
+  DEFAULT_RELAY_DATA_LIMIT,
+  DEFAULT_RELAY_DURATION_LIMIT,
+  DEFAULT_RELAY_MAX_RESERVATIONS
+} from "./Network/reach.js"
 
 export const DEFAULT_LISTEN: ReadonlyArray<string> = ["/ip4/127.0.0.1/tcp/0"]
 /** Bounds connecting to a node (spec 04 §11 suggestion). */
@@ -142,9 +175,36 @@ export interface NetworkConfig {
   readonly streamWindow?: number
   readonly gossipsub?: GossipsubConfig
   readonly connections?: ConnectionLimits
+  /**
+   * Relays to keep reservations on, each a multiaddr ending in `/p2p/<relay's peer id>`: the node holds a slot on
+   * every one it reaches, announces `<relay>/p2p-circuit` addresses for them (in {@link NetworkService.addr}), and
+   * redials a relay that went away. Default none.
+   */
+  readonly relays?: ReadonlyArray<string>
+  /** Serve as a circuit relay v2 for other nodes (true: the default limits of {@link RelayServiceConfig}). */
+  readonly relayService?: boolean | RelayServiceConfig
+  /** How often each configured relay is checked (reconnected, its reservation renewed); default 5 s. */
+  readonly relayCheckInterval?: Duration.DurationInput
+  /**
+   * mDNS on the LAN: nodes of one network find each other without addresses. Default on when a listen address
+   * reaches beyond loopback, off otherwise.
+   */
+  readonly mdns?: boolean | { readonly interval?: Duration.DurationInput }
+  /** AutoNAT v2 (other nodes dial our addresses back to tell whether they are reachable); default as `mdns`. */
+  readonly autonat?: boolean
 }
 
-export type Libp2pServices = { identify: Identify; ping: Ping; pubsub: GossipSub }
+export type Libp2pServices = {
+  identify: Identify
+  ping: Ping
+  pubsub: GossipSub
+  dcutr: unknown
+  relay?: unknown
+  autonat?: unknown
+}
+
+/** How often mDNS asks the LAN who is there (libp2p's default is 10 s). */
+const DEFAULT_MDNS_INTERVAL_MS = 5_000
 
 /** Runs one inbound stream, which is closed when the effect succeeds and aborted when it fails or is interrupted. */
 export type Handler<E, R> = (stream: P2PStream, remote: NodeId) => Effect.Effect<void, E, R>
@@ -189,6 +249,16 @@ export interface NetworkService {
   readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
   /** True from start until the layer's scope closes. */
   readonly isRunning: Effect.Effect<boolean>
+  /**
+   * Our id and the addresses a ticket carries in `mode`: `direct` (our listen and confirmed addresses), `relay`
+   * (circuit addresses through the relays we hold a reservation on), `both`, or `none` (the node id alone, found
+   * through mDNS, the address book, membership or the relays).
+   */
+  readonly shareAddr: (mode: AddrMode) => Effect.Effect<NodeAddr>
+  /** How we reach `peer` now: directly or through a relay; none when not connected. */
+  readonly connectionKind: (peer: NodeId) => Effect.Effect<Option.Option<ConnectionKind>>
+  /** The configured relays and what the node holds on each. */
+  readonly relays: Effect.Effect<ReadonlyArray<RelayState>>
 }
 
 export interface ConnectionInfo {
@@ -196,6 +266,8 @@ export interface ConnectionInfo {
   /** The remote's transport address, without `/p2p/`. */
   readonly remoteAddr: string
   readonly direction: "inbound" | "outbound"
+  /** Through a relay (a `/p2p-circuit` address) or not. */
+  readonly kind: ConnectionKind
 }
 
 export class Network extends Context.Tag("docs/Network")<Network, NetworkService>() {}
@@ -226,6 +298,8 @@ const fastMessageId = (msg: { readonly from?: Uint8Array; readonly seqno?: Uint8
  */
 const makeGossipsub = (config: GossipsubConfig) =>
   gossipsub({
+    // Relayed connections are limited (the relay's data and duration limits): gossip runs over them too.
+    runOnLimitedConnection: true,
     globalSignaturePolicy: StrictSign,
     emitSelf: false,
     allowPublishToZeroTopicPeers: true,
@@ -292,6 +366,24 @@ const makeNode = (
     const nodeId = NodeId.make(Uint8Array.from(privateKey.publicKey.raw))
 
     const listen = config.listen ?? DEFAULT_LISTEN
+    const relays = config.relays ?? []
+    ensureWebSocket()
+    for (const relay of relays) {
+      const parsed = relayPeerOf(relay)
+      if ("problem" in parsed) return yield* new NetworkError({ method: "start", cause: `relays: ${parsed.problem}` })
+    }
+    const relayServer = config.relayService === undefined || config.relayService === false
+      ? undefined
+      : relayServerInit(config.relayService === true ? {} : config.relayService)
+    if (relayServer !== undefined && "problem" in relayServer) {
+      return yield* new NetworkError({ method: "start", cause: relayServer.problem })
+    }
+    const beyondLoopback = listensBeyondLoopback(listen)
+    const mdnsConfig = config.mdns ?? beyondLoopback
+    const mdnsInterval = typeof mdnsConfig === "object" && mdnsConfig.interval !== undefined
+      ? Duration.toMillis(Duration.decode(mdnsConfig.interval))
+      : DEFAULT_MDNS_INTERVAL_MS
+    const autonat = config.autonat ?? beyondLoopback
     const start = (addrs: ReadonlyArray<string>) =>
       Effect.acquireRelease(
         Effect.tryPromise({
@@ -299,7 +391,9 @@ const makeNode = (
             createLibp2p<Libp2pServices>({
               privateKey,
               addresses: { listen: [...addrs] },
-              transports: [tcp()],
+              // WebSockets for browsers; the relay transport dials `/p2p-circuit` addresses and accepts relayed
+              // connections (the STOP protocol).
+              transports: [tcp(), webSockets(), circuitRelayTransport()],
               connectionEncrypters: [noise()],
               streamMuxers: [
                 yamux({
@@ -309,7 +403,16 @@ const makeNode = (
                   }
                 })
               ],
-              services: { identify: identify(), ping: ping(), pubsub: makeGossipsub(config.gossipsub ?? {}) },
+              services: {
+                identify: identify(),
+                ping: ping(),
+                pubsub: makeGossipsub(config.gossipsub ?? {}),
+                // Hole punching: upgrades a relayed connection to a direct one where the NATs allow.
+                dcutr: dcutr(),
+                ...(relayServer === undefined ? {} : { relay: circuitRelayServer(relayServer.init) }),
+                ...(autonat ? { autonat: autoNATv2() } : {})
+              },
+              ...(mdnsConfig === false ? {} : { peerDiscovery: [mdns({ interval: mdnsInterval })] }),
               // libp2p aborts a connection whose keep-alive ping takes over ~5 s: a node busy for a few seconds would
               // lose its gossip mesh. Dead connections are still found, just later.
               connectionMonitor: { pingTimeout: { minTimeout: 20_000, maxTimeout: 60_000 } },
@@ -349,6 +452,11 @@ const makeNode = (
     }
     const serviceScope = yield* Effect.scope
     const warn = makeRemoteWarnings()
+    const supervisor = yield* makeRelaySupervisor(node, relays, {
+      interval: Duration.decode(config.relayCheckInterval ?? DEFAULT_RELAY_CHECK_INTERVAL),
+      timeout: dialTimeout
+    })
+    yield* Effect.forkScoped(supervisor.run)
 
     /** Closes our side gracefully after a successful use, resets it otherwise. */
     const release = (stream: P2PStream, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
@@ -379,15 +487,50 @@ const makeNode = (
           catch: toDialError(addr.nodeId, protocol)
         })
 
+    const knownAddresses = (peerId: PeerId) =>
+      Effect.promise(() => node.peerStore.get(peerId).then((p) => p.addresses.length, () => 0))
+
+    /**
+     * Dial by node id: what the peer store knows (tickets, the address book and membership records put addresses
+     * there, mDNS and identify too). A node it knows no address of is tried through our relays (a relay with the
+     * node's reservation connects us), and on a LAN the dial waits for mDNS to find the node.
+     */
+    const lookup = (peerId: PeerId) =>
+      Effect.gen(function*() {
+        if (node.getConnections(peerId).length > 0 || (yield* knownAddresses(peerId)) > 0) return
+        const viaRelays = relays.map((r) => multiaddr(`${r}/p2p-circuit`))
+        if (viaRelays.length > 0) {
+          yield* Effect.promise(() => node.peerStore.merge(peerId, { multiaddrs: viaRelays }).then(() => undefined, () => undefined))
+        }
+      })
+
+    /** Waits until mDNS (or another discovery) reports `peerId`. */
+    const discovered = (peerId: PeerId) =>
+      Effect.async<void>((resume) => {
+        const onPeer = (event: CustomEvent<{ readonly id: PeerId }>) => {
+          if (event.detail.id.equals(peerId)) resume(Effect.void)
+        }
+        node.addEventListener("peer:discovery", onPeer)
+        return Effect.sync(() => node.removeEventListener("peer:discovery", onPeer))
+      })
+
     const connect = (peer: NodeAddr | NodeId, protocol: string | undefined): Effect.Effect<Connection, DialError> => {
       const nodeId = peer instanceof NodeAddr ? peer.nodeId : peer
       const peerId = peerIdFromNodeId(nodeId)
+      const attempt = Effect.tryPromise({
+        try: (signal) => node.dial(peerId, { signal }),
+        catch: toDialError(nodeId, protocol)
+      })
       return Effect.zipRight(
         peer instanceof NodeAddr ? remember(peerId, peer, protocol) : Effect.void,
-        Effect.tryPromise({
-          try: (signal) => node.dial(peerId, { signal }),
-          catch: toDialError(nodeId, protocol)
-        })
+        Effect.zipRight(
+          lookup(peerId),
+          mdnsConfig === false ? attempt : attempt.pipe(
+            Effect.catchAll((error) =>
+              Effect.flatMap(knownAddresses(peerId), (n) => n > 0 ? Effect.fail(error) : Effect.zipRight(discovered(peerId), attempt))
+            )
+          )
+        )
       ).pipe(withTimeout(dialTimeout, nodeId, protocol))
     }
 
@@ -398,7 +541,7 @@ const makeNode = (
       const open = connect(peer, protocol).pipe(
         Effect.flatMap((connection) =>
           Effect.tryPromise({
-            try: (signal) => connection.newStream(protocol, { signal }),
+            try: (signal) => connection.newStream(protocol, { signal, runOnLimitedConnection: true }),
             catch: toDialError(nodeId, protocol)
           }).pipe(withTimeout(streamTimeout, nodeId, protocol))
         )
@@ -442,16 +585,29 @@ const makeNode = (
           Effect.tryPromise(async () => {
             await node.handle(protocol, (stream, connection) => {
               run(serve(handler, stream, connection))
-            }, options)
+            }, { runOnLimitedConnection: true, ...options })
           }).pipe(Effect.orDie),
           () => Effect.tryPromise(() => node.unhandle(protocol)).pipe(Effect.ignore)
         ).pipe(Scope.extend(registration))
       }).pipe(Effect.withSpan("Network.handle", { attributes: { protocol } }))
 
-    const addr = Effect.sync(() => {
+    const addr = Effect.map(supervisor.circuitAddrs, (circuits) => {
       const addrs = node.getMultiaddrs().map((ma) => ma.decapsulateCode(CODE_P2P).toString())
-      return new NodeAddr({ nodeId, addrs: [...new Set(addrs)] })
+      return new NodeAddr({ nodeId, addrs: [...new Set([...addrs, ...circuits])] })
     })
+
+    const shareAddr = (mode: AddrMode) =>
+      Effect.map(addr, (a) => new NodeAddr({ nodeId, addrs: [...addrsForMode(a.addrs, mode)] }))
+
+    const kindOf = (connection: Connection): ConnectionKind =>
+      connection.limits !== undefined || isRelayed(connection.remoteAddr) ? "relayed" : "direct"
+
+    const connectionKind = (peer: NodeId) =>
+      Effect.sync(() => {
+        const open = node.getConnections(peerIdFromNodeId(peer)).filter((c) => c.status === "open")
+        if (open.length === 0) return Option.none<ConnectionKind>()
+        return Option.some<ConnectionKind>(open.some((c) => kindOf(c) === "direct") ? "direct" : "relayed")
+      })
 
     const peers = Effect.sync(() =>
       node.getPeers().flatMap((peerId) =>
@@ -481,7 +637,8 @@ const makeNode = (
           onRight: (peer) => [{
             peer,
             remoteAddr: connection.remoteAddr.decapsulateCode(CODE_P2P).toString(),
-            direction: connection.direction
+            direction: connection.direction,
+            kind: kindOf(connection)
           }]
         })
       )
@@ -500,7 +657,10 @@ const makeNode = (
       sign,
       hangUp,
       connections,
-      isRunning
+      isRunning,
+      shareAddr,
+      connectionKind,
+      relays: supervisor.states
     })
     const router = GossipRouter.of({
       pubsub: node.services.pubsub,

@@ -22,6 +22,7 @@ import {
   type PeerRecord,
   peerRecordEquals,
   PeerRecordFromBytes,
+  RECORD_RELAY_ADDRS,
   recordableAddrs,
   signedBytes,
   signPeerRecord
@@ -42,6 +43,7 @@ const X = keyOf(1)
 const Y = keyOf(2)
 
 const ADDR = "/ip4/127.0.0.1/tcp/4001"
+const RELAY = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 
 const recordOf = (key: Key, timestamp: bigint, addrs: ReadonlyArray<string> = [ADDR]): PeerRecord =>
   Option.getOrThrow(Effect.runSync(signPeerRecord(key.nodeId, timestamp, addrs, key.sign)))
@@ -156,14 +158,30 @@ describe("PeerRecord", () => {
         "/ip4/0.0.0.0/tcp/1",
         "/ip6/::/tcp/1",
         "/ip4/127.0.0.1/udp/1/quic-v1",
-        "/ip4/127.0.0.1/tcp/1/ws",
+        "/ip4/127.0.0.1/tcp/1/ws/ws",
+        "/ip4/127.0.0.1/tcp/1/tls",
+        `/p2p/${RELAY}/p2p-circuit`,
+        `/ip4/127.0.0.1/tcp/1/p2p/${RELAY}/p2p-circuit/p2p/${RELAY}`,
+        `/ip4/127.0.0.1/tcp/1/p2p/${RELAY}/p2p-circuit/ip4/1.2.3.4/tcp/1/p2p/${RELAY}/p2p-circuit`,
+        `/unix/x/p2p/${RELAY}/p2p-circuit`,
+        `/ip4/127.0.0.1/tcp/0/p2p/${RELAY}/p2p-circuit`,
         "/ip4/127.0.0.1",
         ""
       ]
     ) fails(rawRecord(X.nodeId, 1n, [utf8(bad)]), bad)
     fails(rawRecord(X.nodeId, 1n, [Uint8Array.of(0x2f, 0xff, 0xfe)]), "not UTF-8")
     assert.deepStrictEqual(recordableAddrs(["/ip4/1.2.3.4/tcp/1/p2p-circuit", ADDR, ADDR, "junk", "/unix/x"]), [ADDR])
-    for (const good of ["/ip6/::1/tcp/2", "/dns/example.com/tcp/3", "/dns6/example.com/tcp/4"]) {
+    for (
+      const good of [
+        "/ip6/::1/tcp/2",
+        "/dns/example.com/tcp/3",
+        "/dns6/example.com/tcp/4",
+        "/ip4/127.0.0.1/tcp/1/ws",
+        "/dns4/example.com/tcp/443/wss",
+        `/ip4/198.51.100.1/tcp/4001/p2p/${RELAY}/p2p-circuit`,
+        `/dns4/relay.example.com/tcp/443/wss/p2p/${RELAY}/p2p-circuit`
+      ]
+    ) {
       assert.isTrue(Either.isRight(decode(rawRecord(X.nodeId, 1n, [utf8(good)]))), good)
     }
   })
@@ -191,6 +209,16 @@ describe("PeerRecord", () => {
       Either.left("TooFarInTheFuture")
     )
     assert.isTrue(Either.isRight(checkRecordTime(recordOf(X, 0n), now)))
+  })
+
+  it("issue 17: relay (circuit) and WebSocket addresses go in records; relay ones keep room among many direct ones", () => {
+    const direct = Array.from({ length: 10 }, (_, i) => `/ip4/10.0.0.${i + 1}/tcp/1`)
+    const circuits = Array.from({ length: 5 }, (_, i) => `/ip4/198.51.100.${i + 1}/tcp/4001/p2p/${RELAY}/p2p-circuit`)
+    const kept = recordableAddrs([...direct, ...circuits])
+    assert.strictEqual(kept.length, MAX_RECORD_ADDRS)
+    assert.deepStrictEqual(kept, [...direct.slice(0, MAX_RECORD_ADDRS - RECORD_RELAY_ADDRS), ...circuits.slice(0, RECORD_RELAY_ADDRS)])
+    assert.deepStrictEqual(recordableAddrs([circuits[0]!, ADDR]), [ADDR, circuits[0]!])
+    assert.isTrue(Either.isRight(decode(rawRecord(X.nodeId, 1n, [utf8(circuits[0]!), utf8("/ip4/1.2.3.4/tcp/5/ws")]))))
   })
 
   it("makePeerRecord refuses out-of-bound fields", () => {

@@ -9,6 +9,9 @@ import { Read, Write } from "../../src/schema/Capability.js"
 import { NamespaceId, NamespaceSecret, secretSeed } from "../../src/schema/Keys.js"
 import { NodeAddr, NodeId, peerIdFromNodeId } from "../../src/schema/NodeAddr.js"
 import {
+  ADDR_MODES,
+  addrInfoOptionsOf,
+  DEFAULT_ADDR_INFO_OPTIONS,
   DocTicket,
   DocTicketFromBytes,
   DocTicketFromString,
@@ -218,6 +221,14 @@ describe("DocTicket", () => {
         assert.strictEqual(toHex(filterAddrs(addr, o).nodeId), toHex(NODE))
       }
     })
+    it("issue 17: doc share --addr direct|relay|both|none names them; the default carries every address", () => {
+      assert.deepStrictEqual(ADDR_MODES.map(addrInfoOptionsOf), ["Addresses", "Relay", "RelayAndAddresses", "Id"])
+      assert.deepStrictEqual(filterAddrs(addr, DEFAULT_ADDR_INFO_OPTIONS).addrs, addr.addrs)
+      // A node-id-only ticket parses (its node has no addresses; the joiner looks the node up).
+      const idOnly = new DocTicket({ capability: new Read({ id: NamespaceId.make(NODE) }), nodes: [filterAddrs(addr, "Id")] })
+      const parsed = parseTicket(ticketToString(idOnly))
+      assert.isTrue(Either.isRight(parsed) && parsed.right.nodes[0]!.addrs.length === 0)
+    })
   })
 
   describe("round trip", () => {
@@ -231,6 +242,7 @@ describe("DocTicket", () => {
       fc.tuple(arbIp4, fc.constantFrom("tcp", "udp"), fc.nat({ max: 65535 })).map(([ip, p, port]) => `/ip4/${ip}/${p}/${port}`),
       fc.tuple(fc.ipV6(), fc.nat({ max: 65535 })).map(([ip, port]) => multiaddr(`/ip6/${ip}/tcp/${port}`).toString()),
       fc.tuple(fc.domain(), fc.nat({ max: 65535 })).map(([d, port]) => `/dns4/${d}/tcp/${port}`),
+      fc.tuple(arbIp4, fc.nat({ max: 65535 })).map(([ip, port]) => `/ip4/${ip}/tcp/${port}/ws`),
       fc.tuple(arbIp4, fc.nat({ max: 65535 }), arbKey).map(([ip, port, k]) =>
         `/ip4/${ip}/tcp/${port}/p2p/${peerIdFromNodeId(NodeId.make(k.id)).toString()}/p2p-circuit`
       )

@@ -1,0 +1,220 @@
+/**
+ * Internal: the relay supervisor. For each configured relay it keeps a connection (redialling one that went away) and
+ * a reservation, which it asks for itself with the circuit relay v2 RESERVE message: so a refusal comes back with
+ * the relay's own status ("RESERVATION_REFUSED: the relay is at its reservation limit") as one WARN line and in
+ * {@link RelayState}, instead of inside libp2p's debug log. A reservation is renewed when half its time has passed
+ * and after every reconnection. The node announces `<relay>/p2p-circuit` for every relay it holds a reservation on;
+ * all of them at once, so a peer whose relay went away dials us through the others.
+ *
+ * Inbound relayed connections need nothing more: the relay opens a STOP stream to us, which libp2p's relay
+ * transport accepts (and it then keeps a reservation of its own on that relay, which the relay treats as a renewal).
+ */
+import type { Connection, Libp2p, PeerId, StreamMessageEvent } from "@libp2p/interface"
+import { peerIdFromString } from "@libp2p/peer-id"
+import { multiaddr } from "@multiformats/multiaddr"
+import { Clock, Duration, Effect, Ref, Schedule } from "effect"
+import {
+  describeRelayStatus,
+  HOP_PROTOCOL,
+  isRelayed,
+  MAX_HOP_ANSWER,
+  parseHopAnswer,
+  relayPeerOf,
+  RESERVE_REQUEST
+} from "./reach.js"
+
+/** What the node holds on one configured relay. */
+export interface RelayState {
+  /** The relay's multiaddr, as configured (ending in `/p2p/<peer id>`). */
+  readonly relay: string
+  /**
+   * `reserved`: we hold a slot, and announce `<relay>/p2p-circuit`; `connecting`: not tried yet or being redialled;
+   * `unreachable`: the last dial failed (`reason`); `refused`: the relay answered RESERVE with an error (`reason`).
+   */
+  readonly status: "reserved" | "connecting" | "unreachable" | "refused"
+  readonly reason?: string
+}
+
+/** libp2p keeps connections to peers with a `keep-alive` tag open, and reopens them. */
+const KEEP_ALIVE_TAG = "keep-alive-rangedocs-relay"
+/** A reservation is renewed after this share of its lifetime. */
+const RENEW_AT = 0.5
+/** Renewal of a reservation whose answer named no expiry. */
+const DEFAULT_RENEW: Duration.Duration = Duration.minutes(10)
+
+interface Held {
+  readonly state: RelayState
+  readonly connection?: string
+  readonly renewAt?: number
+}
+
+const describe = (cause: unknown): string =>
+  cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)
+
+export interface RelaySupervisor {
+  readonly states: Effect.Effect<ReadonlyArray<RelayState>>
+  /** `<relay>/p2p-circuit` for every relay we hold a reservation on (over a connection still open). */
+  readonly circuitAddrs: Effect.Effect<ReadonlyArray<string>>
+  /** Checks every relay once (the supervisor does it every interval; tests call it). */
+  readonly checkAll: Effect.Effect<void>
+  /** Runs the checks every `interval` until the scope closes. */
+  readonly run: Effect.Effect<void>
+}
+
+/** Reads the answer to RESERVE on `stream` (at most MAX_HOP_ANSWER bytes). */
+const readAnswer = (stream: Awaited<ReturnType<Connection["newStream"]>>, signal: AbortSignal) =>
+  new Promise<ReturnType<typeof parseHopAnswer>>((resolve, reject) => {
+    let buffered = new Uint8Array(0)
+    const done = (result: ReturnType<typeof parseHopAnswer>) => {
+      cleanup()
+      resolve(result)
+    }
+    const onMessage = (event: StreamMessageEvent) => {
+      const chunk = event.data instanceof Uint8Array ? event.data : event.data.subarray()
+      const next = new Uint8Array(buffered.length + chunk.length)
+      next.set(buffered)
+      next.set(chunk, buffered.length)
+      buffered = next
+      const parsed = parseHopAnswer(buffered)
+      if (parsed !== "incomplete") done(parsed)
+      else if (buffered.length > MAX_HOP_ANSWER + 10) done("malformed")
+    }
+    const onEnd = () => done("malformed")
+    const onAbort = () => {
+      cleanup()
+      reject(new Error("timed out"))
+    }
+    const cleanup = () => {
+      stream.removeEventListener("message", onMessage)
+      stream.removeEventListener("close", onEnd)
+      signal.removeEventListener("abort", onAbort)
+    }
+    stream.addEventListener("message", onMessage)
+    stream.addEventListener("close", onEnd)
+    signal.addEventListener("abort", onAbort)
+  })
+
+/** Asks `connection`'s peer for a reservation; its decoded answer. */
+const reserve = (connection: Connection, timeout: Duration.Duration) =>
+  Effect.tryPromise({
+    try: async (outer) => {
+      const signal = AbortSignal.any([outer, AbortSignal.timeout(Duration.toMillis(timeout))])
+      const stream = await connection.newStream(HOP_PROTOCOL, { signal, runOnLimitedConnection: true })
+      try {
+        const answer = readAnswer(stream, signal)
+        stream.send(RESERVE_REQUEST)
+        return await answer
+      } finally {
+        stream.abort(new Error("done"))
+      }
+    },
+    catch: describe
+  })
+
+export const makeRelaySupervisor = (
+  node: Libp2p,
+  relays: ReadonlyArray<string>,
+  options: { readonly interval: Duration.Duration; readonly timeout: Duration.Duration }
+): Effect.Effect<RelaySupervisor> =>
+  Effect.gen(function*() {
+    const entries = relays.flatMap((relay) => {
+      const parsed = relayPeerOf(relay)
+      return "peer" in parsed ? [{ relay, peer: peerIdFromString(parsed.peer) }] : []
+    })
+    const held = yield* Ref.make<ReadonlyMap<string, Held>>(
+      new Map(entries.map(({ relay }) => [relay, { state: { relay, status: "connecting" } }]))
+    )
+
+    const set = (relay: string, next: Held) =>
+      Effect.flatMap(Ref.modify(held, (map) => {
+        const before = map.get(relay)?.state
+        const copy = new Map(map)
+        copy.set(relay, next)
+        return [before, copy] as const
+      }), (before) => {
+        const changed = before?.status !== next.state.status || before.reason !== next.state.reason
+        if (!changed) return Effect.void
+        const annotations = { relay, ...(next.state.reason === undefined ? {} : { reason: next.state.reason }) }
+        switch (next.state.status) {
+          case "reserved":
+            return Effect.logInfo("relay reservation held").pipe(Effect.annotateLogs(annotations))
+          case "refused":
+            return Effect.logWarning("relay refused a reservation").pipe(Effect.annotateLogs(annotations))
+          case "unreachable":
+            return Effect.logWarning("relay unreachable").pipe(Effect.annotateLogs(annotations))
+          case "connecting":
+            return Effect.logInfo("relay connection lost; redialling").pipe(Effect.annotateLogs(annotations))
+        }
+      })
+
+    const directConnection = (peer: PeerId) =>
+      node.getConnections(peer).find((c) => c.status === "open" && !isRelayed(c.remoteAddr))
+
+    const check = (relay: string, peer: PeerId): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const before = (yield* Ref.get(held)).get(relay)
+        let connection = directConnection(peer)
+        if (connection === undefined) {
+          if (before?.state.status === "reserved") yield* set(relay, { state: { relay, status: "connecting" } })
+          const dialed = yield* Effect.tryPromise({
+            try: (signal) => node.dial(multiaddr(relay), { signal }),
+            catch: describe
+          }).pipe(Effect.timeoutFail({ duration: options.timeout, onTimeout: () => "dial timed out" }), Effect.either)
+          if (dialed._tag === "Left") {
+            return yield* set(relay, { state: { relay, status: "unreachable", reason: dialed.left } })
+          }
+          connection = dialed.right
+        }
+        if (
+          before?.state.status === "reserved" && before.connection === connection.id &&
+          before.renewAt !== undefined && now < before.renewAt
+        ) return
+        const answer = yield* reserve(connection, options.timeout).pipe(Effect.either)
+        if (answer._tag === "Left") {
+          return yield* set(relay, { state: { relay, status: "refused", reason: `RESERVE failed: ${answer.left}` } })
+        }
+        const a = answer.right
+        if (a === "incomplete" || a === "malformed") {
+          return yield* set(relay, { state: { relay, status: "refused", reason: "malformed answer to RESERVE" } })
+        }
+        if (a.status !== 100) {
+          return yield* set(relay, { state: { relay, status: "refused", reason: describeRelayStatus(a.status) } })
+        }
+        const lifetime = a.expire === undefined ? Duration.toMillis(DEFAULT_RENEW) : a.expire * 1000 - now
+        const renewAt = now + Math.max(Duration.toMillis(options.interval), lifetime * RENEW_AT)
+        yield* set(relay, { state: { relay, status: "reserved" }, connection: connection.id, renewAt })
+      }).pipe(Effect.catchAllCause((cause) => Effect.logDebug("relay check failed", cause)))
+
+    const tag = Effect.forEach(entries, ({ peer }) =>
+      Effect.tryPromise(() => node.peerStore.merge(peer, { tags: { [KEEP_ALIVE_TAG]: { value: 1 } } })).pipe(
+        Effect.ignore
+      ), { discard: true })
+
+    const checkAll = Effect.forEach(entries, ({ peer, relay }) => check(relay, peer), {
+      concurrency: "unbounded",
+      discard: true
+    })
+
+    const peerOf = new Map(entries.map(({ peer, relay }) => [relay, peer]))
+    /** A reservation lives as long as its connection: one on a closed connection is not announced. */
+    const live = (h: Held) => {
+      const peer = peerOf.get(h.state.relay)
+      return h.state.status === "reserved" && peer !== undefined &&
+        node.getConnections(peer).some((c) => c.id === h.connection && c.status === "open")
+    }
+    // A reservation whose connection closed is being redialled: the next check reconnects and reserves again.
+    const states = Effect.map(Ref.get(held), (map) =>
+      [...map.values()].map((h): RelayState =>
+        h.state.status === "reserved" && !live(h) ? { relay: h.state.relay, status: "connecting" } : h.state
+      ))
+    const circuitAddrs = Effect.map(
+      Ref.get(held),
+      (map) => [...map.values()].filter(live).map((h) => `${h.state.relay}/p2p-circuit`)
+    )
+    const run = entries.length === 0 ? Effect.void : Effect.zipRight(
+      tag,
+      Effect.repeat(checkAll, Schedule.spaced(options.interval))
+    ).pipe(Effect.asVoid)
+    return { states, circuitAddrs, checkAll, run }
+  })
