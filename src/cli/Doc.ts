@@ -102,6 +102,13 @@ export const shareConfig = {
   doc: docArg,
   mode: Args.choice([["read", "Read" as const], ["write", "Write" as const]], { name: "MODE" }).pipe(
     Args.withDescription("read or write: which capability the ticket grants")
+  ),
+  addr: Options.choice("addr", ["both", "direct", "relay", "none"] as const).pipe(
+    Options.withDefault("both" as const),
+    Options.withDescription(
+      "which of the node's addresses the ticket carries: both (default: direct and through its relays), direct, " +
+        "relay (only through its relays), none (the node id alone: found on the LAN or through relays)"
+    )
   )
 }
 const share = Command.make("share", shareConfig, run((m) => m.share)).pipe(

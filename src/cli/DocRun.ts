@@ -19,7 +19,7 @@ import type { AuthorId, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
 import { MultiaddrString, NodeAddr, nodeIdFromPeerId } from "../schema/NodeAddr.js"
 import { Query } from "../schema/Query.js"
-import { ticketToString } from "../schema/Ticket.js"
+import { addrInfoOptionsOf, ticketToString } from "../schema/Ticket.js"
 import type { DocsService } from "../services/DocsApi.js"
 import {
   CliError,
@@ -268,7 +268,7 @@ export const del = (options: Options<typeof Spec.delConfig>) =>
 export const share = (options: Options<typeof Spec.shareConfig>) =>
   withDoc(options, (doc, api) =>
       Effect.gen(function*() {
-        const ticket = yield* api.share(doc, options.mode, "Addresses")
+        const ticket = yield* api.share(doc, options.mode, addrInfoOptionsOf(options.addr))
         const text = ticketToString(ticket)
         yield* emit(options, { ticket: text }, () => text)
       }))

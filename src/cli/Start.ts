@@ -13,6 +13,7 @@ import { memoryNode, persistentNode } from "../layers/Node.js"
 import { peerIdFromNodeId } from "../schema/NodeAddr.js"
 import * as Docs from "../services/Docs.js"
 import * as DocsRpc from "../services/DocsRpc.js"
+import * as Telemetry from "../services/Telemetry.js"
 import {
   DEFAULT_LISTEN,
   DEFAULT_RELAY_DATA_LIMIT,
@@ -21,6 +22,7 @@ import {
   type RelayServiceConfig
 } from "../services/Network.js"
 import { CliError, type Common, common, emit, errLine, nonNegative, resolveDataDir } from "./Common.js"
+import { parseDuration } from "./Parse.js"
 
 export const LOCK_FILE = "node.lock"
 
@@ -139,6 +141,13 @@ const rpcPort = Options.integer("rpc-port").pipe(
   Options.withDescription("the RPC port on 127.0.0.1 (default: a free port chosen at start)"),
   Options.optional
 )
+const gcInterval = Options.text("gc-interval").pipe(
+  Options.withPseudoName("DURATION"),
+  Options.withDescription(
+    "delete the blobs no document references this often (e.g. 10m, 1h; default: never on its own; `blob gc` runs it now)"
+  ),
+  Options.optional
+)
 const memory = Options.boolean("memory").pipe(
   Options.withDescription("keep documents, blobs and identity in memory (RPC files still go to the data directory)")
 )
@@ -152,6 +161,7 @@ const run = (options: Common & {
   readonly relayDurationLimit: Option.Option<number>
   readonly noMdns: boolean
   readonly rpcPort: Option.Option<number>
+  readonly gcInterval: Option.Option<string>
   readonly memory: boolean
 }) =>
   Effect.scoped(Effect.gen(function*() {
@@ -174,15 +184,18 @@ const run = (options: Common & {
     if (!options.relayService && Object.keys(limits).length > 0) {
       return yield* new CliError({ message: "--relay-max-reservations and the relay limits need --relay-service" })
     }
+    const gc = Option.isSome(options.gcInterval) ? yield* parseDuration("--gc-interval", options.gcInterval.value) : undefined
     const nodeOptions = {
       listen: options.listen.length === 0 ? DEFAULT_LISTEN : options.listen,
+      ...(gc === undefined ? {} : { blobs: { gcInterval: gc } }),
       ...(options.relay.length === 0 ? {} : { relays: options.relay }),
       ...(options.relayService ? { relayService: limits } : {}),
       ...(options.noMdns ? { network: { mdns: false } } : {})
     }
     const node = options.memory ? memoryNode(nodeOptions) : persistentNode(dataDir, nodeOptions)
     const server = DocsRpc.layerServer({ dataDir, ...(Option.isSome(port) ? { port: port.value } : {}) })
-    const context = yield* Layer.build(server.pipe(Layer.provideMerge(node))).pipe(
+    // OTEL_EXPORTER_OTLP_ENDPOINT set: spans, metrics and logs to that collector (the exporter below the node).
+    const context = yield* Layer.build(server.pipe(Layer.provideMerge(node), Layer.provide(Telemetry.layerFromEnv()))).pipe(
       // The HTTP server's listen error arrives without its message (EADDRINUSE and the like).
       Effect.catchIf(
         (e) => e._tag === "DocsError" && e.message.trim() === "RPC server:",
@@ -227,6 +240,18 @@ const run = (options: Common & {
 
 export const startCommand = Command.make(
   "start",
-  { ...common, listen, relay, relayService, relayMaxReservations, relayDataLimit, relayDurationLimit, noMdns, rpcPort, memory },
+  {
+    ...common,
+    listen,
+    relay,
+    relayService,
+    relayMaxReservations,
+    relayDataLimit,
+    relayDurationLimit,
+    noMdns,
+    rpcPort,
+    gcInterval,
+    memory
+  },
   run
 ).pipe(Command.withDescription("run a node for the data directory until SIGINT/SIGTERM"))

@@ -192,8 +192,12 @@ export class Doc {
   getOne(query: Query = Query.all()): Effect.Effect<Option.Option<Entry>, ApiError> {
     return Stream.runHead(this.getMany(new Query({ ...query, limit: 1 })))
   }
-  /** A ticket for this document (our addresses per `addrOptions`); also starts live sync. */
-  share(mode: ShareMode, addrOptions: AddrInfoOptions = "Addresses"): Effect.Effect<DocTicket, ApiError> {
+  /**
+   * A ticket for this document (our addresses per `addrOptions`, by default every address, direct and relayed:
+   * `Ticket.DEFAULT_ADDR_INFO_OPTIONS`, written out so that the client path does not load the ticket codec); also
+   * starts live sync.
+   */
+  share(mode: ShareMode, addrOptions: AddrInfoOptions = "RelayAndAddresses"): Effect.Effect<DocTicket, ApiError> {
     return this.guard(this.api.share(this.id, mode, addrOptions))
   }
   startSync(peers: ReadonlyArray<NodeAddr>): Effect.Effect<void, ApiError> {
