@@ -9,6 +9,7 @@ export const SERIAL_TESTS: ReadonlyArray<string> = [
   "test/services/LiveSync/Retry.test.ts",
   "test/services/LiveSync/EventOrder.test.ts",
   "test/services/LiveSync/FloodInbox.test.ts",
+  "test/layers/ReachCli.test.ts",
   "test/lab/**/*.test.ts",
   "test/ui/**/*.test.ts"
 ]

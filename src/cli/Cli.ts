@@ -72,7 +72,9 @@ const nodeInfo = Command.make("info", common, (options) =>
           ...(uptime === undefined ? {} : { uptimeSeconds: uptime }),
           documents: docs.length,
           open: open.length,
-          live
+          live,
+          relays: info.relays ?? [],
+          peers: (info.peers ?? []).map((p) => ({ nodeId: toHex(p.nodeId), via: p.via }))
         },
         () => [
           `node id:   ${toHex(info.nodeId)}`,
@@ -81,10 +83,12 @@ const nodeInfo = Command.make("info", common, (options) =>
           `rpc:       ${rpc}`,
           `version:   ${VERSION}`,
           ...(uptime === undefined ? [] : [`uptime:    ${uptime} s`]),
-          `documents: ${docs.length} (${open.length} open, ${live} live)`
+          `documents: ${docs.length} (${open.length} open, ${live} live)`,
+          ...(info.relays ?? []).map((r) => `relay:     ${r.relay} ${r.status}${r.reason === undefined ? "" : ` (${r.reason})`}`),
+          ...(info.peers ?? []).map((p) => `peer:      ${toHex(p.nodeId)} ${p.via}`)
         ]
       )
-    }))).pipe(Command.withDescription("the node's id, dialable addresses (…/p2p/<peer id>), RPC URL, version, uptime and documents"))
+    }))).pipe(Command.withDescription("the node's id, dialable addresses (…/p2p/<peer id>), RPC URL, version, uptime, documents, relays and connected peers (direct or relayed)"))
 
 const nodeCommand = Command.make("node").pipe(
   Command.withDescription("the running node"),

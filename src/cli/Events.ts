@@ -24,6 +24,7 @@ export const eventJson = (event: LiveEvent): Record<string, unknown> => {
         origin: s.origin._tag === "Connect" ? s.origin.reason : "Accept",
         started: s.started,
         finished: s.finished,
+        ...(s.via === undefined ? {} : { via: s.via }),
         ...(s.result._tag === "Ok"
           ? { ok: true, entriesReceived: s.result.details.entriesReceived, entriesSent: s.result.details.entriesSent }
           : { ok: false, error: s.result.error })
@@ -55,7 +56,8 @@ export const showEvent = (event: LiveEvent): string => {
       const result = s.result._tag === "Ok"
         ? `ok received=${s.result.details.entriesReceived} sent=${s.result.details.entriesSent}`
         : `failed: ${s.result.error}`
-      return `sync-finished peer=${short(s.peer)} origin=${origin} ${result} (${s.finished - s.started} ms)`
+      const via = s.via === undefined ? "" : ` via=${s.via}`
+      return `sync-finished peer=${short(s.peer)} origin=${origin}${via} ${result} (${s.finished - s.started} ms)`
     }
   }
 }

@@ -34,7 +34,9 @@ export class SyncEvent extends Schema.Class<SyncEvent>("SyncEvent")({
   result: Schema.Union(
     Schema.TaggedStruct("Ok", { details: SyncDetails }),
     Schema.TaggedStruct("Err", { error: Schema.String })
-  )
+  ),
+  /** How the peer was reached when the session ended: straight, or through a relay (absent: no connection left). */
+  via: Schema.optional(Schema.Literal("direct", "relayed"))
 }) {}
 
 export class InsertLocal extends Schema.TaggedClass<InsertLocal>()("InsertLocal", { entry: Entry }) {}

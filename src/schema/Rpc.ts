@@ -76,7 +76,15 @@ export class NodeInfo extends Schema.Class<NodeInfo>("NodeInfo")({
   addrs: Schema.Array(MultiaddrString),
   rpcAddress: Schema.Option(Schema.String),
   /** Milliseconds since the node's API started (absent from nodes before it was added). */
-  uptimeMs: Schema.optional(Schema.Number)
+  uptimeMs: Schema.optional(Schema.Number),
+  /** The configured relays and what the node holds on each (`start --relay`). */
+  relays: Schema.optional(Schema.Array(Schema.Struct({
+    relay: Schema.String,
+    status: Schema.Literal("reserved", "connecting", "unreachable", "refused"),
+    reason: Schema.optional(Schema.String)
+  }))),
+  /** The nodes connected now, and how: straight or through a relay (one entry per node; direct wins). */
+  peers: Schema.optional(Schema.Array(Schema.Struct({ nodeId: NodeId, via: Schema.Literal("direct", "relayed") })))
 }) {}
 
 /** Items of `ImportFile`: bytes read so far, then the stored entry's content hash, size and key. */

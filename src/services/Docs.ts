@@ -5,6 +5,7 @@
  * switch between them by changing one layer, and `Doc` works over both.
  */
 import { Clock, Effect, Layer, Option, Stream } from "effect"
+import { toHex } from "../internal/bytes.js"
 import * as Blobs from "./Blobs.js"
 import * as DefaultAuthor from "./DefaultAuthor.js"
 import * as LiveSync from "./LiveSync.js"
@@ -96,7 +97,26 @@ export const make = Effect.gen(function*() {
   const nodeStatus = Effect.gen(function*() {
     const addr = yield* network.addr
     const uptimeMs = (yield* Clock.currentTimeMillis) - startedAt
-    return new NodeInfo({ nodeId: addr.nodeId, addrs: addr.addrs, rpcAddress: yield* RpcAddress, uptimeMs })
+    const relays = (yield* network.relays).map((r) => ({
+      relay: r.relay,
+      status: r.status,
+      ...(r.reason === undefined ? {} : { reason: r.reason })
+    }))
+    const peers = new Map<string, { readonly nodeId: NodeId; via: "direct" | "relayed" }>()
+    for (const c of yield* network.connections) {
+      const key = toHex(c.peer)
+      const known = peers.get(key)
+      if (known === undefined) peers.set(key, { nodeId: c.peer, via: c.kind })
+      else if (c.kind === "direct") known.via = "direct"
+    }
+    return new NodeInfo({
+      nodeId: addr.nodeId,
+      addrs: addr.addrs,
+      rpcAddress: yield* RpcAddress,
+      uptimeMs,
+      relays,
+      peers: [...peers.values()].map((p) => ({ nodeId: p.nodeId, via: p.via }))
+    })
   })
 
   const service: DocsService = {

@@ -987,7 +987,20 @@ export const make = (config: LiveSyncConfig = {}) =>
         const eventResult = Exit.isSuccess(exit)
           ? { _tag: "Ok" as const, details: new LiveEvent.SyncDetails({ entriesReceived: exit.value.outcome.numRecv, entriesSent: exit.value.outcome.numSent }) }
           : { _tag: "Err" as const, error: describeCause(exit.cause) }
-        yield* emit(nsHex, new LiveEvent.SyncFinished({ event: new LiveEvent.SyncEvent({ peer, origin, started: f.started, finished, result: eventResult }) }))
+        const via = yield* network.connectionKind(peer)
+        yield* emit(
+          nsHex,
+          new LiveEvent.SyncFinished({
+            event: new LiveEvent.SyncEvent({
+              peer,
+              origin,
+              started: f.started,
+              finished,
+              result: eventResult,
+              ...(Option.isSome(via) ? { via: via.value } : {})
+            })
+          })
+        )
         if (ContentQueue.isQueued(content, nsHex)) SyncState.setMayEmitReady(states, nsHex, true)
         else {
           SyncState.setMayEmitReady(states, nsHex, false)

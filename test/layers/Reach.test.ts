@@ -5,12 +5,14 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option, Stream } from "effect"
+import { toHex } from "../../src/internal/bytes.js"
 import type { NamespaceId } from "../../src/schema/Keys.js"
+import type * as LiveEvent from "../../src/schema/LiveEvent.js"
 import { peerIdFromNodeId } from "../../src/schema/NodeAddr.js"
 import { Query } from "../../src/schema/Query.js"
 import * as Docs from "../../src/services/Docs.js"
 import * as Network from "../../src/services/Network.js"
-import { eventually, startMemoryNode, type TestNode } from "../utils/nodes.js"
+import { eventually, record, startMemoryNode, type TestNode } from "../utils/nodes.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
 const str = (b: Uint8Array) => new TextDecoder().decode(b)
@@ -47,11 +49,22 @@ describe("Reach (whole nodes, loopback)", () => {
       yield* docA.setBytes(authorA, text("hello"), text("from a"))
       const ticket = yield* docA.share("Write", "Relay")
       assert.isTrue(ticket.nodes[0]!.addrs.every((x) => x.endsWith("/p2p-circuit")))
-      const docB = yield* Docs.importTicket(b.docs, ticket)
+      const [docB, eventsB] = yield* Docs.importAndSubscribe(b.docs, ticket)
+      const seenB = yield* record(eventsB)
       const ns = docA.id
       yield* eventually(has(b, ns, "hello", "from a"), 20_000, "b has a's entry")
       yield* eventually(has(b, ns, "big", big), 20_000, "b has a's 300 KiB content")
       assert.deepStrictEqual(yield* b.network.connectionKind(a.network.nodeId), Option.some("relayed"))
+      // SyncFinished and node info say how the peer is reached.
+      const finished = yield* seenB.until((e): e is LiveEvent.SyncFinished => e._tag === "SyncFinished")
+      assert.strictEqual(finished.event.via, "relayed")
+      const peers = (yield* b.docs.nodeStatus).peers ?? []
+      assert.deepStrictEqual(
+        peers.filter((p) => toHex(p.nodeId) === toHex(a.network.nodeId)).map((p) => p.via),
+        ["relayed"]
+      )
+      const relaysOfA = (yield* a.docs.nodeStatus).relays ?? []
+      assert.deepStrictEqual(relaysOfA.map((r) => [r.relay, r.status]), [[relayAddr, "reserved"]])
 
       // Live, both ways, once the sync is done: gossip over the relayed connection.
       yield* docB.setBytes(yield* b.docs.authorGetDefault, text("reply"), text("from b"))
