@@ -72,14 +72,18 @@ export interface StoreService {
   /** Deletes every entry, the capability, sync peers and policy of a closed namespace. */
   readonly removeReplica: (ns: NamespaceId) => Effect.Effect<void, StoreError | ReplicaNotClosed>
 
-  /** spec 01 §9 with option B. The entry must have been validated by the caller. */
-  readonly put: (entry: SignedEntry) => Effect.Effect<PutOutcome, StoreError>
+  /**
+   * spec 01 §9 with option B, **without any validation**: the caller must have checked the entry (signatures,
+   * namespace, timestamp, key length — Replica's insert paths do). Named unsafe because storing an unchecked entry
+   * makes this node serve a forgery to its peers.
+   */
+  readonly unsafePut: (entry: SignedEntry) => Effect.Effect<PutOutcome, StoreError>
   /**
    * The read-only view of one namespace that reconciliation works on (spec 02): ranks, ids and range fingerprints in
    * O(log n) from an in-memory index, entries by rank from SQLite. Ranges are confined to the namespace.
    */
   readonly rangeView: (ns: NamespaceId) => Effect.Effect<RangeView<StoreError>, StoreError>
-  /** `put` for each entry in order, in one transaction (or the current one). */
+  /** `unsafePut` for each entry in order, in one transaction (or the current one); no validation either. */
   readonly putMany: (entries: ReadonlyArray<SignedEntry>) => Effect.Effect<ReadonlyArray<PutOutcome>, StoreError>
   readonly getExact: (
     ns: NamespaceId,
@@ -672,7 +676,7 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
       }
     }))
 
-  const put = (e: SignedEntry) => Effect.map(putMany([e]), (outcomes) => outcomes[0]!)
+  const unsafePut = (e: SignedEntry) => Effect.map(putMany([e]), (outcomes) => outcomes[0]!)
 
   const getExact = (ns: NamespaceId, author: AuthorId, key: Uint8Array, includeEmpty: boolean) =>
     exec<EntryRow>(`SELECT ${ENTRY_COLUMNS} FROM records WHERE ns = ? AND author = ? AND key = ?`, [ns, author, key]).pipe(
@@ -895,7 +899,7 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
     openReplica,
     closeReplica,
     removeReplica,
-    put,
+    unsafePut,
     putMany,
     rangeView,
     getExact,

@@ -302,7 +302,7 @@ describe("range index", () => {
                   const e = p.tomb
                     ? tombstoneAt(ns, authors[p.author]!, k, BigInt(p.ts))
                     : entryAt(ns, authors[p.author]!, k, BigInt(p.ts))
-                  yield* store.put(e)
+                  yield* store.unsafePut(e)
                 }
                 const view = yield* store.rangeView(ns.id)
                 const stored = Chunk.toArray(yield* Stream.runCollect(store.getMany(ns.id, Query.all().withIncludeEmpty())))
