@@ -14,6 +14,9 @@ import * as Capability from "../src/schema/Capability.js"
 import { makeSignedEntry, type SignedEntry } from "../src/schema/Entry.js"
 import { Author, Hash, NamespaceSecret } from "../src/schema/Keys.js"
 import { encodedSize, type Message } from "../src/schema/Message.js"
+import { encodeCompactMessage } from "../src/schema/SyncMessage.js"
+// nostr-tools exports its NIP-77 module only through the package's index.
+import { nip77 } from "nostr-tools"
 import * as Crypto from "../src/services/Crypto.js"
 import * as Ranger from "../src/services/Ranger.js"
 import * as Replica from "../src/services/Replica.js"
@@ -116,6 +119,17 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
     yield* Effect.provide(Effect.flatMap(Store.Store, (s) => s.rangeView(ns.id)), b)
     const indexMs = (performance.now() - tIndex) / 2
 
+    // The peer: negentropy (NIP-77, nostr-tools) over the same two sets, each entry as a 32-byte id (BLAKE3 of its
+    // record identifier; timestamps all 0, so its order is the ids'), in the same process before our session.
+    const neg = flags.get("negentropy") === "false" ? undefined : yield* Effect.sync(() => negentropyPeer(
+      Context.get(a, Store.Store),
+      Context.get(b, Store.Store),
+      numberFlag(flags, "neg-frame", 4 << 20)
+    )).pipe(Effect.flatten)
+    if (neg !== undefined) {
+      progress(`  negentropy: ${neg.messages} messages, ${neg.bytes} bytes, ${neg.ms} ms, ${neg.differences} differences`)
+    }
+
     const peerA = new Uint8Array(32).fill(1)
     const peerB = new Uint8Array(32).fill(2)
     const sessionA = yield* Effect.provide(Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, peerB)), a)
@@ -131,7 +145,8 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
     let turn: "a" | "b" = "b"
     while (message !== undefined) {
       messages++
-      const size = encodedSize(message)
+      // Default mode travels in the compact codec (COMPACT_SYNC_PROTOCOL), reference mode in spec 02's.
+      const size = mode === "default" ? encodeCompactMessage(message).length : encodedSize(message)
       bytes += size
       const t = performance.now()
       const next: Message | undefined = yield* (turn === "b" ? sessionB : sessionA).process(message)
@@ -177,8 +192,48 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
       // other work shares the machine.
       cpuMs: Math.round((cpu.user + cpu.system) / 1000),
       indexMs: Math.round(indexMs),
+      ...(neg === undefined ? {} : {
+        negentropyMs: neg.ms,
+        negentropyBytes: neg.bytes,
+        negentropyMessages: neg.messages,
+        msRatio: Math.round((ms / neg.ms) * 100) / 100,
+        bytesRatio: Math.round((bytes / neg.bytes) * 100) / 100
+      }),
       converged,
       peakRssMb: peakRssMb()
     }
   }).pipe(Effect.scoped)
 
+
+/** Negentropy between the two stores' sets (ids only: it finds the differences, the entries would travel after). */
+const negentropyPeer = (a: Store.StoreService, b: Store.StoreService, frameSizeLimit: number) =>
+  Effect.gen(function*() {
+    const load = (store: Store.StoreService) =>
+      Effect.gen(function*() {
+        const ns = (yield* store.listNamespaces)[0]![0]
+        const view = yield* store.rangeView(ns)
+        const storage = new nip77.NegentropyStorageVector()
+        for (let i = 0; i < view.size(); i++) storage.insert(0, Buffer.from(blake3(view.idAt(i))).toString("hex"))
+        storage.seal()
+        return storage
+      })
+    const sa = yield* load(a)
+    const sb = yield* load(b)
+    const start = performance.now()
+    const na = new nip77.Negentropy(sa, frameSizeLimit)
+    const nb = new nip77.Negentropy(sb, frameSizeLimit)
+    let messages = 0
+    let bytes = 0
+    let differences = 0
+    let message: string | null = na.initiate()
+    while (message !== null) {
+      messages++
+      bytes += message.length / 2
+      const reply: string | null = nb.reconcile(message)
+      if (reply === null) break
+      messages++
+      bytes += reply.length / 2
+      message = na.reconcile(reply, () => differences++, () => differences++)
+    }
+    return { messages, bytes, differences, ms: Math.round(performance.now() - start) }
+  })

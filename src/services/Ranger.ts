@@ -199,7 +199,7 @@ export const make = (config: RangerConfig) =>
         const view = store.rangeView(ns)
 
         return {
-          initialMessage: Effect.zipRight(count, Effect.map(view, (v) => sent(Reconcile.initialMessage(v)))),
+          initialMessage: Effect.zipRight(count, Effect.map(view, (v) => sent(Reconcile.initialMessage(v, config)))),
           process: (message: Message) =>
             Effect.gen(function*() {
               yield* count
