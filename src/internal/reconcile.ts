@@ -38,6 +38,15 @@ export interface RangeView<E> {
   readonly holds: (entry: SignedEntry) => boolean
 }
 
+/** What the first message of a session needs: enough to find out, without any index, that two sides agree. */
+export interface RangeSummary {
+  readonly size: number
+  /** The set fingerprint (spec 01 §7). */
+  readonly fingerprint: Uint8Array
+  /** The smallest stored id, or the default id when empty. */
+  readonly firstId: Uint8Array
+}
+
 export interface Hooks<E> {
   /**
    * The values received in RangeItems (validating each), once per message, in two steps: starts the checks that need
@@ -321,6 +330,29 @@ export const initialMessage = <E>(view: RangeView<E>, config?: Pick<Config, "sho
   const first = view.size() === 0 ? view.defaultId : boundAt(view, 0, config?.shortBounds)
   const range = makeRange(first, first)
   return makeMessage([makeRangeFingerprint(range, fingerprintOf(view, segments(view, first, first)))])
+}
+
+/** The initial message from a summary: the same as `initialMessage` over the view it summarises. */
+export const initialFromSummary = (summary: RangeSummary, config?: Pick<Config, "shortBounds">): Message => {
+  const first = config?.shortBounds === true && summary.size > 0 && summary.firstId.length > 64
+    ? summary.firstId.subarray(0, 64)
+    : summary.firstId
+  return makeMessage([makeRangeFingerprint(makeRange(first, first), summary.fingerprint)])
+}
+
+/**
+ * Whether `message` is a single fingerprint over the whole set that our summary matches: then `processMessage` would
+ * answer nothing, and the session ends without our range index.
+ */
+export const matchesSummary = (
+  summary: RangeSummary,
+  message: Message,
+  config: Pick<Config, "fingerprintBytes">
+): boolean => {
+  if (message.parts.length !== 1) return false
+  const part = message.parts[0]!
+  return part._tag === "RangeFingerprint" && equals(part.range.x, part.range.y) &&
+    sameFingerprint(summary.fingerprint, part.fingerprint, Math.min(32, config.fingerprintBytes ?? 32))
 }
 
 /** Upper bounds of encoded sizes, for the budget. */
