@@ -5,7 +5,7 @@
  * The shared part is written once into A's file and copied for B; it carries placeholder signatures since it is never
  * sent (only its fingerprints are). Each side's own entries are really signed: they travel and are verified.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Exit, Layer, Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { blake3 } from "../src/internal/blake3.js"
@@ -14,6 +14,9 @@ import * as Capability from "../src/schema/Capability.js"
 import { makeSignedEntry, type SignedEntry } from "../src/schema/Entry.js"
 import { Author, Hash, NamespaceSecret } from "../src/schema/Keys.js"
 import { encodedSize, type Message } from "../src/schema/Message.js"
+import { encodeCompactMessage } from "../src/schema/SyncMessage.js"
+// nostr-tools exports its NIP-77 module only through the package's index.
+import { nip77 } from "nostr-tools"
 import * as Crypto from "../src/services/Crypto.js"
 import * as Ranger from "../src/services/Ranger.js"
 import * as Replica from "../src/services/Replica.js"
@@ -29,6 +32,9 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
   Effect.gen(function*() {
     const entries = numberFlag(flags, "entries", 100_000)
     const identical = flags.get("identical") === "true"
+    // --cold: both stores are opened, indexed and closed once (as by an earlier run of the node), then opened again
+    // from disk and timed from there: `ms` includes opening them and whatever index the session builds.
+    const cold = flags.get("cold") === "true"
     const diff = identical ? 0 : numberFlag(flags, "diff", 0.01)
     const mode = flags.get("mode") ?? "default"
     const base = mode === "reference" ? Reconcile.REFERENCE : Reconcile.DEFAULT
@@ -84,7 +90,7 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
 
     // 2. Both sides, each with its own signed entries, then one session.
     const crypto = yield* Layer.build(Crypto.layer())
-    const side = (file: string) =>
+    const open = (file: string) =>
       Effect.gen(function*() {
         const stack = Ranger.layer(config).pipe(
           Layer.provideMerge(Replica.layer),
@@ -92,8 +98,13 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
           Layer.provide(Layer.succeedContext(crypto))
         )
         const ctx = yield* Layer.build(stack)
+        yield* Context.get(ctx, Replica.Replica).open(ns.id, { sync: true })
+        return ctx
+      })
+    const side = (file: string) =>
+      Effect.gen(function*() {
+        const ctx = yield* open(file)
         const replica = Context.get(ctx, Replica.Replica)
-        yield* replica.open(ns.id, { sync: true })
         const value = randomBytes(100)
         const hash = Hash.make(blake3(value))
         for (let done = 0; done < own; done += CHUNK) {
@@ -106,15 +117,43 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
         }
         return ctx
       })
-    const a = yield* side(fileA)
-    const b = yield* side(fileB)
+    const first = yield* Scope.make()
+    let a = yield* Scope.extend(side(fileA), first)
+    let b = yield* Scope.extend(side(fileB), first)
     progress(`  own entries written`)
 
     // Opening the range index of each side: one pass over its ids (reported, not part of the session time).
     const tIndex = performance.now()
+    const mem0 = process.memoryUsage()
     yield* Effect.provide(Effect.flatMap(Store.Store, (s) => s.rangeView(ns.id)), a)
+    const mem1 = process.memoryUsage()
     yield* Effect.provide(Effect.flatMap(Store.Store, (s) => s.rangeView(ns.id)), b)
     const indexMs = (performance.now() - tIndex) / 2
+    // Heap and buffers the first index added (no forced GC: an upper bound, garbage of the build included).
+    const indexBytesPerEntry = Math.round(
+      (mem1.heapUsed + mem1.arrayBuffers - mem0.heapUsed - mem0.arrayBuffers) / Math.max(1, entries)
+    )
+
+    // The peer: negentropy (NIP-77, nostr-tools) over the same two sets, each entry as a 32-byte id (BLAKE3 of its
+    // record identifier; timestamps all 0, so its order is the ids'), in the same process before our session.
+    const neg = flags.get("negentropy") === "false" ? undefined : yield* Effect.sync(() => negentropyPeer(
+      Context.get(a, Store.Store),
+      Context.get(b, Store.Store),
+      numberFlag(flags, "neg-frame", 4 << 20)
+    )).pipe(Effect.flatten)
+    if (neg !== undefined) {
+      progress(`  negentropy: ${neg.messages} messages, ${neg.bytes} bytes, ${neg.ms} ms, ${neg.differences} differences`)
+    }
+
+    let openMs = 0
+    if (cold) {
+      yield* Scope.close(first, Exit.void)
+      progress(`  stores closed; opening them again`)
+      const tOpen = performance.now()
+      a = yield* open(fileA)
+      b = yield* open(fileB)
+      openMs = performance.now() - tOpen
+    } else yield* Effect.addFinalizer(() => Scope.close(first, Exit.void))
 
     const peerA = new Uint8Array(32).fill(1)
     const peerB = new Uint8Array(32).fill(2)
@@ -131,7 +170,8 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
     let turn: "a" | "b" = "b"
     while (message !== undefined) {
       messages++
-      const size = encodedSize(message)
+      // Default mode travels in the compact codec (COMPACT_SYNC_PROTOCOL), reference mode in spec 02's.
+      const size = mode === "default" ? encodeCompactMessage(message).length : encodedSize(message)
       bytes += size
       const t = performance.now()
       const next: Message | undefined = yield* (turn === "b" ? sessionB : sessionA).process(message)
@@ -150,7 +190,7 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
       turn = turn === "a" ? "b" : "a"
     }
     }))
-    const ms = performance.now() - start
+    const ms = performance.now() - start + openMs
     const cpu = process.cpuUsage(cpu0)
     const outA = yield* sessionA.outcome
     const outB = yield* sessionB.outcome
@@ -172,13 +212,57 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
       bytes,
       entriesTransferred: outA.numSent + outB.numSent,
       ms: Math.round(ms),
-      msIncludes: "the session only (both sides' processing, encoding for the byte count); not the index build",
+      msIncludes: cold
+        ? "opening both stores from disk, then the session with whatever index it builds"
+        : "the session only (both sides' processing, encoding for the byte count); not the index build",
+      cold,
       // CPU time of the process (all threads, crypto workers included) during the session: steadier than `ms` when
       // other work shares the machine.
       cpuMs: Math.round((cpu.user + cpu.system) / 1000),
       indexMs: Math.round(indexMs),
+      indexBytesPerEntry,
+      ...(neg === undefined ? {} : {
+        negentropyMs: neg.ms,
+        negentropyBytes: neg.bytes,
+        negentropyMessages: neg.messages,
+        msRatio: Math.round((ms / neg.ms) * 100) / 100,
+        bytesRatio: Math.round((bytes / neg.bytes) * 100) / 100
+      }),
       converged,
       peakRssMb: peakRssMb()
     }
   }).pipe(Effect.scoped)
 
+
+/** Negentropy between the two stores' sets (ids only: it finds the differences, the entries would travel after). */
+const negentropyPeer = (a: Store.StoreService, b: Store.StoreService, frameSizeLimit: number) =>
+  Effect.gen(function*() {
+    const load = (store: Store.StoreService) =>
+      Effect.gen(function*() {
+        const ns = (yield* store.listNamespaces)[0]![0]
+        const view = yield* store.rangeView(ns)
+        const storage = new nip77.NegentropyStorageVector()
+        for (let i = 0; i < view.size(); i++) storage.insert(0, Buffer.from(blake3(view.idAt(i))).toString("hex"))
+        storage.seal()
+        return storage
+      })
+    const sa = yield* load(a)
+    const sb = yield* load(b)
+    const start = performance.now()
+    const na = new nip77.Negentropy(sa, frameSizeLimit)
+    const nb = new nip77.Negentropy(sb, frameSizeLimit)
+    let messages = 0
+    let bytes = 0
+    let differences = 0
+    let message: string | null = na.initiate()
+    while (message !== null) {
+      messages++
+      bytes += message.length / 2
+      const reply: string | null = nb.reconcile(message)
+      if (reply === null) break
+      messages++
+      bytes += reply.length / 2
+      message = na.reconcile(reply, () => differences++, () => differences++)
+    }
+    return { messages, bytes, differences, ms: Math.round(performance.now() - start) }
+  })

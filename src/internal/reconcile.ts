@@ -38,6 +38,15 @@ export interface RangeView<E> {
   readonly holds: (entry: SignedEntry) => boolean
 }
 
+/** What the first message of a session needs: enough to find out, without any index, that two sides agree. */
+export interface RangeSummary {
+  readonly size: number
+  /** The set fingerprint (spec 01 §7). */
+  readonly fingerprint: Uint8Array
+  /** The smallest stored id, or the default id when empty. */
+  readonly firstId: Uint8Array
+}
+
 export interface Hooks<E> {
   /**
    * The values received in RangeItems (validating each), once per message, in two steps: starts the checks that need
@@ -84,6 +93,16 @@ export interface Config {
    * keeps few decoded entries in flight on either side. Unset: no separate cap.
    */
   readonly bulkValueBytes?: number
+  /**
+   * Split bounds as short as they can be: a pivot goes out as the shortest prefix of its id (at least namespace and
+   * author, 64 bytes) that is still above the id before it, which selects the same entries on our side and costs a
+   * few bytes once the compact codec (SyncMessage.ts) shares prefixes between bounds. Unset: whole ids (spec 02).
+   */
+  readonly shortBounds?: boolean
+  /**
+   * How many leading bytes of a fingerprint are compared (the compact codec carries 16 of the 32). Unset: all 32.
+   */
+  readonly fingerprintBytes?: number
 }
 
 /**
@@ -128,7 +147,9 @@ export const REFERENCE: Config = {
   denseFraction: Number.POSITIVE_INFINITY,
   denseSetSize: 0,
   maxValueBytes: Number.POSITIVE_INFINITY,
-  bulkValueBytes: Number.POSITIVE_INFINITY
+  bulkValueBytes: Number.POSITIVE_INFINITY,
+  shortBounds: false,
+  fingerprintBytes: 32
 }
 
 /** The default, tuned by `npm run bench -- reconcile` (see the reconciliation issue's note and the README). */
@@ -149,7 +170,9 @@ export const DEFAULT: Config = {
   denseFraction: Number.POSITIVE_INFINITY,
   denseSetSize: 0,
   maxValueBytes: 1 << 20,
-  bulkValueBytes: 256 << 10
+  bulkValueBytes: 256 << 10,
+  shortBounds: true,
+  fingerprintBytes: 16
 }
 
 /**
@@ -277,11 +300,59 @@ const readAhead = <E>(view: RangeView<E>, intervals: ReadonlyArray<readonly [num
     return cached
   })
 
+/**
+ * A bound that selects the same entries as the id at `rank` on our side: that id, or with `short` the shortest prefix
+ * of it (at least 64 bytes: namespace and author) above the id before it. Every stored id below the rank is below the
+ * prefix and every one from it on is at or above it.
+ */
+const boundAt = <E>(view: RangeView<E>, rank: number, short: boolean | undefined): Uint8Array => {
+  const id = view.idAt(rank)
+  if (short !== true || id.length <= 64) return id
+  if (rank === 0) return id.subarray(0, 64)
+  const before = view.idAt(rank - 1)
+  const n = Math.min(before.length, id.length)
+  let l = 0
+  while (l < n && before[l] === id[l]) l++
+  // `before` < `id`: they differ at l, or `before` is a prefix of `id` (l = its length < id's); either way the
+  // prefix of l + 1 bytes is above `before` and at most `id`.
+  return l + 1 >= id.length ? id : id.subarray(0, Math.max(64, l + 1))
+}
+
+/** Whether two fingerprints agree in their first `n` bytes. */
+const sameFingerprint = (a: Uint8Array, b: Uint8Array, n: number): boolean => {
+  if (n >= 32) return equals(a, b)
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
 /** The initial message: one fingerprint over the whole set, anchored at the first id (spec 02 §5). */
-export const initialMessage = <E>(view: RangeView<E>): Message => {
-  const first = view.size() === 0 ? view.defaultId : view.idAt(0)
+export const initialMessage = <E>(view: RangeView<E>, config?: Pick<Config, "shortBounds">): Message => {
+  const first = view.size() === 0 ? view.defaultId : boundAt(view, 0, config?.shortBounds)
   const range = makeRange(first, first)
   return makeMessage([makeRangeFingerprint(range, fingerprintOf(view, segments(view, first, first)))])
+}
+
+/** The initial message from a summary: the same as `initialMessage` over the view it summarises. */
+export const initialFromSummary = (summary: RangeSummary, config?: Pick<Config, "shortBounds">): Message => {
+  const first = config?.shortBounds === true && summary.size > 0 && summary.firstId.length > 64
+    ? summary.firstId.subarray(0, 64)
+    : summary.firstId
+  return makeMessage([makeRangeFingerprint(makeRange(first, first), summary.fingerprint)])
+}
+
+/**
+ * Whether `message` is a single fingerprint over the whole set that our summary matches: then `processMessage` would
+ * answer nothing, and the session ends without our range index.
+ */
+export const matchesSummary = (
+  summary: RangeSummary,
+  message: Message,
+  config: Pick<Config, "fingerprintBytes">
+): boolean => {
+  if (message.parts.length !== 1) return false
+  const part = message.parts[0]!
+  return part._tag === "RangeFingerprint" && equals(part.range.x, part.range.y) &&
+    sameFingerprint(summary.fingerprint, part.fingerprint, Math.min(32, config.fingerprintBytes ?? 32))
 }
 
 /** Upper bounds of encoded sizes, for the budget. */
@@ -309,6 +380,7 @@ export const processMessage = <E>(
 ) =>
   Effect.gen(function*() {
     let view = base
+    const fpBytes = Math.min(32, config.fingerprintBytes ?? 32)
     const out: Array<MessagePart> = []
     const items = message.parts.filter((p): p is RangeItem => p._tag === "RangeItem")
     const fingerprints = message.parts.filter((p): p is RangeFingerprint => p._tag === "RangeFingerprint")
@@ -379,7 +451,7 @@ export const processMessage = <E>(
           return
         }
         // Split at the first entry that did not fit: [x, pivot) goes now, [pivot, y) as a fingerprint later.
-        const pivot = view.idAt(rankAt(s.fromX, cut))
+        const pivot = boundAt(view, rankAt(s.fromX, cut), config.shortBounds)
         const head = makeRange(range.x, pivot)
         const rest = makeRange(pivot, range.y)
         budget -= rangeSize(head) + 4 + fingerprintSize(rest)
@@ -418,7 +490,7 @@ export const processMessage = <E>(
     const segmentsIn = adjacentSegments(base)
     const segs = fingerprints.map((f) => segmentsIn(f.range.x, f.range.y))
     const ours = new Uint8Array(32)
-    const mismatch = fingerprints.map((f, i) => !equals(fingerprintOf(base, segs[i]!, ours), f.fingerprint))
+    const mismatch = fingerprints.map((f, i) => !sameFingerprint(fingerprintOf(base, segs[i]!, ours), f.fingerprint, fpBytes))
     let mismatches = 0
     for (const m of mismatch) if (m) mismatches++
     const setSize = config.denseFraction !== undefined && fingerprints.length >= 8 &&
@@ -447,8 +519,9 @@ export const processMessage = <E>(
         deferred.push(f.range)
         continue
       }
-      if (n <= setSize || equals(f.fingerprint, EMPTY_HASH)) {
-        yield* sendEntries(f.range, s, false, undefined, equals(f.fingerprint, EMPTY_HASH))
+      const peerEmpty = sameFingerprint(f.fingerprint, EMPTY_HASH, fpBytes)
+      if (n <= setSize || peerEmpty) {
+        yield* sendEntries(f.range, s, false, undefined, peerEmpty)
         continue
       }
       // Split into k sub-ranges at pivots (spec 02 §5); k ≤ n keeps every pivot distinct and every range non-empty.
@@ -463,7 +536,7 @@ export const processMessage = <E>(
         const j = i % k
         if (pivotIds[j] === undefined) {
           pivotRanks[j] = rankAt(s.parts, (s.startIndex + Math.floor((n * (j + 1)) / k)) % n)
-          pivotIds[j] = view.idAt(pivotRanks[j]!)
+          pivotIds[j] = boundAt(view, pivotRanks[j]!, config.shortBounds)
         }
         return j
       }

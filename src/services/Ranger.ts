@@ -10,7 +10,7 @@
  * `minValuesForFraction` arrived) the session ends with InvalidEntriesFromPeer; Sync then cools the peer down. Values
  * a third party can plant on an honest peer (isForged) never count against the bound.
  */
-import { Context, Effect, type Either, Layer, Metric } from "effect"
+import { Context, Effect, type Either, Layer, Metric, Option } from "effect"
 import { equals } from "../internal/bytes.js"
 import * as Reconcile from "../internal/reconcile.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
@@ -133,9 +133,27 @@ export interface Session {
   readonly outcome: Effect.Effect<SyncOutcome>
 }
 
+/** How a session's messages travel: what the reconciliation may rely on. */
+export interface SessionOptions {
+  /**
+   * Bytes of each fingerprint the wire carries (16 on the compact codec): fingerprints are compared on at most this
+   * prefix. Default 32.
+   */
+  readonly fingerprintBytes?: number
+}
+
 export interface RangerService {
   /** A session on an open, sync-enabled replica with the peer `from` (its 32-byte node id). */
-  readonly session: (ns: NamespaceId, from: Uint8Array) => Effect.Effect<Session, ReplicaNotOpen | SyncNotEnabled>
+  readonly session: (
+    ns: NamespaceId,
+    from: Uint8Array,
+    options?: SessionOptions
+  ) => Effect.Effect<Session, ReplicaNotOpen | SyncNotEnabled>
+  /**
+   * Whether this side's messages are meant for the compact codec (its short bounds pay off there): Sync then offers
+   * `COMPACT_SYNC_PROTOCOL` first. Reference mode speaks spec 02's codec only.
+   */
+  readonly compact: boolean
 }
 
 export class Ranger extends Context.Tag("docs/Ranger")<Ranger, RangerService>() {}
@@ -145,8 +163,12 @@ export const make = (config: RangerConfig) =>
     const store = yield* Store.Store
     const replica = yield* Replica.Replica
 
-    const session = (ns: NamespaceId, from: Uint8Array) =>
+    const session = (ns: NamespaceId, from: Uint8Array, options: SessionOptions = {}) =>
       Effect.gen(function*() {
+        const wire = options.fingerprintBytes ?? 32
+        const reconcile: Reconcile.Config = wire >= (config.fingerprintBytes ?? 32)
+          ? config
+          : { ...config, fingerprintBytes: wire }
         const state = yield* replica.state(ns)
         if (!state.sync) return yield* new SyncNotEnabled({ namespace: ns })
         let numRecv = 0
@@ -197,9 +219,19 @@ export const make = (config: RangerConfig) =>
         }
 
         const view = store.rangeView(ns)
+        // Until a message needs more, the session works from the store's summary (count, set fingerprint, first
+        // id): two sides that agree end without building the range index (a cold start of a large document).
+        let indexed = false
+        const summary = store.rangeSummary(ns)
 
         return {
-          initialMessage: Effect.zipRight(count, Effect.map(view, (v) => sent(Reconcile.initialMessage(v)))),
+          initialMessage: Effect.zipRight(
+            count,
+            Effect.flatMap(summary, Option.match({
+              onSome: (s) => Effect.succeed(sent(Reconcile.initialFromSummary(s, config))),
+              onNone: () => Effect.map(view, (v) => sent(Reconcile.initialMessage(v, config)))
+            }))
+          ),
           process: (message: Message) =>
             Effect.gen(function*() {
               yield* count
@@ -219,7 +251,12 @@ export const make = (config: RangerConfig) =>
                 }
               }
               for (const e of newest) heads.insert(e.author, e.timestamp)
-              const reply = yield* Reconcile.processMessage(yield* view, hooks, config, message, sentValues)
+              if (!indexed && message.parts.length === 1) {
+                const known = yield* summary
+                if (Option.isSome(known) && Reconcile.matchesSummary(known.value, message, reconcile)) return undefined
+              }
+              indexed = true
+              const reply = yield* Reconcile.processMessage(yield* view, hooks, reconcile, message, sentValues)
               if (reply !== undefined) yield* count
               return sent(reply)
             }),
@@ -233,7 +270,7 @@ export const make = (config: RangerConfig) =>
         } satisfies Session
       })
 
-    return Ranger.of({ session })
+    return Ranger.of({ session, compact: config.shortBounds === true })
   })
 
 export const layer = (config: RangerConfig = defaultConfig): Layer.Layer<Ranger, never, Store.Store | Replica.Replica> =>

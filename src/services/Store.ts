@@ -16,11 +16,11 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { Chunk, Clock, Context, Effect, Either, Layer, Option, Schema, Stream } from "effect"
-import { blake3 } from "../internal/blake3.js"
+import { Chunk, Clock, Context, Effect, Either, Layer, Option, Schema, type Scope, Stream } from "effect"
+import { blake3, EMPTY_HASH } from "../internal/blake3.js"
 import { compare, concat, equals, latin1, prefixUpperBound, u64FromBytesBE, u64ToBytesBE } from "../internal/bytes.js"
 import { FingerprintTree } from "../internal/fingerprintTree.js"
-import type { RangeView } from "../internal/reconcile.js"
+import type { RangeSummary, RangeView } from "../internal/reconcile.js"
 import * as AuthorHeads from "../schema/AuthorHeads.js"
 import * as Capability from "../schema/Capability.js"
 import { DocumentNotCreated, NamespaceMismatch, ReplicaNotClosed, ReplicaNotFound, StoreError } from "../schema/Errors.js"
@@ -72,14 +72,24 @@ export interface StoreService {
   /** Deletes every entry, the capability, sync peers and policy of a closed namespace. */
   readonly removeReplica: (ns: NamespaceId) => Effect.Effect<void, StoreError | ReplicaNotClosed>
 
-  /** spec 01 §9 with option B. The entry must have been validated by the caller. */
-  readonly put: (entry: SignedEntry) => Effect.Effect<PutOutcome, StoreError>
+  /**
+   * spec 01 §9 with option B, **without any validation**: the caller must have checked the entry (signatures,
+   * namespace, timestamp, key length — Replica's insert paths do). Named unsafe because storing an unchecked entry
+   * makes this node serve a forgery to its peers.
+   */
+  readonly unsafePut: (entry: SignedEntry) => Effect.Effect<PutOutcome, StoreError>
   /**
    * The read-only view of one namespace that reconciliation works on (spec 02): ranks, ids and range fingerprints in
    * O(log n) from an in-memory index, entries by rank from SQLite. Ranges are confined to the namespace.
    */
   readonly rangeView: (ns: NamespaceId) => Effect.Effect<RangeView<StoreError>, StoreError>
-  /** `put` for each entry in order, in one transaction (or the current one). */
+  /**
+   * What a session needs before it knows the two sides differ — entry count, set fingerprint, first id — without
+   * building the range index: from the index when it is loaded, else from the summary kept when the store last closed
+   * the namespace (exact: any write since dropped it). None when neither is there.
+   */
+  readonly rangeSummary: (ns: NamespaceId) => Effect.Effect<Option.Option<RangeSummary>, StoreError>
+  /** `unsafePut` for each entry in order, in one transaction (or the current one); no validation either. */
   readonly putMany: (entries: ReadonlyArray<SignedEntry>) => Effect.Effect<ReadonlyArray<PutOutcome>, StoreError>
   readonly getExact: (
     ns: NamespaceId,
@@ -155,6 +165,23 @@ const migrations = Migrator.fromRecord({
     yield* sql`CREATE TABLE live_docs (ns BLOB PRIMARY KEY) WITHOUT ROWID`
     yield* sql`CREATE TABLE wanted (ns BLOB NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (ns, hash)) WITHOUT ROWID`
     yield* sql`CREATE INDEX wanted_by_hash ON wanted (hash)`
+  }),
+  "0003_range_summaries": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // A namespace's entry count and set fingerprint as its range index had them when the store last closed it (see
+    // `rangeSummary`). Any write to the namespace's records drops its row, in the writing statement itself: a row
+    // that exists is exact.
+    yield* sql`CREATE TABLE range_summaries (ns BLOB PRIMARY KEY, count INTEGER NOT NULL, fingerprint BLOB NOT NULL)
+      WITHOUT ROWID`
+    yield* sql`CREATE TRIGGER range_summaries_insert AFTER INSERT ON records BEGIN
+      DELETE FROM range_summaries WHERE ns = NEW.ns;
+    END`
+    yield* sql`CREATE TRIGGER range_summaries_update AFTER UPDATE ON records BEGIN
+      DELETE FROM range_summaries WHERE ns = OLD.ns OR ns = NEW.ns;
+    END`
+    yield* sql`CREATE TRIGGER range_summaries_delete AFTER DELETE ON records BEGIN
+      DELETE FROM range_summaries WHERE ns = OLD.ns;
+    END`
   })
 })
 
@@ -262,6 +289,13 @@ const hasCandidates = (tree: FingerprintTree, own: string): boolean => {
   return false
 }
 
+/** The set fingerprint of spec 01 §7: the entries' XOR on top of BLAKE3(""). */
+const setFingerprint = (tree: FingerprintTree): Uint8Array => {
+  const out = tree.xorRange(0, tree.size)
+  for (let i = 0; i < 32; i++) out[i]! ^= EMPTY_HASH[i]!
+  return out
+}
+
 const recordOf = (r: { readonly ts: Uint8Array; readonly hash: Uint8Array }) => ({
   timestamp: u64FromBytesBE(r.ts),
   hash: r.hash
@@ -295,7 +329,7 @@ const INSERTED: PutOutcome = { _tag: "Inserted", removed: 0 }
 // ---------------------------------------------------------------------------------------------------------------
 // Implementation
 
-export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> = Effect.gen(function*() {
+export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient | Scope.Scope> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const fail = (method: string) => (cause: SqlError | Migrator.MigrationError) => new StoreError({ method, cause })
 
@@ -418,11 +452,31 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
       }))
     )
 
+  /**
+   * Keeps the loaded index's count and fingerprint of each namespace (or the given one) for the next cold start (see
+   * `rangeSummary`). Best effort: a failure only costs that start an index build.
+   */
+  const keepSummaries = (only?: NamespaceId) =>
+    Effect.suspend(() => {
+      const trees = only === undefined
+        ? Array.from(indexes)
+        : Array.from(indexes).filter(([k]) => k === latin1(only))
+      return Effect.forEach(trees, ([k, tree]) =>
+        exec(
+          `INSERT INTO range_summaries (ns, count, fingerprint) VALUES (?, ?, ?)
+           ON CONFLICT (ns) DO UPDATE SET count = excluded.count, fingerprint = excluded.fingerprint`,
+          [Buffer.from(k, "latin1"), tree.size, setFingerprint(tree)]
+        ), { discard: true })
+    }).pipe(Effect.catchAll((e) => Effect.logDebug("range summary not kept", e)))
+
   const closeReplica = (ns: NamespaceId) =>
-    Effect.sync(() => {
-      open.delete(latin1(ns))
-      indexes.delete(latin1(ns))
-    })
+    Effect.zipRight(
+      keepSummaries(ns),
+      Effect.sync(() => {
+        open.delete(latin1(ns))
+        indexes.delete(latin1(ns))
+      })
+    )
 
   // Suspended: the open mark is checked when the effect runs, not when it is built.
   const removeReplica = (ns: NamespaceId) =>
@@ -652,6 +706,36 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
       return out
     }).pipe(Effect.mapError(fail("entriesByRanks")))
 
+  const rangeSummary = (ns: NamespaceId): Effect.Effect<Option.Option<RangeSummary>, StoreError> =>
+    Effect.suspend(() => {
+      const tree = indexes.get(latin1(ns))
+      if (tree !== undefined) {
+        return Effect.succeed(Option.some({
+          size: tree.size,
+          fingerprint: setFingerprint(tree),
+          firstId: tree.size === 0 ? concat(ns, new Uint8Array(32)) : withLatin1(ns, tree.select(0))
+        }))
+      }
+      return inTransaction(Effect.gen(function*() {
+        const rows = yield* exec<{ count: number; fingerprint: Uint8Array }>(
+          `SELECT count, fingerprint FROM range_summaries WHERE ns = ?`,
+          [ns]
+        )
+        const row = rows[0]
+        if (row === undefined || row.fingerprint.length !== 32) return Option.none()
+        const first = yield* exec<{ author: Uint8Array; key: Uint8Array }>(
+          `SELECT author, key FROM records WHERE ns = ? ORDER BY author, key LIMIT 1`,
+          [ns]
+        )
+        const f = first[0]
+        return Option.some({
+          size: row.count,
+          fingerprint: Uint8Array.from(row.fingerprint),
+          firstId: f === undefined ? concat(ns, new Uint8Array(32)) : concat(ns, f.author, f.key)
+        })
+      }))
+    }).pipe(Effect.mapError(fail("rangeSummary")))
+
   const rangeView = (ns: NamespaceId): Effect.Effect<RangeView<StoreError>, StoreError> =>
     Effect.map(loadIndex(ns), (tree) => ({
       size: () => tree.size,
@@ -672,7 +756,7 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
       }
     }))
 
-  const put = (e: SignedEntry) => Effect.map(putMany([e]), (outcomes) => outcomes[0]!)
+  const unsafePut = (e: SignedEntry) => Effect.map(putMany([e]), (outcomes) => outcomes[0]!)
 
   const getExact = (ns: NamespaceId, author: AuthorId, key: Uint8Array, includeEmpty: boolean) =>
     exec<EntryRow>(`SELECT ${ENTRY_COLUMNS} FROM records WHERE ns = ? AND author = ? AND key = ?`, [ns, author, key]).pipe(
@@ -876,6 +960,9 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
   const clearWanted = (ns: NamespaceId) =>
     exec(`DELETE FROM wanted WHERE ns = ?`, [ns]).pipe(Effect.asVoid, Effect.mapError(fail("clearWanted")))
 
+  // The summaries of the namespaces whose index is loaded, for the next start (the SQL client closes after us).
+  yield* Effect.addFinalizer(() => keepSummaries())
+
   return Store.of({
     setLive,
     listLive,
@@ -895,9 +982,10 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient> 
     openReplica,
     closeReplica,
     removeReplica,
-    put,
+    unsafePut,
     putMany,
     rangeView,
+    rangeSummary,
     getExact,
     getMany,
     count,
@@ -926,7 +1014,7 @@ const latestPerKey = <E>(entries: Stream.Stream<SignedEntry, E>, includeEmpty: b
   )
 
 /** The store on an existing SqlClient. */
-export const layer: Layer.Layer<Store, StoreError, SqlClient.SqlClient> = Layer.effect(Store, make)
+export const layer: Layer.Layer<Store, StoreError, SqlClient.SqlClient> = Layer.scoped(Store, make)
 
 /** An in-memory store (SQLite `:memory:`), lost when its scope closes. */
 export const layerMemory: Layer.Layer<Store, StoreError> = layer.pipe(

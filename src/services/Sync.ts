@@ -52,7 +52,11 @@ import {
 import {
   Abort,
   type AbortReason,
+  COMPACT_FINGERPRINT_BYTES,
+  COMPACT_SYNC_PROTOCOL,
+  CompactSyncMessageFromBytes,
   Init,
+  readCompactSyncMessage,
   readSyncMessage,
   Sync as SyncMsg,
   type SyncMessage,
@@ -177,12 +181,39 @@ interface Io {
   readonly traffic: () => Traffic
 }
 
-const encode = Schema.encode(SyncMessageFromBytes)
+/**
+ * The two wire forms of a session: spec 04's (`SYNC_PROTOCOL`, the reference's Message codec) and ours
+ * (`COMPACT_SYNC_PROTOCOL`: the same frames, Messages in SyncMessage.ts's compact codec, fingerprints of 16 bytes).
+ */
+interface Wire {
+  readonly protocol: string
+  readonly encode: (message: SyncMessage) => Effect.Effect<Uint8Array, { readonly message: string }>
+  /** A frame's message: read by the postcard reader directly, so that a decoding limit stays a typed error. */
+  readonly read: ReturnType<typeof readWhole<SyncMessage>>
+  readonly session: Ranger.SessionOptions
+}
+const REFERENCE_WIRE: Wire = {
+  protocol: SYNC_PROTOCOL,
+  encode: Schema.encode(SyncMessageFromBytes),
+  read: readWhole(readSyncMessage),
+  session: {}
+}
+const COMPACT_WIRE: Wire = {
+  protocol: COMPACT_SYNC_PROTOCOL,
+  encode: Schema.encode(CompactSyncMessageFromBytes),
+  read: readWhole(readCompactSyncMessage),
+  session: { fingerprintBytes: COMPACT_FINGERPRINT_BYTES }
+}
 
-/** A frame's message: read by the postcard reader directly, so that a decoding limit stays a typed error. */
-const readFrame = readWhole(readSyncMessage)
-const decodeFrame = (where: Where, frame: Uint8Array): Effect.Effect<SyncMessage, SyncProtocolError | SyncLimitExceeded> =>
-  Either.match(readFrame(frame), {
+/** The remote does not speak the protocol we asked for (libp2p's multistream-select said no). */
+const isUnsupportedProtocol = (reason: string) => reason.startsWith("UnsupportedProtocolError")
+
+const decodeFrame = (
+  wire: Wire,
+  where: Where,
+  frame: Uint8Array
+): Effect.Effect<SyncMessage, SyncProtocolError | SyncLimitExceeded> =>
+  Either.match(wire.read(frame), {
     onRight: Effect.succeed,
     onLeft: (e) =>
       Effect.fail(
@@ -203,6 +234,7 @@ interface Settings {
  */
 const makeIo = (
   stream: Network.Stream,
+  wire: Wire,
   settings: Settings,
   where: Where,
   firstFrameMax?: number
@@ -256,7 +288,7 @@ const makeIo = (
         if (frame !== undefined) {
           messagesReceived++
           bytesReceived += frame.length + 4
-          return Option.some(yield* decodeFrame(where, frame))
+          return Option.some(yield* decodeFrame(wire, where, frame))
         }
         if (ended) {
           yield* frames(() => decoder.end())
@@ -270,7 +302,7 @@ const makeIo = (
 
     const send = (message: SyncMessage) =>
       Effect.gen(function*() {
-        const payload = yield* encode(message).pipe(
+        const payload = yield* wire.encode(message).pipe(
           Effect.mapError((error) => protocolError(where, `cannot encode ${message._tag}: ${error.message}`))
         )
         const [header, body] = yield* frames(() => frameParts(payload, MAX_MESSAGE_SIZE))
@@ -446,16 +478,27 @@ export const make = (config: SyncConfig = {}) =>
       const where: Where = { peer: nodeId, namespace }
       yield* checkCooling(where)
       return yield* Effect.scoped(Effect.gen(function*() {
-        // Checked before dialing: a replica that is not open for sync fails without touching the network.
-        const session = yield* ranger.session(namespace, nodeId).pipe(
-          Effect.mapError(sessionFailed(where))
-        )
+        // Checked before dialing: a replica that is not open for sync fails without touching the network. (Options
+        // of the compact wire: a compact ranger compares 16 fingerprint bytes on either wire.)
+        const session = yield* ranger.session(namespace, nodeId, (ranger.compact ? COMPACT_WIRE : REFERENCE_WIRE).session)
+          .pipe(Effect.mapError(sessionFailed(where)))
         const start = yield* Clock.currentTimeMillis
-        const stream = yield* network.openStream(peer, SYNC_PROTOCOL).pipe(
-          Effect.mapError((error) => new SyncConnectError({ ...fields(where), reason: error.reason }))
-        )
+        // Our compact protocol first when our messages are meant for it; a peer that does not speak it (the
+        // reference, an older node) gets spec 04's on a second stream.
+        const open = (wire: Wire) =>
+          Effect.map(
+            network.openStream(peer, wire.protocol).pipe(
+              Effect.mapError((error) => new SyncConnectError({ ...fields(where), reason: error.reason }))
+            ),
+            (stream) => [stream, wire] as const
+          )
+        const [stream, wire] = yield* (ranger.compact
+          ? open(COMPACT_WIRE).pipe(
+            Effect.catchIf((e) => isUnsupportedProtocol(e.reason), () => open(REFERENCE_WIRE))
+          )
+          : open(REFERENCE_WIRE))
         const connected = yield* Clock.currentTimeMillis
-        const io = yield* makeIo(stream, settings, where)
+        const io = yield* makeIo(stream, wire, settings, where)
         const run = yield* Effect.exit(Effect.gen(function*() {
           const initial = yield* session.initialMessage.pipe(
             Effect.mapError(sessionFailed(where))
@@ -496,7 +539,8 @@ export const make = (config: SyncConfig = {}) =>
     const accept = (
       decide: AcceptDecision,
       stream: Network.Stream,
-      remote: NodeId
+      remote: NodeId,
+      wire: Wire
     ): Effect.Effect<SyncFinished, AcceptError> =>
       Effect.scoped(Effect.gen(function*() {
         const start = yield* Clock.currentTimeMillis
@@ -504,7 +548,7 @@ export const make = (config: SyncConfig = {}) =>
         // A peer cooling down is not read at all.
         yield* checkCooling(where)
         const held = yield* reserve(latin1(remote))
-        const io = yield* makeIo(stream, settings, where, Math.min(MAX_INIT_SIZE, settings.maxFrame))
+        const io = yield* makeIo(stream, wire, settings, where, Math.min(MAX_INIT_SIZE, settings.maxFrame))
         const first = yield* io.next
         if (Option.isNone(first)) return yield* protocolError(where, "stream closed before init message")
         const init = first.value
@@ -525,7 +569,7 @@ export const make = (config: SyncConfig = {}) =>
           if (Exit.isFailure(sent)) return yield* Effect.failCause(sent.cause)
           return yield* thenClose(io, Exit.fail(new SyncRejected({ ...fields(where), reason: outcome })))
         }
-        const session = yield* ranger.session(namespace, remote).pipe(
+        const session = yield* ranger.session(namespace, remote, wire.session).pipe(
           Effect.mapError(sessionFailed(where))
         )
         const { process, reply } = conversation(io, session, where, (other) =>
@@ -587,19 +631,22 @@ export const make = (config: SyncConfig = {}) =>
           }))
         const onAccepted = handlers.onAccepted
         // Typed failures end here (logged once, the stream aborted); only defects and interruption reach the Network.
-        yield* network.handle(SYNC_PROTOCOL, (stream, remote) =>
-          accept(handlers.accept, stream, remote).pipe(
-            Effect.onExit((exit) =>
-              onAccepted === undefined || Exit.isInterrupted(exit) ? Effect.void : onAccepted(exit)
-            ),
-            Effect.asVoid,
-            Effect.catchAllCause((cause) =>
-              Either.match(Cause.failureOrCause(cause), {
-                onLeft: (error) => failed(stream, remote, error, cause),
-                onRight: Effect.failCause
-              })
-            )
-          ))
+        // Both wire forms, whatever our own mode: the session limits (slots, cool-downs) are shared.
+        for (const wire of [COMPACT_WIRE, REFERENCE_WIRE]) {
+          yield* network.handle(wire.protocol, (stream, remote) =>
+            accept(handlers.accept, stream, remote, wire).pipe(
+              Effect.onExit((exit) =>
+                onAccepted === undefined || Exit.isInterrupted(exit) ? Effect.void : onAccepted(exit)
+              ),
+              Effect.asVoid,
+              Effect.catchAllCause((cause) =>
+                Either.match(Cause.failureOrCause(cause), {
+                  onLeft: (error) => failed(stream, remote, error, cause),
+                  onRight: Effect.failCause
+                })
+              )
+            ))
+        }
       })
 
     return Sync.of({ syncWith, serve, defaultDecision })

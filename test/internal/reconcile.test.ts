@@ -16,6 +16,8 @@ import {
   type MessagePart
 } from "../../src/schema/Message.js"
 import { Schema } from "effect"
+import { encodeCompactMessage } from "../../src/schema/SyncMessage.js"
+import { createHash } from "node:crypto"
 import { entryAt, tombstoneAt } from "../utils/entries.js"
 import { idOf, MemoryReplica } from "../utils/memoryReplica.js"
 
@@ -203,6 +205,34 @@ describe("convergence", () => {
       assert.strictEqual(toHex(a.fingerprint()), toHex(b.fingerprint()))
       assert.isBelow(def.messages.length, ref.messages.length)
       assert.isAtMost(def.messages.length, 6)
+    }))
+
+  it.effect("target 1: default mode splits at short bounds; on the compact codec its session moves far fewer bytes", () =>
+    Effect.gen(function*() {
+      // Keys like the bench's: 24 hex characters, so a whole id carries ~20 bytes past where neighbours differ.
+      const key = (tag: string, i: number) => createHash("sha256").update(`${tag}${i}`).digest("hex").slice(0, 24)
+      const common = Array.from({ length: 800 }, (_, i) => entryAt(ns, authors[i % 3]!, key("k", i), 5n))
+      const pair = () => [
+        replicaWith([...common, ...Array.from({ length: 8 }, (_, i) => entryAt(ns, authors[0]!, key("a", i), 5n))]),
+        replicaWith([...common, ...Array.from({ length: 8 }, (_, i) => entryAt(ns, authors[1]!, key("b", i), 5n))])
+      ] as const
+      const bytesOf = (r: SessionResult) => r.messages.reduce((n, m) => n + encodeCompactMessage(m.message).length, 0)
+      const [a, b] = pair()
+      const short = yield* session(a, b, Reconcile.DEFAULT)
+      assert.strictEqual(toHex(a.fingerprint()), toHex(b.fingerprint()))
+      const [c, d] = pair()
+      const whole = yield* session(c, d, { ...Reconcile.DEFAULT, shortBounds: false })
+      // Split bounds (past the initial message) are prefixes of at most a few key bytes.
+      let bounds = 0
+      let boundBytes = 0
+      for (const { message } of short.messages.slice(1)) {
+        for (const p of message.parts) {
+          bounds += 2
+          boundBytes += p.range.x.length + p.range.y.length - 128
+        }
+      }
+      assert.isBelow(boundBytes / bounds, 6)
+      assert.isBelow(bytesOf(short), 0.7 * bytesOf(whole))
     }))
 
   it.effect("a tiny budget cuts messages but still converges, anchor of a full side included", () =>

@@ -5,11 +5,16 @@ import { fromHex, toHex } from "../../src/internal/bytes.js"
 import { CONTENT_STATUSES, makeSignedEntry, SignedEntryFromBytes } from "../../src/schema/Entry.js"
 import { Bytes32, NamespaceId } from "../../src/schema/Keys.js"
 import { Message, type MessagePart, Range, RangeFingerprint, RangeItem } from "../../src/schema/Message.js"
+import { Writer } from "../../src/internal/postcard.js"
+import { MAX_KEY_LENGTH } from "../../src/schema/Entry.js"
+import { MAX_PARTS, MAX_VALUES } from "../../src/schema/constants.js"
 import {
   Abort,
   ABORT_REASONS,
   AbortReason,
+  CompactSyncMessageFromBytes,
   Init,
+  MAX_COMPACT_BOUND_BYTES,
   Sync,
   type SyncMessage,
   SyncMessageFromBytes
@@ -240,5 +245,156 @@ describe("SyncMessage properties", () => {
         assert.include(fails(bytes(tag, rest)), `unknown SyncMessage variant ${tag}`)
       })
     )
+  })
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// The compact codec (COMPACT_SYNC_PROTOCOL)
+
+const encodeCompact = Schema.encodeSync(CompactSyncMessageFromBytes)
+const decodeCompact = Schema.decodeSync(CompactSyncMessageFromBytes)
+const decodeCompactEither = Schema.decodeEither(CompactSyncMessageFromBytes)
+const failsCompact = (input: Uint8Array): string => {
+  const r = decodeCompactEither(input)
+  assert.isTrue(Either.isLeft(r), `expected ${toHex(input)} to fail`)
+  return Either.isLeft(r) ? r.left.message : ""
+}
+
+/** Ids from a small pool (one namespace, two authors, short keys): neighbours share prefixes, as in a replica. */
+const arbPoolId = fc
+  .tuple(fc.constantFrom(1, 2), fc.uint8Array({ maxLength: 6 }).map((k) => Array.from(k)))
+  .map(([author, key]) => Uint8Array.from([...seq(32), ...new Array<number>(32).fill(author), ...key]))
+/** A fingerprint as the compact codec carries it: its last 16 bytes are zero after decoding. */
+const arbShortFp = bytesN(16).map((b) => {
+  const fp = new Uint8Array(32)
+  fp.set(b)
+  return Bytes32.make(fp)
+})
+/** Parts whose ranges often follow one another (x = the previous part's y), as a split's do. */
+const arbCompactMessage = fc
+  .array(
+    fc.tuple(
+      fc.boolean(),
+      arbPoolId,
+      arbPoolId,
+      fc.oneof(
+        arbShortFp.map((fp) => ({ fp })),
+        fc.tuple(fc.array(fc.tuple(arbEntry, fc.constantFrom(...CONTENT_STATUSES)), { maxLength: 3 }), fc.boolean())
+          .map(([values, haveLocal]) => ({ values, haveLocal }))
+      )
+    ),
+    { maxLength: 8 }
+  )
+  .map((specs) => {
+    const parts: Array<MessagePart> = []
+    let lastY: Uint8Array | undefined
+    for (const [follow, x0, y, body] of specs) {
+      const x = follow && lastY !== undefined ? lastY : x0
+      const r = new Range({ x, y })
+      lastY = y
+      parts.push(
+        "fp" in body
+          ? new RangeFingerprint({ range: r, fingerprint: body.fp })
+          : new RangeItem({ range: r, values: body.values, haveLocal: body.haveLocal })
+      )
+    }
+    return new Message({ parts })
+  })
+const arbCompactSyncMessage: fc.Arbitrary<SyncMessage> = fc.oneof(
+  fc.tuple(bytesN(32), arbCompactMessage).map(([n, message]) => new Init({ namespace: NamespaceId.make(n), message })),
+  arbCompactMessage.map((message) => new Sync({ message })),
+  fc.constantFrom(...AbortReason.literals).map((reason) => new Abort({ reason }))
+)
+
+describe("compact codec", () => {
+  it("shares a part's lower bound with the upper bound before it, prefix-codes bounds, sends 16 fingerprint bytes", () => {
+    const a = seq(64)
+    const b = [...seq(64), 7]
+    const c = [...seq(63), 200, 1]
+    const fp1 = Bytes32.make(Uint8Array.from([...seq(16, 100), ...new Array<number>(16).fill(0)]))
+    const fp2 = Bytes32.make(Uint8Array.from([...seq(16, 50), ...new Array<number>(16).fill(0)]))
+    const message = new Message({
+      parts: [
+        new RangeFingerprint({ range: range(a, b), fingerprint: fp1 }),
+        new RangeFingerprint({ range: range(b, c), fingerprint: fp2 })
+      ]
+    })
+    const expected = bytes(
+      0x01, // Sync
+      0x02, // two parts
+      0x00, 0x00, 0x40, a, // fingerprint; x: no prefix, 64 bytes
+      0x40, 0x01, 0x07, // y: 64 bytes of x, then 1 byte
+      fp1.subarray(0, 16),
+      0x04, // fingerprint, x = the previous y
+      0x3f, 0x02, 200, 0x01, // y: 63 bytes of the previous bound, then 2 bytes
+      fp2.subarray(0, 16)
+    )
+    assert.strictEqual(toHex(encodeCompact(new Sync({ message }))), toHex(expected))
+    assert.deepStrictEqual(decodeCompact(expected), new Sync({ message }))
+  })
+
+  it("decode ∘ encode = identity (fingerprints cut to 16 bytes), and the encoding is canonical", () => {
+    fc.assert(
+      fc.property(arbCompactSyncMessage, (m) => {
+        const encoded = encodeCompact(m)
+        const back = decodeCompact(encoded)
+        assert.deepStrictEqual(back, m)
+        assert.strictEqual(toHex(encodeCompact(back)), toHex(encoded))
+      }),
+      { numRuns: 200 }
+    )
+  })
+
+  it("every strict prefix of a valid encoding fails, and so does a trailing byte", () => {
+    fc.assert(
+      fc.property(arbCompactSyncMessage, fc.integer({ min: 0, max: 255 }), (m, extra) => {
+        const encoded = encodeCompact(m)
+        for (let n = 0; n < encoded.length; n++) {
+          assert.isTrue(Either.isLeft(decodeCompactEither(encoded.subarray(0, n))), `prefix of ${n} bytes`)
+        }
+        assert.include(failsCompact(bytes(encoded, extra)), "1 trailing bytes")
+      }),
+      { numRuns: 50 }
+    )
+  })
+
+  it("hostile bytes fail with a parse error, never anything else", () => {
+    fc.assert(
+      fc.property(fc.constantFrom(0, 1), fc.uint8Array({ maxLength: 300 }), (tag, rest) => {
+        const input = tag === 0 ? bytes(0x00, seq(32), rest) : bytes(0x01, rest)
+        // decodeEither returns a Left for malformed input; a throw (a defect) fails the property.
+        decodeCompactEither(input)
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
+  it("bounds every length: prefix, key, parts, values, and the bytes the bounds decode to", () => {
+    const fp = seq(16)
+    // A prefix longer than the bound before it (the first part has none).
+    assert.include(failsCompact(bytes(0x01, 0x01, 0x00, 0x01, 0x40, seq(64), 0x00, 0x40, fp)), "exceeds 0")
+    // A shared lower bound in the first part.
+    assert.include(failsCompact(bytes(0x01, 0x01, 0x04, 0x00, 0x40, seq(64), fp)), "shared bound in the first part")
+    // Unknown part kind.
+    assert.include(failsCompact(bytes(0x01, 0x01, 0x03)), "unknown part kind")
+    // A bound shorter than a record identifier, written as prefix + rest.
+    assert.include(failsCompact(bytes(0x01, 0x01, 0x00, 0x00, 0x3f, seq(63))), "shorter than a record identifier")
+    // A key over MAX_KEY_LENGTH made of a prefix and a rest, each under it.
+    const long = 64 + MAX_KEY_LENGTH
+    const w = new Writer()
+    w.varint(1).varint(1).varint(0).varint(0).varint(long).raw(new Uint8Array(long)).varint(long).varint(1).raw(Uint8Array.of(1))
+    assert.include(failsCompact(w.finish()), "keyLength")
+    // Too many parts, too many values.
+    assert.include(failsCompact(bytes(0x01, new Writer().varint(MAX_PARTS + 1).finish())), "parts")
+    assert.include(
+      failsCompact(bytes(0x01, 0x01, 0x01, 0x00, 0x40, seq(64), 0x40, 0x00, new Writer().varint(MAX_VALUES + 1).finish())),
+      "values"
+    )
+    // Many parts whose upper bound repeats the longest bound in 2 bytes: refused past MAX_COMPACT_BOUND_BYTES.
+    const parts = Math.ceil(MAX_COMPACT_BOUND_BYTES / long) + 2
+    const h = new Writer()
+    h.varint(1).varint(parts).varint(0).varint(0).varint(long).raw(new Uint8Array(long)).varint(long).varint(0).raw(new Uint8Array(16))
+    for (let i = 1; i < parts; i++) h.varint(4).varint(long).varint(0).raw(new Uint8Array(16))
+    assert.include(failsCompact(h.finish()), `range bounds of more than ${MAX_COMPACT_BOUND_BYTES} bytes`)
   })
 })

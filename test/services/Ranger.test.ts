@@ -1,12 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Layer, Metric, Stream } from "effect"
+import { Chunk, Context, Effect, Exit, Layer, Metric, Scope, Stream } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import * as fc from "fast-check"
 import { compare, concat, toHex } from "../../src/internal/bytes.js"
 import * as Reconcile from "../../src/internal/reconcile.js"
 import * as AuthorHeads from "../../src/schema/AuthorHeads.js"
 import * as Capability from "../../src/schema/Capability.js"
 import { entryFingerprint, makeSignedEntry, MAX_KEY_LENGTH, type SignedEntry } from "../../src/schema/Entry.js"
-import { Author, NamespaceSecret } from "../../src/schema/Keys.js"
+import { Author, Hash, NamespaceSecret } from "../../src/schema/Keys.js"
 import { Message, Range, RangeFingerprint, RangeItem } from "../../src/schema/Message.js"
 import { Query } from "../../src/schema/Query.js"
 import * as Crypto from "../../src/services/Crypto.js"
@@ -278,6 +281,78 @@ describe("Ranger", () => {
     }))
 })
 
+/** A peer on a file store whose Ranger counts the range views it asks the store for. */
+const filePeer = (file: string, views: { n: number }) => {
+  const counted = Layer.effect(
+    Store.Store,
+    Effect.map(Store.Store, (s) =>
+      Store.Store.of({
+        ...s,
+        rangeView: (namespace) =>
+          Effect.suspend(() => {
+            views.n++
+            return s.rangeView(namespace)
+          })
+      }))
+  ).pipe(Layer.provide(Store.layerFile(file)))
+  return Layer.build(
+    Ranger.layer().pipe(
+      Layer.provideMerge(Replica.layer),
+      Layer.provideMerge(counted),
+      Layer.provide(Crypto.layerInline)
+    )
+  )
+}
+
+describe("cold start (issue 19, target 2)", () => {
+  const tempDir = Effect.acquireRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "rangedocs-ranger-cold-"))),
+    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+  )
+  const entries = Array.from({ length: 300 }, (_, i) => entryAt(ns, authors[i % 3]!, `k/${String(i).padStart(3, "0")}`, 10n))
+
+  /** Two file stores with the same entries, indexed once and closed (their summaries kept), then opened again. */
+  const reopened = (dir: string) =>
+    Effect.gen(function*() {
+      const files = [path.join(dir, "a.sqlite"), path.join(dir, "b.sqlite")]
+      const first = yield* Scope.make()
+      for (const file of files) {
+        const ctx = yield* Scope.extend(filePeer(file, { n: 0 }), first)
+        yield* withEntries(ctx, entries)
+        yield* inPeer(ctx, Effect.flatMap(Store.Store, (s) => s.rangeView(ns.id)))
+      }
+      yield* Scope.close(first, Exit.void)
+      const views = { a: { n: 0 }, b: { n: 0 } }
+      const a = yield* filePeer(files[0]!, views.a)
+      const b = yield* filePeer(files[1]!, views.b)
+      for (const ctx of [a, b]) yield* inPeer(ctx, Effect.flatMap(Replica.Replica, (r) => r.open(ns.id, { sync: true })))
+      return { a, b, views }
+    })
+
+  it.scoped("target 2: two stores that agree end their session after one message without building the range index", () =>
+    Effect.gen(function*() {
+      const { a, b, views } = yield* reopened(yield* tempDir)
+      const { messages } = yield* sync(a, b)
+      assert.strictEqual(messages, 1)
+      assert.strictEqual(views.a.n, 0)
+      assert.strictEqual(views.b.n, 0)
+      // The summary is the index's: building it gives the same fingerprint.
+      assert.strictEqual(yield* fingerprint(a), yield* fingerprint(b))
+    }))
+
+  it.scoped("target 2: a write after the restart drops the summary, so the session finds and sends it", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* reopened(yield* tempDir)
+      yield* inPeer(a, Effect.flatMap(Store.Store, (s) => s.importAuthor(authors[0]!)))
+      yield* inPeer(a, Effect.flatMap(Replica.Replica, (r) =>
+        r.insertLocal(ns.id, authors[0]!.id, new TextEncoder().encode("new"), Hash.make(new Uint8Array(32).fill(9)), 1n)))
+      const { messages } = yield* sync(a, b)
+      assert.isAbove(messages, 1)
+      assert.strictEqual((yield* all(b)).length, entries.length + 1)
+      assert.strictEqual(yield* fingerprint(a), yield* fingerprint(b))
+    }))
+})
+
 describe("range index", () => {
   it.scoped("fingerprints of random ranges equal a plain scan after random puts and prefix deletes", () =>
     Effect.gen(function*() {
@@ -302,7 +377,7 @@ describe("range index", () => {
                   const e = p.tomb
                     ? tombstoneAt(ns, authors[p.author]!, k, BigInt(p.ts))
                     : entryAt(ns, authors[p.author]!, k, BigInt(p.ts))
-                  yield* store.put(e)
+                  yield* store.unsafePut(e)
                 }
                 const view = yield* store.rangeView(ns.id)
                 const stored = Chunk.toArray(yield* Stream.runCollect(store.getMany(ns.id, Query.all().withIncludeEmpty())))

@@ -72,7 +72,7 @@ class Boom extends Data.TaggedError("Boom")<{}> {}
 /** The store with helpers bound to it. */
 const harness = Effect.gen(function*() {
   const store = yield* Store.Store
-  const put = (e: SignedEntry) => Effect.map(store.put(e), outcome)
+  const put = (e: SignedEntry) => Effect.map(store.unsafePut(e), outcome)
   const list = (ns: NamespaceId, q: Query) =>
     store.getMany(ns, q).pipe(Stream.runCollect, Effect.map((c) => Chunk.toArray(c)))
   const labels = (ns: NamespaceId, q: Query) => Effect.map(list(ns, q), (es) => es.map(label))
@@ -135,7 +135,7 @@ for (const [storeName, makeLayer] of STORES) {
         const { put, store, labels } = yield* harness
         assert.strictEqual(yield* put(entryAt(nsA, a1, "foo", 5n, "one")), "Inserted(0)")
         assert.strictEqual(yield* put(entryAt(nsA, a1, "foo", 6n, "two")), "Inserted(1)")
-        const refused = yield* store.put(entryAt(nsA, a1, "foo", 4n, "three"))
+        const refused = yield* store.unsafePut(entryAt(nsA, a1, "foo", 4n, "three"))
         assert.strictEqual(refused._tag, "NotInserted")
         if (refused._tag === "NotInserted") {
           assert.strictEqual(toHex(refused.newer.key), toHex(utf8("foo")))
@@ -178,7 +178,7 @@ for (const [storeName, makeLayer] of STORES) {
         assert.deepStrictEqual(yield* labels(nsB.id, Query.all()), ["foo/bar@a1"], "other namespace untouched")
 
         // Older than a stored prefix: refused, reporting the blocking prefix.
-        const refused = yield* store.put(entryAt(nsA, a1, "foo/bar", 5n))
+        const refused = yield* store.unsafePut(entryAt(nsA, a1, "foo/bar", 5n))
         assert.strictEqual(refused._tag, "NotInserted")
         if (refused._tag === "NotInserted") {
           assert.strictEqual(keyText(refused.newer.key), "foo")
@@ -308,11 +308,11 @@ for (const [storeName, makeLayer] of STORES) {
       test("withTransaction commits together and rolls back on failure", Effect.gen(function*() {
         const { store, put } = yield* harness
         const failed = yield* store.withTransaction(
-          Effect.zipRight(store.put(entryAt(nsA, a1, "k", 1n)), Effect.fail(new Boom()))
+          Effect.zipRight(store.unsafePut(entryAt(nsA, a1, "k", 1n)), Effect.fail(new Boom()))
         ).pipe(Effect.flip)
         assert.strictEqual(failed._tag, "Boom")
         assert.strictEqual(yield* store.count(nsA.id), 0)
-        yield* store.withTransaction(Effect.all([store.put(entryAt(nsA, a1, "k", 1n)), store.put(entryAt(nsA, a1, "k/l", 2n))]))
+        yield* store.withTransaction(Effect.all([store.unsafePut(entryAt(nsA, a1, "k", 1n)), store.unsafePut(entryAt(nsA, a1, "k/l", 2n))]))
         assert.strictEqual(yield* store.count(nsA.id), 2)
         assert.strictEqual(yield* put(entryAt(nsA, a1, "k/l", 2n)), "NotInserted")
       }))
@@ -349,7 +349,7 @@ for (const [storeName, makeLayer] of STORES) {
             const e = entryAt(nss[p.ns]!, authors[p.author]!, Uint8Array.from(p.key), BigInt(p.ts), p.content)
             const put = modelPut(model, e)
             const expected = put === "NotInserted" ? put : `Inserted(${put})`
-            assert.strictEqual(outcome(yield* store.put(e)), expected, `put #${i} ${label(e)}@${p.ts}`)
+            assert.strictEqual(outcome(yield* store.unsafePut(e)), expected, `put #${i} ${label(e)}@${p.ts}`)
           }
           for (const ns of nss) {
             const mine = model.filter((e) => equals(e.namespace, ns.id))
@@ -676,13 +676,13 @@ for (const [storeName, makeLayer] of STORES) {
               const k = `k${String(i).padStart(4, "0")}`
               const ts = BigInt(1 + ((i * 7 + j * 5) % 11))
               const e = j === 1 && i % 13 === 0 ? tombstoneAt(nsA, a, k, ts) : entryAt(nsA, a, k, ts, `${i}/${j}`)
-              assert.strictEqual(outcome(yield* store.put(e)), "Inserted(0)")
+              assert.strictEqual(outcome(yield* store.unsafePut(e)), "Inserted(0)")
               written.push(e)
             }
           }
         }))
         // Noise in another namespace must not leak into any page.
-        yield* store.put(entryAt(nsB, a1, "k0000", 1n))
+        yield* store.unsafePut(entryAt(nsB, a1, "k0000", 1n))
         assert.strictEqual(yield* store.count(nsA.id), perAuthor * authors.length)
         const queries: Array<readonly [string, Query]> = [
           ["all", Query.all()],

@@ -36,7 +36,8 @@ import { NodeId } from "../../src/schema/NodeAddr.js"
 import { Query } from "../../src/schema/Query.js"
 import { MAX_INIT_SIZE, SYNC_PROTOCOL } from "../../src/schema/constants.js"
 import { type AcceptError, ConnectError } from "../../src/schema/SyncErrors.js"
-import { Abort, Init, Sync as SyncMsg, SyncMessageFromBytes } from "../../src/schema/SyncMessage.js"
+import { Abort, COMPACT_SYNC_PROTOCOL, Init, Sync as SyncMsg, SyncMessageFromBytes } from "../../src/schema/SyncMessage.js"
+import * as Reconcile from "../../src/internal/reconcile.js"
 import * as Crypto from "../../src/services/Crypto.js"
 import * as Network from "../../src/services/Network.js"
 import * as Ranger from "../../src/services/Ranger.js"
@@ -49,9 +50,20 @@ import { entryAt, tombstoneAt, withFields } from "../utils/entries.js"
 type Services = Sync.Sync | Ranger.Ranger | Replica.Replica | Store.Store | Network.Network
 type Peer = Context.Context<Services>
 
-type PeerConfig = Sync.SyncConfig & Partial<Sync.AcceptHandlers> & { readonly ranger?: Partial<Ranger.RangerConfig> }
+type PeerConfig = Sync.SyncConfig & Partial<Sync.AcceptHandlers> & {
+  readonly ranger?: Partial<Ranger.RangerConfig>
+  /** Wraps the node's Network service (to watch or restrict the protocols it opens and serves). */
+  readonly network?: (network: Network.NetworkService) => Network.NetworkService
+}
 
-const stack = ({ accept, onAccepted, ranger, ...config }: PeerConfig = {}) =>
+const networkLayer = (wrap: PeerConfig["network"]) => {
+  const base = Network.layer({ dialTimeout: "2 seconds" })
+  return wrap === undefined ? base : Layer.effect(Network.Network, Effect.map(Network.Network, wrap)).pipe(
+    Layer.provide(base)
+  )
+}
+
+const stack = ({ accept, onAccepted, ranger, network, ...config }: PeerConfig = {}) =>
   Sync.layerServing({ readTimeout: "5 seconds", ...config }, {
     ...(accept === undefined ? {} : { accept }),
     ...(onAccepted === undefined ? {} : { onAccepted })
@@ -59,7 +71,7 @@ const stack = ({ accept, onAccepted, ranger, ...config }: PeerConfig = {}) =>
     Layer.provideMerge(Ranger.layer({ ...Ranger.defaultConfig, ...ranger })),
     Layer.provideMerge(Replica.layer),
     Layer.provideMerge(Store.layerMemory),
-    Layer.provideMerge(Network.layer({ dialTimeout: "2 seconds" })),
+    Layer.provideMerge(networkLayer(network)),
     Layer.provide(Crypto.layerInline)
   )
 
@@ -105,6 +117,54 @@ const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
 }
 
 describe("Sync", () => {
+  it.scopedLive("target 1: default-mode peers sync over the compact protocol; to a peer without it, and from a reference-mode peer, over /iroh-sync/1", () =>
+    Effect.gen(function*() {
+      const opened: Array<string> = []
+      const watch = (network: Network.NetworkService): Network.NetworkService => ({
+        ...network,
+        openStream: (to, protocol) => Effect.zipRight(Effect.sync(() => opened.push(protocol)), network.openStream(to, protocol))
+      })
+      const entries = (tag: string) => Array.from({ length: 40 }, (_, i) => entryAt(ns, authors[i % 3]!, `${tag}/${i}`, 5n))
+      const a = yield* peer({ network: watch })
+      const b = yield* peer()
+      // A node that serves only spec 04's protocol (as the reference and older nodes do).
+      const old = yield* peer({
+        network: (network) => ({
+          ...network,
+          handle: (protocol, handler, options) => protocol === SYNC_PROTOCOL ? network.handle(protocol, handler, options) : Effect.void
+        })
+      })
+      const reference = yield* peer({ ranger: Reconcile.REFERENCE, network: watch })
+      yield* withEntries(a, entries("a"))
+      yield* withEntries(b, entries("b"))
+      yield* withEntries(old, entries("old"))
+      yield* withEntries(reference, entries("ref"))
+
+      yield* syncWith(a, b)
+      assert.deepStrictEqual(opened, [COMPACT_SYNC_PROTOCOL])
+      assert.deepStrictEqual(summary(yield* stored(a)), summary(yield* stored(b)))
+
+      opened.length = 0
+      yield* syncWith(a, old)
+      assert.deepStrictEqual(opened, [COMPACT_SYNC_PROTOCOL, SYNC_PROTOCOL])
+      assert.deepStrictEqual(summary(yield* stored(a)), summary(yield* stored(old)))
+
+      // A reference-mode initiator speaks spec 04's protocol; as an acceptor of the compact one it compares the 16
+      // fingerprint bytes the codec carries (else every range would mismatch and the session would send everything).
+      opened.length = 0
+      const fromReference = yield* syncWith(reference, b)
+      assert.deepStrictEqual(opened, [SYNC_PROTOCOL])
+      assert.deepStrictEqual(summary(yield* stored(reference)), summary(yield* stored(b)))
+      assert.isAbove(fromReference.outcome.numSent, 0)
+      yield* syncWith(a, reference)
+      assert.deepStrictEqual(summary(yield* stored(a)), summary(yield* stored(reference)))
+      yield* withEntries(a, [entryAt(ns, authors[0]!, "late", 6n)])
+      const toReference = yield* syncWith(a, reference)
+      assert.deepStrictEqual(summary(yield* stored(a)), summary(yield* stored(reference)))
+      // A range or two of values, not the document.
+      assert.isAtMost(toReference.outcome.numSent + toReference.outcome.numRecv, 4)
+    }))
+
   it.scopedLive("a full peer pushes to an empty one; a prefix deletion reaches the other side", () =>
     Effect.gen(function*() {
       const full = yield* peer()
@@ -116,7 +176,7 @@ describe("Sync", () => {
       assert.strictEqual(pushed.outcome.numSent, 40)
       assert.strictEqual((yield* stored(empty)).length, 40)
       // author 0 deletes "p/" on the full side: its 20 entries go, a tombstone replaces them, on both sides
-      yield* inPeer(full, Effect.flatMap(Store.Store, (s) => s.put(tombstoneAt(ns, authors[0]!, "p/", 11n))))
+      yield* inPeer(full, Effect.flatMap(Store.Store, (s) => s.unsafePut(tombstoneAt(ns, authors[0]!, "p/", 11n))))
       yield* syncWith(empty, full)
       const after = yield* stored(empty)
       assert.deepStrictEqual(summary(after), summary(yield* stored(full)))
