@@ -1,16 +1,17 @@
 /**
- * The README's reach commands on loopback, through the real CLI (issue 17): a relay of one's own
- * (`start --relay-service`), a node reachable through it (`start --relay MULTIADDR`, whose `node info --json` then
- * lists a dialable /p2p-circuit address), a relay at its reservation limit (`--relay-max-reservations`) refusing a
- * second node with a clear WARN line, and a document synced by a third node through the relay only.
+ * The README's reach commands on loopback, run as written there (issue 17: "the README's reach section is tested"):
+ * a relay of one's own (`start --relay-service`), a node reachable through it (`start --relay $RELAY`, whose
+ * `node info` then lists a /p2p-circuit address), a relay at its reservation limit (`--relay-max-reservations`)
+ * refusing a second node with a clear WARN line, and a ticket from `doc share … --addr relay` (circuit addresses
+ * only) by which the README's LAN node gets a document through the relay. A README command this test does not find
+ * fails it, so the section and the CLI cannot drift apart.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Either } from "effect"
-import { NodeAddr } from "../../src/schema/NodeAddr.js"
-import { DocTicket, parseTicket, ticketToString } from "../../src/schema/Ticket.js"
+import { parseTicket } from "../../src/schema/Ticket.js"
 import { eventually, makeHarness, ROOT } from "../cli/harness.js"
 
 const NAME = "reach"
@@ -31,9 +32,12 @@ interface Started {
 const children: Array<ChildProcess> = []
 
 /** `rangedocs --data-dir DIR start ARGS --json`; resolves with its start line. */
-const start = (dataDir: string, args: ReadonlyArray<string>): Promise<Started> =>
+const start = (dataDir: string, args: ReadonlyArray<string>): Promise<Started> => spawnStart(["--data-dir", dataDir, "start", ...args])
+
+/** `rangedocs ARGV --json` for a `start` command line; resolves with its start line. */
+const spawnStart = (argv: ReadonlyArray<string>): Promise<Started> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [main(), "--data-dir", dataDir, "start", ...args, "--json"], {
+    const child = spawn(process.execPath, [main(), ...argv, "--json"], {
       cwd: ROOT,
       env: { ...process.env, RANGEDOCS_DATA_DIR: "", RANGEDOCS_LOG_LEVEL: "info" },
       stdio: ["pipe", "pipe", "pipe"]
@@ -50,8 +54,20 @@ const start = (dataDir: string, args: ReadonlyArray<string>): Promise<Started> =
     child.once("exit", (code) => reject(new Error(`start exited with ${code}: ${stderr}`)))
   })
 
-const info = async (dataDir: string): Promise<{ readonly addrs: ReadonlyArray<string> }> =>
-  JSON.parse(await h.ok(["--data-dir", dataDir, "node", "info", "--json"]))
+/**
+ * The command lines of the README's "Reach" section (its `sh` blocks, comments dropped), in order, each as argv after
+ * `rangedocs`. The test runs them as written, with three substitutions that keep it on this machine: `./NAME` data
+ * directories become the test's own, `0.0.0.0/tcp/PORT` becomes `127.0.0.1/tcp/0`, and `$RELAY`/`$DOC` their values.
+ */
+const readmeReach = (): ReadonlyArray<string> => {
+  const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8")
+  const from = readme.indexOf("## Reach")
+  const section = readme.slice(from, readme.indexOf("\n## ", from + 1))
+  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)]
+    .flatMap((m) => m[1]!.split("\n"))
+    .map((l) => l.replace(/\s+#.*$/, "").trim())
+    .filter((l) => l.startsWith("rangedocs "))
+}
 
 describe("reach through the CLI (loopback)", () => {
   beforeAll(() => h.bundle(), 60_000)
@@ -60,47 +76,64 @@ describe("reach through the CLI (loopback)", () => {
     await h.cleanup()
   })
 
-  it("start --relay-service; start --relay: node info lists a /p2p-circuit address; a full relay refuses clearly; a doc syncs through the relay", async () => {
-    const relayDir = h.tempDir("relay")
-    const relay = await start(relayDir, ["--listen", "/ip4/127.0.0.1/tcp/0", "--relay-service", "--relay-max-reservations", "1"])
-    const relayAddr = `${relay.info.addrs[0]}/p2p/${relay.info.peerId}`
+  it("the README's reach commands: start --relay-service; start --relay: node info lists a /p2p-circuit address; a full relay refuses clearly; a ticket with --addr relay syncs a doc through the relay", async () => {
+    const lines = readmeReach()
+    const line = (pattern: RegExp) => {
+      const found = lines.find((l) => pattern.test(l))
+      if (found === undefined) throw new Error(`README's Reach section: no command matching ${pattern}`)
+      return found
+    }
+    const dirs = new Map<string, string>()
+    const vars: Record<string, string> = {}
+    const argv = (l: string): Array<string> =>
+      l.replace(/^rangedocs\s+/, "")
+        .replace(/\/ip4\/0\.0\.0\.0\/tcp\/\d+/g, "/ip4/127.0.0.1/tcp/0")
+        .replace(/\$(RELAY|DOC)\b/g, (_, name: string) => vars[name] ?? assert.fail(`$${name} used before it is known`))
+        .split(/\s+/)
+        .map((a) => a.startsWith("./") ? (dirs.get(a) ?? dirs.set(a, h.tempDir(a.slice(2))).get(a)!) : a)
 
-    const homeDir = h.tempDir("home")
-    // The home node listens nowhere but the relay: others reach it only through its reservation.
-    await start(homeDir, ["--relay", relayAddr, "--memory"])
+    // The relay (with a limit of one reservation, so that the refusal can be seen), and its address from node info.
+    await spawnStart([...argv(line(/ start .*--relay-service/)), "--relay-max-reservations", "1"])
+    const relayInfo: { readonly addrs: ReadonlyArray<string> } = JSON.parse(await h.ok(argv(line(/^rangedocs --data-dir \.\/relay node info --json/))))
+    vars["RELAY"] = relayInfo.addrs[0]!
+    assert.match(vars["RELAY"], /^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3Koo/)
+
+    // The home node behind its relay: its node info lists RELAY/p2p-circuit/p2p/<its peer id>.
+    const home = await spawnStart(argv(line(/ start --relay \$RELAY/)))
+    const homeInfo = argv(line(/--data-dir \.\/home node info$/))
     const circuit = await eventually(async () => {
-      const addrs = (await info(homeDir)).addrs.filter((a) => a.includes("/p2p-circuit/"))
-      return addrs.length > 0 ? addrs[0] : undefined
+      const text = await h.ok(homeInfo)
+      return text.includes(`${vars["RELAY"]}/p2p-circuit/p2p/${home.info.peerId}`) ? text : undefined
     }, "home lists a circuit address")
-    assert.match(circuit, new RegExp(`^${relayAddr}/p2p-circuit/p2p/12D3Koo`))
+    assert.include(circuit, "relay:")
 
     // The relay holds one reservation at most: a second node is refused, and says why in one WARN line.
-    const second = await start(h.tempDir("second"), ["--relay", relayAddr, "--memory"])
+    const second = await start(h.tempDir("second"), ["--relay", vars["RELAY"], "--memory"])
     await eventually(
       async () => second.stderr().includes("relay refused a reservation") ? true : undefined,
       "the second node logs the refusal"
     )
     assert.include(second.stderr(), "RESERVATION_REFUSED (the relay is at its reservation limit)")
 
-    // A third node joins a document of the home node by a ticket whose only address is through the relay.
-    const doc = (await h.ok(["--data-dir", homeDir, "doc", "create"])).trim()
-    await h.ok(["--data-dir", homeDir, "doc", "set", doc, "greeting", "hello through the relay"])
-    const shared = (await h.ok(["--data-dir", homeDir, "doc", "share", doc, "read"])).trim()
-    // The ticket `doc share DOC read --addr relay` prints (once the CLI has the flag): the home node through the
-    // relay, nothing else.
-    const parsed = parseTicket(shared)
+    // A document of the home node, shared with a ticket whose only path is the relay.
+    const homeDir = dirs.get("./home")!
+    vars["DOC"] = (await h.ok(["--data-dir", homeDir, "doc", "create"])).trim()
+    await h.ok(["--data-dir", homeDir, "doc", "set", vars["DOC"], "greeting", "hello through the relay"])
+    const ticket = (await h.ok(argv(line(/doc share \$DOC write --addr relay/)))).trim()
+    const parsed = parseTicket(ticket)
     if (Either.isLeft(parsed)) return assert.fail(parsed.left.message)
-    const viaRelay = new NodeAddr({ nodeId: parsed.right.nodes[0]!.nodeId, addrs: [`${relayAddr}/p2p-circuit`] })
-    const ticket = ticketToString(new DocTicket({ capability: parsed.right.capability, nodes: [viaRelay] }))
-    const thirdDir = h.tempDir("third")
-    await start(thirdDir, ["--memory"])
-    await h.ok(["--data-dir", thirdDir, "doc", "join", ticket])
+    const addrs = parsed.right.nodes.flatMap((n) => n.addrs)
+    assert.isAbove(addrs.length, 0)
+    for (const a of addrs) assert.include(a, "/p2p-circuit", `--addr relay carries only circuit addresses: ${a}`)
+
+    // The README's LAN node (on loopback here) joins by that ticket and gets the entry through the relay.
+    await spawnStart(argv(line(/--data-dir \.\/node1 start --listen/)))
+    const node1 = dirs.get("./node1")!
+    await h.ok(["--data-dir", node1, "doc", "join", ticket])
     await eventually(async () => {
-      const r = await h.cli(["--data-dir", thirdDir, "doc", "get", doc, "greeting"])
+      const r = await h.cli(["--data-dir", node1, "doc", "get", vars["DOC"]!, "greeting"])
       return r.code === 0 && r.stdout.toString().includes("hello through the relay") ? true : undefined
-    }, "the third node has the entry")
-    // The third node reached the home node through the relay: node info shows no direct connection (the peer
-    // store of the third node has only the circuit address of the ticket and what identify told it).
+    }, "node1 has the entry")
   }, 120_000)
 
   it("start refuses relay limits without --relay-service, and a relay address without its peer id", async () => {
