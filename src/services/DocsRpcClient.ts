@@ -7,7 +7,7 @@
  * (`authorization: Bearer <token>`) from `<dataDir>/rpc-token`; the server's URL is in `<dataDir>/rpc.json` while it
  * runs, so a client on the same machine needs only the data directory.
  */
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -250,7 +250,7 @@ export const layerProtocol = (options: Connection): Layer.Layer<RpcClient.Protoc
         // Without it, a refusal's body would be read as msgpack and the call would wait forever.
         HttpClient.filterStatusOk
       )))
-  ).pipe(Layer.provide([RpcSerialization.layerMsgPack, FetchHttpClient.layer]))
+  ).pipe(Layer.provide([RpcSerialization.layerMsgPack, NodeHttpClient.layer]))
 
 /** `Docs` served by a remote node at `url`, authenticating with `token`. */
 export const layerClient = (options: Connection): Layer.Layer<Docs> =>
