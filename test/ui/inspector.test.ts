@@ -113,6 +113,8 @@ describe.skipIf(Either.isLeft(browserPath))("inspector in Chromium", () => {
   let browser: Browser
   let page: Page
   const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(effect)
+  /** Errors the page logged, CSP refusals included (the QR code, the charts: no inline style or script). */
+  const pageErrors: Array<string> = []
   const shot = (name: string) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true })
   const url = () => inspectorUrl(world.server.url, Redacted.value(world.server.token))
   const origin = () => new URL(world.server.url).origin
@@ -123,11 +125,16 @@ describe.skipIf(Either.isLeft(browserPath))("inspector in Chromium", () => {
     browser = await chromium.launch({ executablePath: Either.getOrThrow(browserPath), args: ["--no-sandbox"] })
     page = await browser.newPage({ viewport: { width: 1100, height: 800 } })
     page.setDefaultTimeout(10_000)
-    page.on("pageerror", (error) => console.error(`page error: ${error.message}`))
-    page.on("console", (message) => {
-      if (message.type() === "error") console.error(`page console: ${message.text()}`)
+    page.on("pageerror", (error) => {
+      pageErrors.push(error.message)
+      console.error(`page error: ${error.message}`)
     })
-  }, 180_000)
+    page.on("console", (message) => {
+      if (message.type() !== "error") return
+      pageErrors.push(message.text())
+      console.error(`page console: ${message.text()}`)
+    })
+  }, Math.max(180_000, ROWS * 6))
 
   afterAll(async () => {
     await browser?.close()
@@ -320,6 +327,10 @@ describe.skipIf(Either.isLeft(browserPath))("inspector in Chromium", () => {
     assert.isAtMost(Number(width), 380, "the page fits the window (wide tables scroll in their own box)")
     await shot("narrow")
     await page.setViewportSize({ width: 1100, height: 800 })
+  })
+
+  it("the page logged no error through every view, no Content-Security-Policy refusal among them", () => {
+    assert.deepStrictEqual(pageErrors, [])
   })
 
   it("without the token the page shows \"not authorised\" and nothing of the node; every RPC call is refused (401)", async () => {
