@@ -175,9 +175,10 @@ const describeEvent = (event: LiveEvent): string => {
     case "SyncFinished": {
       const e = event.event
       const result = e.result._tag === "Ok"
-        ? `${e.result.details.entriesReceived} in, ${e.result.details.entriesSent} out`
+        ? `${e.result.details.entriesReceived} in, ${e.result.details.entriesSent} out` +
+          (sessionBytes(e.result) === "—" ? "" : ` (bytes ${sessionBytes(e.result)})`)
         : `failed: ${e.result.error}`
-      return `with ${short(e.peer)} (${e.origin._tag}) in ${e.finished - e.started} ms: ${result}`
+      return `with ${short(e.peer)} (${e.origin._tag}${e.via === undefined ? "" : `, ${e.via}`}) in ${e.finished - e.started} ms: ${result}`
     }
   }
 }
