@@ -20,9 +20,15 @@ export const Origin = Schema.Union(
 )
 export type Origin = typeof Origin.Type
 
+/**
+ * `bytesReceived`/`bytesSent`: the session's traffic each way, frame headers included (Sync's `Traffic`); optional, so
+ * events of nodes that do not report them still decode.
+ */
 export class SyncDetails extends Schema.Class<SyncDetails>("SyncDetails")({
   entriesReceived: Schema.Number,
-  entriesSent: Schema.Number
+  entriesSent: Schema.Number,
+  bytesReceived: Schema.optional(Schema.Number),
+  bytesSent: Schema.optional(Schema.Number)
 }) {}
 
 /** A finished session with one peer: `started`/`finished` are epoch milliseconds; `result` an error text on failure. */

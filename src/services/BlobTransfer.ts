@@ -29,7 +29,7 @@
  * ends the run at once (DownloadFailed): waiting for the next round would only hold a download slot. A run whose every caller was interrupted is
  * interrupted too.
  */
-import { Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, Schema, Scope } from "effect"
+import { Clock, Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, Schema, Scope } from "effect"
 import { EMPTY_HASH } from "../internal/blake3.js"
 import { equals, toHex } from "../internal/bytes.js"
 import { Slots } from "../internal/slots.js"
@@ -128,6 +128,26 @@ export interface FetchOptions {
 
 export type Provider = NodeId | NodeAddr
 
+/**
+ * A download running now (`BlobTransferService.inFlight`): `bytes` of the blob arrived so far, resumed bytes included,
+ * of `size` once a provider announced it; `provider` the one sending it now (none between attempts or while the run
+ * waits for a download slot); `started` epoch milliseconds.
+ */
+export interface TransferProgress {
+  readonly hash: Hash
+  readonly bytes: number
+  readonly size: number | undefined
+  readonly provider: NodeId | undefined
+  readonly started: number
+}
+
+/** What a transfer of a run updates as bytes arrive (plain fields: no Effect per chunk). */
+interface Track {
+  bytes: number
+  size: number | undefined
+  provider: NodeId | undefined
+}
+
 export interface BlobTransferService {
   /** One transfer of `hash` from `provider`, resuming partial data; the blob is Complete when this succeeds. */
   readonly fetch: (
@@ -144,6 +164,8 @@ export interface BlobTransferService {
     providers: () => Iterable<Provider>,
     options?: FetchOptions
   ) => Effect.Effect<Blobs.Added, DownloadFailed>
+  /** The downloads running now, oldest first, with their progress (for the inspector). */
+  readonly inFlight: Effect.Effect<ReadonlyArray<TransferProgress>>
 }
 
 export class BlobTransfer extends Context.Tag("docs/BlobTransfer")<BlobTransfer, BlobTransferService>() {}
@@ -396,7 +418,8 @@ export const make = (config: BlobTransferConfig = {}) =>
     const fetchFrom = (
       hash: Hash,
       provider: Provider,
-      onProgress: ((bytes: number) => Effect.Effect<void>) | undefined
+      onProgress: ((bytes: number) => Effect.Effect<void>) | undefined,
+      track: Track | undefined
     ): Effect.Effect<Blobs.Added, TransferError | BlobError | Restart> =>
       Effect.scoped(Effect.gen(function*() {
         const where = { hash, provider: provider instanceof NodeAddr ? provider.nodeId : provider }
@@ -439,6 +462,11 @@ export const make = (config: BlobTransferConfig = {}) =>
         }
         const partial = yield* blobs.openPartial(hash, size)
         if ((yield* partial.offset) !== offset) return yield* new Restart()
+        if (track !== undefined) {
+          track.size = size
+          track.bytes = offset
+          track.provider = where.provider
+        }
 
         const expected = size - offset
         let received = 0
@@ -486,6 +514,7 @@ export const make = (config: BlobTransferConfig = {}) =>
             }
             received += bytes.length
             touch(bytes.length)
+            if (track !== undefined) track.bytes = offset + received
             for (let at = 0; at < bytes.length;) {
               const n = Math.min(stage.length - staged, bytes.length - at)
               stage.set(n === bytes.length ? bytes : bytes.subarray(at, at + n), staged)
@@ -516,24 +545,39 @@ export const make = (config: BlobTransferConfig = {}) =>
         )
       }))
 
-    const fetch = Effect.fn("BlobTransfer.fetch")(function*(hash: Hash, provider: Provider, options?: FetchOptions) {
+    const fetchTracked = Effect.fn("BlobTransfer.fetch")(function*(
+      hash: Hash,
+      provider: Provider,
+      onProgress: ((bytes: number) => Effect.Effect<void>) | undefined,
+      track: Track | undefined
+    ) {
       const done = yield* completeSize(hash)
       if (Option.isSome(done)) return { hash, size: done.value } satisfies Blobs.Added
       // A restart happens at most once for a size change and once for an offset that moved; a third is a bug.
       for (let i = 0;; i++) {
-        const result = yield* Effect.either(fetchFrom(hash, provider, options?.onProgress))
+        const result = yield* Effect.either(fetchFrom(hash, provider, onProgress, track)).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            if (track !== undefined) track.provider = undefined
+          }))
+        )
         if (result._tag === "Right") return result.right
         if (result.left._tag !== "Restart") return yield* Effect.fail(result.left)
         if (i >= 2) return yield* Effect.dieMessage("BlobTransfer.fetch: partial blob offset keeps changing")
       }
     })
 
+    const fetch = (hash: Hash, provider: Provider, options?: FetchOptions) =>
+      fetchTracked(hash, provider, options?.onProgress, undefined)
+
     // -- downloader
 
     interface Run {
+      readonly hash: Hash
       readonly deferred: Deferred.Deferred<Blobs.Added, DownloadFailed>
       readonly sources: Set<() => Iterable<Provider>>
       readonly listeners: Set<(bytes: number) => Effect.Effect<void>>
+      readonly track: Track
+      readonly started: number
       waiters: number
       fiber: Fiber.RuntimeFiber<void> | undefined
     }
@@ -569,7 +613,7 @@ export const make = (config: BlobTransferConfig = {}) =>
           for (const [key, provider] of candidates) {
             for (let retry = 0; retry < 2; retry++) {
               attempts++
-              const result = yield* Effect.either(fetch(hash, provider, { onProgress: progress }))
+              const result = yield* Effect.either(fetchTracked(hash, provider, progress, run.track))
               if (result._tag === "Right") return Option.some(result.right)
               const error = result.left
               note(error)
@@ -617,9 +661,12 @@ export const make = (config: BlobTransferConfig = {}) =>
       )
       if (Option.isSome(done)) return { hash, size: done.value } satisfies Blobs.Added
       const fresh: Run = {
+        hash,
         deferred: yield* Deferred.make<Blobs.Added, DownloadFailed>(),
         sources: new Set(),
         listeners: new Set(),
+        track: { bytes: 0, size: undefined, provider: undefined },
+        started: yield* Clock.currentTimeMillis,
         waiters: 0,
         fiber: undefined
       }
@@ -663,7 +710,17 @@ export const make = (config: BlobTransferConfig = {}) =>
       )
     })
 
-    return BlobTransfer.of({ fetch, download })
+    const inFlight = Effect.sync(() =>
+      Array.from(runs.values(), (run): TransferProgress => ({
+        hash: run.hash,
+        bytes: run.track.bytes,
+        size: run.track.size,
+        provider: run.track.provider,
+        started: run.started
+      }))
+    )
+
+    return BlobTransfer.of({ fetch, download, inFlight })
   })
 
 /** The transfer service; serves `BLOB_PROTOCOL` from the blob store while the layer lives. */

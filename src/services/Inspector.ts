@@ -16,7 +16,8 @@ import { Effect, Option, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { InspectorRpcs } from "../schema/InspectorRpc.js"
+import { InspectorRpcs, MAX_TRANSFERS_LISTED, TransferInFlight } from "../schema/InspectorRpc.js"
+import * as BlobTransfer from "./BlobTransfer.js"
 import * as Docs from "./DocsApi.js"
 import { RPC_PATH } from "./DocsRpcClient.js"
 
@@ -123,9 +124,29 @@ export const inspectorUrl = (rpcUrl: string, token: string): string => {
 // ---------------------------------------------------------------------------------------------------------------
 // RPC handlers
 
+/**
+ * The handlers; `Transfers` reads the node's BlobTransfer when the server runs inside a node (`rangedocs start`, the
+ * tests' nodes), taken as optional so the RPC server's layer keeps needing only `Docs` (a server without it lists none).
+ */
 export const inspectorHandlers = InspectorRpcs.toLayer(Effect.gen(function*() {
   const docs = yield* Docs.Docs
+  const transfer = yield* Effect.serviceOption(BlobTransfer.BlobTransfer)
   return {
+    Transfers: () =>
+      Option.match(transfer, {
+        onNone: () => Effect.succeed([]),
+        onSome: (t) =>
+          Effect.map(t.inFlight, (all) =>
+            all.slice(0, MAX_TRANSFERS_LISTED).map((p) =>
+              new TransferInFlight({
+                hash: p.hash,
+                bytes: p.bytes,
+                started: p.started,
+                ...(p.size === undefined ? {} : { size: p.size }),
+                ...(p.provider === undefined ? {} : { provider: p.provider })
+              })
+            ))
+      }),
     Watch: ({ docId }) =>
       Stream.unwrapScoped(Effect.gen(function*() {
         yield* Effect.acquireRelease(docs.open(docId), () => Effect.ignore(docs.close(docId)))

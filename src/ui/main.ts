@@ -16,11 +16,13 @@ import { fromHex, toHex } from "../internal/bytes.js"
 import type { SignedEntry } from "../schema/Entry.js"
 import type { AuthorId, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
+import type { TransferInFlight } from "../schema/InspectorRpc.js"
 import type { DocListItem, NodeInfo, Stats } from "../schema/Rpc.js"
 import { Query } from "../schema/Query.js"
 import { parseTicket, type ShareMode, ticketToString } from "../schema/Ticket.js"
 import { lineChart } from "./chart.js"
 import { currentLocation, doc, type Elem, field, h, option, replaceUrl, storage } from "./dom.js"
+import { qrSvg } from "./qr.js"
 import { describeError, isUnauthorised, layerProtocol, PageRpcs } from "./rpc.js"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -77,6 +79,8 @@ interface Transfer {
   done?: number
 }
 
+type SessionResult = Extract<LiveEvent, { readonly _tag: "SyncFinished" }>["event"]["result"]
+
 interface Sample {
   readonly at: number
   readonly stats: Stats
@@ -98,6 +102,8 @@ const state = {
   neighbours: new Map<string, Set<string>>(),
   syncPeers: new Map<string, ReadonlyArray<string>>(),
   transfers: [] as Array<Transfer>,
+  /** The node's downloads running now (polled), with their progress. */
+  inFlight: [] as ReadonlyArray<TransferInFlight>,
   samples: [] as Array<Sample>,
   preview: Option.none<Elem>(),
   message: ""
@@ -169,9 +175,10 @@ const describeEvent = (event: LiveEvent): string => {
     case "SyncFinished": {
       const e = event.event
       const result = e.result._tag === "Ok"
-        ? `${e.result.details.entriesReceived} in, ${e.result.details.entriesSent} out`
+        ? `${e.result.details.entriesReceived} in, ${e.result.details.entriesSent} out` +
+          (sessionBytes(e.result) === "—" ? "" : ` (bytes ${sessionBytes(e.result)})`)
         : `failed: ${e.result.error}`
-      return `with ${short(e.peer)} (${e.origin._tag}) in ${e.finished - e.started} ms: ${result}`
+      return `with ${short(e.peer)} (${e.origin._tag}${e.via === undefined ? "" : `, ${e.via}`}) in ${e.finished - e.started} ms: ${result}`
     }
   }
 }
@@ -228,7 +235,8 @@ const documentsView = (): Elem => {
         h("h3", {}, `${s.mode} ticket for ${s.docId.slice(0, 10)}`),
         text,
         h("div", { class: "row" }, button("select", () => text.select())),
-        h("p", { class: "muted" }, "QR code: not available in this build (the ticket text above is the whole ticket).")
+        qrSvg(s.ticket, `QR code of the ${s.mode.toLowerCase()} ticket`) ??
+          h("p", { class: "muted", id: "no-qr" }, "This ticket is too long for a QR code: share the text above (or a ticket with fewer addresses).")
       )
     }
   })
@@ -333,6 +341,12 @@ const authorsView = (): Elem =>
     }), "no authors")
   )
 
+/** A session's bytes in / out, when the node reported them (older nodes do not). */
+const sessionBytes = (result: SessionResult): string =>
+  result._tag === "Ok" && result.details.bytesReceived !== undefined && result.details.bytesSent !== undefined
+    ? `${bytes(result.details.bytesReceived)} / ${bytes(result.details.bytesSent)}`
+    : "—"
+
 const peersView = (): Elem => {
   const sessions = state.events.filter((e) => e.event._tag === "SyncFinished")
   const node = Option.match(state.node, {
@@ -364,7 +378,8 @@ const peersView = (): Elem => {
         h("td", {}, e.origin._tag === "Connect" ? `we (${e.origin.reason})` : "they"),
         h("td", {}, `${e.finished - e.started} ms`),
         h("td", {}, e.result._tag === "Ok" ? `${e.result.details.entriesReceived} / ${e.result.details.entriesSent}` : "—"),
-        h("td", { class: "muted" }, "n/a"), h("td", { class: "muted" }, "n/a"),
+        h("td", { "data-bytes": "" }, sessionBytes(e.result)),
+        h("td", { "data-via": e.via ?? "" }, e.via ?? "—"),
         h("td", { class: e.result._tag === "Ok" ? "" : "bad" }, e.result._tag === "Ok" ? "ok" : e.result.error))
     }), "no sync session since the page opened")
   )
@@ -377,6 +392,29 @@ const transfersView = (): Elem => {
     { "aria-label": "transfers" },
     h("h2", {}, "Content transfers"),
     h("p", {}, `downloads running: ${latest["downloads_in_flight"] ?? 0}; completed ${latest["downloads_success"] ?? 0}, failed ${latest["downloads_failure"] ?? 0}; ${bytes(latest["download_bytes"] ?? 0)} downloaded`),
+    h("h3", {}, "In flight"),
+    table(["hash", "document", "from", "progress", "running for"], state.inFlight.map((t) => {
+      const hash = toHex(t.hash)
+      const docId = state.transfers.find((x) => x.hash === hash)?.docId
+      const now = state.samples.at(-1)?.at ?? t.started
+      return h(
+        "tr",
+        { "data-transfer": hash },
+        h("td", { class: "mono", title: hash }, hash.slice(0, 10)),
+        h("td", { class: "mono" }, docId?.slice(0, 10) ?? "—"),
+        h("td", { class: "mono" }, t.provider === undefined ? "waiting" : short(t.provider)),
+        h(
+          "td",
+          {},
+          t.size === undefined
+            ? h("progress", { "aria-label": `${hash.slice(0, 10)}: size not known yet` })
+            : h("progress", { value: t.bytes, max: Math.max(1, t.size), "aria-label": `${hash.slice(0, 10)}: ${bytes(t.bytes)} of ${bytes(t.size)}` }),
+          ` ${bytes(t.bytes)}${t.size === undefined ? "" : ` of ${bytes(t.size)} (${Math.floor((100 * t.bytes) / Math.max(1, t.size))} %)`}`
+        ),
+        h("td", {}, `${Math.max(0, Math.round((now - t.started) / 1000))} s`)
+      )
+    }), "no download running"),
+    h("h3", {}, "Since the page opened"),
     table(["hash", "document", "size", "status"], state.transfers.map((t) =>
       h("tr", {}, h("td", { class: "mono" }, t.hash.slice(0, 10)), h("td", { class: "mono" }, t.docId.slice(0, 10)), h("td", {}, bytes(t.size)),
         h("td", {}, t.done === undefined
@@ -602,6 +640,8 @@ const program = (token: string) =>
     })
 
     const pollStats = Effect.gen(function*() {
+      // Downloads in flight: an older node without the request lists none.
+      state.inFlight = Option.getOrElse(yield* Effect.option(client.Transfers()), () => [])
       const stats = yield* client.Stats()
       state.samples.push({ at: yield* Clock.currentTimeMillis, stats })
       if (state.samples.length > MAX_SAMPLES) state.samples.shift()

@@ -4,7 +4,7 @@
  * builds is closed by the test's scope.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, Schema, Scope, Stream } from "effect"
+import { Chunk, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, Schedule, Schema, Scope, Stream } from "effect"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as fc from "fast-check"
 import { randomBytes } from "node:crypto"
@@ -402,6 +402,41 @@ describe("BlobTransfer", () => {
       yield* transfer(b).download(hash, () => [addr])
       yield* holds(b, hash, content)
       assert.strictEqual((yield* Ref.get(a.served)).length, 2)
+    }))
+
+  it.scopedLive("issue 18: inFlight lists a running download with the bytes arrived of the announced size; none once it ends", () =>
+    Effect.gen(function*() {
+      const content = new Uint8Array(randomBytes(4000))
+      const hash = Hash.make(blake3(content))
+      const drip = yield* scripted("drip", content)
+      const b = yield* peer({ readTimeout: "5 seconds", minTransferRate: 0 })
+      assert.deepStrictEqual(yield* transfer(b).inFlight, [])
+      const fiber = yield* transfer(b).download(hash, () => [drip.addr]).pipe(Effect.fork)
+      // The drip provider sends 500 bytes, then one byte every 100 ms: a download that stays in flight.
+      const seen = yield* transfer(b).inFlight.pipe(
+        Effect.filterOrFail((all) => all.length === 1 && all[0]!.bytes >= 502),
+        Effect.retry({ schedule: Schedule.spaced("20 millis"), times: 250 })
+      )
+      const p = seen[0]!
+      assert.strictEqual(toHex(p.hash), toHex(hash))
+      assert.strictEqual(p.size, content.length)
+      assert.isBelow(p.bytes, content.length)
+      assert.strictEqual(toHex(p.provider ?? new Uint8Array()), toHex(drip.addr.nodeId))
+      assert.isAbove(p.started, 0)
+      // Bytes keep arriving: the progress moves without a write to the store (500 bytes stay staged).
+      const later = yield* transfer(b).inFlight.pipe(
+        Effect.filterOrFail((all) => all.length === 1 && all[0]!.bytes > p.bytes),
+        Effect.retry({ schedule: Schedule.spaced("20 millis"), times: 100 })
+      )
+      assert.isAbove(later[0]!.bytes, p.bytes)
+      yield* Fiber.interrupt(fiber)
+      assert.deepStrictEqual(yield* transfer(b).inFlight, [])
+      // A finished download is gone from the list too.
+      const a = yield* peer()
+      const small = yield* addRandom(a, 1000)
+      const addrA = yield* addrOf(a)
+      yield* transfer(b).download(small.hash, () => [addrA])
+      assert.deepStrictEqual(yield* transfer(b).inFlight, [])
     }))
 
   it.scopedLive("resume: the provider stops midway, the partial data stays Incomplete, a second provider resumes", () =>

@@ -2,12 +2,21 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Command from "@effect/cli/Command"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { RpcClient } from "@effect/rpc"
-import { Context, Deferred, Effect, Fiber, Layer, Option, Redacted, Stream } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer, Option, Redacted, Schedule, Schema, Stream } from "effect"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
+import { blake3 } from "../../src/internal/blake3.js"
+import { toHex } from "../../src/internal/bytes.js"
+import { encodeFrame } from "../../src/internal/framing.js"
+import { BLOB_PROTOCOL, BlobResponseFromBytes, Complete, MAX_BLOB_HEADER } from "../../src/schema/BlobTransfer.js"
 import { InspectorRpcs } from "../../src/schema/InspectorRpc.js"
+import { Hash } from "../../src/schema/Keys.js"
+import { LiveEvent, SyncDetails } from "../../src/schema/LiveEvent.js"
+import * as BlobTransfer from "../../src/services/BlobTransfer.js"
+import * as Network from "../../src/services/Network.js"
 import { DocsRpcs } from "../../src/schema/Rpc.js"
 import * as DocsRpc from "../../src/services/DocsRpc.js"
 import * as Inspector from "../../src/services/Inspector.js"
@@ -188,4 +197,56 @@ describe("Inspector", () => {
       assert.deepStrictEqual(opener("darwin", "u"), ["open", ["u"]])
       assert.deepStrictEqual(opener("win32", "u"), ["cmd", ["/c", "start", "", "u"]])
     }))
+
+  it.scopedLive("issue 18: Transfers lists the node's downloads in flight with bytes so far and the announced size", () =>
+    Effect.gen(function*() {
+      const node = yield* startMemoryNode()
+      const server = yield* serve(node, {})
+      const context = yield* Layer.build(DocsRpc.layerProtocol(server))
+      const client = yield* RpcClient.make(DocsRpcs.merge(InspectorRpcs)).pipe(Effect.provide(context))
+      assert.deepStrictEqual(yield* client.Transfers(), [])
+      // A provider that announces 5000 bytes, sends 700 and then nothing: a download that stays in flight.
+      const content = new Uint8Array(randomBytes(5000))
+      const hash = Hash.make(blake3(content))
+      const providerCtx = yield* Layer.build(Network.layer({}))
+      const provider = Context.get(providerCtx, Network.Network)
+      yield* provider.handle(BLOB_PROTOCOL, (stream) =>
+        Effect.gen(function*() {
+          yield* Network.send(stream, encodeFrame(Schema.encodeSync(BlobResponseFromBytes)(new Complete({ size: 5000 })), MAX_BLOB_HEADER))
+          yield* Network.send(stream, content.subarray(0, 700))
+          yield* Effect.never
+        }).pipe(Effect.ignore))
+      const addr = yield* provider.addr
+      const download = yield* Context.get(node.context, BlobTransfer.BlobTransfer).download(hash, () => [addr]).pipe(
+        Effect.fork
+      )
+      const listed = yield* client.Transfers().pipe(
+        Effect.filterOrFail((all) => all.length === 1 && all[0]!.bytes === 700),
+        Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 200 })
+      )
+      const t = listed[0]!
+      assert.strictEqual(toHex(t.hash), toHex(hash))
+      assert.strictEqual(t.size, 5000)
+      assert.strictEqual(toHex(t.provider ?? new Uint8Array()), toHex(addr.nodeId))
+      yield* Fiber.interrupt(download)
+      assert.deepStrictEqual(yield* client.Transfers(), [])
+    }))
+
+  it("issue 18: a SyncFinished carries the session's bytes each way; one without them (an older node's) still decodes", () => {
+    const decode = Schema.decodeUnknownSync(LiveEvent)
+    const encode = Schema.encodeSync(LiveEvent)
+    const peer = new Uint8Array(32).fill(7)
+    const base = { _tag: "SyncFinished", event: { peer, origin: { _tag: "Accept" }, started: 1, finished: 5 } }
+    const old = decode({ ...base, event: { ...base.event, result: { _tag: "Ok", details: { entriesReceived: 3, entriesSent: 4 } } } })
+    assert.isTrue(old._tag === "SyncFinished" && old.event.result._tag === "Ok" && old.event.result.details.bytesSent === undefined)
+    const details = new SyncDetails({ entriesReceived: 3, entriesSent: 4, bytesReceived: 1234, bytesSent: 567 })
+    const withBytes = decode({ ...base, event: { ...base.event, via: "direct", result: { _tag: "Ok", details } } })
+    const back = decode(encode(withBytes))
+    assert.isTrue(back._tag === "SyncFinished" && back.event.result._tag === "Ok")
+    if (back._tag === "SyncFinished" && back.event.result._tag === "Ok") {
+      assert.strictEqual(back.event.result.details.bytesReceived, 1234)
+      assert.strictEqual(back.event.result.details.bytesSent, 567)
+      assert.strictEqual(back.event.via, "direct")
+    }
+  })
 })

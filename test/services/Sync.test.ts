@@ -400,6 +400,24 @@ describe("Sync", () => {
       assert.strictEqual((yield* stored(empty)).length, 120)
     }))
 
+  it.scopedLive("issue 18: a session's bytes each way: what one side sent the other received; a pull brings in more than it sends", () =>
+    Effect.gen(function*() {
+      const full = yield* observedPeer()
+      const empty = yield* peer()
+      const entries = Array.from({ length: 120 }, (_, i) => entryAt(ns, authors[i % 3]!, `k/${String(i).padStart(3, "0")}`, 10n))
+      yield* withEntries(full.ctx, entries)
+      yield* withEntries(empty, [])
+      const mine = (yield* syncWith(empty, full.ctx)).traffic
+      const theirs = yield* Queue.take(full.results).pipe(Effect.flatten)
+      assert.strictEqual(mine.bytesSent, theirs.traffic.bytesReceived)
+      assert.strictEqual(mine.bytesReceived, theirs.traffic.bytesSent)
+      assert.strictEqual(mine.messagesSent, theirs.traffic.messagesReceived)
+      // 120 signed entries (> 120 × 100 bytes) came in; a few fingerprints went out.
+      assert.isAbove(mine.bytesReceived, 120 * 100)
+      assert.isBelow(mine.bytesSent, mine.bytesReceived)
+      assert.isAbove(mine.bytesSent, 0)
+    }))
+
   it.scopedLive("two peers with unique entries converge; concurrent writes to one key: the newest wins", () =>
     Effect.gen(function*() {
       const { ctx: a } = yield* observedPeer()
