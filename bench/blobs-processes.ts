@@ -1,0 +1,198 @@
+/**
+ * blobs with `--processes 2` (issue 19, target 5): the provider and the requester each in a process of its own
+ * (bench/blobs-node.ts), as deployed: libp2p over loopback TCP with noise and yamux, a disk blob store each. The
+ * provider adds a `--size` byte file of random data; the requester downloads it (`BlobTransfer.download`: written to
+ * a partial file, hashed, promoted). Ceiling, in the same run and between the same two processes on the same
+ * connection: a plain libp2p stream that carries the same byte count from the provider (one reused block, sent with
+ * `Network.send`) to the requester (read with `Network.reader`, the blob path's reader, and dropped).
+ *
+ * Fairness as in the one-process mode: both copies run once on a smaller blob first (warm-up), then `--rounds` rounds
+ * of one raw copy and one download back to back, in alternating order; `ratio` is the median of the per-round ratios.
+ * Times are taken in the requester, from opening the stream (or calling download) to the last byte (or the blob
+ * Complete). CPU per copy of each process (all threads, and the main thread) from /proc. Peak RSS per process:
+ * VmHWM from /proc/PID/status at the end (`providerPeakRssMb`, `requesterPeakRssMb`; `peakRssMb` is the larger).
+ * Flags: `--size`, `--chunk`, `--read-ahead`, `--rounds` (default 3), `--profile FILE` (CPU profiles of the last
+ * round's copies in both processes: FILE.{raw,blob}.{provider,requester}.cpuprofile), `--node-args "…"` (V8/node
+ * flags for both children after the runner's own, e.g. `--node-args=--cpu-prof`).
+ */
+import { Effect } from "effect"
+import { type ChildProcess, fork } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import type { AddrJson, Reply, Request } from "./blobs-node.js"
+import { cpuOfPid, median, MiB, mibPerSec, rssOfPid } from "./blobs-util.js"
+import { numberFlag, progress, tempDir } from "./util.js"
+
+const WARM_UP_SIZE = 16 * MiB
+
+interface Child {
+  readonly pid: number
+  readonly call: <A>(cmd: string, args?: Record<string, unknown>) => Effect.Effect<A>
+}
+
+const spawnNode = (name: string, env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.async<readonly [ChildProcess, Child]>((resume) => {
+      const proc = fork(fileURLToPath(new URL("./blobs-node.js", import.meta.url)), [], {
+        stdio: ["ignore", 2, 2, "ipc"],
+        execArgv: [...process.execArgv, ...execArgv],
+        env: { ...process.env, ...env }
+      })
+      const pending = new Map<number, (reply: Reply) => void>()
+      let next = 1
+      let ready = false
+      proc.on("message", (m: unknown) => {
+        const reply = m as Reply
+        if (reply.id === 0) {
+          ready = true
+          resume(Effect.succeed([proc, child] as const))
+          return
+        }
+        const done = pending.get(reply.id)
+        pending.delete(reply.id)
+        done?.(reply)
+      })
+      proc.on("exit", (code) => {
+        for (const done of pending.values()) done({ id: -1, ok: false, error: `${name} exited (${code})` })
+        pending.clear()
+        if (!ready) resume(Effect.dieMessage(`the ${name} process exited (${code}) before it was ready`))
+      })
+      const child: Child = {
+        pid: proc.pid ?? -1,
+        call: <A>(cmd: string, args: Record<string, unknown> = {}) =>
+          Effect.async<A>((resumeCall) => {
+            const id = next++
+            pending.set(id, (reply) =>
+              resumeCall(reply.ok ? Effect.succeed(reply.value as A) : Effect.dieMessage(`${name} ${cmd}: ${reply.error}`)))
+            proc.send({ id, cmd, args } satisfies Request)
+          })
+      }
+    }),
+    // SIGTERM lets `--cpu-prof` write its profile; the exit is awaited so the temp dir is removed after it.
+    ([proc]) =>
+      Effect.async<void>((resume) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resume(Effect.void)
+        proc.once("exit", () => resume(Effect.void))
+        proc.kill("SIGTERM")
+      }).pipe(Effect.timeout("10 seconds"), Effect.ignore)
+  ).pipe(Effect.map(([, child]) => child))
+
+export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
+  Effect.gen(function*() {
+    const size = numberFlag(flags, "size", 100 * MiB)
+    const chunk = flags.get("chunk")
+    const readAhead = flags.get("read-ahead")
+    const rounds = Math.max(1, numberFlag(flags, "rounds", 3))
+    const nodeArgs = (flags.get("node-args") ?? "").split(" ").filter((a) => a !== "")
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => tempDir("rangedocs-bench-blobs-")),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    )
+    progress(`blobs: ${size} bytes, two processes, ${rounds} rounds after a warm-up, in ${dir}`)
+    const node = (name: string) => {
+      const home = path.join(dir, name)
+      fs.mkdirSync(home)
+      return spawnNode(name, {
+        RANGEDOCS_BLOBS_DIR: home,
+        ...(chunk === undefined ? {} : { RANGEDOCS_BLOBS_CHUNK: chunk }),
+        ...(readAhead === undefined ? {} : { RANGEDOCS_BLOBS_READ_AHEAD: readAhead })
+      }, nodeArgs)
+    }
+    const provider = yield* node("provider")
+    const requester = yield* node("requester")
+    const mem = () => {
+      const p = rssOfPid(provider.pid)
+      const r = rssOfPid(requester.pid)
+      return `rss provider ${Math.round(p.now)} (peak ${Math.round(p.peak)}), requester ${Math.round(r.now)} (peak ${
+        Math.round(r.peak)
+      }) MB`
+    }
+    progress(`  nodes up: provider ${provider.pid}, requester ${requester.pid} (${mem()})`)
+    const addr = yield* provider.call<AddrJson>("addr")
+    yield* requester.call("dial", { addr })
+
+    const warmUp = yield* provider.call<{ hash: string; size: number }>("addRandom", {
+      name: "warm-up.bin",
+      size: Math.min(size, WARM_UP_SIZE)
+    })
+    const added = yield* provider.call<{ hash: string; size: number }>("addRandom", { name: "source.bin", size })
+    progress(`  added ${added.size} bytes (${mem()})`)
+
+    /** A copy's wall ms (taken in the requester) and each process's CPU ms (all threads, main thread). */
+    const timed = (effect: Effect.Effect<{ ms: number }>) =>
+      Effect.gen(function*() {
+        const p0 = cpuOfPid(provider.pid)
+        const r0 = cpuOfPid(requester.pid)
+        const { ms } = yield* effect
+        const p1 = cpuOfPid(provider.pid)
+        const r1 = cpuOfPid(requester.pid)
+        return {
+          ms,
+          cpu: `cpu provider ${p1.all - p0.all} ms (main ${p1.main - p0.main}), requester ${r1.all - r0.all} ms (main ${
+            r1.main - r0.main
+          })`
+        }
+      })
+    const raw = (bytes: number) => timed(requester.call<{ ms: number }>("raw", { addr, size: bytes }))
+    const download = (blob: { hash: string; size: number }) =>
+      timed(requester.call<{ ms: number }>("download", { hash: blob.hash, size: blob.size, addr }))
+
+    const warmRaw = yield* raw(warmUp.size)
+    const warmBlob = yield* download(warmUp)
+    progress(`  warm-up (${warmUp.size} bytes): raw ${mibPerSec(warmUp.size, warmRaw.ms).toFixed(1)} MiB/s, blob ${
+      mibPerSec(warmUp.size, warmBlob.ms).toFixed(1)
+    } MiB/s (${mem()})`)
+
+    const profileFile = flags.get("profile")
+    /** Profiles the last round's copy `name` in both processes with `--profile`. */
+    const profileLast = <A>(r: number, name: string, effect: Effect.Effect<A>) =>
+      profileFile === undefined || r !== rounds - 1 ? effect : Effect.acquireUseRelease(
+        Effect.all([provider.call("profileStart"), requester.call("profileStart")]),
+        () => effect,
+        () =>
+          Effect.all([
+            provider.call("profileStop", { file: `${profileFile}.${name}.provider.cpuprofile` }),
+            requester.call("profileStop", { file: `${profileFile}.${name}.requester.cpuprofile` })
+          ]).pipe(Effect.tap(() => progress(`  profiles written to ${profileFile}.${name}.*.cpuprofile`)))
+      )
+
+    const raws: Array<number> = []
+    const blobRates: Array<number> = []
+    const blobMs: Array<number> = []
+    const ratios: Array<number> = []
+    for (let r = 0; r < rounds; r++) {
+      const rawFirst = r % 2 === 0
+      const rawCopy = profileLast(r, "raw", raw(size))
+      const first = rawFirst ? yield* rawCopy : undefined
+      const blob = yield* profileLast(r, "blob", download(added))
+      const rawResult = first ?? (yield* rawCopy)
+      const rawRate = mibPerSec(size, rawResult.ms)
+      const rate = mibPerSec(size, blob.ms)
+      raws.push(rawRate)
+      blobRates.push(rate)
+      blobMs.push(blob.ms)
+      ratios.push(rate / rawRate)
+      progress(
+        `  round ${r + 1} (${rawFirst ? "raw first" : "blob first"}): raw ${rawRate.toFixed(1)} MiB/s (${rawResult.cpu}), blob ${
+          rate.toFixed(1)
+        } MiB/s in ${Math.round(blob.ms)} ms (${blob.cpu}), ratio ${(rate / rawRate).toFixed(3)} (${mem()})`
+      )
+    }
+    const providerPeak = Math.round(rssOfPid(provider.pid).peak)
+    const requesterPeak = Math.round(rssOfPid(requester.pid).peak)
+    return {
+      bench: "blobs",
+      bytes: size,
+      ms: Math.round(median(blobMs)),
+      mibPerSec: Number(median(blobRates).toFixed(1)),
+      rawStreamMibPerSec: Number(median(raws).toFixed(1)),
+      ratio: Number(median(ratios).toFixed(3)),
+      peakRssMb: Math.max(providerPeak, requesterPeak),
+      rounds,
+      warmUpBytes: warmUp.size,
+      processes: 2,
+      providerPeakRssMb: providerPeak,
+      requesterPeakRssMb: requesterPeak
+    }
+  }).pipe(Effect.scoped)
