@@ -84,6 +84,20 @@ const main = Effect.gen(function*() {
     })).pipe(Effect.ignore))
 
   let session: inspector.Session | undefined
+  /** The largest memory figures (MB) seen since the last `memPeak`, sampled every 20 ms: where a peak comes from. */
+  const mb = (n: number) => Math.round(n / 1048576)
+  const emptyPeak = () => ({ rss: 0, heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 })
+  let memPeak = emptyPeak()
+  yield* Effect.sync(() => {
+    const m = process.memoryUsage()
+    memPeak = {
+      rss: Math.max(memPeak.rss, mb(m.rss)),
+      heapTotal: Math.max(memPeak.heapTotal, mb(m.heapTotal)),
+      heapUsed: Math.max(memPeak.heapUsed, mb(m.heapUsed)),
+      external: Math.max(memPeak.external, mb(m.external)),
+      arrayBuffers: Math.max(memPeak.arrayBuffers, mb(m.arrayBuffers))
+    }
+  }).pipe(Effect.zipRight(Effect.sleep("20 millis")), Effect.forever, Effect.forkScoped)
 
   const handle = (cmd: string, args: Record<string, unknown>): Effect.Effect<unknown, unknown> => {
     switch (cmd) {
@@ -135,6 +149,17 @@ const main = Effect.gen(function*() {
             return yield* Effect.dieMessage(`download ended ${status}`)
           }
           return { ms }
+        })
+      case "mem":
+        return Effect.sync(() => {
+          const m = process.memoryUsage()
+          return { rss: mb(m.rss), heapUsed: mb(m.heapUsed), heapTotal: mb(m.heapTotal), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers) }
+        })
+      case "memPeak":
+        return Effect.sync(() => {
+          const peak = memPeak
+          memPeak = emptyPeak()
+          return peak
         })
       case "delete":
         return blobs.delete(decodeHash(args["hash"]))

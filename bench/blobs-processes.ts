@@ -13,7 +13,8 @@
  * VmHWM from /proc/PID/status at the end (`providerPeakRssMb`, `requesterPeakRssMb`; `peakRssMb` is the larger).
  * Flags: `--size`, `--chunk`, `--read-ahead`, `--rounds` (default 3), `--profile FILE` (CPU profiles of the last
  * round's copies in both processes: FILE.{raw,blob}.{provider,requester}.cpuprofile), `--node-args "…"` (V8/node
- * flags for both children after the runner's own, e.g. `--node-args=--cpu-prof`).
+ * flags for both children after the runner's own, e.g. `--node-args=--cpu-prof`), `--mem` (both processes' memory
+ * after start-up and at the end, and per copy the largest figures of `process.memoryUsage()` sampled every 20 ms).
  */
 import { Effect } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
@@ -21,7 +22,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { AddrJson, Reply, Request } from "./blobs-node.js"
-import { cpuOfPid, median, MiB, mibPerSec, rssOfPid } from "./blobs-util.js"
+import { cpuOfPid, median, MiB, mibPerSec, resetPeakRss, rssOfPid } from "./blobs-util.js"
 import { numberFlag, progress, tempDir } from "./util.js"
 
 const WARM_UP_SIZE = 16 * MiB
@@ -99,6 +100,7 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
         ...(readAhead === undefined ? {} : { RANGEDOCS_BLOBS_READ_AHEAD: readAhead })
       }, nodeArgs)
     }
+    const memDetail = flags.get("mem") === "true"
     const provider = yield* node("provider")
     const requester = yield* node("requester")
     const mem = () => {
@@ -107,6 +109,11 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
       return `rss provider ${Math.round(p.now)} (peak ${Math.round(p.peak)}), requester ${Math.round(r.now)} (peak ${
         Math.round(r.peak)
       }) MB`
+    }
+    if (flags.get("mem") === "true") {
+      progress(`  memory (MB): provider ${JSON.stringify(yield* provider.call("mem"))}, requester ${
+        JSON.stringify(yield* requester.call("mem"))
+      }`)
     }
     progress(`  nodes up: provider ${provider.pid}, requester ${requester.pid} (${mem()})`)
     const addr = yield* provider.call<AddrJson>("addr")
@@ -119,19 +126,42 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
     const added = yield* provider.call<{ hash: string; size: number }>("addRandom", { name: "source.bin", size })
     progress(`  added ${added.size} bytes (${mem()})`)
 
-    /** A copy's wall ms (taken in the requester) and each process's CPU ms (all threads, main thread). */
+    // Whole-run peaks, kept across the per-copy resets below.
+    let providerPeak = 0
+    let requesterPeak = 0
+    const notePeaks = () => {
+      const p = rssOfPid(provider.pid).peak
+      const r = rssOfPid(requester.pid).peak
+      if (Number.isFinite(p)) providerPeak = Math.max(providerPeak, p)
+      if (Number.isFinite(r)) requesterPeak = Math.max(requesterPeak, r)
+      return { p, r }
+    }
+    /**
+     * A copy's wall ms (taken in the requester), each process's CPU ms (all threads, main thread) and peak RSS during
+     * the copy alone (VmHWM reset before it, where the kernel allows).
+     */
     const timed = (effect: Effect.Effect<{ ms: number }>) =>
       Effect.gen(function*() {
+        notePeaks()
+        const reset = resetPeakRss(provider.pid) && resetPeakRss(requester.pid)
+        if (memDetail) yield* Effect.all([provider.call("memPeak"), requester.call("memPeak")])
         const p0 = cpuOfPid(provider.pid)
         const r0 = cpuOfPid(requester.pid)
         const { ms } = yield* effect
         const p1 = cpuOfPid(provider.pid)
         const r1 = cpuOfPid(requester.pid)
+        const peaks = notePeaks()
+        const detail = memDetail
+          ? `, max sampled (MB) provider ${JSON.stringify(yield* provider.call("memPeak"))} requester ${
+            JSON.stringify(yield* requester.call("memPeak"))
+          }`
+          : ""
         return {
           ms,
+          peaks: reset ? peaks : { p: NaN, r: NaN },
           cpu: `cpu provider ${p1.all - p0.all} ms (main ${p1.main - p0.main}), requester ${r1.all - r0.all} ms (main ${
             r1.main - r0.main
-          })`
+          }), peak rss ${reset ? `${Math.round(peaks.p)} / ${Math.round(peaks.r)} MB` : "n/a"}${detail}`
         }
       })
     const raw = (bytes: number) => timed(requester.call<{ ms: number }>("raw", { addr, size: bytes }))
@@ -158,6 +188,12 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
       )
 
     const raws: Array<number> = []
+    const blobPeaks = { p: 0, r: 0 }
+    const rawPeaks = { p: 0, r: 0 }
+    const maxPeaks = (into: { p: number; r: number }, peaks: { p: number; r: number }) => {
+      into.p = Math.max(into.p, peaks.p)
+      into.r = Math.max(into.r, peaks.r)
+    }
     const blobRates: Array<number> = []
     const blobMs: Array<number> = []
     const ratios: Array<number> = []
@@ -169,6 +205,8 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
       const rawResult = first ?? (yield* rawCopy)
       const rawRate = mibPerSec(size, rawResult.ms)
       const rate = mibPerSec(size, blob.ms)
+      maxPeaks(rawPeaks, rawResult.peaks)
+      maxPeaks(blobPeaks, blob.peaks)
       raws.push(rawRate)
       blobRates.push(rate)
       blobMs.push(blob.ms)
@@ -179,8 +217,12 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
         } MiB/s in ${Math.round(blob.ms)} ms (${blob.cpu}), ratio ${(rate / rawRate).toFixed(3)} (${mem()})`
       )
     }
-    const providerPeak = Math.round(rssOfPid(provider.pid).peak)
-    const requesterPeak = Math.round(rssOfPid(requester.pid).peak)
+    if (flags.get("mem") === "true") {
+      progress(`  memory (MB): provider ${JSON.stringify(yield* provider.call("mem"))}, requester ${
+        JSON.stringify(yield* requester.call("mem"))
+      }`)
+    }
+    notePeaks()
     return {
       bench: "blobs",
       bytes: size,
@@ -188,11 +230,16 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
       mibPerSec: Number(median(blobRates).toFixed(1)),
       rawStreamMibPerSec: Number(median(raws).toFixed(1)),
       ratio: Number(median(ratios).toFixed(3)),
-      peakRssMb: Math.max(providerPeak, requesterPeak),
+      peakRssMb: Math.round(Math.max(providerPeak, requesterPeak)),
       rounds,
       warmUpBytes: warmUp.size,
       processes: 2,
-      providerPeakRssMb: providerPeak,
-      requesterPeakRssMb: requesterPeak
+      providerPeakRssMb: Math.round(providerPeak),
+      requesterPeakRssMb: Math.round(requesterPeak),
+      // Peaks during the timed rounds' copies alone (VmHWM reset before each; NaN → null where it cannot be reset).
+      providerBlobPeakRssMb: Math.round(blobPeaks.p),
+      requesterBlobPeakRssMb: Math.round(blobPeaks.r),
+      providerRawPeakRssMb: Math.round(rawPeaks.p),
+      requesterRawPeakRssMb: Math.round(rawPeaks.r)
     }
   }).pipe(Effect.scoped)

@@ -53,3 +53,13 @@ export const cpuOfPid = (pid: number) => {
   }
   return { all: ticks(`/proc/${pid}/stat`), main: ticks(`/proc/${pid}/task/${pid}/stat`) }
 }
+
+/** Resets the peak resident set (VmHWM) of process `pid` to its current size (Linux ≥ 4.0); false if not possible. */
+export const resetPeakRss = (pid: number): boolean => {
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, "5")
+    return true
+  } catch {
+    return false
+  }
+}
