@@ -1,8 +1,10 @@
 /**
  * One node of the blobs benchmark in a process of its own (forked by bench/blobs.ts with `--processes 2`), as a
- * deployment runs it: Network (libp2p over loopback TCP, noise, yamux), a disk blob store (files and a SQLite index
- * in RANGEDOCS_BLOBS_DIR) and BlobTransfer (chunk size and reads in flight from RANGEDOCS_BLOBS_CHUNK and
- * RANGEDOCS_BLOBS_READ_AHEAD). It also serves the ceiling's protocol: a plain libp2p stream on which it sends as many
+ * deployment runs it: the node program's layer (`persistentNode` in RANGEDOCS_BLOBS_DIR/node: libp2p over loopback
+ * TCP with noise and yamux, the disk blob store, documents, gossip, live sync), or with RANGEDOCS_BLOBS_MINIMAL=1
+ * only Network, a disk blob store (files and a SQLite index in RANGEDOCS_BLOBS_DIR) and BlobTransfer; in both,
+ * BlobTransfer's (chunk size and reads in flight from RANGEDOCS_BLOBS_CHUNK and
+ * RANGEDOCS_BLOBS_READ_AHEAD; yamux's stream window from RANGEDOCS_BLOBS_STREAM_WINDOW, else Network's default). It also serves the ceiling's protocol: a plain libp2p stream on which it sends as many
  * bytes as the requester asks for (8-byte big-endian count), from one reused random block, nothing read from disk.
  *
  * It answers the parent's commands over the IPC channel (`{ id, cmd, args }` → `{ id, ok, value }`; ready is id 0).
@@ -17,6 +19,7 @@ import * as fs from "node:fs"
 import * as inspector from "node:inspector"
 import * as path from "node:path"
 import { toHex } from "../src/internal/bytes.js"
+import { persistentNode } from "../src/layers/Node.js"
 import { HashFromHex } from "../src/schema/Keys.js"
 import { NodeAddr, NodeIdFromHex } from "../src/schema/NodeAddr.js"
 import * as BlobTransfer from "../src/services/BlobTransfer.js"
@@ -52,17 +55,27 @@ const main = Effect.gen(function*() {
   const dir = process.env["RANGEDOCS_BLOBS_DIR"] ?? ""
   const chunkSize = Number(process.env["RANGEDOCS_BLOBS_CHUNK"] ?? BlobTransfer.DEFAULT_CHUNK_SIZE)
   const readAhead = Number(process.env["RANGEDOCS_BLOBS_READ_AHEAD"] ?? BlobTransfer.DEFAULT_READ_AHEAD)
+  const window = process.env["RANGEDOCS_BLOBS_STREAM_WINDOW"]
   if (dir === "") return yield* Effect.dieMessage("RANGEDOCS_BLOBS_DIR is not set")
-  const context = yield* Layer.build(
-    BlobTransfer.layer({ chunkSize, readAhead }).pipe(
-      Layer.provideMerge(
-        Blobs.layer(path.join(dir, "blobs")).pipe(
-          Layer.provide(SqliteClient.layer({ filename: path.join(dir, "blobs.sqlite") }))
+  const streamWindow = window === undefined ? {} : { streamWindow: Number(window) }
+  const listen = ["/ip4/127.0.0.1/tcp/0"]
+  // The node as deployed (`rangedocs start`'s layer: documents, gossip, live sync, blobs and transfers in
+  // `dir`), or with RANGEDOCS_BLOBS_MINIMAL only what a transfer uses: Network, the disk blob store, BlobTransfer.
+  const context: Context.Context<Network.Network | Blobs.Blobs | BlobTransfer.BlobTransfer> =
+    process.env["RANGEDOCS_BLOBS_MINIMAL"] === "1"
+      ? yield* Layer.build(
+        BlobTransfer.layer({ chunkSize, readAhead }).pipe(
+          Layer.provideMerge(
+            Blobs.layer(path.join(dir, "blobs")).pipe(
+              Layer.provide(SqliteClient.layer({ filename: path.join(dir, "blobs.sqlite") }))
+            )
+          ),
+          Layer.provideMerge(Network.layer({ listen, ...streamWindow }))
         )
-      ),
-      Layer.provideMerge(Network.layer({ listen: ["/ip4/127.0.0.1/tcp/0"] }))
-    )
-  )
+      )
+      : yield* Layer.build(
+        persistentNode(path.join(dir, "node"), { listen, network: streamWindow, transfer: { chunkSize, readAhead } })
+      )
   const network = Context.get(context, Network.Network)
   const blobs = Context.get(context, Blobs.Blobs)
   const transfer = Context.get(context, BlobTransfer.BlobTransfer)

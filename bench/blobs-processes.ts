@@ -11,7 +11,10 @@
  * Times are taken in the requester, from opening the stream (or calling download) to the last byte (or the blob
  * Complete). CPU per copy of each process (all threads, and the main thread) from /proc. Peak RSS per process:
  * VmHWM from /proc/PID/status at the end (`providerPeakRssMb`, `requesterPeakRssMb`; `peakRssMb` is the larger).
- * Flags: `--size`, `--chunk`, `--read-ahead`, `--rounds` (default 3), `--profile FILE` (CPU profiles of the last
+ * Each process runs the node program's layer (`persistentNode`, as `rangedocs start` does); `--minimal` runs only
+ * Network, the disk blob store and BlobTransfer instead (what the transfer itself costs, without the rest of a node).
+ * Flags: `--size`, `--chunk`, `--read-ahead`, `--stream-window` (yamux's, bytes; Network's default otherwise),
+ * `--rounds` (default 3), `--profile FILE` (CPU profiles of the last
  * round's copies in both processes: FILE.{raw,blob}.{provider,requester}.cpuprofile), `--node-args "…"` (V8/node
  * flags for both children after the runner's own, e.g. `--node-args=--cpu-prof`), `--mem` (both processes' memory
  * after start-up and at the end, and per copy the largest figures of `process.memoryUsage()` sampled every 20 ms).
@@ -84,6 +87,7 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
     const size = numberFlag(flags, "size", 100 * MiB)
     const chunk = flags.get("chunk")
     const readAhead = flags.get("read-ahead")
+    const streamWindow = flags.get("stream-window")
     const rounds = Math.max(1, numberFlag(flags, "rounds", 3))
     const nodeArgs = (flags.get("node-args") ?? "").split(" ").filter((a) => a !== "")
     const dir = yield* Effect.acquireRelease(
@@ -97,7 +101,9 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
       return spawnNode(name, {
         RANGEDOCS_BLOBS_DIR: home,
         ...(chunk === undefined ? {} : { RANGEDOCS_BLOBS_CHUNK: chunk }),
-        ...(readAhead === undefined ? {} : { RANGEDOCS_BLOBS_READ_AHEAD: readAhead })
+        ...(readAhead === undefined ? {} : { RANGEDOCS_BLOBS_READ_AHEAD: readAhead }),
+        ...(streamWindow === undefined ? {} : { RANGEDOCS_BLOBS_STREAM_WINDOW: streamWindow }),
+        ...(flags.get("minimal") === "true" ? { RANGEDOCS_BLOBS_MINIMAL: "1" } : {})
       }, nodeArgs)
     }
     const memDetail = flags.get("mem") === "true"
