@@ -103,7 +103,8 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
         ...(chunk === undefined ? {} : { RANGEDOCS_BLOBS_CHUNK: chunk }),
         ...(readAhead === undefined ? {} : { RANGEDOCS_BLOBS_READ_AHEAD: readAhead }),
         ...(streamWindow === undefined ? {} : { RANGEDOCS_BLOBS_STREAM_WINDOW: streamWindow }),
-        ...(flags.get("minimal") === "true" ? { RANGEDOCS_BLOBS_MINIMAL: "1" } : {})
+        ...(flags.get("minimal") === "true" ? { RANGEDOCS_BLOBS_MINIMAL: "1" } : {}),
+        ...(memDetail ? { RANGEDOCS_BLOBS_MEM: "1" } : {})
       }, nodeArgs)
     }
     const memDetail = flags.get("mem") === "true"
