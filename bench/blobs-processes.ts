@@ -9,7 +9,8 @@
  * Fairness as in the one-process mode: both copies run once on a smaller blob first (warm-up), then `--rounds` rounds
  * of one raw copy and one download back to back, in alternating order; `ratio` is the median of the per-round ratios.
  * Times are taken in the requester, from opening the stream (or calling download) to the last byte (or the blob
- * Complete). CPU per copy of each process (all threads, and the main thread) from /proc. Peak RSS per process:
+ * Complete). CPU per copy of each process (all threads, and the main thread) from /proc; `cpuRatio` is the median of
+ * the rounds' raw-copy CPU over download CPU (both processes, all threads). Peak RSS per process:
  * VmHWM from /proc/PID/status at the end (`providerPeakRssMb`, `requesterPeakRssMb`; `peakRssMb` is the larger).
  * Each process runs the node program's layer (`persistentNode`, as `rangedocs start` does); `--minimal` runs only
  * Network, the disk blob store and BlobTransfer instead (what the transfer itself costs, without the rest of a node).
@@ -165,6 +166,7 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
           : ""
         return {
           ms,
+          cpuMs: p1.all - p0.all + r1.all - r0.all,
           peaks: reset ? peaks : { p: NaN, r: NaN },
           cpu: `cpu provider ${p1.all - p0.all} ms (main ${p1.main - p0.main}), requester ${r1.all - r0.all} ms (main ${
             r1.main - r0.main
@@ -204,6 +206,7 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
     const blobRates: Array<number> = []
     const blobMs: Array<number> = []
     const ratios: Array<number> = []
+    const cpuRatios: Array<number> = []
     for (let r = 0; r < rounds; r++) {
       const rawFirst = r % 2 === 0
       const rawCopy = profileLast(r, "raw", raw(size))
@@ -218,6 +221,7 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
       blobRates.push(rate)
       blobMs.push(blob.ms)
       ratios.push(rate / rawRate)
+      cpuRatios.push(rawResult.cpuMs / blob.cpuMs)
       progress(
         `  round ${r + 1} (${rawFirst ? "raw first" : "blob first"}): raw ${rawRate.toFixed(1)} MiB/s (${rawResult.cpu}), blob ${
           rate.toFixed(1)
@@ -237,6 +241,9 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
       mibPerSec: Number(median(blobRates).toFixed(1)),
       rawStreamMibPerSec: Number(median(raws).toFixed(1)),
       ratio: Number(median(ratios).toFixed(3)),
+      // CPU of both processes (all threads) of the raw copy over the download's, median of the rounds: what the
+      // throughput ratio would be on a machine whose cores are all busy (less sensitive to other load than `ratio`).
+      cpuRatio: Number(median(cpuRatios).toFixed(3)),
       peakRssMb: Math.round(Math.max(providerPeak, requesterPeak)),
       rounds,
       warmUpBytes: warmUp.size,
