@@ -2,10 +2,11 @@
  * One node of the blobs benchmark in a process of its own (forked by bench/blobs.ts with `--processes 2`), as a
  * deployment runs it: the node program's layer (`persistentNode` in RANGEDOCS_BLOBS_DIR/node: libp2p over loopback
  * TCP with noise and yamux, the disk blob store, documents, gossip, live sync), or with RANGEDOCS_BLOBS_MINIMAL=1
- * only Network, a disk blob store (files and a SQLite index in RANGEDOCS_BLOBS_DIR) and BlobTransfer; in both,
- * BlobTransfer's (chunk size and reads in flight from RANGEDOCS_BLOBS_CHUNK and
- * RANGEDOCS_BLOBS_READ_AHEAD; yamux's stream window from RANGEDOCS_BLOBS_STREAM_WINDOW, else Network's default). It also serves the ceiling's protocol: a plain libp2p stream on which it sends as many
- * bytes as the requester asks for (8-byte big-endian count), from one reused random block, nothing read from disk.
+ * only Network, a disk blob store (files and a SQLite index in RANGEDOCS_BLOBS_DIR) and BlobTransfer. BlobTransfer's
+ * chunk size and reads in flight come from RANGEDOCS_BLOBS_CHUNK and RANGEDOCS_BLOBS_READ_AHEAD, yamux's stream
+ * window from RANGEDOCS_BLOBS_STREAM_WINDOW (else the defaults). It also serves the ceiling's protocol: a plain
+ * libp2p stream on which it sends as many bytes as the requester asks for (8-byte big-endian count), from one reused
+ * random block, nothing read from disk. RANGEDOCS_BLOBS_MEM=1 samples its memory every 20 ms (`memPeak`).
  *
  * It answers the parent's commands over the IPC channel (`{ id, cmd, args }` → `{ id, ok, value }`; ready is id 0).
  * Hashes and node ids travel as hex, since IPC messages are JSON.
@@ -87,10 +88,19 @@ const main = Effect.gen(function*() {
   yield* network.handle(RAW_PROTOCOL, (stream) =>
     Effect.scoped(Effect.gen(function*() {
       const pull = yield* Network.reader(stream)
-      const first = yield* Effect.option(pull)
-      const head = Option.isSome(first) ? first.value[0] : undefined
-      if (head === undefined || head.length < 8) return
-      const n = Number(new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0))
+      // The 8-byte count, however the bytes were split.
+      const head = new Uint8Array(8)
+      let got = 0
+      while (got < 8) {
+        const next = yield* Effect.option(pull)
+        if (Option.isNone(next)) return
+        for (const b of next.value) {
+          const n = Math.min(8 - got, b.length)
+          head.set(b.subarray(0, n), got)
+          got += n
+        }
+      }
+      const n = Number(new DataView(head.buffer).getBigUint64(0))
       for (let sent = 0; sent < n; sent += block.length) {
         yield* Network.send(stream, sent + block.length <= n ? block : block.subarray(0, n - sent))
       }

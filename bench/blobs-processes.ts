@@ -10,8 +10,10 @@
  * of one raw copy and one download back to back, in alternating order; `ratio` is the median of the per-round ratios.
  * Times are taken in the requester, from opening the stream (or calling download) to the last byte (or the blob
  * Complete). CPU per copy of each process (all threads, and the main thread) from /proc; `cpuRatio` is the median of
- * the rounds' raw-copy CPU over download CPU (both processes, all threads). Peak RSS per process:
- * VmHWM from /proc/PID/status at the end (`providerPeakRssMb`, `requesterPeakRssMb`; `peakRssMb` is the larger).
+ * the rounds' raw-copy CPU over download CPU (both processes, all threads). Peak RSS per process: VmHWM from
+ * /proc/PID/status over the whole run (`providerPeakRssMb`, `requesterPeakRssMb`; `peakRssMb` is the larger), and
+ * during the timed copies alone (`…BlobPeakRssMb`, `…RawPeakRssMb`: VmHWM reset through /proc/PID/clear_refs before
+ * each copy).
  * Each process runs the node program's layer (`persistentNode`, as `rangedocs start` does); `--minimal` runs only
  * Network, the disk blob store and BlobTransfer instead (what the transfer itself costs, without the rest of a node).
  * Flags: `--size`, `--chunk`, `--read-ahead`, `--stream-window` (yamux's, bytes; Network's default otherwise),
