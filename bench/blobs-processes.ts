@@ -21,6 +21,18 @@
  * round's copies in both processes: FILE.{raw,blob}.{provider,requester}.cpuprofile), `--node-args "…"` (V8/node
  * flags for both children after the runner's own, e.g. `--node-args=--cpu-prof`), `--mem` (both processes' memory
  * after start-up and at the end, and per copy the largest figures of `process.memoryUsage()` sampled every 20 ms).
+ *
+ * Measured on the shared 2-core machine (load 7–19, issue 19 note): the wall-clock ratio of one run spans 0.35–2.9
+ * for the same code, because the raw copy's rate swings more with the other load (29–155 MiB/s) than the download's;
+ * `cpuRatio` stays within 0.42–1.1 and mostly 0.57–0.85. A node process holds 145 MB at rest (`--minimal`: 115–120;
+ * `rangedocs start`: 157), so a peak below 150 MB is out of reach whatever a transfer does. On top of that the peaks
+ * are ArrayBuffers waiting for a collection, not data held: the requester's reached 79–87 MB during downloads
+ * (35–65 during raw copies). Profiles (`--profile`) put the requester's extra time in the GC (360 vs 70 ms per
+ * 100 MiB): bytes that wait in yamux up to the 16 MiB stream window outlive two scavenges and only mark-compacts free
+ * them (`--node-args=--trace-gc`: six in one second, mutator utilisation down to 0.54). With `--stream-window
+ * 2097152` the requester's GC was 23–28 ms and its peak ~198 MB instead of 231–260. The provider's extra time is
+ * the disk reads' dispatch (fs/promises and a fiber per read, ~370 ms per 100 MiB in the profile) and encrypting
+ * buffers that rotate instead of one hot block; it idles half the copy, waiting for the requester's credit.
  */
 import { Effect } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
