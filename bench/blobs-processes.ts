@@ -24,7 +24,7 @@
  *
  * Measured on the shared 2-core machine (load 7–19, issue 19 note): the wall-clock ratio of one run spans 0.35–2.9
  * for the same code, because the raw copy's rate swings more with the other load (29–155 MiB/s) than the download's;
- * `cpuRatio` stays within 0.42–1.1 and mostly 0.57–0.85. A node process holds 145 MB at rest (`--minimal`: 115–120;
+ * `cpuRatio` stays within 0.42–1.15 and mostly 0.57–0.85. A node process holds 145 MB at rest (`--minimal`: 115–120;
  * `rangedocs start`: 157), so a peak below 150 MB is out of reach whatever a transfer does. On top of that the peaks
  * are ArrayBuffers waiting for a collection, not data held: the requester's reached 79–87 MB during downloads
  * (35–65 during raw copies). Profiles (`--profile`) put the requester's extra time in the GC (360 vs 70 ms per
