@@ -23,7 +23,8 @@
  * measurable gain. Run with `npm run bench`, the runner has the node program's V8 flags (package.json).
  * Flags: `--size` (bytes, default 100 MiB), `--chunk` (provider chunk size), `--read-ahead` (provider reads in
  * flight), `--rounds` (default {@link DEFAULT_ROUNDS}), `--mem` (log memory every 500 ms), `--profile FILE` (CPU
- * profiles of the last round's copies: FILE.raw.cpuprofile and FILE.blob.cpuprofile).
+ * profiles of the last round's copies: FILE.raw.cpuprofile and FILE.blob.cpuprofile), `--processes 2` (provider and
+ * requester in separate processes, bench/blobs-processes.ts; default 1, this file).
  */
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Context, Effect, Layer, Stream } from "effect"
@@ -35,10 +36,10 @@ import type { NodeAddr } from "../src/schema/NodeAddr.js"
 import * as BlobTransfer from "../src/services/BlobTransfer.js"
 import * as Blobs from "../src/services/Blobs.js"
 import * as Network from "../src/services/Network.js"
+import { median, MiB, mibPerSec, writeRandomFile } from "./blobs-util.js"
 import { mainThreadCpuMs, memorySampled, numberFlag, profiled, peakRssMb, progress, tempDir } from "./util.js"
 
 const RAW_PROTOCOL = "/rangedocs-bench/raw/1"
-const MiB = 1024 * 1024
 const WARM_UP_SIZE = 16 * MiB
 const DEFAULT_ROUNDS = 3
 
@@ -48,31 +49,16 @@ const rss = () => {
   return `rss ${mb(m.rss)} MiB (heap ${mb(m.heapUsed)}, arrayBuffers ${mb(m.arrayBuffers)}), peak ${peakRssMb()} MB`
 }
 
-const mibPerSec = (bytes: number, ms: number) => bytes / MiB / (ms / 1000)
+/** `--processes 2`: provider and requester in processes of their own (bench/blobs-processes.ts); default 1. */
+export const blobsBench = (flags: ReadonlyMap<string, string>): Effect.Effect<object, unknown> =>
+  numberFlag(flags, "processes", 1) === 2
+    ? Effect.flatMap(
+      Effect.promise(() => import("./blobs-processes.js")),
+      (m) => m.blobsProcessesBench(flags)
+    )
+    : blobsOneProcess(flags)
 
-const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
-}
-
-/** A file of `size` random bytes, written through one reused buffer. */
-const writeRandomFile = (file: string, size: number) =>
-  Effect.promise(async () => {
-    const handle = await fs.open(file, "w")
-    const buf = new Uint8Array(MiB)
-    try {
-      for (let done = 0; done < size; done += MiB) {
-        const n = Math.min(MiB, size - done)
-        randomFillSync(buf, 0, n)
-        await handle.write(buf, 0, n)
-      }
-    } finally {
-      await handle.close()
-    }
-  })
-
-export const blobsBench = (flags: ReadonlyMap<string, string>) =>
+const blobsOneProcess = (flags: ReadonlyMap<string, string>) =>
   Effect.gen(function*() {
     const size = numberFlag(flags, "size", 100 * MiB)
     const chunkSize = numberFlag(flags, "chunk", BlobTransfer.DEFAULT_CHUNK_SIZE)

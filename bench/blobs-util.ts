@@ -1,0 +1,65 @@
+/** Helpers shared by the blobs benchmark (bench/blobs.ts) and its node processes (bench/blobs-node.ts). */
+import { Effect } from "effect"
+import { randomFillSync } from "node:crypto"
+import * as fs from "node:fs"
+
+export const MiB = 1024 * 1024
+
+/** A file of `size` random bytes, written through one reused buffer. */
+export const writeRandomFile = (file: string, size: number) =>
+  Effect.promise(async () => {
+    const handle = await fs.promises.open(file, "w")
+    const buf = new Uint8Array(MiB)
+    try {
+      for (let done = 0; done < size; done += MiB) {
+        const n = Math.min(MiB, size - done)
+        randomFillSync(buf, 0, n)
+        await handle.write(buf, 0, n)
+      }
+    } finally {
+      await handle.close()
+    }
+  })
+
+export const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+}
+
+export const mibPerSec = (bytes: number, ms: number) => bytes / MiB / (ms / 1000)
+
+/** Peak and current resident set of process `pid` in MB (VmHWM, VmRSS of /proc/PID/status); NaN if unreadable. */
+export const rssOfPid = (pid: number) => {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
+    const kb = (name: string) => Number(/\d+/.exec(status.split("\n").find((l) => l.startsWith(name)) ?? "")?.[0] ?? NaN)
+    return { peak: kb("VmHWM:") / 1024, now: kb("VmRSS:") / 1024 }
+  } catch {
+    return { peak: NaN, now: NaN }
+  }
+}
+
+/** CPU ms (user + system, all threads) of process `pid` so far, and of its main thread, from /proc; NaN if unreadable. */
+export const cpuOfPid = (pid: number) => {
+  const ticks = (file: string) => {
+    try {
+      const stat = fs.readFileSync(file, "latin1")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      return (Number(fields[11]) + Number(fields[12])) * 10
+    } catch {
+      return NaN
+    }
+  }
+  return { all: ticks(`/proc/${pid}/stat`), main: ticks(`/proc/${pid}/task/${pid}/stat`) }
+}
+
+/** Resets the peak resident set (VmHWM) of process `pid` to its current size (Linux ≥ 4.0); false if not possible. */
+export const resetPeakRss = (pid: number): boolean => {
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, "5")
+    return true
+  } catch {
+    return false
+  }
+}
