@@ -26,7 +26,13 @@ export const eventJson = (event: LiveEvent): Record<string, unknown> => {
         finished: s.finished,
         ...(s.via === undefined ? {} : { via: s.via }),
         ...(s.result._tag === "Ok"
-          ? { ok: true, entriesReceived: s.result.details.entriesReceived, entriesSent: s.result.details.entriesSent }
+          ? {
+            ok: true,
+            entriesReceived: s.result.details.entriesReceived,
+            entriesSent: s.result.details.entriesSent,
+            ...(s.result.details.bytesReceived === undefined ? {} : { bytesReceived: s.result.details.bytesReceived }),
+            ...(s.result.details.bytesSent === undefined ? {} : { bytesSent: s.result.details.bytesSent })
+          }
           : { ok: false, error: s.result.error })
       }
     }
@@ -54,7 +60,9 @@ export const showEvent = (event: LiveEvent): string => {
       const s = event.event
       const origin = s.origin._tag === "Connect" ? s.origin.reason : "Accept"
       const result = s.result._tag === "Ok"
-        ? `ok received=${s.result.details.entriesReceived} sent=${s.result.details.entriesSent}`
+        ? `ok received=${s.result.details.entriesReceived} sent=${s.result.details.entriesSent}${
+          s.result.details.bytesReceived === undefined ? "" : ` bytes=${s.result.details.bytesReceived}/${s.result.details.bytesSent ?? 0}`
+        }`
         : `failed: ${s.result.error}`
       const via = s.via === undefined ? "" : ` via=${s.via}`
       return `sync-finished peer=${short(s.peer)} origin=${origin}${via} ${result} (${s.finished - s.started} ms)`
