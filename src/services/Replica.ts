@@ -525,10 +525,12 @@ export const make: Effect.Effect<ReplicaService, never, Store.Store | Crypto.Cry
     }))
 
   const hex = toHex
-  const getOpen = (ns: NamespaceId): Effect.Effect<OpenReplica, ReplicaNotOpen> => {
-    const r = replicas.get(hex(ns))
-    return r === undefined ? Effect.fail(new ReplicaNotOpen({ namespace: ns })) : Effect.succeed(r)
-  }
+  /** Suspended: the replica is looked up when the effect runs (an effect built before an open or close is reused). */
+  const getOpen = (ns: NamespaceId): Effect.Effect<OpenReplica, ReplicaNotOpen> =>
+    Effect.suspend(() => {
+      const r = replicas.get(hex(ns))
+      return r === undefined ? Effect.fail(new ReplicaNotOpen({ namespace: ns })) : Effect.succeed(r)
+    })
 
   // -- authors (cached in memory: deriving keys costs more than the signature)
 

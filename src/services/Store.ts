@@ -16,7 +16,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { Chunk, Clock, Context, Effect, Either, Layer, Option, Schema, type Scope, Stream } from "effect"
+import { Chunk, Clock, Context, Effect, Either, Layer, Metric, Option, Schema, type Scope, Stream } from "effect"
 import { blake3, EMPTY_HASH } from "../internal/blake3.js"
 import { compare, concat, equals, latin1, prefixUpperBound, u64FromBytesBE, u64ToBytesBE } from "../internal/bytes.js"
 import { FingerprintTree } from "../internal/fingerprintTree.js"
@@ -35,6 +35,8 @@ export const PEERS_PER_DOC_CACHE_SIZE = 5
 const INDEX_PAGE = 50_000
 /** Rows fetched per page by streaming reads. */
 export const PAGE_SIZE = 512
+/** Rows `getMany` read from SQLite into JS (skipped rows of an offset are not: SQLite steps over them). */
+export const queryRowsRead = Metric.counter("rangedocs_store_query_rows", { incremental: true })
 
 export type PutOutcome =
   | { readonly _tag: "Inserted"; readonly removed: number }
@@ -444,11 +446,24 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient |
     Effect.mapError(fail("listNamespaces"))
   )
 
-  const openReplica = (ns: NamespaceId) =>
+  /**
+   * Opening a namespace without entries (a new document, or one joined but not synced yet) gives it its empty index
+   * at once: its writes then never query for candidates (spec 01 §9) and go out in multi-row INSERTs. A stored
+   * namespace's index is still built only when a session needs it (seconds for a million entries).
+   */
+  const openReplica = (ns: NamespaceId): Effect.Effect<Capability.Capability, StoreError | ReplicaNotFound> =>
     getCapability(ns).pipe(
       Effect.flatMap(Option.match({
-        onNone: () => Effect.fail(new ReplicaNotFound({ namespace: ns })),
-        onSome: (cap) => Effect.sync(() => (open.add(latin1(ns)), cap))
+        onNone: (): Effect.Effect<Capability.Capability, StoreError | ReplicaNotFound> =>
+          Effect.fail(new ReplicaNotFound({ namespace: ns })),
+        onSome: (cap) =>
+          Effect.suspend(() =>
+            indexes.has(latin1(ns))
+              ? Effect.void
+              : Effect.map(exec<{ one: number }>(`SELECT 1 AS one FROM records WHERE ns = ? LIMIT 1`, [ns]), (rows) => {
+                if (rows.length === 0 && !indexes.has(latin1(ns))) indexes.set(latin1(ns), new FingerprintTree())
+              }).pipe(Effect.mapError(fail("openReplica")))
+          ).pipe(Effect.as(cap), Effect.tap(() => Effect.sync(() => open.add(latin1(ns)))))
       }))
     )
 
@@ -769,54 +784,73 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient |
       Effect.mapError(fail("getExact"))
     )
 
+  /**
+   * Offset and limit are SQL's: the first page skips `offset` results inside SQLite (an index walk, no row reaches
+   * JS), the next pages continue after the last row read (keyset) and stop at `limit`. SingleLatestPerKey selects
+   * each key's newest entry in SQL too (a NOT EXISTS probe of the key's group on `records_by_key`), so the offset
+   * counts keys, as the grouped stream does: a page anywhere in a large document reads O(limit) rows into JS.
+   */
   const getMany = (ns: NamespaceId, query: Query): Stream.Stream<SignedEntry, StoreError> => {
     const byKey = query.author === undefined &&
       (query.kind._tag === "SingleLatestPerKey" || query.kind.sortBy === "KeyAuthor")
     const [first, second] = byKey ? ["key", "author"] as const : ["author", "key"] as const
     const desc = query.direction === "Desc"
-    const where: Array<string> = ["ns = ?"]
+    const where: Array<string> = ["r.ns = ?"]
     const params: Array<unknown> = [ns]
     if (query.author !== undefined) {
-      where.push("author = ?")
+      where.push("r.author = ?")
       params.push(query.author)
     }
     if (query.key._tag === "Exact") {
-      where.push("key = ?")
+      where.push("r.key = ?")
       params.push(query.key.key)
     } else if (query.key._tag === "Prefix") {
-      where.push("key >= ?")
+      where.push("r.key >= ?")
       params.push(query.key.prefix)
       const upper = prefixUpperBound(query.key.prefix)
       if (upper !== undefined) {
-        where.push("key < ?")
+        where.push("r.key < ?")
         params.push(upper)
       }
     }
-    const flat = query.kind._tag === "Flat"
-    if (flat && !query.includeEmpty) {
-      where.push("hash != ?")
+    // The newest entry of its key (spec 03 §4): no entry of the same key is newer, or as new and met first in this
+    // order (the grouped stream kept the first of a tie). With an author filter each key has one entry.
+    if (query.kind._tag === "SingleLatestPerKey" && query.author === undefined) {
+      where.push(`NOT EXISTS (SELECT 1 FROM records o INDEXED BY records_by_key WHERE o.ns = r.ns AND o.key = r.key AND o.author != r.author
+        AND (o.ts > r.ts OR (o.ts = r.ts AND o.author ${desc ? ">" : "<"} r.author)))`)
+    }
+    if (!query.includeEmpty) {
+      where.push("r.hash != ?")
       params.push(EMPTY)
     }
-    const base = `SELECT ${ENTRY_COLUMNS} FROM records WHERE ${where.join(" AND ")}`
-    const order = `ORDER BY ${first} ${desc ? "DESC" : "ASC"}, ${second} ${desc ? "DESC" : "ASC"} LIMIT ${PAGE_SIZE}`
-    const page = (cursor: Option.Option<readonly [Uint8Array, Uint8Array]>) =>
-      exec<EntryRow>(
-        Option.isNone(cursor) ? `${base} ${order}` : `${base} AND (${first}, ${second}) ${desc ? "<" : ">"} (?, ?) ${order}`,
-        Option.isNone(cursor) ? params : [...params, cursor.value[0], cursor.value[1]]
-      ).pipe(
+    const columns = ENTRY_COLUMNS.split(", ").map((c) => `r.${c} AS ${c}`).join(", ")
+    const base = `SELECT ${columns} FROM records r WHERE ${where.join(" AND ")}`
+    const dir = desc ? "DESC" : "ASC"
+    const order = `ORDER BY r.${first} ${dir}, r.${second} ${dir} LIMIT ?`
+    type Cursor = { readonly after: readonly [Uint8Array, Uint8Array] | undefined; readonly left: number }
+    const page = (cursor: Cursor) => {
+      const n = Math.min(PAGE_SIZE, cursor.left)
+      const text = cursor.after === undefined
+        ? `${base} ${order}${query.offset > 0 ? " OFFSET ?" : ""}`
+        : `${base} AND (r.${first}, r.${second}) ${desc ? "<" : ">"} (?, ?) ${order}`
+      const args = cursor.after === undefined
+        ? (query.offset > 0 ? [...params, n, query.offset] : [...params, n])
+        : [...params, cursor.after[0], cursor.after[1], n]
+      return exec<EntryRow>(text, args).pipe(
+        Effect.tap((rows) => Metric.incrementBy(queryRowsRead, rows.length)),
         Effect.map((rows) => {
           const last = rows[rows.length - 1]
-          const next = rows.length < PAGE_SIZE || last === undefined
+          const left = cursor.left - rows.length
+          const next: Option.Option<Cursor> = rows.length < n || last === undefined || left <= 0
             ? Option.none()
-            : Option.some(Option.some([last[first], last[second]] as const))
+            : Option.some({ after: [last[first], last[second]] as const, left })
           return [Chunk.unsafeFromArray(rows.map(rowToEntry)), next] as const
         }),
         Effect.mapError(fail("getMany"))
       )
-    const entries = Stream.paginateChunkEffect(Option.none<readonly [Uint8Array, Uint8Array]>(), page)
-    const results = flat ? entries : latestPerKey(entries, query.includeEmpty)
-    const skipped = query.offset > 0 ? Stream.drop(results, query.offset) : results
-    return query.limit !== undefined ? Stream.take(skipped, query.limit) : skipped
+    }
+    const limit = query.limit ?? Number.POSITIVE_INFINITY
+    return limit === 0 ? Stream.empty : Stream.paginateChunkEffect({ after: undefined, left: limit } as Cursor, page)
   }
 
   const count = (ns: NamespaceId) =>
@@ -998,20 +1032,6 @@ export const make: Effect.Effect<StoreService, StoreError, SqlClient.SqlClient |
     getDownloadPolicy
   })
 })
-
-/**
- * Groups a (key, author)-ordered stream by key and keeps the newest entry of each group (timestamp only; the first
- * met wins a tie); drops groups whose newest entry is a tombstone unless `includeEmpty` (spec 03 §4).
- */
-const latestPerKey = <E>(entries: Stream.Stream<SignedEntry, E>, includeEmpty: boolean): Stream.Stream<SignedEntry, E> =>
-  entries.pipe(
-    Stream.groupAdjacentBy((e) => Buffer.from(e.key).toString("latin1")),
-    Stream.filterMap(([, group]) => {
-      let best = Chunk.unsafeHead(group)
-      for (const e of group) if (e.timestamp > best.timestamp) best = e
-      return includeEmpty || !best.isEmpty ? Option.some(best) : Option.none()
-    })
-  )
 
 /** The store on an existing SqlClient. */
 export const layer: Layer.Layer<Store, StoreError, SqlClient.SqlClient> = Layer.scoped(Store, make)

@@ -830,6 +830,26 @@ for (const [storeName, makeLayer] of STORES) {
         assert.strictEqual(cap._tag, "Write")
       }))
 
+      test("opening a namespace without entries gives it its (empty) range index; a stored one waits for a session", Effect.gen(function*() {
+        const { store, put, writeNs, labels } = yield* harness
+        yield* writeNs(nsA)
+        yield* writeNs(nsB)
+        yield* put(entryAt(nsB, a1, "x", 1n))
+        // Neither has an index or a kept summary yet.
+        assert.isTrue(Option.isNone(yield* store.rangeSummary(nsA.id)))
+        yield* store.openReplica(nsA.id)
+        yield* store.openReplica(nsB.id)
+        // The empty one is indexed (its writes need no candidate query); the stored one is not built at open.
+        assert.strictEqual(Option.getOrThrow(yield* store.rangeSummary(nsA.id)).size, 0)
+        assert.isTrue(Option.isNone(yield* store.rangeSummary(nsB.id)))
+        // Writes through the index still follow spec 01 §9 (a stored prefix blocks an older key).
+        yield* put(entryAt(nsA, a1, "a", 5n))
+        assert.strictEqual(yield* put(entryAt(nsA, a1, "ab", 4n)), "NotInserted")
+        assert.strictEqual(yield* put(entryAt(nsA, a1, "ab", 6n)), "Inserted(0)")
+        assert.strictEqual(Option.getOrThrow(yield* store.rangeSummary(nsA.id)).size, 2)
+        assert.deepStrictEqual(yield* labels(nsA.id, Query.all()), ["a@a1", "ab@a1"])
+      }))
+
       test("removeReplica: refused while open, then deletes entries, policy, peers and the namespace", Effect.gen(function*() {
         const { store, put, writeNs, labels } = yield* harness
         yield* writeNs(nsA)
