@@ -18,6 +18,8 @@ export const SHARED = {
   // libp2p 3 needs Promise.withResolvers, which Node 20 lacks (STACK.md). Tests log at RANGEDOCS_LOG_LEVEL
   // (default none: what a test expects it asserts).
   setupFiles: ["./src/internal/polyfill.ts", "./test/utils/quietLogs.ts"],
+  // Names the directory of the run's one CLI bundle, which the CLI test files share (test/cli/harness.ts).
+  globalSetup: ["./test/globalSetup.ts"],
   testTimeout: 60_000,
   hookTimeout: 60_000
 }
