@@ -163,7 +163,14 @@ export const makeHarness = (name: string) => {
   const bundle = async () => {
     // Undefined outside a run with test/globalSetup.ts (another config).
     const shared: string | undefined = inject("cliBundleDir")
-    main = shared === undefined ? await bundleCli({ root: ROOT, outdir: build }) : await sharedBundle(shared)
+    if (shared === undefined) {
+      main = await bundleCli({ root: ROOT, outdir: build })
+      return
+    }
+    main = await sharedBundle(shared)
+    // The file's own directory names the shared bundle too, for tests that find the program there (ReachCli.test).
+    fs.rmSync(build, { recursive: true, force: true })
+    fs.symlinkSync(path.dirname(main), build, "dir")
   }
 
   const tempDir = (what: string) => {
