@@ -19,8 +19,11 @@ const ROOT = path.resolve(import.meta.dirname, "..")
 
 export default function setup(project: TestProject) {
   const dir = path.join(ROOT, "node_modules", ".cache", `rangedocs-bundle-${process.pid}`)
-  project.provide("cliBundleDir", dir)
-  return () => {
+  // A run killed before its teardown leaves its directory; a later run with the same pid must not take that bundle.
+  const remove = () => {
     for (const d of [dir, `${dir}.lock`]) fs.rmSync(d, { recursive: true, force: true })
   }
+  remove()
+  project.provide("cliBundleDir", dir)
+  return remove
 }
