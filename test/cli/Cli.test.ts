@@ -1,7 +1,7 @@
 /**
  * The `rangedocs` CLI end to end, as a user runs it: two `rangedocs start` processes with their own data directories
  * on loopback, driven by client commands run as child processes (no shell). The program is the bundle that
- * `npm run build` makes (`src/cli/bundle.ts`, about 2 s), built into a directory of the test's own; one test runs
+ * `npm run build` makes (`src/cli/bundle.ts`, about 2 s), built once per vitest run (test/cli/harness.ts); one test runs
  * `src/main.ts` through tsx to see which modules a client command loads.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"

@@ -1,7 +1,7 @@
 /**
  * The README's walkthrough ("Two nodes from the command line"), run as written: every command line of its `sh` block
- * goes to bash unchanged, in a fresh directory, with `rangedocs` the program `npm run build` makes (built here into a
- * directory of the test's own). So the README and the CLI cannot drift apart.
+ * goes to bash unchanged, in a fresh directory, with `rangedocs` the program `npm run build` makes (the run's bundle,
+ * test/cli/harness.ts). So the README and the CLI cannot drift apart.
  *
  * - `… start …` and `… watch …` run in the background (their own terminals in the README), until the end.
  * - `NAME=$(command)` runs the command and keeps its output for the lines after it, as the shell would.

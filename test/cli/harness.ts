@@ -1,14 +1,16 @@
 /**
  * Running the `rangedocs` CLI as child processes (no shell) for end-to-end tests. The program is the bundle that
- * `npm run build` makes (`src/cli/bundle.ts`, about 2 s), built once per test file into a directory of its own inside
- * the repository (so the bundle resolves node_modules); a command can also run `src/main.ts` through tsx. Every child
- * and temp directory is tracked and removed by `cleanup`.
+ * `npm run build` makes (`src/cli/bundle.ts`, about 2 s), built once per vitest run into a directory inside the
+ * repository (so the bundle resolves node_modules) that test/globalSetup.ts names, and shared by every file of the run
+ * (outside such a run, once per file into a directory of its own); a command can also run `src/main.ts` through tsx.
+ * Every child and temp directory is tracked and removed by `cleanup`.
  */
 import { assert } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { inject } from "vitest"
 import { bundleCli } from "../../src/cli/bundle.js"
 
 export const ROOT = path.resolve(import.meta.dirname, "..", "..")
@@ -121,6 +123,37 @@ export const eventually = async <A>(f: () => Promise<A | undefined>, what: strin
   }
 }
 
+/**
+ * The run's shared bundle in `dir` (see test/globalSetup.ts): the first file to ask builds it, holding `dir.lock` (an
+ * atomic mkdir) and writing the program's path into it when done; the others wait for that path. A failed build
+ * releases the lock and fails that file; the files waiting then fail too, each with the reason.
+ */
+const sharedBundle = async (dir: string): Promise<string> => {
+  const lock = `${dir}.lock`
+  const done = path.join(lock, "main")
+  try {
+    fs.mkdirSync(lock)
+  } catch (e) {
+    if (!(e instanceof Error && "code" in e && e.code === "EEXIST")) throw e
+    const deadline = Date.now() + 120_000
+    for (;;) {
+      if (fs.existsSync(done)) return fs.readFileSync(done, "utf8")
+      if (!fs.existsSync(lock)) throw new Error(`the shared CLI bundle in ${dir} failed to build (see the file that built it)`)
+      if (Date.now() > deadline) throw new Error(`timed out waiting for the shared CLI bundle in ${dir}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+  try {
+    const main = await bundleCli({ root: ROOT, outdir: dir })
+    fs.writeFileSync(`${done}.tmp`, main)
+    fs.renameSync(`${done}.tmp`, done)
+    return main
+  } catch (e) {
+    fs.rmSync(lock, { recursive: true, force: true })
+    throw e
+  }
+}
+
 export const makeHarness = (name: string) => {
   const build = path.join(ROOT, "node_modules", ".cache", `rangedocs-${name}-test-${process.pid}`)
   let main = path.join(build, "main.js")
@@ -128,7 +161,16 @@ export const makeHarness = (name: string) => {
   const tempDirs: Array<string> = []
 
   const bundle = async () => {
-    main = await bundleCli({ root: ROOT, outdir: build })
+    // Undefined outside a run with test/globalSetup.ts (another config).
+    const shared: string | undefined = inject("cliBundleDir")
+    if (shared === undefined) {
+      main = await bundleCli({ root: ROOT, outdir: build })
+      return
+    }
+    main = await sharedBundle(shared)
+    // The file's own directory names the shared bundle too, for tests that find the program there (ReachCli.test).
+    fs.rmSync(build, { recursive: true, force: true })
+    fs.symlinkSync(path.dirname(main), build, "dir")
   }
 
   const tempDir = (what: string) => {

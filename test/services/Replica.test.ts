@@ -813,7 +813,13 @@ for (const combo of COMBOS) {
           const { replica, ns, put } = yield* harness()
           yield* replica.open(ns)
           const pull = yield* replica.subscribePull(ns)
-          for (let i = 0; i < Replica.EVENT_CAPACITY; i++) yield* put(`k${i}`)
+          // Concurrent writes (a group commit each batch, not a transaction per entry): only the count matters here.
+          const fill = (prefix: string) =>
+            Effect.forEach(Array.from({ length: Replica.EVENT_CAPACITY }, (_, i) => `${prefix}${i}`), (k) => put(k), {
+              concurrency: 64,
+              discard: true
+            })
+          yield* fill("k")
           // The next event has no room: its insert waits until the subscriber reads.
           const blocked = yield* Effect.fork(put("over"))
           yield* TestServices.provideLive(Effect.sleep("100 millis"))
@@ -822,7 +828,7 @@ for (const combo of COMBOS) {
           yield* Fiber.join(blocked)
           assert.deepStrictEqual((yield* pull).map(eventLabel), ["Local over"])
           // Full again, then closed: the close goes through and the subscription ends without its backlog.
-          for (let i = 0; i < Replica.EVENT_CAPACITY; i++) yield* put(`j${i}`)
+          yield* fill("j")
           assert.isFalse(yield* replica.close(ns))
           assert.isTrue(yield* replica.close(ns))
           assert.strictEqual((yield* Effect.flip(pull))._tag, "NoSuchElementException")
