@@ -36,7 +36,10 @@ export const bundleCli = async (options: BundleOptions): Promise<string> => {
     outdir: options.outdir,
     chunkNames: "chunks/[name]-[hash]",
     external: [...EXTERNAL],
-    alias: Object.fromEntries(NO_CONFIG_FILES.map((name) => [name, "./src/cli/noConfigFiles.ts"])),
+    alias: {
+      ...Object.fromEntries(NO_CONFIG_FILES.map((name) => [name, "./src/cli/noConfigFiles.ts"])),
+      "msgpackr-extract": "./src/cli/noNativeMsgpack.ts"
+    },
     // Bundled CommonJS packages call require(), which an ES module lacks.
     banner: {
       js: "import { createRequire as __rangedocsRequire } from 'node:module'; const require = __rangedocsRequire(import.meta.url);"

@@ -16,12 +16,7 @@ import { eventually, makeHarness, ROOT } from "../cli/harness.js"
 
 const NAME = "reach"
 const h = makeHarness(NAME)
-/**
- * The harness's bundle (see makeHarness; main.mjs or main.js as the harness names it): `start` is spawned here with
- * the reach flags, which the harness's startNode does not take.
- */
-const BUILD = path.join(ROOT, "node_modules", ".cache", `rangedocs-${NAME}-test-${process.pid}`)
-const main = () => ["main.mjs", "main.js"].map((f) => path.join(BUILD, f)).find((f) => fs.existsSync(f)) ?? "main.js"
+const main = () => h.main()
 
 interface Started {
   readonly child: ChildProcess
