@@ -242,14 +242,17 @@ export const COUNTERS = [
 ] as const
 export type CounterName = (typeof COUNTERS)[number]
 
-/** Read from the engine's core: what its bounds dropped, and how full they are now. */
+/** Read from the engine's core (and Gossip's inbound bound): what its bounds dropped, and how full they are now. */
 export const GAUGES = [
   "live_peers_evicted",
   "live_peers_refused",
   "wanted_overflow",
   "providers_dropped",
   "downloads_in_flight",
-  "wanted_in_memory"
+  "wanted_in_memory",
+  // Gossip's inbound bound (Gossip/gossipsubAdapter.ts): pauses of a peer's stream, most bytes held from one peer.
+  "gossip_inbound_paused",
+  "gossip_inbound_peak_bytes"
 ] as const
 export type GaugeName = (typeof GAUGES)[number]
 
@@ -1390,7 +1393,9 @@ export const make = (config: LiveSyncConfig = {}) =>
     }
 
     /** Bounds of the core, read from it (what was dropped is counted, never silent). */
-    const coreGauges = Effect.sync((): Record<GaugeName, number> => ({
+    const coreGauges = Effect.map(gossip.stats, (gossipStats): Record<GaugeName, number> => ({
+      gossip_inbound_paused: gossipStats.inboundPaused,
+      gossip_inbound_peak_bytes: gossipStats.inboundPeakBytes,
       live_peers_evicted: states.evicted,
       live_peers_refused: states.refused,
       wanted_overflow: content.overflow,
