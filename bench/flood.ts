@@ -142,7 +142,15 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
       if (stats._tag === "Some") {
         stored = stats.value["new_entries_remote"] ?? 0
         intake = Object.fromEntries(
-          ["gossip_put_received", "gossip_put_dropped", "gossip_events_lagged", "gossip_ops_dropped", "sync_entries_received"]
+          [
+            "gossip_put_received",
+            "gossip_put_dropped",
+            "gossip_events_lagged",
+            "gossip_ops_dropped",
+            "sync_entries_received",
+            "gossip_inbound_paused",
+            "gossip_inbound_peak_bytes"
+          ]
             .map((name) => [name, stats.value[name] ?? 0])
         )
       }
