@@ -117,21 +117,23 @@ export const makePacer = (): TopicValidatorFn => {
 }
 
 /**
- * Unbounded inbound stream. gossipsub reads a peer's stream with `for await` (`InboundStream` → `pipePeerReadStream`),
- * and a libp2p 3 stream's async iterator has no backpressure: it copies every `message` event into an unbounded
- * pushable, and yamux grants the sender new credit as soon as a frame has been handed to that event — whether or not
- * gossipsub has read it (`handleData` → `sendWindowUpdate`). The pacing above makes gossipsub read slowly, so a
- * flooding peer's whole burst waited in the pushable: under the flood bench the sender was done in ~5 s while the
- * node held its 10k Puts for a minute (peak RSS 475 MB). Upstream: `AbstractMessageStream[Symbol.asyncIterator]`
- * (@libp2p/utils 7.4, src/abstract-message-stream.ts), `InboundStream` (@libp2p/gossipsub 17, src/stream.ts),
- * `YamuxStream.handleData` (@chainsafe/libp2p-yamux 8, src/stream.ts).
+ * Unbounded inbound stream. gossipsub reads a peer's stream through `pipe` (`InboundStream` → `pipePeerReadStream`),
+ * which turns a libp2p 3 stream into a source with `messageStreamToDuplex`: every `message` event is copied into an
+ * unbounded pushable, and yamux grants the sender new credit as soon as a frame has been dispatched to that event,
+ * whether or not gossipsub has read it (`handleData` → `sendWindowUpdate`). The pacing above makes gossipsub read
+ * slowly, so a flooding peer's whole burst waited in the pushable: under the flood bench the sender was done in ~5 s
+ * while the node held its 10k Puts for a minute (peak RSS 475 MB). Upstream: `pipe` / `messageStreamToDuplex`
+ * (@libp2p/utils 7.4, src/stream-utils.ts), `InboundStream` (@libp2p/gossipsub 17, src/stream.ts),
+ * `YamuxStream.handleData` / `sendWindowUpdate` (@chainsafe/libp2p-yamux 8, src/stream.ts).
  *
- * The bound: each inbound gossipsub stream gets an iterator of its own that pauses the stream (yamux stops granting
- * credit) while more than {@link INBOUND_HIGH_WATER} bytes are read and not yet taken by gossipsub, and resumes it
- * once gossipsub took them; and its yamux window is kept at yamux's initial {@link INBOUND_WINDOW} (yamux grows a busy
- * stream's window up to the muxer's 16 MiB, all of which a paused sender may still use). So a peer's gossip held by
- * this node is at most INBOUND_HIGH_WATER + 2 × INBOUND_WINDOW bytes (what was read, what arrived on credit
- * while paused, one dispatch of it) plus the RPC gossipsub is handling; the rest waits at the sender.
+ * The bound: gossipsub gets, instead of each inbound stream, a source over it (not an event target, so `pipe`
+ * iterates it) that pauses the stream (yamux stops granting credit) while more than {@link INBOUND_HIGH_WATER} bytes
+ * were read and not yet taken by gossipsub, and resumes it once gossipsub took them; and the stream's yamux window is
+ * kept at yamux's initial {@link INBOUND_WINDOW} (yamux grows a busy stream's window up to the muxer's 16 MiB, all of
+ * which a paused sender may still use). So a peer's gossip held by this node is at most INBOUND_HIGH_WATER +
+ * 2 × INBOUND_WINDOW bytes (what was read, what arrived on credit while paused, one dispatch of it) plus the RPC
+ * gossipsub is handling; the rest waits at the sender. The canary (test/services/GossipsubAdapter.test.ts) shows a
+ * bare router letting a sender empty its whole buffer into a receiver that handles nothing.
  */
 export const INBOUND_HIGH_WATER = 64 * 1024
 /** yamux's initial (and smallest) stream window; the sender's credit on a gossipsub stream never exceeds it. */
