@@ -5,9 +5,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { TopicValidatorResult } from "@libp2p/gossipsub"
+import * as fc from "fast-check"
 import { Context, Effect, Layer, Schedule, type Scope } from "effect"
 import { nodeIdEquals, peerIdFromNodeId } from "../../src/schema/NodeAddr.js"
 import {
+  boundedIterator,
   boundInbound,
   INBOUND_HIGH_WATER,
   INBOUND_WINDOW,
@@ -192,4 +194,94 @@ describe("gossipsub adapter canaries", () => {
       assert.strictEqual(unsent(), 0)
       assert.isAtMost(counters.peakBytes, bound)
     }), 30_000)
+
+  /**
+   * A stream as libp2p 3 delivers it: data arrives as `message` events while readable, is held while paused, and is
+   * dispatched in one event by `resume()` (synchronously, before it returns).
+   */
+  class FakeStream extends EventTarget {
+    readStatus = "readable"
+    status = "open"
+    held: Array<Uint8Array> = []
+    dispatched = 0
+    arrive(bytes: Uint8Array) {
+      if (this.readStatus === "paused") this.held.push(bytes)
+      else this.deliver(bytes)
+    }
+    deliver(bytes: Uint8Array) {
+      this.dispatched += bytes.byteLength
+      this.dispatchEvent(Object.assign(new Event("message"), { data: bytes }))
+    }
+    pause() {
+      this.readStatus = "paused"
+    }
+    resume() {
+      this.readStatus = "readable"
+      const held = this.held
+      this.held = []
+      if (held.length > 0) {
+        const all = new Uint8Array(held.reduce((n, b) => n + b.byteLength, 0))
+        let at = 0
+        for (const b of held) {
+          all.set(b, at)
+          at += b.byteLength
+        }
+        this.deliver(all)
+      }
+    }
+    close() {
+      return Promise.resolve()
+    }
+    abort() {}
+    end() {
+      this.dispatchEvent(new Event("end"))
+    }
+  }
+
+  it.effect("property: the bounded iterator pauses whenever more than its high-water mark waits, resumes when taken, delivers every byte in order", () =>
+    Effect.promise(() =>
+      fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.oneof(fc.integer({ min: 1, max: 300 }), fc.constant(0)), { maxLength: 200 }),
+          async (ops) => {
+            const HIGH = 256
+            const stream = new FakeStream()
+            const counters: InboundCounters = { paused: 0, peakBytes: 0 }
+            const iterator = boundedIterator(stream, HIGH, counters)
+            const sent: Array<number> = []
+            const got: Array<number> = []
+            let taken = 0
+            const take = async () => {
+              const next = await iterator.next()
+              if (next.done === true || !(next.value instanceof Uint8Array)) return
+              taken += next.value.byteLength
+              for (const b of next.value) got.push(b)
+            }
+            for (const op of ops) {
+              // 0: the consumer takes a chunk if one waits; n: n bytes arrive.
+              if (op === 0) {
+                if (stream.dispatched > taken) await take()
+              } else {
+                const bytes = Uint8Array.from({ length: op }, (_, i) => (sent.length + i) % 251)
+                for (const b of bytes) sent.push(b)
+                stream.arrive(bytes)
+              }
+              const waiting = stream.dispatched - taken
+              if (waiting > HIGH) assert.strictEqual(stream.readStatus, "paused", `${waiting} bytes wait unpaused`)
+              if (stream.readStatus === "paused") assert.isAbove(waiting, HIGH / 2, "paused with little waiting")
+            }
+            // The consumer catches up: the stream is resumed and every byte came, in order.
+            while (stream.dispatched > taken || stream.held.length > 0) {
+              if (stream.dispatched === taken) assert.fail("paused with nothing for the consumer to take")
+              await take()
+            }
+            assert.strictEqual(stream.readStatus, "readable")
+            stream.end()
+            assert.isTrue((await iterator.next()).done)
+            assert.deepStrictEqual(got, sent)
+          }
+        ),
+        { numRuns: 200 }
+      )
+    ))
 })

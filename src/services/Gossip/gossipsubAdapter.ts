@@ -148,7 +148,7 @@ export interface InboundCounters {
 }
 
 /** The parts of a libp2p 3 stream the bounded iterator uses (an `AbstractMessageStream`). */
-interface ReadableStream {
+export interface ReadableStream {
   readonly readStatus: string
   readonly status: string
   pause(): void
@@ -159,7 +159,7 @@ interface ReadableStream {
   removeEventListener(type: string, listener: (event: Event) => void): void
 }
 
-interface Chunk {
+export interface Chunk {
   readonly byteLength: number
 }
 
@@ -172,7 +172,7 @@ const isChunk = (data: unknown): data is Chunk =>
  * undone at the yamux level (see Network.reader), so it waits until `resume()` returned. Ends as libp2p's own
  * iterator does: at the end of the readable side, and with the error of a close that has one.
  */
-const boundedIterator = (
+export const boundedIterator = (
   stream: ReadableStream,
   highWaterMark: number,
   counters: InboundCounters
@@ -234,8 +234,13 @@ const boundedIterator = (
       if (head < queue.length) {
         const value = queue[head]!
         queue[head++] = undefined
+        // Taken slots are dropped once they are most of the array (a consumer that never quite catches up would
+        // otherwise grow it, while the bytes it holds stay bounded).
         if (head === queue.length) {
           queue = []
+          head = 0
+        } else if (head >= 1024 && head * 2 >= queue.length) {
+          queue = queue.slice(head)
           head = 0
         }
         buffered -= value.byteLength
