@@ -149,7 +149,9 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
             "gossip_ops_dropped",
             "sync_entries_received",
             "gossip_inbound_paused",
-            "gossip_inbound_peak_bytes"
+            "gossip_inbound_peak_bytes",
+            "inbox_replica_waits",
+            "inbox_replica_queued"
           ]
             .map((name) => [name, stats.value[name] ?? 0])
         )

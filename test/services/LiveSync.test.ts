@@ -650,6 +650,7 @@ describe("LiveSync", () => {
         samples++
         expect(stats["downloads_in_flight"]).toBeLessThanOrEqual(bounds.maxInFlight)
         expect(stats["wanted_in_memory"]).toBeLessThanOrEqual(bounds.maxWanted)
+        expect(stats["inbox_replica_queued"]).toBeLessThanOrEqual(LiveSync.INBOX_REPLICA_MAX)
         yield* Effect.sleep("50 millis")
       })))
       const sent = yield* flood(hostile, doc.id, entries, 64)
