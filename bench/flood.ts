@@ -62,16 +62,20 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
       (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
     )
     const data = ["--data-dir", dir, "--json"]
+    // Extra node flags for the node under test (`--node-args="--heap-prof --import ./x.mjs"`), and a file for its stderr.
+    const nodeArgs = (flags.get("node-args") ?? "").split(" ").filter((a) => a !== "")
+    const nodeLog = flags.get("node-log")
 
     const node = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        spawn(process.execPath, [...process.execArgv, MAIN, "start", ...data, "--listen", "/ip4/127.0.0.1/tcp/0"], {
+        spawn(process.execPath, [...process.execArgv, ...nodeArgs, MAIN, "start", ...data, "--listen", "/ip4/127.0.0.1/tcp/0"], {
           stdio: ["ignore", "pipe", "pipe"]
         })
       ),
       (child) => Effect.sync(() => child.kill("SIGKILL"))
     )
-    node.stderr!.resume()
+    if (nodeLog === undefined) node.stderr!.resume()
+    else node.stderr!.pipe(fs.createWriteStream(nodeLog))
     yield* Effect.async<void>((resume) => {
       let out = ""
       node.stdout!.setEncoding("utf8").on("data", (c: string) => {
@@ -138,7 +142,17 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
       if (stats._tag === "Some") {
         stored = stats.value["new_entries_remote"] ?? 0
         intake = Object.fromEntries(
-          ["gossip_put_received", "gossip_put_dropped", "gossip_events_lagged", "gossip_ops_dropped", "sync_entries_received"]
+          [
+            "gossip_put_received",
+            "gossip_put_dropped",
+            "gossip_events_lagged",
+            "gossip_ops_dropped",
+            "sync_entries_received",
+            "gossip_inbound_paused",
+            "gossip_inbound_peak_bytes",
+            "inbox_replica_waits",
+            "inbox_replica_queued"
+          ]
             .map((name) => [name, stats.value[name] ?? 0])
         )
       }

@@ -41,7 +41,7 @@ import { trusted } from "../internal/trusted.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
 import { NodeAddr, type NodeId, nodeIdEquals, nodeIdFromPeerId } from "../schema/NodeAddr.js"
 import { decodeOp, type GossipEvent, NeighborDown, NeighborUp, type Op, OpFromBytes, Put, Received } from "../schema/Op.js"
-import { makePacer, makeStreamRepair } from "./Gossip/gossipsubAdapter.js"
+import { boundInbound, type InboundCounters, makePacer, makeStreamRepair } from "./Gossip/gossipsubAdapter.js"
 import * as Network from "./Network.js"
 import { GossipRouter } from "./Network/router.js"
 import { makeRemoteWarnings } from "./Network/warnings.js"
@@ -87,6 +87,16 @@ export interface GossipStats {
   readonly publishFailed: number
   /** Outbound gossipsub streams reopened to a connected peer after gossipsub lost its own (see `make`). */
   readonly streamsRepaired: number
+  /**
+   * Times a peer's gossipsub stream was paused because gossipsub had not taken what was read from it: the peer's
+   * further messages wait at the sender (Gossip/gossipsubAdapter.ts `boundInbound`).
+   */
+  readonly inboundPaused: number
+  /**
+   * Most bytes read from one peer's gossipsub stream and not yet taken by gossipsub, since start; bounded by
+   * `INBOUND_HIGH_WATER` plus the stream's window (Gossip/gossipsubAdapter.ts).
+   */
+  readonly inboundPeakBytes: number
 }
 
 /**
@@ -282,6 +292,12 @@ export const make = (
     const dials = yield* FiberSet.make<void, never>()
     // Lets the event loop turn while gossipsub works through a backlog (./Gossip/gossipsubAdapter.ts).
     const pacer = makePacer()
+    // And that backlog waits at the sender, not here: a peer's inbound stream is paused while gossipsub lags (ibid.).
+    const inbound: InboundCounters = { paused: 0, peakBytes: 0 }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => boundInbound(pubsub, inbound)),
+      (undo) => Effect.sync(() => undo?.())
+    )
 
     const stateOf = (namespace: NamespaceId): TopicState => {
       const topic = topicOf(namespace)
@@ -561,7 +577,11 @@ export const make = (
         if (state.adopted.size < MAX_ADOPTED) state.adopted.set(connection.remotePeer.toString(), peer)
       })
 
-    const stats = Effect.sync((): GossipStats => ({ ...counts }))
+    const stats = Effect.sync((): GossipStats => ({
+      ...counts,
+      inboundPaused: inbound.paused,
+      inboundPeakBytes: inbound.peakBytes
+    }))
 
     return Gossip.of({
       maxMessageSize,

@@ -116,6 +116,15 @@ export const DEFAULT_GOSSIP_INTAKE = 1024
 export const INBOX_GOSSIP_MAX = 4096
 
 /**
+ * Remote inserts whose content is wanted (Replica commands) the engine's inbox holds at most; at this many the
+ * documents' insert-event fibers wait until the actor handled half of them (counted in `inbox_replica_waits`). The wait
+ * reaches the replica (its bounded subscription fills) and so the inserts and the peers behind them. Without it a
+ * flood of entries whose content is missing (finding 4) queued one command per entry: the flood bench's heap held
+ * ~9k of them at its end.
+ */
+export const INBOX_REPLICA_MAX = 1024
+
+/**
  * After a neighbor of a live document goes away (its connection dropped, e.g. libp2p's connection monitor aborts a
  * connection whose ping timed out under load), it is dialed again after this pause, doubling (jittered) per attempt,
  * until it is a neighbor again or {@link REDIAL_ATTEMPTS} dials were made; the sync on NeighborUp then fetches what
@@ -231,6 +240,8 @@ export const COUNTERS = [
   "gossip_events_lagged",
   "gossip_ops_dropped",
   "gossip_lag_resyncs", // syncs asked for by the above (one per node and drain; one runs per pair)
+  // Times a document's insert-event fiber waited for room in the inbox (INBOX_REPLICA_MAX Replica commands queued).
+  "inbox_replica_waits",
   "actor_tick_main",
   // The engine's loop ticks by source (spec 05 §14 names; our one inbox carries every source).
   "doc_live_tick_main",
@@ -242,14 +253,19 @@ export const COUNTERS = [
 ] as const
 export type CounterName = (typeof COUNTERS)[number]
 
-/** Read from the engine's core: what its bounds dropped, and how full they are now. */
+/** Read from the engine's core (and Gossip's inbound bound): what its bounds dropped, and how full they are now. */
 export const GAUGES = [
   "live_peers_evicted",
   "live_peers_refused",
   "wanted_overflow",
   "providers_dropped",
   "downloads_in_flight",
-  "wanted_in_memory"
+  "wanted_in_memory",
+  // Gossip's inbound bound (Gossip/gossipsubAdapter.ts): pauses of a peer's stream, most bytes held from one peer.
+  "gossip_inbound_paused",
+  "gossip_inbound_peak_bytes",
+  // Replica commands (remote inserts whose content is wanted) in the inbox now, at most INBOX_REPLICA_MAX.
+  "inbox_replica_queued"
 ] as const
 export type GaugeName = (typeof GAUGES)[number]
 
@@ -406,6 +422,26 @@ export const make = (config: LiveSyncConfig = {}) =>
     const post = (command: Command) => inbox.offer(command)
     const inboxGossipMax = config.inboxGossipMax ?? INBOX_GOSSIP_MAX
     const inboxFull = () => Option.getOrElse(inbox.unsafeSize(), () => 0) >= inboxGossipMax
+    /** Replica commands in the inbox, and the latch insert-event fibers wait on at INBOX_REPLICA_MAX of them. */
+    let replicaQueued = 0
+    const replicaRoom = yield* Effect.makeLatch(true)
+    const postReplica = (ns: NamespaceId, event: RemoteInsert): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (replicaQueued < INBOX_REPLICA_MAX) {
+          replicaQueued++
+          return post({ _tag: "Replica", ns, event })
+        }
+        replicaRoom.unsafeClose()
+        return count("inbox_replica_waits").pipe(
+          Effect.zipRight(replicaRoom.await),
+          Effect.zipRight(Effect.suspend(() => postReplica(ns, event)))
+        )
+      })
+    /** The actor took a Replica command: once half of the bound is free the waiting fibers go on. */
+    const replicaTaken = () => {
+      replicaQueued--
+      if (replicaQueued <= INBOX_REPLICA_MAX / 2) replicaRoom.unsafeOpen()
+    }
     const downloads = yield* FiberMap.make<string>()
     const downloadRetries = yield* FiberMap.make<string>()
     /**
@@ -772,7 +808,7 @@ export const make = (config: LiveSyncConfig = {}) =>
           const hash = event.entry.contentHash
           const status = !event.shouldDownload || isEmptyHash(hash) ? "Complete" : yield* contentStatus(hash)
           if (status === "Complete") yield* count("doc_live_tick_replica_event")
-          else yield* post({ _tag: "Replica", ns, event })
+          else yield* postReplica(ns, event)
         }
         yield* SubscriptionRef.update(doc.handled, (n) => n + events.length)
       })
@@ -1239,6 +1275,7 @@ export const make = (config: LiveSyncConfig = {}) =>
           })
         }
         case "Replica":
+          replicaTaken()
           return onRemoteInsert(command.ns, command.event)
         case "Connected": {
           const { exit } = command
@@ -1390,7 +1427,10 @@ export const make = (config: LiveSyncConfig = {}) =>
     }
 
     /** Bounds of the core, read from it (what was dropped is counted, never silent). */
-    const coreGauges = Effect.sync((): Record<GaugeName, number> => ({
+    const coreGauges = Effect.map(gossip.stats, (gossipStats): Record<GaugeName, number> => ({
+      gossip_inbound_paused: gossipStats.inboundPaused,
+      gossip_inbound_peak_bytes: gossipStats.inboundPeakBytes,
+      inbox_replica_queued: replicaQueued,
       live_peers_evicted: states.evicted,
       live_peers_refused: states.refused,
       wanted_overflow: content.overflow,

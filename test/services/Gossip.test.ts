@@ -345,7 +345,9 @@ describe("Gossip", () => {
         published: 2,
         skippedOversize: 1,
         publishFailed: 0,
-        streamsRepaired: 0
+        streamsRepaired: 0,
+        inboundPaused: 0,
+        inboundPeakBytes: 0
       })
       assert.strictEqual(Gossip.DEFAULT_MAX_MESSAGE_SIZE, 65536)
     }))

@@ -4,9 +4,17 @@
  * gone, delete its workaround and the canary; if only the internals moved, adapt the adapter.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Schedule } from "effect"
+import { TopicValidatorResult } from "@libp2p/gossipsub"
+import * as fc from "fast-check"
+import { Context, Effect, Layer, Schedule, type Scope } from "effect"
 import { nodeIdEquals, peerIdFromNodeId } from "../../src/schema/NodeAddr.js"
 import {
+  boundedIterator,
+  boundInbound,
+  INBOUND_HIGH_WATER,
+  INBOUND_WINDOW,
+  type InboundCounters,
+  inboundBoundSupported,
   makePacer,
   makeStreamRepair,
   MESSAGES_PER_TURN,
@@ -14,7 +22,7 @@ import {
   repairSupported
 } from "../../src/services/Gossip/gossipsubAdapter.js"
 import * as Network from "../../src/services/Network.js"
-import { GossipRouter } from "../../src/services/Network/router.js"
+import { GossipRouter, type GossipRouterService } from "../../src/services/Network/router.js"
 
 const TOPIC = "rangedocs-test/canary"
 
@@ -30,10 +38,14 @@ const eventually = (check: Effect.Effect<boolean>, what: string) =>
     Effect.orElse(() => Effect.sync(() => assert.fail(`not reached within 5 s: ${what}`)))
   )
 
-/** A and B subscribed to TOPIC and connected; returns a counter of B's deliveries and A's publish. */
-const pair = Effect.gen(function*() {
+/**
+ * A and B subscribed to TOPIC and connected; returns a counter of B's deliveries and A's publish. `beforeDial` runs on
+ * B's router before the two connect (B's inbound stream from A is opened on connect).
+ */
+const pair = (beforeDial: (b: GossipRouterService) => Effect.Effect<void, never, Scope.Scope> = () => Effect.void) => Effect.gen(function*() {
   const a = yield* startRouter
   const b = yield* startRouter
+  yield* beforeDial(b.router)
   let delivered = 0
   const onMessage = () => void delivered++
   yield* Effect.acquireRelease(
@@ -62,7 +74,7 @@ describe("gossipsub adapter canaries", () => {
 
   it.scopedLive("canary: gossipsub never reopens a lost outbound stream while the peer stays connected", () =>
     Effect.gen(function*() {
-      const { a, b, delivered, peerB, publish } = yield* pair
+      const { a, b, delivered, peerB, publish } = yield* pair()
       yield* publish
       yield* eventually(Effect.sync(() => delivered() === 1), "the first message arrives")
       outboundStream(a.router.pubsub, peerB)!.rawStream.abort(new Error("test: stream lost"))
@@ -79,7 +91,7 @@ describe("gossipsub adapter canaries", () => {
 
   it.scopedLive("the repair reopens the lost stream and messages flow again", () =>
     Effect.gen(function*() {
-      const { a, delivered, peerB, publish } = yield* pair
+      const { a, delivered, peerB, publish } = yield* pair()
       const repair = makeStreamRepair(a.router)!
       outboundStream(a.router.pubsub, peerB)!.rawStream.abort(new Error("test: stream lost"))
       yield* eventually(Effect.sync(() => outboundStream(a.router.pubsub, peerB) === undefined), "stream dropped")
@@ -100,7 +112,7 @@ describe("gossipsub adapter canaries", () => {
    */
   const burst = (paced: boolean) =>
     Effect.gen(function*() {
-      const { a, b, delivered } = yield* pair
+      const { a, b, delivered } = yield* pair()
       if (paced) b.router.pubsub.topicValidators.set(TOPIC, makePacer())
       const BURST = 2000
       let most = 0
@@ -132,4 +144,144 @@ describe("gossipsub adapter canaries", () => {
       const most = yield* burst(true)
       assert.isAtMost(most, MESSAGES_PER_TURN)
     }), 30_000)
+
+  /**
+   * B's gossipsub is stuck on A's first message (its topic validator waits for a gate; gossipsub awaits each RPC and
+   * message, as Network configures it) while A publishes FLOOD messages of 1 KiB. Returns what A still holds unsent
+   * once B's side settled, B's inbound counters, and the gate.
+   */
+  const FLOOD = 2000
+  const FLOOD_BYTES = FLOOD * 1024
+  const stuckReceiver = (bounded: boolean) =>
+    Effect.gen(function*() {
+      const counters: InboundCounters = { paused: 0, peakBytes: 0 }
+      let open: () => void = () => {}
+      const gate = new Promise<void>((resolve) => (open = resolve))
+      const { a, b, delivered, peerB } = yield* pair((router) =>
+        Effect.gen(function*() {
+          router.pubsub.topicValidators.set(TOPIC, () => gate.then(() => TopicValidatorResult.Accept))
+          if (bounded) {
+            yield* Effect.acquireRelease(Effect.sync(() => boundInbound(router.pubsub, counters)), (undo) => Effect.sync(() => undo?.()))
+          }
+        })
+      )
+      yield* Effect.addFinalizer(() => Effect.sync(() => open()))
+      for (let i = 0; i < FLOOD; i++) yield* Effect.promise(() => a.router.pubsub.publish(TOPIC, new Uint8Array(1024).fill(i % 256)))
+      const unsent = () => outboundStream(a.router.pubsub, peerB)?.rawStream.writeBufferLength ?? NaN
+      return { b, counters, delivered, open, unsent }
+    })
+
+  it.scopedLive("canary: gossipsub reads a peer's stream ahead of its handler without bound (the sender is never held)", () =>
+    Effect.gen(function*() {
+      assert.isTrue(inboundBoundSupported((yield* startRouter).router.pubsub))
+      const { delivered, unsent } = yield* stuckReceiver(false)
+      // Everything left A although B handled (at most) one message: B holds the rest, ~2 MB, in the stream's queue.
+      yield* eventually(Effect.sync(() => unsent() === 0), "A sent the whole flood: the quirk is gone if not")
+      assert.isAtMost(delivered(), 1)
+    }), 30_000)
+
+  it.scopedLive("the inbound bound: a peer's flood waits at the sender while gossipsub lags, and all of it arrives", () =>
+    Effect.gen(function*() {
+      const { counters, delivered, open, unsent } = yield* stuckReceiver(true)
+      yield* eventually(Effect.sync(() => counters.paused >= 1), "B paused A's stream")
+      // Let what was in flight arrive, then: B holds at most its bound, the rest waits at A.
+      yield* Effect.sleep("500 millis")
+      const bound = INBOUND_HIGH_WATER + 2 * INBOUND_WINDOW
+      assert.isAtMost(counters.peakBytes, bound)
+      assert.isAtLeast(unsent(), FLOOD_BYTES - bound - 64 * 1024)
+      open()
+      yield* eventually(Effect.sync(() => delivered() === FLOOD), "every message arrives once B catches up")
+      assert.strictEqual(unsent(), 0)
+      assert.isAtMost(counters.peakBytes, bound)
+    }), 30_000)
+
+  /**
+   * A stream as libp2p 3 delivers it: data arrives as `message` events while readable, is held while paused, and is
+   * dispatched in one event by `resume()` (synchronously, before it returns).
+   */
+  class FakeStream extends EventTarget {
+    readStatus = "readable"
+    status = "open"
+    held: Array<Uint8Array> = []
+    dispatched = 0
+    arrive(bytes: Uint8Array) {
+      if (this.readStatus === "paused") this.held.push(bytes)
+      else this.deliver(bytes)
+    }
+    deliver(bytes: Uint8Array) {
+      this.dispatched += bytes.byteLength
+      this.dispatchEvent(Object.assign(new Event("message"), { data: bytes }))
+    }
+    pause() {
+      this.readStatus = "paused"
+    }
+    resume() {
+      this.readStatus = "readable"
+      const held = this.held
+      this.held = []
+      if (held.length > 0) {
+        const all = new Uint8Array(held.reduce((n, b) => n + b.byteLength, 0))
+        let at = 0
+        for (const b of held) {
+          all.set(b, at)
+          at += b.byteLength
+        }
+        this.deliver(all)
+      }
+    }
+    close() {
+      return Promise.resolve()
+    }
+    abort() {}
+    end() {
+      this.dispatchEvent(new Event("end"))
+    }
+  }
+
+  it.effect("property: the bounded iterator pauses whenever more than its high-water mark waits, resumes when taken, delivers every byte in order", () =>
+    Effect.promise(() =>
+      fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.oneof(fc.integer({ min: 1, max: 300 }), fc.constant(0)), { maxLength: 200 }),
+          async (ops) => {
+            const HIGH = 256
+            const stream = new FakeStream()
+            const counters: InboundCounters = { paused: 0, peakBytes: 0 }
+            const iterator = boundedIterator(stream, HIGH, counters)
+            const sent: Array<number> = []
+            const got: Array<number> = []
+            let taken = 0
+            const take = async () => {
+              const next = await iterator.next()
+              if (next.done === true || !(next.value instanceof Uint8Array)) return
+              taken += next.value.byteLength
+              for (const b of next.value) got.push(b)
+            }
+            for (const op of ops) {
+              // 0: the consumer takes a chunk if one waits; n: n bytes arrive.
+              if (op === 0) {
+                if (stream.dispatched > taken) await take()
+              } else {
+                const bytes = Uint8Array.from({ length: op }, (_, i) => (sent.length + i) % 251)
+                for (const b of bytes) sent.push(b)
+                stream.arrive(bytes)
+              }
+              const waiting = stream.dispatched - taken
+              if (waiting > HIGH) assert.strictEqual(stream.readStatus, "paused", `${waiting} bytes wait unpaused`)
+              if (stream.readStatus === "paused") assert.isAbove(waiting, HIGH / 2, "paused with little waiting")
+            }
+            // The consumer catches up: the stream is resumed and every byte came, in order.
+            while (stream.dispatched > taken || stream.held.length > 0) {
+              if (stream.dispatched === taken) assert.fail("paused with nothing for the consumer to take")
+              await take()
+            }
+            assert.strictEqual(stream.readStatus, "readable")
+            stream.end()
+            assert.isTrue((await iterator.next()).done)
+            assert.deepStrictEqual(got, sent)
+          }
+        ),
+        { numRuns: 200 }
+      )
+    ))
 })

@@ -13,6 +13,7 @@ import type { DocTicket } from "../../src/schema/Ticket.js"
 import * as Docs from "../../src/services/Docs.js"
 import * as Op from "../../src/schema/Op.js"
 import * as Gossip from "../../src/services/Gossip.js"
+import { INBOUND_HIGH_WATER, INBOUND_WINDOW } from "../../src/services/Gossip/gossipsubAdapter.js"
 import * as LiveSync from "../../src/services/LiveSync.js"
 import { GossipRouter } from "../../src/services/Network/router.js"
 import * as Replica from "../../src/services/Replica.js"
@@ -649,6 +650,7 @@ describe("LiveSync", () => {
         samples++
         expect(stats["downloads_in_flight"]).toBeLessThanOrEqual(bounds.maxInFlight)
         expect(stats["wanted_in_memory"]).toBeLessThanOrEqual(bounds.maxWanted)
+        expect(stats["inbox_replica_queued"]).toBeLessThanOrEqual(LiveSync.INBOX_REPLICA_MAX)
         yield* Effect.sleep("50 millis")
       })))
       const sent = yield* flood(hostile, doc.id, entries, 64)
@@ -676,6 +678,10 @@ describe("LiveSync", () => {
         "every Put taken in or dropped"
       )
       expect(stats["new_entries_remote"]).toBe(PUTS)
+      // The flood waited at the flooder while gossipsub lagged: the victim paused its stream and held at most the
+      // inbound bound of it (Gossip/gossipsubAdapter.ts).
+      expect(stats["gossip_inbound_paused"]).toBeGreaterThan(0)
+      expect(stats["gossip_inbound_peak_bytes"]).toBeLessThanOrEqual(INBOUND_HIGH_WATER + 2 * INBOUND_WINDOW)
       // The entries gossip dropped came by a session we started with the flooder.
       yield* eventually(
         Effect.map(victim.docs.stats, (s) => s["sync_via_connect_success"]! > 0 && s["sync_entries_received"]! > 0),
