@@ -1021,7 +1021,12 @@ export const make = (config: LiveSyncConfig = {}) =>
         }
         const finished = now
         const eventResult = Exit.isSuccess(exit)
-          ? { _tag: "Ok" as const, details: new LiveEvent.SyncDetails({ entriesReceived: exit.value.outcome.numRecv, entriesSent: exit.value.outcome.numSent }) }
+          ? { _tag: "Ok" as const, details: new LiveEvent.SyncDetails({
+            entriesReceived: exit.value.outcome.numRecv,
+            entriesSent: exit.value.outcome.numSent,
+            bytesReceived: exit.value.traffic.bytesReceived,
+            bytesSent: exit.value.traffic.bytesSent
+          }) }
           : { _tag: "Err" as const, error: describeCause(exit.cause) }
         const via = yield* network.connectionKind(peer)
         yield* emit(
