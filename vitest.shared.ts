@@ -2,7 +2,8 @@ import * as path from "node:path"
 import { BaseSequencer, type TestSpecification } from "vitest/node"
 
 /**
- * The test suite runs in two passes (`npm test`): most files on two workers, then the files below one at a time.
+ * The test suite runs in passes (`npm test` = `test/run.sh`): most files on two workers, then the files below one at
+ * a time (the swarm alone; the NAT lab, which mostly waits, beside the others and the type check).
  * These measure timing (TestClock steps against real nodes), run many nodes or processes at once (a 20-node swarm,
  * network namespaces, a browser), or need the machine to themselves to mean what they assert.
  */
