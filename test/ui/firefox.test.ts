@@ -10,7 +10,6 @@
  * Without /usr/bin/firefox-esr (installed here when missing and we are root) the tests skip with one line saying why.
  */
 import { Context, Effect, Either, Exit, Layer, Redacted, Scope } from "effect"
-import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -21,26 +20,14 @@ import { toHex } from "../../src/internal/bytes.js"
 import type { AuthorId, NamespaceId } from "../../src/schema/Keys.js"
 import * as DocsRpc from "../../src/services/DocsRpc.js"
 import { inspectorUrl } from "../../src/services/Inspector.js"
+import { findBrowser } from "./browsers.js"
 import { startMemoryNode, type TestNode } from "../utils/nodes.js"
 
 const FIREFOX = "/usr/bin/firefox-esr"
 const ARTIFACTS = path.resolve("test-artifacts", "ui")
 
-const findFirefox = (): Either.Either<string, string> => {
-  if (fs.existsSync(FIREFOX)) return Either.right(FIREFOX)
-  if (process.getuid?.() !== 0) return Either.left(`no ${FIREFOX} and not root to apt-get install firefox-esr`)
-  const apt = (args: ReadonlyArray<string>) =>
-    execFileSync("apt-get", args, { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" }, timeout: 300_000 })
-  try {
-    apt(["update"])
-    apt(["install", "-y", "--no-install-recommends", "firefox-esr"])
-  } catch (cause) {
-    return Either.left(`apt-get install firefox-esr failed: ${String(cause).split("\n")[0]}`)
-  }
-  return fs.existsSync(FIREFOX) ? Either.right(FIREFOX) : Either.left(`apt-get installed no ${FIREFOX}`)
-}
 
-const browserPath = findFirefox()
+const browserPath = findBrowser(FIREFOX, "firefox-esr")
 if (Either.isLeft(browserPath)) console.warn(`inspector Firefox tests skipped: ${browserPath.left}`)
 
 const text = (s: string) => new TextEncoder().encode(s)

@@ -5,7 +5,6 @@
  */
 import { Context, Effect, Either, Exit, Fiber, Layer, Redacted, Schema, Scope, Stream, Chunk } from "effect"
 import { randomBytes } from "node:crypto"
-import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -26,6 +25,7 @@ import type { DocsService } from "../../src/services/DocsApi.js"
 import * as Docs from "../../src/services/Docs.js"
 import * as DocsRpc from "../../src/services/DocsRpc.js"
 import { inspectorUrl } from "../../src/services/Inspector.js"
+import { findBrowser } from "./browsers.js"
 import { startMemoryNode, type TestNode } from "../utils/nodes.js"
 
 const CHROMIUM = "/usr/bin/chromium"
@@ -39,22 +39,8 @@ const README_SHOT = path.resolve("docs", "inspector.png")
 const ROWS = Number(process.env["RANGEDOCS_UI_ROWS"] || 2_000)
 
 /** The Chromium to drive: Debian's, installed here when missing and we are root; else undefined and why. */
-const findChromium = (): Either.Either<string, string> => {
-  if (fs.existsSync(CHROMIUM)) return Either.right(CHROMIUM)
-  if (process.getuid?.() !== 0) return Either.left(`no ${CHROMIUM} and not root to apt-get install chromium`)
-  const apt = (args: ReadonlyArray<string>) =>
-    execFileSync("apt-get", args, { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" }, timeout: 300_000 })
-  try {
-    // A fresh CI image has no package lists yet.
-    apt(["update"])
-    apt(["install", "-y", "--no-install-recommends", "chromium"])
-  } catch (cause) {
-    return Either.left(`apt-get install chromium failed: ${String(cause).split("\n")[0]}`)
-  }
-  return fs.existsSync(CHROMIUM) ? Either.right(CHROMIUM) : Either.left(`apt-get installed no ${CHROMIUM}`)
-}
 
-const browserPath = findChromium()
+const browserPath = findBrowser(CHROMIUM, "chromium")
 if (Either.isLeft(browserPath)) console.warn(`inspector browser tests skipped: ${browserPath.left}`)
 
 const text = (s: string) => new TextEncoder().encode(s)
