@@ -131,6 +131,8 @@ export const eventually = async <A>(f: () => Promise<A | undefined>, what: strin
 const sharedBundle = async (dir: string): Promise<string> => {
   const lock = `${dir}.lock`
   const done = path.join(lock, "main")
+  // node_modules/.cache does not exist in a fresh clone.
+  fs.mkdirSync(path.dirname(lock), { recursive: true })
   try {
     fs.mkdirSync(lock)
   } catch (e) {
