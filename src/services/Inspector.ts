@@ -49,8 +49,8 @@ const WILDCARDS = new Set(["0.0.0.0", "::", "[::]", ""])
 
 /**
  * The Host header values a server bound to `host:port` accepts: loopback names, and the bound host itself unless it
- * is a wildcard (then the set is undefined: any Host — a server opened to the network is reached by names we cannot
- * know; its token still guards every RPC).
+ * is a wildcard (then the set is undefined and every Host is accepted: a server opened to the network is reached by
+ * names we cannot know; its token still guards every RPC).
  */
 export const allowedHosts = (host: string, port: number): ReadonlySet<string> | undefined => {
   if (WILDCARDS.has(host)) return undefined

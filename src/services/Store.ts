@@ -88,7 +88,7 @@ export interface StoreService {
   /**
    * What a session needs before it knows the two sides differ — entry count, set fingerprint, first id — without
    * building the range index: from the index when it is loaded, else from the summary kept when the store last closed
-   * the namespace (exact: any write since dropped it). None when neither is there.
+   * the namespace (exact: every write since dropped it). None when neither is there.
    */
   readonly rangeSummary: (ns: NamespaceId) => Effect.Effect<Option.Option<RangeSummary>, StoreError>
   /** `unsafePut` for each entry in order, in one transaction (or the current one); no validation either. */

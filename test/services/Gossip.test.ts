@@ -41,11 +41,12 @@ const startPeer = (config: Gossip.GossipConfig = {}) =>
 const startPeerIn = (scope: Scope.Scope, config: Gossip.GossipConfig = {}) =>
   Scope.extend(startPeer(config), scope)
 
+/** Polls `check` until it gives a value; 20 s, as gossipsub meshes form slowly beside the parallel pass's other files. */
 const eventually = <A>(check: Effect.Effect<A | undefined>, what: string) =>
   check.pipe(
     Effect.flatMap((a) => (a === undefined ? Effect.fail("not yet" as const) : Effect.succeed(a))),
-    Effect.retry(Schedule.spaced("10 millis").pipe(Schedule.upTo("8 seconds"))),
-    Effect.orElse(() => Effect.sync(() => assert.fail(`not reached within 8 s: ${what}`)))
+    Effect.retry(Schedule.spaced("10 millis").pipe(Schedule.upTo("20 seconds"))),
+    Effect.orElse(() => Effect.sync(() => assert.fail(`not reached within 20 s: ${what}`)))
   )
 
 /** Everything a subscription to `namespace` yields, recorded from now on (forked into the test's scope). */

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { blake3 } from "../../src/internal/blake3.js"
-import { compare, equals, startsWith, toHex, utf8 } from "../../src/internal/bytes.js"
+import { compare, equals, toHex, utf8 } from "../../src/internal/bytes.js"
 import * as AuthorHeads from "../../src/schema/AuthorHeads.js"
 import * as Capability from "../../src/schema/Capability.js"
 import * as DownloadPolicy from "../../src/schema/DownloadPolicy.js"
@@ -18,6 +18,7 @@ import { Author, type AuthorId, Hash, type NamespaceId, NamespaceSecret } from "
 import { Query } from "../../src/schema/Query.js"
 import * as Store from "../../src/services/Store.js"
 import { entryAt, modelPut, tombstoneAt } from "../utils/entries.js"
+import { byAuthorKey, modelQuery } from "../utils/queryModel.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures
@@ -81,36 +82,6 @@ const harness = Effect.gen(function*() {
 })
 
 
-const byAuthorKey = (x: SignedEntry, y: SignedEntry) => compare(x.author, y.author) || compare(x.key, y.key)
-const byKeyAuthor = (x: SignedEntry, y: SignedEntry) => compare(x.key, y.key) || compare(x.author, y.author)
-
-/** spec 03 §4 evaluated literally over the entries of one namespace. */
-const modelQuery = (entries: ReadonlyArray<SignedEntry>, q: Query): Array<SignedEntry> => {
-  const keyOk = (e: SignedEntry) =>
-    q.key._tag === "Any" ? true : q.key._tag === "Exact" ? equals(e.key, q.key.key) : startsWith(e.key, q.key.prefix)
-  const filtered = entries.filter((e) => (q.author === undefined || equals(e.author, q.author)) && keyOk(e))
-  let out: Array<SignedEntry>
-  if (q.kind._tag === "Flat") {
-    out = filtered.sort(q.kind.sortBy === "KeyAuthor" && q.author === undefined ? byKeyAuthor : byAuthorKey)
-    if (q.direction === "Desc") out.reverse()
-    if (!q.includeEmpty) out = out.filter((e) => !e.isEmpty)
-  } else {
-    const walk = filtered.sort(byKeyAuthor)
-    if (q.direction === "Desc") walk.reverse()
-    out = []
-    let best: SignedEntry | undefined
-    for (const e of walk) {
-      if (best !== undefined && !equals(best.key, e.key)) {
-        out.push(best)
-        best = undefined
-      }
-      if (best === undefined || e.timestamp > best.timestamp) best = e
-    }
-    if (best !== undefined) out.push(best)
-    if (!q.includeEmpty) out = out.filter((e) => !e.isEmpty)
-  }
-  return out.slice(q.offset, q.limit === undefined ? undefined : q.offset + q.limit)
-}
 
 const assertSameEntries = (actual: ReadonlyArray<SignedEntry>, expected: ReadonlyArray<SignedEntry>, what = "") => {
   assert.deepStrictEqual(actual.map(label), expected.map(label), what)

@@ -9,18 +9,16 @@
  *
  * Without /usr/bin/firefox-esr (installed here when missing and we are root) the tests skip with one line saying why.
  */
-import { Context, Effect, Either, Exit, Layer, Redacted, Scope } from "effect"
+import { Effect, Either, Exit, Redacted, Scope } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import puppeteer, { type Browser, type Page } from "puppeteer-core"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
-import { bundleUi } from "../../src/cli/bundle.js"
 import { toHex } from "../../src/internal/bytes.js"
 import type { AuthorId, NamespaceId } from "../../src/schema/Keys.js"
 import * as DocsRpc from "../../src/services/DocsRpc.js"
 import { inspectorUrl } from "../../src/services/Inspector.js"
-import { findBrowser } from "./browsers.js"
+import { findBrowser, serveInspector } from "./browsers.js"
 import { startMemoryNode, type TestNode } from "../utils/nodes.js"
 
 const FIREFOX = "/usr/bin/firefox-esr"
@@ -40,16 +38,8 @@ interface World {
 }
 
 const setup = Effect.gen(function*() {
-  const uiDir = yield* Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "rangedocs-ui-firefox-"))),
-    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  )
-  yield* Effect.promise(() => bundleUi({ root: process.cwd(), outdir: uiDir }))
   const node = yield* startMemoryNode()
-  const server = yield* Layer.build(DocsRpc.layerServer({ uiDir }).pipe(Layer.provide(Layer.succeedContext(node.context)))).pipe(
-    Effect.orDie,
-    Effect.map((ctx) => Context.get(ctx, DocsRpc.RpcServerInfo))
-  )
+  const server = yield* serveInspector(node)
   const author = yield* node.docs.authorGetDefault
   const doc = yield* node.docs.create
   yield* node.docs.set(doc, author, text("hello"), text("world"))

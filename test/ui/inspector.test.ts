@@ -6,11 +6,9 @@
 import { Context, Effect, Either, Exit, Fiber, Layer, Redacted, Schema, Scope, Stream, Chunk } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
-import { bundleUi } from "../../src/cli/bundle.js"
 import { blake3 } from "../../src/internal/blake3.js"
 import { toHex } from "../../src/internal/bytes.js"
 import { encodeFrame } from "../../src/internal/framing.js"
@@ -25,7 +23,7 @@ import type { DocsService } from "../../src/services/DocsApi.js"
 import * as Docs from "../../src/services/Docs.js"
 import * as DocsRpc from "../../src/services/DocsRpc.js"
 import { inspectorUrl } from "../../src/services/Inspector.js"
-import { findBrowser } from "./browsers.js"
+import { findBrowser, serveInspector } from "./browsers.js"
 import { startMemoryNode, type TestNode } from "../utils/nodes.js"
 
 const CHROMIUM = "/usr/bin/chromium"
@@ -64,17 +62,9 @@ interface World {
 }
 
 const setup = Effect.gen(function*() {
-  const uiDir = yield* Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "rangedocs-ui-test-"))),
-    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  )
-  yield* Effect.promise(() => bundleUi({ root: process.cwd(), outdir: uiDir }))
   const node = yield* startMemoryNode()
   const other = yield* startMemoryNode()
-  const server = yield* Layer.build(DocsRpc.layerServer({ uiDir }).pipe(Layer.provide(Layer.succeedContext(node.context)))).pipe(
-    Effect.orDie,
-    Effect.map((ctx) => Context.get(ctx, DocsRpc.RpcServerInfo))
-  )
+  const server = yield* serveInspector(node)
   const client = Context.get(yield* Layer.build(DocsRpc.layerClient(server)), Docs.Docs)
   const author = yield* node.docs.authorGetDefault
   const doc = yield* node.docs.create
