@@ -12,6 +12,7 @@
 import { Context, Effect, Layer, Option, Schedule } from "effect"
 import * as childProcess from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { blake3 } from "../src/internal/blake3.js"
 import { PublicKeyCache } from "../src/internal/signing.js"
@@ -65,9 +66,13 @@ const fillStores = (flags: ReadonlyMap<string, string>) =>
     const sample: Array<SignedEntry> = []
     for (let i = 0; i < 4; i++) sample.push(...(yield* signedBatch(CHUNK)))
     const t0 = performance.now()
+    const cpu0 = process.cpuUsage()
     yield* Context.get(crypto, Crypto.Crypto).verifyEntries(new PublicKeyCache(), sample)
+    const cpu = process.cpuUsage(cpu0)
     const verifyCeilingPerSec = sample.length / ((performance.now() - t0) / 1000)
-    return { bench: "sync-fill", peakRssMb: peakRssMb(), verifyCeilingPerSec }
+    // CPU per entry of the ceiling, every thread: what verification alone costs.
+    const ceilingCpuUsPerEntry = (cpu.user + cpu.system) / sample.length
+    return { bench: "sync-fill", peakRssMb: peakRssMb(), verifyCeilingPerSec, ceilingCpuUsPerEntry }
   }).pipe(Effect.scoped)
 
 /** Signs `n` new entries (random keys, authors in turn, increasing timestamps) on the Crypto pool. */
@@ -155,9 +160,12 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
     // The relayed run syncs a copy of B as it was before the direct run.
     const fileC = path.join(dir, "c.sqlite")
     if (via === "relay" && fs.existsSync(fileB)) fs.copyFileSync(fileB, fileC)
-    const { peakRssMb: fillRss, verifyCeilingPerSec } = JSON.parse(filled.stdout.toString().trim().split("\n").pop()!) as {
+    const { ceilingCpuUsPerEntry, peakRssMb: fillRss, verifyCeilingPerSec } = JSON.parse(
+      filled.stdout.toString().trim().split("\n").pop()!
+    ) as {
       peakRssMb: number
       verifyCeilingPerSec: number
+      ceilingCpuUsPerEntry: number
     }
     progress(`  stores written by a child process (its peak RSS ${fillRss} MB, not counted below)`)
     const crypto = yield* Layer.build(Crypto.layer())
@@ -196,13 +204,19 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
         progress(`  ${label}: nodes started (A at ${addrA.addrs.join(" ")}); peak RSS so far ${peakRssMb()} MB`)
         const start = performance.now()
         const rssBefore = peakRssMb()
+        const cpu0 = process.cpuUsage()
+        const elu0 = performance.eventLoopUtilization()
         const finished = yield* memorySampled(flags, profiled(flags, Context.get(b, Sync.Sync).syncWith(ns.id, addrA)))
         const ms = performance.now() - start
+        const cpu = process.cpuUsage(cpu0)
+        const mainBusyMs = performance.eventLoopUtilization(elu0).active
+        const cpuMs = (cpu.user + cpu.system) / 1000
         const kind = yield* Context.get(b, Network.Network).connectionKind(addrA.nodeId)
         const received = finished.outcome.numRecv
         progress(`  ${label}: peak RSS before the session ${rssBefore} MB, after ${peakRssMb()} MB`)
         progress(`  ${label}: ${received} entries received in ${Math.round(ms)} ms (${Option.getOrElse(kind, () => "-")})`)
-        return { finished, ms, received, entriesPerSec: received / (ms / 1000), kind }
+        progress(`  ${label}: CPU ${Math.round(cpuMs)} ms on every thread, main thread busy ${Math.round(mainBusyMs)} ms`)
+        return { finished, ms, received, entriesPerSec: received / (ms / 1000), kind, cpuMs, mainBusyMs }
       }))
 
     const direct = yield* run("direct", fileB, {}, (a) => a.addr)
@@ -223,7 +237,7 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
         connection: Option.getOrElse(result.kind, () => "closed")
       }
     }
-    const { finished, ms, entriesPerSec } = result
+    const { cpuMs, entriesPerSec, finished, mainBusyMs, ms, received } = result
     fs.rmSync(dir, { recursive: true, force: true })
     return {
       bench: "sync",
@@ -235,6 +249,15 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
       messages: finished.traffic.messagesSent + finished.traffic.messagesReceived,
       verifyCeilingPerSec: Math.round(verifyCeilingPerSec),
       ratio: Number((entriesPerSec / verifyCeilingPerSec).toFixed(3)),
+      // Where the time goes: CPU of the whole process (both nodes, every thread) and of its main thread (both nodes'
+      // event loop) per entry received, against the ceiling's CPU per entry. On a machine with `cores` cores the
+      // session can at best take (cpuUsPerEntry / cores) per entry, so `cpuBoundRatio` = ceilingCpu / cpu is the ratio
+      // reachable with the work as it is (when the ceiling itself fills every core).
+      cores: os.availableParallelism(),
+      cpuUsPerEntry: Math.round((cpuMs * 1000) / Math.max(1, received)),
+      mainUsPerEntry: Math.round((mainBusyMs * 1000) / Math.max(1, received)),
+      ceilingCpuUsPerEntry: Math.round(ceilingCpuUsPerEntry),
+      cpuBoundRatio: Number((ceilingCpuUsPerEntry / ((cpuMs * 1000) / Math.max(1, received))).toFixed(3)),
       // Peak RSS of this process: both nodes and the session. The stores were written, and the ceiling measured, by a
       // child process (its own peak is printed on stderr).
       peakRssMb: peakRssMb(),

@@ -5,7 +5,7 @@
  */
 import { ed25519 } from "@noble/curves/ed25519.js"
 import * as crypto from "node:crypto"
-import { equals, fromHex } from "./bytes.js"
+import { fromHex } from "./bytes.js"
 
 const PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex")
 const SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex")
@@ -32,7 +32,18 @@ export const SMALL_ORDER = [
   "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"
 ].map((h) => fromHex(h)!)
 
-export const isSmallOrderEncoding = (bytes: Uint8Array): boolean => SMALL_ORDER.some((p) => equals(p, bytes))
+/** Whether the 32 bytes of `bytes` at `at` equal one of {@link SMALL_ORDER} (first bytes compared first: hot path). */
+const smallOrderAt = (bytes: Uint8Array, at: number): boolean => {
+  for (const p of SMALL_ORDER) {
+    if (p[0] !== bytes[at] || p[31] !== bytes[at + 31]) continue
+    let i = 1
+    while (i < 31 && p[i] === bytes[at + i]) i++
+    if (i === 31) return true
+  }
+  return false
+}
+
+export const isSmallOrderEncoding = (bytes: Uint8Array): boolean => bytes.length === 32 && smallOrderAt(bytes, 0)
 
 /**
  * Validates 32 bytes as a public key: a canonical encoding of a curve point that is not of small order.
@@ -52,10 +63,11 @@ export const publicKeyObject = (bytes: Uint8Array): PublicKeyObject | undefined 
 /** Group order L, little-endian, for the canonical-S check. */
 const L = fromHex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")!
 
-const isCanonicalScalar = (s: Uint8Array): boolean => {
+/** Whether the 32 bytes of `s` at `at` are a canonical scalar (< L, little-endian). */
+const isCanonicalScalarAt = (s: Uint8Array, at: number): boolean => {
   for (let i = 31; i >= 0; i--) {
-    if (s[i]! < L[i]!) return true
-    if (s[i]! > L[i]!) return false
+    if (s[at + i]! < L[i]!) return true
+    if (s[at + i]! > L[i]!) return false
   }
   return false
 }
@@ -65,7 +77,7 @@ export const sign = (key: SecretKeyObject, message: Uint8Array): Uint8Array =>
 
 /** The checks of strict verification that need no curve arithmetic: 64 bytes, canonical S, R not of small order. */
 export const isStrictSignatureShape = (signature: Uint8Array): boolean =>
-  signature.length === 64 && isCanonicalScalar(signature.subarray(32)) && !isSmallOrderEncoding(signature.subarray(0, 32))
+  signature.length === 64 && isCanonicalScalarAt(signature, 32) && !smallOrderAt(signature, 0)
 
 export const verify = (key: PublicKeyObject, message: Uint8Array, signature: Uint8Array): boolean =>
   isStrictSignatureShape(signature) && crypto.verify(null, message, key, signature)
