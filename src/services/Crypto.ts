@@ -167,16 +167,14 @@ const makePool = (size: number) =>
       workers[slot] = w
       return w
     }
-    // Started with the layer: a worker takes tens of milliseconds to start, which the first sync should not wait for.
-    yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        for (let slot = 0; slot < size; slot++) spawn(slot)
-      }),
-      () =>
-        Effect.promise(() => {
-          closing = true
-          return Promise.all(workers.map((w) => w?.terminate()))
-        })
+    // Started on first use, not with the layer: a worker holds about 10 MB (its own V8 heap), which a node that never
+    // signs or verifies (a blob server, a reader) should not pay; the first batch waits the tens of milliseconds a
+    // worker takes to start.
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => {
+        closing = true
+        return Promise.all(workers.map((w) => w?.terminate()))
+      })
     )
 
     const call = (slot: number, op: Task["op"], packed: ReturnType<typeof pack>) =>

@@ -217,9 +217,11 @@ describe("Crypto.layer lifecycle", () => {
       for (const interruptInFlight of [false, true]) {
         const scope = yield* Scope.make()
         const service = Context.get(yield* Layer.buildWithScope(Crypto.layer(3), scope), Crypto.Crypto)
-        assert.strictEqual(live.size, 3, "three workers started")
+        assert.strictEqual(live.size, 0, "workers start on first use")
         const signed = yield* service.signEntries(requests(30))
         assert.strictEqual(signed.length, 30)
+        yield* service.verifyEntries(new PublicKeyCache(), signed)
+        assert.strictEqual(live.size, 3, "three workers started")
         if (interruptInFlight) {
           const fiber = yield* Effect.fork(service.signEntries(requests(3000)))
           yield* Effect.yieldNow()
