@@ -16,7 +16,7 @@
  * each copy).
  * Each process runs the node program's layer (`persistentNode`, as `rangedocs start` does); `--minimal` runs only
  * Network, the disk blob store and BlobTransfer instead (what the transfer itself costs, without the rest of a node).
- * Flags: `--size`, `--chunk`, `--read-ahead`, `--stream-window` (yamux's, bytes; Network's default otherwise),
+ * Flags: `--unbundled` (fork the module files, not the bundle: see `nodeProgram`), `--size`, `--chunk`, `--read-ahead`, `--stream-window` (yamux's, bytes; Network's default otherwise),
  * `--rounds` (default 3), `--profile FILE` (CPU profiles of the last
  * round's copies in both processes: FILE.{raw,blob}.{provider,requester}.cpuprofile), `--node-args "…"` (V8/node
  * flags for both children after the runner's own, e.g. `--node-args=--cpu-prof`), `--mem` (both processes' memory
@@ -40,6 +40,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { AddrJson, Reply, Request } from "./blobs-node.js"
+import { EXTERNAL } from "../src/cli/bundle.js"
 import { cpuOfPid, median, MiB, mibPerSec, resetPeakRss, rssOfPid } from "./blobs-util.js"
 import { numberFlag, progress, tempDir } from "./util.js"
 
@@ -50,10 +51,42 @@ interface Child {
   readonly call: <A>(cmd: string, args?: Record<string, unknown>) => Effect.Effect<A>
 }
 
-const spawnNode = (name: string, env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
+/**
+ * The node process's program as deployed: `rangedocs` runs from one esbuild bundle (`npm run build`, src/cli/bundle.ts),
+ * which holds ~50 MB less at rest than the same code loaded from its thousands of module files (an idle `rangedocs
+ * start`: 101 MB RSS; the unbundled bench node: ~150). So bench/blobs-node.ts is bundled the same way (native addons
+ * outside) into `.bench-dist/bundle/`; `--unbundled` forks the module files instead.
+ */
+const nodeProgram = (unbundled: boolean) =>
+  Effect.promise(async () => {
+    const compiled = fileURLToPath(new URL("./blobs-node.js", import.meta.url))
+    if (unbundled) return compiled
+    const root = path.resolve(path.dirname(compiled), "..", "..")
+    const outdir = path.join(root, ".bench-dist", "bundle")
+    const esbuild = await import("esbuild")
+    await esbuild.build({
+      entryPoints: { "blobs-node": path.join(root, "bench", "blobs-node.ts") },
+      absWorkingDir: root,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      outdir,
+      external: [...EXTERNAL],
+      banner: {
+        js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);"
+      },
+      minifyWhitespace: true,
+      minifySyntax: true,
+      logLevel: "warning"
+    })
+    return path.join(outdir, "blobs-node.js")
+  })
+
+const spawnNode = (program: string, name: string, env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
   Effect.acquireRelease(
     Effect.async<readonly [ChildProcess, Child]>((resume) => {
-      const proc = fork(fileURLToPath(new URL("./blobs-node.js", import.meta.url)), [], {
+      const proc = fork(program, [], {
         stdio: ["ignore", 2, 2, "ipc"],
         execArgv: [...process.execArgv, ...execArgv],
         env: { ...process.env, ...env }
@@ -109,11 +142,13 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
       Effect.sync(() => tempDir("rangedocs-bench-blobs-")),
       (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
     )
-    progress(`blobs: ${size} bytes, two processes, ${rounds} rounds after a warm-up, in ${dir}`)
+    const unbundled = flags.get("unbundled") === "true"
+    progress(`blobs: ${size} bytes, two processes (${unbundled ? "module files" : "bundled"}), ${rounds} rounds after a warm-up, in ${dir}`)
+    const program = yield* nodeProgram(unbundled)
     const node = (name: string) => {
       const home = path.join(dir, name)
       fs.mkdirSync(home)
-      return spawnNode(name, {
+      return spawnNode(program, name, {
         RANGEDOCS_BLOBS_DIR: home,
         ...(chunk === undefined ? {} : { RANGEDOCS_BLOBS_CHUNK: chunk }),
         ...(readAhead === undefined ? {} : { RANGEDOCS_BLOBS_READ_AHEAD: readAhead }),
