@@ -146,35 +146,45 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
     }
 
     let openMs = 0
+    const peerA = new Uint8Array(32).fill(1)
+    const peerB = new Uint8Array(32).fill(2)
+    const sessions = (ctxA: Context.Context<Ranger.Ranger>, ctxB: Context.Context<Ranger.Ranger>) =>
+      Effect.all([
+        Effect.provide(Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, peerB)), ctxA),
+        Effect.provide(Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, peerA)), ctxB)
+      ])
+    // `--rounds N` with `--identical --cold`: N − 1 more cold starts before the reported one (a session between
+    // identical sets changes nothing, so each starts from the same disk state); `coldMs` lists all N.
+    const coldMs: Array<number> = []
     if (cold) {
       yield* Scope.close(first, Exit.void)
       progress(`  stores closed; opening them again`)
+      const extra = identical ? Math.max(0, numberFlag(flags, "rounds", 1) - 1) : 0
+      for (let round = 0; round < extra; round++) {
+        coldMs.push(yield* Effect.scoped(Effect.gen(function*() {
+          const t = performance.now()
+          const [sA, sB] = yield* sessions(yield* open(fileA), yield* open(fileB))
+          yield* exchange(sA, sB, mode, () => {})
+          return Math.round(performance.now() - t)
+        })))
+        progress(`  cold round ${round + 1}: ${coldMs[coldMs.length - 1]} ms`)
+      }
       const tOpen = performance.now()
       a = yield* open(fileA)
       b = yield* open(fileB)
       openMs = performance.now() - tOpen
     } else yield* Effect.addFinalizer(() => Scope.close(first, Exit.void))
 
-    const peerA = new Uint8Array(32).fill(1)
-    const peerB = new Uint8Array(32).fill(2)
-    const sessionA = yield* Effect.provide(Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, peerB)), a)
-    const sessionB = yield* Effect.provide(Effect.flatMap(Ranger.Ranger, (r) => r.session(ns.id, peerA)), b)
+    const [sessionA, sessionB] = yield* sessions(a, b)
 
     const start = performance.now()
     const cpu0 = process.cpuUsage()
     let messages = 0
     let bytes = 0
     const verbose = flags.get("verbose") === "true"
-    yield* profiled(flags, Effect.gen(function*() {
-    let message: Message | undefined = yield* sessionA.initialMessage
-    let turn: "a" | "b" = "b"
-    while (message !== undefined) {
+    yield* profiled(flags, exchange(sessionA, sessionB, mode, (message, size, turn, processMs) => {
       messages++
-      // Default mode travels in the compact codec (COMPACT_SYNC_PROTOCOL), reference mode in spec 02's.
-      const size = mode === "default" ? encodeCompactMessage(message).length : encodedSize(message)
       bytes += size
-      const t = performance.now()
-      const next: Message | undefined = yield* (turn === "b" ? sessionB : sessionA).process(message)
       if (verbose) {
         let fps = 0
         let items = 0
@@ -182,15 +192,13 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
         else items++
         progress(
           `  #${messages} to ${turn}: ${fps} fingerprints, ${items} items, ${message.valueCount} values, ${size} bytes; processed in ${
-            Math.round(performance.now() - t)
+            Math.round(processMs)
           } ms`
         )
       }
-      message = next
-      turn = turn === "a" ? "b" : "a"
-    }
     }))
     const ms = performance.now() - start + openMs
+    if (cold) coldMs.push(Math.round(ms))
     const cpu = process.cpuUsage(cpu0)
     const outA = yield* sessionA.outcome
     const outB = yield* sessionB.outcome
@@ -216,6 +224,7 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
         ? "opening both stores from disk, then the session with whatever index it builds"
         : "the session only (both sides' processing, encoding for the byte count); not the index build",
       cold,
+      ...(coldMs.length > 1 ? { coldMs, coldMedianMs: [...coldMs].sort((x, y) => x - y)[Math.floor(coldMs.length / 2)] } : {}),
       // CPU time of the process (all threads, crypto workers included) during the session: steadier than `ms` when
       // other work shares the machine.
       cpuMs: Math.round((cpu.user + cpu.system) / 1000),
@@ -233,6 +242,29 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
     }
   }).pipe(Effect.scoped)
 
+/**
+ * Runs a session from A's initial message to its end, B answering first; `each` sees every message with its encoded
+ * size (default mode travels in the compact codec, `COMPACT_SYNC_PROTOCOL`; reference mode in spec 02's), the side it
+ * went to and how long that side took to process it.
+ */
+const exchange = (
+  sessionA: Ranger.Session,
+  sessionB: Ranger.Session,
+  mode: string,
+  each: (message: Message, size: number, turn: "a" | "b", processMs: number) => void
+) =>
+  Effect.gen(function*() {
+    let message: Message | undefined = yield* sessionA.initialMessage
+    let turn: "a" | "b" = "b"
+    while (message !== undefined) {
+      const size = mode === "default" ? encodeCompactMessage(message).length : encodedSize(message)
+      const t = performance.now()
+      const next: Message | undefined = yield* (turn === "b" ? sessionB : sessionA).process(message)
+      each(message, size, turn, performance.now() - t)
+      message = next
+      turn = turn === "a" ? "b" : "a"
+    }
+  })
 
 /** Negentropy between the two stores' sets (ids only: it finds the differences, the entries would travel after). */
 const negentropyPeer = (a: Store.StoreService, b: Store.StoreService, frameSizeLimit: number) =>
