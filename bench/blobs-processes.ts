@@ -40,9 +40,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { AddrJson, Reply, Request } from "./blobs-node.js"
-import { EXTERNAL } from "../src/cli/bundle.js"
 import { cpuOfPid, median, MiB, mibPerSec, resetPeakRss, rssOfPid } from "./blobs-util.js"
-import { numberFlag, progress, tempDir } from "./util.js"
+import { bundledProgram, numberFlag, progress, tempDir } from "./util.js"
 
 const WARM_UP_SIZE = 16 * MiB
 
@@ -52,36 +51,13 @@ interface Child {
 }
 
 /**
- * The node process's program as deployed: `rangedocs` runs from one esbuild bundle (`npm run build`, src/cli/bundle.ts),
- * which holds ~50 MB less at rest than the same code loaded from its thousands of module files (an idle `rangedocs
- * start`: 101 MB RSS; the unbundled bench node: ~150). So bench/blobs-node.ts is bundled the same way (native addons
- * outside) into `.bench-dist/bundle/`; `--unbundled` forks the module files instead.
+ * The node process's program: bench/blobs-node.ts bundled as the deployed `rangedocs` is (`bundledProgram`: ~30 MB
+ * less at rest than the module files), or with `--unbundled` its compiled module file.
  */
 const nodeProgram = (unbundled: boolean) =>
-  Effect.promise(async () => {
-    const compiled = fileURLToPath(new URL("./blobs-node.js", import.meta.url))
-    if (unbundled) return compiled
-    const root = path.resolve(path.dirname(compiled), "..", "..")
-    const outdir = path.join(root, ".bench-dist", "bundle")
-    const esbuild = await import("esbuild")
-    await esbuild.build({
-      entryPoints: { "blobs-node": path.join(root, "bench", "blobs-node.ts") },
-      absWorkingDir: root,
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      outdir,
-      external: [...EXTERNAL],
-      banner: {
-        js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);"
-      },
-      minifyWhitespace: true,
-      minifySyntax: true,
-      logLevel: "warning"
-    })
-    return path.join(outdir, "blobs-node.js")
-  })
+  unbundled
+    ? Effect.succeed(fileURLToPath(new URL("./blobs-node.js", import.meta.url)))
+    : bundledProgram("bench/blobs-node.ts")
 
 const spawnNode = (program: string, name: string, env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
   Effect.acquireRelease(
