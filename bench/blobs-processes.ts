@@ -24,9 +24,9 @@
  *
  * Measured on the shared 2-core machine (load 7–19, issue 19 note): the wall-clock ratio of one run spans 0.35–2.9
  * for the same code, because the raw copy's rate swings more with the other load (29–155 MiB/s) than the download's;
- * `cpuRatio` stays within 0.42–1.15 and mostly 0.57–0.85. A node process holds 145 MB at rest (`--minimal`: 115–120;
- * `rangedocs start`: 157), so a peak below 150 MB is out of reach whatever a transfer does. On top of that the peaks
- * are ArrayBuffers waiting for a collection, not data held: the requester's reached 79–87 MB during downloads
+ * `cpuRatio` stays within 0.42–1.15 and mostly 0.57–0.85. A node process loaded from its module files held 145 MB
+ * at rest; bundled as deployed, with the Crypto workers started on first use, 119 MB (an idle `rangedocs start`: 101).
+ * On top of that the peaks are ArrayBuffers waiting for a collection, not data held: the requester's reached 79–87 MB during downloads
  * (35–65 during raw copies). Profiles (`--profile`) put the requester's extra time in the GC (360 vs 70 ms per
  * 100 MiB): bytes that wait in yamux up to the 16 MiB stream window outlive two scavenges and only mark-compacts free
  * them (`--node-args=--trace-gc`: six in one second, mutator utilisation down to 0.54). With `--stream-window
