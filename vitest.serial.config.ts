@@ -6,6 +6,9 @@ export default defineConfig({
   test: {
     ...SHARED,
     include: [...SERIAL_TESTS],
-    fileParallelism: false
+    fileParallelism: false,
+    // One worker and one module graph for the pass's files, as in the parallel pass (vitest.config.ts): each file
+    // loaded effect, libp2p and the project anew ("collect" 21–27 s of the pass's wall time).
+    isolate: false
   }
 })
