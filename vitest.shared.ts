@@ -15,6 +15,8 @@ export const SERIAL_TESTS: ReadonlyArray<string> = [
   "test/services/LiveSync/FloodInbox.test.ts",
   "test/layers/ReachCli.test.ts",
   "test/lab/**/*.test.ts",
+  // `npm pack` and `npm install` into a temporary project: about a core for ~20 s, run after the lab, in its stream.
+  "test/package/**/*.test.ts",
   "test/ui/**/*.test.ts"
 ]
 
@@ -30,7 +32,6 @@ export const SLOW_FIRST: ReadonlyArray<string> = [
   "test/services/Replica.test.ts",
   "test/cli/Blob.test.ts",
   "test/services/LiveSync.test.ts",
-  "test/package/Pack.test.ts",
   "test/services/BlobTransfer.test.ts",
   "test/cli/StartFlags.test.ts",
   "test/examples/examples.test.ts",
