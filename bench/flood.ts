@@ -74,13 +74,23 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
       ),
       (child) => Effect.sync(() => child.kill("SIGKILL"))
     )
-    if (nodeLog === undefined) node.stderr!.resume()
-    else node.stderr!.pipe(fs.createWriteStream(nodeLog))
+    // The node's stderr and stdout (where V8's --trace-gc writes) go to --node-log; it is up once it printed its JSON line.
+    const log = nodeLog === undefined ? undefined : fs.createWriteStream(nodeLog)
+    if (log === undefined) node.stderr!.resume()
+    else node.stderr!.pipe(log)
     yield* Effect.async<void>((resume) => {
       let out = ""
+      let up = false
       node.stdout!.setEncoding("utf8").on("data", (c: string) => {
+        log?.write(c)
+        if (up) return
         out += c
-        if (out.includes("\n")) resume(Effect.void)
+        const lines = out.split("\n")
+        out = lines.pop() ?? ""
+        if (lines.some((line) => line.startsWith("{"))) {
+          up = true
+          resume(Effect.void)
+        }
       })
     })
     progress(`node ${node.pid} started`)
@@ -151,7 +161,12 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
             "gossip_inbound_paused",
             "gossip_inbound_peak_bytes",
             "inbox_replica_waits",
-            "inbox_replica_queued"
+            "inbox_replica_queued",
+            "downloads_success",
+            "downloads_failure",
+            "gossip_lag_resyncs",
+            "wanted_overflow",
+            "wanted_in_memory"
           ]
             .map((name) => [name, stats.value[name] ?? 0])
         )
