@@ -7,6 +7,13 @@
  * stored (its `new_entries_remote` counter, by gossip or sync; waited for up to `--wait` s, default 120), and how long
  * it takes to exit on SIGTERM once the flooding peer left. Targets: stored = puts, peakRssMb < 400, cliMs < 2000,
  * sigtermMs < 10000.
+ *
+ * Two regimes, by the machine's load (2026-12-07, H20): quiet, all Puts arrive by gossip (`gossip_put_received` =
+ * puts) and the node tries ~2,200 downloads from the publisher, which lies about having the content; loaded, ~1,100
+ * arrive by gossip and the rest by sync (`sync_entries_received`, or by sessions the flooder starts). Compare runs of
+ * the same regime. The peak is V8's old generation, not live data: `--node-args="--trace-gc-nvp"
+ * --node-log=FILE` shows mark-compacts leaving 73–87 MB and the next one at 4× that (V8's growing factor on a machine
+ * with a large heap limit); `--heap-growing-percent=100` halves it.
  */
 import { Effect, Fiber, Stream } from "effect"
 import { type ChildProcess, fork, spawn } from "node:child_process"
