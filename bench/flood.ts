@@ -171,6 +171,7 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
             "inbox_replica_queued",
             "downloads_success",
             "downloads_failure",
+            "content_claims_ignored",
             "gossip_lag_resyncs",
             "wanted_overflow",
             "wanted_in_memory"

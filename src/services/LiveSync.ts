@@ -259,6 +259,8 @@ export const GAUGES = [
   "live_peers_refused",
   "wanted_overflow",
   "providers_dropped",
+  // Claims to have content not acted on: their sender's downloads failed too often in a row (LiveSync/ContentQueue.ts).
+  "content_claims_ignored",
   "downloads_in_flight",
   "wanted_in_memory",
   // Gossip's inbound bound (Gossip/gossipsubAdapter.ts): pauses of a peer's stream, most bytes held from one peer.
@@ -1456,6 +1458,7 @@ export const make = (config: LiveSyncConfig = {}) =>
       live_peers_refused: states.refused,
       wanted_overflow: content.overflow,
       providers_dropped: content.providersDropped,
+      content_claims_ignored: content.claimsIgnored,
       downloads_in_flight: content.inFlight.size,
       wanted_in_memory: content.wanted.size
     }))

@@ -15,9 +15,25 @@ export interface Config {
   readonly maxInFlight: number
   readonly maxWanted: number
   readonly maxProviders: number
+  /**
+   * Downloads in a row that failed with a peer among the providers, from which the peer's own claim to have the
+   * content of the entries it sends (a Put straight from its writer) no longer starts a download: the hash waits, as
+   * for a sender without the content, until a provider announces it or a sync offers it. Any download that succeeds
+   * with the peer among its providers clears its count.
+   */
+  readonly distrustAfter?: number
 }
 
-export const defaultConfig: Config = { maxInFlight: 32, maxWanted: 4096, maxProviders: 8 }
+/** Default {@link Config.distrustAfter}. */
+export const DEFAULT_DISTRUST_AFTER = 16
+
+/**
+ * Peers whose failures are counted at most; the oldest count makes room (so a flood of peers cannot grow it, and an
+ * evicted liar only starts over).
+ */
+export const MAX_FAILING_PROVIDERS = 1024
+
+export const defaultConfig: Config = { maxInFlight: 32, maxWanted: 4096, maxProviders: 8, distrustAfter: DEFAULT_DISTRUST_AFTER }
 
 export interface Wanted {
   readonly hash: Hash
@@ -39,6 +55,10 @@ export interface ContentQueue<P> {
   /** Wanted hashes left to the store for lack of room in memory; providers not kept for lack of room. */
   overflow: number
   providersDropped: number
+  /** Failed downloads in a row per provider (peer key), at most {@link MAX_FAILING_PROVIDERS} peers. */
+  readonly failures: Map<string, number>
+  /** Claims to have content not acted on because their sender was distrusted. */
+  claimsIgnored: number
 }
 
 export type Decision =
@@ -57,8 +77,33 @@ export const make = <P>(config: Config = defaultConfig): ContentQueue<P> => ({
   inFlight: new Map(),
   byDoc: new Map(),
   overflow: 0,
-  providersDropped: 0
+  providersDropped: 0,
+  failures: new Map(),
+  claimsIgnored: 0
 })
+
+/** The peer's claims to have content are not acted on: too many downloads with it as a provider failed in a row. */
+export const distrusted = <P>(q: ContentQueue<P>, peer: string): boolean =>
+  (q.failures.get(peer) ?? 0) >= (q.config.distrustAfter ?? DEFAULT_DISTRUST_AFTER)
+
+/** A download of `key` ended: its providers' counts of failures in a row grow, or are cleared. */
+const noteOutcome = <P>(q: ContentQueue<P>, key: string, ok: boolean) => {
+  const providers = q.providers.get(key)
+  if (providers === undefined) return
+  for (const peer of providers.keys()) {
+    if (ok) {
+      q.failures.delete(peer)
+      continue
+    }
+    const n = (q.failures.get(peer) ?? 0) + 1
+    q.failures.delete(peer)
+    if (q.failures.size >= MAX_FAILING_PROVIDERS) {
+      const oldest = q.failures.keys().next().value
+      if (oldest !== undefined) q.failures.delete(oldest)
+    }
+    q.failures.set(peer, n)
+  }
+}
 
 /** Map key of a hash: one call per queue operation, so the table-driven `toHex` (2.5× faster than padStart per byte). */
 const hex = toHex
@@ -143,9 +188,15 @@ export const want = <P>(
   // A neighbor may have announced it (ContentReady) before the entry itself arrived.
   const announced = (q.providers.get(key)?.size ?? 0) > 0
   const held = hold(q, key, hash, ns)
-  // A sender that lacks the content is no provider (spec 05 §9.1): the hash waits for one.
-  if (provider !== undefined && providerHasIt) addProvider(q, key, provider[0], provider[1])
-  if ((providerHasIt || announced) && !start(q, key, hash, [ns], out) && !held) q.providers.delete(key)
+  // A sender that lacks the content is no provider (spec 05 §9.1): the hash waits for one. So does a sender whose
+  // claims failed `distrustAfter` downloads in a row (finding 4: a writer flooding entries whose content it never has).
+  let claims = providerHasIt
+  if (claims && provider !== undefined && distrusted(q, provider[0])) {
+    claims = false
+    q.claimsIgnored++
+  }
+  if (provider !== undefined && claims) addProvider(q, key, provider[0], provider[1])
+  if ((claims || announced) && !start(q, key, hash, [ns], out) && !held) q.providers.delete(key)
   return out
 }
 
@@ -196,6 +247,7 @@ export const downloaded = <P>(q: ContentQueue<P>, hash: Hash, ok: boolean): Arra
   const out: Array<Decision> = []
   if (w === undefined) return out
   q.inFlight.delete(key)
+  noteOutcome(q, key, ok)
   const drained: Array<string> = []
   for (const ns of w.docs) {
     const set = q.byDoc.get(ns)
