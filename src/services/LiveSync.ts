@@ -37,7 +37,10 @@
  * - wanted content is not forgotten: it is kept in the store (a bounded working set in memory) and offered, a page at
  *   a time, to each peer that finishes a sync with us; after a restart the wanted set of a document is recomputed
  *   from its entries when it goes live;
- * - a useful peer's addresses are kept in the AddressBook, so `startSync` can dial stored peers after a restart.
+ * - a useful peer's addresses are kept in the AddressBook, so `startSync` can dial stored peers after a restart;
+ * - a peer whose claims to have content failed `distrustAfter` downloads in a row (ContentQueue) no longer starts a
+ *   download by claiming (finding 4: a writer flooding entries whose content it never has); its entries' content
+ *   waits for a provider that announces it or a sync that offers it, and one download that succeeds with it clears it.
  */
 import {
   Cause,

@@ -214,6 +214,12 @@ export const provide = <P>(
   const key = hex(hash)
   const out: Array<Decision> = []
   if (!onlyIfWanted) out.push({ _tag: "Remember", ns, hash })
+  // An offer (our guess that a peer that synced with us has it) goes to no distrusted peer; its own announcement
+  // (ContentReady, `onlyIfWanted`) still does, and one that succeeds clears it.
+  if (!onlyIfWanted && distrusted(q, provider[0])) {
+    q.claimsIgnored++
+    return out
+  }
   const running = q.inFlight.get(key)
   if (running !== undefined) {
     addProvider(q, key, provider[0], provider[1])

@@ -58,12 +58,16 @@ describe("LiveSync flood: the inbox", () => {
     expect(downloads(next)).toBe(0)
     expect(next.some((d) => d._tag === "Remember")).toBe(true)
     expect(q.claimsIgnored).toBe(1)
+    // Nor is it offered our wanted content after a sync (an offer: `onlyIfWanted` false).
+    expect(downloads(ContentQueue.provide(q, "doc", hash(i), ["liar", "liar"], false))).toBe(0)
+    expect(q.claimsIgnored).toBe(2)
     // Another sender's claim still downloads; an honest provider's claim is acted on for the same hash.
     expect(downloads(ContentQueue.want(q, "doc", hash(++i), ["honest", "honest"], true))).toBe(1)
     ContentQueue.downloaded(q, hash(i), true)
     expect(ContentQueue.distrusted(q, "honest")).toBe(false)
-    // A download that succeeds with the liar among its providers (it announced one it has) clears its count.
-    expect(downloads(ContentQueue.provide(q, "doc", hash(++i), ["liar", "liar"], false))).toBe(1)
+    // A download that succeeds with the liar among its providers (it announced one we want: ContentReady) clears it.
+    ContentQueue.want(q, "doc", hash(++i), undefined, false)
+    expect(downloads(ContentQueue.provide(q, "doc", hash(i), ["liar", "liar"], true))).toBe(1)
     ContentQueue.downloaded(q, hash(i), true)
     expect(ContentQueue.distrusted(q, "liar")).toBe(false)
     expect(downloads(ContentQueue.want(q, "doc", hash(++i), ["liar", "liar"], true))).toBe(1)
