@@ -86,6 +86,14 @@ export const make = <P>(config: Config = defaultConfig): ContentQueue<P> => ({
 export const distrusted = <P>(q: ContentQueue<P>, peer: string): boolean =>
   (q.failures.get(peer) ?? 0) >= (q.config.distrustAfter ?? DEFAULT_DISTRUST_AFTER)
 
+/** A provider other than a distrusted peer is known for `key`. */
+const hasTrustedProvider = <P>(q: ContentQueue<P>, key: string): boolean => {
+  const providers = q.providers.get(key)
+  if (providers === undefined) return false
+  for (const peer of providers.keys()) if (!distrusted(q, peer)) return true
+  return false
+}
+
 /** A download of `key` ended: its providers' counts of failures in a row grow, or are cleared. */
 const noteOutcome = <P>(q: ContentQueue<P>, key: string, ok: boolean) => {
   const providers = q.providers.get(key)
@@ -285,7 +293,7 @@ export const fill = <P>(q: ContentQueue<P>, out: Array<Decision> = []): Array<De
   if (q.inFlight.size >= q.config.maxInFlight) return out
   for (const [key, w] of q.wanted) {
     if (q.inFlight.size >= q.config.maxInFlight) break
-    if (w.parked || (q.providers.get(key)?.size ?? 0) === 0) continue
+    if (w.parked || !hasTrustedProvider(q, key)) continue
     start(q, key, w.hash, w.docs, out)
   }
   return out
@@ -295,7 +303,8 @@ export const fill = <P>(q: ContentQueue<P>, out: Array<Decision> = []): Array<De
 export const retry = <P>(q: ContentQueue<P>, hash: Hash): { readonly decisions: Array<Decision>; readonly held: boolean } => {
   const key = hex(hash)
   const w = q.wanted.get(key)
-  if (w === undefined || (q.providers.get(key)?.size ?? 0) === 0) return { decisions: [], held: false }
+  // Providers that all turned out liars since (distrusted) are no reason to try again.
+  if (w === undefined || !hasTrustedProvider(q, key)) return { decisions: [], held: false }
   w.parked = false
   const out: Array<Decision> = []
   start(q, key, hash, w.docs, out)

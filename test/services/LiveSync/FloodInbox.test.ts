@@ -53,6 +53,8 @@ describe("LiveSync flood: the inbox", () => {
       ContentQueue.downloaded(q, hash(i), false)
     }
     expect(ContentQueue.distrusted(q, "liar")).toBe(true)
+    // Its earlier hashes, parked with it as their only provider, are not tried again by a timed retry.
+    expect(ContentQueue.retry(q, hash(0))).toEqual({ decisions: [], held: false })
     // Its further claims start nothing, are counted, and the hash is still remembered (the store keeps it).
     const next = ContentQueue.want(q, "doc", hash(i), ["liar", "liar"], true)
     expect(downloads(next)).toBe(0)
