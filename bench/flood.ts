@@ -9,11 +9,12 @@
  * sigtermMs < 10000.
  *
  * Two regimes, by the machine's load (2026-12-07, H20): quiet, all Puts arrive by gossip (`gossip_put_received` =
- * puts) and the node tries ~2,200 downloads from the publisher, which lies about having the content; loaded, ~1,100
- * arrive by gossip and the rest by sync (`sync_entries_received`, or by sessions the flooder starts). Compare runs of
- * the same regime. The peak is V8's old generation, not live data: `--node-args="--trace-gc-nvp"
- * --node-log=FILE` shows mark-compacts leaving 73–87 MB and the next one at 4× that (V8's growing factor on a machine
- * with a large heap limit); `--heap-growing-percent=100` halves it.
+ * puts); loaded, ~1,100 arrive by gossip and the rest by sync (`sync_entries_received`, or by sessions the flooder
+ * starts). Compare runs of the same regime. The publisher claims content it never has: the node tried 2,200–2,300
+ * downloads from it (peak 455 MB) until a peer whose claims fail 16 downloads in a row was distrusted (LiveSync/
+ * ContentQueue.ts; now ~47 downloads, `content_claims_ignored` ≈ puts). The rest of the peak is V8's old generation,
+ * not live data: `--node-args="--trace-gc-nvp" --node-log=FILE` shows mark-compacts leaving 73–87 MB and the next one
+ * at 4× that (V8's growing factor on a machine with a large heap limit); `--heap-growing-percent=100` halves it.
  */
 import { Effect, Fiber, Stream } from "effect"
 import { type ChildProcess, fork, spawn } from "node:child_process"
