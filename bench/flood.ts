@@ -7,6 +7,14 @@
  * stored (its `new_entries_remote` counter, by gossip or sync; waited for up to `--wait` s, default 120), and how long
  * it takes to exit on SIGTERM once the flooding peer left. Targets: stored = puts, peakRssMb < 400, cliMs < 2000,
  * sigtermMs < 10000.
+ *
+ * Two regimes, by the machine's load (2026-12-07, H20): quiet, all Puts arrive by gossip (`gossip_put_received` =
+ * puts); loaded, ~1,100 arrive by gossip and the rest by sync (`sync_entries_received`, or by sessions the flooder
+ * starts). Compare runs of the same regime. The publisher claims content it never has: the node tried 2,200–2,300
+ * downloads from it (peak 455 MB) until a peer whose claims fail 16 downloads in a row was distrusted (LiveSync/
+ * ContentQueue.ts; now ~47 downloads, `content_claims_ignored` ≈ puts). The rest of the peak is V8's old generation,
+ * not live data: `--node-args="--trace-gc-nvp" --node-log=FILE` shows mark-compacts leaving 73–87 MB and the next one
+ * at 4× that (V8's growing factor on a machine with a large heap limit); `--heap-growing-percent=100` halves it.
  */
 import { Effect, Fiber, Stream } from "effect"
 import { type ChildProcess, fork, spawn } from "node:child_process"
@@ -74,13 +82,23 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
       ),
       (child) => Effect.sync(() => child.kill("SIGKILL"))
     )
-    if (nodeLog === undefined) node.stderr!.resume()
-    else node.stderr!.pipe(fs.createWriteStream(nodeLog))
+    // The node's stderr and stdout (where V8's --trace-gc writes) go to --node-log; it is up once it printed its JSON line.
+    const log = nodeLog === undefined ? undefined : fs.createWriteStream(nodeLog)
+    if (log === undefined) node.stderr!.resume()
+    else node.stderr!.pipe(log)
     yield* Effect.async<void>((resume) => {
       let out = ""
+      let up = false
       node.stdout!.setEncoding("utf8").on("data", (c: string) => {
+        log?.write(c)
+        if (up) return
         out += c
-        if (out.includes("\n")) resume(Effect.void)
+        const lines = out.split("\n")
+        out = lines.pop() ?? ""
+        if (lines.some((line) => line.startsWith("{"))) {
+          up = true
+          resume(Effect.void)
+        }
       })
     })
     progress(`node ${node.pid} started`)
@@ -151,7 +169,13 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
             "gossip_inbound_paused",
             "gossip_inbound_peak_bytes",
             "inbox_replica_waits",
-            "inbox_replica_queued"
+            "inbox_replica_queued",
+            "downloads_success",
+            "downloads_failure",
+            "content_claims_ignored",
+            "gossip_lag_resyncs",
+            "wanted_overflow",
+            "wanted_in_memory"
           ]
             .map((name) => [name, stats.value[name] ?? 0])
         )

