@@ -41,7 +41,8 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { AddrJson, Reply, Request } from "./blobs-node.js"
 import { cpuOfPid, median, MiB, mibPerSec, resetPeakRss, rssOfPid } from "./blobs-util.js"
-import { bundledProgram, numberFlag, progress, tempDir } from "./util.js"
+import { bundledProgram } from "./bundle.js"
+import { numberFlag, progress, tempDir } from "./util.js"
 
 const WARM_UP_SIZE = 16 * MiB
 

@@ -11,7 +11,8 @@
  * beside the latencies: raw gossipsub's own p99, and per node the CPU time per write and the time its main thread was
  * busy (event-loop utilisation: above the CPU time when the thread waited for a core).
  *
- * Flags: `--in-process` runs all nodes on this process's one thread (the swarm's rate is then bounded by a write's CPU
+ * Flags: `--unbundled` runs each node from its module files instead of a bundle (`bundledProgram`, as deployed);
+ * `--in-process` runs all nodes on this process's one thread (the swarm's rate is then bounded by a write's CPU
  * cost summed over all nodes); with `--ops` it also counts the Effect operations all nodes execute per write (op
  * supervision slows the run: its latencies are not comparable). `--inline-max N` sets the nodes' `inlineContentMax`
  * (0: content is downloaded, not gossiped inline). `--no-content` makes the receivers skip content (download policy
@@ -41,6 +42,7 @@ import * as Gossip from "../src/services/Gossip.js"
 import * as Network from "../src/services/Network.js"
 import { GossipRouter, type GossipRouterService } from "../src/services/Network/router.js"
 import type { Reply, Request } from "./live-node.js"
+import { bundledProgram } from "./bundle.js"
 import { countingOps, numberFlag, OpCounter, profiled, progress, randomBytes } from "./util.js"
 
 /**
@@ -308,10 +310,10 @@ interface Child {
   readonly call: (cmd: string, args?: Record<string, unknown>) => Effect.Effect<unknown>
 }
 
-const spawnNode = (env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
+const spawnNode = (program: string, env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
   Effect.acquireRelease(
     Effect.async<readonly [ChildProcess, Child]>((resume) => {
-      const proc = fork(fileURLToPath(new URL("./live-node.js", import.meta.url)), [], {
+      const proc = fork(program, [], {
         stdio: ["ignore", 2, 2, "ipc"],
         // The runner's own flags (the node program's, package.json) first: `--node-args` can override them.
         execArgv: [...process.execArgv, ...execArgv],
@@ -427,7 +429,12 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     if (inline !== undefined) env["RANGEDOCS_BENCH_INLINE"] = inline
 
     const execArgv = (flags.get("node-args") ?? "").split(" ").filter((a) => a !== "")
-    const nodes = yield* Effect.forEach(Array.from({ length: n }), () => spawnNode(env, execArgv), {
+    // Each node runs bench/live-node.ts bundled as the deployed program is (`bundledProgram`; a smaller heap for V8 to
+    // mark than the module files give), or with `--unbundled` its compiled module file.
+    const program = flags.get("unbundled") === "true"
+      ? fileURLToPath(new URL("./live-node.js", import.meta.url))
+      : yield* bundledProgram("bench/live-node.ts")
+    const nodes = yield* Effect.forEach(Array.from({ length: n }), () => spawnNode(program, env, execArgv), {
       concurrency: "unbounded"
     })
     const receivers = nodes.slice(1)

@@ -4,8 +4,6 @@ import * as inspector from "node:inspector"
 import * as v8 from "node:v8"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
-import { EXTERNAL } from "../src/cli/bundle.js"
 
 export const progress = (msg: string) => process.stderr.write(`${msg}\n`)
 
@@ -13,41 +11,6 @@ export const numberFlag = (flags: ReadonlyMap<string, string>, name: string, dfl
   const v = flags.get(name)
   return v === undefined ? dflt : Number(v)
 }
-
-/** The repository's root (benches run from `.bench-dist/bench/`). */
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
-
-/**
- * A bench's node program as the deployed `rangedocs` runs: one esbuild bundle (`npm run build`, src/cli/bundle.ts),
- * native addons outside. A node process holds ~30 MB less at rest than when it loads the same code from its thousands
- * of module files (an idle `rangedocs start`: 101 MB RSS, against ~150 for the bench's unbundled node), so memory
- * figures of a process per node come from bundles. `entry` is relative to the repository; the bundle is written to
- * `.bench-dist/bundle/` and its path returned.
- */
-export const bundledProgram = (entry: string) =>
-  Effect.promise(async () => {
-    const outdir = path.join(ROOT, ".bench-dist", "bundle")
-    const name = path.basename(entry, path.extname(entry))
-    const esbuild = await import("esbuild")
-    await esbuild.build({
-      entryPoints: { [name]: path.join(ROOT, entry) },
-      absWorkingDir: ROOT,
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      outdir,
-      external: [...EXTERNAL],
-      // Bundled CommonJS packages call require(), which an ES module lacks.
-      banner: {
-        js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);"
-      },
-      minifyWhitespace: true,
-      minifySyntax: true,
-      logLevel: "warning"
-    })
-    return path.join(outdir, `${name}.js`)
-  })
 
 export const tempDir = (prefix: string) => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
 
