@@ -105,13 +105,15 @@ export const DEFAULT_DIAL_TIMEOUT: Duration.Duration = Duration.seconds(10)
 /** Bounds opening a stream on a connection, and the graceful close of a stream when its scope ends. */
 export const DEFAULT_STREAM_TIMEOUT: Duration.Duration = Duration.seconds(10)
 /**
- * The largest per-stream receive window (yamux credit): what a peer may send on a stream ahead of its reader; yamux's
- * default, 16 MiB. A 4 MiB window kept a bulk sender's backlog smaller (blob transfer median 0.68 of a plain stream
- * copy instead of 0.66, bench/blobs.ts) but raised the live bench's p99 latency from 19–22 ms to 28–37 ms
- * (bench/live.ts, alternating runs), so it is not the default. A node that serves many bulk streams on little memory
- * may lower it.
+ * The largest per-stream receive window (yamux credit): what a peer may send on a stream ahead of its reader (yamux's
+ * default: 16 MiB). 4 MiB: with 16, a blob download's bytes waited in the requester up to the whole window, outlived
+ * the scavenges and left the requester's GC with twice the raw copy's CPU (`npm run bench -- blobs --processes 2`,
+ * quiet machine, alternating: ratio 0.73–0.76 with 4 MiB against 0.50 with 16, requester peak RSS 153–156 against 197
+ * MB; 2 MiB 0.73, 1 MiB 0.56). An earlier measurement had a 4 MiB window raise the live bench's p99; gossipsub's
+ * inbound streams now keep yamux's initial 256 KiB window whatever this is (`boundInbound`), and the live bench did not
+ * move (BENCHMARKS.md).
  */
-export const DEFAULT_STREAM_WINDOW = 16 * 1024 * 1024
+export const DEFAULT_STREAM_WINDOW = 4 * 1024 * 1024
 /** yamux's smallest window, and the smallest `streamWindow` accepted. */
 const MIN_STREAM_WINDOW = 256 * 1024
 /**
