@@ -14,7 +14,7 @@
 import "../src/internal/polyfill.js"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { Context, Effect, Layer, Option, Queue, Schema } from "effect"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import { randomFillSync } from "node:crypto"
 import * as fs from "node:fs"
 import * as inspector from "node:inspector"
@@ -27,17 +27,9 @@ import * as BlobTransfer from "../src/services/BlobTransfer.js"
 import * as Blobs from "../src/services/Blobs.js"
 import * as Network from "../src/services/Network.js"
 import { writeRandomFile } from "./blobs-util.js"
+import { serveRunner } from "./ipc.js"
 
 export const RAW_PROTOCOL = "/rangedocs-bench/raw/1"
-
-export interface Request {
-  readonly id: number
-  readonly cmd: string
-  readonly args: Record<string, unknown>
-}
-export type Reply =
-  | { readonly id: number; readonly ok: true; readonly value: unknown }
-  | { readonly id: number; readonly ok: false; readonly error: string }
 
 /** A node address as IPC carries it. */
 export interface AddrJson {
@@ -215,23 +207,7 @@ const main = Effect.gen(function*() {
     }
   }
 
-  const requests = yield* Queue.unbounded<Request>()
-  process.on("message", (m: unknown) => Queue.unsafeOffer(requests, m as Request))
-  process.on("disconnect", () => process.exit(0))
-  const reply = (r: Reply) => Effect.sync(() => process.send?.(r))
-  process.send?.({ id: 0, ok: true, value: "ready" } satisfies Reply)
-  return yield* Queue.take(requests).pipe(
-    Effect.flatMap(({ id, cmd, args }) =>
-      handle(cmd, args).pipe(
-        Effect.matchCauseEffect({
-          onSuccess: (value) => reply({ id, ok: true, value }),
-          onFailure: (cause) => reply({ id, ok: false, error: String(cause) })
-        }),
-        Effect.forkIn(scope)
-      )
-    ),
-    Effect.forever
-  )
+  return yield* serveRunner(handle, scope)
 }).pipe(Effect.scoped)
 
 NodeRuntime.runMain(main)

@@ -35,21 +35,16 @@
  * buffers that rotate instead of one hot block; it idles half the copy, waiting for the requester's credit.
  */
 import { Effect } from "effect"
-import { type ChildProcess, fork } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import type { AddrJson, Reply, Request } from "./blobs-node.js"
-import { cpuOfPid, median, MiB, mibPerSec, resetPeakRss, rssOfPid } from "./blobs-util.js"
+import type { AddrJson } from "./blobs-node.js"
+import { cpuOfPid, median, MiB, mibPerSec, resetPeakRss } from "./blobs-util.js"
 import { bundledProgram } from "./bundle.js"
-import { numberFlag, progress, tempDir } from "./util.js"
+import { forkChild } from "./ipc.js"
+import { numberFlag, progress, rssOfPid, tempDir } from "./util.js"
 
 const WARM_UP_SIZE = 16 * MiB
-
-interface Child {
-  readonly pid: number
-  readonly call: <A>(cmd: string, args?: Record<string, unknown>) => Effect.Effect<A>
-}
 
 /**
  * The node process's program: bench/blobs-node.ts bundled as the deployed `rangedocs` is (`bundledProgram`: ~30 MB
@@ -59,53 +54,6 @@ const nodeProgram = (unbundled: boolean) =>
   unbundled
     ? Effect.succeed(fileURLToPath(new URL("./blobs-node.js", import.meta.url)))
     : bundledProgram("bench/blobs-node.ts")
-
-const spawnNode = (program: string, name: string, env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
-  Effect.acquireRelease(
-    Effect.async<readonly [ChildProcess, Child]>((resume) => {
-      const proc = fork(program, [], {
-        stdio: ["ignore", 2, 2, "ipc"],
-        execArgv: [...process.execArgv, ...execArgv],
-        env: { ...process.env, ...env }
-      })
-      const pending = new Map<number, (reply: Reply) => void>()
-      let next = 1
-      let ready = false
-      proc.on("message", (m: unknown) => {
-        const reply = m as Reply
-        if (reply.id === 0) {
-          ready = true
-          resume(Effect.succeed([proc, child] as const))
-          return
-        }
-        const done = pending.get(reply.id)
-        pending.delete(reply.id)
-        done?.(reply)
-      })
-      proc.on("exit", (code) => {
-        for (const done of pending.values()) done({ id: -1, ok: false, error: `${name} exited (${code})` })
-        pending.clear()
-        if (!ready) resume(Effect.dieMessage(`the ${name} process exited (${code}) before it was ready`))
-      })
-      const child: Child = {
-        pid: proc.pid ?? -1,
-        call: <A>(cmd: string, args: Record<string, unknown> = {}) =>
-          Effect.async<A>((resumeCall) => {
-            const id = next++
-            pending.set(id, (reply) =>
-              resumeCall(reply.ok ? Effect.succeed(reply.value as A) : Effect.dieMessage(`${name} ${cmd}: ${reply.error}`)))
-            proc.send({ id, cmd, args } satisfies Request)
-          })
-      }
-    }),
-    // SIGTERM lets `--cpu-prof` write its profile; the exit is awaited so the temp dir is removed after it.
-    ([proc]) =>
-      Effect.async<void>((resume) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return resume(Effect.void)
-        proc.once("exit", () => resume(Effect.void))
-        proc.kill("SIGTERM")
-      }).pipe(Effect.timeout("10 seconds"), Effect.ignore)
-  ).pipe(Effect.map(([, child]) => child))
 
 export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
   Effect.gen(function*() {
@@ -125,7 +73,7 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
     const node = (name: string) => {
       const home = path.join(dir, name)
       fs.mkdirSync(home)
-      return spawnNode(program, name, {
+      return forkChild(program, name, {
         RANGEDOCS_BLOBS_DIR: home,
         ...(chunk === undefined ? {} : { RANGEDOCS_BLOBS_CHUNK: chunk }),
         ...(readAhead === undefined ? {} : { RANGEDOCS_BLOBS_READ_AHEAD: readAhead }),

@@ -29,17 +29,6 @@ export const median = (xs: ReadonlyArray<number>) => {
 
 export const mibPerSec = (bytes: number, ms: number) => bytes / MiB / (ms / 1000)
 
-/** Peak and current resident set of process `pid` in MB (VmHWM, VmRSS of /proc/PID/status); NaN if unreadable. */
-export const rssOfPid = (pid: number) => {
-  try {
-    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
-    const kb = (name: string) => Number(/\d+/.exec(status.split("\n").find((l) => l.startsWith(name)) ?? "")?.[0] ?? NaN)
-    return { peak: kb("VmHWM:") / 1024, now: kb("VmRSS:") / 1024 }
-  } catch {
-    return { peak: NaN, now: NaN }
-  }
-}
-
 /** CPU ms (user + system, all threads) of process `pid` so far, and of its main thread, from /proc; NaN if unreadable. */
 export const cpuOfPid = (pid: number) => {
   const ticks = (file: string) => {

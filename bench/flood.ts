@@ -24,7 +24,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Docs from "../src/services/Docs.js"
 import * as DocsRpc from "../src/services/DocsRpc.js"
-import { numberFlag, progress } from "./util.js"
+import { numberFlag, progress, rssOfPid } from "./util.js"
 
 const MAIN = fileURLToPath(new URL("../src/main.js", import.meta.url))
 const FLOODER = fileURLToPath(new URL("./flood-node.js", import.meta.url))
@@ -43,17 +43,6 @@ const json = <A>(stdout: string): A => JSON.parse(stdout.trim().split("\n").pop(
 
 /** A reading that failed (NaN: the status file could not be read) does not erase the peak seen so far. */
 const maxFinite = (a: number, b: number) => (Number.isFinite(b) ? Math.max(a, b) : a)
-
-/** Peak and current resident set of `pid` in MB (VmHWM, VmRSS). */
-const rssOf = (pid: number) => {
-  try {
-    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
-    const kb = (name: string) => Number(/\d+/.exec(status.split("\n").find((l) => l.startsWith(name)) ?? "")?.[0] ?? NaN)
-    return { peak: kb("VmHWM:") / 1024, now: kb("VmRSS:") / 1024 }
-  } catch {
-    return { peak: NaN, now: NaN }
-  }
-}
 
 const exited = (child: ChildProcess) =>
   Effect.async<void>((resume) => {
@@ -107,7 +96,7 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
 
     let peakRss = 0
     yield* Effect.forkScoped(Effect.forever(Effect.sync(() => {
-      peakRss = maxFinite(peakRss, rssOf(node.pid!).peak)
+      peakRss = maxFinite(peakRss, rssOfPid(node.pid!).peak)
     }).pipe(Effect.zipRight(Effect.sleep("200 millis")))))
 
     const flooder = yield* Effect.acquireRelease(
@@ -180,7 +169,7 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
             .map((name) => [name, stats.value[name] ?? 0])
         )
       }
-      progress(`stored ${stored}/${puts}, slowest doc list ${Math.round(cliMs)} ms over ${calls} calls, ${failedCalls} unanswered (CLI process ${Math.round(cliProcessMs)} ms), rss ${Math.round(rssOf(node.pid!).now)} MB`)
+      progress(`stored ${stored}/${puts}, slowest doc list ${Math.round(cliMs)} ms over ${calls} calls, ${failedCalls} unanswered (CLI process ${Math.round(cliProcessMs)} ms), rss ${Math.round(rssOfPid(node.pid!).now)} MB`)
       if (stored >= puts) break
       yield* Effect.sleep("1 second")
     }
@@ -192,7 +181,7 @@ export const floodBench = (flags: ReadonlyMap<string, string>) =>
     // The flooding peer leaves; the node must settle, then stop on SIGTERM.
     flooder.kill("SIGTERM")
     yield* Effect.sleep("5 seconds")
-    peakRss = maxFinite(peakRss, rssOf(node.pid!).peak)
+    peakRss = maxFinite(peakRss, rssOfPid(node.pid!).peak)
     const t0 = performance.now()
     node.kill("SIGTERM")
     yield* exited(node).pipe(Effect.timeout("30 seconds"), Effect.ignore)

@@ -6,7 +6,7 @@
 import "../src/internal/polyfill.js"
 import type { GossipSubEvents } from "@libp2p/gossipsub"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Context, Effect, Layer, Queue, Schema, Scope, Stream } from "effect"
+import { Context, Effect, Layer, Schema, Scope, Stream } from "effect"
 import * as inspector from "node:inspector"
 import * as fs from "node:fs"
 import { constants, PerformanceObserver } from "node:perf_hooks"
@@ -21,16 +21,8 @@ import * as Docs from "../src/services/Docs.js"
 import * as Gossip from "../src/services/Gossip.js"
 import * as LiveSync from "../src/services/LiveSync.js"
 import { GossipRouter } from "../src/services/Network/router.js"
+import { serveRunner } from "./ipc.js"
 import { randomBytes } from "./util.js"
-
-export interface Request {
-  readonly id: number
-  readonly cmd: string
-  readonly args: Record<string, unknown>
-}
-export type Reply =
-  | { readonly id: number; readonly ok: true; readonly value: unknown }
-  | { readonly id: number; readonly ok: false; readonly error: string }
 
 const now = () => performance.timeOrigin + performance.now()
 const text = (s: string) => new TextEncoder().encode(s)
@@ -252,24 +244,7 @@ const main = Effect.gen(function*() {
     }
   }
 
-  const requests = yield* Queue.unbounded<Request>()
-  const onMessage = (m: unknown) => Queue.unsafeOffer(requests, m as Request)
-  process.on("message", onMessage)
-  process.on("disconnect", () => process.exit(0))
-  const reply = (r: Reply) => Effect.sync(() => process.send?.(r))
-  process.send?.({ id: 0, ok: true, value: "ready" } satisfies Reply)
-  return yield* Queue.take(requests).pipe(
-    Effect.flatMap(({ id, cmd, args }) =>
-      handle(cmd, args).pipe(
-        Effect.matchCauseEffect({
-          onSuccess: (value) => reply({ id, ok: true, value }),
-          onFailure: (cause) => reply({ id, ok: false, error: String(cause) })
-        }),
-        Effect.forkIn(scope)
-      )
-    ),
-    Effect.forever
-  )
+  return yield* serveRunner(handle, scope)
 }).pipe(Effect.scoped)
 
 NodeRuntime.runMain(main)

@@ -28,7 +28,6 @@
  */
 import type { GossipSubEvents } from "@libp2p/gossipsub"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
-import { type ChildProcess, fork } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { toHex } from "../src/internal/bytes.js"
@@ -41,8 +40,8 @@ import * as Docs from "../src/services/Docs.js"
 import * as Gossip from "../src/services/Gossip.js"
 import * as Network from "../src/services/Network.js"
 import { GossipRouter, type GossipRouterService } from "../src/services/Network/router.js"
-import type { Reply, Request } from "./live-node.js"
 import { bundledProgram } from "./bundle.js"
+import { type Child, forkChild } from "./ipc.js"
 import { countingOps, numberFlag, OpCounter, profiled, progress, randomBytes } from "./util.js"
 
 /**
@@ -306,51 +305,6 @@ const text = (s: string) => new TextEncoder().encode(s)
 // ---------------------------------------------------------------------------------------------------------------
 // One process per node (the default)
 
-interface Child {
-  readonly call: (cmd: string, args?: Record<string, unknown>) => Effect.Effect<unknown>
-}
-
-const spawnNode = (program: string, env: NodeJS.ProcessEnv, execArgv: ReadonlyArray<string>) =>
-  Effect.acquireRelease(
-    Effect.async<readonly [ChildProcess, Child]>((resume) => {
-      const proc = fork(program, [], {
-        stdio: ["ignore", 2, 2, "ipc"],
-        // The runner's own flags (the node program's, package.json) first: `--node-args` can override them.
-        execArgv: [...process.execArgv, ...execArgv],
-        env: { ...process.env, ...env }
-      })
-      const pending = new Map<number, (reply: Reply) => void>()
-      let next = 1
-      proc.on("message", (m: unknown) => {
-        const reply = m as Reply
-        if (reply.id === 0) {
-          ready = true
-          resume(Effect.succeed([proc, child] as const))
-          return
-        }
-        const done = pending.get(reply.id)
-        pending.delete(reply.id)
-        done?.(reply)
-      })
-      let ready = false
-      proc.on("exit", (code) => {
-        for (const done of pending.values()) done({ id: -1, ok: false, error: `node exited (${code})` })
-        pending.clear()
-        if (!ready) resume(Effect.dieMessage(`a node process exited (${code}) before it was ready`))
-      })
-      const child: Child = {
-        call: (cmd, args = {}) =>
-          Effect.async<unknown>((resumeCall) => {
-            const id = next++
-            pending.set(id, (reply) =>
-              resumeCall(reply.ok ? Effect.succeed(reply.value) : Effect.dieMessage(`${cmd}: ${reply.error}`)))
-            proc.send({ id, cmd, args } satisfies Request)
-          })
-      }
-    }),
-    ([proc]) => Effect.sync(() => proc.kill())
-  ).pipe(Effect.map(([, child]) => child))
-
 const now = () => performance.timeOrigin + performance.now()
 
 /** Ends every node's profile (bench/live-node.ts `profileStart`) into `prefix.nodeI.cpuprofile|heapprofile`. */
@@ -434,7 +388,7 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     const program = flags.get("unbundled") === "true"
       ? fileURLToPath(new URL("./live-node.js", import.meta.url))
       : yield* bundledProgram("bench/live-node.ts")
-    const nodes = yield* Effect.forEach(Array.from({ length: n }), () => spawnNode(program, env, execArgv), {
+    const nodes = yield* Effect.forEach(Array.from({ length: n }), () => forkChild(program, "node", env, execArgv), {
       concurrency: "unbounded"
     })
     const receivers = nodes.slice(1)

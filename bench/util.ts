@@ -12,6 +12,17 @@ export const numberFlag = (flags: ReadonlyMap<string, string>, name: string, dfl
   return v === undefined ? dflt : Number(v)
 }
 
+/** Peak and current resident set of process `pid` in MB (VmHWM, VmRSS of /proc/PID/status); NaN if unreadable. */
+export const rssOfPid = (pid: number) => {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
+    const kb = (name: string) => Number(/\d+/.exec(status.split("\n").find((l) => l.startsWith(name)) ?? "")?.[0] ?? NaN)
+    return { peak: kb("VmHWM:") / 1024, now: kb("VmRSS:") / 1024 }
+  } catch {
+    return { peak: NaN, now: NaN }
+  }
+}
+
 export const tempDir = (prefix: string) => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
 
 /** Peak resident set size of this process so far, in MB. */
