@@ -1,11 +1,14 @@
 /**
- * Builds the `rangedocs` program (`bin`) as an ESM bundle with esbuild (installed with tsx): `npm run build` runs
- * `node dist/src/cli/bundle.js` after tsc, writing `dist/cli/main.js` and its chunks. One bundle file loads in a
- * fraction of the time of the thousands of module files it replaces, and code splitting keeps the dynamic imports
- * apart: a client command loads the commands' definitions, its own module and the RPC client, never the node's
- * layers (libp2p, SQLite), which only `start` and `demo` import. Native packages stay outside the bundle.
- * The tests build the same bundle into a directory of their own.
+ * Builds the `rangedocs` program (`bin`) with esbuild (installed with tsx): `npm run build` runs
+ * `node dist/src/cli/bundle.js` after tsc, writing `dist/cli/`. A bundle loads in a fraction of the time of the
+ * thousands of module files it replaces. The program is built twice (`launch.ts`, `dist/cli/main.js`, picks one):
+ * - `node/main.js` and its chunks, ES modules, for `start` and `demo`: code splitting keeps the node's layers (libp2p,
+ *   SQLite) out of everything else;
+ * - `client.cjs`, one CommonJS file, for every other command, run with a V8 code cache (`codeCache.ts`): Node 20 can
+ *   cache compiled scripts but not ES modules, and compiling was a quarter of a client command's start.
+ * Native packages stay outside the bundle. The tests build the same program into a directory of their own.
  */
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -25,32 +28,59 @@ const NO_CONFIG_FILES = ["yaml", "toml", "ini"]
 export const bundleCli = async (options: BundleOptions): Promise<string> => {
   const esbuild = await import("esbuild")
   fs.rmSync(options.outdir, { recursive: true, force: true })
-  await esbuild.build({
-    entryPoints: { main: path.join(options.root, "src", "main.ts") },
+  const common = {
     absWorkingDir: options.root,
     bundle: true,
-    splitting: true,
     platform: "node",
-    format: "esm",
     target: "node20",
-    outdir: options.outdir,
-    chunkNames: "chunks/[name]-[hash]",
     external: [...EXTERNAL],
     alias: {
       ...Object.fromEntries(NO_CONFIG_FILES.map((name) => [name, "./src/cli/noConfigFiles.ts"])),
       "msgpackr-extract": "./src/cli/noNativeMsgpack.ts"
     },
-    // Bundled CommonJS packages call require(), which an ES module lacks.
-    banner: {
-      js: "import { createRequire as __rangedocsRequire } from 'node:module'; const require = __rangedocsRequire(import.meta.url);"
-    },
-    // Less to parse at every start (V8 compiles the whole module text; Node 20 keeps no compile cache for ES modules).
-    // Names stay, for readable errors.
+    // Less to parse at every start. Names stay, for readable errors.
     minifyWhitespace: true,
     minifySyntax: true,
     logLevel: "warning"
+  } as const
+  const program = path.join(options.root, "src", "main.ts")
+  // The node (`start`, `demo`): ES modules, split so that only these commands load libp2p and SQLite.
+  await esbuild.build({
+    ...common,
+    entryPoints: { main: program },
+    splitting: true,
+    format: "esm",
+    outdir: path.join(options.outdir, "node"),
+    chunkNames: "chunks/[name]-[hash]",
+    // Bundled CommonJS packages call require(), which an ES module lacks.
+    banner: {
+      js: "import { createRequire as __rangedocsRequire } from 'node:module'; const require = __rangedocsRequire(import.meta.url);"
+    }
   })
+  // The client commands: one CommonJS file, which V8 can cache compiled (codeCache.ts). `import.meta.url` (two modules
+  // locate files next to the program) becomes the file's URL.
+  const client = path.join(options.outdir, "client.cjs")
+  await esbuild.build({
+    ...common,
+    entryPoints: [program],
+    format: "cjs",
+    outfile: client,
+    define: { "import.meta.url": "__rangedocsUrl" },
+    banner: { js: "const __rangedocsUrl = require('node:url').pathToFileURL(__filename).href;" }
+  })
+  // The hashbang (of src/main.ts) is not JavaScript inside the function Node's module wrapper makes of the file.
+  const text = fs.readFileSync(client, "utf8").replace(/^#!.*\n/, "")
+  fs.writeFileSync(client, text)
+  const build = crypto.createHash("sha256").update(text).digest("hex").slice(0, 16)
+  // The program users run: picks one of the two (launch.ts).
   const main = path.join(options.outdir, "main.js")
+  await esbuild.build({
+    ...common,
+    entryPoints: [path.join(options.root, "src", "cli", "launch.ts")],
+    format: "esm",
+    outfile: main,
+    define: { RANGEDOCS_CLIENT_BUILD: JSON.stringify(build) }
+  })
   fs.chmodSync(main, 0o755)
   return main
 }

@@ -192,7 +192,8 @@ export const makeHarness = (name: string) => {
   const spawnTracked = (command: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}, cwd = ROOT) => {
     const child = spawn(command, args, {
       cwd,
-      env: { ...process.env, RANGEDOCS_DATA_DIR: "", ...env },
+      // The program's V8 code cache (src/cli/codeCache.ts) next to the run's bundle, not in the user's ~/.cache.
+      env: { ...process.env, RANGEDOCS_DATA_DIR: "", RANGEDOCS_CODE_CACHE: path.join(path.dirname(main), "code-cache"), ...env },
       stdio: ["pipe", "pipe", "pipe"]
     })
     children.add(child)
