@@ -9,6 +9,7 @@ import {
   Context,
   Deferred,
   Effect,
+  Either,
   Exit,
   Fiber,
   FiberRef,
@@ -563,8 +564,11 @@ describe("Sync", () => {
       const session = yield* Effect.fork(syncWith(a, b))
       yield* Deferred.await(entered)
       yield* Scope.close(scopeB, Exit.void)
-      const error = yield* Effect.flip(session)
-      assert.include(["SyncProtocolError", "SyncCloseError"], error._tag)
+      // B's streams are reset, or closed before it answered (once in a busy full run): the initiator then sees an
+      // acceptor that ended the stream without a word, which ends the session with nothing exchanged (as below).
+      const ended = yield* Effect.either(Fiber.join(session))
+      if (Either.isLeft(ended)) assert.include(["SyncProtocolError", "SyncCloseError"], ended.left._tag)
+      else assert.strictEqual(ended.right.traffic.messagesReceived, 0)
       const c = yield* peer()
       yield* withEntries(c, [])
       const finished = yield* syncWith(a, c)
