@@ -8,6 +8,7 @@
  *   cache compiled scripts but not ES modules, and compiling was a quarter of a client command's start.
  * Native packages stay outside the bundle. The tests build the same program into a directory of their own.
  */
+import type { BuildOptions } from "esbuild"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -28,7 +29,7 @@ const NO_CONFIG_FILES = ["yaml", "toml", "ini"]
 export const bundleCli = async (options: BundleOptions): Promise<string> => {
   const esbuild = await import("esbuild")
   fs.rmSync(options.outdir, { recursive: true, force: true })
-  const common = {
+  const common: BuildOptions = {
     absWorkingDir: options.root,
     bundle: true,
     platform: "node",
@@ -42,7 +43,7 @@ export const bundleCli = async (options: BundleOptions): Promise<string> => {
     minifyWhitespace: true,
     minifySyntax: true,
     logLevel: "warning"
-  } as const
+  }
   const program = path.join(options.root, "src", "main.ts")
   // The node (`start`, `demo`): ES modules, split so that only these commands load libp2p and SQLite.
   await esbuild.build({
