@@ -1,12 +1,16 @@
 import { defineConfig } from "vitest/config"
-import { SERIAL_TESTS, SHARED } from "./vitest.shared.js"
+import { BACKGROUND_TESTS, BackgroundSequencer, SERIAL_TESTS, SHARED } from "./vitest.shared.js"
 
-// The second pass: the files that need the machine to themselves, one at a time (see vitest.shared.ts).
+// The serial passes: the files that need the machine to themselves, one at a time (see vitest.shared.ts); with
+// RANGEDOCS_TEST_PASS=background, the files that only compute (test/run.sh runs them at the lowest priority).
+const background = process.env["RANGEDOCS_TEST_PASS"] === "background"
+
 export default defineConfig({
   test: {
     ...SHARED,
-    include: [...SERIAL_TESTS],
+    include: background ? [...BACKGROUND_TESTS] : [...SERIAL_TESTS],
     fileParallelism: false,
+    ...(background ? { sequence: { sequencer: BackgroundSequencer } } : {}),
     // One worker and one module graph for the pass's files, as in the parallel pass (vitest.config.ts): each file
     // loaded effect, libp2p and the project anew ("collect" 21–27 s of the pass's wall time).
     isolate: false

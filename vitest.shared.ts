@@ -3,7 +3,8 @@ import { BaseSequencer, type TestSpecification } from "vitest/node"
 
 /**
  * The test suite runs in passes (`npm test` = `test/run.sh`): most files on two workers, then the files below one at
- * a time (the swarm alone; the NAT lab, which mostly waits, beside the others and the type check).
+ * a time (the swarm alone; then two streams side by side: the NAT lab, which mostly waits, and the relay tests through
+ * the CLI; the timer tests and the browsers), and the type check.
  * These measure timing (TestClock steps against real nodes), run many nodes or processes at once (a 20-node swarm,
  * network namespaces, a browser), or need the machine to themselves to mean what they assert.
  */
@@ -15,9 +16,36 @@ export const SERIAL_TESTS: ReadonlyArray<string> = [
   "test/services/LiveSync/FloodInbox.test.ts",
   "test/layers/ReachCli.test.ts",
   "test/lab/**/*.test.ts",
-  // `npm pack` and `npm install` into a temporary project: about a core for ~20 s, run after the lab, in its stream.
-  "test/package/**/*.test.ts",
   "test/ui/**/*.test.ts"
+]
+
+/**
+ * Files that assert nothing about time (computation: stores, codecs, property tests; and the package test, `npm pack`
+ * and `npm install` with generous timeouts), run from the swarm on beside the serial files at the lowest priority
+ * (`nice -n 19`, test/run.sh): they take the CPU that the swarm, the lab and the timer tests leave while they wait,
+ * instead of lengthening the parallel pass. One at a time, in this order (the package test first: its processes
+ * take longest).
+ */
+export const BACKGROUND_TESTS: ReadonlyArray<string> = [
+  "test/package/**/*.test.ts",
+  "test/services/Store.test.ts",
+  "test/services/Membership/View.test.ts",
+  "test/services/StorePaging.test.ts",
+  "test/internal/fingerprintTree.test.ts",
+  "test/schema/SyncMessage.test.ts",
+  "test/internal/reconcile.test.ts",
+  "test/schema/Ticket.test.ts",
+  "test/services/Ranger.test.ts",
+  "test/schema/DownloadPolicy.test.ts",
+  "test/schema/Rpc.test.ts",
+  "test/schema/Entry.test.ts",
+  "test/schema/Op.test.ts",
+  "test/schema/PeerRecord.test.ts",
+  "test/schema/AuthorHeads.test.ts",
+  "test/schema/limits.test.ts",
+  "test/internal/framing.test.ts",
+  "test/services/LiveSync/SyncState.test.ts",
+  "test/services/LiveSync/ContentQueue.test.ts"
 ]
 
 /**
@@ -37,21 +65,35 @@ export const SLOW_FIRST: ReadonlyArray<string> = [
   "test/examples/examples.test.ts",
   "test/cli/Walkthrough.test.ts",
   "test/cli/Restart.test.ts",
-  "test/services/Network.test.ts",
-  "test/services/Store.test.ts"
+  "test/services/Network.test.ts"
 ]
+
+/** Where `file` (relative to the root) stands in `patterns` (paths, or a directory's `…/**` glob); past the end if none. */
+const rankIn = (patterns: ReadonlyArray<string>, file: string): number => {
+  const glob = "**/*.test.ts"
+  const at = patterns.findIndex((p) => (p.endsWith(glob) ? file.startsWith(p.slice(0, -glob.length)) : p === file))
+  return at === -1 ? patterns.length : at
+}
+
+/** Runs the files named in `patterns` first, in that order, then the others in vitest's order. */
+const sortBy = async (patterns: ReadonlyArray<string>, ordered: Array<TestSpecification>) => {
+  const rank = (spec: TestSpecification) =>
+    rankIn(patterns, path.relative(spec.project.config.root, spec.moduleId).split(path.sep).join("/"))
+  return ordered
+    .map((spec, i) => ({ spec, i, rank: rank(spec) }))
+    .sort((a, b) => a.rank - b.rank || a.i - b.i)
+    .map(({ spec }) => spec)
+}
+
+export class BackgroundSequencer extends BaseSequencer {
+  override async sort(files: Array<TestSpecification>): Promise<Array<TestSpecification>> {
+    return sortBy(BACKGROUND_TESTS, await super.sort(files))
+  }
+}
 
 export class SlowFirstSequencer extends BaseSequencer {
   override async sort(files: Array<TestSpecification>): Promise<Array<TestSpecification>> {
-    const ordered = await super.sort(files)
-    const rank = (spec: TestSpecification) => {
-      const at = SLOW_FIRST.indexOf(path.relative(spec.project.config.root, spec.moduleId).split(path.sep).join("/"))
-      return at === -1 ? SLOW_FIRST.length : at
-    }
-    return ordered
-      .map((spec, i) => ({ spec, i, rank: rank(spec) }))
-      .sort((a, b) => a.rank - b.rank || a.i - b.i)
-      .map(({ spec }) => spec)
+    return sortBy(SLOW_FIRST, await super.sort(files))
   }
 }
 

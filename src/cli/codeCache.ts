@@ -7,7 +7,7 @@
  * Where: `$RANGEDOCS_CODE_CACHE` (a directory, or `off`), else `$XDG_CACHE_HOME/rangedocs`, else `~/.cache/rangedocs`.
  * V8 runs whatever cached data it accepts, so the directory must be the user's own: created 0700, and not used when
  * it belongs to someone else or others may write to it. Files are written 0600, whole (a temporary file renamed), and
- * carry a SHA-256 of their payload that is checked before V8 sees it. One file per build (`buildId`, a hash of the
+ * carry a SHA-256 of their kind and payload that is checked before V8 sees it. One file per build (`buildId`, a hash of the
  * bundle): V8 checks its own version and flags but matches sources by length only.
  *
  * A file is written at the exit of a run that found none (or one V8 rejected), and once more by the first command that
@@ -58,10 +58,11 @@ export const ownDirectory = (dir: string): boolean => {
 export const isLight = (args: ReadonlyArray<string>): boolean =>
   args.length === 0 || args.some((a) => a === "--help" || a === "-h" || a === "--version" || a.startsWith("--completions"))
 
-const digest = (payload: Uint8Array) => crypto.createHash("sha256").update(payload).digest()
+/** The SHA-256 of the kind and the payload. */
+const digest = (kind: number, payload: Uint8Array) => crypto.createHash("sha256").update(Buffer.of(kind)).update(payload).digest()
 
 export const encodeCacheFile = (kind: number, payload: Uint8Array): Buffer =>
-  Buffer.concat([MAGIC, Buffer.of(kind), digest(payload), payload])
+  Buffer.concat([MAGIC, Buffer.of(kind), digest(kind, payload), payload])
 
 /** The kind and V8 payload of a cache file's bytes; undefined when they are not a whole, intact file. */
 export const decodeCacheFile = (bytes: Buffer): { readonly kind: number; readonly payload: Buffer } | undefined => {
@@ -69,7 +70,7 @@ export const decodeCacheFile = (bytes: Buffer): { readonly kind: number; readonl
   const kind = bytes[MAGIC.length]!
   if (kind !== KIND_LIGHT && kind !== KIND_FULL) return undefined
   const payload = bytes.subarray(HEADER)
-  return digest(payload).equals(bytes.subarray(MAGIC.length + 1, HEADER)) ? { kind, payload } : undefined
+  return digest(kind, payload).equals(bytes.subarray(MAGIC.length + 1, HEADER)) ? { kind, payload } : undefined
 }
 
 const readCache = (file: string) => {
