@@ -20,11 +20,11 @@ export const SERIAL_TESTS: ReadonlyArray<string> = [
 ]
 
 /**
- * Files that assert nothing about time (computation: stores, codecs, property tests; and the package test, `npm pack`
- * and `npm install` with generous timeouts), run from the swarm on beside the serial files at the lowest priority
- * (`nice -n 19`, test/run.sh): they take the CPU that the swarm, the lab and the timer tests leave while they wait,
- * instead of lengthening the parallel pass. One at a time, in this order (the package test first: its processes
- * take longest).
+ * Files that assert nothing about time (computation: stores, codecs, property tests, the replica's actor; and the
+ * package test, `npm pack` and `npm install` with generous timeouts), run from the start to the end of `npm test` at
+ * the lowest priority (`nice -n 19`, test/run.sh): they take the CPU that the other files leave while they wait on
+ * nodes, timers, networks and browsers, instead of lengthening the parallel pass. One at a time, in this order (the
+ * package test first: its processes take longest).
  */
 export const BACKGROUND_TESTS: ReadonlyArray<string> = [
   "test/package/**/*.test.ts",
@@ -45,7 +45,17 @@ export const BACKGROUND_TESTS: ReadonlyArray<string> = [
   "test/schema/limits.test.ts",
   "test/internal/framing.test.ts",
   "test/services/LiveSync/SyncState.test.ts",
-  "test/services/LiveSync/ContentQueue.test.ts"
+  "test/services/LiveSync/ContentQueue.test.ts",
+  "test/services/Replica.test.ts",
+  "test/services/Crypto.test.ts",
+  "test/internal/mailbox.test.ts",
+  "test/internal/metrics.test.ts",
+  "test/internal/slots.test.ts",
+  "test/internal/base32.test.ts",
+  "test/internal/bytes.test.ts",
+  "test/internal/ed25519.test.ts",
+  "test/internal/blake3.test.ts",
+  "test/schema/DocsErrors.test.ts"
 ]
 
 /**
@@ -57,7 +67,6 @@ export const BACKGROUND_TESTS: ReadonlyArray<string> = [
 export const SLOW_FIRST: ReadonlyArray<string> = [
   "test/cli/Cli.test.ts",
   "test/cli/Upload.test.ts",
-  "test/services/Replica.test.ts",
   "test/cli/Blob.test.ts",
   "test/services/LiveSync.test.ts",
   "test/services/BlobTransfer.test.ts",

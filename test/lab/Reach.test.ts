@@ -171,9 +171,10 @@ describe.skipIf(reason !== undefined)("issue 17 in a NAT lab", () => {
       circuits(await info(home1)).some((c) => c.startsWith(relayAddrs[0]!)) ? undefined : true)
     const t1 = Date.now()
     await home1.call("set", { doc, key: "after", value: "relay1 gone" })
-    // The failover takes 6–17 s on a quiet machine (redials, then the sync retry's backoff: 1, 2, 4, 8, 16, 32 s),
-    // once over 30 s with other tests beside the lab; the issue bounds no time, so the window is the retry after 32 s.
-    await hasEntry(home2, doc, "after", "relay1 gone", 90_000)
+    // The failover takes 6–22 s on a quiet machine (redials, then the sync retry's backoff: 1, 2, 4, 8, 16, 32, 64 s);
+    // beside the rest of the suite it took over 30 s once and over 90 s twice in 20 runs. The issue bounds no time:
+    // the window takes in the retry after 64 s (127 s after the write at the latest).
+    await hasEntry(home2, doc, "after", "relay1 gone", 150_000)
     const t2 = Date.now()
     await home2.call("set", { doc, key: "reply", value: "through relay2" })
     await hasEntry(home1, doc, "reply", "through relay2", 90_000)
@@ -181,5 +182,5 @@ describe.skipIf(reason !== undefined)("issue 17 in a NAT lab", () => {
       `NAT lab: relay1 gone → home1 stopped announcing it in ${t1 - t0} ms; the next write reached home2 in ` +
         `${t2 - t1} ms, the reply came back in ${Date.now() - t2} ms (${await str(home2.call("kind", { peer: home1.nodeId }))})`
     )
-  }, 240_000)
+  }, 400_000)
 })

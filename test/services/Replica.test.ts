@@ -176,7 +176,8 @@ const writeThroughShutdown = (stack: Stack, acknowledged: number) =>
     const writers = yield* Effect.forEach(Array.from({ length: 64 }), () => Effect.fork(writer))
     yield* Deferred.await(enough)
     yield* Scope.close(scope, Exit.void)
-    const exits = yield* Effect.forEach(writers, (f) => Effect.timeout(Fiber.await(f), "5 seconds"), {
+    // Generous: the file runs at the lowest priority beside the others (vitest.shared.ts, BACKGROUND_TESTS).
+    const exits = yield* Effect.forEach(writers, (f) => Effect.timeout(Fiber.await(f), "30 seconds"), {
       concurrency: "unbounded"
     })
     for (const exit of exits) {
