@@ -3,8 +3,8 @@ import { BaseSequencer, type TestSpecification } from "vitest/node"
 
 /**
  * The test suite runs in passes (`npm test` = `test/run.sh`): most files on two workers, then the files below one at
- * a time (the swarm alone; then two streams side by side: the NAT lab, which mostly waits, and the relay tests through
- * the CLI; the timer tests and the browsers), and the type check.
+ * a time in two streams: the swarm (alone), then the timer tests and the browsers; beside them once the swarm is
+ * done, the NAT lab, which mostly waits, and the relay tests through the CLI; and the type check.
  * These measure timing (TestClock steps against real nodes), run many nodes or processes at once (a 20-node swarm,
  * network namespaces, a browser), or need the machine to themselves to mean what they assert.
  */
@@ -97,6 +97,13 @@ const sortBy = async (patterns: ReadonlyArray<string>, ordered: Array<TestSpecif
 export class BackgroundSequencer extends BaseSequencer {
   override async sort(files: Array<TestSpecification>): Promise<Array<TestSpecification>> {
     return sortBy(BACKGROUND_TESTS, await super.sort(files))
+  }
+}
+
+/** The serial pass's order: the swarm first (test/run.sh starts the lab when it is done), then as listed. */
+export class SerialSequencer extends BaseSequencer {
+  override async sort(files: Array<TestSpecification>): Promise<Array<TestSpecification>> {
+    return sortBy(SERIAL_TESTS, await super.sort(files))
   }
 }
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `npm test`: the whole suite in phases, so that it fits 2 cores (vitest.shared.ts says which file runs where).
 #  1. most files on two workers (vitest.config.ts);
-#  2. the twenty-node swarm: it needs the machine to itself (but for the files of 4, which yield to everything);
-#  3. two streams of serial files side by side, one file at a time: the NAT lab (mostly waiting on real network
-#     timeouts), then the relay tests through the CLI; the timer tests, then the browsers. And the type check.
-#  4. all along, at the lowest priority, the files that assert nothing about time (vitest.shared.ts): they use the
+#  2. the serial files, one at a time, in one vitest process (their modules load once): the twenty-node swarm first,
+#     which needs the machine to itself, then the timer tests and the browsers. Once the swarm is done, beside them:
+#     the NAT lab (mostly waiting on real network timeouts), then the relay tests through the CLI; and the type check.
+#  3. all along, at the lowest priority, the files that assert nothing about time (vitest.shared.ts): they use the
 #     CPU the others leave while they wait.
 # Every part runs; the exit status is non-zero when any of them failed. Reports of parts that run beside others are
 # printed after them, not interleaved.
@@ -14,11 +14,17 @@ bin=node_modules/.bin
 status=0
 backlog=$(mktemp)
 lablog=$(mktemp)
-trap 'rm -f "$backlog" "$lablog"' EXIT
+done_dir=$(mktemp -d)
+trap 'rm -rf "$backlog" "$lablog" "$done_dir"' EXIT
 RANGEDOCS_TEST_PASS=background nice -n 19 "$bin/vitest" run -c vitest.serial.config.ts >"$backlog" 2>&1 &
 back=$!
 "$bin/vitest" run || status=1
-"$bin/vitest" run -c vitest.serial.config.ts test/layers/Swarm.test.ts || status=1
+
+RANGEDOCS_TEST_DONE_DIR=$done_dir "$bin/vitest" run -c vitest.serial.config.ts --exclude 'test/lab/**' \
+  --exclude 'test/layers/ReachCli.test.ts' &
+serial=$!
+# test/utils/fileDone.ts marks the swarm's end (or the pass ended early).
+until [ -e "$done_dir/Swarm.test.ts.done" ] || ! kill -0 "$serial" 2>/dev/null; do sleep 0.2; done
 # The type check keeps its state between runs (--incremental, in a file of this checkout's own under node_modules/.cache):
 # unchanged, it costs a few seconds instead of ~30 s of CPU beside the serial files. A fresh checkout checks everything.
 buildinfo="node_modules/.cache/rangedocs-tsc-$(printf %s "$PWD" | cksum | cut -d' ' -f1).tsbuildinfo"
@@ -27,8 +33,7 @@ mkdir -p node_modules/.cache
 typecheck=$!
 "$bin/vitest" run -c vitest.serial.config.ts test/lab test/layers/ReachCli.test.ts >"$lablog" 2>&1 &
 lab=$!
-"$bin/vitest" run -c vitest.serial.config.ts --exclude 'test/lab/**' --exclude 'test/layers/ReachCli.test.ts' \
-  --exclude 'test/layers/Swarm.test.ts' || status=1
+wait "$serial" || status=1
 wait "$lab" || status=1
 cat "$lablog"
 wait "$typecheck" || status=1
