@@ -65,6 +65,8 @@ export const bundleCli = async (options: BundleOptions): Promise<string> => {
     ...common,
     entryPoints: [program],
     format: "cjs",
+    // `import()` becomes require(): a script run by vm.Script has no module loader for it on Node < 20.12.
+    supported: { "dynamic-import": false },
     outfile: client,
     define: { "import.meta.url": "__rangedocsUrl" },
     banner: { js: "const __rangedocsUrl = require('node:url').pathToFileURL(__filename).href;" }

@@ -6,9 +6,11 @@
  *
  * Where: `$RANGEDOCS_CODE_CACHE` (a directory, or `off`), else `$XDG_CACHE_HOME/rangedocs`, else `~/.cache/rangedocs`.
  * V8 runs whatever cached data it accepts, so the directory must be the user's own: created 0700, and not used when
- * it belongs to someone else or others may write to it. Files are written 0600, whole (a temporary file renamed), and
- * carry a SHA-256 of their kind and payload that is checked before V8 sees it. One file per build (`buildId`, a hash of the
- * bundle): V8 checks its own version and flags but matches sources by length only.
+ * it belongs to someone else, others may write to it, or a directory above it lets others replace it. The file must
+ * be a regular file of the user's that others cannot write (checked on the open file, not followed if a link). Files
+ * are written 0600, whole (a temporary file renamed), and carry a SHA-256 of their kind and payload, checked before
+ * V8 sees them (it finds torn files; it is no signature: the ownership checks keep others out). One file per build
+ * and way of running (`cacheName`). Where there is no uid (Windows), directory modes mean nothing: no cache is used.
  *
  * A file is written at the exit of a run that found none (or one V8 rejected), and once more by the first command that
  * talks to a node after a file written by `--version` or `--help` (which compile less). Any failure here only means no
@@ -31,24 +33,43 @@ const HEADER = MAGIC.length + 1 + 32
 /** Cache files of other builds older than this are removed when a new file is written. */
 const STALE_MS = 7 * 24 * 3600 * 1000
 
-/** The cache directory `env` asks for, or undefined when caching is off. */
+/** The cache directory `env` asks for, or undefined when caching is off (or no home directory is known). */
 export const cacheDirOf = (env: NodeJS.ProcessEnv): string | undefined => {
   const asked = env["RANGEDOCS_CODE_CACHE"]
   if (asked === "off" || asked === "0") return undefined
-  if (asked !== undefined && asked !== "") return path.resolve(asked)
+  if (asked !== undefined && asked !== "") return path.isAbsolute(asked) ? asked : path.resolve(asked)
   const xdg = env["XDG_CACHE_HOME"]
   if (xdg !== undefined && path.isAbsolute(xdg)) return path.join(xdg, "rangedocs")
-  const home = os.homedir()
-  return home === "" ? undefined : path.join(home, ".cache", "rangedocs")
+  let home: string
+  try {
+    // Throws where HOME is unset and the user has no passwd entry (a container run with an arbitrary uid).
+    home = os.homedir()
+  } catch {
+    return undefined
+  }
+  return path.isAbsolute(home) ? path.join(home, ".cache", "rangedocs") : undefined
 }
 
-/** Creates `dir` (0700) if missing; true when it is a directory of this user that no one else may write to. */
+const currentUid = (): number | undefined => (typeof process.getuid === "function" ? process.getuid() : undefined)
+
+/** Owned by `uid` (or root) and writable by no one else, unless sticky (as /tmp): no one else can swap what is in it. */
+const safeAncestor = (st: fs.Stats, uid: number | undefined) =>
+  (uid === undefined || st.uid === uid || st.uid === 0) && ((st.mode & 0o022) === 0 || (st.mode & 0o1000) !== 0)
+
+/**
+ * Creates `dir` (0700) if missing; true when it is a directory of this user that no one else may write to, below
+ * directories in which no one else can rename it away and put their own in its place.
+ */
 export const ownDirectory = (dir: string): boolean => {
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
     const st = fs.lstatSync(dir)
-    const uid = typeof process.getuid === "function" ? process.getuid() : undefined
-    return st.isDirectory() && (uid === undefined || st.uid === uid) && (st.mode & 0o022) === 0
+    const uid = currentUid()
+    if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0) return false
+    for (let d = path.dirname(fs.realpathSync(dir));; d = path.dirname(d)) {
+      if (!safeAncestor(fs.statSync(d), uid)) return false
+      if (d === path.dirname(d)) return true
+    }
   } catch {
     return false
   }
@@ -73,28 +94,52 @@ export const decodeCacheFile = (bytes: Buffer): { readonly kind: number; readonl
   return digest(kind, payload).equals(bytes.subarray(MAGIC.length + 1, HEADER)) ? { kind, payload } : undefined
 }
 
+/** The cache file's content: a regular file of this user's that no one else may write to (checked on the open file). */
 const readCache = (file: string) => {
+  let fd: number | undefined
   try {
-    return decodeCacheFile(fs.readFileSync(file))
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0))
+    const st = fs.fstatSync(fd)
+    const uid = currentUid()
+    if (!st.isFile() || st.nlink !== 1 || (st.mode & 0o022) !== 0 || (uid !== undefined && st.uid !== uid)) return undefined
+    return decodeCacheFile(fs.readFileSync(fd))
   } catch {
     return undefined
+  } finally {
+    if (fd !== undefined) {
+      try {
+        fs.closeSync(fd)
+      } catch {
+        // nothing to do
+      }
+    }
   }
 }
 
+/** This program's cache files and their temporary files (a process killed before its rename leaves one). */
+const OURS = /^client-[0-9a-f-]+\.v8cache(\.[0-9a-f]+\.tmp)?$/
+
 const writeCache = (dir: string, file: string, kind: number, payload: Uint8Array) => {
-  const temp = `${file}.${process.pid}.tmp`
+  const temp = `${file}.${crypto.randomBytes(6).toString("hex")}.tmp`
+  let created = false
   try {
     fs.writeFileSync(temp, encodeCacheFile(kind, payload), { mode: 0o600, flag: "wx" })
+    created = true
     fs.renameSync(temp, file)
+    created = false
     const now = Date.now()
     for (const name of fs.readdirSync(dir)) {
       const other = path.join(dir, name)
-      if (other !== file && /^client-[0-9a-f]+\.v8cache$/.test(name) && now - fs.statSync(other).mtimeMs > STALE_MS) {
-        fs.rmSync(other, { force: true })
-      }
+      if (other !== file && OURS.test(name) && now - fs.lstatSync(other).mtimeMs > STALE_MS) fs.rmSync(other, { force: true })
     }
   } catch {
-    fs.rmSync(temp, { force: true })
+    if (created) {
+      try {
+        fs.rmSync(temp, { force: true })
+      } catch {
+        // nothing to do
+      }
+    }
   }
 }
 
@@ -107,26 +152,51 @@ export interface RunOptions {
   readonly env: NodeJS.ProcessEnv
 }
 
+/**
+ * The cache file's name: the build, the bundle's size and time (an edit in place must not meet an old cache: V8
+ * matches sources by length only), and the Node version and flags (V8 rejects a cache made with other flags, and two
+ * ways of running the program must not overwrite each other's file at every run).
+ */
+const cacheName = (options: RunOptions) => {
+  const st = fs.statSync(options.file)
+  const runtime = crypto.createHash("sha256")
+    .update([process.version, ...process.execArgv, options.env["NODE_OPTIONS"] ?? ""].join("\0"))
+    .digest("hex")
+    .slice(0, 8)
+  return `client-${options.buildId}-${st.size.toString(16)}-${Math.trunc(st.mtimeMs).toString(16)}-${runtime}.v8cache`
+}
+
+/** The usable cache file and what it holds; nothing when there is none (any failure here only means no cache). */
+const lookUp = (options: RunOptions) => {
+  try {
+    const dir = cacheDirOf(options.env)
+    if (dir === undefined || !ownDirectory(dir)) return undefined
+    const file = path.join(dir, cacheName(options))
+    return { dir, file, cached: readCache(file) }
+  } catch {
+    return undefined
+  }
+}
+
 /** Compiles the bundle (with the cache when there is a usable one) and runs it as the main module would run. */
 export const runWithCodeCache = (options: RunOptions): void => {
-  const dir = cacheDirOf(options.env)
-  const usable = dir !== undefined && ownDirectory(dir)
-  const cacheFile = usable ? path.join(dir, `client-${options.buildId}.v8cache`) : undefined
-  const cached = cacheFile === undefined ? undefined : readCache(cacheFile)
+  const found = lookUp(options)
   const kind = isLight(options.args) ? KIND_LIGHT : KIND_FULL
 
   const source = fs.readFileSync(options.file, "utf8")
   const script = new vm.Script(Module.wrap(source), {
     filename: options.file,
-    ...(cached === undefined ? {} : { cachedData: cached.payload }),
-    // `import()` of Node's own modules, which the bundle keeps (older Node 20 releases lack the constant).
-    ...(vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER === undefined
-      ? {}
-      : { importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER })
+    ...(found?.cached === undefined ? {} : { cachedData: found.cached.payload })
   })
-  if (cacheFile !== undefined && (cached === undefined || script.cachedDataRejected === true || cached.kind < kind)) {
-    // At exit, so that the functions this run compiled lazily are in it too.
-    process.once("exit", () => writeCache(dir!, cacheFile, kind, script.createCachedData()))
+  if (found !== undefined && (found.cached === undefined || script.cachedDataRejected === true || found.cached.kind < kind)) {
+    // At exit, so that the functions this run compiled lazily are in it too. Never a failure of the command.
+    process.once("exit", () => {
+      try {
+        writeCache(found.dir, found.file, kind, script.createCachedData())
+      } catch {
+        // no cache this time
+      }
+    })
   }
 
   const module = new Module(options.file)

@@ -72,6 +72,12 @@ describe("code cache file", () => {
     const file = path.join(base, "file")
     fs.writeFileSync(file, "")
     assert.isFalse(ownDirectory(file))
+    // Below a directory others may write to (not sticky, unlike /tmp), ours could be renamed away and replaced.
+    assert.isFalse(ownDirectory(path.join(open, "cache")))
+    const sticky = path.join(base, "sticky")
+    fs.mkdirSync(sticky)
+    fs.chmodSync(sticky, 0o1777)
+    assert.isTrue(ownDirectory(path.join(sticky, "cache")))
   })
 })
 
@@ -113,6 +119,20 @@ describe("rangedocs with a code cache", () => {
     assert.strictEqual(again.stdout.toString("utf8").trim(), version.stdout.toString("utf8").trim())
     assert.isDefined(decodeCacheFile(fs.readFileSync(file)))
     assert.deepStrictEqual(cacheFiles(dir), [name], "no temporary file left")
+    assert.deepStrictEqual(fs.readdirSync(dir), [name])
+
+    // A cache file that is a link, or another user's, is not read: replaced by a file of our own at exit.
+    const elsewhere = path.join(h.tempDir("elsewhere"), "planted")
+    fs.copyFileSync(file, elsewhere)
+    fs.rmSync(file)
+    fs.symlinkSync(elsewhere, file)
+    assert.strictEqual((await h.cli(["--version"], { env })).code, 0)
+    assert.isFalse(fs.lstatSync(file).isSymbolicLink(), "the link was replaced, not followed")
+    if (process.getuid?.() === 0) {
+      fs.chownSync(file, 65534, 65534)
+      assert.strictEqual((await h.cli(["--version"], { env })).code, 0)
+      assert.strictEqual(fs.statSync(file).uid, 0, "another user's file was replaced by ours")
+    }
   }, 60_000)
 
   it("writes nothing when off or when the directory is open to others; the command runs all the same", async () => {
