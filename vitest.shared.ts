@@ -84,34 +84,23 @@ const rankIn = (patterns: ReadonlyArray<string>, file: string): number => {
   return at === -1 ? patterns.length : at
 }
 
-/** Runs the files named in `patterns` first, in that order, then the others in vitest's order. */
-const sortBy = async (patterns: ReadonlyArray<string>, ordered: Array<TestSpecification>) => {
-  const rank = (spec: TestSpecification) =>
-    rankIn(patterns, path.relative(spec.project.config.root, spec.moduleId).split(path.sep).join("/"))
-  return ordered
-    .map((spec, i) => ({ spec, i, rank: rank(spec) }))
-    .sort((a, b) => a.rank - b.rank || a.i - b.i)
-    .map(({ spec }) => spec)
-}
-
-export class BackgroundSequencer extends BaseSequencer {
-  override async sort(files: Array<TestSpecification>): Promise<Array<TestSpecification>> {
-    return sortBy(BACKGROUND_TESTS, await super.sort(files))
+/** A sequencer that runs the files named in `patterns` first, in that order, then the others in vitest's order. */
+const orderedBy = (patterns: ReadonlyArray<string>) =>
+  class extends BaseSequencer {
+    override async sort(files: Array<TestSpecification>): Promise<Array<TestSpecification>> {
+      const rank = (spec: TestSpecification) =>
+        rankIn(patterns, path.relative(spec.project.config.root, spec.moduleId).split(path.sep).join("/"))
+      return (await super.sort(files))
+        .map((spec, i) => ({ spec, i, rank: rank(spec) }))
+        .sort((a, b) => a.rank - b.rank || a.i - b.i)
+        .map(({ spec }) => spec)
+    }
   }
-}
 
+export const BackgroundSequencer: typeof BaseSequencer = orderedBy(BACKGROUND_TESTS)
 /** The serial pass's order: the swarm first (test/run.sh starts the lab when it is done), then as listed. */
-export class SerialSequencer extends BaseSequencer {
-  override async sort(files: Array<TestSpecification>): Promise<Array<TestSpecification>> {
-    return sortBy(SERIAL_TESTS, await super.sort(files))
-  }
-}
-
-export class SlowFirstSequencer extends BaseSequencer {
-  override async sort(files: Array<TestSpecification>): Promise<Array<TestSpecification>> {
-    return sortBy(SLOW_FIRST, await super.sort(files))
-  }
-}
+export const SerialSequencer: typeof BaseSequencer = orderedBy(SERIAL_TESTS)
+export const SlowFirstSequencer: typeof BaseSequencer = orderedBy(SLOW_FIRST)
 
 export const SHARED = {
   // libp2p 3 needs Promise.withResolvers, which Node 20 lacks (STACK.md). Tests log at RANGEDOCS_LOG_LEVEL

@@ -37,23 +37,13 @@
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import type { AddrJson } from "./blobs-node.js"
-import { cpuOfPid, median, MiB, mibPerSec, resetPeakRss } from "./blobs-util.js"
-import { bundledProgram } from "./bundle.js"
+import { MiB, mibPerSec, resetPeakRss } from "./blobs-util.js"
+import { nodeProgram } from "./bundle.js"
 import { forkChild } from "./ipc.js"
-import { numberFlag, progress, rssOfPid, tempDir } from "./util.js"
+import { cpuOfPid, median, numberFlag, progress, rssOfPid, tempDir } from "./util.js"
 
 const WARM_UP_SIZE = 16 * MiB
-
-/**
- * The node process's program: bench/blobs-node.ts bundled as the deployed `rangedocs` is (`bundledProgram`: ~30 MB
- * less at rest than the module files), or with `--unbundled` its compiled module file.
- */
-const nodeProgram = (unbundled: boolean) =>
-  unbundled
-    ? Effect.succeed(fileURLToPath(new URL("./blobs-node.js", import.meta.url)))
-    : bundledProgram("bench/blobs-node.ts")
 
 export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
   Effect.gen(function*() {
@@ -69,7 +59,7 @@ export const blobsProcessesBench = (flags: ReadonlyMap<string, string>) =>
     )
     const unbundled = flags.get("unbundled") === "true"
     progress(`blobs: ${size} bytes, two processes (${unbundled ? "module files" : "bundled"}), ${rounds} rounds after a warm-up, in ${dir}`)
-    const program = yield* nodeProgram(unbundled)
+    const program = yield* nodeProgram("blobs-node", flags)
     const node = (name: string) => {
       const home = path.join(dir, name)
       fs.mkdirSync(home)

@@ -21,27 +21,7 @@ export const writeRandomFile = (file: string, size: number) =>
     }
   })
 
-export const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
-}
-
 export const mibPerSec = (bytes: number, ms: number) => bytes / MiB / (ms / 1000)
-
-/** CPU ms (user + system, all threads) of process `pid` so far, and of its main thread, from /proc; NaN if unreadable. */
-export const cpuOfPid = (pid: number) => {
-  const ticks = (file: string) => {
-    try {
-      const stat = fs.readFileSync(file, "latin1")
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      return (Number(fields[11]) + Number(fields[12])) * 10
-    } catch {
-      return NaN
-    }
-  }
-  return { all: ticks(`/proc/${pid}/stat`), main: ticks(`/proc/${pid}/task/${pid}/stat`) }
-}
 
 /** Resets the peak resident set (VmHWM) of process `pid` to its current size (Linux ≥ 4.0); false if not possible. */
 export const resetPeakRss = (pid: number): boolean => {

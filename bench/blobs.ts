@@ -36,8 +36,8 @@ import type { NodeAddr } from "../src/schema/NodeAddr.js"
 import * as BlobTransfer from "../src/services/BlobTransfer.js"
 import * as Blobs from "../src/services/Blobs.js"
 import * as Network from "../src/services/Network.js"
-import { median, MiB, mibPerSec, writeRandomFile } from "./blobs-util.js"
-import { mainThreadCpuMs, memorySampled, numberFlag, profiled, peakRssMb, progress, tempDir } from "./util.js"
+import { MiB, mibPerSec, writeRandomFile } from "./blobs-util.js"
+import { mainThreadCpuMs, median, memorySampled, numberFlag, profiled, peakRssMb, progress, tempDir } from "./util.js"
 
 const RAW_PROTOCOL = "/rangedocs-bench/raw/1"
 const WARM_UP_SIZE = 16 * MiB

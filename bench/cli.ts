@@ -12,26 +12,17 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { bundleCli } from "../src/cli/bundle.js"
-import { numberFlag, progress, tempDir } from "./util.js"
+import { median, numberFlag, progress, tempDir } from "./util.js"
 
 const ROOT = process.cwd()
 const NAMES = ["node", "version", "docList"] as const
 const V8_FLAG = "--max-semi-space-size=4"
 
-/** The commands' environment: no data directory from the caller; the V8 code cache in the run's own directory. */
-const ENV: Record<string, string> = { RANGEDOCS_DATA_DIR: "" }
-
-const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = s.length >> 1
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
-}
-
 /** Wall time of a process from spawn to exit, in ms; fails on a non-zero exit. */
-const timed = (args: ReadonlyArray<string>): Promise<number> =>
+const timed = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Promise<number> =>
   new Promise((resolve, reject) => {
     const start = process.hrtime.bigint()
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...ENV } })
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], env })
     let err = ""
     child.stderr.setEncoding("utf8").on("data", (c: string) => (err += c))
     child.once("error", reject)
@@ -69,7 +60,8 @@ export const cliBench = (flags: ReadonlyMap<string, string>) =>
     const dataDir = tempDir("rangedocs-bench-cli-")
     progress("building the bundle")
     const main = await bundleCli({ root: ROOT, outdir })
-    ENV["RANGEDOCS_CODE_CACHE"] = path.join(outdir, "code-cache")
+    // No data directory from the caller; the V8 code cache in the run's own directory.
+    const env = { ...process.env, RANGEDOCS_DATA_DIR: "", RANGEDOCS_CODE_CACHE: path.join(outdir, "code-cache") }
     const node = await startNode(main, dataDir)
     try {
       const commands = {
@@ -79,10 +71,10 @@ export const cliBench = (flags: ReadonlyMap<string, string>) =>
       } as const
       // The first turn is not in the medians: it reads the files from disk and writes the code cache (reported apart).
       const first: Partial<Record<keyof typeof commands, number>> = {}
-      for (const name of NAMES) first[name] = await timed(commands[name])
+      for (const name of NAMES) first[name] = await timed(commands[name], env)
       const times: Record<keyof typeof commands, Array<number>> = { node: [], version: [], docList: [] }
       for (let i = 0; i < runs; i++) {
-        for (const name of NAMES) times[name].push(await timed(commands[name]))
+        for (const name of NAMES) times[name].push(await timed(commands[name], env))
         progress(`run ${i + 1}/${runs}: node ${times.node[i]!.toFixed(0)} ms, --version ${times.version[i]!.toFixed(0)} ms, doc list ${times.docList[i]!.toFixed(0)} ms`)
       }
       const nodeMs = median(times.node)

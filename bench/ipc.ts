@@ -6,12 +6,12 @@
 import { Effect, Queue, type Scope } from "effect"
 import { fork } from "node:child_process"
 
-export interface Request {
+interface Request {
   readonly id: number
   readonly cmd: string
   readonly args: Record<string, unknown>
 }
-export type Reply =
+type Reply =
   | { readonly id: number; readonly ok: true; readonly value: unknown }
   | { readonly id: number; readonly ok: false; readonly error: string }
 

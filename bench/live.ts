@@ -29,7 +29,6 @@
 import type { GossipSubEvents } from "@libp2p/gossipsub"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
 import { writeFileSync } from "node:fs"
-import { fileURLToPath } from "node:url"
 import { toHex } from "../src/internal/bytes.js"
 import { memoryNode } from "../src/layers/Node.js"
 import * as DownloadPolicy from "../src/schema/DownloadPolicy.js"
@@ -40,7 +39,7 @@ import * as Docs from "../src/services/Docs.js"
 import * as Gossip from "../src/services/Gossip.js"
 import * as Network from "../src/services/Network.js"
 import { GossipRouter, type GossipRouterService } from "../src/services/Network/router.js"
-import { bundledProgram } from "./bundle.js"
+import { nodeProgram } from "./bundle.js"
 import { type Child, forkChild } from "./ipc.js"
 import { countingOps, numberFlag, OpCounter, profiled, progress, randomBytes } from "./util.js"
 
@@ -385,9 +384,7 @@ const multiProcessBench = (flags: ReadonlyMap<string, string>) =>
     const execArgv = (flags.get("node-args") ?? "").split(" ").filter((a) => a !== "")
     // Each node runs bench/live-node.ts bundled as the deployed program is (`bundledProgram`; a smaller heap for V8 to
     // mark than the module files give), or with `--unbundled` its compiled module file.
-    const program = flags.get("unbundled") === "true"
-      ? fileURLToPath(new URL("./live-node.js", import.meta.url))
-      : yield* bundledProgram("bench/live-node.ts")
+    const program = yield* nodeProgram("live-node", flags)
     const nodes = yield* Effect.forEach(Array.from({ length: n }), () => forkChild(program, "node", env, execArgv), {
       concurrency: "unbounded"
     })

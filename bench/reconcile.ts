@@ -21,7 +21,7 @@ import * as Crypto from "../src/services/Crypto.js"
 import * as Ranger from "../src/services/Ranger.js"
 import * as Replica from "../src/services/Replica.js"
 import * as Store from "../src/services/Store.js"
-import { numberFlag, peakRssMb, profiled, progress, randomBytes, tempDir } from "./util.js"
+import { median, numberFlag, peakRssMb, profiled, progress, randomBytes, tempDir } from "./util.js"
 
 const AUTHORS = 8
 const CHUNK = 5000
@@ -224,7 +224,7 @@ export const reconcileBench = (flags: ReadonlyMap<string, string>) =>
         ? "opening both stores from disk, then the session with whatever index it builds"
         : "the session only (both sides' processing, encoding for the byte count); not the index build",
       cold,
-      ...(coldMs.length > 1 ? { coldMs, coldMedianMs: [...coldMs].sort((x, y) => x - y)[Math.floor(coldMs.length / 2)] } : {}),
+      ...(coldMs.length > 1 ? { coldMs, coldMedianMs: median(coldMs) } : {}),
       // CPU time of the process (all threads, crypto workers included) during the session: steadier than `ms` when
       // other work shares the machine.
       cpuMs: Math.round((cpu.user + cpu.system) / 1000),

@@ -238,6 +238,7 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
       }
     }
     const { cpuMs, entriesPerSec, finished, mainBusyMs, ms, received } = result
+    const cpuUsPerEntry = (cpuMs * 1000) / Math.max(1, received)
     fs.rmSync(dir, { recursive: true, force: true })
     return {
       bench: "sync",
@@ -254,10 +255,10 @@ export const syncBench = (flags: ReadonlyMap<string, string>) =>
       // session can at best take (cpuUsPerEntry / cores) per entry, so `cpuBoundRatio` = ceilingCpu / cpu is the ratio
       // reachable with the work as it is (when the ceiling itself fills every core).
       cores: os.availableParallelism(),
-      cpuUsPerEntry: Math.round((cpuMs * 1000) / Math.max(1, received)),
+      cpuUsPerEntry: Math.round(cpuUsPerEntry),
       mainUsPerEntry: Math.round((mainBusyMs * 1000) / Math.max(1, received)),
       ceilingCpuUsPerEntry: Math.round(ceilingCpuUsPerEntry),
-      cpuBoundRatio: Number((ceilingCpuUsPerEntry / ((cpuMs * 1000) / Math.max(1, received))).toFixed(3)),
+      cpuBoundRatio: Number((ceilingCpuUsPerEntry / cpuUsPerEntry).toFixed(3)),
       // Peak RSS of this process: both nodes and the session. The stores were written, and the ceiling measured, by a
       // child process (its own peak is printed on stderr).
       peakRssMb: peakRssMb(),

@@ -34,20 +34,32 @@ export const randomBytes = (n: number) => {
   return b
 }
 
-/**
- * CPU time (user + system, ms) of this process's main thread, from /proc on Linux (10 ms resolution); NaN elsewhere.
- * `process.cpuUsage` counts every thread, libuv's pool and V8's helpers included.
- */
-export const mainThreadCpuMs = (): number => {
-  try {
-    const stat = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, "latin1")
-    // Fields after the command name, which is in parentheses: utime and stime are the 12th and 13th (clock ticks).
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return (Number(fields[11]) + Number(fields[12])) * 10
-  } catch {
-    return NaN
-  }
+export const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
 }
+
+/**
+ * CPU ms (user + system) of process `pid` so far, of all its threads and of its main thread, from /proc on Linux
+ * (10 ms resolution); NaN where unreadable. (`process.cpuUsage` counts every thread, libuv's pool and V8's helpers.)
+ */
+export const cpuOfPid = (pid: number) => {
+  const ticks = (file: string) => {
+    try {
+      const stat = fs.readFileSync(file, "latin1")
+      // Fields after the command name, which is in parentheses: utime and stime are the 12th and 13th (clock ticks).
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      return (Number(fields[11]) + Number(fields[12])) * 10
+    } catch {
+      return NaN
+    }
+  }
+  return { all: ticks(`/proc/${pid}/stat`), main: ticks(`/proc/${pid}/task/${pid}/stat`) }
+}
+
+/** CPU ms of this process's main thread (see {@link cpuOfPid}). */
+export const mainThreadCpuMs = (): number => cpuOfPid(process.pid).main
 
 /**
  * With `--profile FILE`, records a CPU profile (node:inspector) of `effect` alone into FILE (a .cpuprofile that

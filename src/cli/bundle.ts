@@ -26,37 +26,45 @@ export const EXTERNAL = ["better-sqlite3", "@napi-rs/*"] as const
 /** Parsers of configuration file formats that @effect/cli imports and rangedocs never uses (`noConfigFiles.ts`). */
 const NO_CONFIG_FILES = ["yaml", "toml", "ini"]
 
+/** The esbuild options of every build of the program: native packages outside, parsers it never uses stubbed. */
+const programOptions = (root: string): BuildOptions => ({
+  absWorkingDir: root,
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  external: [...EXTERNAL],
+  alias: {
+    ...Object.fromEntries(NO_CONFIG_FILES.map((name) => [name, "./src/cli/noConfigFiles.ts"])),
+    "msgpackr-extract": "./src/cli/noNativeMsgpack.ts"
+  },
+  // Less to parse at every start. Names stay, for readable errors.
+  minifyWhitespace: true,
+  minifySyntax: true,
+  logLevel: "warning"
+})
+
+/** A node program as one ES module build (as `start` runs; the benches' node processes use it too). */
+export const nodeProgramOptions = (root: string): BuildOptions => ({
+  ...programOptions(root),
+  format: "esm",
+  // Bundled CommonJS packages call require(), which an ES module lacks.
+  banner: {
+    js: "import { createRequire as __rangedocsRequire } from 'node:module'; const require = __rangedocsRequire(import.meta.url);"
+  }
+})
+
 export const bundleCli = async (options: BundleOptions): Promise<string> => {
   const esbuild = await import("esbuild")
   fs.rmSync(options.outdir, { recursive: true, force: true })
-  const common: BuildOptions = {
-    absWorkingDir: options.root,
-    bundle: true,
-    platform: "node",
-    target: "node20",
-    external: [...EXTERNAL],
-    alias: {
-      ...Object.fromEntries(NO_CONFIG_FILES.map((name) => [name, "./src/cli/noConfigFiles.ts"])),
-      "msgpackr-extract": "./src/cli/noNativeMsgpack.ts"
-    },
-    // Less to parse at every start. Names stay, for readable errors.
-    minifyWhitespace: true,
-    minifySyntax: true,
-    logLevel: "warning"
-  }
+  const common = programOptions(options.root)
   const program = path.join(options.root, "src", "main.ts")
   // The node (`start`, `demo`): ES modules, split so that only these commands load libp2p and SQLite.
   await esbuild.build({
-    ...common,
+    ...nodeProgramOptions(options.root),
     entryPoints: { main: program },
     splitting: true,
-    format: "esm",
     outdir: path.join(options.outdir, "node"),
-    chunkNames: "chunks/[name]-[hash]",
-    // Bundled CommonJS packages call require(), which an ES module lacks.
-    banner: {
-      js: "import { createRequire as __rangedocsRequire } from 'node:module'; const require = __rangedocsRequire(import.meta.url);"
-    }
+    chunkNames: "chunks/[name]-[hash]"
   })
   // The client commands: one CommonJS file, which V8 can cache compiled (codeCache.ts). `import.meta.url` (two modules
   // locate files next to the program) becomes the file's URL.

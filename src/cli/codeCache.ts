@@ -94,6 +94,15 @@ export const decodeCacheFile = (bytes: Buffer): { readonly kind: number; readonl
   return digest(kind, payload).equals(bytes.subarray(MAGIC.length + 1, HEADER)) ? { kind, payload } : undefined
 }
 
+/** Runs `f`, ignoring a failure: for clean-ups whose failure leaves nothing worse than no cache. */
+const quietly = (f: () => void) => {
+  try {
+    f()
+  } catch {
+    // nothing to do
+  }
+}
+
 /** The cache file's content: a regular file of this user's that no one else may write to (checked on the open file). */
 const readCache = (file: string) => {
   let fd: number | undefined
@@ -106,13 +115,7 @@ const readCache = (file: string) => {
   } catch {
     return undefined
   } finally {
-    if (fd !== undefined) {
-      try {
-        fs.closeSync(fd)
-      } catch {
-        // nothing to do
-      }
-    }
+    if (fd !== undefined) quietly(() => fs.closeSync(fd!))
   }
 }
 
@@ -121,25 +124,20 @@ const OURS = /^client-[0-9a-f-]+\.v8cache(\.[0-9a-f]+\.tmp)?$/
 
 const writeCache = (dir: string, file: string, kind: number, payload: Uint8Array) => {
   const temp = `${file}.${crypto.randomBytes(6).toString("hex")}.tmp`
-  let created = false
   try {
     fs.writeFileSync(temp, encodeCacheFile(kind, payload), { mode: 0o600, flag: "wx" })
-    created = true
-    fs.renameSync(temp, file)
-    created = false
-    const now = Date.now()
-    for (const name of fs.readdirSync(dir)) {
-      const other = path.join(dir, name)
-      if (other !== file && OURS.test(name) && now - fs.lstatSync(other).mtimeMs > STALE_MS) fs.rmSync(other, { force: true })
-    }
   } catch {
-    if (created) {
-      try {
-        fs.rmSync(temp, { force: true })
-      } catch {
-        // nothing to do
-      }
-    }
+    return
+  }
+  try {
+    fs.renameSync(temp, file)
+  } catch {
+    return quietly(() => fs.rmSync(temp, { force: true }))
+  }
+  const now = Date.now()
+  for (const name of fs.readdirSync(dir)) {
+    const other = path.join(dir, name)
+    if (other !== file && OURS.test(name) && now - fs.lstatSync(other).mtimeMs > STALE_MS) fs.rmSync(other, { force: true })
   }
 }
 
@@ -153,17 +151,17 @@ export interface RunOptions {
 }
 
 /**
- * The cache file's name: the build, the bundle's size and time (an edit in place must not meet an old cache: V8
+ * The cache file's name: the build, the bundle's modification time (an edit in place must not meet an old cache: V8
  * matches sources by length only), and the Node version and flags (V8 rejects a cache made with other flags, and two
  * ways of running the program must not overwrite each other's file at every run).
  */
 const cacheName = (options: RunOptions) => {
-  const st = fs.statSync(options.file)
+  const mtime = Math.trunc(fs.statSync(options.file).mtimeMs).toString(16)
   const runtime = crypto.createHash("sha256")
     .update([process.version, ...process.execArgv, options.env["NODE_OPTIONS"] ?? ""].join("\0"))
     .digest("hex")
     .slice(0, 8)
-  return `client-${options.buildId}-${st.size.toString(16)}-${Math.trunc(st.mtimeMs).toString(16)}-${runtime}.v8cache`
+  return `client-${options.buildId}-${mtime}-${runtime}.v8cache`
 }
 
 /** The usable cache file and what it holds; nothing when there is none (any failure here only means no cache). */
@@ -190,13 +188,7 @@ export const runWithCodeCache = (options: RunOptions): void => {
   })
   if (found !== undefined && (found.cached === undefined || script.cachedDataRejected === true || found.cached.kind < kind)) {
     // At exit, so that the functions this run compiled lazily are in it too. Never a failure of the command.
-    process.once("exit", () => {
-      try {
-        writeCache(found.dir, found.file, kind, script.createCachedData())
-      } catch {
-        // no cache this time
-      }
-    })
+    process.once("exit", () => quietly(() => writeCache(found.dir, found.file, kind, script.createCachedData())))
   }
 
   const module = new Module(options.file)

@@ -5,6 +5,7 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fc from "fast-check"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { cacheDirOf, decodeCacheFile, encodeCacheFile, isLight, ownDirectory } from "../../src/cli/codeCache.js"
@@ -120,6 +121,12 @@ describe("rangedocs with a code cache", () => {
     assert.isDefined(decodeCacheFile(fs.readFileSync(file)))
     assert.deepStrictEqual(cacheFiles(dir), [name], "no temporary file left")
     assert.deepStrictEqual(fs.readdirSync(dir), [name])
+
+    // Intact for us but not V8's data: V8 rejects it, so the payload did reach V8; the file is written anew.
+    fs.writeFileSync(file, encodeCacheFile(1, crypto.randomBytes(4096)), { mode: 0o600 })
+    const rejected = await h.cli(["--version"], { env })
+    assert.strictEqual(rejected.code, 0, rejected.stderr)
+    assert.isAbove(decodeCacheFile(fs.readFileSync(file))!.payload.length, 4096, "V8's own data again")
 
     // A cache file that is a link, or another user's, is not read: replaced by a file of our own at exit.
     const elsewhere = path.join(h.tempDir("elsewhere"), "planted")

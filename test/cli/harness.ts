@@ -214,6 +214,14 @@ export const makeHarness = (name: string) => {
       child.on("close", (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }))
     })
 
+  /** Runs any program to its end (in the repository, stdin closed), tracked as the CLI's processes are. */
+  const run = (command: string, args: ReadonlyArray<string>): Promise<Result> => {
+    const child = spawnTracked(command, args)
+    const result = collect(child)
+    child.stdin!.end()
+    return result
+  }
+
   /** Runs a command to its end (stdin: `input`, then closed). */
   const cli = (
     args: ReadonlyArray<string>,
@@ -297,6 +305,7 @@ export const makeHarness = (name: string) => {
     tempDir,
     spawnTracked,
     spawnCli,
+    run,
     cli,
     cliPiped,
     cliOnTerminal,

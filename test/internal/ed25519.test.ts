@@ -44,7 +44,11 @@ describe("ed25519 strictness checks", () => {
     assert.isFalse(Ed.isStrictSignatureShape(new Uint8Array(63)))
   })
   it("isSmallOrderEncoding holds for the eight encodings only", () => {
-    for (const p of Ed.SMALL_ORDER) assert.isTrue(Ed.isSmallOrderEncoding(p))
+    for (const p of Ed.SMALL_ORDER) {
+      assert.isTrue(Ed.isSmallOrderEncoding(p))
+      // The length counts: a small-order point followed by more bytes is no 32-byte encoding.
+      assert.isFalse(Ed.isSmallOrderEncoding(Uint8Array.from([...p, 0])))
+    }
     fc.assert(fc.property(fc.uint8Array({ minLength: 31, maxLength: 33 }), (b) =>
       assert.strictEqual(Ed.isSmallOrderEncoding(b), smallOrder.has(toHex(b)))
     ))
