@@ -27,8 +27,10 @@
  * that made their poster wait would deadlock (the actor waits on the replica, whose events wait on the poster).
  *
  * Restart (finding 3): the live set is kept in the store; at start the engine resumes each live document with its
- * stored peers. A failed session we started is retried with jittered exponential backoff until it succeeds or the
- * document leaves, with one WARN line per step.
+ * stored peers. A failed session we started is retried with jittered exponential backoff until a session with the peer
+ * succeeds (ours, or the one it starts with us) or the document leaves, with one WARN line per failed step. A step
+ * the peer refuses with AlreadySyncing (it is syncing with us itself) is no success: the peer may not reach us at all
+ * (behind a NAT, it may not know our current relay circuit), so the next step comes unless its session succeeded.
  *
  * Deviations from the reference, all listed as suggestions or quirks in spec 05:
  * - undecodable gossip is counted and skipped by the Gossip service; the topic keeps working (§8.2);
@@ -606,7 +608,7 @@ export const make = (config: LiveSyncConfig = {}) =>
         )
       })
 
-    /** Retries the sessions with `peer` with backoff until one succeeds or the document leaves (in its scope). */
+    /** Retries the sessions with `peer` with backoff until one with it succeeds or the document leaves (in its scope). */
     const scheduleRetry = (doc: Doc, peer: NodeId) =>
       FiberMap.run(
         doc.retries,
@@ -1030,7 +1032,9 @@ export const make = (config: LiveSyncConfig = {}) =>
         const now = yield* Clock.currentTimeMillis
         const f = SyncState.finish(states, nsHex, peerHex, session, result, now)
         if (doc === undefined || f === undefined) {
-          if (done !== undefined) yield* Deferred.succeed(done, result !== "Failed" || doc === undefined)
+          // A retry whose attempt the peer refused (it runs its own session with us) goes on: that session may fail
+          // too (the peer may not reach us at all); the next step ends it if a session succeeded meanwhile.
+          if (done !== undefined) yield* Deferred.succeed(done, result === "Ok" || doc === undefined)
           return
         }
         // The peer is a member we just synced with: subscribers learn it before the session's end (finding 8), and
@@ -1365,6 +1369,10 @@ export const make = (config: LiveSyncConfig = {}) =>
         case "RetrySync": {
           const doc = docs.get(toHex(command.ns))
           if (doc === undefined) return Deferred.succeed(command.done, true)
+          // A session with the peer succeeded since the failure (either side's): nothing left to retry.
+          if (SyncState.peer(states, toHex(command.ns), toHex(command.peer))?.failures === 0) {
+            return Deferred.succeed(command.done, true)
+          }
           return syncWithPeer(doc, command.peer, "Retry", command.done)
         }
       }

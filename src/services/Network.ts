@@ -516,12 +516,27 @@ const makeNode = (
         return Effect.sync(() => node.removeEventListener("peer:discovery", onPeer))
       })
 
+    const kindOf = (connection: Connection): ConnectionKind =>
+      connection.limits !== undefined || isRelayed(connection.remoteAddr) ? "relayed" : "direct"
+
+    /** The peer's open connection that serves best: direct before relayed, unlimited before limited. */
+    const openConnection = (peerId: PeerId): Connection | undefined => {
+      const open = node.getConnections(peerId).filter((c) => c.status === "open")
+      return open.find((c) => kindOf(c) === "direct") ?? open.find((c) => c.limits === undefined) ?? open[0]
+    }
+
     const connect = (peer: NodeAddr | NodeId, protocol: string | undefined): Effect.Effect<Connection, DialError> => {
       const nodeId = peer instanceof NodeAddr ? peer.nodeId : peer
       const peerId = peerIdFromNodeId(nodeId)
-      const attempt = Effect.tryPromise({
-        try: (signal) => node.dial(peerId, { signal }),
-        catch: toDialError(nodeId, protocol)
+      // An open connection is used as it is, a limited (relayed) one too: libp2p's dial never reuses a limited
+      // connection and dials the peer's known addresses instead, which fails for a node behind a NAT whose current
+      // relay circuit we never learnt — while that node is connected to us through it.
+      const attempt = Effect.suspend(() => {
+        const open = openConnection(peerId)
+        return open !== undefined ? Effect.succeed(open) : Effect.tryPromise({
+          try: (signal) => node.dial(peerId, { signal }),
+          catch: toDialError(nodeId, protocol)
+        })
       })
       return Effect.zipRight(
         peer instanceof NodeAddr ? remember(peerId, peer, protocol) : Effect.void,
@@ -600,9 +615,6 @@ const makeNode = (
 
     const shareAddr = (mode: AddrMode) =>
       Effect.map(addr, (a) => new NodeAddr({ nodeId, addrs: [...addrsForMode(a.addrs, mode)] }))
-
-    const kindOf = (connection: Connection): ConnectionKind =>
-      connection.limits !== undefined || isRelayed(connection.remoteAddr) ? "relayed" : "direct"
 
     const connectionKind = (peer: NodeId) =>
       Effect.sync(() => {

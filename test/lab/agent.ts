@@ -130,7 +130,10 @@ const program = Effect.gen(function*() {
 
 const logs = Layer.merge(
   Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)),
-  Logger.minimumLogLevel(LogLevel.Info)
+  // RANGEDOCS_LAB_LOG_LEVEL=Debug for a run that is being debugged.
+  Logger.minimumLogLevel(
+    LogLevel.allLevels.find((l) => l.label === process.env.RANGEDOCS_LAB_LOG_LEVEL?.toUpperCase()) ?? LogLevel.Info
+  )
 )
 
 program.pipe(Effect.provide(node), Effect.provide(logs), Effect.asVoid, NodeRuntime.runMain)

@@ -4,6 +4,7 @@
  * (not root, no network namespaces); tests then skip.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import { fileURLToPath } from "node:url"
@@ -58,8 +59,12 @@ export const startAgent = (ns: string, name: string, options: AgentOptions, star
       { cwd: root, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, NODE_OPTIONS: "" } }
     )
     let stderr = ""
+    // RANGEDOCS_LAB_LOG_DIR keeps every node's whole log (name.log) for a run that is being debugged.
+    const logDir = process.env.RANGEDOCS_LAB_LOG_DIR
+    const logFile = logDir === undefined ? undefined : fs.openSync(path.join(logDir, `${name}.log`), "a")
     child.stderr?.on("data", (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-200_000)
+      if (logFile !== undefined) fs.writeSync(logFile, d)
     })
     const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>()
     let nextId = 1

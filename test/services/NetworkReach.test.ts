@@ -112,6 +112,23 @@ describe("Network reach", () => {
       assert.deepStrictEqual(kinds, ["relayed"])
     }), 30_000)
 
+  it.scopedLive("finding 4: a node that reached us through a relay is answered over that limited connection (no address of it known)", () =>
+    Effect.gen(function*() {
+      const relay = yield* node({ relayService: true })
+      const r = yield* relayAddr(relay)
+      const a = yield* node({ relays: [r], listen: [] })
+      yield* eventually(Effect.map(circuitsOf(a), (c) => c.length === 1), "a holds a reservation")
+      // b listens nowhere and holds no reservation: a cannot dial it, only answer on the connection b opened. (libp2p's
+      // own dial never reuses a limited connection: it dials the addresses it knows, none here.)
+      const b = yield* node({ listen: [] })
+      yield* serveEcho(a)
+      yield* serveEcho(b)
+      assert.strictEqual(yield* echo(b, new NodeAddr({ nodeId: a.nodeId, addrs: yield* circuitsOf(a) }), 64 * 1024), 64 * 1024)
+      assert.deepStrictEqual(yield* a.connectionKind(b.nodeId), Option.some("relayed"))
+      assert.strictEqual(yield* echo(a, b.nodeId, 64 * 1024), 64 * 1024)
+      yield* a.dial(new NodeAddr({ nodeId: b.nodeId, addrs: [] }))
+    }), 30_000)
+
   it.scopedLive("finding 4: a relay at its reservation limit refuses with a clear reason, in relays and one WARN", () =>
     Effect.gen(function*() {
       const relay = yield* node({ relayService: { maxReservations: 1 } })

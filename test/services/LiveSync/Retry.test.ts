@@ -4,8 +4,13 @@
  * on 127.0.0.1; only the engine's sleeps follow the TestClock, so the test waits for network work in real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Clock, Effect, Logger, LogLevel, TestClock } from "effect"
+import { Cause, Clock, Context, Effect, Layer, Logger, LogLevel, Ref, Schema, Stream, TestClock } from "effect"
+import { concat } from "../../../src/internal/bytes.js"
+import { frameHeader } from "../../../src/internal/framing.js"
+import { SYNC_PROTOCOL } from "../../../src/schema/constants.js"
+import { Abort, type AbortReason, SyncMessageFromBytes } from "../../../src/schema/SyncMessage.js"
 import * as Docs from "../../../src/services/Docs.js"
+import * as Network from "../../../src/services/Network.js"
 import { record, startMemoryNode, type TestNode } from "../../utils/nodes.js"
 
 /** Real time (the TestClock does not move by itself). */
@@ -85,12 +90,14 @@ describe("LiveSync retries (TestClock)", () => {
       }
       assert.strictEqual(yield* failures, 4)
 
-      // B takes the document: the next retry succeeds and ends the retries.
+      // B takes the document: a session succeeds and ends the retries (the next retry's, or B's own with A: B finds
+      // A on the document's gossip topic, over the connection A's attempts left open, and the retry sees it).
       const ticket = yield* docA.share("Write", "Addresses")
       const docB = yield* Docs.importNamespace(b.docs, ticket.capability)
       yield* docB.startSync([])
       yield* TestClock.adjust("10 seconds")
-      yield* until(Effect.map(stat(a, "sync_via_connect_success"), (n) => n >= 1), "a retry succeeded")
+      const successes = Effect.zipWith(stat(a, "sync_via_connect_success"), stat(a, "sync_via_accept_success"), (x, y) => x + y)
+      yield* until(Effect.map(successes, (n) => n >= 1), "a session succeeded")
       const retries = yield* stat(a, "sync_retries")
       const attempts = (yield* stat(a, "sync_via_connect_success")) + (yield* failures)
       yield* pastNextRetry
@@ -105,6 +112,60 @@ describe("LiveSync retries (TestClock)", () => {
       }
     }).pipe(Effect.provide(capturing(lines)), Logger.withMinimumLogLevel(LogLevel.Debug))
   }, 60_000)
+
+  it.scoped("finding 2: a retry the peer refuses (AlreadySyncing: it says it syncs with us itself) goes on; that session may never come", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode(live)
+      // A raw peer that answers every session with an Abort: NotFound the first time (a failure, so retries start),
+      // then AlreadySyncing, and never syncs with us.
+      const peer = Context.get(yield* Layer.build(Network.layer()), Network.Network)
+      const sessions = yield* Ref.make(0)
+      const abort = (reason: AbortReason) => {
+        const bytes = Schema.encodeSync(SyncMessageFromBytes)(new Abort({ reason }))
+        return concat(frameHeader(bytes.length, 1 << 30), bytes)
+      }
+      yield* peer.handle(SYNC_PROTOCOL, (stream) =>
+        Effect.gen(function*() {
+          yield* Stream.runHead(Network.receive(stream))
+          const n = yield* Ref.updateAndGet(sessions, (k) => k + 1)
+          yield* Network.send(stream, abort(n === 1 ? "NotFound" : "AlreadySyncing"))
+          yield* Network.closeWrite(stream)
+          yield* Stream.runDrain(Network.receive(stream))
+        }))
+      const docA = yield* Docs.createDoc(a.docs)
+      yield* docA.startSync([yield* peer.addr])
+      yield* until(Effect.map(Ref.get(sessions), (n) => n === 1), "first session")
+      yield* until(Effect.map(stat(a, "sync_retries"), (n) => n === 1), "first failure")
+      // Steps of 1, 2, 4, 8 s: every one comes, though each was refused (one clock step may wake several of them).
+      for (let i = 0; i < 10 && (yield* Ref.get(sessions)) < 5; i++) {
+        yield* TestClock.adjust("20 seconds")
+        yield* realWait(200)
+      }
+      assert.isAtLeast(yield* Ref.get(sessions), 5)
+      assert.strictEqual(yield* stat(a, "sync_retries"), 1, "a refusal is no failure: no WARN line")
+    }), 60_000)
+
+  it.scoped("finding 2: the retries end when a session with the peer succeeds, also one the peer started", () =>
+    Effect.gen(function*() {
+      const a = yield* startMemoryNode(live)
+      const b = yield* startMemoryNode(live)
+      const docA = yield* Docs.createDoc(a.docs)
+      const events = yield* record(yield* docA.subscribe())
+      const retried = () =>
+        events.seen.filter((e) => e._tag === "SyncFinished" && e.event.origin._tag === "Connect" && e.event.origin.reason === "Retry")
+      yield* docA.startSync([yield* b.network.addr])
+      yield* until(Effect.map(stat(a, "sync_retries"), (n) => n === 1), "first failure")
+      // B takes the document and syncs with A (its session, or A's when A finds B on the topic first: the node ids
+      // decide) before A's retry is due.
+      const docB = yield* Docs.importNamespace(b.docs, (yield* docA.share("Write", "Addresses")).capability)
+      yield* docB.startSync([yield* a.network.addr])
+      const successes = Effect.zipWith(stat(a, "sync_via_connect_success"), stat(a, "sync_via_accept_success"), (x, y) => x + y)
+      yield* until(Effect.map(successes, (n) => n >= 1), "a session between A and B")
+      assert.strictEqual(retried().length, 0)
+      yield* pastNextRetry
+      assert.strictEqual(retried().length, 0, "the retry saw the success and started no session")
+      assert.strictEqual(yield* stat(a, "sync_retries"), 1)
+    }), 60_000)
 
   it.scoped("finding 2: leaving the document ends its retries", () =>
     Effect.gen(function*() {
