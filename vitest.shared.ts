@@ -3,8 +3,9 @@ import { BaseSequencer, type TestSpecification } from "vitest/node"
 
 /**
  * The test suite runs in passes (`npm test` = `test/run.sh`): most files on two workers, then the files below one at
- * a time in two streams: the swarm (alone), then the timer tests, the browsers and the relay tests through the CLI;
- * beside them once the swarm is done, the NAT lab, which mostly waits, in a process of its own; and the type check.
+ * a time in two streams: the swarm (alone), then the timer tests and the browsers; beside them once the swarm is
+ * done, the NAT lab, which mostly waits, then the relay tests through the CLI, in a process of their own; and the
+ * type check.
  * These measure timing (TestClock steps against real nodes), run many nodes or processes at once (a 20-node swarm,
  * network namespaces, a browser), or need the machine to themselves to mean what they assert.
  */
@@ -15,8 +16,8 @@ export const SERIAL_TESTS: ReadonlyArray<string> = [
   "test/services/LiveSync/EventOrder.test.ts",
   "test/services/LiveSync/FloodInbox.test.ts",
   "test/ui/**/*.test.ts",
-  "test/layers/ReachCli.test.ts",
-  "test/lab/**/*.test.ts"
+  "test/lab/**/*.test.ts",
+  "test/layers/ReachCli.test.ts"
 ]
 
 /**

@@ -2,9 +2,9 @@
 # `npm test`: the whole suite in phases, so that it fits 2 cores (vitest.shared.ts says which file runs where).
 #  1. most files on two workers (vitest.config.ts);
 #  2. the serial files, one at a time, in one vitest process (their modules load once): the twenty-node swarm first,
-#     which needs the machine to itself, then the timer tests, the browsers and the relay tests through the CLI. Once
-#     the swarm is done, beside them: the NAT lab (mostly waiting on real network timeouts), in a process of its own;
-#     and the type check.
+#     which needs the machine to itself, then the timer tests and the browsers. Once the swarm is done, beside them:
+#     the NAT lab (mostly waiting on real network timeouts) and then the relay tests through the CLI, in a process of
+#     their own; and the type check.
 #  3. all along, at the lowest priority, the files that assert nothing about time (vitest.shared.ts): they use the
 #     CPU the others leave while they wait.
 # Every part runs; the exit status is non-zero when any of them failed. Reports of parts that run beside others are
@@ -24,7 +24,7 @@ RANGEDOCS_TEST_PASS=background "${idle[@]}" "$bin/vitest" run -c vitest.serial.c
 back=$!
 "$bin/vitest" run || status=1
 
-RANGEDOCS_TEST_DONE_DIR=$done_dir "$bin/vitest" run -c vitest.serial.config.ts --exclude 'test/lab/**' &
+RANGEDOCS_TEST_DONE_DIR=$done_dir "$bin/vitest" run -c vitest.serial.config.ts --exclude 'test/lab/**' --exclude test/layers/ReachCli.test.ts &
 serial=$!
 # test/utils/fileDone.ts marks the swarm's end (or the pass ended early).
 until [ -e "$done_dir/Swarm.test.ts.done" ] || ! kill -0 "$serial" 2>/dev/null; do sleep 0.2; done
@@ -35,7 +35,7 @@ buildinfo="node_modules/.cache/rangedocs-tsc-$(printf %s "$PWD" | cksum | cut -d
 mkdir -p node_modules/.cache
 nice -n 10 "$bin/tsc" -p tsconfig.json --noEmit --incremental --tsBuildInfoFile "$buildinfo" &
 typecheck=$!
-"$bin/vitest" run -c vitest.serial.config.ts test/lab >"$lablog" 2>&1 &
+"$bin/vitest" run -c vitest.serial.config.ts test/lab test/layers/ReachCli.test.ts >"$lablog" 2>&1 &
 lab=$!
 wait "$serial" || status=1
 wait "$lab" || status=1
