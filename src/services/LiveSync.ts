@@ -1512,8 +1512,8 @@ const dedupe = (ids: ReadonlyArray<NodeId>): Array<NodeId> => {
   return [...seen.values()]
 }
 
-/** Loopback, LAN and public TCP addresses; not relay circuits we cannot use. */
-const isDialable = (addr: string) => !addr.includes("/p2p-circuit")
+/** Transport addresses and relay circuits (`<relay>/p2p-circuit`); not a bare `/p2p-circuit`, which names no relay. */
+const isDialable = (addr: string) => !addr.startsWith("/p2p-circuit")
 
 const describeCause = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)

@@ -48,7 +48,7 @@ import { mdns } from "@libp2p/mdns"
 import { type Ping, ping } from "@libp2p/ping"
 import { tcp } from "@libp2p/tcp"
 import { webSockets } from "@libp2p/websockets"
-import { CODE_P2P, multiaddr } from "@multiformats/multiaddr"
+import { CODE_P2P, type Multiaddr, multiaddr } from "@multiformats/multiaddr"
 import { createLibp2p } from "libp2p"
 import {
   Cause,
@@ -298,6 +298,16 @@ const fastMessageId = (msg: { readonly from?: Uint8Array; readonly seqno?: Uint8
  * publishing with no subscribed peer is not an error (spec 05 §8.1: broadcast failures are ignored), and there is no
  * floodsub fallback: only gossipsub peers take part.
  */
+/**
+ * The address without its trailing `/p2p/<peer id>`, if it has one. Not `decapsulateCode`: that cuts at the last
+ * `/p2p/` wherever it is, which in a relay circuit stored without the peer's id (`…/p2p/<relay>/p2p-circuit`) is the
+ * relay's, leaving the relay's own address in place of the peer's.
+ */
+const withoutPeerId = (ma: Multiaddr): Multiaddr => {
+  const components = ma.getComponents()
+  return components.at(-1)?.code === CODE_P2P ? multiaddr(components.slice(0, -1)) : ma
+}
+
 const makeGossipsub = (config: GossipsubConfig) =>
   gossipsub({
     // Relayed connections are limited (the relay's data and duration limits): gossip runs over them too.
@@ -609,7 +619,7 @@ const makeNode = (
       }).pipe(Effect.withSpan("Network.handle", { attributes: { protocol } }))
 
     const addr = Effect.map(supervisor.circuitAddrs, (circuits) => {
-      const addrs = node.getMultiaddrs().map((ma) => ma.decapsulateCode(CODE_P2P).toString())
+      const addrs = node.getMultiaddrs().map((ma) => withoutPeerId(ma).toString())
       return new NodeAddr({ nodeId, addrs: [...new Set([...addrs, ...circuits])] })
     })
 
@@ -631,7 +641,7 @@ const makeNode = (
 
     const peerAddresses = (peer: NodeId) =>
       Effect.tryPromise(() => node.peerStore.get(peerIdFromNodeId(peer))).pipe(
-        Effect.map((p) => [...new Set(p.addresses.map((a) => a.multiaddr.decapsulateCode(CODE_P2P).toString()))]),
+        Effect.map((p) => [...new Set(p.addresses.map((a) => withoutPeerId(a.multiaddr).toString()))]),
         Effect.orElseSucceed((): ReadonlyArray<string> => [])
       )
 
@@ -650,7 +660,7 @@ const makeNode = (
           onLeft: () => [],
           onRight: (peer) => [{
             peer,
-            remoteAddr: connection.remoteAddr.decapsulateCode(CODE_P2P).toString(),
+            remoteAddr: withoutPeerId(connection.remoteAddr).toString(),
             direction: connection.direction,
             kind: kindOf(connection)
           }]

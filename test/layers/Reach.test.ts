@@ -12,7 +12,11 @@ import { peerIdFromNodeId } from "../../src/schema/NodeAddr.js"
 import { Query } from "../../src/schema/Query.js"
 import * as Docs from "../../src/services/Docs.js"
 import * as Network from "../../src/services/Network.js"
-import { eventually, record, startMemoryNode, type TestNode } from "../utils/nodes.js"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { ADDRESS_BOOK_FILE } from "../../src/services/AddressBook.js"
+import { eventually, record, startMemoryNode, startPersistentNode, type TestNode } from "../utils/nodes.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
 const str = (b: Uint8Array) => new TextDecoder().decode(b)
@@ -37,7 +41,10 @@ describe("Reach (whole nodes, loopback)", () => {
       const relay = Context.get(relayCtx, Network.Network)
       const relayAddr = `${(yield* relay.addr).addrs[0]}/p2p/${peerIdFromNodeId(relay.nodeId).toString()}`
       const a = yield* startMemoryNode({ listen: [], relays: [relayAddr], network: { relayCheckInterval: "200 millis" } })
-      const b = yield* startMemoryNode()
+      // b keeps its address book in a file: what it remembers of a after the sync is read there.
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rangedocs-reach-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+      const b = yield* startPersistentNode(dir)
       yield* eventually(Effect.map(a.network.shareAddr("relay"), (x) => x.addrs.length === 1), 15_000, "a's reservation")
       assert.deepStrictEqual((yield* a.network.shareAddr("direct")).addrs, [])
 
@@ -63,6 +70,11 @@ describe("Reach (whole nodes, loopback)", () => {
         peers.filter((p) => toHex(p.nodeId) === toHex(a.network.nodeId)).map((p) => p.via),
         ["relayed"]
       )
+      // After the sync (before its SyncFinished), b remembers a by its circuit, whole: not the relay's own address (a
+      // cut at the last /p2p/ of the circuit made it that), and not nothing (circuits were dropped as undialable): a
+      // restarted b could not reach a otherwise.
+      const book: Record<string, ReadonlyArray<string>> = JSON.parse(fs.readFileSync(path.join(dir, ADDRESS_BOOK_FILE), "utf8"))
+      assert.deepStrictEqual(book[toHex(a.network.nodeId)], (yield* a.network.shareAddr("relay")).addrs)
       const relaysOfA = (yield* a.docs.nodeStatus).relays ?? []
       assert.deepStrictEqual(relaysOfA.map((r) => [r.relay, r.status]), [[relayAddr, "reserved"]])
 

@@ -127,6 +127,8 @@ describe("Network reach", () => {
       assert.deepStrictEqual(yield* a.connectionKind(b.nodeId), Option.some("relayed"))
       assert.strictEqual(yield* echo(a, b.nodeId, 64 * 1024), 64 * 1024)
       yield* a.dial(new NodeAddr({ nodeId: b.nodeId, addrs: [] }))
+      // What b knows of a is a's circuit, whole (not the relay's own address, as a cut at the last /p2p/ left it).
+      assert.deepStrictEqual(yield* b.peerAddresses(a.nodeId), yield* circuitsOf(a))
     }), 30_000)
 
   it.scopedLive("finding 4: a relay at its reservation limit refuses with a clear reason, in relays and one WARN", () =>
