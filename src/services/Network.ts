@@ -87,7 +87,7 @@ import {
   type RelayServiceConfig,
   relayServerInit
 } from "./Network/reach.js"
-import { makeRelaySupervisor, type RelayState } from "./Network/relays.js"
+import { type AddressAnnouncer, makeRelaySupervisor, type RelayState } from "./Network/relays.js"
 import { makeRemoteWarnings, type RemoteWarning } from "./Network/warnings.js"
 import { ensureWebSocket } from "./Network/websocket.js"
 
@@ -197,6 +197,8 @@ export interface NetworkConfig {
 }
 
 export type Libp2pServices = {
+  /** libp2p's address manager, for the relay supervisor's circuits (Network/relays.ts). */
+  addresses: AddressAnnouncer
   identify: Identify
   ping: Ping
   pubsub: GossipSub
@@ -416,6 +418,7 @@ const makeNode = (
                 })
               ],
               services: {
+                addresses: (components: { readonly addressManager: AddressAnnouncer }) => components.addressManager,
                 identify: identify(),
                 ping: ping(),
                 pubsub: makeGossipsub(config.gossipsub ?? {}),
@@ -466,7 +469,8 @@ const makeNode = (
     const warn = makeRemoteWarnings()
     const supervisor = yield* makeRelaySupervisor(node, relays, {
       interval: Duration.decode(config.relayCheckInterval ?? DEFAULT_RELAY_CHECK_INTERVAL),
-      timeout: dialTimeout
+      timeout: dialTimeout,
+      announcer: node.services.addresses
     })
     yield* Effect.forkScoped(supervisor.run)
 

@@ -131,6 +131,26 @@ describe("Network reach", () => {
       assert.deepStrictEqual(yield* b.peerAddresses(a.nodeId), yield* circuitsOf(a))
     }), 30_000)
 
+  it.scopedLive("finding 4: identify tells a peer our relay circuits (a peer that knows only our direct address learns them), while we hold them", () =>
+    Effect.gen(function*() {
+      const relay = yield* stoppable({ relayService: true })
+      const r = yield* relayAddr(relay.network)
+      const a = yield* node({ relays: [r] })
+      yield* eventually(Effect.map(circuitsOf(a), (c) => c.length === 1), "a holds a reservation")
+      const [circuit] = yield* circuitsOf(a)
+      const b = yield* node()
+      yield* b.dial(yield* a.shareAddr("direct"))
+      yield* eventually(Effect.map(b.peerAddresses(a.nodeId), (addrs) => addrs.includes(circuit!)), "b learns a's circuit")
+      // The relay goes: a withdraws the circuit at its next check, and a peer connecting then is not told it.
+      yield* relay.stop
+      yield* eventually(Effect.map(a.relays, (s) => s[0]?.status === "unreachable"), "a sees the relay gone")
+      const c = yield* node()
+      yield* c.dial(yield* a.shareAddr("direct"))
+      // Identify on loopback takes milliseconds (b above learnt the circuit in that time).
+      yield* Effect.sleep("1 second")
+      assert.notInclude(yield* c.peerAddresses(a.nodeId), circuit!)
+    }), 30_000)
+
   it.scopedLive("finding 4: a relay at its reservation limit refuses with a clear reason, in relays and one WARN", () =>
     Effect.gen(function*() {
       const relay = yield* node({ relayService: { maxReservations: 1 } })

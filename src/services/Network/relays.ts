@@ -6,12 +6,17 @@
  * and after every reconnection. The node announces `<relay>/p2p-circuit` for every relay it holds a reservation on;
  * all of them at once, so a peer whose relay went away dials us through the others.
  *
+ * The circuits are also given to libp2p's address manager (as confirmed addresses, for as long as the reservation
+ * lasts), so identify tells every peer we connect to how to reach us through our relays: a peer whose way to us went
+ * away dials the circuits it learnt that way. (No identify push: it makes gossipsub reopen streams at moments our
+ * stream repair does not expect, `GossipsubAdapter.test`; a peer learns a change at its next connection.)
+ *
  * Inbound relayed connections need nothing more: the relay opens a STOP stream to us, which libp2p's relay
  * transport accepts (and it then keeps a reservation of its own on that relay, which the relay treats as a renewal).
  */
 import type { Connection, Libp2p, PeerId, StreamMessageEvent } from "@libp2p/interface"
 import { peerIdFromString } from "@libp2p/peer-id"
-import { multiaddr } from "@multiformats/multiaddr"
+import { type Multiaddr, multiaddr } from "@multiformats/multiaddr"
 import { Clock, Duration, Effect, Ref, Schedule } from "effect"
 import {
   describeRelayStatus,
@@ -33,6 +38,12 @@ export interface RelayState {
    */
   readonly status: "reserved" | "connecting" | "unreachable" | "refused"
   readonly reason?: string
+}
+
+/** What the supervisor uses of libp2p's address manager: a confirmed address is in what identify announces (until its `ttl`, ms). */
+export interface AddressAnnouncer {
+  readonly confirmObservedAddr: (addr: Multiaddr, options?: { readonly type?: "observed"; readonly ttl?: number }) => void
+  readonly removeObservedAddr: (addr: Multiaddr) => void
 }
 
 /** libp2p keeps connections to peers with a `keep-alive` tag open, and reopens them. */
@@ -114,7 +125,11 @@ const reserve = (connection: Connection, timeout: Duration.Duration) =>
 export const makeRelaySupervisor = (
   node: Libp2p,
   relays: ReadonlyArray<string>,
-  options: { readonly interval: Duration.Duration; readonly timeout: Duration.Duration }
+  options: {
+    readonly interval: Duration.Duration
+    readonly timeout: Duration.Duration
+    readonly announcer?: AddressAnnouncer
+  }
 ): Effect.Effect<RelaySupervisor> =>
   Effect.gen(function*() {
     const entries = relays.flatMap((relay) => {
@@ -125,26 +140,44 @@ export const makeRelaySupervisor = (
       new Map(entries.map(({ relay }) => [relay, { state: { relay, status: "connecting" } }]))
     )
 
-    const set = (relay: string, next: Held) =>
+    /** Announces the circuit through `relay` for `ttl` ms, or withdraws it (`undefined`). */
+    const announce = (relay: string, ttl: number | undefined) =>
+      Effect.sync(() => {
+        const circuit = multiaddr(`${relay}/p2p-circuit`)
+        if (ttl === undefined) options.announcer?.removeObservedAddr(circuit)
+        else options.announcer?.confirmObservedAddr(circuit, { type: "observed", ttl })
+      })
+
+    const logChange = (relay: string, before: RelayState | undefined, next: RelayState) => {
+      const changed = before?.status !== next.status || before.reason !== next.reason
+      if (!changed) return Effect.void
+      const annotations = { relay, ...(next.reason === undefined ? {} : { reason: next.reason }) }
+      switch (next.status) {
+        case "reserved":
+          return Effect.logInfo("relay reservation held").pipe(Effect.annotateLogs(annotations))
+        case "refused":
+          return Effect.logWarning("relay refused a reservation").pipe(Effect.annotateLogs(annotations))
+        case "unreachable":
+          return Effect.logWarning("relay unreachable").pipe(Effect.annotateLogs(annotations))
+        case "connecting":
+          return Effect.logInfo("relay connection lost; redialling").pipe(Effect.annotateLogs(annotations))
+      }
+    }
+
+    /** Records `next`: a reservation granted (lasting `ttl` ms) is announced, one lost is withdrawn. */
+    const set = (relay: string, next: Held, ttl?: number) =>
       Effect.flatMap(Ref.modify(held, (map) => {
         const before = map.get(relay)?.state
         const copy = new Map(map)
         copy.set(relay, next)
         return [before, copy] as const
       }), (before) => {
-        const changed = before?.status !== next.state.status || before.reason !== next.state.reason
-        if (!changed) return Effect.void
-        const annotations = { relay, ...(next.state.reason === undefined ? {} : { reason: next.state.reason }) }
-        switch (next.state.status) {
-          case "reserved":
-            return Effect.logInfo("relay reservation held").pipe(Effect.annotateLogs(annotations))
-          case "refused":
-            return Effect.logWarning("relay refused a reservation").pipe(Effect.annotateLogs(annotations))
-          case "unreachable":
-            return Effect.logWarning("relay unreachable").pipe(Effect.annotateLogs(annotations))
-          case "connecting":
-            return Effect.logInfo("relay connection lost; redialling").pipe(Effect.annotateLogs(annotations))
-        }
+        const announced = ttl !== undefined
+          ? announce(relay, ttl)
+          : before?.status === "reserved" && next.state.status !== "reserved"
+          ? announce(relay, undefined)
+          : Effect.void
+        return Effect.zipRight(announced, logChange(relay, before, next.state))
       })
 
     const directConnection = (peer: PeerId) =>
@@ -183,7 +216,11 @@ export const makeRelaySupervisor = (
         }
         const lifetime = a.expire === undefined ? Duration.toMillis(DEFAULT_RENEW) : a.expire * 1000 - now
         const renewAt = now + Math.max(Duration.toMillis(options.interval), lifetime * RENEW_AT)
-        yield* set(relay, { state: { relay, status: "reserved" }, connection: connection.id, renewAt })
+        yield* set(
+          relay,
+          { state: { relay, status: "reserved" }, connection: connection.id, renewAt },
+          Math.max(lifetime, Duration.toMillis(options.interval))
+        )
       }).pipe(Effect.catchAllCause((cause) => Effect.logDebug("relay check failed", cause)))
 
     const tag = Effect.forEach(entries, ({ peer }) =>
