@@ -289,6 +289,26 @@ const readHeader = (
     }
   })
 
+/**
+ * Buffers of one size kept across transfers, at most `maxIdle` of them idle: a transfer's buffers live as long as it
+ * does, long enough to be promoted, so left to the GC each transfer's would stay resident until a full collection
+ * (bench/blobs-processes.ts: the requester's peak grew with every download). Only buffers no read, write or libp2p
+ * still uses are given back.
+ */
+class BufferPool {
+  private readonly idle: Array<Uint8Array> = []
+  constructor(readonly size: number, private readonly maxIdle: number) {}
+  take(): Uint8Array {
+    return this.idle.pop() ?? new Uint8Array(this.size)
+  }
+  give(buffers: ReadonlyArray<Uint8Array>): void {
+    for (const b of buffers) {
+      if (this.idle.length >= this.maxIdle) return
+      if (b.length === this.size) this.idle.push(b)
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Service
 
@@ -331,6 +351,8 @@ export const make = (config: BlobTransferConfig = {}) =>
     // -- provider
 
     const slots = new Slots(maxPerPeer, maxTotal)
+    /** The provider's read buffers: enough idle for two transfers. */
+    const readBuffers = new BufferPool(chunkSize, 2 * (readAhead + 1))
     /** Takes a transfer slot for the scope; false over a cap (then nothing is held). */
     const reserve = (peer: string) =>
       Effect.acquireRelease(Effect.sync(() => slots.tryTake(peer)), (held) =>
@@ -362,6 +384,15 @@ export const make = (config: BlobTransferConfig = {}) =>
         const spare: Array<Uint8Array> = []
         /** Buffers sent that libp2p may still hold. */
         const held: Array<Uint8Array> = []
+        // Back to the pool once every read was joined and the stream let go of them; never after an interruption,
+        // which leaves reads running into their buffers.
+        yield* Effect.addFinalizer((exit) =>
+          Effect.sync(() => {
+            if (!Exit.isSuccess(exit)) return
+            readBuffers.give(spare)
+            if (released(stream)) readBuffers.give(held)
+          })
+        )
         const reclaim = () => {
           if (held.length > 0 && released(stream)) spare.push(...held.splice(0))
         }
@@ -371,7 +402,7 @@ export const make = (config: BlobTransferConfig = {}) =>
         const refill = Effect.gen(function*() {
           while (reads.length < readAhead && requested < reader.size) {
             if (spare.length === 0) reclaim()
-            const into = spare.pop() ?? new Uint8Array(chunkSize)
+            const into = spare.pop() ?? readBuffers.take()
             reads.push([yield* Effect.fork(reader.read(requested, into)), into])
             requested += chunkSize
           }
@@ -436,6 +467,9 @@ export const make = (config: BlobTransferConfig = {}) =>
 
     // -- fetch
 
+    /** The requester's rings: one idle, for the next download. */
+    const rings = new BufferPool(WRITE_RING, 1)
+
     const fetchFrom = (
       hash: Hash,
       provider: Provider,
@@ -499,7 +533,13 @@ export const make = (config: BlobTransferConfig = {}) =>
         // outlive the scavenges and stay resident until a full collection (bench/blobs-processes.ts). Here the
         // writes grow with their latency instead, and the network loop only waits once the ring is full. Both Blobs
         // stores are done with written bytes when `write` returns.
-        const ring: Uint8Array = new Uint8Array(Math.min(WRITE_RING, expected))
+        // A full-size ring comes from the pool and goes back once its writes are done: on success (after `settle`).
+        const ring: Uint8Array = expected >= WRITE_RING
+          ? yield* Effect.acquireRelease(
+            Effect.sync(() => rings.take()),
+            (ring, exit) => Effect.sync(() => Exit.isSuccess(exit) && rings.give([ring]))
+          )
+          : new Uint8Array(expected)
         /** Bytes copied into the ring, and written from it, in this transfer. */
         let filled = 0
         let flushed = 0

@@ -661,6 +661,54 @@ describe("BlobTransfer", () => {
       assert.isAtMost(buffers.size, readAhead + 3, `${buffers.size} buffers for ${size / (256 * 1024)} reads`)
     }), { timeout: 60_000 })
 
+  it.scopedLive("issue 19 target 5: the next transfer reuses the last one's buffers (the provider's reads, the requester's ring)", () =>
+    Effect.gen(function*() {
+      const readInto = new Set<Uint8Array>()
+      const counted = Layer.effect(
+        Blobs.Blobs,
+        Effect.map(Blobs.makeMemory(), (blobs) =>
+          Blobs.Blobs.of({
+            ...blobs,
+            openReader: (hash) =>
+              Effect.map(blobs.openReader(hash), (reader) => ({
+                size: reader.size,
+                read: (offset: number, into: Uint8Array) => {
+                  readInto.add(into)
+                  return reader.read(offset, into)
+                }
+              }))
+          }))
+      )
+      const writtenFrom = new Set<ArrayBufferLike>()
+      const recording = Layer.effect(
+        Blobs.Blobs,
+        Effect.map(Blobs.makeMemory(), (blobs) =>
+          Blobs.Blobs.of({
+            ...blobs,
+            openPartial: (hash, size) =>
+              Effect.map(blobs.openPartial(hash, size), (partial) => ({
+                ...partial,
+                write: (chunk: Uint8Array) => {
+                  writtenFrom.add(chunk.buffer)
+                  return partial.write(chunk)
+                }
+              }))
+          }))
+      )
+      const a = yield* Layer.build(stack(counted, { chunkSize: 256 * 1024, readAhead: 2 }))
+      const b = yield* Layer.build(stack(recording))
+      const addr = yield* addrOf(a)
+      const first = yield* addRandom(a, 6 * MiB)
+      const second = yield* addRandom(a, 6 * MiB)
+      yield* transfer(b).download(first.hash, () => [addr])
+      const afterFirst = readInto.size
+      yield* transfer(b).download(second.hash, () => [addr])
+      yield* holds(b, first.hash, first.content)
+      yield* holds(b, second.hash, second.content)
+      assert.strictEqual(writtenFrom.size, 1, "both downloads wrote from one ring")
+      assert.isAtMost(readInto.size, afterFirst + 1, `read buffers: ${afterFirst} for the first transfer, ${readInto.size} for both`)
+    }), { timeout: 60_000 })
+
   it.scopedLive("a 100 MiB blob from a file moves between disk stores with memory growth far below its size", () =>
     Effect.gen(function*() {
       const size = 100 * MiB
