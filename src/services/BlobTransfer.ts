@@ -10,8 +10,8 @@
  * transfer slot; a minimum rate per read-timeout window also bounds the whole transfer (`minTransferRate`).
  *
  * Fetch (one provider): resumes at the partial blob's offset, checks the announced size against the maximum and the
- * size of the partial data already held, then appends each chunk as it arrives; the whole content is hashed by
- * `PartialBlob.commit`. What a bad provider costs:
+ * size of the partial data already held, then appends the bytes as they arrive (through a 4 MiB ring per download,
+ * written in runs of 1 MiB or more); the whole content is hashed by `PartialBlob.commit`. What a bad provider costs:
  * - more bytes than announced: stopped at the first excess byte, partial data discarded (`Oversized`);
  * - wrong bytes: found at commit, partial data discarded (`Corrupt`);
  * - `Complete` then an early FIN (`Truncated`), a reset, silence past the timeout, or a trickle below the minimum
@@ -70,7 +70,9 @@ export const DEFAULT_CHUNK_SIZE = 256 * 1024
  * Provider reads in flight per transfer, so that the event loop does not wait on each read's round trip through
  * libuv's pool (bench/blobs.ts: ratio median 0.59 with one read ahead, 0.66 with four over twelve runs; eight let the
  * reads outrun the network, and buffers libp2p still holds cannot be reused). A transfer served holds up to
- * `(readAhead + 1) × chunkSize`: 1.25 MiB by default, 40 MiB at the default cap of 32 transfers.
+ * `(readAhead + 1) × chunkSize`: 1.25 MiB by default, 40 MiB at the default cap of 32 transfers; up to two
+ * transfers' worth stays pooled between transfers. A download holds a 4 MiB ring (32 MiB at the default 8 downloads),
+ * one of which stays pooled.
  */
 export const DEFAULT_READ_AHEAD = 4
 /** Bytes the requester gathers at least before each write to the partial blob (all that gathered meanwhile). */
