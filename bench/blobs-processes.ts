@@ -49,10 +49,13 @@
  * runs that grow with the latency (57–73 writes per 100 MiB), the provider's buffers that libp2p held past their send
  * reused once released (23 fresh 256 KiB buffers per 100 MiB → none), and both kept in pools across transfers (the
  * requester's peak had grown 5–8 MB with every download: 150 → 158 → 163). After: provider 125–136 MB, requester
- * 150–151 (load 3), no growth over the rounds; `cpuRatio` 0.66–0.68, as before (0.66–0.75; the profiles put the blob path's own
+ * 150–154 (load 1.6–3), no growth over the rounds; `cpuRatio` 0.66–0.68, as before (0.66–0.75; the profiles put the blob path's own
  * code at ~30 ms of the requester's ~400 ms busy time; the rest is noise, yamux, sockets and the GC, as in the raw
  * copy). With `--node-args=--max-semi-space-size=1` every process holds 111 MB at rest instead of 119 and scavenges
  * often enough that few received buffers are promoted: provider 121, requester 134 MB, raw pair 114 / 120.
+ * The ceiling in its own processes ran at 229–355 MiB/s on a quiet machine (load 1.6: ratio 0.59–0.68 per round);
+ * `--raw-full` gave 130–240 MiB/s in a slower spell (ratio 0.64, `cpuRatio` 0.61): no sign that the node layer's
+ * idle work lowers it measurably, but `--minimal` is the ceiling that cannot be lowered by it.
  */
 import { Effect } from "effect"
 import * as fs from "node:fs"
