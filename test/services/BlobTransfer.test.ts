@@ -578,6 +578,137 @@ describe("BlobTransfer", () => {
       yield* holds(b, hash, content)
     }), { timeout: 60_000 })
 
+  it.scopedLive("issue 19 target 5: the requester's writes grow with the store's latency (all that gathered, in order), up to its 4 MiB ring", () =>
+    Effect.gen(function*() {
+      // Every write takes 30 ms whatever its size, as a write's round trip through a busy machine's pool did: fixed
+      // 1 MiB writes would cap the download at ~33 MiB/s and leave the network loop waiting.
+      const writes: Array<readonly [number, number]> = []
+      const slowBlobs = Layer.effect(
+        Blobs.Blobs,
+        Effect.map(Blobs.makeMemory(), (blobs) =>
+          Blobs.Blobs.of({
+            ...blobs,
+            openPartial: (hash, size) =>
+              Effect.map(blobs.openPartial(hash, size), (partial) => ({
+                ...partial,
+                write: (chunk: Uint8Array) =>
+                  Effect.zipRight(
+                    Effect.flatMap(partial.offset, (at) => Effect.sync(() => void writes.push([at, chunk.length]))),
+                    Effect.zipRight(Effect.sleep("30 millis"), partial.write(chunk))
+                  )
+              }))
+          }))
+      )
+      const a = yield* peer()
+      const b = yield* Layer.build(stack(slowBlobs))
+      const size = 24 * MiB + 12_345
+      const { content, hash } = yield* addRandom(a, size)
+      yield* transfer(b).fetch(hash, yield* addrOf(a))
+      yield* holds(b, hash, content)
+      // In order, back to back, the last one the only one under 1 MiB.
+      let at = 0
+      for (const [offset, length] of writes) {
+        assert.strictEqual(offset, at, "writes in blob order")
+        at += length
+      }
+      assert.strictEqual(at, size)
+      assert.isTrue(writes.slice(0, -1).every(([, length]) => length >= MiB), "no write under 1 MiB before the tail")
+      assert.isTrue(writes.every(([, length]) => length <= 4 * MiB), "no write beyond the ring")
+      assert.isAbove(Math.max(...writes.map(([, length]) => length)), MiB, "writes grow while the store is slow")
+      assert.isBelow(writes.length, 20, `${writes.length} writes for 24 MiB`)
+    }), { timeout: 60_000 })
+
+  it.scopedLive("issue 19 target 5: a provider reuses the buffers libp2p held past their send once it let them go", () =>
+    Effect.gen(function*() {
+      // A requester whose store is slow runs out of credit again and again, so many sends return with libp2p still
+      // holding the buffer. Every buffer the provider reads into is counted.
+      const buffers = new Set<Uint8Array>()
+      const counted = Layer.effect(
+        Blobs.Blobs,
+        Effect.map(Blobs.makeMemory(), (blobs) =>
+          Blobs.Blobs.of({
+            ...blobs,
+            openReader: (hash) =>
+              Effect.map(blobs.openReader(hash), (reader) => ({
+                size: reader.size,
+                read: (offset: number, into: Uint8Array) => {
+                  buffers.add(into)
+                  return reader.read(offset, into)
+                }
+              }))
+          }))
+      )
+      const slowBlobs = Layer.effect(
+        Blobs.Blobs,
+        Effect.map(Blobs.makeMemory(), (blobs) =>
+          Blobs.Blobs.of({
+            ...blobs,
+            openPartial: (hash, size) =>
+              Effect.map(blobs.openPartial(hash, size), (partial) => ({
+                ...partial,
+                write: (chunk: Uint8Array) => Effect.zipRight(Effect.sleep("10 millis"), partial.write(chunk))
+              }))
+          }))
+      )
+      const readAhead = 4
+      const a = yield* Layer.build(stack(counted, { chunkSize: 256 * 1024, readAhead }))
+      const b = yield* Layer.build(stack(slowBlobs))
+      const size = 32 * MiB
+      const { content, hash } = yield* addRandom(a, size)
+      yield* transfer(b).fetch(hash, yield* addrOf(a))
+      yield* holds(b, hash, content)
+      // readAhead reads in flight and the one being sent, plus at most a few held across a stall of credit.
+      assert.isAtMost(buffers.size, readAhead + 3, `${buffers.size} buffers for ${size / (256 * 1024)} reads`)
+    }), { timeout: 60_000 })
+
+  it.scopedLive("issue 19 target 5: the next transfer reuses the last one's buffers (the provider's reads, the requester's ring)", () =>
+    Effect.gen(function*() {
+      const readInto = new Set<Uint8Array>()
+      const counted = Layer.effect(
+        Blobs.Blobs,
+        Effect.map(Blobs.makeMemory(), (blobs) =>
+          Blobs.Blobs.of({
+            ...blobs,
+            openReader: (hash) =>
+              Effect.map(blobs.openReader(hash), (reader) => ({
+                size: reader.size,
+                read: (offset: number, into: Uint8Array) => {
+                  readInto.add(into)
+                  return reader.read(offset, into)
+                }
+              }))
+          }))
+      )
+      const writtenFrom = new Set<ArrayBufferLike>()
+      const recording = Layer.effect(
+        Blobs.Blobs,
+        Effect.map(Blobs.makeMemory(), (blobs) =>
+          Blobs.Blobs.of({
+            ...blobs,
+            openPartial: (hash, size) =>
+              Effect.map(blobs.openPartial(hash, size), (partial) => ({
+                ...partial,
+                write: (chunk: Uint8Array) => {
+                  writtenFrom.add(chunk.buffer)
+                  return partial.write(chunk)
+                }
+              }))
+          }))
+      )
+      const a = yield* Layer.build(stack(counted, { chunkSize: 256 * 1024, readAhead: 2 }))
+      const b = yield* Layer.build(stack(recording))
+      const addr = yield* addrOf(a)
+      const first = yield* addRandom(a, 6 * MiB)
+      const second = yield* addRandom(a, 6 * MiB)
+      yield* transfer(b).download(first.hash, () => [addr])
+      const afterFirst = readInto.size
+      yield* transfer(b).download(second.hash, () => [addr])
+      yield* holds(b, first.hash, first.content)
+      yield* holds(b, second.hash, second.content)
+      assert.strictEqual(writtenFrom.size, 1, "both downloads wrote from one ring")
+      assert.isAtMost(readInto.size, afterFirst + 1, `read buffers: ${afterFirst} for the first transfer, ${readInto.size} for both`)
+    }), { timeout: 60_000 })
+
   it.scopedLive("a 100 MiB blob from a file moves between disk stores with memory growth far below its size", () =>
     Effect.gen(function*() {
       const size = 100 * MiB
