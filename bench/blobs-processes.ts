@@ -39,23 +39,20 @@
  * the disk reads' dispatch (fs/promises and a fiber per read, ~370 ms per 100 MiB in the profile) and encrypting
  * buffers that rotate instead of one hot block; it idles half the copy, waiting for the requester's credit.
  *
- * With the raw copy in its own pair (load 3–10, single runs, so ranges not medians): the rangedocs pair's peaks were
- * 146–150 / 152–162 MB before the BlobTransfer changes below, the raw pair's 130–137 / 135–162. `--mem` showed the
- * requester's peak is ArrayBuffers (36–49 MB at the peak, ~42 still held after the run) that a full collection frees:
- * the raw requester, which drops each buffer at once, held 16–32. They wait because the network loop waited on the
- * disk: a partial-blob write's round trip took ~6 ms under load whatever its size (100 writes of 1 MiB, 576 ms in a
- * 805 ms download; a bare FileHandle.write of 1 MiB took 0.3 ms), so 75 of 100 writes were waited for and libp2p's
- * buffers queued up to the whole 4 MiB stream window. Hence (src/services/BlobTransfer.ts) a 4 MiB ring written in
- * runs that grow with the latency (57–73 writes per 100 MiB), the provider's buffers that libp2p held past their send
- * reused once released (23 fresh 256 KiB buffers per 100 MiB → none), and both kept in pools across transfers (the
- * requester's peak had grown 5–8 MB with every download: 150 → 158 → 163). After: provider 125–136 MB, requester
- * 150–154 (load 1.6–3), no growth over the rounds; `cpuRatio` 0.66–0.68, as before (0.66–0.75; the profiles put the blob path's own
- * code at ~30 ms of the requester's ~400 ms busy time; the rest is noise, yamux, sockets and the GC, as in the raw
- * copy). With `--node-args=--max-semi-space-size=1` every process holds 111 MB at rest instead of 119 and scavenges
- * often enough that few received buffers are promoted: provider 121, requester 134 MB, raw pair 114 / 120.
- * The ceiling in its own processes ran at 229–355 MiB/s on a quiet machine (load 1.6: ratio 0.59–0.68 per round);
+ * With the raw copy in its own pair (load 3–10, single runs): the rangedocs pair's peaks were 146–150 / 152–162 MB,
+ * the raw pair's 130–137 / 135–162. `--mem` showed the requester's peak is ArrayBuffers (36–49 MB at the peak, ~42
+ * still held after the run) that a full collection frees: the raw requester, which drops each buffer at once, held
+ * 16–32. They wait while the network loop waits on the disk: a partial-blob write's round trip took ~6 ms under load
+ * whatever its size (a bare FileHandle.write of 1 MiB: 0.3 ms), and libp2p's buffers queue meanwhile. A 4 MiB ring
+ * written in runs that grow with the latency, the provider's buffers reused once libp2p released them, and pools of
+ * both across transfers (tried on branch h24-blobs) brought the peaks to provider 129–130, requester 148–154 MB, but
+ * cost CPU: in alternating runs on a quiet machine (load 1.8–2.3) `cpuRatio` 0.634 / 0.663 / 0.705 against 0.72 /
+ * 0.759 / 0.73 without them, `ratio` 0.617 / 0.656 / 0.694 against 0.76 / 0.781 / 0.731. They were not kept.
+ * With `--node-args=--max-semi-space-size=1` every process holds 111 MB at rest instead of 119 and scavenges often
+ * enough that few received buffers are promoted (one run, with the ring: provider 121, requester 134 MB, raw pair
+ * 114 / 120); it is the node program's flag for every bench, so it waits on a full re-run of them.
  * `--raw-full` gave 130–240 MiB/s in a slower spell (ratio 0.64, `cpuRatio` 0.61): no sign that the node layer's
- * idle work lowers it measurably, but `--minimal` is the ceiling that cannot be lowered by it.
+ * idle work lowers the ceiling measurably, but `--minimal` is the ceiling that cannot be lowered by it.
  */
 import { Effect } from "effect"
 import * as fs from "node:fs"

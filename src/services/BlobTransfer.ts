@@ -10,8 +10,8 @@
  * transfer slot; a minimum rate per read-timeout window also bounds the whole transfer (`minTransferRate`).
  *
  * Fetch (one provider): resumes at the partial blob's offset, checks the announced size against the maximum and the
- * size of the partial data already held, then appends the bytes as they arrive (through a 4 MiB ring per download,
- * written in runs of 1 MiB or more); the whole content is hashed by `PartialBlob.commit`. What a bad provider costs:
+ * size of the partial data already held, then appends each chunk as it arrives; the whole content is hashed by
+ * `PartialBlob.commit`. What a bad provider costs:
  * - more bytes than announced: stopped at the first excess byte, partial data discarded (`Oversized`);
  * - wrong bytes: found at commit, partial data discarded (`Corrupt`);
  * - `Complete` then an early FIN (`Truncated`), a reset, silence past the timeout, or a trickle below the minimum
@@ -70,15 +70,11 @@ export const DEFAULT_CHUNK_SIZE = 256 * 1024
  * Provider reads in flight per transfer, so that the event loop does not wait on each read's round trip through
  * libuv's pool (bench/blobs.ts: ratio median 0.59 with one read ahead, 0.66 with four over twelve runs; eight let the
  * reads outrun the network, and buffers libp2p still holds cannot be reused). A transfer served holds up to
- * `(readAhead + 1) × chunkSize`: 1.25 MiB by default, 40 MiB at the default cap of 32 transfers; up to two
- * transfers' worth stays pooled between transfers. A download holds a 4 MiB ring (32 MiB at the default 8 downloads),
- * one of which stays pooled.
+ * `(readAhead + 1) × chunkSize`: 1.25 MiB by default, 40 MiB at the default cap of 32 transfers.
  */
 export const DEFAULT_READ_AHEAD = 4
-/** Bytes the requester gathers at least before each write to the partial blob (all that gathered meanwhile). */
+/** Bytes the requester gathers before each write to the partial blob. */
 const WRITE_SIZE = 1024 * 1024
-/** The requester's buffer between network and disk, per download (see `fetchFrom`). */
-const WRITE_RING = 4 * 1024 * 1024
 export const DEFAULT_MAX_TRANSFERS_PER_PEER = 4
 export const DEFAULT_MAX_TRANSFERS = 32
 export const DEFAULT_MAX_DOWNLOADS = 8
@@ -291,26 +287,6 @@ const readHeader = (
     }
   })
 
-/**
- * Buffers of one size kept across transfers, at most `maxIdle` of them idle: a transfer's buffers live as long as it
- * does, long enough to be promoted, so left to the GC each transfer's would stay resident until a full collection
- * (bench/blobs-processes.ts: the requester's peak grew with every download). Only buffers no read, write or libp2p
- * still uses are given back.
- */
-class BufferPool {
-  private readonly idle: Array<Uint8Array> = []
-  constructor(readonly size: number, private readonly maxIdle: number) {}
-  take(): Uint8Array {
-    return this.idle.pop() ?? new Uint8Array(this.size)
-  }
-  give(buffers: ReadonlyArray<Uint8Array>): void {
-    for (const b of buffers) {
-      if (this.idle.length >= this.maxIdle) return
-      if (b.length === this.size) this.idle.push(b)
-    }
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Service
 
@@ -353,8 +329,6 @@ export const make = (config: BlobTransferConfig = {}) =>
     // -- provider
 
     const slots = new Slots(maxPerPeer, maxTotal)
-    /** The provider's read buffers: enough idle for two transfers. */
-    const readBuffers = new BufferPool(chunkSize, 2 * (readAhead + 1))
     /** Takes a transfer slot for the scope; false over a cap (then nothing is held). */
     const reserve = (peer: string) =>
       Effect.acquireRelease(Effect.sync(() => slots.tryTake(peer)), (held) =>
@@ -364,47 +338,22 @@ export const make = (config: BlobTransferConfig = {}) =>
 
 
     /**
-     * Whether libp2p holds no bytes sent on `stream` any more: what `Network.sendReleasing` checks when a send returns
-     * (nothing waits in the stream's write buffer and nothing asks to drain, so every byte went through yamux into
-     * noise, which encrypted it into buffers of its own), checked again later for the buffers of earlier sends.
-     */
-    const released = (stream: Network.Stream) => stream.writeBufferLength === 0 && !stream.writableNeedsDrain
-
-    /**
      * The blob from `offset`, `chunkSize` bytes per send, with up to `readAhead` reads in flight: a read is a round
      * trip through libuv's pool, and with one read ahead the event loop sat idle waiting for it (bench/blobs.ts).
      * Buffers are reused whenever libp2p was done with them when the send returned (`Network.sendReleasing`), which is
      * the rule while the network keeps up: fresh buffers per chunk were 100 MiB of garbage per 100 MiB sent, and the
-     * GC work and memory peak that come with it. A buffer libp2p still held when its send returned (the requester's
-     * credit ran out, ~6 % of the sends in bench/blobs-processes.ts) is kept aside and reused as soon as the stream
-     * holds no bytes of ours any more (`released`) instead of being left to the GC: it had waited for credit long
-     * enough to outlive the scavenges, so it was freed only by a full collection.
+     * GC work and memory peak that come with it.
      */
     const sendContent = (stream: Network.Stream, hash: Hash, offset: number, touch: Touch) =>
       Effect.scoped(Effect.gen(function*() {
         const reader = yield* blobs.openReader(hash)
         const spare: Array<Uint8Array> = []
-        /** Buffers sent that libp2p may still hold. */
-        const held: Array<Uint8Array> = []
-        // Back to the pool once every read was joined and the stream let go of them; never after an interruption,
-        // which leaves reads running into their buffers.
-        yield* Effect.addFinalizer((exit) =>
-          Effect.sync(() => {
-            if (!Exit.isSuccess(exit)) return
-            readBuffers.give(spare)
-            if (released(stream)) readBuffers.give(held)
-          })
-        )
-        const reclaim = () => {
-          if (held.length > 0 && released(stream)) spare.push(...held.splice(0))
-        }
         // Reads in flight, in blob order, each with the buffer it fills.
         const reads: Array<readonly [Fiber.Fiber<number, BlobError>, Uint8Array]> = []
         let requested = offset
         const refill = Effect.gen(function*() {
           while (reads.length < readAhead && requested < reader.size) {
-            if (spare.length === 0) reclaim()
-            const into = spare.pop() ?? readBuffers.take()
+            const into = spare.pop() ?? new Uint8Array(chunkSize)
             reads.push([yield* Effect.fork(reader.read(requested, into)), into])
             requested += chunkSize
           }
@@ -420,9 +369,6 @@ export const make = (config: BlobTransferConfig = {}) =>
           yield* refill
           if (yield* Network.sendReleasing(stream, n === current.length ? current : current.subarray(0, n))) {
             spare.push(current)
-            reclaim()
-          } else {
-            held.push(current)
           }
         }
       }))
@@ -468,9 +414,6 @@ export const make = (config: BlobTransferConfig = {}) =>
     yield* network.handle(BLOB_PROTOCOL, serve)
 
     // -- fetch
-
-    /** The requester's rings: one idle, for the next download. */
-    const rings = new BufferPool(WRITE_RING, 1)
 
     const fetchFrom = (
       hash: Hash,
@@ -527,86 +470,40 @@ export const make = (config: BlobTransferConfig = {}) =>
 
         const expected = size - offset
         let received = 0
-        // Arriving chunks (≤ 64 KiB, libp2p's) are copied into a reused ring and written from there by one writer
-        // fiber, in order, whatever has gathered each time (at least WRITE_SIZE, except the tail): fewer writes and no
-        // garbage per chunk (bench/blobs.ts). A write's round trip through libuv's pool took ~6 ms under load
-        // whatever its size, so fixed 1 MiB writes capped the download near 170 MiB/s while the network loop waited
-        // on the disk, and what arrived meanwhile waited in libp2p's buffers, up to the whole stream window: those
-        // outlive the scavenges and stay resident until a full collection (bench/blobs-processes.ts). Here the
-        // writes grow with their latency instead, and the network loop only waits once the ring is full. Both Blobs
-        // stores are done with written bytes when `write` returns.
-        // A full-size ring comes from the pool and goes back once its writes are done: on success (after `settle`).
-        const ring: Uint8Array = expected >= WRITE_RING
-          ? yield* Effect.acquireRelease(
-            Effect.sync(() => rings.take()),
-            (ring, exit) => Effect.sync(() => Exit.isSuccess(exit) && rings.give([ring]))
-          )
-          : new Uint8Array(expected)
-        /** Bytes copied into the ring, and written from it, in this transfer. */
-        let filled = 0
-        let flushed = 0
-        let writer: Fiber.RuntimeFiber<void, BlobError> | undefined
-        /** Set at the end: the writer also writes a tail shorter than WRITE_SIZE. */
-        let ending = false
-        /** Wakes the network loop waiting for room in the ring. */
-        let wake: (() => void) | undefined
-        const writeLoop: Effect.Effect<void, BlobError> = Effect.gen(function*() {
-          for (;;) {
-            const pending = filled - flushed
-            if (pending === 0 || (pending < WRITE_SIZE && !ending)) return
-            const at = flushed % ring.length
-            const n = Math.min(pending, ring.length - at)
-            yield* partial.write(ring.subarray(at, at + n))
-            flushed += n
-            touch()
-            const w = wake
-            wake = undefined
-            w?.()
-            if (onProgress !== undefined) yield* onProgress(offset + flushed)
-          }
+        let written = 0
+        // Arriving chunks (≤ 64 KiB, libp2p's) are gathered into a reused buffer and written WRITE_SIZE at a time:
+        // fewer writes and no garbage per chunk (bench/blobs.ts). Two buffers take turns, so one is written while
+        // the other fills: the disk works while the network does. Both Blobs stores are done with written bytes
+        // when `write` returns.
+        const stages = [new Uint8Array(Math.min(WRITE_SIZE, expected)), new Uint8Array(Math.min(WRITE_SIZE, expected))]
+        let stage = stages[0]!
+        let staged = 0
+        let writing: Fiber.RuntimeFiber<void, BlobError> | undefined
+        /** Waits for the write in flight; every exit path goes through it before the partial blob is used again. */
+        const settle: Effect.Effect<void, BlobError> = Effect.suspend(() => {
+          const fiber = writing
+          writing = undefined
+          return fiber === undefined ? Effect.void : Fiber.join(fiber)
         })
-        /** Starts the writer unless it runs or too little waits; a writer that ended is joined (its failure surfaces). */
-        const startWriter: Effect.Effect<void, BlobError> = Effect.suspend(() => {
-          const last = writer
-          if (last !== undefined) {
-            if (last.unsafePoll() === null) return Effect.void
-            writer = undefined
-            return Effect.zipRight(Fiber.join(last), startWriter)
-          }
-          const pending = filled - flushed
-          if (pending === 0 || (pending < WRITE_SIZE && !ending)) return Effect.void
-          return Effect.map(Effect.fork(writeLoop), (fiber) => {
-            writer = fiber
-          })
-        })
-        /** Waits until the writer made room in the ring, or ended. */
-        const awaitRoom: Effect.Effect<void, BlobError> = Effect.suspend(() => {
-          const fiber = writer
-          if (fiber === undefined || filled - flushed < ring.length) return Effect.void
-          return Effect.raceFirst(
-            Fiber.join(fiber),
-            Effect.async<void>((resume) => {
-              wake = () => resume(Effect.void)
-              return Effect.sync(() => {
-                wake = undefined
-              })
-            })
+        const flush: Effect.Effect<void, BlobError> = Effect.suspend(() => {
+          if (staged === 0) return Effect.void
+          const bytes = stage.subarray(0, staged)
+          stage = stage === stages[0] ? stages[1]! : stages[0]!
+          staged = 0
+          written += bytes.length
+          const done = offset + written
+          const write = Effect.zipLeft(partial.write(bytes), Effect.sync(touch))
+          return Effect.zipRight(
+            settle,
+            Effect.map(
+              Effect.fork(onProgress === undefined ? write : Effect.zipRight(write, onProgress(done))),
+              (fiber) => {
+                writing = fiber
+              }
+            )
           )
         })
-        /**
-         * Writes all the ring holds and waits for it, tail included; every exit path goes through it before the
-         * partial blob is used again.
-         */
-        const settle: Effect.Effect<void, BlobError> = Effect.gen(function*() {
-          ending = true
-          for (;;) {
-            yield* startWriter
-            const fiber = writer
-            if (fiber === undefined) return
-            yield* Fiber.join(fiber)
-          }
-        })
-        // Plain loops over the arrived buffers: no Effect per buffer, only per write started and per read.
+        // Plain loops over the arrived buffers: no Effect per buffer, only per flush and per read.
         let chunks = rest
         for (;;) {
           for (const bytes of chunks) {
@@ -618,24 +515,19 @@ export const make = (config: BlobTransferConfig = {}) =>
             received += bytes.length
             touch(bytes.length)
             if (track !== undefined) track.bytes = offset + received
-            for (let from = 0; from < bytes.length;) {
-              const at = filled % ring.length
-              const n = Math.min(ring.length - (filled - flushed), ring.length - at, bytes.length - from)
-              if (n === 0) {
-                yield* startWriter
-                yield* awaitRoom
-                continue
-              }
-              ring.set(n === bytes.length ? bytes : bytes.subarray(from, from + n), at)
-              filled += n
-              from += n
+            for (let at = 0; at < bytes.length;) {
+              const n = Math.min(stage.length - staged, bytes.length - at)
+              stage.set(n === bytes.length ? bytes : bytes.subarray(at, at + n), staged)
+              staged += n
+              at += n
+              if (staged === stage.length) yield* flush
             }
           }
-          yield* startWriter
           const next = yield* Effect.either(pull)
           if (next._tag === "Left") {
             if (next.left._tag === "StreamBroken") {
               // What arrived is kept for a resume.
+              yield* flush
               yield* settle
               return yield* failed(next.left.message)
             }
@@ -643,6 +535,7 @@ export const make = (config: BlobTransferConfig = {}) =>
           }
           chunks = next.right
         }
+        yield* flush
         yield* settle
         if (received < expected) {
           return yield* misbehaved("Truncated", `closed after ${offset + received} of ${size} bytes`)
