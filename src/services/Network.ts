@@ -300,6 +300,16 @@ const fastMessageId = (msg: { readonly from?: Uint8Array; readonly seqno?: Uint8
  * publishing with no subscribed peer is not an error (spec 05 §8.1: broadcast failures are ignored), and there is no
  * floodsub fallback: only gossipsub peers take part.
  */
+/** What a limited connection must have left to be used without trying to dial the peer another way first. */
+const AMPLE_LIMITS = { bytes: 64n * 1024n * 1024n, seconds: 10 * 60 } as const
+
+const isAmple = (connection: Connection): boolean => {
+  const limits = connection.limits
+  return limits === undefined ||
+    ((limits.bytes === undefined || limits.bytes >= AMPLE_LIMITS.bytes) &&
+      (limits.seconds === undefined || limits.seconds >= AMPLE_LIMITS.seconds))
+}
+
 /**
  * The address without its trailing `/p2p/<peer id>`, if it has one. Not `decapsulateCode`: that cuts at the last
  * `/p2p/` wherever it is, which in a relay circuit stored without the peer's id (`…/p2p/<relay>/p2p-circuit`) is the
@@ -533,24 +543,28 @@ const makeNode = (
     const kindOf = (connection: Connection): ConnectionKind =>
       connection.limits !== undefined || isRelayed(connection.remoteAddr) ? "relayed" : "direct"
 
-    /** The peer's open connection that serves best: direct before relayed, unlimited before limited. */
+    /** The peer's open connection that serves best: direct before relayed, unlimited before limited, ample before tight. */
     const openConnection = (peerId: PeerId): Connection | undefined => {
       const open = node.getConnections(peerId).filter((c) => c.status === "open")
-      return open.find((c) => kindOf(c) === "direct") ?? open.find((c) => c.limits === undefined) ?? open[0]
+      return open.find((c) => kindOf(c) === "direct") ?? open.find((c) => c.limits === undefined) ??
+        open.find(isAmple) ?? open[0]
     }
 
     const connect = (peer: NodeAddr | NodeId, protocol: string | undefined): Effect.Effect<Connection, DialError> => {
       const nodeId = peer instanceof NodeAddr ? peer.nodeId : peer
       const peerId = peerIdFromNodeId(nodeId)
-      // An open connection is used as it is, a limited (relayed) one too: libp2p's dial never reuses a limited
-      // connection and dials the peer's known addresses instead, which fails for a node behind a NAT whose current
-      // relay circuit we never learnt — while that node is connected to us through it.
+      // An open connection is used as it is, a limited (relayed) one too when its limits are ample: libp2p's dial
+      // never reuses a limited connection and dials the peer's known addresses instead, which fails for a node behind
+      // a NAT whose current relay circuit we never learnt — while that node is connected to us through it. A tightly
+      // limited one (libp2p's default relay: 128 KiB, 2 min) is the way of last resort, when a dial finds no other.
       const attempt = Effect.suspend(() => {
         const open = openConnection(peerId)
-        return open !== undefined ? Effect.succeed(open) : Effect.tryPromise({
+        if (open !== undefined && isAmple(open)) return Effect.succeed(open)
+        const dial = Effect.tryPromise({
           try: (signal) => node.dial(peerId, { signal }),
           catch: toDialError(nodeId, protocol)
         })
+        return open === undefined ? dial : Effect.orElse(dial, () => Effect.succeed(open))
       })
       return Effect.zipRight(
         peer instanceof NodeAddr ? remember(peerId, peer, protocol) : Effect.void,

@@ -131,6 +131,30 @@ describe("Network reach", () => {
       assert.deepStrictEqual(yield* b.peerAddresses(a.nodeId), yield* circuitsOf(a))
     }), 30_000)
 
+  it.scopedLive("finding 4: a tightly limited relayed connection is used only when no other way to the peer is found", () =>
+    Effect.gen(function*() {
+      // A relay with tight limits (as libp2p's default 128 KiB): 1 MiB per relayed connection.
+      const relay = yield* node({ relayService: { dataLimit: 1024n * 1024n } })
+      const r = yield* relayAddr(relay)
+      const a = yield* node({ relays: [r] })
+      yield* eventually(Effect.map(circuitsOf(a), (c) => c.length === 1), "a holds a reservation")
+      yield* serveEcho(a)
+      // b reaches a through the relay; b listens on loopback, which a learns (identify), so a can dial b directly.
+      const b = yield* node()
+      yield* serveEcho(b)
+      assert.strictEqual(yield* echo(b, new NodeAddr({ nodeId: a.nodeId, addrs: yield* circuitsOf(a) }), 64 * 1024), 64 * 1024)
+      assert.deepStrictEqual(yield* a.connectionKind(b.nodeId), Option.some("relayed"))
+      yield* eventually(Effect.map(a.peerAddresses(b.nodeId), (x) => x.some((addr) => !addr.includes("p2p-circuit"))), "a learns b's address")
+      assert.strictEqual(yield* echo(a, b.nodeId, 64 * 1024), 64 * 1024)
+      assert.deepStrictEqual(yield* a.connectionKind(b.nodeId), Option.some("direct"), "a dialled b rather than use the tight connection")
+      // c listens nowhere: the tight connection c opened is a's only way to it, and is used.
+      const c = yield* node({ listen: [] })
+      yield* serveEcho(c)
+      assert.strictEqual(yield* echo(c, new NodeAddr({ nodeId: a.nodeId, addrs: yield* circuitsOf(a) }), 64 * 1024), 64 * 1024)
+      assert.strictEqual(yield* echo(a, c.nodeId, 64 * 1024), 64 * 1024)
+      assert.deepStrictEqual(yield* a.connectionKind(c.nodeId), Option.some("relayed"))
+    }), 30_000)
+
   it.scopedLive("finding 4: identify tells a peer our relay circuits (a peer that knows only our direct address learns them), while we hold them", () =>
     Effect.gen(function*() {
       const relay = yield* stoppable({ relayService: true })
