@@ -294,12 +294,6 @@ const abort = (stream: P2PStream, reason: string) => Effect.sync(() => stream.ab
 const fastMessageId = (msg: { readonly from?: Uint8Array; readonly seqno?: Uint8Array }): string =>
   msg.from === undefined || msg.seqno === undefined ? "" : latin1(msg.from) + "/" + latin1(msg.seqno)
 
-/**
- * Signed messages only (StrictSign: the publisher's key signs `from`/seqno/data and receivers verify it), so a
- * receiver knows the publisher of every message (spec 05 §15). Our own messages are not delivered back (`emitSelf`),
- * publishing with no subscribed peer is not an error (spec 05 §8.1: broadcast failures are ignored), and there is no
- * floodsub fallback: only gossipsub peers take part.
- */
 /** What a limited connection must have left to be used without trying to dial the peer another way first. */
 const AMPLE_LIMITS = { bytes: 64n * 1024n * 1024n, seconds: 10 * 60 } as const
 
@@ -320,6 +314,12 @@ const withoutPeerId = (ma: Multiaddr): Multiaddr => {
   return components.at(-1)?.code === CODE_P2P ? multiaddr(components.slice(0, -1)) : ma
 }
 
+/**
+ * Signed messages only (StrictSign: the publisher's key signs `from`/seqno/data and receivers verify it), so a
+ * receiver knows the publisher of every message (spec 05 §15). Our own messages are not delivered back (`emitSelf`),
+ * publishing with no subscribed peer is not an error (spec 05 §8.1: broadcast failures are ignored), and there is no
+ * floodsub fallback: only gossipsub peers take part.
+ */
 const makeGossipsub = (config: GossipsubConfig) =>
   gossipsub({
     // Relayed connections are limited (the relay's data and duration limits): gossip runs over them too.
