@@ -36,6 +36,7 @@ export const CATALOGUE: Readonly<Record<string, CounterInfo>> = {
   sync_bytes_received: c("sync", "bytes received in sync sessions", "bytes"),
   sync_entries_invalid: c("sync", "invalid entries dropped during sync sessions"),
   sync_retries: c("sync", "failed sync sessions started again after a backoff"),
+  sync_retry_refused: c("sync", "retry steps the peer refused (AlreadySyncing: it syncs with us itself); the retries go on"),
   live_peers_evicted: c("limits", "idle peer states dropped to make room"),
   live_peers_refused: c("limits", "peers refused because every peer state was in a session"),
   wanted_overflow: c("limits", "wanted hashes kept in the store only (the in-memory working set was full)"),

@@ -29,8 +29,9 @@
  * Restart (finding 3): the live set is kept in the store; at start the engine resumes each live document with its
  * stored peers. A failed session we started is retried with jittered exponential backoff until a session with the peer
  * succeeds (ours, or the one it starts with us) or the document leaves, with one WARN line per failed step. A step
- * the peer refuses with AlreadySyncing (it is syncing with us itself) is no success: the peer may not reach us at all
- * (behind a NAT, it may not know our current relay circuit), so the next step comes unless its session succeeded.
+ * the peer refuses with AlreadySyncing (it is syncing with us itself) is no success (counted, `sync_retry_refused`):
+ * the peer may not reach us at all (behind a NAT, it may not know our current relay circuit), so the next step comes
+ * unless its session succeeded. A peer cooling down after invalid entries ends the retries.
  *
  * Deviations from the reference, all listed as suggestions or quirks in spec 05:
  * - undecodable gossip is counted and skipped by the Gossip service; the topic keeps working (§8.2);
@@ -240,6 +241,8 @@ export const COUNTERS = [
   "gossip_inline_content_received",
   "gossip_inline_content_rejected",
   "sync_retries",
+  // Retry steps the peer refused with AlreadySyncing (it said it syncs with us itself); the retries go on.
+  "sync_retry_refused",
   // Gossiped Puts dropped by the bounded intake, and gossip events Gossip dropped for the engine; both resync.
   "gossip_put_dropped",
   "gossip_events_lagged",
@@ -386,6 +389,9 @@ const acceptedSessionOf = (error: AcceptError): { readonly ns: NamespaceId; read
  * A session we started that never ran: the peer runs one with us already (`AlreadySyncing`, spec 05 §7: ignored), or
  * the peer is cooling down after too many invalid entries (no session is started with it until the cool-down ends).
  */
+const isCoolingDown = (exit: Exit.Exit<unknown, ConnectError | AcceptError>): boolean =>
+  Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), (e) => e._tag === "PeerCoolingDown")
+
 const isAlreadySyncing = (exit: Exit.Exit<unknown, ConnectError>): boolean => {
   if (Exit.isSuccess(exit)) return false
   const failure = Cause.failureOption(exit.cause)
@@ -1033,8 +1039,12 @@ export const make = (config: LiveSyncConfig = {}) =>
         const f = SyncState.finish(states, nsHex, peerHex, session, result, now)
         if (doc === undefined || f === undefined) {
           // A retry whose attempt the peer refused (it runs its own session with us) goes on: that session may fail
-          // too (the peer may not reach us at all); the next step ends it if a session succeeded meanwhile.
-          if (done !== undefined) yield* Deferred.succeed(done, result === "Ok" || doc === undefined)
+          // too (the peer may not reach us at all); the next step ends it if a session succeeded meanwhile. A peer
+          // cooling down (it sent invalid entries) ends the retries: we do not seek it out again.
+          if (done !== undefined) {
+            if (result === "Aborted" && !isCoolingDown(exit)) yield* count("sync_retry_refused")
+            yield* Deferred.succeed(done, result === "Ok" || doc === undefined || isCoolingDown(exit))
+          }
           return
         }
         // The peer is a member we just synced with: subscribers learn it before the session's end (finding 8), and
@@ -1370,7 +1380,8 @@ export const make = (config: LiveSyncConfig = {}) =>
           const doc = docs.get(toHex(command.ns))
           if (doc === undefined) return Deferred.succeed(command.done, true)
           // A session with the peer succeeded since the failure (either side's): nothing left to retry.
-          if (SyncState.peer(states, toHex(command.ns), toHex(command.peer))?.failures === 0) {
+          const state = SyncState.peer(states, toHex(command.ns), toHex(command.peer))
+          if (state?.synced === true && state.failures === 0) {
             return Deferred.succeed(command.done, true)
           }
           return syncWithPeer(doc, command.peer, "Retry", command.done)

@@ -428,6 +428,7 @@ const makeNode = (
                 })
               ],
               services: {
+                // Not a service of its own: a handle on libp2p's address manager for the relay supervisor.
                 addresses: (components: { readonly addressManager: AddressAnnouncer }) => components.addressManager,
                 identify: identify(),
                 ping: ping(),
@@ -564,7 +565,11 @@ const makeNode = (
           try: (signal) => node.dial(peerId, { signal }),
           catch: toDialError(nodeId, protocol)
         })
-        return open === undefined ? dial : Effect.orElse(dial, () => Effect.succeed(open))
+        // With a way of last resort, the dial gets half the dial timeout, so that the fallback comes within it.
+        return open === undefined ? dial : dial.pipe(
+          withTimeout(Duration.unsafeDivide(dialTimeout, 2), nodeId, protocol),
+          Effect.orElse(() => Effect.succeed(open))
+        )
       })
       return Effect.zipRight(
         peer instanceof NodeAddr ? remember(peerId, peer, protocol) : Effect.void,
@@ -637,7 +642,8 @@ const makeNode = (
       }).pipe(Effect.withSpan("Network.handle", { attributes: { protocol } }))
 
     const addr = Effect.map(supervisor.circuitAddrs, (circuits) => {
-      const addrs = node.getMultiaddrs().map((ma) => withoutPeerId(ma).toString())
+      // Circuits as the supervisor sees them now (libp2p announces one until the supervisor's next check withdraws it).
+      const addrs = node.getMultiaddrs().map((ma) => withoutPeerId(ma).toString()).filter((a) => !a.includes("/p2p-circuit"))
       return new NodeAddr({ nodeId, addrs: [...new Set([...addrs, ...circuits])] })
     })
 

@@ -6,9 +6,9 @@
  * and after every reconnection. The node announces `<relay>/p2p-circuit` for every relay it holds a reservation on;
  * all of them at once, so a peer whose relay went away dials us through the others.
  *
- * The circuits are also given to libp2p's address manager (as confirmed addresses, for as long as the reservation
- * lasts), so identify tells every peer we connect to how to reach us through our relays: a peer whose way to us went
- * away dials the circuits it learnt that way. (No identify push: it makes gossipsub reopen streams at moments our
+ * The circuits are also given to libp2p's address manager (as confirmed addresses, from the reservation until its
+ * loss is seen at a check), so identify tells every peer we connect to how to reach us through our relays: a peer whose
+ * way to us went away dials the circuits it learnt that way. (No identify push: it makes gossipsub reopen streams at moments our
  * stream repair does not expect, `GossipsubAdapter.test`; a peer learns a change at its next connection.)
  *
  * Inbound relayed connections need nothing more: the relay opens a STOP stream to us, which libp2p's relay
@@ -40,10 +40,39 @@ export interface RelayState {
   readonly reason?: string
 }
 
-/** What the supervisor uses of libp2p's address manager: a confirmed address is in what identify announces (until its `ttl`, ms). */
+/**
+ * What the supervisor uses of libp2p's address manager: a confirmed address is in what identify announces until it is
+ * removed (its `ttl`, ms, only says when AutoNAT may check it again).
+ */
 export interface AddressAnnouncer {
   readonly confirmObservedAddr: (addr: Multiaddr, options?: { readonly type?: "observed"; readonly ttl?: number }) => void
   readonly removeObservedAddr: (addr: Multiaddr) => void
+  readonly getAddressesWithMetadata: () => ReadonlyArray<{
+    readonly multiaddr: Multiaddr
+    readonly verified: boolean
+    readonly type: string
+  }>
+}
+
+/**
+ * libp2p's bound on observed addresses (its default `maxObservedAddresses`). It adds an address peers report only
+ * while it holds exactly fewer than this (`size === max` stops it) and a confirmation ignores the bound: a confirmed
+ * circuit past it would let every later report in. After each confirmation, unverified observed addresses are dropped
+ * until the bound holds again.
+ */
+const MAX_OBSERVED_ADDRESSES = 10
+
+/** Keeps libp2p's observed addresses within {@link MAX_OBSERVED_ADDRESSES}, dropping unverified ones first. */
+export const trimObserved = (announcer: AddressAnnouncer): void => {
+  const observed = announcer.getAddressesWithMetadata().filter((a) => a.type === "observed")
+  let excess = observed.length - MAX_OBSERVED_ADDRESSES
+  for (const a of observed) {
+    if (excess <= 0) return
+    if (!a.verified) {
+      announcer.removeObservedAddr(a.multiaddr)
+      excess--
+    }
+  }
 }
 
 /** libp2p keeps connections to peers with a `keep-alive` tag open, and reopens them. */
@@ -144,8 +173,11 @@ export const makeRelaySupervisor = (
     const announce = (relay: string, ttl: number | undefined) =>
       Effect.sync(() => {
         const circuit = multiaddr(`${relay}/p2p-circuit`)
-        if (ttl === undefined) options.announcer?.removeObservedAddr(circuit)
-        else options.announcer?.confirmObservedAddr(circuit, { type: "observed", ttl })
+        const announcer = options.announcer
+        if (announcer === undefined) return
+        if (ttl === undefined) return announcer.removeObservedAddr(circuit)
+        announcer.confirmObservedAddr(circuit, { type: "observed", ttl })
+        trimObserved(announcer)
       })
 
     const logChange = (relay: string, before: RelayState | undefined, next: RelayState) => {
@@ -219,7 +251,8 @@ export const makeRelaySupervisor = (
         yield* set(
           relay,
           { state: { relay, status: "reserved" }, connection: connection.id, renewAt },
-          Math.max(lifetime, Duration.toMillis(options.interval))
+          // Past the renewal (at half the lifetime, checked every interval), so AutoNAT never finds it expired first.
+          lifetime + Duration.toMillis(options.interval)
         )
       }).pipe(Effect.catchAllCause((cause) => Effect.logDebug("relay check failed", cause)))
 

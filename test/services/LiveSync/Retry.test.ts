@@ -143,6 +143,7 @@ describe("LiveSync retries (TestClock)", () => {
       }
       assert.isAtLeast(yield* Ref.get(sessions), 5)
       assert.strictEqual(yield* stat(a, "sync_retries"), 1, "a refusal is no failure: no WARN line")
+      assert.isAtLeast(yield* stat(a, "sync_retry_refused"), 4, "each refusal is counted")
     }), 60_000)
 
   it.scoped("finding 2: the retries end when a session with the peer succeeds, also one the peer started", () =>
@@ -163,8 +164,10 @@ describe("LiveSync retries (TestClock)", () => {
       yield* until(Effect.map(successes, (n) => n >= 1), "a session between A and B")
       assert.strictEqual(retried().length, 0)
       yield* pastNextRetry
+      // Time for a session the retry would have started to show (on a busy machine too). Sessions for other reasons
+      // (A finding B on the topic) may come and go meanwhile.
+      yield* realWait(1000)
       assert.strictEqual(retried().length, 0, "the retry saw the success and started no session")
-      assert.strictEqual(yield* stat(a, "sync_retries"), 1)
     }), 60_000)
 
   it.scoped("finding 2: leaving the document ends its retries", () =>
