@@ -627,7 +627,7 @@ export const make = (config: LiveSyncConfig = {}) =>
         { onlyIfMissing: true }
       )
 
-    /** Dials a neighbor that went away until it is one again (gossip's NeighborUp then syncs with it). */
+    /** Dials a neighbor that went away until it is one again (for gossip, or for the engine after a session with it). */
     const scheduleRedial = (doc: Doc, peer: NodeId) =>
       FiberMap.run(
         doc.redials,
@@ -637,6 +637,9 @@ export const make = (config: LiveSyncConfig = {}) =>
           Effect.gen(function*() {
             const current = yield* gossip.neighbors(doc.ns)
             if (current.some((id) => toHex(id) === toHex(peer))) return true
+            // Back as the engine announced it (a session with it succeeded): gossip's own NeighborUp follows when
+            // the peer's subscription arrives, and the adopted peer's NeighborDown if it never does.
+            if (SyncState.peer(states, toHex(doc.ns), toHex(peer))?.neighbor === true) return true
             yield* gossip.join(doc.ns, [yield* addressBook.lookup(peer)])
             return false
           })
