@@ -385,19 +385,21 @@ const acceptedSessionOf = (error: AcceptError): { readonly ns: NamespaceId; read
   return { ns: error.namespace, peer: error.peer }
 }
 
+/** The typed error a session ended with, if it failed with one. */
+const failureOf = <E>(exit: Exit.Exit<unknown, E>): E | undefined =>
+  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+
+/** We did not start a session with the peer: it is cooling down after too many invalid entries. */
+const isCoolingDown = (exit: Exit.Exit<unknown, ConnectError | AcceptError>): boolean =>
+  failureOf(exit)?._tag === "PeerCoolingDown"
+
 /**
  * A session we started that never ran: the peer runs one with us already (`AlreadySyncing`, spec 05 §7: ignored), or
  * the peer is cooling down after too many invalid entries (no session is started with it until the cool-down ends).
  */
-const isCoolingDown = (exit: Exit.Exit<unknown, ConnectError | AcceptError>): boolean =>
-  Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), (e) => e._tag === "PeerCoolingDown")
-
 const isAlreadySyncing = (exit: Exit.Exit<unknown, ConnectError>): boolean => {
-  if (Exit.isSuccess(exit)) return false
-  const failure = Cause.failureOption(exit.cause)
-  if (Option.isNone(failure)) return false
-  const error = failure.value
-  return (error._tag === "RemoteAbort" && error.reason === "AlreadySyncing") || error._tag === "PeerCoolingDown"
+  const error = failureOf(exit)
+  return (error?._tag === "RemoteAbort" && error.reason === "AlreadySyncing") || isCoolingDown(exit)
 }
 
 /** Runs `attempt` after each step of `schedule` (its delays slept on the Clock) until it returns true or the schedule ends. */
@@ -1045,8 +1047,9 @@ export const make = (config: LiveSyncConfig = {}) =>
           // too (the peer may not reach us at all); the next step ends it if a session succeeded meanwhile. A peer
           // cooling down (it sent invalid entries) ends the retries: we do not seek it out again.
           if (done !== undefined) {
-            if (result === "Aborted" && !isCoolingDown(exit)) yield* count("sync_retry_refused")
-            yield* Deferred.succeed(done, result === "Ok" || doc === undefined || isCoolingDown(exit))
+            const cooling = isCoolingDown(exit)
+            if (result === "Aborted" && !cooling) yield* count("sync_retry_refused")
+            yield* Deferred.succeed(done, result === "Ok" || doc === undefined || cooling)
           }
           return
         }

@@ -643,19 +643,16 @@ const makeNode = (
 
     const addr = Effect.map(supervisor.circuitAddrs, (circuits) => {
       // Circuits as the supervisor sees them now (libp2p announces one until the supervisor's next check withdraws it).
-      const addrs = node.getMultiaddrs().map((ma) => withoutPeerId(ma).toString()).filter((a) => !a.includes("/p2p-circuit"))
+      const addrs = node.getMultiaddrs().filter((ma) => !isRelayed(ma)).map((ma) => withoutPeerId(ma).toString())
       return new NodeAddr({ nodeId, addrs: [...new Set([...addrs, ...circuits])] })
     })
 
     const shareAddr = (mode: AddrMode) =>
       Effect.map(addr, (a) => new NodeAddr({ nodeId, addrs: [...addrsForMode(a.addrs, mode)] }))
 
+    /** Direct when any open connection to the peer is (the one `openConnection` picks first). */
     const connectionKind = (peer: NodeId) =>
-      Effect.sync(() => {
-        const open = node.getConnections(peerIdFromNodeId(peer)).filter((c) => c.status === "open")
-        if (open.length === 0) return Option.none<ConnectionKind>()
-        return Option.some<ConnectionKind>(open.some((c) => kindOf(c) === "direct") ? "direct" : "relayed")
-      })
+      Effect.sync(() => Option.map(Option.fromNullable(openConnection(peerIdFromNodeId(peer))), kindOf))
 
     const peers = Effect.sync(() =>
       node.getPeers().flatMap((peerId) =>

@@ -7,9 +7,10 @@
  * all of them at once, so a peer whose relay went away dials us through the others.
  *
  * The circuits are also given to libp2p's address manager (as confirmed addresses, from the reservation until its
- * loss is seen at a check), so identify tells every peer we connect to how to reach us through our relays: a peer whose
- * way to us went away dials the circuits it learnt that way. (No identify push: it makes gossipsub reopen streams at moments our
- * stream repair does not expect, `GossipsubAdapter.test`; a peer learns a change at its next connection.)
+ * loss is seen at a check), so identify tells every peer we connect to how to reach us through our relays: a peer
+ * whose way to us went away dials the circuits it learnt that way. (No identify push: it makes gossipsub reopen
+ * streams at moments our stream repair does not expect, `GossipsubAdapter.test`; a peer learns a change at its next
+ * connection.)
  *
  * Inbound relayed connections need nothing more: the relay opens a STOP stream to us, which libp2p's relay
  * transport accepts (and it then keeps a reservation of its own on that relay, which the relay treats as a renewal).
@@ -204,11 +205,8 @@ export const makeRelaySupervisor = (
         copy.set(relay, next)
         return [before, copy] as const
       }), (before) => {
-        const announced = ttl !== undefined
-          ? announce(relay, ttl)
-          : before?.status === "reserved" && next.state.status !== "reserved"
-          ? announce(relay, undefined)
-          : Effect.void
+        const lost = before?.status === "reserved" && next.state.status !== "reserved"
+        const announced = ttl !== undefined || lost ? announce(relay, ttl) : Effect.void
         return Effect.zipRight(announced, logChange(relay, before, next.state))
       })
 

@@ -5,9 +5,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Clock, Context, Effect, Layer, Logger, LogLevel, Ref, Schema, Stream, TestClock } from "effect"
-import { concat } from "../../../src/internal/bytes.js"
-import { frameHeader } from "../../../src/internal/framing.js"
-import { SYNC_PROTOCOL } from "../../../src/schema/constants.js"
+import { encodeFrame } from "../../../src/internal/framing.js"
+import { MAX_MESSAGE_SIZE, SYNC_PROTOCOL } from "../../../src/schema/constants.js"
 import { Abort, type AbortReason, SyncMessageFromBytes } from "../../../src/schema/SyncMessage.js"
 import * as Docs from "../../../src/services/Docs.js"
 import * as Network from "../../../src/services/Network.js"
@@ -26,6 +25,10 @@ const until = <E>(check: Effect.Effect<boolean, E>, what: string, ms = 15_000) =
   })
 
 const stat = (node: TestNode, name: string) => Effect.map(node.docs.stats, (s) => s[name] ?? 0)
+
+/** Sessions with `node` that succeeded, whichever side started them. */
+const successes = (node: TestNode) =>
+  Effect.zipWith(stat(node, "sync_via_connect_success"), stat(node, "sync_via_accept_success"), (x, y) => x + y)
 
 interface Line {
   readonly level: string
@@ -96,8 +99,7 @@ describe("LiveSync retries (TestClock)", () => {
       const docB = yield* Docs.importNamespace(b.docs, ticket.capability)
       yield* docB.startSync([])
       yield* TestClock.adjust("10 seconds")
-      const successes = Effect.zipWith(stat(a, "sync_via_connect_success"), stat(a, "sync_via_accept_success"), (x, y) => x + y)
-      yield* until(Effect.map(successes, (n) => n >= 1), "a session succeeded")
+      yield* until(Effect.map(successes(a), (n) => n >= 1), "a session succeeded")
       const retries = yield* stat(a, "sync_retries")
       const attempts = (yield* stat(a, "sync_via_connect_success")) + (yield* failures)
       yield* pastNextRetry
@@ -120,10 +122,8 @@ describe("LiveSync retries (TestClock)", () => {
       // then AlreadySyncing, and never syncs with us.
       const peer = Context.get(yield* Layer.build(Network.layer()), Network.Network)
       const sessions = yield* Ref.make(0)
-      const abort = (reason: AbortReason) => {
-        const bytes = Schema.encodeSync(SyncMessageFromBytes)(new Abort({ reason }))
-        return concat(frameHeader(bytes.length, 1 << 30), bytes)
-      }
+      const abort = (reason: AbortReason) =>
+        encodeFrame(Schema.encodeSync(SyncMessageFromBytes)(new Abort({ reason })), MAX_MESSAGE_SIZE)
       yield* peer.handle(SYNC_PROTOCOL, (stream) =>
         Effect.gen(function*() {
           yield* Stream.runHead(Network.receive(stream))
@@ -160,8 +160,7 @@ describe("LiveSync retries (TestClock)", () => {
       // decide) before A's retry is due.
       const docB = yield* Docs.importNamespace(b.docs, (yield* docA.share("Write", "Addresses")).capability)
       yield* docB.startSync([yield* a.network.addr])
-      const successes = Effect.zipWith(stat(a, "sync_via_connect_success"), stat(a, "sync_via_accept_success"), (x, y) => x + y)
-      yield* until(Effect.map(successes, (n) => n >= 1), "a session between A and B")
+      yield* until(Effect.map(successes(a), (n) => n >= 1), "a session between A and B")
       assert.strictEqual(retried().length, 0)
       yield* pastNextRetry
       // Time for a session the retry would have started to show (on a busy machine too). Sessions for other reasons

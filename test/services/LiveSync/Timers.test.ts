@@ -213,11 +213,16 @@ describe("LiveSync timers (TestClock)", () => {
 
 // -- redials
 
-/** A gossip service that records (TestClock ms) each join that names nodes to dial: the engine's redials. */
+/**
+ * A gossip service that records (TestClock ms) each join that names nodes to dial: the engine's redials. With
+ * `blind.neighbours` set it reports no neighbours, as gossip does before a peer's subscription arrives.
+ */
 const recordingJoins = () => {
   const joins: Array<{ readonly at: number; readonly peers: ReadonlyArray<string> }> = []
+  const blind = { neighbours: false }
   const wrap = (gossip: Gossip.GossipService): Gossip.GossipService => ({
     ...gossip,
+    neighbors: (ns) => (blind.neighbours ? Effect.succeed([]) : gossip.neighbors(ns)),
     join: (ns, bootstrap) =>
       bootstrap === undefined || bootstrap.length === 0
         ? gossip.join(ns, bootstrap)
@@ -227,7 +232,7 @@ const recordingJoins = () => {
             gossip.join(ns, bootstrap)
           ))
   })
-  return { joins, wrap }
+  return { joins, blind, wrap }
 }
 
 /** A and B share a document and are gossip neighbours; then B stops: A sees NeighborDown at `t0`. */
@@ -264,7 +269,7 @@ const neighbourGone = Effect.gen(function*() {
       "B a neighbour again"
     )
   })
-  return { a, docA, peerB, joins: recorder.joins, t0, comeBack }
+  return { a, docA, peerB, joins: recorder.joins, blind: recorder.blind, t0, comeBack }
 })
 
 describe("LiveSync redials (TestClock)", () => {
@@ -283,6 +288,18 @@ describe("LiveSync redials (TestClock)", () => {
   it.scoped("redial: a neighbour that is back ends the redials (at the next step, without a dial)", () =>
     Effect.gen(function*() {
       const { comeBack, joins, t0 } = yield* neighbourGone
+      yield* advanceTo(t0 + 1.2 * 500 + 5)
+      yield* until(Effect.sync(() => joins.length === 1), "first redial")
+      yield* comeBack
+      yield* farAhead
+      assert.strictEqual(joins.length, 1)
+    }), 60_000)
+
+  it.scoped("redial: a neighbour the engine announced again ends the redials, before gossip sees its subscription", () =>
+    Effect.gen(function*() {
+      const { blind, comeBack, joins, t0 } = yield* neighbourGone
+      // Gossip does not see B come back (its subscription has not arrived): B's session with A is what tells.
+      blind.neighbours = true
       yield* advanceTo(t0 + 1.2 * 500 + 5)
       yield* until(Effect.sync(() => joins.length === 1), "first redial")
       yield* comeBack
