@@ -118,6 +118,31 @@ describe("PeerRecord", () => {
     }
   })
 
+  it("a record read before is recalled only for equal bytes: every changed byte still fails, at any offset in a message", () => {
+    const record = recordOf(X, 9n, [ADDR, "/ip4/10.0.0.2/tcp/4003"])
+    const bytes = encode(record)
+    const first = decode(bytes)
+    assert.isTrue(Either.isRight(first))
+    // Read again (now recalled): the same record, also when it is not first in its input.
+    const again = decode(bytes)
+    assert.isTrue(Either.isRight(again) && peerRecordEquals(again.right, record))
+    const response = Schema.encodeSync(MembersResponseFromBytes)(new Members({ records: [recordOf(Y, 3n), record] }))
+    assert.deepStrictEqual(response.subarray(response.length - bytes.length), bytes, "the record ends the message")
+    const back = Schema.decodeEither(MembersResponseFromBytes)(response)
+    assert.isTrue(Either.isRight(back) && back.right._tag === "Members" && peerRecordEquals(back.right.records[1]!, record))
+    // Every flipped byte (body or signature) of the recalled record fails, alone and inside a message.
+    for (let at = 0; at < bytes.length; at++) {
+      const bad = Uint8Array.from(bytes)
+      bad[at] = bad[at]! ^ 0x20
+      fails(bad, `byte ${at} flipped after the record was read`)
+      const badResponse = Uint8Array.from(response)
+      badResponse[response.length - bytes.length + at] = badResponse[response.length - bytes.length + at]! ^ 0x20
+      assert.isTrue(Either.isLeft(Schema.decodeEither(MembersResponseFromBytes)(badResponse)), `message, byte ${at}`)
+    }
+    // A truncated copy fails as before.
+    fails(bytes.subarray(0, bytes.length - 1), "truncated after the record was read")
+  })
+
   it("the signature is domain-separated", () => {
     const record = recordOf(X, 7n)
     const w = new Writer()
