@@ -41,6 +41,13 @@ export const Op = Schema.Union(Put, ContentReady, SyncReport)
 export type Op = typeof Op.Type
 
 /**
+ * Whether encoded Op bytes are a ContentReady or a SyncReport (variant tags 1 and 2): news for the publisher's
+ * direct neighbours only (spec 05 §8, the reference's `broadcast_neighbors`), which receivers do not relay. A Put
+ * (tags 0 and 3) goes to the whole swarm. Reads the tag alone; the bytes are decoded and checked elsewhere.
+ */
+export const isNeighborsOnly = (bytes: Uint8Array): boolean => bytes[0] === 1 || bytes[0] === 2
+
+/**
  * Bytes a SyncReport adds around its heads: the variant tag, the 32-byte namespace and a length varint of up to
  * 3 bytes (heads below 2 MiB). Heads of at most `maxMessageSize - SYNC_REPORT_OVERHEAD` bytes keep the report within
  * `maxMessageSize` (the reference truncates the heads alone to the limit, so its full reports can exceed it).

@@ -1,7 +1,10 @@
 /**
  * Gossip per document (spec 05 §8, §15): one gossipsub topic per namespace, `rangedocs/<64-hex namespace id>`,
  * carrying postcard `Op`s in signed messages, so every receiver knows the publisher (`from`) besides the neighbor that
- * handed the message over (`deliveredFrom`).
+ * handed the message over (`deliveredFrom`). A Put reaches the whole swarm; ContentReady and SyncReport reach the
+ * publisher's direct neighbours and go no further, as the reference's `broadcast_neighbors` (spec 05 §8 maps them to
+ * a plain publish, which gossipsub relays to every node: a swarm-wide flood per download and per sync, each a reason
+ * for nodes far away to dial the publisher). See `neighborsOnlyValidator` in ./Gossip/gossipsubAdapter.ts.
  *
  * Neighbors of a topic are the connected nodes subscribed to it, kept from gossipsub's `subscription-change` events
  * and libp2p's `peer:disconnect`; each change is reported once (NeighborUp / NeighborDown). A neighbor is not
@@ -40,8 +43,24 @@ import { takeAvailable } from "../internal/mailbox.js"
 import { trusted } from "../internal/trusted.js"
 import { fmtShort, type NamespaceId } from "../schema/Keys.js"
 import { NodeAddr, type NodeId, nodeIdEquals, nodeIdFromPeerId } from "../schema/NodeAddr.js"
-import { decodeOp, type GossipEvent, NeighborDown, NeighborUp, type Op, OpFromBytes, Put, Received } from "../schema/Op.js"
-import { boundInbound, type InboundCounters, makePacer, makeStreamRepair } from "./Gossip/gossipsubAdapter.js"
+import {
+  decodeOp,
+  type GossipEvent,
+  isNeighborsOnly,
+  NeighborDown,
+  NeighborUp,
+  type Op,
+  OpFromBytes,
+  Put,
+  Received
+} from "../schema/Op.js"
+import {
+  boundInbound,
+  type InboundCounters,
+  makePacer,
+  makeStreamRepair,
+  neighborsOnlyValidator
+} from "./Gossip/gossipsubAdapter.js"
 import * as Network from "./Network.js"
 import { GossipRouter } from "./Network/router.js"
 import { makeRemoteWarnings } from "./Network/warnings.js"
@@ -361,8 +380,7 @@ export const make = (
     }
 
     // gossipsub and libp2p call these synchronously from their dispatch: no waiting, no Effect runs here.
-    const onMessage = (event: GossipSubEvents["gossipsub:message"]) => {
-      const { msg, propagationSource }: GossipsubMessage = event.detail
+    const receive = (msg: GossipsubMessage["msg"], propagationSource: PeerId) => {
       const state = topics.get(msg.topic)
       if (state === undefined || !state.joined) return
       if (msg.type !== "signed") return skip(msg.topic, propagationSource, "unsigned message")
@@ -379,6 +397,9 @@ export const make = (
       const direct = msg.from.equals(propagationSource)
       emit(state, trusted(Received.prototype, { op: op.right, from: from.right, deliveredFrom: deliveredFrom.right, direct, _tag: "Received" }))
     }
+    const onMessage = (event: GossipSubEvents["gossipsub:message"]) => receive(event.detail.msg, event.detail.propagationSource)
+    // ContentReady and SyncReport are delivered by the topic validator and go no further (./Gossip/gossipsubAdapter.ts).
+    const validate = neighborsOnlyValidator(pacer, isNeighborsOnly, receive)
 
     const onSubscriptionChange = (event: GossipSubEvents["subscription-change"]) => {
       const { peerId, subscriptions } = event.detail
@@ -456,7 +477,7 @@ export const make = (
       const state = stateOf(namespace)
       if (!state.joined) {
         yield* Effect.sync(() => {
-          pubsub.topicValidators.set(state.topic, pacer)
+          pubsub.topicValidators.set(state.topic, validate)
           pubsub.subscribe(state.topic)
           state.joined = true
           // Peers whose subscription arrived before ours are neighbors at once (spec 05 §15).

@@ -89,7 +89,7 @@ const assertFrom = (e: Received, from: Peer, deliveredFrom: Peer, direct: boolea
 
 const stats = (peer: Peer) => peer.gossip.stats
 
-/** Until a message from `from` reaches the recorder: `from` publishes ContentReady(n), ContentReady(n + 1), … */
+/** Until a message from `from` reaches the recorder: `from` publishes Puts of keys `probe/n`, `probe/n + 1`, … */
 const relayed = (
   ns: NamespaceSecret,
   from: Peer,
@@ -98,9 +98,10 @@ const relayed = (
 ) =>
   Effect.gen(function*() {
     let next = n
+    const author = Author.generate()
     yield* eventually(
       Effect.gen(function*() {
-        yield* from.gossip.broadcast(ns.id, new ContentReady({ hash: hashOf(next++) }))
+        yield* from.gossip.broadcast(ns.id, new Put({ entry: entryAt(ns, author, `probe/${next}`, BigInt(next++)) }))
         yield* Effect.sleep("40 millis")
         const got = receivedOps(yield* at.events).some((e) => nodeIdEquals(e.from, from.id))
         return got ? true : undefined
@@ -197,7 +198,7 @@ describe("Gossip", () => {
       }
     }))
 
-  it.scopedLive("chain A–B–C: C gets A's message relayed by B (from A, delivered from B, not direct)", () =>
+  it.scopedLive("chain A–B–C: C gets A's Put relayed by B (from A, delivered from B, not direct); ContentReady and SyncReport reach direct neighbours only", () =>
     Effect.gen(function*() {
       const ns = NamespaceSecret.generate()
       const a = yield* startPeer()
@@ -224,8 +225,17 @@ describe("Gossip", () => {
       yield* a.gossip.broadcast(ns.id, new Put({ entry }))
       assertFrom(yield* atB.received("Put at B", (e) => e.op._tag === "Put"), a, a, true)
       assertFrom(yield* atC.received("Put at C", (e) => e.op._tag === "Put"), a, b, false)
+      // News for neighbours (spec 05 §8, the reference's broadcast_neighbors): B gets them from C, and B relays
+      // neither to A. C's Put after them, which B does relay, shows A would have had them by then.
       yield* c.gossip.broadcast(ns.id, new ContentReady({ hash: hashOf(3) }))
-      assertFrom(yield* atA.received("ContentReady at A", isContentReady(3)), c, b, false)
+      yield* c.gossip.broadcast(ns.id, new SyncReport({ namespace: ns.id, heads: Uint8Array.of(1, 2, 3) }))
+      yield* c.gossip.broadcast(ns.id, new Put({ entry: entryAt(ns, Author.generate(), "after", 8n) }))
+      assertFrom(yield* atB.received("ContentReady at B", isContentReady(3)), c, c, true)
+      assertFrom(yield* atB.received("SyncReport at B", (e) => e.op._tag === "SyncReport"), c, c, true)
+      const isAfter = (e: Received) => e.op._tag === "Put" && new TextDecoder().decode(e.op.entry.entry.id.key) === "after"
+      assertFrom(yield* atA.received("C's Put at A", isAfter), c, b, false)
+      const atAFromC = receivedOps(yield* atA.events).filter((e) => nodeIdEquals(e.from, c.id))
+      assert.deepStrictEqual(atAFromC.map((e) => e.op._tag).filter((t) => t !== "Put"), [], "no ContentReady or SyncReport from C at A")
       assert.deepStrictEqual((yield* c.gossip.neighbors(ns.id)).map(toHex), [toHex(b.id)])
     }))
 

@@ -117,6 +117,32 @@ export const makePacer = (): TopicValidatorFn => {
 }
 
 /**
+ * Neighbours-only messages. gossipsub relays every valid message it receives to its mesh peers, so a message meant
+ * for the publisher's direct neighbours (ContentReady, SyncReport: the reference's `broadcast_neighbors`) reached the
+ * whole swarm, and every node that heard of a download or a sync from a node it was not connected to dialled it to
+ * fetch or sync (spec 05 §8 maps them to a plain publish). gossipsub has no hop limit, but a message its topic
+ * validator `Ignore`s is neither delivered nor relayed nor held for IHAVE, and its sender is not penalised
+ * (`PeerScore.rejectMessage`). So this validator hands such messages to `deliver` itself, after the signature check
+ * and the pacing, and answers Ignore: the publisher's flood publish reaches each neighbour, and it stops there. Other
+ * messages are paced and accepted as before.
+ */
+export const neighborsOnlyValidator = (
+  pace: TopicValidatorFn,
+  isNeighborsOnly: (data: Uint8Array) => boolean,
+  deliver: (message: Parameters<TopicValidatorFn>[1], propagationSource: PeerId) => void
+): TopicValidatorFn => {
+  const deliverHere = (message: Parameters<TopicValidatorFn>[1], source: PeerId) => {
+    deliver(message, source)
+    return TopicValidatorResult.Ignore
+  }
+  return (source, message) => {
+    const paced = pace(source, message)
+    if (!isNeighborsOnly(message.data)) return paced
+    return paced instanceof Promise ? paced.then(() => deliverHere(message, source)) : deliverHere(message, source)
+  }
+}
+
+/**
  * Unbounded inbound stream. gossipsub reads a peer's stream through `pipe` (`InboundStream` → `pipePeerReadStream`),
  * which turns a libp2p 3 stream into a source with `messageStreamToDuplex`: every `message` event is copied into an
  * unbounded pushable, and yamux grants the sender new credit as soon as a frame has been dispatched to that event,
