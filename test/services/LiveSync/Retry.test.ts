@@ -6,11 +6,20 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Clock, Context, Effect, Layer, Logger, LogLevel, Ref, Schema, Stream, TestClock } from "effect"
 import { encodeFrame } from "../../../src/internal/framing.js"
+import * as Capability from "../../../src/schema/Capability.js"
 import { MAX_MESSAGE_SIZE, SYNC_PROTOCOL } from "../../../src/schema/constants.js"
+import { Author, NamespaceSecret } from "../../../src/schema/Keys.js"
 import { Abort, type AbortReason, SyncMessageFromBytes } from "../../../src/schema/SyncMessage.js"
+import * as Crypto from "../../../src/services/Crypto.js"
 import * as Docs from "../../../src/services/Docs.js"
 import * as Network from "../../../src/services/Network.js"
+import * as Ranger from "../../../src/services/Ranger.js"
+import * as Replica from "../../../src/services/Replica.js"
+import * as Store from "../../../src/services/Store.js"
+import * as Sync from "../../../src/services/Sync.js"
+import { entryAt, withFields } from "../../utils/entries.js"
 import { record, startMemoryNode, type TestNode } from "../../utils/nodes.js"
+import { openWithEntries } from "../../utils/peers.js"
 
 /** Real time (the TestClock does not move by itself). */
 const realWait = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
@@ -167,6 +176,47 @@ describe("LiveSync retries (TestClock)", () => {
       // (A finding B on the topic) may come and go meanwhile.
       yield* realWait(1000)
       assert.strictEqual(retried().length, 0, "the retry saw the success and started no session")
+    }), 60_000)
+
+  it.scoped("finding 2: a peer that sent too many invalid entries is cooling down, and that ends the retries: none after the cool-down either", () =>
+    Effect.gen(function*() {
+      // A serves the document with forged entries (bad namespace signatures): a bare sync stack that accepts every
+      // session and starts none of its own.
+      const ns = NamespaceSecret.generate()
+      const liar = yield* Layer.build(
+        Sync.layerServing({ readTimeout: "5 seconds" }).pipe(
+          Layer.provideMerge(Ranger.layer(Ranger.defaultConfig)),
+          Layer.provideMerge(Replica.layer),
+          Layer.provideMerge(Store.layerMemory),
+          Layer.provideMerge(Network.layer()),
+          Layer.provide(Crypto.layerInline)
+        )
+      )
+      const author = Author.generate()
+      const forged = Array.from({ length: 5 }, (_, i) => {
+        const e = entryAt(ns, author, `forged/${i}`, 5n)
+        const sig = Uint8Array.from(e.signature.namespace)
+        sig[1]! ^= 1
+        return withFields(e, { namespaceSignature: sig })
+      })
+      yield* Effect.provide(openWithEntries(ns, forged), liar)
+      // A cools a peer down for 30 s after more than 3 invalid entries; its retries would reach 60 s apart.
+      const a = yield* startMemoryNode({ ...live, ranger: { maxInvalid: 3 }, sync: { cooldown: "30 seconds" } })
+      const failures = stat(a, "sync_via_connect_failure")
+      const docA = yield* Docs.importNamespace(a.docs, new Capability.Write({ secret: ns }))
+      yield* docA.startSync([yield* Context.get(liar, Network.Network).addr])
+      yield* until(Effect.map(failures, (n) => n === 1), "the first session fails (TooManyInvalidEntries)")
+      assert.strictEqual(yield* stat(a, "sync_retries"), 1)
+      // Past the cool-down and the retry steps that would follow (1, 2, 4, 8, 16, 32, 60 s): a retry going on after
+      // the cool-down would start a session again, which fails again on the forged entries.
+      for (let i = 0; i < 8; i++) {
+        yield* TestClock.adjust("20 seconds")
+        yield* realWait(200)
+      }
+      yield* realWait(500)
+      assert.strictEqual(yield* failures, 1, "no session after the one that cooled the peer down")
+      assert.strictEqual(yield* stat(a, "sync_retry_refused"), 0, "cooling down is no refusal")
+      assert.strictEqual((yield* Stream.runCollect(docA.getMany())).length, 0, "nothing forged stored")
     }), 60_000)
 
   it.scoped("finding 2: leaving the document ends its retries", () =>
