@@ -173,10 +173,11 @@ export const writePeerRecord = (w: Writer, record: PeerRecord): void => {
  * Records read and checked lately, by signature, with their bytes: membership messages carry the same records again
  * and again (every shuffle, every join), and checking one costs a curve point decompression, a signature check and a
  * multiaddr parse per address (3.6 % of the CPU of a twenty-node swarm converging in one process, Swarm.test). A
- * record whose bytes equal a checked one's is that record. Bounded: past {@link CHECKED_RECORDS}, the oldest leaves.
+ * record whose bytes equal a checked one's is that record. Bounded: past {@link CHECKED_RECORDS}, the oldest leaves
+ * (at most ~5 MB for records of the largest size; records signed with fresh keys only evict, at the cost of a check).
  */
 const checkedRecords = new Map<string, { readonly bytes: Uint8Array; readonly record: PeerRecord }>()
-const CHECKED_RECORDS = 4096
+const CHECKED_RECORDS = 1024
 
 /**
  * The record at the reader's offset if its bytes equal a checked record's, the reader then past it; otherwise

@@ -399,7 +399,12 @@ export const make = (
     }
     const onMessage = (event: GossipSubEvents["gossipsub:message"]) => receive(event.detail.msg, event.detail.propagationSource)
     // ContentReady and SyncReport are delivered by the topic validator and go no further (./Gossip/gossipsubAdapter.ts).
-    const validate = neighborsOnlyValidator(pacer, isNeighborsOnly, receive)
+    const validate = neighborsOnlyValidator(
+      pacer,
+      isNeighborsOnly,
+      receive,
+      (msg, source, error) => skip(msg.topic, source, `delivery failed: ${error instanceof Error ? error.message : String(error)}`)
+    )
 
     const onSubscriptionChange = (event: GossipSubEvents["subscription-change"]) => {
       const { peerId, subscriptions } = event.detail

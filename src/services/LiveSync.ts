@@ -964,8 +964,9 @@ export const make = (config: LiveSyncConfig = {}) =>
                   batch.entries.push([op.entry, status])
                   break
                 }
-                // Both are meant for direct neighbors only (spec 05 §8.1); gossipsub relays them further, and a
-                // relayed one names a node we may have no connection or address for.
+                // Both are meant for direct neighbors only (spec 05 §8.1). Our nodes do not relay them (Gossip.ts),
+                // but older or hostile ones may, and a relayed one names a node we may have no connection or address
+                // for.
                 case "ContentReady":
                   if (!event.direct) break
                   if (inboxFull()) {

@@ -328,6 +328,9 @@ const makeGossipsub = (config: GossipsubConfig) =>
     emitSelf: false,
     allowPublishToZeroTopicPeers: true,
     ignoreDuplicatePublishError: true,
+    // Our messages go to every subscribed peer we are connected to, not only to our mesh: ContentReady and
+    // SyncReport reach the direct neighbours this way alone (nobody relays them, Gossip/gossipsubAdapter.ts).
+    floodPublish: true,
     fallbackToFloodsub: false,
     // One RPC, and one message of it, at a time: with the topic validator that paces them (Gossip/gossipsubAdapter.ts)
     // a peer's backlog cannot hold the event loop.

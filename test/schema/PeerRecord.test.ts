@@ -126,6 +126,7 @@ describe("PeerRecord", () => {
     // Read again (now recalled): the same record, also when it is not first in its input.
     const again = decode(bytes)
     assert.isTrue(Either.isRight(again) && peerRecordEquals(again.right, record))
+    if (Either.isRight(first) && Either.isRight(again)) assert.strictEqual(again.right, first.right, "the record read before")
     const response = Schema.encodeSync(MembersResponseFromBytes)(new Members({ records: [recordOf(Y, 3n), record] }))
     assert.deepStrictEqual(response.subarray(response.length - bytes.length), bytes, "the record ends the message")
     const back = Schema.decodeEither(MembersResponseFromBytes)(response)

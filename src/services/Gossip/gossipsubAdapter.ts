@@ -99,9 +99,9 @@ export interface TestOutboundStream {
  * RPC server and every timer, stalls for as long as the backlog lasts (seen: one 2.8 s block under the flood bench,
  * `npm run bench -- flood`). Upstream: `GossipSub.pipePeerReadStream` / `handleReceivedRpc` (src/gossipsub.ts) never
  * yield to the event loop. The pacing: Network makes gossipsub await each RPC and each message
- * (`awaitRpcHandler`, `awaitRpcMessageHandler`), and this topic validator, set on every joined topic, accepts every
- * message and lets one turn of the event loop pass after each {@link MESSAGES_PER_TURN} of them (about 2 ms of
- * signature checks). Backpressure then reaches the sender through the stream's flow control instead of a backlog.
+ * (`awaitRpcHandler`, `awaitRpcMessageHandler`), and this pacer, the first step of every joined topic's validator
+ * (`neighborsOnlyValidator` below), accepts every message and lets one turn of the event loop pass after each
+ * {@link MESSAGES_PER_TURN} of them (about 2 ms of signature checks). Backpressure then reaches the sender through the stream's flow control instead of a backlog.
  */
 export const MESSAGES_PER_TURN = 16
 
@@ -123,22 +123,33 @@ export const makePacer = (): TopicValidatorFn => {
  * fetch or sync (spec 05 §8 maps them to a plain publish). gossipsub has no hop limit, but a message its topic
  * validator `Ignore`s is neither delivered nor relayed nor held for IHAVE, and its sender is not penalised
  * (`PeerScore.rejectMessage`). So this validator hands such messages to `deliver` itself, after the signature check
- * and the pacing, and answers Ignore: the publisher's flood publish reaches each neighbour, and it stops there. Other
- * messages are paced and accepted as before.
+ * and the pacing, and answers Ignore: the publisher's flood publish (`floodPublish`, Network.ts) reaches each
+ * neighbour, and it stops there. Other messages are paced and accepted as before. One cost remains: gossipsub sends
+ * IDONTWANT to its mesh for a message of 512 bytes or more before validating it, so a large SyncReport still makes
+ * each neighbour send its mesh peers a few bytes for a message none of them would relay.
  */
 export const neighborsOnlyValidator = (
   pace: TopicValidatorFn,
   isNeighborsOnly: (data: Uint8Array) => boolean,
-  deliver: (message: Parameters<TopicValidatorFn>[1], propagationSource: PeerId) => void
+  deliver: (message: Parameters<TopicValidatorFn>[1], propagationSource: PeerId) => void,
+  onError: (message: Parameters<TopicValidatorFn>[1], propagationSource: PeerId, error: unknown) => void
 ): TopicValidatorFn => {
-  const deliverHere = (message: Parameters<TopicValidatorFn>[1], source: PeerId) => {
-    deliver(message, source)
+  // gossipsub takes a validator that throws for Ignore, without a trace: a delivery that throws is reported here.
+  const deliverHere = (message: Parameters<TopicValidatorFn>[1], source: PeerId, paced: TopicValidatorResult) => {
+    if (paced !== TopicValidatorResult.Accept) return paced
+    try {
+      deliver(message, source)
+    } catch (error) {
+      onError(message, source, error)
+    }
     return TopicValidatorResult.Ignore
   }
   return (source, message) => {
     const paced = pace(source, message)
     if (!isNeighborsOnly(message.data)) return paced
-    return paced instanceof Promise ? paced.then(() => deliverHere(message, source)) : deliverHere(message, source)
+    return paced instanceof Promise
+      ? paced.then((result) => deliverHere(message, source, result))
+      : deliverHere(message, source, paced)
   }
 }
 
