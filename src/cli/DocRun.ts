@@ -138,6 +138,9 @@ export const drop = (options: Options<typeof Spec.dropConfig>) =>
 
 // -- set / get / keys / del
 
+/** The largest value `doc get --json` prints (as contentHex, twice its size); larger ones are refused with a hint. */
+const JSON_CONTENT_MAX = 16 * 1024 * 1024
+
 /** A readable (stdin, a file) as a stream of chunks: read as the upload sends them, never held whole. */
 const readable = (open: () => NodeJS.ReadableStream, what: string): Stream.Stream<Uint8Array, CliError> =>
   Stream.fromAsyncIterable(
@@ -225,14 +228,24 @@ export const get = (options: Options<typeof Spec.getConfig>) =>
         if (Option.isNone(entry)) return yield* notFound(key)
         const e = entry.value
         if (options.meta) return yield* emit(options, entryJson(e), () => entryLines(e))
-        const content = e.record.len === 0n ? new Uint8Array(0) : yield* api.readContent(e.record.hash).pipe(
-          Effect.catchTag("BlobNotFound", () =>
-            Effect.fail(new CliError({ message: `the content of ${showKey(key)} is not on this node yet` })))
-        )
+        const notHereYet = () => Effect.fail(new CliError({ message: `the content of ${showKey(key)} is not on this node yet` }))
         if (options.json) {
+          if (e.record.len > BigInt(JSON_CONTENT_MAX)) {
+            return yield* new CliError({
+              message: `the value of ${showKey(key)} is ${showBytes(Number(e.record.len))}, too large for --json (at most ${
+                showBytes(JSON_CONTENT_MAX)
+              } as contentHex): use --meta --json, or doc get without --json, or doc export-file`
+            })
+          }
+          const content = e.record.len === 0n
+            ? new Uint8Array(0)
+            : yield* api.readContent(e.record.hash).pipe(Effect.catchTag("BlobNotFound", notHereYet))
           return yield* emit(options, { ...entryJson(e), contentHex: toHex(content) }, () => [])
         }
-        yield* stdout(content)
+        // Piece by piece, each handed to stdout before the next is asked for: any size, bounded memory (one
+        // ReadContent of a large value failed in the RPC layer's 16 MiB message bound).
+        if (e.record.len === 0n) return
+        yield* Stream.runForEach(api.blobRead(e.record.hash), stdout).pipe(Effect.catchTag("BlobNotFound", notHereYet))
       }))
 
 export const keys = (options: Options<typeof Spec.keysConfig>) =>

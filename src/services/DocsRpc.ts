@@ -10,9 +10,11 @@
  */
 import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { RpcSerialization, RpcServer } from "@effect/rpc"
 import {
   Clock,
@@ -293,6 +295,37 @@ export interface ServerInfo {
 export class RpcServerInfo extends Context.Tag("docs/RpcServerInfo")<RpcServerInfo, ServerInfo>() {}
 
 /**
+ * The request, its body read in one pass. @effect/platform-node reads a body by concatenating each arriving piece
+ * onto all before it (`NodeStream.toUint8Array`: `Buffer.concat([buffer, chunk])` per `data` event), so a 1 MiB
+ * upload chunk, which arrives in pieces of up to 64 KiB, was copied about eight times over: per 100 MiB piped to
+ * `doc set`, 850 MiB copied and as much garbage, most of the node's CPU for it (profile: GC 0.89 s and copies 0.25 s
+ * of 1.9 s). Here the pieces are kept and joined once. Everything else of the request is the original's.
+ */
+const withBodyInOnePass = (request: HttpServerRequest.HttpServerRequest): HttpServerRequest.HttpServerRequest => {
+  const incoming = NodeHttpServerRequest.toIncomingMessage(request)
+  const fail = (cause: unknown) => new HttpServerError.RequestError({ request, reason: "Decode", cause })
+  const body = Effect.async<ArrayBuffer, HttpServerError.RequestError>((resume) => {
+    const pieces: Array<Buffer> = []
+    const onData = (piece: Buffer) => void pieces.push(piece)
+    const onEnd = () => {
+      const whole = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
+      resume(Effect.succeed(
+        whole.byteOffset === 0 && whole.byteLength === whole.buffer.byteLength
+          ? whole.buffer as ArrayBuffer
+          : whole.buffer.slice(whole.byteOffset, whole.byteOffset + whole.byteLength) as ArrayBuffer
+      ))
+    }
+    const onError = (cause: unknown) => resume(Effect.fail(fail(cause)))
+    incoming.on("data", onData).once("end", onEnd).once("error", onError)
+    return Effect.sync(() => {
+      incoming.off("data", onData).off("end", onEnd).off("error", onError)
+      if (!incoming.complete) incoming.destroy()
+    })
+  })
+  return Object.create(request, { arrayBuffer: { value: body } }) as HttpServerRequest.HttpServerRequest
+}
+
+/**
  * Serves the Docs RPC group over HTTP (msgpack) on `host:port`, refusing requests without the token (401). Provides
  * the URL and token it serves with.
  */
@@ -345,7 +378,9 @@ export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerI
         if (!sameToken(request.headers["authorization"], token)) {
           return HttpServerResponse.text("missing or wrong access token", { status: 401 })
         }
-        return route === "metrics" ? yield* metrics : yield* rpcApp
+        return route === "metrics"
+          ? yield* metrics
+          : yield* Effect.provideService(rpcApp, HttpServerRequest.HttpServerRequest, withBodyInOnePass(request))
       })
       yield* httpServer.serve(guarded as HttpApp.Default<never, Scope.Scope>)
       if (options.dataDir !== undefined) {

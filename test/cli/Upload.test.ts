@@ -37,7 +37,7 @@ const peakRss = (pid: number): number | undefined => {
 }
 
 describe("rangedocs doc set, big values", () => {
-  it("finding 3: 100 MiB piped to `doc set` is stored exactly, in bounded node memory, not far behind import-file", async () => {
+  it("finding 3: 100 MiB piped to `doc set` is stored exactly, in bounded node memory, not far behind import-file; `doc get` prints it back", async () => {
     const A = ["--data-dir", dirA]
     const node = nodeA
     const doc = (await h.ok(["doc", "create", ...A])).trim()
@@ -74,11 +74,19 @@ describe("rangedocs doc set, big values", () => {
     const exported = path.join(h.tempDir("out"), "big.out")
     await h.ok(["doc", "export-file", doc, "big", exported, ...A])
     assert.isTrue(fs.readFileSync(exported).equals(fs.readFileSync(file)), "exported content equals the input")
+    // And to stdout, piece by piece (one message of 100 MiB failed in the RPC layer's 16 MiB bound); --json, which
+    // would print it as hex, refuses it in one line.
+    const got = await h.cli(["doc", "get", doc, "big", ...A])
+    assert.strictEqual(got.code, 0, got.stderr)
+    assert.isTrue(got.stdout.equals(fs.readFileSync(file)), "doc get prints the content byte for byte")
+    await h.failsWithOneLine(["doc", "get", doc, "big", "--json", ...A], /too large for --json/)
 
     if (before !== undefined && after !== undefined) {
       // Loose: the value never sits whole in the node's memory (a buffered upload holds it two or three times over:
-      // the request body, the decoded bytes, the blob write). Chunks not yet collected by V8 account for the growth.
-      assert.isBelow(after - before, 96 * MiB, `the node's peak RSS grew by ${((after - before) / MiB).toFixed(0)} MiB`)
+      // the request body, the decoded bytes, the blob write: 200 MiB and more). Chunks not yet collected account for
+      // the growth: each 1 MiB chunk leaves about 2 MiB of dead ArrayBuffers (the socket's reads, the body), which V8
+      // collects only once tens of MiB of them have piled up. Growth seen on the slower 2-core machine: 63–82 MiB.
+      assert.isBelow(after - before, 128 * MiB, `the node's peak RSS grew by ${((after - before) / MiB).toFixed(0)} MiB`)
     }
     console.log(
       `finding 3: ${SIZE / MiB} MiB: import-file ${importMs} ms, doc set from a pipe ${pipeMs} ms (${
