@@ -306,13 +306,14 @@ interface Doc {
   /** Where the next page of the stored wanted set starts. */
   cursor: Hash | undefined
   /**
-   * Peers that were no gossip neighbors when a session with them started, with `localWrites` at that moment: a write
-   * since then may have missed them (the session's snapshot is older, and gossip may not deliver to them before its
-   * own NeighborUp), so gossip's NeighborUp syncs again only if there was one.
+   * Peers that were no gossip neighbors when a session with them started, with `inserts` at that moment and the
+   * remote inserts they delivered since: an entry we got since then from anyone else may have missed them (the
+   * session's snapshot is older; our Put or SyncReport for it reached only the gossip neighbors we had), so gossip's
+   * NeighborUp syncs again only if there was one. Entries from the peer itself are no news for it.
    */
-  readonly gossipPending: Map<string, number>
-  /** Local inserts the document's event fiber handled (published to gossip). */
-  localWrites: number
+  readonly gossipPending: Map<string, { base: number; fromPeer: number }>
+  /** Inserts the document's event fiber handled, local (published to gossip) and remote. */
+  inserts: number
   /** Peers gossip announced (its NeighborUp), until their NeighborDown. */
   readonly gossipUp: Set<string>
 }
@@ -579,14 +580,18 @@ export const make = (config: LiveSyncConfig = {}) =>
 
     // -- sessions (spec 05 §6)
 
-    /** Starts a session with `peer` if the core allows it; `done` learns whether it succeeded (a retry's attempt). */
+    /** Whether the document got entries, other than from the peer itself, since the peer's pending mark. */
+    const newsSince = (doc: Doc, pending: { readonly base: number; readonly fromPeer: number }) =>
+      doc.inserts - pending.base - pending.fromPeer > 0
+    /** Marks a peer no gossip neighbor yet at a session's start (see `Doc.gossipPending`). */
     const watchGossipGap = (doc: Doc, peerHex: string) => {
       const state = SyncState.peer(states, toHex(doc.ns), peerHex)
       if (state?.neighbor !== true && !doc.gossipPending.has(peerHex) && doc.gossipPending.size < MAX_GOSSIP_PENDING) {
-        doc.gossipPending.set(peerHex, doc.localWrites)
+        doc.gossipPending.set(peerHex, { base: doc.inserts, fromPeer: 0 })
       }
     }
 
+    /** Starts a session with `peer` if the core allows it; `done` learns whether it succeeded (a retry's attempt). */
     const syncWithPeer = (
       doc: Doc,
       peer: NodeId,
@@ -817,9 +822,11 @@ export const make = (config: LiveSyncConfig = {}) =>
         let localSize = 0
         let remote = 0
         let remoteSize = 0
+        let lastFrom: Uint8Array | undefined
+        let lastFromHex = ""
         for (const event of events) {
+          doc.inserts++
           if (event._tag === "LocalInsert") {
-            doc.localWrites++
             ticks++
             local++
             localSize += Number(event.entry.record.len)
@@ -828,6 +835,15 @@ export const make = (config: LiveSyncConfig = {}) =>
           }
           remote++
           remoteSize += Number(event.entry.record.len)
+          if (doc.gossipPending.size > 0) {
+            // A session's entries share one `from` array: its hex is computed once per run of them.
+            if (event.from !== lastFrom) {
+              lastFrom = event.from
+              lastFromHex = toHex(event.from)
+            }
+            const pending = doc.gossipPending.get(lastFromHex)
+            if (pending !== undefined) pending.fromPeer++
+          }
           const hash = event.entry.contentHash
           const status = !event.shouldDownload || isEmptyHash(hash) ? "Complete" : yield* contentStatus(hash)
           if (status === "Complete") ticks++
@@ -1090,12 +1106,12 @@ export const make = (config: LiveSyncConfig = {}) =>
           yield* emit(nsHex, new LiveEvent.PendingContentReady())
         }
         let resync = f.resync
-        const base = doc.gossipPending.get(peerHex)
-        if (result === "Ok" && base !== undefined) {
-          // Writes during the session are not in its snapshot, and gossip may not have reached the peer yet.
-          if (doc.localWrites > base) resync = true
+        const pending = doc.gossipPending.get(peerHex)
+        if (result === "Ok" && pending !== undefined) {
+          // Entries since the session started are not in its snapshot, and gossip may not have reached the peer yet.
+          if (newsSince(doc, pending)) resync = true
           if (doc.gossipUp.has(peerHex)) doc.gossipPending.delete(peerHex)
-          else doc.gossipPending.set(peerHex, doc.localWrites)
+          else doc.gossipPending.set(peerHex, { base: doc.inserts, fromPeer: 0 })
         }
         if (result === "Ok") yield* offerWanted(doc, peer)
         if (done !== undefined) yield* Deferred.succeed(done, result === "Ok")
@@ -1137,7 +1153,7 @@ export const make = (config: LiveSyncConfig = {}) =>
             handled: yield* SubscriptionRef.make(0),
             cursor: undefined,
             gossipPending: new Map(),
-            localWrites: 0,
+            inserts: 0,
             gossipUp: new Set()
           }
           // Pulls, not Streams: a Stream stage cost three times the Effect operations per event on the write path.
@@ -1272,8 +1288,8 @@ export const make = (config: LiveSyncConfig = {}) =>
             if (doc.gossipUp.size < MAX_GOSSIP_PENDING) doc.gossipUp.add(peerHex)
             const pending = doc.gossipPending.get(peerHex)
             if (!SyncState.neighborUp(states, nsHex, peerHex, yield* Clock.currentTimeMillis)) {
-              // Announced by a session already; only writes since it started may have missed the peer.
-              if (pending !== undefined && doc.localWrites > pending) yield* syncWithPeer(doc, command.peer, "NewNeighbor")
+              // Announced by a session already; only entries since it started may have missed the peer.
+              if (pending !== undefined && newsSince(doc, pending)) yield* syncWithPeer(doc, command.peer, "NewNeighbor")
               // A running session's end decides (it may have missed writes made meanwhile).
               if (SyncState.peer(states, nsHex, peerHex)?.sync._tag !== "Running") doc.gossipPending.delete(peerHex)
               return
