@@ -6,21 +6,15 @@
  * per join). Real nodes on 127.0.0.1; gossip's events are held back or filtered by wrappers to fix the order.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Layer, Stream } from "effect"
+import { Deferred, Effect, Stream } from "effect"
 import * as Capability from "../../../src/schema/Capability.js"
 import { Author, NamespaceSecret } from "../../../src/schema/Keys.js"
 import { Query } from "../../../src/schema/Query.js"
-import * as Crypto from "../../../src/services/Crypto.js"
 import * as Docs from "../../../src/services/Docs.js"
 import type * as Gossip from "../../../src/services/Gossip.js"
-import * as Network from "../../../src/services/Network.js"
-import * as Ranger from "../../../src/services/Ranger.js"
-import * as Replica from "../../../src/services/Replica.js"
-import * as Store from "../../../src/services/Store.js"
-import * as Sync from "../../../src/services/Sync.js"
 import { entryAt } from "../../utils/entries.js"
 import { eventually, type TestNode } from "../../utils/nodes.js"
-import { openWithEntries } from "../../utils/peers.js"
+import { bareSyncPeer } from "../../utils/peers.js"
 import { startWrappedMemoryNode } from "../../utils/wrappedNode.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -55,17 +49,8 @@ describe("LiveSync: the gossip gap after a join", () => {
       const release = yield* Deferred.make<void>()
       const a = yield* startWrappedMemoryNode({ gossip: heldUntil(release) })
       const b = yield* startWrappedMemoryNode({ gossip: deaf })
-      // D: a bare sync stack (no gossip, no membership) holding one entry A does not have; only A reaches it.
-      const d = yield* Layer.build(
-        Sync.layerServing({ readTimeout: "5 seconds" }).pipe(
-          Layer.provideMerge(Ranger.layer(Ranger.defaultConfig)),
-          Layer.provideMerge(Replica.layer),
-          Layer.provideMerge(Store.layerMemory),
-          Layer.provideMerge(Network.layer()),
-          Layer.provide(Crypto.layerInline)
-        )
-      )
-      yield* Effect.provide(openWithEntries(ns, [entryAt(ns, Author.generate(), "from-d", 5n)]), d)
+      // D: a bare sync peer (no gossip, no membership) holding one entry A does not have; only A reaches it.
+      const d = yield* bareSyncPeer(ns, [entryAt(ns, Author.generate(), "from-d", 5n)])
 
       const docA = yield* Docs.importNamespace(a.docs, new Capability.Write({ secret: ns }))
       yield* docA.setBytes(yield* a.docs.authorGetDefault, text("from-a"), text("a"))
@@ -74,7 +59,7 @@ describe("LiveSync: the gossip gap after a join", () => {
       yield* Docs.importTicket(b.docs, yield* docA.share("Write", "Addresses"))
       yield* eventually(Effect.map(keysOf(b, ns), (keys) => keys.includes("from-a")), 15_000, "B has A's entry")
       // A gets D's entry; A's SyncReport about it does not reach B's engine (deaf), as when B was no topic peer.
-      yield* docA.startSync([yield* Context.get(d, Network.Network).addr])
+      yield* docA.startSync([d])
       yield* eventually(Effect.map(keysOf(a, ns), (keys) => keys.includes("from-d")), 15_000, "A has D's entry")
       yield* realWait(500)
       assert.notInclude(yield* keysOf(b, ns), "from-d", "nothing else brought it to B")

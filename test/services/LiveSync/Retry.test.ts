@@ -10,16 +10,11 @@ import * as Capability from "../../../src/schema/Capability.js"
 import { MAX_MESSAGE_SIZE, SYNC_PROTOCOL } from "../../../src/schema/constants.js"
 import { Author, NamespaceSecret } from "../../../src/schema/Keys.js"
 import { Abort, type AbortReason, SyncMessageFromBytes } from "../../../src/schema/SyncMessage.js"
-import * as Crypto from "../../../src/services/Crypto.js"
 import * as Docs from "../../../src/services/Docs.js"
 import * as Network from "../../../src/services/Network.js"
-import * as Ranger from "../../../src/services/Ranger.js"
-import * as Replica from "../../../src/services/Replica.js"
-import * as Store from "../../../src/services/Store.js"
-import * as Sync from "../../../src/services/Sync.js"
 import { entryAt, withFields } from "../../utils/entries.js"
 import { record, startMemoryNode, type TestNode } from "../../utils/nodes.js"
-import { openWithEntries } from "../../utils/peers.js"
+import { bareSyncPeer } from "../../utils/peers.js"
 
 /** Real time (the TestClock does not move by itself). */
 const realWait = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
@@ -180,18 +175,9 @@ describe("LiveSync retries (TestClock)", () => {
 
   it.scoped("finding 2: a peer that sent too many invalid entries is cooling down, and that ends the retries: none after the cool-down either", () =>
     Effect.gen(function*() {
-      // A serves the document with forged entries (bad namespace signatures): a bare sync stack that accepts every
-      // session and starts none of its own.
+      // The liar serves the document with forged entries (bad namespace signatures): a bare sync peer, which accepts
+      // every session and starts none of its own.
       const ns = NamespaceSecret.generate()
-      const liar = yield* Layer.build(
-        Sync.layerServing({ readTimeout: "5 seconds" }).pipe(
-          Layer.provideMerge(Ranger.layer(Ranger.defaultConfig)),
-          Layer.provideMerge(Replica.layer),
-          Layer.provideMerge(Store.layerMemory),
-          Layer.provideMerge(Network.layer()),
-          Layer.provide(Crypto.layerInline)
-        )
-      )
       const author = Author.generate()
       const forged = Array.from({ length: 5 }, (_, i) => {
         const e = entryAt(ns, author, `forged/${i}`, 5n)
@@ -199,12 +185,12 @@ describe("LiveSync retries (TestClock)", () => {
         sig[1]! ^= 1
         return withFields(e, { namespaceSignature: sig })
       })
-      yield* Effect.provide(openWithEntries(ns, forged), liar)
+      const liar = yield* bareSyncPeer(ns, forged)
       // A cools a peer down for 30 s after more than 3 invalid entries; its retries would reach 60 s apart.
       const a = yield* startMemoryNode({ ...live, ranger: { maxInvalid: 3 }, sync: { cooldown: "30 seconds" } })
       const failures = stat(a, "sync_via_connect_failure")
       const docA = yield* Docs.importNamespace(a.docs, new Capability.Write({ secret: ns }))
-      yield* docA.startSync([yield* Context.get(liar, Network.Network).addr])
+      yield* docA.startSync([liar])
       yield* until(
         Effect.zipWith(failures, stat(a, "sync_retries"), (f, r) => f === 1 && r === 1),
         "the first session fails (TooManyInvalidEntries) and its retries start"
