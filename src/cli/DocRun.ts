@@ -242,7 +242,7 @@ export const get = (options: Options<typeof Spec.getConfig>) =>
             : yield* api.readContent(e.record.hash).pipe(Effect.catchTag("BlobNotFound", notHereYet))
           return yield* emit(options, { ...entryJson(e), contentHex: toHex(content) }, () => [])
         }
-        // Piece by piece, each handed to stdout before the next is asked for: any size, bounded memory (one
+        // Piece by piece, each handed to stdout before the next is asked for: bounded memory whatever the size (one
         // ReadContent of a large value failed in the RPC layer's 16 MiB message bound).
         if (e.record.len === 0n) return
         yield* Stream.runForEach(api.blobRead(e.record.hash), stdout).pipe(Effect.catchTag("BlobNotFound", notHereYet))

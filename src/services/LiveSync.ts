@@ -311,7 +311,7 @@ interface Doc {
    * session's snapshot is older; our Put or SyncReport for it reached only the gossip neighbors we had), so gossip's
    * NeighborUp syncs again only if there was one. Entries from the peer itself are no news for it.
    */
-  readonly gossipPending: Map<string, { base: number; fromPeer: number }>
+  readonly gossipPending: Map<string, GapMark>
   /** Inserts the document's event fiber handled, local (published to gossip) and remote. */
   inserts: number
   /** Peers gossip announced (its NeighborUp), until their NeighborDown. */
@@ -384,6 +384,12 @@ const inlineMatches = (entry: SignedEntry, content: Uint8Array): boolean =>
 const acceptedSessionOf = (error: AcceptError): { readonly ns: NamespaceId; readonly peer: NodeId } | undefined => {
   if (error._tag === "SyncRejected" || error._tag === "PeerCoolingDown" || error.namespace === undefined) return undefined
   return { ns: error.namespace, peer: error.peer }
+}
+
+/** A peer's mark in `Doc.gossipPending`: the document's `inserts` then, and the remote inserts it delivered since. */
+interface GapMark {
+  readonly base: number
+  fromPeer: number
 }
 
 /** The typed error a session ended with, if it failed with one. */
@@ -580,14 +586,15 @@ export const make = (config: LiveSyncConfig = {}) =>
 
     // -- sessions (spec 05 §6)
 
-    /** Whether the document got entries, other than from the peer itself, since the peer's pending mark. */
-    const newsSince = (doc: Doc, pending: { readonly base: number; readonly fromPeer: number }) =>
-      doc.inserts - pending.base - pending.fromPeer > 0
+    /** A fresh mark: nothing since now. */
+    const markNow = (doc: Doc): GapMark => ({ base: doc.inserts, fromPeer: 0 })
+    /** Whether the document got entries, other than from the peer itself, since the peer's mark. */
+    const newsSince = (doc: Doc, mark: GapMark) => doc.inserts - mark.base - mark.fromPeer > 0
     /** Marks a peer no gossip neighbor yet at a session's start (see `Doc.gossipPending`). */
     const watchGossipGap = (doc: Doc, peerHex: string) => {
       const state = SyncState.peer(states, toHex(doc.ns), peerHex)
       if (state?.neighbor !== true && !doc.gossipPending.has(peerHex) && doc.gossipPending.size < MAX_GOSSIP_PENDING) {
-        doc.gossipPending.set(peerHex, { base: doc.inserts, fromPeer: 0 })
+        doc.gossipPending.set(peerHex, markNow(doc))
       }
     }
 
@@ -1111,7 +1118,7 @@ export const make = (config: LiveSyncConfig = {}) =>
           // Entries since the session started are not in its snapshot, and gossip may not have reached the peer yet.
           if (newsSince(doc, pending)) resync = true
           if (doc.gossipUp.has(peerHex)) doc.gossipPending.delete(peerHex)
-          else doc.gossipPending.set(peerHex, { base: doc.inserts, fromPeer: 0 })
+          else doc.gossipPending.set(peerHex, markNow(doc))
         }
         if (result === "Ok") yield* offerWanted(doc, peer)
         if (done !== undefined) yield* Deferred.succeed(done, result === "Ok")

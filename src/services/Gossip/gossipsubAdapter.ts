@@ -101,7 +101,8 @@ export interface TestOutboundStream {
  * yield to the event loop. The pacing: Network makes gossipsub await each RPC and each message
  * (`awaitRpcHandler`, `awaitRpcMessageHandler`), and this pacer, the first step of every joined topic's validator
  * (`neighborsOnlyValidator` below), accepts every message and lets one turn of the event loop pass after each
- * {@link MESSAGES_PER_TURN} of them (about 2 ms of signature checks). Backpressure then reaches the sender through the stream's flow control instead of a backlog.
+ * {@link MESSAGES_PER_TURN} of them (about 2 ms of signature checks). Backpressure then reaches the sender through
+ * the stream's flow control instead of a backlog.
  */
 export const MESSAGES_PER_TURN = 16
 
@@ -115,6 +116,9 @@ export const makePacer = (): TopicValidatorFn => {
     return new Promise<TopicValidatorResult>((resolve) => setImmediate(accept, resolve))
   }
 }
+
+/** A message as gossipsub hands it to a topic validator (signature checked). */
+type ValidatedMessage = Parameters<TopicValidatorFn>[1]
 
 /**
  * Neighbours-only messages. gossipsub relays every valid message it receives to its mesh peers, so a message meant
@@ -131,11 +135,11 @@ export const makePacer = (): TopicValidatorFn => {
 export const neighborsOnlyValidator = (
   pace: TopicValidatorFn,
   isNeighborsOnly: (data: Uint8Array) => boolean,
-  deliver: (message: Parameters<TopicValidatorFn>[1], propagationSource: PeerId) => void,
-  onError: (message: Parameters<TopicValidatorFn>[1], propagationSource: PeerId, error: unknown) => void
+  deliver: (message: ValidatedMessage, propagationSource: PeerId) => void,
+  onError: (message: ValidatedMessage, propagationSource: PeerId, error: unknown) => void
 ): TopicValidatorFn => {
   // gossipsub takes a validator that throws for Ignore, without a trace: a delivery that throws is reported here.
-  const deliverHere = (message: Parameters<TopicValidatorFn>[1], source: PeerId, paced: TopicValidatorResult) => {
+  const deliverHere = (message: ValidatedMessage, source: PeerId, paced: TopicValidatorResult) => {
     if (paced !== TopicValidatorResult.Accept) return paced
     try {
       deliver(message, source)
