@@ -45,6 +45,7 @@ export const BACKGROUND_TESTS: ReadonlyArray<string> = [
   "test/schema/AuthorHeads.test.ts",
   "test/schema/limits.test.ts",
   "test/internal/framing.test.ts",
+  "test/internal/msgpackStream.test.ts",
   "test/services/LiveSync/SyncState.test.ts",
   "test/services/LiveSync/ContentQueue.test.ts",
   "test/services/Replica.test.ts",

@@ -2,13 +2,15 @@
  * The Docs RPC group: the 26 requests of spec 06 §3, then the node program's own: `ImportFile`/`ExportFile` (spec 06 §5
  * done on the node, so the CLI can pass paths), `ReadContent`, `NodeStatus` and `Stats`. Every RPC fails with `ApiError`. Field names: `docId` (NamespaceId), `authorId` (AuthorId), `author` (an Author secret).
  *
- * Serialization is msgpack (`RpcSerialization.layerMsgPack`), which carries `Uint8Array` and `bigint` (u64 values go as
+ * Serialization is msgpack (`layerMsgPack` below: @effect/rpc's, decoded in linear time), which carries `Uint8Array` and `bigint` (u64 values go as
  * msgpack uint64 and come back as bigint), so entries travel as the domain schemas. Secrets are the exception: their
  * seeds are `Redacted`, which msgpack writes as an empty map, so Author, NamespaceSecret, Capability and DocTicket
  * travel through the `…FromRpc` schemas below, whose encoded side holds the 32 seed bytes.
  */
-import { Rpc, RpcGroup } from "@effect/rpc"
-import { ParseResult, Redacted, Schema } from "effect"
+import { Rpc, RpcGroup, RpcSerialization } from "@effect/rpc"
+import { Layer, ParseResult, Redacted, Schema } from "effect"
+import { Packr, Unpackr } from "msgpackr"
+import { MsgpackStreamDecoder } from "../internal/msgpackStream.js"
 import { Capability, CapabilityKind, Read, Write } from "./Capability.js"
 import { ApiError } from "./DocsErrors.js"
 import { DownloadPolicy } from "./DownloadPolicy.js"
@@ -272,3 +274,34 @@ export class DocsRpcs extends RpcGroup.make(
   /** The node's metric counters. */
   Rpc.make("Stats", { success: Stats, error: ApiError })
 ) {}
+
+/** The largest unfinished message a decoder holds: @effect/rpc's own bound (a reply of more fails the call). */
+const MAX_PENDING = 16 * 1024 * 1024
+
+/**
+ * The serialization of the node's RPC server and of its clients: @effect/rpc's msgpack (`RpcSerialization.msgPack`),
+ * byte for byte: the same content type, options (records) and encoding, so a client built on
+ * `RpcSerialization.layerMsgPack` talks to a node and back. Only the decoding of a reply differs: linear in its bytes
+ * (internal/msgpackStream.ts) where @effect/rpc's copies an unfinished message again with every piece read.
+ */
+export const msgPack: RpcSerialization.RpcSerialization["Type"] = RpcSerialization.RpcSerialization.of({
+  contentType: "application/msgpack",
+  includesFraming: true,
+  unsafeMake: () => {
+    const options = { useRecords: true }
+    const packr = new Packr(options)
+    const decoder = new MsgpackStreamDecoder(
+      new Unpackr(options),
+      MAX_PENDING,
+      (bufferSize) => new RpcSerialization.RpcSerializationError({ reason: "BufferSizeExceeded", maxBufferSize: MAX_PENDING, bufferSize })
+    )
+    const encoder = new TextEncoder()
+    return {
+      decode: (bytes) => decoder.push(typeof bytes === "string" ? encoder.encode(bytes) : bytes),
+      encode: (message) => packr.pack(message)
+    }
+  }
+})
+
+/** `msgPack` as the layer `RpcServer` and `RpcClient` read it from. */
+export const layerMsgPack: Layer.Layer<RpcSerialization.RpcSerialization> = Layer.succeed(RpcSerialization.RpcSerialization, msgPack)

@@ -15,7 +15,7 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { RpcSerialization, RpcServer } from "@effect/rpc"
+import { RpcServer } from "@effect/rpc"
 import {
   Clock,
   Context,
@@ -40,7 +40,7 @@ import * as Metrics from "../internal/metrics.js"
 import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
 import type { AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
-import type { ExportFileProgress, ImportFileProgress, SetOutcome } from "../schema/Rpc.js"
+import { type ExportFileProgress, type ImportFileProgress, layerMsgPack, type SetOutcome } from "../schema/Rpc.js"
 import * as Docs from "./Docs.js"
 import * as Inspector from "./Inspector.js"
 import { InspectorRpcs } from "../schema/InspectorRpc.js"
@@ -351,7 +351,7 @@ export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerI
         Layer.merge(handlers(Option.some(url)), Inspector.inspectorHandlers)
       ).pipe(Effect.provideService(Docs.Docs, docs))
       const rpcApp = yield* RpcServer.toHttpApp(ServedRpcs.merge(InspectorRpcs)).pipe(
-        Effect.provide(Layer.mergeAll(Layer.succeedContext(handlerContext), RpcSerialization.layerMsgPack))
+        Effect.provide(Layer.mergeAll(Layer.succeedContext(handlerContext), layerMsgPack))
       )
       const startedAt = yield* Clock.currentTimeMillis
       const metrics = Effect.gen(function*() {

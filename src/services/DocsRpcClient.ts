@@ -10,14 +10,17 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcClient from "@effect/rpc/RpcClient"
-import type { RpcClientError } from "@effect/rpc/RpcClientError"
+import { RpcClientError } from "@effect/rpc/RpcClientError"
+import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Exit from "effect/Exit"
 import * as Context from "effect/Context"
 import * as Layer from "effect/Layer"
@@ -33,7 +36,7 @@ import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { U64 } from "../schema/Entry.js"
 import { NamespaceId } from "../schema/Keys.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
-import { BLOB_READ_MAX, DocsRpcs, UPLOAD_CHUNK_MAX } from "../schema/Rpc.js"
+import { BLOB_READ_MAX, DocsRpcs, layerMsgPack, UPLOAD_CHUNK_MAX } from "../schema/Rpc.js"
 import { Docs, type DocsService, type ImportFileOutcome } from "./DocsApi.js"
 
 export const RPC_PATH = "/rpc"
@@ -236,6 +239,71 @@ export interface Connection {
   readonly token: Redacted.Redacted<string>
 }
 
+/** How long a reply may take to end after its Exit before the connection is dropped instead of kept. */
+const REPLY_END_GRACE = "5 seconds"
+
+/**
+ * @effect/rpc's HTTP protocol (`RpcClient.makeProtocolHttp`: one POST per call, the reply streamed as msgpack), but a
+ * call that got its Exit lets its reply end instead of aborting it. @effect/rpc interrupts the call's sender as soon
+ * as the Exit is decoded, before the HTTP reply's last bytes are read: Node then destroys the connection, and every
+ * call costs a new one. Here the reply is read by a fiber of its own (a daemon: a protocol layer is often provided to
+ * `RpcClient.make` alone, so its scope ends before the calls): interrupted before the Exit (a stream the caller
+ * dropped, a client closing), it aborts the request as before; after it, the reply's end is awaited (at most
+ * REPLY_END_GRACE) and the connection goes back to the agent for the next call.
+ */
+const makeHttpProtocol = (client: HttpClient.HttpClient) =>
+  RpcClient.Protocol.make(Effect.fnUntraced(function*(writeResponse) {
+    const serialization = yield* RpcSerialization.RpcSerialization
+    const failed = (cause: unknown) => new RpcClientError({ reason: "Protocol", message: "Failed to send HTTP request", cause })
+    const send = (request: FromClientEncoded): Effect.Effect<void, RpcClientError> => {
+      if (request._tag !== "Request") return Effect.void
+      const parser = serialization.unsafeMake()
+      const encoded = parser.encode(request)
+      const body = encoded === undefined
+        ? HttpBody.empty
+        : typeof encoded === "string"
+        ? HttpBody.text(encoded, serialization.contentType)
+        : HttpBody.uint8Array(encoded, serialization.contentType)
+      let exited = false
+      const read = client.post("", { body }).pipe(
+        Effect.flatMap((response) =>
+          Stream.runForEachChunk(response.stream, (chunk) =>
+            Effect.forEach(
+              Chunk.toReadonlyArray(chunk).flatMap((bytes) => parser.decode(bytes) as ReadonlyArray<FromServerEncoded>),
+              (message) => {
+                if (message._tag === "Exit" && message.requestId === request.id) exited = true
+                return writeResponse(message)
+              },
+              { discard: true }
+            ))
+        ),
+        Effect.mapError(failed)
+      )
+      return Effect.flatMap(Effect.forkDaemon(read), (fiber) =>
+        Fiber.join(fiber).pipe(Effect.onInterrupt(() =>
+          exited
+            ? Fiber.await(fiber).pipe(
+              Effect.timeout(REPLY_END_GRACE),
+              Effect.catchAll(() => Fiber.interrupt(fiber)),
+              Effect.forkDaemon,
+              Effect.asVoid
+            )
+            : Fiber.interrupt(fiber)
+        )))
+    }
+    return { send, supportsAck: false, supportsTransferables: false }
+  }))
+
+/**
+ * Node's HTTP client with connections kept open between calls: `NodeHttpClient.layer`'s agent opens a connection per
+ * call (a 100 MiB `doc get` is a hundred `BlobRead` calls). An idle connection is closed after 4 s, before the node's
+ * server would close it (Node's default keep-alive timeout, 5 s), so that a call never goes out on a connection the
+ * server is closing at that moment.
+ */
+const keepAliveHttpClient = NodeHttpClient.layerWithoutAgent.pipe(
+  Layer.provide(NodeHttpClient.makeAgentLayer({ keepAlive: true, timeout: 4_000 }))
+)
+
 /**
  * The RPC transport to a node (HTTP, msgpack, the token as bearer), for `RpcClient.make(DocsRpcs)` when a program
  * wants the raw RPC client rather than `DocsService`.
@@ -244,13 +312,13 @@ export const layerProtocol = (options: Connection): Layer.Layer<RpcClient.Protoc
   Layer.scoped(
     RpcClient.Protocol,
     Effect.flatMap(HttpClient.HttpClient, (client) =>
-      RpcClient.makeProtocolHttp(client.pipe(
+      makeHttpProtocol(client.pipe(
         HttpClient.mapRequest(HttpClientRequest.prependUrl(options.url)),
         HttpClient.mapRequest(HttpClientRequest.bearerToken(Redacted.value(options.token))),
         // Without it, a refusal's body would be read as msgpack and the call would wait forever.
         HttpClient.filterStatusOk
       )))
-  ).pipe(Layer.provide([RpcSerialization.layerMsgPack, NodeHttpClient.layer]))
+  ).pipe(Layer.provide([layerMsgPack, keepAliveHttpClient]))
 
 /** `Docs` served by a remote node at `url`, authenticating with `token`. */
 export const layerClient = (options: Connection): Layer.Layer<Docs> =>

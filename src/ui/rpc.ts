@@ -7,11 +7,10 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as RpcClient from "@effect/rpc/RpcClient"
-import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { InspectorRpcs } from "../schema/InspectorRpc.js"
-import { DocsRpcs } from "../schema/Rpc.js"
+import { DocsRpcs, layerMsgPack } from "../schema/Rpc.js"
 
 export const RPC_PATH = "/rpc"
 
@@ -27,7 +26,7 @@ export const layerProtocol = (origin: string, token: string): Layer.Layer<RpcCli
         // A refusal's body is not msgpack: fail the call instead of reading it as a reply.
         HttpClient.filterStatusOk
       )))
-  ).pipe(Layer.provide([RpcSerialization.layerMsgPack, FetchHttpClient.layer]))
+  ).pipe(Layer.provide([layerMsgPack, FetchHttpClient.layer]))
 
 /** Whether an error is the node refusing the token (401). */
 export const isUnauthorised = (error: unknown): boolean => {

@@ -21,6 +21,8 @@ import {
   TestClock
 } from "effect"
 import { spawnSync } from "node:child_process"
+import * as diagnostics from "node:diagnostics_channel"
+import type * as net from "node:net"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -66,6 +68,24 @@ const served = Effect.gen(function*() {
   const client = yield* connect(server)
   return { node, server, client }
 })
+
+/** Counts the TCP connections this process opens to `url`'s port for the scope (Node's "net.client.socket" channel). */
+const countConnections = (url: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const port = Number(new URL(url).port)
+      let connections = 0
+      const onSocket = (message: unknown) => {
+        const socket = (message as { readonly socket: net.Socket }).socket
+        socket.once("connect", () => {
+          if (socket.remotePort === port) connections++
+        })
+      }
+      diagnostics.subscribe("net.client.socket", onSocket)
+      return { connections: () => connections, onSocket }
+    }),
+    ({ onSocket }) => Effect.sync(() => diagnostics.unsubscribe("net.client.socket", onSocket))
+  )
 
 /** The failure of `effect`, which must fail. */
 const failure = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.flip(effect)
@@ -161,6 +181,25 @@ describe("DocsRpc", () => {
       assert.isTrue(yield* Context.get(node.context, Blobs.Blobs).has(kept.entry.contentHash))
       const current = Option.getOrThrow(yield* client.getExact(docId, utf8("k"), author, false))
       assert.strictEqual(str(yield* client.readContent(current.contentHash)), "new value")
+    }))
+
+  it.scopedLive("a client's calls share one connection: a blob read in pieces and the calls around it", () =>
+    Effect.gen(function*() {
+      const { server } = yield* served
+      const counted = yield* countConnections(server.url)
+      const client = yield* connect(server)
+      const author = yield* client.authorGetDefault
+      const docId = yield* client.create
+      const big = new Uint8Array(randomBytes(3 * BLOB_READ_MAX + 1))
+      const set = yield* client.setStream(docId, author, utf8("big"), Stream.make(big))
+      const pieces = yield* collect(client.blobRead(set.entry.contentHash))
+      assert.strictEqual(pieces.length, 4)
+      assert.isTrue(equals(concatBytes(pieces), big))
+      yield* client.nodeStatus
+      // Thirteen calls, one after another, took thirteen connections when each call's reply was aborted after its
+      // Exit. Kept open, one connection serves them, two when a call starts while the last bytes of the previous
+      // reply are still being read.
+      assert.isAtMost(counted.connections(), 2)
     }))
 
   it.scopedLive("documents, entries and their errors over RPC", () =>
