@@ -1,10 +1,11 @@
 /**
- * A stream of msgpack messages cut into arbitrary pieces (an HTTP response's reads) decoded into whole messages, in
- * time linear in the bytes. @effect/rpc's msgpack serialization (0.76) copies the unfinished message and the new piece
- * into a fresh array on every piece: a 1 MiB `BlobRead` reply arriving in 64 KiB reads was copied ~8 times over
+ * A stream of msgpack messages cut into arbitrary pieces (an HTTP response's reads) decoded into whole messages, with
+ * copying linear in the bytes. @effect/rpc's msgpack serialization (0.76) copies the unfinished message and the new
+ * piece into a fresh array on every piece: a 1 MiB `BlobRead` reply arriving in 64 KiB reads was copied ~8 times over
  * (850 MiB copied and collected per 100 MiB read). Here the unfinished message grows in a buffer that doubles, so each
- * byte is copied about twice. Every piece is still offered to the parser at once: a message is returned as soon as
- * its last byte is in.
+ * byte is copied about twice. Every piece is still offered to the parser at once, as upstream (a message is returned
+ * as soon as its last byte is in): the parse of an unfinished message starts again from its first byte, which costs
+ * nothing for a large binary field (msgpackr stops at its length) and is bounded, as upstream, by `maxPending`.
  *
  * msgpackr's values may point into the bytes they were read from (binary fields are views, not copies), so a byte
  * that a returned message was read from is never written again: pieces append after the unfinished message only, and

@@ -2,7 +2,7 @@
  * The Docs RPC group: the 26 requests of spec 06 §3, then the node program's own: `ImportFile`/`ExportFile` (spec 06 §5
  * done on the node, so the CLI can pass paths), `ReadContent`, `NodeStatus` and `Stats`. Every RPC fails with `ApiError`. Field names: `docId` (NamespaceId), `authorId` (AuthorId), `author` (an Author secret).
  *
- * Serialization is msgpack (`layerMsgPack` below: @effect/rpc's, decoded in linear time), which carries `Uint8Array` and `bigint` (u64 values go as
+ * Serialization is msgpack (`layerMsgPack` below: @effect/rpc's, with a decoder that copies less), which carries `Uint8Array` and `bigint` (u64 values go as
  * msgpack uint64 and come back as bigint), so entries travel as the domain schemas. Secrets are the exception: their
  * seeds are `Redacted`, which msgpack writes as an empty map, so Author, NamespaceSecret, Capability and DocTicket
  * travel through the `…FromRpc` schemas below, whose encoded side holds the 32 seed bytes.
@@ -281,8 +281,8 @@ const MAX_PENDING = 16 * 1024 * 1024
 /**
  * The serialization of the node's RPC server and of its clients: @effect/rpc's msgpack (`RpcSerialization.msgPack`),
  * byte for byte: the same content type, options (records) and encoding, so a client built on
- * `RpcSerialization.layerMsgPack` talks to a node and back. Only the decoding of a reply differs: linear in its bytes
- * (internal/msgpackStream.ts) where @effect/rpc's copies an unfinished message again with every piece read.
+ * `RpcSerialization.layerMsgPack` talks to a node and back. Only the decoding of a reply differs: it copies each byte
+ * about twice (internal/msgpackStream.ts) where @effect/rpc's copies an unfinished message again with every piece.
  */
 export const msgPack: RpcSerialization.RpcSerialization["Type"] = RpcSerialization.RpcSerialization.of({
   contentType: "application/msgpack",

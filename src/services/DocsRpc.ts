@@ -44,7 +44,7 @@ import { type ExportFileProgress, type ImportFileProgress, layerMsgPack, type Se
 import * as Docs from "./Docs.js"
 import * as Inspector from "./Inspector.js"
 import { InspectorRpcs } from "../schema/InspectorRpc.js"
-import { isErrno, RPC_FILE, RPC_PATH, ServedRpcs, Subscribed, TOKEN_FILE } from "./DocsRpcClient.js"
+import { isErrno, RPC_FILE, RPC_PATH, SERVER_KEEP_ALIVE_MS, ServedRpcs, Subscribed, TOKEN_FILE } from "./DocsRpcClient.js"
 
 export * from "./DocsRpcClient.js"
 
@@ -339,7 +339,11 @@ export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerI
           : yield* loadOrCreateToken(options.dataDir))
       const host = options.host ?? DEFAULT_RPC_HOST
       const server = yield* Layer.build(
-        NodeHttpServer.layer(() => http.createServer(), { host, port: options.port ?? 0 })
+        NodeHttpServer.layer(() => {
+          const server = http.createServer()
+          server.keepAliveTimeout = SERVER_KEEP_ALIVE_MS
+          return server
+        }, { host, port: options.port ?? 0 })
       ).pipe(Effect.mapError((e) => new DocsError({ message: `RPC server: ${e.message}` })))
       const httpServer = Context.get(server, HttpServer.HttpServer)
       const address = httpServer.address

@@ -40,6 +40,9 @@ import { BLOB_READ_MAX, DocsRpcs, layerMsgPack, UPLOAD_CHUNK_MAX } from "../sche
 import { Docs, type DocsService, type ImportFileOutcome } from "./DocsApi.js"
 
 export const RPC_PATH = "/rpc"
+
+/** How long the node's RPC server keeps an idle connection open (clients here close theirs after 4 s). */
+export const SERVER_KEEP_ALIVE_MS = 15_000
 export const RPC_FILE = "rpc.json"
 export const TOKEN_FILE = "rpc-token"
 
@@ -240,7 +243,7 @@ export interface Connection {
 }
 
 /** How long a reply may take to end after its Exit before the connection is dropped instead of kept. */
-const REPLY_END_GRACE = "5 seconds"
+export const REPLY_END_GRACE = "5 seconds"
 
 /**
  * @effect/rpc's HTTP protocol (`RpcClient.makeProtocolHttp`: one POST per call, the reply streamed as msgpack), but a
@@ -249,7 +252,8 @@ const REPLY_END_GRACE = "5 seconds"
  * call costs a new one. Here the reply is read by a fiber of its own (a daemon: a protocol layer is often provided to
  * `RpcClient.make` alone, so its scope ends before the calls): interrupted before the Exit (a stream the caller
  * dropped, a client closing), it aborts the request as before; after it, the reply's end is awaited (at most
- * REPLY_END_GRACE) and the connection goes back to the agent for the next call.
+ * REPLY_END_GRACE) and the connection goes back to the agent for the next call. msgpack only (upstream also speaks
+ * JSON, which no layer here uses).
  */
 const makeHttpProtocol = (client: HttpClient.HttpClient) =>
   RpcClient.Protocol.make(Effect.fnUntraced(function*(writeResponse) {
@@ -279,26 +283,32 @@ const makeHttpProtocol = (client: HttpClient.HttpClient) =>
         ),
         Effect.mapError(failed)
       )
-      return Effect.flatMap(Effect.forkDaemon(read), (fiber) =>
-        Fiber.join(fiber).pipe(Effect.onInterrupt(() =>
-          exited
-            ? Fiber.await(fiber).pipe(
-              Effect.timeout(REPLY_END_GRACE),
-              Effect.catchAll(() => Fiber.interrupt(fiber)),
-              Effect.forkDaemon,
-              Effect.asVoid
-            )
-            : Fiber.interrupt(fiber)
-        )))
+      // Forked and watched in one uninterruptible step: an interrupt between the two would leave the reader running.
+      // The reader and the watch after the Exit are interruptible (a fiber inherits its parent's interruptibility, and
+      // the handler runs uninterruptibly).
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Effect.forkDaemon(Effect.interruptible(read)), (fiber) =>
+          restore(Fiber.join(fiber)).pipe(Effect.onInterrupt(() =>
+            exited
+              ? Fiber.await(fiber).pipe(
+                Effect.timeout(REPLY_END_GRACE),
+                Effect.catchAll(() => Fiber.interrupt(fiber)),
+                Effect.interruptible,
+                Effect.forkDaemon,
+                Effect.asVoid
+              )
+              : Fiber.interrupt(fiber)
+          )))
+      )
     }
     return { send, supportsAck: false, supportsTransferables: false }
   }))
 
 /**
  * Node's HTTP client with connections kept open between calls: `NodeHttpClient.layer`'s agent opens a connection per
- * call (a 100 MiB `doc get` is a hundred `BlobRead` calls). An idle connection is closed after 4 s, before the node's
- * server would close it (Node's default keep-alive timeout, 5 s), so that a call never goes out on a connection the
- * server is closing at that moment.
+ * call (a 100 MiB `doc get` is a hundred `BlobRead` calls). An idle connection is closed after 4 s, well before the
+ * node's server would close it (`SERVER_KEEP_ALIVE_MS`), so that a call never goes out on a connection the server is
+ * closing at that moment.
  */
 const keepAliveHttpClient = NodeHttpClient.layerWithoutAgent.pipe(
   Layer.provide(NodeHttpClient.makeAgentLayer({ keepAlive: true, timeout: 4_000 }))

@@ -22,7 +22,9 @@ import {
 } from "effect"
 import { spawnSync } from "node:child_process"
 import * as diagnostics from "node:diagnostics_channel"
+import * as http from "node:http"
 import type * as net from "node:net"
+import { Packr, Unpackr } from "msgpackr"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -39,6 +41,7 @@ import { BLOB_READ_MAX, DocsRpcs, SetOutcome } from "../../src/schema/Rpc.js"
 import * as Blobs from "../../src/services/Blobs.js"
 import * as Docs from "../../src/services/Docs.js"
 import * as DocsRpc from "../../src/services/DocsRpc.js"
+import { REPLY_END_GRACE } from "../../src/services/DocsRpcClient.js"
 import { entryAt } from "../utils/entries.js"
 import { eventually, record, startMemoryNode, startPersistentNode, type TestNode } from "../utils/nodes.js"
 
@@ -200,6 +203,49 @@ describe("DocsRpc", () => {
       // Exit. Kept open, one connection serves them, two when a call starts while the last bytes of the previous
       // reply are still being read.
       assert.isAtMost(counted.connections(), 2)
+    }))
+
+  it.scoped("a reply that does not end after its Exit is dropped after REPLY_END_GRACE; the call itself returns at once", () =>
+    Effect.gen(function*() {
+      // A server that answers BlobGc's Exit and then holds the reply open, as a broken or hostile node could.
+      const closed: Array<boolean> = []
+      const server = yield* Effect.acquireRelease(
+        Effect.async<http.Server>((resume) => {
+          const s = http.createServer((req, res) => {
+            const body: Array<Buffer> = []
+            req.on("data", (c: Buffer) => body.push(c))
+            req.on("end", () => {
+              const [request] = new Unpackr({ useRecords: true }).unpackMultiple(Buffer.concat(body)) as [{ readonly id: string }]
+              const at = closed.push(false) - 1
+              res.socket!.on("close", () => void (closed[at] = true))
+              res.writeHead(200, { "content-type": "application/msgpack" })
+              res.write(new Packr({ useRecords: true }).pack({
+                _tag: "Exit",
+                requestId: request.id,
+                exit: { _tag: "Success", value: { deleted: 1, kept: 2 } }
+              }))
+            })
+          })
+          s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
+        }),
+        (s) =>
+          Effect.async<void>((resume) => {
+            s.close(() => resume(Effect.void))
+            s.closeAllConnections()
+          })
+      )
+      const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/rpc`
+      const raw = yield* RpcClient.make(DocsRpcs).pipe(Effect.provide(DocsRpc.layerProtocol({ url, token: Redacted.make("t") })))
+      const report = yield* raw.BlobGc()
+      assert.deepStrictEqual([report.deleted, report.kept], [1, 2])
+      const realPause = Effect.promise(() => new Promise((r) => setTimeout(r, 50)))
+      yield* realPause
+      yield* TestClock.adjust(Duration.subtract(Duration.decode(REPLY_END_GRACE), Duration.millis(100)))
+      yield* realPause
+      assert.deepStrictEqual(closed, [false], "held open within the grace")
+      yield* TestClock.adjust(Duration.millis(200))
+      for (let i = 0; i < 100 && !closed[0]; i++) yield* realPause
+      assert.deepStrictEqual(closed, [true], "dropped after it")
     }))
 
   it.scopedLive("documents, entries and their errors over RPC", () =>
