@@ -11,6 +11,7 @@ import {
   readFrames
 } from "../../src/internal/framing.js"
 import { DEFAULT_MAX_FRAME, MAX_MESSAGE_SIZE, SYNC_PROTOCOL } from "../../src/schema/constants.js"
+import { cutAt } from "../utils/pieces.js"
 
 const u8 = (...xs: ReadonlyArray<number>) => Uint8Array.from(xs)
 
@@ -36,17 +37,6 @@ const rejection = async (p: Promise<unknown>): Promise<unknown> => {
   assert.fail("expected a rejection")
 }
 
-/** Cuts `stream` at the given positions (any order, duplicates and 0/length allowed). */
-const split = (stream: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {
-  const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b)
-  const chunks: Array<Uint8Array> = []
-  let prev = 0
-  for (const p of [...points, stream.length]) {
-    chunks.push(stream.subarray(prev, p))
-    prev = p
-  }
-  return chunks
-}
 
 const ones = (stream: Uint8Array) => Array.from({ length: stream.length }, (_, i) => stream.subarray(i, i + 1))
 
@@ -263,7 +253,7 @@ describe("FrameDecoder", () => {
         const stream = concat(...payloads.map((p) => encodeFrame(p, 40)))
         const snapshot = toHex(stream)
         const expected = hexes(payloads)
-        assert.deepStrictEqual(hexes(decodeAll(split(stream, cuts), 40)), expected)
+        assert.deepStrictEqual(hexes(decodeAll(cutAt(stream, cuts), 40)), expected)
         assert.deepStrictEqual(hexes(decodeAll(ones(stream), 40)), expected)
         assert.deepStrictEqual(hexes(decodeAll([stream], 40)), expected)
         assert.strictEqual(toHex(stream), snapshot)
@@ -326,8 +316,8 @@ describe("readFrames", () => {
         async (payloads, cuts, shapes) => {
           const stream = concat(...payloads.map((p) => encodeFrame(p, 30)))
           const snapshot = toHex(stream)
-          const chunks: Array<Chunk> = split(stream, cuts).map((c, i) =>
-            shapes[i % shapes.length]! ? new ListChunk(split(c, [c.length >> 1])) : c
+          const chunks: Array<Chunk> = cutAt(stream, cuts).map((c, i) =>
+            shapes[i % shapes.length]! ? new ListChunk(cutAt(c, [c.length >> 1])) : c
           )
           assert.deepStrictEqual(hexes(await collect(readFrames(fromArray(chunks), 30))), hexes(payloads))
           assert.strictEqual(toHex(stream), snapshot)

@@ -5,6 +5,7 @@ import { Packr, Unpackr } from "msgpackr"
 import { concatAll } from "../../src/internal/bytes.js"
 import { MsgpackStreamDecoder } from "../../src/internal/msgpackStream.js"
 import { msgPack } from "../../src/schema/Rpc.js"
+import { cutAt } from "../utils/pieces.js"
 
 const OPTIONS = { useRecords: true }
 
@@ -19,17 +20,6 @@ const packAll = (messages: ReadonlyArray<unknown>): Uint8Array => {
   return concatAll(messages.map((m) => Uint8Array.from(packr.pack(m))))
 }
 
-/** Cuts `bytes` at the given positions (any order, duplicates allowed). */
-const split = (bytes: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {
-  const at = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)
-  const pieces: Array<Uint8Array> = []
-  let from = 0
-  for (const c of [...at, bytes.length]) {
-    pieces.push(bytes.slice(from, c))
-    from = c
-  }
-  return pieces
-}
 
 // RPC-like messages: records of a few shapes (msgpackr's record structures carry over from one message to the next),
 // binary fields of any size, u64 as bigint, nested arrays and maps.
@@ -51,7 +41,7 @@ describe("MsgpackStreamDecoder", () => {
         const theirs = RpcSerialization.msgPack.unsafeMake()
         const ours: Array<unknown> = []
         const reference: Array<unknown> = []
-        for (const piece of split(bytes, cuts)) {
+        for (const piece of cutAt(bytes, cuts)) {
           ours.push(...decoder.push(piece))
           reference.push(...theirs.decode(piece))
         }
@@ -94,7 +84,7 @@ describe("MsgpackStreamDecoder", () => {
       return Uint8Array.from(a)
     })
     const back = msgPack.unsafeMake()
-    const decoded = split(concatAll(encoded), [5, 70, 40_000, 70_100]).flatMap((piece) => back.decode(piece))
+    const decoded = cutAt(concatAll(encoded), [5, 70, 40_000, 70_100]).flatMap((piece) => back.decode(piece))
     assert.deepStrictEqual(decoded, messages)
   })
 })
