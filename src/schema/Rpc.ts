@@ -125,8 +125,13 @@ export class BlobListItem extends Schema.Class<BlobListItem>("BlobListItem")({
   status: Schema.Literal("Complete", "Incomplete", "Missing")
 }) {}
 
-/** The largest piece `BlobRead` returns: a blob of any size is read as many of these. */
-export const BLOB_READ_MAX = 1024 * 1024
+/**
+ * The largest piece `BlobRead` returns: a blob of any size is read as many of these. 4 MiB: a call costs the node
+ * ~6 ms of CPU beside its bytes, and a 100 MiB `doc get` in 4 MiB pieces took 0.97 s of the node's CPU and 1.75 s of
+ * the client's, against 1.40 and 2.22 s in 1 MiB pieces (medians of 5). Each call holds its piece about twice in the node's memory
+ * (the read, the encoded reply) and in the client's: bounded, well below the RPC layer's 16 MiB message bound.
+ */
+export const BLOB_READ_MAX = 4 * 1024 * 1024
 
 /** What a blob garbage collection did. */
 export class GcReport extends Schema.Class<GcReport>("GcReport")({
