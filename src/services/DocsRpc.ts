@@ -40,7 +40,7 @@ import * as Metrics from "../internal/metrics.js"
 import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
 import type { AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
-import { type ExportFileProgress, type ImportFileProgress, layerMsgPack, type SetOutcome } from "../schema/Rpc.js"
+import { type ExportFileProgress, type ImportFileProgress, layerMsgPack, REQUEST_BODY_MAX, type SetOutcome } from "../schema/Rpc.js"
 import * as Docs from "./Docs.js"
 import * as Inspector from "./Inspector.js"
 import { InspectorRpcs } from "../schema/InspectorRpc.js"
@@ -299,14 +299,26 @@ export class RpcServerInfo extends Context.Tag("docs/RpcServerInfo")<RpcServerIn
  * onto all before it (`NodeStream.toUint8Array`: `Buffer.concat([buffer, chunk])` per `data` event), so a 1 MiB
  * upload chunk, which arrives in pieces of up to 64 KiB, was copied about eight times over: per 100 MiB piped to
  * `doc set`, 850 MiB copied and as much garbage, most of the node's CPU for it (profile: GC 0.89 s and copies 0.25 s
- * of 1.9 s). Here the pieces are kept and joined once. Everything else of the request is the original's.
+ * of 1.9 s). Here the pieces are kept and joined once, at most REQUEST_BODY_MAX bytes. Everything else of the request
+ * is the original's.
  */
 const withBodyInOnePass = (request: HttpServerRequest.HttpServerRequest): HttpServerRequest.HttpServerRequest => {
   const incoming = NodeHttpServerRequest.toIncomingMessage(request)
   const fail = (cause: unknown) => new HttpServerError.RequestError({ request, reason: "Decode", cause })
   const body = Effect.async<ArrayBuffer, HttpServerError.RequestError>((resume) => {
     const pieces: Array<Buffer> = []
-    const onData = (piece: Buffer) => void pieces.push(piece)
+    let size = 0
+    const onData = (piece: Buffer) => {
+      size += piece.length
+      pieces.push(piece)
+      // A body without a length (chunked) is bounded as it arrives: the connection ends at the first byte too many.
+      if (size > REQUEST_BODY_MAX) {
+        pieces.length = 0
+        incoming.off("data", onData).off("end", onEnd).off("error", onError)
+        incoming.destroy()
+        resume(Effect.fail(fail(new Error(`request body larger than ${REQUEST_BODY_MAX} bytes`))))
+      }
+    }
     const onEnd = () => {
       const whole = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
       resume(Effect.succeed(
@@ -325,8 +337,13 @@ const withBodyInOnePass = (request: HttpServerRequest.HttpServerRequest): HttpSe
   return Object.create(request, { arrayBuffer: { value: body } }) as HttpServerRequest.HttpServerRequest
 }
 
+/** 413 for a request whose declared body is above REQUEST_BODY_MAX (or not a number). */
+const tooLarge = () =>
+  HttpServerResponse.text(`request body larger than ${REQUEST_BODY_MAX} bytes`, { status: 413 })
+
 /**
- * Serves the Docs RPC group over HTTP (msgpack) on `host:port`, refusing requests without the token (401). Provides
+ * Serves the Docs RPC group over HTTP (msgpack) on `host:port`, refusing requests without the token (401) and bodies
+ * above REQUEST_BODY_MAX (413). Provides
  * the URL and token it serves with.
  */
 export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerInfo, DocsError, Docs.Docs> =>
@@ -382,9 +399,10 @@ export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerI
         if (!sameToken(request.headers["authorization"], token)) {
           return HttpServerResponse.text("missing or wrong access token", { status: 401 })
         }
-        return route === "metrics"
-          ? yield* metrics
-          : yield* Effect.provideService(rpcApp, HttpServerRequest.HttpServerRequest, withBodyInOnePass(request))
+        if (route === "metrics") return yield* metrics
+        const declared = Number(request.headers["content-length"] ?? 0)
+        if (!(declared <= REQUEST_BODY_MAX)) return tooLarge()
+        return yield* Effect.provideService(rpcApp, HttpServerRequest.HttpServerRequest, withBodyInOnePass(request))
       })
       yield* httpServer.serve(guarded as HttpApp.Default<never, Scope.Scope>)
       if (options.dataDir !== undefined) {

@@ -34,7 +34,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { U64 } from "../schema/Entry.js"
-import { NamespaceId } from "../schema/Keys.js"
+import { type AuthorId, NamespaceId } from "../schema/Keys.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
 import { BLOB_READ_MAX, DocsRpcs, layerMsgPack, UPLOAD_CHUNK_MAX } from "../schema/Rpc.js"
 import { Docs, type DocsService, type ImportFileOutcome } from "./DocsApi.js"
@@ -137,6 +137,16 @@ export const makeClient = Effect.gen(function*() {
     Effect.mapError(effect, clientError)
   const stream = <A>(s: Stream.Stream<A, ApiError | RpcClientError>): Stream.Stream<A, ApiError> =>
     Stream.mapError(s, clientError)
+  const upload = <E>(docId: NamespaceId, authorId: AuthorId, key: Uint8Array, data: Stream.Stream<Uint8Array, E>) =>
+    Effect.gen(function*() {
+      const uploadId = yield* call(client.BeginUpload({ docId, authorId, key }))
+      yield* rechunk(data, UPLOAD_CHUNK_MAX).pipe(
+        Stream.runForEach((bytes) => call(client.UploadChunk({ uploadId, bytes }))),
+        Effect.onError(() => Effect.ignore(client.AbortUpload({ uploadId })))
+      )
+      return yield* call(client.CommitUpload({ uploadId }))
+    })
+
   const service: DocsService = {
     create: call(client.Create()),
     open: (docId) => call(client.Open({ docId })),
@@ -145,16 +155,12 @@ export const makeClient = Effect.gen(function*() {
     list: stream(client.List()),
     drop: (docId) => call(client.Drop({ docId })),
     import: (capability) => call(client.Import({ capability })),
-    set: (docId, authorId, key, value) => call(client.Set({ docId, authorId, key, value })),
-    setStream: (docId, authorId, key, data) =>
-      Effect.gen(function*() {
-        const uploadId = yield* call(client.BeginUpload({ docId, authorId, key }))
-        yield* rechunk(data, UPLOAD_CHUNK_MAX).pipe(
-          Stream.runForEach((bytes) => call(client.UploadChunk({ uploadId, bytes }))),
-          Effect.onError(() => Effect.ignore(client.AbortUpload({ uploadId })))
-        )
-        return yield* call(client.CommitUpload({ uploadId }))
-      }),
+    // A value larger than one upload chunk goes as an upload: the node reads no request body above REQUEST_BODY_MAX.
+    set: (docId, authorId, key, value) =>
+      value.length > UPLOAD_CHUNK_MAX
+        ? upload(docId, authorId, key, Stream.make(value))
+        : call(client.Set({ docId, authorId, key, value })),
+    setStream: (docId, authorId, key, data) => upload(docId, authorId, key, data),
     setHash: (docId, authorId, key, hash, size) => call(client.SetHash({ docId, authorId, key, hash, size: U64.make(size) })),
     get: (docId, query) => stream(client.Get({ docId, query })),
     getExact: (docId, key, authorId, includeEmpty) => call(client.GetExact({ docId, key, authorId, includeEmpty })),

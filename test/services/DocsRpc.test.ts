@@ -37,7 +37,7 @@ import { OpenState } from "../../src/schema/Events.js"
 import { Author, Hash, NamespaceSecret } from "../../src/schema/Keys.js"
 import * as LiveEvent from "../../src/schema/LiveEvent.js"
 import { Query } from "../../src/schema/Query.js"
-import { BLOB_READ_MAX, DocsRpcs, SetOutcome } from "../../src/schema/Rpc.js"
+import { BLOB_READ_MAX, DocsRpcs, REQUEST_BODY_MAX, SetOutcome, UPLOAD_CHUNK_MAX } from "../../src/schema/Rpc.js"
 import * as Blobs from "../../src/services/Blobs.js"
 import * as Docs from "../../src/services/Docs.js"
 import * as DocsRpc from "../../src/services/DocsRpc.js"
@@ -246,6 +246,40 @@ describe("DocsRpc", () => {
       yield* TestClock.adjust(Duration.millis(200))
       for (let i = 0; i < 100 && !closed[0]; i++) yield* realPause
       assert.deepStrictEqual(closed, [true], "dropped after it")
+    }))
+
+  it.scopedLive("request bodies are bounded (413, or the connection ends); `set` of a value above one chunk goes as an upload", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* served
+      const author = yield* client.authorGetDefault
+      const docId = yield* client.create
+      const big = new Uint8Array(randomBytes(2 * UPLOAD_CHUNK_MAX + 5))
+      const outcome = yield* client.set(docId, author, utf8("big"), big)
+      assert.strictEqual(outcome.entry.contentLen, BigInt(big.length))
+      assert.isTrue(equals(concatBytes(yield* collect(client.blobRead(outcome.entry.contentHash))), big))
+
+      const bearer = { authorization: `Bearer ${Redacted.value(server.token)}`, "content-type": "application/msgpack" }
+      const declared = yield* Effect.promise(() =>
+        fetch(server.url, { method: "POST", headers: bearer, body: new Uint8Array(REQUEST_BODY_MAX + 1) }))
+      assert.strictEqual(declared.status, 413)
+      // Chunked (no length): read until one byte too many, then the connection ends.
+      const pieces = Math.ceil((REQUEST_BODY_MAX + 1) / 65536)
+      let sent = 0
+      const chunked = yield* Effect.promise(() =>
+        fetch(server.url, {
+          method: "POST",
+          headers: bearer,
+          body: new ReadableStream({
+            pull: (controller) => {
+              if (sent++ === pieces) controller.close()
+              else controller.enqueue(new Uint8Array(65536))
+            }
+          }),
+          duplex: "half"
+        } as RequestInit).then((r) => r.status, () => "refused" as const))
+      assert.notStrictEqual(chunked, 200)
+      // The node still serves.
+      assert.isTrue(equals(yield* client.authorGetDefault, author))
     }))
 
   it.scopedLive("documents, entries and their errors over RPC", () =>
