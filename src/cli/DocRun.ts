@@ -20,6 +20,7 @@ import type { LiveEvent } from "../schema/LiveEvent.js"
 import { MultiaddrString, NodeAddr, nodeIdFromPeerId } from "../schema/NodeAddr.js"
 import { Query } from "../schema/Query.js"
 import { addrInfoOptionsOf, ticketToString } from "../schema/Ticket.js"
+import { CONTENT_REPLY_MAX } from "../schema/Rpc.js"
 import type { DocsService } from "../services/DocsApi.js"
 import {
   CliError,
@@ -139,7 +140,7 @@ export const drop = (options: Options<typeof Spec.dropConfig>) =>
 // -- set / get / keys / del
 
 /** The largest value `doc get --json` prints (as contentHex, twice its size); larger ones are refused with a hint. */
-const JSON_CONTENT_MAX = 16 * 1024 * 1024
+const JSON_CONTENT_MAX = CONTENT_REPLY_MAX
 
 /** A readable (stdin, a file) as a stream of chunks: read as the upload sends them, never held whole. */
 const readable = (open: () => NodeJS.ReadableStream, what: string): Stream.Stream<Uint8Array, CliError> =>

@@ -139,8 +139,9 @@ export class BlobListItem extends Schema.Class<BlobListItem>("BlobListItem")({
 /**
  * The largest piece `BlobRead` returns: a blob of any size is read as many of these. 4 MiB: a call costs the node
  * ~6 ms of CPU beside its bytes, and a 100 MiB `doc get` in 4 MiB pieces took 0.97 s of the node's CPU and 1.75 s of
- * the client's, against 1.40 and 2.22 s in 1 MiB pieces (medians of 5). Each call holds its piece about twice in the node's memory
- * (the read, the encoded reply) and in the client's: bounded, well below the RPC layer's 16 MiB message bound.
+ * the client's, against 1.40 and 2.22 s in 1 MiB pieces (medians of 5). Each call holds its piece a few times over
+ * on each side (the read, the encoded reply, msgpackr's pack buffer, which grows to a few times the largest message
+ * and is kept): bounded, and the reply well below the RPC layer's 16 MiB message bound.
  */
 export const BLOB_READ_MAX = 4 * 1024 * 1024
 
@@ -293,6 +294,12 @@ export class DocsRpcs extends RpcGroup.make(
 
 /** The largest unfinished message a decoder holds: @effect/rpc's own bound (a reply of more fails the call). */
 const MAX_PENDING = 16 * 1024 * 1024
+
+/**
+ * The largest content one reply carries (`ReadContent`): the decoder's bound less room for the message around it.
+ * Larger content is read in `BlobRead` pieces (`doc get`, `blob get`) or exported by the node.
+ */
+export const CONTENT_REPLY_MAX = MAX_PENDING - 64 * 1024
 
 /**
  * The serialization of the node's RPC server and of its clients: @effect/rpc's msgpack (`RpcSerialization.msgPack`),

@@ -111,7 +111,7 @@ export interface DocsService {
   readonly blobList: Stream.Stream<BlobListItem, ApiError>
   /**
    * The content of a complete blob from `offset` (default 0), `length` bytes of it (default: to the end), in pieces of
-   * at most `chunkSize` bytes (default 64 KiB embedded, 1 MiB over RPC), read as the stream is pulled: bounded memory
+   * at most `chunkSize` bytes (default 64 KiB embedded, 4 MiB over RPC), read as the stream is pulled: bounded memory
    * at any size.
    */
   readonly blobRead: (

@@ -112,8 +112,11 @@ const progressStream = <A, I, P, E>(
 export const UPLOAD_IDLE = Duration.seconds(60)
 /** At most this many uploads at once; more fail (each holds up to UPLOAD_BUFFER chunks in memory). */
 export const MAX_UPLOADS = 8
-/** Chunks waiting to be hashed per upload; when full, `UploadChunk` waits (backpressure on the client). */
-export const UPLOAD_BUFFER = 4
+/**
+ * Chunks waiting to be hashed per upload; when full, `UploadChunk` waits (backpressure on the client). One chunk of
+ * UPLOAD_CHUNK_MAX (4 MiB): at most MAX_UPLOADS × 4 MiB buffered, as with four 1 MiB chunks before.
+ */
+export const UPLOAD_BUFFER = 1
 
 interface Upload {
   readonly chunks: Mailbox.Mailbox<Uint8Array, DocsError>
@@ -320,7 +323,9 @@ const withBodyInOnePass = (request: HttpServerRequest.HttpServerRequest): HttpSe
       }
     }
     const onEnd = () => {
+      incoming.off("data", onData)
       const whole = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
+      pieces.length = 0
       resume(Effect.succeed(
         whole.byteOffset === 0 && whole.byteLength === whole.buffer.byteLength
           ? whole.buffer as ArrayBuffer

@@ -312,7 +312,7 @@ const makeHttpProtocol = (client: HttpClient.HttpClient) =>
 
 /**
  * Node's HTTP client with connections kept open between calls: `NodeHttpClient.layer`'s agent opens a connection per
- * call (a 100 MiB `doc get` is a hundred `BlobRead` calls). An idle connection is closed after 4 s, well before the
+ * call (a 100 MiB `doc get` is 25 `BlobRead` calls). An idle connection is closed after 4 s, well before the
  * node's server would close it (`SERVER_KEEP_ALIVE_MS`), so that a call never goes out on a connection the server is
  * closing at that moment.
  */

@@ -17,7 +17,7 @@ import type { SignedEntry } from "../schema/Entry.js"
 import type { AuthorId, NamespaceId } from "../schema/Keys.js"
 import type { LiveEvent } from "../schema/LiveEvent.js"
 import type { TransferInFlight } from "../schema/InspectorRpc.js"
-import type { DocListItem, NodeInfo, Stats } from "../schema/Rpc.js"
+import { CONTENT_REPLY_MAX, type DocListItem, type NodeInfo, type Stats } from "../schema/Rpc.js"
 import { Query } from "../schema/Query.js"
 import { parseTicket, type ShareMode, ticketToString } from "../schema/Ticket.js"
 import { lineChart } from "./chart.js"
@@ -38,7 +38,7 @@ const MAX_LOG = 200
 const MAX_SAMPLES = 60
 /** The largest content previewed or downloaded through the page. */
 const MAX_PREVIEW = 8 * 1024 * 1024
-const MAX_DOWNLOAD = 64 * 1024 * 1024
+const MAX_DOWNLOAD = CONTENT_REPLY_MAX
 const MAX_VALUE = 1024 * 1024
 const TOKEN_KEY = "rangedocs-token"
 

@@ -10,6 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { PassThrough } from "node:stream"
 import { safeRelativePath } from "../../src/cli/DocRun.js"
+import { UPLOAD_CHUNK_MAX } from "../../src/schema/Rpc.js"
 import { eventually, HEX64, lines, makeHarness, text } from "./harness.js"
 
 const h = makeHarness("blob")
@@ -74,7 +75,8 @@ describe("rangedocs blob", () => {
 
     // An upload in flight: some bytes sent, the rest held back while gc runs.
     const input = new PassThrough()
-    const head = crypto.randomBytes(2 * MiB)
+    // More than one upload chunk, so that the node holds a chunk of it, not only the client.
+    const head = crypto.randomBytes(UPLOAD_CHUNK_MAX + MiB)
     const tail = crypto.randomBytes(MiB)
     const upload = h.cliPiped(["doc", "set", doc, "gc/uploading", "--json", ...A], input)
     input.write(head)

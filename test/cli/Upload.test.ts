@@ -84,7 +84,7 @@ describe("rangedocs doc set, big values", () => {
     if (before !== undefined && after !== undefined) {
       // Loose: the value never sits whole in the node's memory (a buffered upload holds it two or three times over:
       // the request body, the decoded bytes, the blob write: 200 MiB and more). Chunks not yet collected account for
-      // the growth: each 1 MiB chunk leaves about 2 MiB of dead ArrayBuffers (the socket's reads, the body), which V8
+      // the growth: each chunk leaves about twice its size of dead ArrayBuffers (the socket's reads, the body), which V8
       // collects only once tens of MiB of them have piled up. Growth seen on the slower 2-core machine: 63–82 MiB.
       assert.isBelow(after - before, 128 * MiB, `the node's peak RSS grew by ${((after - before) / MiB).toFixed(0)} MiB`)
     }
