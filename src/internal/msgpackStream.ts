@@ -55,7 +55,9 @@ export class MsgpackStreamDecoder {
 
   /** The messages `piece` completes, in order; an unfinished one is kept for the next pieces. */
   push(piece: Uint8Array): Array<unknown> {
-    const source = this.pending === undefined ? { buffer: piece, start: 0, end: piece.length, owned: false } : this.append(piece)
+    const source: Pending = this.pending === undefined
+      ? { buffer: piece, start: 0, end: piece.length, owned: false }
+      : this.append(piece)
     this.pending = undefined
     const view = source.buffer.subarray(source.start, source.end)
     try {

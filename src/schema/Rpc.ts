@@ -2,10 +2,11 @@
  * The Docs RPC group: the 26 requests of spec 06 §3, then the node program's own: `ImportFile`/`ExportFile` (spec 06 §5
  * done on the node, so the CLI can pass paths), `ReadContent`, `NodeStatus` and `Stats`. Every RPC fails with `ApiError`. Field names: `docId` (NamespaceId), `authorId` (AuthorId), `author` (an Author secret).
  *
- * Serialization is msgpack (`layerMsgPack` below: @effect/rpc's, with a decoder that copies less), which carries `Uint8Array` and `bigint` (u64 values go as
- * msgpack uint64 and come back as bigint), so entries travel as the domain schemas. Secrets are the exception: their
- * seeds are `Redacted`, which msgpack writes as an empty map, so Author, NamespaceSecret, Capability and DocTicket
- * travel through the `…FromRpc` schemas below, whose encoded side holds the 32 seed bytes.
+ * Serialization is msgpack (`layerMsgPack` below: @effect/rpc's, with a decoder that copies less), which carries
+ * `Uint8Array` and `bigint` (u64 values go as msgpack uint64 and come back as bigint), so entries travel as the domain
+ * schemas. Secrets are the exception: their seeds are `Redacted`, which msgpack writes as an empty map, so Author,
+ * NamespaceSecret, Capability and DocTicket travel through the `…FromRpc` schemas below, whose encoded side holds the
+ * 32 seed bytes.
  */
 import { Rpc, RpcGroup, RpcSerialization } from "@effect/rpc"
 import { Layer, ParseResult, Redacted, Schema } from "effect"
@@ -97,9 +98,9 @@ export const ImportFileProgress = Schema.Union(
 export type ImportFileProgress = typeof ImportFileProgress.Type
 
 /**
- * The largest chunk of an upload (`UploadChunk`): a value of any size travels as many of these, never whole. 4 MiB, as
- * `BLOB_READ_MAX`: 100 MiB piped to `doc set` took 1.75 s and 1.4 s of the client's CPU (medians of 5), against 2.25
- * and 2.0 s in 1 MiB chunks; the node's CPU and peak RSS stayed the same (1.25 s, 197–201 MB).
+ * The largest chunk of an upload (`UploadChunk`): a value of whatever size travels as many of these, never whole.
+ * 4 MiB, as `BLOB_READ_MAX`: 100 MiB piped to `doc set` took 1.75 s and 1.4 s of the client's CPU (medians of 5),
+ * against 2.25 and 2.0 s in 1 MiB chunks; the node's CPU and peak RSS stayed the same (1.25 s, 197–201 MB).
  */
 export const UPLOAD_CHUNK_MAX = 4 * 1024 * 1024
 
@@ -137,7 +138,7 @@ export class BlobListItem extends Schema.Class<BlobListItem>("BlobListItem")({
 }) {}
 
 /**
- * The largest piece `BlobRead` returns: a blob of any size is read as many of these. 4 MiB: a call costs the node
+ * The largest piece `BlobRead` returns: a blob of whatever size is read as many of these. 4 MiB: a call costs the node
  * ~6 ms of CPU beside its bytes, and a 100 MiB `doc get` in 4 MiB pieces took 0.97 s of the node's CPU and 1.75 s of
  * the client's, against 1.40 and 2.22 s in 1 MiB pieces (medians of 5). Each call holds its piece a few times over
  * on each side (the read, the encoded reply, msgpackr's pack buffer, which grows to a few times the largest message
@@ -316,7 +317,12 @@ export const msgPack: RpcSerialization.RpcSerialization["Type"] = RpcSerializati
     const decoder = new MsgpackStreamDecoder(
       new Unpackr(options),
       MAX_PENDING,
-      (bufferSize) => new RpcSerialization.RpcSerializationError({ reason: "BufferSizeExceeded", maxBufferSize: MAX_PENDING, bufferSize })
+      (bufferSize) =>
+        new RpcSerialization.RpcSerializationError({
+          reason: "BufferSizeExceeded",
+          maxBufferSize: MAX_PENDING,
+          bufferSize
+        })
     )
     const encoder = new TextEncoder()
     return {
@@ -327,4 +333,7 @@ export const msgPack: RpcSerialization.RpcSerialization["Type"] = RpcSerializati
 })
 
 /** `msgPack` as the layer `RpcServer` and `RpcClient` read it from. */
-export const layerMsgPack: Layer.Layer<RpcSerialization.RpcSerialization> = Layer.succeed(RpcSerialization.RpcSerialization, msgPack)
+export const layerMsgPack: Layer.Layer<RpcSerialization.RpcSerialization> = Layer.succeed(
+  RpcSerialization.RpcSerialization,
+  msgPack
+)

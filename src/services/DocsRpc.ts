@@ -40,7 +40,13 @@ import * as Metrics from "../internal/metrics.js"
 import { ApiError, DocsError } from "../schema/DocsErrors.js"
 import { LiveEvent } from "../schema/LiveEvent.js"
 import type { AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
-import { type ExportFileProgress, type ImportFileProgress, layerMsgPack, REQUEST_BODY_MAX, type SetOutcome } from "../schema/Rpc.js"
+import {
+  type ExportFileProgress,
+  type ImportFileProgress,
+  layerMsgPack,
+  REQUEST_BODY_MAX,
+  type SetOutcome
+} from "../schema/Rpc.js"
 import * as Docs from "./Docs.js"
 import * as Inspector from "./Inspector.js"
 import { InspectorRpcs } from "../schema/InspectorRpc.js"

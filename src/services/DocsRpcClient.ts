@@ -264,7 +264,8 @@ export const REPLY_END_GRACE = "5 seconds"
 const makeHttpProtocol = (client: HttpClient.HttpClient) =>
   RpcClient.Protocol.make(Effect.fnUntraced(function*(writeResponse) {
     const serialization = yield* RpcSerialization.RpcSerialization
-    const failed = (cause: unknown) => new RpcClientError({ reason: "Protocol", message: "Failed to send HTTP request", cause })
+    const failed = (cause: unknown) =>
+      new RpcClientError({ reason: "Protocol", message: "Failed to send HTTP request", cause })
     const send = (request: FromClientEncoded): Effect.Effect<void, RpcClientError> => {
       if (request._tag !== "Request") return Effect.void
       const parser = serialization.unsafeMake()

@@ -22,7 +22,7 @@ const packAll = (messages: ReadonlyArray<unknown>): Uint8Array => {
 
 
 // RPC-like messages: records of a few shapes (msgpackr's record structures carry over from one message to the next),
-// binary fields of any size, u64 as bigint, nested arrays and maps.
+// binary fields of all sizes, u64 as bigint, nested arrays and maps.
 const binary = fc.uint8Array({ maxLength: 3000 })
 const message = fc.oneof(
   fc.record({ _tag: fc.constant("Chunk"), requestId: fc.bigInt({ min: 0n, max: 2n ** 63n - 1n }), values: fc.array(binary, { maxLength: 4 }) }),
