@@ -248,7 +248,7 @@ export class DocsRpcs extends RpcGroup.make(
     error: ApiError,
     stream: true
   }),
-  /** The bytes of the complete blob `hash`. */
+  /** The bytes of the complete blob `hash`, at most CONTENT_REPLY_MAX (larger: DocsError; read those by BlobRead). */
   Rpc.make("ReadContent", { payload: { hash: Hash }, success: Schema.Uint8ArrayFromSelf, error: ApiError }),
   /** Every blob the node stores, complete or partial, in hash order. */
   Rpc.make("BlobList", { success: BlobListItem, error: ApiError, stream: true }),

@@ -43,6 +43,7 @@ import type { AuthorId, Hash, NamespaceId } from "../schema/Keys.js"
 import {
   type ExportFileProgress,
   type ImportFileProgress,
+  CONTENT_REPLY_MAX,
   layerMsgPack,
   REQUEST_BODY_MAX,
   type SetOutcome
@@ -212,6 +213,24 @@ const readPiece = (docs: Docs.DocsService, hash: Hash, offset: number, length: n
       Option.getOrElse(() => new Uint8Array(0))
     )
 
+/**
+ * `ReadContent`, refused before anything is read when the content is larger than one reply carries (the node would
+ * hold it whole, and the client's decoder refuses the reply): whether a byte exists at CONTENT_REPLY_MAX says so.
+ */
+const readContentBounded = (docs: Docs.DocsService, hash: Hash) =>
+  Stream.runHead(docs.blobRead(hash, { offset: CONTENT_REPLY_MAX, length: 1, chunkSize: 1 })).pipe(
+    Effect.catchTag("BlobRangeError", () => Effect.succeed(Option.none<Uint8Array>())),
+    Effect.flatMap((beyond) =>
+      Option.isNone(beyond)
+        ? docs.readContent(hash)
+        : Effect.fail(
+          new DocsError({
+            message: `content larger than ${CONTENT_REPLY_MAX} bytes, more than one reply carries: read it in pieces (BlobRead)`
+          })
+        )
+    )
+  )
+
 /** The handlers of every request, each forwarding to `Docs`. */
 export const handlers = (rpcAddress: Option.Option<string>) =>
   ServedRpcs.toLayer(Effect.gen(function*() {
@@ -263,7 +282,7 @@ export const handlers = (rpcAddress: Option.Option<string>) =>
             docs.exportFile(hash, path, (bytes, size) => onProgress({ _tag: "Progress", bytes, size })),
           () => []
         ),
-      ReadContent: ({ hash }) => docs.readContent(hash),
+      ReadContent: ({ hash }) => readContentBounded(docs, hash),
       BlobList: () => docs.blobList,
       BlobRead: ({ hash, length, offset }) => readPiece(docs, hash, offset, length),
       BlobGc: () => docs.blobGc,

@@ -37,7 +37,7 @@ import { OpenState } from "../../src/schema/Events.js"
 import { Author, Hash, NamespaceSecret } from "../../src/schema/Keys.js"
 import * as LiveEvent from "../../src/schema/LiveEvent.js"
 import { Query } from "../../src/schema/Query.js"
-import { BLOB_READ_MAX, DocsRpcs, REQUEST_BODY_MAX, SetOutcome, UPLOAD_CHUNK_MAX } from "../../src/schema/Rpc.js"
+import { BLOB_READ_MAX, CONTENT_REPLY_MAX, DocsRpcs, REQUEST_BODY_MAX, SetOutcome, UPLOAD_CHUNK_MAX } from "../../src/schema/Rpc.js"
 import * as Blobs from "../../src/services/Blobs.js"
 import * as Docs from "../../src/services/Docs.js"
 import * as DocsRpc from "../../src/services/DocsRpc.js"
@@ -280,6 +280,15 @@ describe("DocsRpc", () => {
       assert.notStrictEqual(chunked, 200)
       // The node still serves.
       assert.isTrue(equals(yield* client.authorGetDefault, author))
+
+      // A value read whole (ReadContent) is at most one reply: refused above it, before the node reads it.
+      assert.isTrue(equals(yield* client.readContent(outcome.entry.contentHash), big))
+      const huge = yield* client.set(docId, author, utf8("huge"), new Uint8Array(CONTENT_REPLY_MAX + 1))
+      const refused = yield* failure(client.readContent(huge.entry.contentHash))
+      assertError(refused, "DocsError")
+      assert.include(refused.message, "read it in pieces")
+      const exact = yield* client.set(docId, author, utf8("exact"), new Uint8Array(CONTENT_REPLY_MAX).fill(7))
+      assert.strictEqual((yield* client.readContent(exact.entry.contentHash)).length, CONTENT_REPLY_MAX)
     }))
 
   it.scopedLive("documents, entries and their errors over RPC", () =>
