@@ -218,10 +218,11 @@ const readPiece = (docs: Docs.DocsService, hash: Hash, offset: number, length: n
  * hold it whole, and the client's decoder refuses the reply): whether a byte exists at CONTENT_REPLY_MAX says so.
  */
 const readContentBounded = (docs: Docs.DocsService, hash: Hash) =>
-  Stream.runHead(docs.blobRead(hash, { offset: CONTENT_REPLY_MAX, length: 1, chunkSize: 1 })).pipe(
-    Effect.catchTag("BlobRangeError", () => Effect.succeed(Option.none<Uint8Array>())),
+  readPiece(docs, hash, CONTENT_REPLY_MAX, 1).pipe(
+    // Shorter than CONTENT_REPLY_MAX: the offset is past its end.
+    Effect.catchTag("BlobRangeError", () => Effect.succeed(new Uint8Array(0))),
     Effect.flatMap((beyond) =>
-      Option.isNone(beyond)
+      beyond.length === 0
         ? docs.readContent(hash)
         : Effect.fail(
           new DocsError({
@@ -334,33 +335,37 @@ const withBodyInOnePass = (request: HttpServerRequest.HttpServerRequest): HttpSe
   const incoming = NodeHttpServerRequest.toIncomingMessage(request)
   const fail = (cause: unknown) => new HttpServerError.RequestError({ request, reason: "Decode", cause })
   const body = Effect.async<ArrayBuffer, HttpServerError.RequestError>((resume) => {
-    const pieces: Array<Buffer> = []
+    let pieces: Array<Buffer> = []
     let size = 0
+    const detach = () => void incoming.off("data", onData).off("end", onEnd).off("error", onError)
     const onData = (piece: Buffer) => {
       size += piece.length
       pieces.push(piece)
       // A body without a length (chunked) is bounded as it arrives: the connection ends at the first byte too many.
       if (size > REQUEST_BODY_MAX) {
-        pieces.length = 0
-        incoming.off("data", onData).off("end", onEnd).off("error", onError)
+        detach()
+        pieces = []
         incoming.destroy()
         resume(Effect.fail(fail(new Error(`request body larger than ${REQUEST_BODY_MAX} bytes`))))
       }
     }
     const onEnd = () => {
-      incoming.off("data", onData)
+      detach()
       const whole = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
-      pieces.length = 0
+      pieces = []
       resume(Effect.succeed(
         whole.byteOffset === 0 && whole.byteLength === whole.buffer.byteLength
           ? whole.buffer as ArrayBuffer
           : whole.buffer.slice(whole.byteOffset, whole.byteOffset + whole.byteLength) as ArrayBuffer
       ))
     }
-    const onError = (cause: unknown) => resume(Effect.fail(fail(cause)))
+    const onError = (cause: unknown) => {
+      detach()
+      resume(Effect.fail(fail(cause)))
+    }
     incoming.on("data", onData).once("end", onEnd).once("error", onError)
     return Effect.sync(() => {
-      incoming.off("data", onData).off("end", onEnd).off("error", onError)
+      detach()
       if (!incoming.complete) incoming.destroy()
     })
   })
@@ -373,8 +378,7 @@ const tooLarge = () =>
 
 /**
  * Serves the Docs RPC group over HTTP (msgpack) on `host:port`, refusing requests without the token (401) and bodies
- * above REQUEST_BODY_MAX (413). Provides
- * the URL and token it serves with.
+ * above REQUEST_BODY_MAX (413). Provides the URL and token it serves with.
  */
 export const layerServer = (options: ServerOptions = {}): Layer.Layer<RpcServerInfo, DocsError, Docs.Docs> =>
   Layer.scoped(

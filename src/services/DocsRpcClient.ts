@@ -41,7 +41,9 @@ import { Docs, type DocsService, type ImportFileOutcome } from "./DocsApi.js"
 
 export const RPC_PATH = "/rpc"
 
-/** How long the node's RPC server keeps an idle connection open (clients here close theirs after 4 s). */
+/** How long a client here keeps an idle connection to a node open. */
+const CLIENT_IDLE_MS = 4_000
+/** How long the node's RPC server keeps an idle connection open: well above CLIENT_IDLE_MS. */
 export const SERVER_KEEP_ALIVE_MS = 15_000
 export const RPC_FILE = "rpc.json"
 export const TOKEN_FILE = "rpc-token"
@@ -269,12 +271,8 @@ const makeHttpProtocol = (client: HttpClient.HttpClient) =>
     const send = (request: FromClientEncoded): Effect.Effect<void, RpcClientError> => {
       if (request._tag !== "Request") return Effect.void
       const parser = serialization.unsafeMake()
-      const encoded = parser.encode(request)
-      const body = encoded === undefined
-        ? HttpBody.empty
-        : typeof encoded === "string"
-        ? HttpBody.text(encoded, serialization.contentType)
-        : HttpBody.uint8Array(encoded, serialization.contentType)
+      // msgpack encodes to bytes (layerProtocol provides `layerMsgPack`).
+      const body = HttpBody.uint8Array(parser.encode(request) as Uint8Array, serialization.contentType)
       let exited = false
       const read = client.post("", { body }).pipe(
         Effect.flatMap((response) =>
@@ -313,12 +311,12 @@ const makeHttpProtocol = (client: HttpClient.HttpClient) =>
 
 /**
  * Node's HTTP client with connections kept open between calls: `NodeHttpClient.layer`'s agent opens a connection per
- * call (a 100 MiB `doc get` is 25 `BlobRead` calls). An idle connection is closed after 4 s, well before the
- * node's server would close it (`SERVER_KEEP_ALIVE_MS`), so that a call never goes out on a connection the server is
+ * call (a 100 MiB `doc get` is 25 `BlobRead` calls). An idle connection is closed after CLIENT_IDLE_MS, well before
+ * the node's server would close it (`SERVER_KEEP_ALIVE_MS`), so that a call never goes out on a connection the server is
  * closing at that moment.
  */
 const keepAliveHttpClient = NodeHttpClient.layerWithoutAgent.pipe(
-  Layer.provide(NodeHttpClient.makeAgentLayer({ keepAlive: true, timeout: 4_000 }))
+  Layer.provide(NodeHttpClient.makeAgentLayer({ keepAlive: true, timeout: CLIENT_IDLE_MS }))
 )
 
 /**
